@@ -1,0 +1,206 @@
+"""Scenario files: the pydantic v2 schema, YAML loading, and `--set dotted.path=value` overrides.
+
+Unknown keys are rejected everywhere (extra="forbid"), so a typo never silently falls back to a
+default. Errors name the file, the dotted field path and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from capsim.errors import CapsimInputError
+from capsim.servicetime import ServiceSpec
+from capsim.workload import ArrivalSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Workload(_Strict):
+    """Where requests come from."""
+
+    arrival: ArrivalSpec
+
+
+class Hardware(_Strict):
+    """What one replica runs on and what it costs (the catalogue arrives with autoscaling)."""
+
+    name: str = Field(min_length=1)
+    usd_per_hour: float = Field(ge=0, description="price of one replica per hour")
+
+
+class Batching(_Strict):
+    """Dynamic batching as Triton does it (see docs/model.md): `max_wait_ms: 0` is greedy."""
+
+    max_batch_size: int = Field(default=1, ge=1)
+    max_wait_ms: float = Field(default=0.0, ge=0)
+
+
+class Cache(_Strict):
+    """A response cache in front of the replicas: hits are answered without the model."""
+
+    hit_ratio: float = Field(default=0.0, ge=0, lt=1)
+    latency_ms: float = Field(default=0.0, ge=0)
+
+
+LoadBalancerKind = Literal["round_robin", "random", "least_outstanding", "power_of_two"]
+
+
+class RealtimeServing(_Strict):
+    """Request/response serving: a fixed fleet of replicas behind a load balancer."""
+
+    mode: Literal["realtime"] = "realtime"
+    replicas: int = Field(ge=1)
+    instances_per_replica: int = Field(default=1, ge=1, description="model executors sharing one queue")
+    batching: Batching = Batching()
+    queue_capacity: int | None = Field(
+        default=None, ge=0, description="max requests waiting per replica (not counting those in service)"
+    )
+    timeout_ms: float | None = Field(default=None, gt=0, description="a request still queued this long leaves")
+    load_balancer: LoadBalancerKind = "round_robin"
+    cache: Cache = Cache()
+    overhead_ms: float = Field(
+        default=0.0, ge=0, description="fixed time outside the model on every request: network, (de)serialization"
+    )
+
+
+ServingSpec = Annotated[RealtimeServing, Field(discriminator="mode")]
+
+
+class Slo(_Strict):
+    """The latency objective: `percentile` % of requests within `latency_ms`."""
+
+    latency_ms: float = Field(gt=0)
+    percentile: float = Field(default=99.0, gt=0, lt=100)
+
+
+class Scenario(_Strict):
+    """One what-if question: traffic, model speed, hardware and serving configuration."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    duration_s: float = Field(gt=0, description="simulated time during which requests arrive")
+    warmup_s: float = Field(default=0.0, ge=0, description="discarded from every statistic")
+    seed: int = Field(default=0, ge=0)
+    workload: Workload
+    service: ServiceSpec
+    hardware: Hardware
+    serving: ServingSpec
+    slo: Slo | None = None
+
+    @model_validator(mode="after")
+    def _warmup_inside_run(self) -> Scenario:
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup_s ({self.warmup_s}) must be less than duration_s ({self.duration_s})")
+        return self
+
+    def resolve_paths(self, base_dir: Path) -> Scenario:
+        """A copy whose relative paths (traces, profiles) are taken relative to `base_dir`."""
+        workload = self.workload.model_copy(update={"arrival": self.workload.arrival.resolve_paths(base_dir)})
+        return self.model_copy(update={"workload": workload, "service": self.service.resolve_paths(base_dir)})
+
+
+def _field_path(data: Any, loc: tuple[int | str, ...]) -> str:
+    """The dotted path of an error location as the user wrote it, without pydantic's union tags."""
+    parts: list[str] = []
+    current = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+            parts.append(str(part))
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+            parts.append(f"[{part}]")
+        elif last or not isinstance(current, dict):
+            parts.append(str(part))
+        # otherwise it is a discriminated-union tag pydantic inserted: skip it
+    return ".".join(parts).replace(".[", "[")
+
+
+def _describe_error(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see docs/scenarios.md for the fields)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    message = str(err["msg"])
+    value = err.get("input")
+    if isinstance(value, (int, float, str, bool)) and not message.endswith(repr(value)):
+        message += f" (got {value!r})"
+    return message
+
+
+def validate_scenario(data: Any, source: str) -> Scenario:
+    """Validate a parsed scenario mapping; raise CapsimInputError naming the first bad field."""
+    if not isinstance(data, dict):
+        raise CapsimInputError("expected a mapping of scenario fields at the top level", source=source)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CapsimInputError(
+            _describe_error(err), source=source, field=_field_path(data, err["loc"]) or None
+        ) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` → (["a", "b", "c"], value parsed as YAML, so numbers and booleans keep their type)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise CapsimInputError(f"expected --set dotted.path=value, got '{text}'", source="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return [p for p in key.strip().split(".")], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `data` with each `dotted.path=value` set (intermediate mappings are created)."""
+    import copy
+
+    result = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = result
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise CapsimInputError(f"'{where}' is a value, not a section", source="--set", field=where)
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with one-line errors (missing file, syntax error with its line)."""
+    if not path.is_file():
+        raise CapsimInputError("file not found", source=str(path))
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise CapsimInputError(f"invalid YAML: {where}{exc.problem}", source=str(path)) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CapsimInputError(f"invalid YAML: {exc}", source=str(path)) from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario file; relative paths in it are resolved against its folder."""
+    path = Path(path)
+    data = read_yaml(path)
+    if overrides:
+        if not isinstance(data, dict):
+            raise CapsimInputError("expected a mapping of scenario fields at the top level", source=str(path))
+        data = apply_overrides(data, overrides)
+    scenario = validate_scenario(data, str(path))
+    return scenario.resolve_paths(path.parent)

@@ -1,0 +1,80 @@
+"""Closed-form service-time models: deterministic, exponential, lognormal, and linear in batch size."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from capsim.rng import BufferedVariates
+from capsim.servicetime.base import BatchSampler, ServiceTimeModel, lognormal_params
+
+
+class DeterministicService(ServiceTimeModel):
+    """Every batch takes exactly `mean_ms` (whatever its size), plus `per_item_ms` per request."""
+
+    kind: Literal["deterministic"] = "deterministic"
+    mean_ms: float = Field(gt=0)
+    per_item_ms: float = Field(default=0.0, ge=0)
+
+    def mean_s(self, batch_size: int) -> float:
+        return (self.mean_ms + self.per_item_ms * (batch_size - 1)) / 1000.0
+
+    def sampler(self, rng: np.random.Generator) -> BatchSampler:
+        return self.mean_s
+
+
+class ExponentialService(ServiceTimeModel):
+    """Exponential batch times with mean `mean_ms`: the memoryless M/M/c reference model."""
+
+    kind: Literal["exponential"] = "exponential"
+    mean_ms: float = Field(gt=0)
+
+    def mean_s(self, batch_size: int) -> float:
+        return self.mean_ms / 1000.0
+
+    def sampler(self, rng: np.random.Generator) -> BatchSampler:
+        draws = BufferedVariates(rng.standard_exponential)
+        mean_s = self.mean_ms / 1000.0
+        return lambda batch_size: mean_s * draws.next()
+
+
+class LognormalService(ServiceTimeModel):
+    """Lognormal batch times with mean `mean_ms` and coefficient of variation `cv`: the usual shape
+    of measured inference latency (a floor and a right tail)."""
+
+    kind: Literal["lognormal"] = "lognormal"
+    mean_ms: float = Field(gt=0)
+    cv: float = Field(gt=0)
+
+    def mean_s(self, batch_size: int) -> float:
+        return self.mean_ms / 1000.0
+
+    def sampler(self, rng: np.random.Generator) -> BatchSampler:
+        mu, sigma = lognormal_params(self.mean_ms / 1000.0, self.cv)
+        draws = BufferedVariates(rng.standard_normal)
+        return lambda batch_size: math.exp(mu + sigma * draws.next())
+
+
+class LinearService(ServiceTimeModel):
+    """Batch time `base_ms + per_item_ms × k` — fixed launch overhead plus per-request work, the
+    first-order shape of batched inference. With `cv` > 0 the time is lognormal around that mean."""
+
+    kind: Literal["linear"] = "linear"
+    base_ms: float = Field(ge=0)
+    per_item_ms: float = Field(ge=0)
+    cv: float = Field(default=0.0, ge=0)
+
+    def mean_s(self, batch_size: int) -> float:
+        return (self.base_ms + self.per_item_ms * batch_size) / 1000.0
+
+    def sampler(self, rng: np.random.Generator) -> BatchSampler:
+        if self.cv == 0:
+            return self.mean_s
+        _, sigma = lognormal_params(1.0, self.cv)
+        draws = BufferedVariates(rng.standard_normal)
+        # A unit-mean lognormal factor keeps the mean exact for every batch size.
+        shift = -0.5 * sigma * sigma
+        return lambda batch_size: self.mean_s(batch_size) * math.exp(shift + sigma * draws.next())

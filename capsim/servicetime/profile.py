@@ -1,0 +1,97 @@
+"""Service times from a measured profile, interpolated between the measured batch sizes."""
+
+from __future__ import annotations
+
+import bisect
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from capsim.rng import BufferedVariates
+from capsim.servicetime.base import BatchSampler, ServiceTimeModel
+from capsim.servicetime.profile_format import Profile, read_profile
+
+
+def _weights(sizes: list[int], batch_size: int) -> tuple[int, int, float]:
+    """Indices of the two measured sizes to blend for `batch_size`, and the weight of the second.
+
+    Between measured sizes the blend is linear; beyond the largest (or below the smallest) it
+    extrapolates along the line through the two outermost points, which is how batch latency grows
+    once the device is saturated.
+    """
+    if len(sizes) == 1:
+        return 0, 0, 0.0
+    i = bisect.bisect_left(sizes, batch_size)
+    if i < len(sizes) and sizes[i] == batch_size:
+        return i, i, 0.0
+    lo = min(max(i - 1, 0), len(sizes) - 2)
+    hi = lo + 1
+    return lo, hi, (batch_size - sizes[lo]) / (sizes[hi] - sizes[lo])
+
+
+class ProfileService(ServiceTimeModel):
+    """Batch times drawn from a measured profile (see `profile_format`). At a measured batch size a
+    draw follows the measured distribution exactly (inverse CDF through its quantiles); between
+    sizes, the quantile curves of the neighbours are blended linearly in batch size."""
+
+    kind: Literal["profile"] = "profile"
+    path: str
+    scale: float = Field(default=1.0, gt=0, description="multiply every time (what-if: a faster model)")
+
+    def resolve_paths(self, base_dir: Path) -> ProfileService:
+        path = Path(self.path)
+        return self if path.is_absolute() else self.model_copy(update={"path": str(base_dir / path)})
+
+    @cached_property
+    def profile(self) -> Profile:
+        """The loaded profile file."""
+        return read_profile(Path(self.path))
+
+    def quantiles_s(self, batch_size: int) -> np.ndarray:
+        """The interpolated quantile curve (seconds) at `batch_size`, on the profile's levels."""
+        points = self.profile.points
+        lo, hi, w = _weights([p.batch_size for p in points], batch_size)
+        q = (1 - w) * np.asarray(points[lo].quantiles_ms) + w * np.asarray(points[hi].quantiles_ms)
+        # Extrapolating downwards can cross zero; a batch never takes less than no time.
+        return np.maximum(q, 0.0) * self.scale / 1000.0
+
+    def mean_s(self, batch_size: int) -> float:
+        points = self.profile.points
+        lo, hi, w = _weights([p.batch_size for p in points], batch_size)
+        mean_ms = (1 - w) * points[lo].mean_ms + w * points[hi].mean_ms
+        return max(mean_ms, 0.0) * self.scale / 1000.0
+
+    def sampler(self, rng: np.random.Generator) -> BatchSampler:
+        levels = list(self.profile.quantile_levels)
+        curves: dict[int, list[float]] = {}
+        uniforms = BufferedVariates(rng.random)
+
+        def draw(batch_size: int) -> float:
+            curve = curves.get(batch_size)
+            if curve is None:
+                curve = curves[batch_size] = self.quantiles_s(batch_size).tolist()
+            u = uniforms.next()
+            j = bisect.bisect_right(levels, u)
+            if j >= len(levels):
+                return curve[-1]
+            lo_level, hi_level = levels[j - 1], levels[j]
+            t = (u - lo_level) / (hi_level - lo_level)
+            return curve[j - 1] + t * (curve[j] - curve[j - 1])
+
+        return draw
+
+    def describe(self) -> dict[str, object]:
+        p = self.profile
+        return {
+            "kind": "profile",
+            "path": self.path,
+            "model": p.model,
+            "hardware": p.hardware,
+            "framework": p.framework,
+            "created_utc": p.created_utc,
+            "source": p.source,
+            "provenance": p.provenance,
+        }

@@ -1,0 +1,134 @@
+"""The service-time profile file: measured batch size → latency distribution, with provenance.
+
+Written by `capsim profile` and `capsim calibrate`, read by `service: {kind: profile, path: ...}`.
+A profile is JSON (so YAML readers can load it too)::
+
+    {
+      "format": "capsim-profile/1",
+      "model": {"name": "mlp"},
+      "hardware": {"name": "cpu-2core", "kind": "cpu", "device_name": "AMD EPYC ...", "threads": 2},
+      "framework": {"name": "torch", "version": "2.13.0", "dtype": "float32", "device": "cpu"},
+      "created_utc": "2026-11-22T14:00:00Z",
+      "source": "capsim profile",
+      "quantile_levels": [0.0, 0.01, ..., 1.0],
+      "points": [{"batch_size": 1, "count": 600, "mean_ms": 1.21, "quantiles_ms": [...]}, ...],
+      "provenance": {...}
+    }
+
+`quantiles_ms[i]` is the `quantile_levels[i]` quantile of one batch's service time (executor busy
+time: from taking the batch to finishing it) at that batch size. The levels must start at 0 and end
+at 1, so that the table is a whole inverse CDF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from capsim.errors import CapsimInputError
+
+PROFILE_FORMAT = "capsim-profile/1"
+
+DEFAULT_QUANTILE_LEVELS: tuple[float, ...] = (
+    0.0, 0.001, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65,
+    0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 0.995, 0.999, 1.0,
+)  # fmt: skip
+
+
+class ProfilePoint(BaseModel):
+    """The measured service-time distribution at one batch size."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(ge=1)
+    count: int = Field(ge=1, description="number of batches measured")
+    mean_ms: float = Field(gt=0)
+    quantiles_ms: list[float]
+
+    @model_validator(mode="after")
+    def _monotone(self) -> ProfilePoint:
+        q = self.quantiles_ms
+        if any(b < a for a, b in zip(q, q[1:], strict=False)) or (q and q[0] < 0):
+            raise ValueError("quantiles_ms must be non-negative and non-decreasing")
+        return self
+
+
+class Profile(BaseModel):
+    """A whole profile file (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: str = PROFILE_FORMAT
+    model: dict[str, Any] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    framework: dict[str, Any] = Field(default_factory=dict)
+    created_utc: str = ""
+    source: str = ""
+    quantile_levels: list[float] = Field(default_factory=lambda: list(DEFAULT_QUANTILE_LEVELS))
+    points: list[ProfilePoint] = Field(min_length=1)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if self.format != PROFILE_FORMAT:
+            raise ValueError(f"format must be '{PROFILE_FORMAT}'")
+        levels = self.quantile_levels
+        if len(levels) < 2 or levels[0] != 0.0 or levels[-1] != 1.0:
+            raise ValueError("quantile_levels must start at 0.0 and end at 1.0")
+        if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+            raise ValueError("quantile_levels must be strictly increasing")
+        sizes = [p.batch_size for p in self.points]
+        if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+            raise ValueError("points must have strictly increasing batch_size")
+        for p in self.points:
+            if len(p.quantiles_ms) != len(levels):
+                raise ValueError(f"batch_size {p.batch_size}: quantiles_ms needs {len(levels)} values")
+        return self
+
+    @classmethod
+    def from_samples(cls, samples_ms: dict[int, np.ndarray], **metadata: Any) -> Profile:
+        """Build a profile from raw per-batch service times (ms) keyed by batch size."""
+        levels = np.asarray(DEFAULT_QUANTILE_LEVELS)
+        points = []
+        for size in sorted(samples_ms):
+            values = np.asarray(samples_ms[size], dtype=float)
+            if values.size == 0:
+                continue
+            points.append(
+                ProfilePoint(
+                    batch_size=int(size),
+                    count=int(values.size),
+                    mean_ms=float(values.mean()),
+                    quantiles_ms=[float(v) for v in np.quantile(values, levels)],
+                )
+            )
+        return cls(quantile_levels=list(levels), points=points, **metadata)
+
+    def write(self, path: Path) -> None:
+        """Write atomically: a reader never sees half a profile."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.model_dump(mode="json"), handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+
+
+def read_profile(path: Path, field: str = "service.path") -> Profile:
+    """Load and validate a profile file, with one-line errors naming the file and the field."""
+    if not path.is_file():
+        raise CapsimInputError("profile file not found", source=str(path), field=field)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CapsimInputError(f"not valid JSON ({exc})", source=str(path)) from None
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise CapsimInputError(err["msg"], source=str(path), field=where) from None
