@@ -1,0 +1,200 @@
+"""simulate(scenario) -> RunResult: builds the SimPy world, runs it, summarizes it. No file I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from capsim.metrics.request_log import Columns, RequestLog
+from capsim.metrics.summary import combine_replications, replication_summary
+from capsim.metrics.tally import RequestTally
+from capsim.rng import RandomStreams
+from capsim.scenario import Scenario
+from capsim.serving.fleet import RealtimeFleet
+from capsim.stability import stability_warnings
+
+ProgressCallback = Callable[[float], None]
+"""Called with the fraction (0..1) of simulated time done, a few hundred times per run."""
+
+# How long after the last arrival the run goes on so that requests in flight can finish; what is
+# still unfinished then is reported as in flight.
+_MIN_DRAIN_S = 60.0
+_TARGET_SAMPLES = 1000
+
+
+@dataclass
+class ReplicationResult:
+    """What one replication produced: its summary, per-request columns (unless bounded-memory mode)
+    and time series of the time-weighted quantities."""
+
+    replication: int
+    summary: dict[str, Any]
+    requests: Columns | None
+    timeseries: dict[str, np.ndarray]
+
+
+@dataclass
+class RunResult:
+    """The result of `simulate`: the combined summary and each replication's data."""
+
+    scenario: Scenario
+    summary: dict[str, Any]
+    replications: list[ReplicationResult] = field(default_factory=list)
+
+    def requests_frame(self) -> pd.DataFrame:
+        """Every request of every replication as one table (empty in bounded-memory mode)."""
+        frames = []
+        for rep in self.replications:
+            if rep.requests is None:
+                continue
+            frame = pd.DataFrame(rep.requests)
+            frame.insert(0, "replication", rep.replication)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def timeseries_frame(self) -> pd.DataFrame:
+        """Per-interval averages of queue length, busy executors, utilization and replicas."""
+        frames = []
+        for rep in self.replications:
+            frame = pd.DataFrame(rep.timeseries)
+            frame.insert(0, "replication", rep.replication)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+
+def sample_interval_s(duration_s: float) -> float:
+    """A round interval giving about a thousand samples over the run."""
+    raw = duration_s / _TARGET_SAMPLES
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= raw:
+            return float(step * magnitude)
+    return float(10 * magnitude)
+
+
+def _sample_times(scenario: Scenario) -> np.ndarray:
+    interval = sample_interval_s(scenario.duration_s)
+    grid = np.arange(interval, scenario.duration_s, interval)
+    return np.unique(np.concatenate([grid, [scenario.warmup_s, scenario.duration_s]]))
+
+
+def _clock(
+    env: simpy.Environment,
+    fleet: RealtimeFleet,
+    ticks: np.ndarray,
+    areas: dict[str, list[float]],
+    duration_s: float,
+    progress: ProgressCallback | None,
+) -> Generator[simpy.Event, Any, None]:
+    """Records the integrals of the levels at each tick (warm-up end and run end among them)."""
+    levels = fleet.levels
+    for t in ticks.tolist():
+        yield env.timeout(t - env.now)
+        for replica in fleet.replicas:
+            replica.expire(t)
+        areas["queue_length"].append(sum(r.queue_level.area_at(t) for r in fleet.replicas))
+        areas["busy_executors"].append(levels.busy_executors.area_at(t))
+        areas["in_service"].append(levels.in_service.area_at(t))
+        areas["replicas"].append(len(fleet.replicas) * t)
+        areas["executors"].append(fleet.executors * t)
+        if progress is not None:
+            progress(t / duration_s)
+
+
+def _run_replication(
+    scenario: Scenario, seed: int, replication: int, keep_requests: bool, progress: ProgressCallback | None
+) -> ReplicationResult:
+    serving = scenario.serving
+    streams = RandomStreams(seed, replication)
+    slo_s = scenario.slo.latency_ms / 1000.0 if scenario.slo else None
+    tally = RequestTally(scenario.warmup_s, slo_s, exact=keep_requests)
+    overhead_s = serving.overhead_ms / 1000.0
+    log = RequestLog(flush=None if keep_requests else (lambda cols: tally.add(cols, overhead_s)))
+
+    env = simpy.Environment()
+    fleet = RealtimeFleet(env, serving, scenario.service, streams, log)
+    arrivals = scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)
+    env.process(fleet.feed(arrivals))
+    ticks = _sample_times(scenario)
+    areas: dict[str, list[float]] = {k: [] for k in ("queue_length", "busy_executors", "in_service",
+                                                       "replicas", "executors")}  # fmt: skip
+    env.process(_clock(env, fleet, ticks, areas, scenario.duration_s, progress))
+    env.run(until=scenario.duration_s)
+    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
+    env.run(until=env.any_of([fleet.drained, env.timeout(drain_limit_s - env.now)]))
+
+    if keep_requests:
+        tally.add(log.view(), overhead_s)
+    else:
+        log.flush_all()
+
+    t = ticks
+    series = {k: np.asarray(v) for k, v in areas.items()}
+    warm = int(np.searchsorted(t, scenario.warmup_s))
+    window_s = scenario.duration_s - scenario.warmup_s
+
+    def window_mean(name: str) -> float:
+        start = series[name][warm] if scenario.warmup_s > 0 else 0.0
+        return float((series[name][-1] - start) / window_s)
+
+    level_means = {k: window_mean(k) for k in ("queue_length", "busy_executors", "in_service", "replicas")}
+    level_means["utilization"] = (series["busy_executors"][-1] - (series["busy_executors"][warm]
+                                  if scenario.warmup_s > 0 else 0.0)) / (window_mean("executors") * window_s)  # fmt: skip
+    replicas = {"mean": level_means["replicas"], "min": len(fleet.replicas), "max": len(fleet.replicas)}
+    summary = replication_summary(
+        name=scenario.name,
+        seed=seed,
+        duration_s=scenario.duration_s,
+        window_s=window_s,
+        tally=tally,
+        levels=level_means,
+        replicas=replicas,
+        usd_per_replica_hour=scenario.hardware.usd_per_hour,
+        slo=(scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None,
+        extra={"service": scenario.service.describe(), "warnings": stability_warnings(scenario)},
+    )
+    widths = np.diff(np.concatenate([[0.0], t]))
+    timeseries = {
+        "time_s": t,
+        "queue_length": np.diff(np.concatenate([[0.0], series["queue_length"]])) / widths,
+        "busy_executors": np.diff(np.concatenate([[0.0], series["busy_executors"]])) / widths,
+        "in_service": np.diff(np.concatenate([[0.0], series["in_service"]])) / widths,
+        "replicas": np.full(t.size, float(len(fleet.replicas))),
+    }
+    timeseries["utilization"] = timeseries["busy_executors"] / fleet.executors
+    requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
+    return ReplicationResult(replication, summary, requests, timeseries)
+
+
+def simulate(
+    scenario: Scenario,
+    seed: int | None = None,
+    replications: int = 1,
+    *,
+    keep_requests: bool = True,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run `replications` independent replications of `scenario` and summarize them.
+
+    `seed` overrides the scenario's seed. Replication r draws from streams keyed by (seed, r), so
+    two scenarios run with the same seed share their random numbers stream by stream. With
+    `keep_requests=False` only mergeable histograms are kept (bounded memory, <= 0.5% error on
+    percentiles). `progress` receives the fraction of simulated time done (summed over replications).
+    """
+    if replications < 1:
+        raise ValueError("replications must be >= 1")
+    seed = scenario.seed if seed is None else seed
+    results = []
+    for r in range(replications):
+        rep_progress = None
+        if progress is not None:
+            rep_progress = (lambda f, r=r: progress((r + f) / replications))  # type: ignore[misc]
+        results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress))
+    summary = combine_replications([r.summary for r in results])
+    return RunResult(scenario=scenario, summary=summary, replications=results)

@@ -1,0 +1,101 @@
+"""Columnar per-request records: preallocated numpy columns grown by doubling, one row per request.
+
+Request ids are global and increase with arrival time; row = id - `base`. In bounded-memory mode the
+log periodically hands its finished prefix to a consumer (which folds it into histograms) and keeps
+only the rows still in flight, so memory stays proportional to the requests in the system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+IN_FLIGHT = 0
+COMPLETED = 1
+REJECTED = 2
+TIMED_OUT = 3
+OUTCOME_NAMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", REJECTED: "rejected", TIMED_OUT: "timed_out"}
+
+COLUMNS: dict[str, tuple[type, float | int | bool]] = {
+    "arrival_s": (np.float64, np.nan),
+    "start_s": (np.float64, np.nan),  # batch start (service begins); NaN if never served
+    "end_s": (np.float64, np.nan),  # response delivered / rejected / timed out
+    "replica": (np.int32, -1),
+    "batch_size": (np.int32, 0),
+    "outcome": (np.int8, IN_FLIGHT),
+    "cache_hit": (np.bool_, False),
+}
+
+Columns = dict[str, np.ndarray]
+Flush = Callable[[Columns], None]
+
+
+class RequestLog:
+    """The per-request columns of one replication."""
+
+    def __init__(self, capacity: int = 1 << 16, flush: Flush | None = None) -> None:
+        self.base = 0  # id of row 0
+        self.size = 0  # rows in use
+        self._flush = flush
+        self.columns: Columns = {}
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
+        fresh = {name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
+        for name, old in self.columns.items():
+            fresh[name][: self.size] = old[: self.size]
+        self.columns = fresh
+        # Direct references for the hot path (refreshed whenever the arrays are replaced).
+        self.arrival_s = fresh["arrival_s"]
+        self.start_s = fresh["start_s"]
+        self.end_s = fresh["end_s"]
+        self.replica = fresh["replica"]
+        self.batch_size = fresh["batch_size"]
+        self.outcome = fresh["outcome"]
+        self.cache_hit = fresh["cache_hit"]
+
+    @property
+    def capacity(self) -> int:
+        """Rows allocated."""
+        return self.arrival_s.size
+
+    def append_arrivals(self, arrival_s: np.ndarray) -> int:
+        """Add rows for a chunk of arrivals; returns the id of the first."""
+        n = arrival_s.size
+        if self.size + n > self.capacity:
+            self._make_room(n)
+        self.arrival_s[self.size : self.size + n] = arrival_s
+        first_id = self.base + self.size
+        self.size += n
+        return first_id
+
+    def _make_room(self, needed: int) -> None:
+        if self._flush is not None:
+            unfinished = np.flatnonzero(self.outcome[: self.size] == IN_FLIGHT)
+            done = int(unfinished[0]) if unfinished.size else self.size
+            if done > 0:
+                self._flush({name: col[:done] for name, col in self.columns.items()})
+                keep = self.size - done
+                for name, col in self.columns.items():
+                    col[:keep] = col[done : self.size]
+                    col[keep : self.size] = COLUMNS[name][1]
+                self.base += done
+                self.size = keep
+        capacity = self.capacity
+        while self.size + needed > capacity:
+            capacity *= 2
+        if capacity != self.capacity:
+            self._allocate(capacity)
+
+    def flush_all(self) -> None:
+        """Hand every remaining row to the consumer (end of run, bounded-memory mode)."""
+        if self._flush is not None and self.size:
+            self._flush({name: col[: self.size] for name, col in self.columns.items()})
+            self.base += self.size
+            self.size = 0
+
+    def view(self) -> Columns:
+        """The rows in use, column by column (no copy)."""
+        return {name: col[: self.size] for name, col in self.columns.items()}
+

@@ -1,0 +1,101 @@
+"""Load balancers: which replica gets the next request. Each is a small class with `pick()`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from capsim.rng import BufferedVariates
+
+
+class Balanced(Protocol):
+    """What a balancer may look at on a replica."""
+
+    def outstanding(self) -> int:
+        """Requests queued or in service at this replica."""
+        ...
+
+
+class LoadBalancer(Protocol):
+    """Chooses a replica index for each request."""
+
+    def pick(self, replicas: Sequence[Balanced]) -> int:
+        """Index of the replica that gets the next request."""
+        ...
+
+
+class RoundRobin:
+    """Each replica in turn (Kubernetes Services with IPVS rr, most L7 proxies' default)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._next = 0
+
+    def pick(self, replicas: Sequence[Balanced]) -> int:
+        i = self._next % len(replicas)
+        self._next = i + 1
+        return i
+
+
+class RandomChoice:
+    """A uniformly random replica (kube-proxy in iptables mode)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._u = BufferedVariates(rng.random)
+
+    def pick(self, replicas: Sequence[Balanced]) -> int:
+        return min(int(self._u.next() * len(replicas)), len(replicas) - 1)
+
+
+class LeastOutstanding:
+    """The replica with the fewest requests queued or in service (Envoy LEAST_REQUEST with full
+    information). Ties go to the first in a rotating order so no replica is favoured."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._offset = 0
+
+    def pick(self, replicas: Sequence[Balanced]) -> int:
+        n = len(replicas)
+        start = self._offset % n
+        self._offset = start + 1
+        best, best_load = start, replicas[start].outstanding()
+        for step in range(1, n):
+            if best_load == 0:
+                break
+            i = (start + step) % n
+            load = replicas[i].outstanding()
+            if load < best_load:
+                best, best_load = i, load
+        return best
+
+
+class PowerOfTwo:
+    """Two distinct random replicas, the less loaded wins (Mitzenmacher's power of two choices;
+    Envoy LEAST_REQUEST's default behaviour)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._u = BufferedVariates(rng.random)
+
+    def pick(self, replicas: Sequence[Balanced]) -> int:
+        n = len(replicas)
+        if n == 1:
+            return 0
+        a = min(int(self._u.next() * n), n - 1)
+        b = min(int(self._u.next() * (n - 1)), n - 2)
+        if b >= a:
+            b += 1  # a second replica distinct from the first, uniformly
+        return a if replicas[a].outstanding() <= replicas[b].outstanding() else b
+
+
+BALANCERS: dict[str, Callable[[np.random.Generator], LoadBalancer]] = {
+    "round_robin": RoundRobin,
+    "random": RandomChoice,
+    "least_outstanding": LeastOutstanding,
+    "power_of_two": PowerOfTwo,
+}
+
+
+def make_balancer(kind: str, rng: np.random.Generator) -> LoadBalancer:
+    """The balancer named `kind` (one of BALANCERS)."""
+    return BALANCERS[kind](rng)

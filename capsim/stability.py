@@ -1,0 +1,55 @@
+"""Back-of-envelope capacity of a scenario, checked before simulating: an unstable configuration
+(offered load at or above capacity) still runs, but the user is told why its queues explode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capsim.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class CapacityEstimate:
+    """Offered load against the fleet's best-case service capacity (full batches)."""
+
+    offered_rps: float
+    peak_offered_rps: float
+    capacity_rps: float
+
+    @property
+    def utilization(self) -> float:
+        """rho = offered / capacity (>= 1 means unstable)."""
+        return self.offered_rps / self.capacity_rps if self.capacity_rps > 0 else float("inf")
+
+
+def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
+    """The offered load (after cache hits) and the fleet's capacity with full batches."""
+    serving = scenario.serving
+    arrival = scenario.workload.arrival
+    miss = 1.0 - serving.cache.hit_ratio
+    batch = serving.batching.max_batch_size
+    executors = serving.replicas * serving.instances_per_replica
+    capacity = executors * batch / scenario.service.mean_s(batch)
+    return CapacityEstimate(
+        offered_rps=arrival.mean_rate_rps(scenario.duration_s) * miss,
+        peak_offered_rps=arrival.peak_rate_rps(scenario.duration_s) * miss,
+        capacity_rps=capacity,
+    )
+
+
+def stability_warnings(scenario: Scenario) -> list[str]:
+    """Human-readable warnings when the offered load reaches the capacity, on average or at peak."""
+    est = estimate_capacity(scenario)
+    warnings = []
+    if est.utilization >= 1.0:
+        warnings.append(
+            f"unstable: offered load {est.offered_rps:.4g} rps >= capacity {est.capacity_rps:.4g} rps "
+            f"(rho = {est.utilization:.3f}); queues grow for as long as the run lasts, so latency "
+            "figures depend on the run length"
+        )
+    elif est.peak_offered_rps > est.capacity_rps:
+        warnings.append(
+            f"peak arrival rate {est.peak_offered_rps:.4g} rps exceeds capacity {est.capacity_rps:.4g} rps: "
+            "queues build up during peaks"
+        )
+    return warnings
