@@ -144,8 +144,7 @@ def _run_replication(
         return float((series[name][-1] - start) / window_s)
 
     level_means = {k: window_mean(k) for k in ("queue_length", "busy_executors", "in_service", "replicas")}
-    level_means["utilization"] = (series["busy_executors"][-1] - (series["busy_executors"][warm]
-                                  if scenario.warmup_s > 0 else 0.0)) / (window_mean("executors") * window_s)  # fmt: skip
+    level_means["utilization"] = level_means["busy_executors"] / window_mean("executors")
     replicas = {"mean": level_means["replicas"], "min": len(fleet.replicas), "max": len(fleet.replicas)}
     summary = replication_summary(
         name=scenario.name,
@@ -172,6 +171,10 @@ def _run_replication(
     return ReplicationResult(replication, summary, requests, timeseries)
 
 
+def _scaled_progress(progress: ProgressCallback, replication: int, replications: int) -> ProgressCallback:
+    return lambda fraction: progress((replication + fraction) / replications)
+
+
 def simulate(
     scenario: Scenario,
     seed: int | None = None,
@@ -192,9 +195,7 @@ def simulate(
     seed = scenario.seed if seed is None else seed
     results = []
     for r in range(replications):
-        rep_progress = None
-        if progress is not None:
-            rep_progress = (lambda f, r=r: progress((r + f) / replications))  # type: ignore[misc]
+        rep_progress = None if progress is None else _scaled_progress(progress, r, replications)
         results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress))
     summary = combine_replications([r.summary for r in results])
     return RunResult(scenario=scenario, summary=summary, replications=results)

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import sys
 
-import click
+import typer
 
 from capsim.cli import check as _check  # noqa: F401  (registers the command)
 from capsim.cli import simulate as _simulate  # noqa: F401
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
+
+try:  # Typer >= 0.20 vendors click; its usage errors are not click's own classes
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment,no-redef,attr-defined,unused-ignore]
 
 EXIT_BAD_INPUT = 2
 
@@ -22,15 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     except CapsimInputError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except click.exceptions.UsageError as exc:
-        hint = f" (see 'capsim {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.command.name else ""
+    except NoArgsIsHelpError:
+        return 0  # the help text has been printed
+    except UsageError as exc:
+        command = exc.ctx.command.name if exc.ctx is not None else None
+        hint = f" (see 'capsim {command} --help')" if command and command != "capsim" else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

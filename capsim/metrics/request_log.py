@@ -42,7 +42,7 @@ class RequestLog:
         self._allocate(capacity)
 
     def _allocate(self, capacity: int) -> None:
-        fresh = {name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
+        fresh: Columns = {name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
         for name, old in self.columns.items():
             fresh[name][: self.size] = old[: self.size]
         self.columns = fresh

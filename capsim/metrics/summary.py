@@ -116,6 +116,7 @@ def clean_json(value: Any) -> Any:
 
 # Keys whose values are combined by summing (counts) or by min/max rather than by averaging.
 _SUMMED = {"requests"}
+_SHARED = {"scenario", "seed", "simulated_s", "measured_s", "service", "warnings"}
 _EXTREMES = {("latency_ms", "max"): max, ("queue_wait_ms", "max"): max, ("batch_size", "max"): max,
              ("replicas", "min"): min, ("replicas", "max"): max}  # fmt: skip
 _CI_KEYS = {
@@ -149,7 +150,9 @@ def combine_replications(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     combined: dict[str, Any] = {}
     for key, value in first.items():
         column = [s.get(key) for s in summaries]
-        if key in _SUMMED:
+        if key in _SHARED:
+            combined[key] = value
+        elif key in _SUMMED:
             combined[key] = {k: sum(int(s[key][k]) for s in summaries) for k in value}
         elif isinstance(value, dict):
             block = {}
@@ -157,7 +160,7 @@ def combine_replications(summaries: list[dict[str, Any]]) -> dict[str, Any]:
                 sub_column = [s[key].get(sub) for s in summaries]
                 numbers = _numbers(sub_column)
                 if (key, sub) in _EXTREMES and numbers:
-                    block[sub] = _EXTREMES[(key, sub)](numbers)
+                    block[sub] = _EXTREMES[(key, sub)](sub_column)
                 elif numbers and len(numbers) == len(sub_column) and not isinstance(sub_value, bool):
                     block[sub] = float(np.mean(numbers))
                 else:

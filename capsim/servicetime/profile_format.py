@@ -22,6 +22,7 @@ at 1, so that the table is a whole inverse CDF.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -53,7 +54,7 @@ class ProfilePoint(BaseModel):
     @model_validator(mode="after")
     def _monotone(self) -> ProfilePoint:
         q = self.quantiles_ms
-        if any(b < a for a, b in zip(q, q[1:], strict=False)) or (q and q[0] < 0):
+        if any(b < a for a, b in itertools.pairwise(q)) or (q and q[0] < 0):
             raise ValueError("quantiles_ms must be non-negative and non-decreasing")
         return self
 
@@ -79,10 +80,10 @@ class Profile(BaseModel):
         levels = self.quantile_levels
         if len(levels) < 2 or levels[0] != 0.0 or levels[-1] != 1.0:
             raise ValueError("quantile_levels must start at 0.0 and end at 1.0")
-        if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(levels)):
             raise ValueError("quantile_levels must be strictly increasing")
         sizes = [p.batch_size for p in self.points]
-        if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(sizes)):
             raise ValueError("points must have strictly increasing batch_size")
         for p in self.points:
             if len(p.quantiles_ms) != len(levels):

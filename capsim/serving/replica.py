@@ -30,6 +30,16 @@ from capsim.servicetime.base import BatchSampler
 _CLOCK_SLACK_S = 1e-12
 
 
+def _fire_unless_triggered(event: simpy.Event) -> Callable[[simpy.Event], None]:
+    """A timer callback that succeeds `event` unless something else already has."""
+
+    def fire(_timer: simpy.Event) -> None:
+        if not event.triggered:
+            event.succeed()
+
+    return fire
+
+
 @dataclass(frozen=True)
 class ReplicaConfig:
     """The per-replica settings, in seconds."""
@@ -158,7 +168,7 @@ class Replica:
                     self._forming = True
                     filled = self._fill_event = env.event()
                     timer = env.timeout(deadline - env.now)
-                    timer.callbacks.append(lambda _event, ev=filled: None if ev.triggered else ev.succeed())
+                    timer.callbacks.append(_fire_unless_triggered(filled))
                     yield filled
                     self._forming = False
                     self._fill_event = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Literal
@@ -73,7 +74,7 @@ class StepsArrival(ArrivalProcess):
     @model_validator(mode="after")
     def _increasing(self) -> StepsArrival:
         starts = [s.start_s for s in self.steps]
-        if any(b <= a for a, b in zip(starts, starts[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(starts)):
             raise ValueError("steps must have strictly increasing start_s")
         return self
 

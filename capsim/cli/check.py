@@ -1,0 +1,31 @@
+"""`capsim check SCENARIO`: validate a scenario file and show its offered load against capacity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from capsim.cli.app import app
+from capsim.cli.options import scenario_from_cli
+from capsim.stability import estimate_capacity, stability_warnings
+
+
+@app.command("check")
+def check_command(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field (repeatable)")] = None,
+) -> None:
+    """Validate a scenario (exit 2 with the bad field named) and print a capacity estimate."""
+    loaded = scenario_from_cli(scenario, set_)
+    est = estimate_capacity(loaded)
+    console = Console()
+    console.print(f"[green]ok[/green] {scenario}: scenario '{loaded.name}' is valid")
+    console.print(
+        f"offered load {est.offered_rps:.4g} rps (peak {est.peak_offered_rps:.4g}), capacity with full batches "
+        f"{est.capacity_rps:.4g} rps, utilization ≈ {est.utilization:.3f}"
+    )
+    for warning in stability_warnings(loaded):
+        console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -1,0 +1,90 @@
+"""`capsim simulate SCENARIO`: run a what-if and print the summary (or JSON), optionally writing a run folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from capsim.cli.app import app
+from capsim.cli.options import require_positive, scenario_from_cli
+from capsim.engine import ProgressCallback, simulate
+from capsim.errors import CapsimInputError
+from capsim.report.run_folder import write_run_folder
+from capsim.report.tables import print_summary
+
+_PROGRESS_AFTER_S = 1.5  # short runs finish before a bar would be worth drawing
+
+
+class _LazyProgress:
+    """A rich progress bar on stderr that appears only once a run has taken a while."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self._console = console
+        self._label = label
+        self._started = time.monotonic()
+        self._progress: Progress | None = None
+        self._task = 0
+
+    def __call__(self, fraction: float) -> None:
+        if self._progress is None:
+            if time.monotonic() - self._started < _PROGRESS_AFTER_S:
+                return
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self._console, transient=True,
+            )  # fmt: skip
+            self._progress.start()
+            self._task = self._progress.add_task(self._label, total=1.0)
+        self._progress.update(self._task, completed=fraction)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@app.command("simulate")
+def simulate_command(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a field: --set serving.replicas=4 (repeatable)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (overrides the scenario's)")] = None,
+    replications: Annotated[int, typer.Option(help="independent replications, for 95% confidence intervals")] = 1,
+    json_output: Annotated[bool, typer.Option("--json", help="print only the summary JSON on stdout")] = False,
+    out: Annotated[Path | None, typer.Option(help="write summary.json, parquet files and plots here")] = None,
+    no_request_log: Annotated[
+        bool, typer.Option("--no-request-log", help="keep histograms, not every request (bounded memory)")
+    ] = False,
+) -> None:
+    """Simulate a scenario and report latency, throughput, utilization, cost and SLO attainment."""
+    require_positive(replications, "--replications")
+    if seed is not None and seed < 0:
+        raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
+    loaded = scenario_from_cli(scenario, set_)
+    err = Console(stderr=True)
+    progress_bar = _LazyProgress(err, f"simulating {loaded.name}") if err.is_terminal else None
+    callback: ProgressCallback | None = progress_bar
+    try:
+        result = simulate(loaded, seed=seed, replications=replications,
+                          keep_requests=not no_request_log, progress=callback)  # fmt: skip
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+    if out is not None:
+        written = write_run_folder(result, out)
+        if not json_output:
+            err.print(f"wrote {len(written)} files to {out}")
+    if json_output:
+        sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
+    else:
+        print_summary(result.summary, Console())
+    if json_output:
+        for warning in result.summary.get("warnings", []):
+            err.print(f"warning: {warning}")

@@ -1,0 +1,1 @@
+"""Per-request records, time-weighted levels, histograms and run summaries."""

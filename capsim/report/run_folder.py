@@ -1,0 +1,53 @@
+"""Writing a simulation's results to a folder: summary.json, requests.parquet, timeseries.parquet
+and PNG plots. Every file is written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from capsim.atomic import atomic_write, atomic_write_json
+from capsim.engine import RunResult
+from capsim.metrics.request_log import OUTCOME_NAMES
+from capsim.report.plots import latency_cdf, levels_over_time
+
+
+def requests_table(result: RunResult) -> pd.DataFrame:
+    """Per-request rows with readable outcomes and latency in ms."""
+    frame = result.requests_frame()
+    if frame.empty:
+        return frame
+    frame.insert(1, "request_id", frame.groupby("replication").cumcount())
+    frame["outcome"] = pd.Categorical(frame["outcome"].map(OUTCOME_NAMES), categories=list(OUTCOME_NAMES.values()))
+    frame["latency_ms"] = (frame["end_s"] - frame["arrival_s"]) * 1000.0
+    frame["queue_wait_ms"] = (frame["start_s"] - frame["arrival_s"]) * 1000.0
+    return frame
+
+
+def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
+    """Write everything a run produced into `out_dir`; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    warmup_s = result.scenario.warmup_s
+    summary_path = out_dir / "summary.json"
+    atomic_write_json(summary_path, result.summary)
+    written.append(summary_path)
+
+    timeseries = result.timeseries_frame()
+    ts_path = out_dir / "timeseries.parquet"
+    atomic_write(ts_path, lambda tmp: timeseries.to_parquet(tmp, index=False))
+    written.append(ts_path)
+    levels_path = out_dir / "queue_utilization.png"
+    levels_over_time(timeseries, result.summary, levels_path, warmup_s)
+    written.append(levels_path)
+
+    requests = requests_table(result)
+    if not requests.empty:
+        req_path = out_dir / "requests.parquet"
+        atomic_write(req_path, lambda tmp: requests.to_parquet(tmp, index=False))
+        written.append(req_path)
+        cdf_path = out_dir / "latency_cdf.png"
+        latency_cdf(requests[requests["replication"] == 0], result.summary, cdf_path, warmup_s)
+        written.append(cdf_path)
+    return written

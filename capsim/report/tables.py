@@ -1,0 +1,71 @@
+"""The readable terminal table of a simulation summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _with_ci(summary: dict[str, Any], value: Any, *path: str) -> str:
+    node: Any = summary.get("ci95", {})
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    text = _fmt(value)
+    return f"{text} ± {_fmt(node, 2)}" if isinstance(node, float) else text
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """Key figures of a run: traffic, latency and queue-wait percentiles, utilization, cost, SLO."""
+    req = summary["requests"]
+    title = f"{summary['scenario']} — seed {summary['seed']}, {summary['replications']} replication(s)"
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("requests arrived / completed", f"{req['arrived']} / {req['completed']}"),
+        ("rejected / timed out / in flight", f"{req['rejected']} / {req['timed_out']} / {req['in_flight']}"),
+        ("throughput (req/s)", _with_ci(summary, summary["throughput_rps"], "throughput_rps")),
+    ]
+    for key in ("mean", "p50", "p90", "p99", "p999", "max"):
+        rows.append((f"latency {key} (ms)", _with_ci(summary, summary["latency_ms"][key], "latency_ms", key)))
+    for key in ("mean", "p50", "p99"):
+        rows.append(
+            (f"queue wait {key} (ms)", _with_ci(summary, summary["queue_wait_ms"][key], "queue_wait_ms", key))
+        )
+    batch = summary["batch_size"]
+    rows += [
+        ("batch size mean / p50 / max", f"{_fmt(batch['mean'], 3)} / {_fmt(batch['p50'])} / {_fmt(batch['max'])}"),
+        ("utilization", _with_ci(summary, summary["utilization"], "utilization")),
+        ("replicas mean (min–max)", f"{_fmt(summary['replicas']['mean'], 3)} "
+                                    f"({summary['replicas']['min']}–{summary['replicas']['max']})"),
+        ("cost (USD/hour)", _fmt(summary["cost"]["usd_per_hour"])),
+        ("cost (USD per 1M requests)", _fmt(summary["cost"]["usd_per_million_requests"])),
+    ]  # fmt: skip
+    slo = summary.get("slo") or {}
+    if slo.get("latency_ms") is not None:
+        target = f"p{_fmt(slo['percentile'])} ≤ {_fmt(slo['latency_ms'])} ms"
+        verdict = "met" if slo.get("met") else "MISSED"
+        rows.append((f"SLO {target}", f"{verdict}, attainment {_fmt(100 * slo['attainment'], 4)}%"))
+        rows.append(("goodput (req/s within SLO)", _fmt(slo["goodput_rps"])))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    """Print the table and any warnings."""
+    console.print(summary_table(summary))
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")

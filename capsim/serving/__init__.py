@@ -1,0 +1,1 @@
+"""How models are served: real-time replicas with dynamic batching behind a load balancer."""
