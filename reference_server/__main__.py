@@ -1,0 +1,77 @@
+"""`python -m reference_server [flags]`: serve a bundled model (see `config.py` for the flags).
+
+Prints `reference_server: listening on http://HOST:PORT` once the socket is bound (with `--port 0`
+this is how a caller learns the port) and `reference_server: ready` after warm-up; logs go to
+stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+from reference_server.config import ServerConfig, parse_config
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so that port 0 works and the port is known."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must be IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose
+    # proto says TCP, and without it Nagle + delayed ACK add ~40 ms to every keep-alive response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config: ServerConfig) -> None:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    from reference_server.app import create_app
+
+    try:
+        sock = bind_socket(config.host, config.port)
+    except OSError as exc:
+        print(f"error: cannot bind {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    host, port = sock.getsockname()[:2]
+    uv_config = uvicorn.Config(
+        create_app(config),
+        # The batcher and executors use time.monotonic(), which is the asyncio loop's clock (and
+        # not uvloop's): keep the standard loop.
+        loop="asyncio",
+        http="auto",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
+    server = uvicorn.Server(uv_config)
+    url_host = f"[{host}]" if ":" in host else host
+    print(f"reference_server: listening on http://{url_host}:{port}", flush=True)
+    server.run(sockets=[sock])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse flags and serve."""
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda: torch.cuda.is_available() is False on this machine", file=sys.stderr)
+            raise SystemExit(2)
+    serve(config)
+
+
+if __name__ == "__main__":
+    main()

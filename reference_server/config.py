@@ -1,0 +1,120 @@
+"""Command-line options of the reference server (`python -m reference_server`).
+
+The same flags are accepted by `capsim serve`, which passes them through to a subprocess. This
+module imports neither torch nor the web stack, so `--help` and flag errors are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_NAMES = ("mlp", "cnn", "transformer")
+DEVICES = ("cpu", "cuda", "auto")
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs to start (times in the units their names say)."""
+
+    model: str = "mlp"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_size: int = 1
+    max_wait_ms: float = 0.0
+    instances: int = 1
+    queue_capacity: int = 1024
+    timeout_ms: float = 0.0  # 0 = requests never time out in the queue
+    device: str = "auto"
+    batch_log: Path | None = None
+    extra_latency_ms: float = 0.0
+    debug_endpoints: bool = False
+    torch_threads: int = 0  # 0 = cores / instances
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    telemetry_interval_ms: float = 100.0
+    nvml: bool = True
+    seed: int = 20261122
+    batch_ring_size: int = 100_000
+    log_level: str = "info"
+
+    @property
+    def timeout_s(self) -> float | None:
+        """Queue timeout in seconds, None for none."""
+        return self.timeout_ms / 1e3 if self.timeout_ms > 0 else None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every option maps onto a `ServerConfig` field."""
+    p = argparse.ArgumentParser(
+        prog="python -m reference_server",
+        description="capsim's reference inference server: bundled PyTorch models behind a dynamic "
+        "batcher, KServe v2 HTTP protocol, Prometheus metrics and NVML telemetry.",
+    )
+    p.add_argument("--model", choices=MODEL_NAMES, default="mlp", help="bundled model to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    p.add_argument("--port", type=_port, default=8000, help="port to bind; 0 picks a free one")
+    p.add_argument("--max-batch-size", type=_positive_int, default=1, help="requests per batch at most")
+    p.add_argument("--max-wait-ms", type=_non_negative_float, default=0.0,
+                   help="how long the oldest request may wait for a batch to fill (0 = greedy)")
+    p.add_argument("--instances", type=_positive_int, default=1, help="model executors sharing the queue")
+    p.add_argument("--queue-capacity", type=_positive_int, default=1024,
+                   help="requests allowed to wait; more are rejected with 429")
+    p.add_argument("--timeout-ms", type=_non_negative_float, default=0.0,
+                   help="a request still queued this long after arrival gets 504 (0 = never)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda when available")
+    p.add_argument("--batch-log", type=Path, default=None, help="append one JSON line per batch here")
+    p.add_argument("--extra-latency-ms", type=_non_negative_float, default=0.0,
+                   help="test hook: add this much time to every batch")
+    p.add_argument("--debug-endpoints", action="store_true",
+                   help="test hook: enable POST /debug/stall?seconds=T")
+    p.add_argument("--torch-threads", type=_non_negative_int, default=0,
+                   help="intra-op CPU threads per executor (0 = cores / instances)")
+    p.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+                   help="larger request bodies get 413")
+    p.add_argument("--telemetry-interval-ms", type=_non_negative_float, default=100.0,
+                   help="telemetry sampling period")
+    p.add_argument("--no-nvml", dest="nvml", action="store_false",
+                   help="do not try NVML (GPU telemetry off)")
+    p.add_argument("--seed", type=int, default=20261122, help="seed of the model weights")
+    p.add_argument("--batch-ring-size", type=_positive_int, default=100_000,
+                   help="batch records kept in memory for GET /debug/batches")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    return p  # fmt: skip
+
+
+def parse_config(argv: list[str] | None = None) -> ServerConfig:
+    """Parse command-line flags (argparse exits with code 2 and one line on a bad flag)."""
+    args = build_parser().parse_args(argv)
+    if args.telemetry_interval_ms <= 0:
+        build_parser().error("--telemetry-interval-ms must be > 0")
+    return ServerConfig(**vars(args))
