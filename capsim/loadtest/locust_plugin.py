@@ -1,0 +1,297 @@
+"""capsim's recording attached to Locust: imported only inside Locust processes.
+
+This module (with the locustfiles next to it) is the only code in capsim that imports locust or
+gevent: `import locust` monkey-patches the standard library, so capsim itself always runs Locust
+as a subprocess and talks to it through files.
+
+Roles. The *coordinator* is the Locust master (or the single local process); it reads the run
+configuration written by `capsim loadtest` (path in $CAPSIM_LOADTEST_CONFIG), hands every worker its
+share of the open-loop schedule and one common start time t0, and writes the rows workers send
+back as parquet parts. A *worker* (a Locust worker, or the same local process) records every request
+through Locust's `request` event — so a team's own locustfile gets the same recording — and ships
+its rows to the coordinator every second. Talking through Locust's own messages, rather than files,
+lets workers on other machines (`--master-host`) take part without a shared file system.
+
+Messages: worker → coordinator `capsim_hello`, `capsim_records`, `capsim_done`;
+coordinator → worker `capsim_config`, `capsim_flush`. In a single local process Locust delivers
+them as direct calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent  # type: ignore[import-untyped]
+from gevent.event import AsyncResult  # type: ignore[import-untyped]
+from locust import events
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+
+from capsim.loadtest.parts import write_json_atomic, write_request_part
+from capsim.loadtest.records import RequestRecorder
+
+CONFIG_ENV = "CAPSIM_LOADTEST_CONFIG"
+HELLO_WAIT_S = 15.0  # how long the coordinator waits for all expected workers to introduce themselves
+FLUSH_WAIT_S = 5.0  # how long the coordinator waits for workers' last rows when the run stops
+logger = logging.getLogger("capsim.loadtest")
+
+
+class WorkerState:
+    """Everything one worker process knows about the run (module-level: one per process)."""
+
+    def __init__(self) -> None:
+        self.config: AsyncResult = AsyncResult()
+        self.recorder = RequestRecorder()
+        self.seq = 0
+        self.final_sent = False
+        self.stopping = False  # set when the coordinator asks for a final flush: stop dispatching
+        self.counters: dict[str, float] = {
+            "scheduled": 0,
+            "dispatched": 0,
+            "cap_hits": 0,
+            "in_flight_max": 0,
+            "cpu_percent_max": 0.0,
+        }
+        self.last_hist_s = 0.0
+        self.flusher: Any = None
+
+
+class CoordinatorState:
+    """The coordinator's view: run configuration, workers in order of arrival, who has finished."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.parts_dir = Path(config["parts_dir"])
+        self.hellos: list[str] = []
+        self.assigned: dict[str, int] = {}
+        self.final: set[int] = set()
+        self.done: set[int] = set()
+        self.quitting = False
+
+
+WORKER = WorkerState()
+COORD: CoordinatorState | None = None
+
+
+def _runner_is_coordinator(runner: Any) -> bool:
+    return isinstance(runner, MasterRunner | LocalRunner)
+
+
+def _runner_is_worker(runner: Any) -> bool:
+    return isinstance(runner, WorkerRunner | LocalRunner)
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def wait_config(timeout_s: float = 60.0) -> dict[str, Any]:
+    """The run configuration for this worker (blocks the calling greenlet until it has arrived)."""
+    return WORKER.config.get(timeout=timeout_s)  # type: ignore[no-any-return]
+
+
+def _send_records(environment: Any, final: bool) -> None:
+    rows = WORKER.recorder.drain_rows()
+    now = time.time()
+    data: dict[str, Any] = {"worker": WORKER.recorder.worker, "seq": WORKER.seq, "rows": rows, "final": final}
+    WORKER.seq += 1
+    runner = environment.runner
+    cpu = float(getattr(runner, "current_cpu_usage", 0.0) or 0.0)
+    WORKER.counters["cpu_percent_max"] = max(WORKER.counters["cpu_percent_max"], cpu)
+    hist_every_s = float(WORKER.config.value.get("hist_interval_s", 5.0)) if WORKER.config.ready() else 5.0
+    if final or now - WORKER.last_hist_s >= hist_every_s:
+        WORKER.last_hist_s = now
+        data["status"] = {
+            "worker": WORKER.recorder.worker,
+            "start_s": WORKER.recorder.start_s,
+            "warmup_s": WORKER.recorder.warmup_s,
+            "recorded": WORKER.recorder.recorded,
+            "final": final,
+            "updated_s": now,
+            **WORKER.counters,
+            "cpu_percent": cpu,
+            "histograms": WORKER.recorder.histograms(),
+        }
+    if final:
+        WORKER.final_sent = True
+    runner.send_message("capsim_records", data)
+
+
+def _flush_loop(environment: Any, interval_s: float) -> None:
+    while not WORKER.final_sent:
+        gevent.sleep(interval_s)
+        if not WORKER.final_sent:
+            _send_records(environment, final=False)
+
+
+def finish(environment: Any) -> None:
+    """Called by a worker's user when its schedule is done and its requests have drained."""
+    if not WORKER.final_sent:
+        _send_records(environment, final=True)
+    environment.runner.send_message("capsim_done", {"worker": WORKER.recorder.worker})
+
+
+def note_dispatch(cap_hit: bool, in_flight: int) -> None:
+    """Count one scheduled send (and whether the in-flight cap held it back)."""
+    WORKER.counters["dispatched"] += 1
+    if cap_hit:
+        WORKER.counters["cap_hits"] += 1
+    if in_flight > WORKER.counters["in_flight_max"]:
+        WORKER.counters["in_flight_max"] = in_flight
+
+
+def _on_config(environment: Any, msg: Any) -> None:
+    config = dict(msg.data)
+    WORKER.recorder.configure(float(config["start_s"]), float(config["warmup_s"]), worker=int(config["index"]))
+    WORKER.counters["scheduled"] = len(config.get("schedule") or [])
+    WORKER.config.set(config)
+    if WORKER.flusher is None:
+        WORKER.flusher = gevent.spawn(_flush_loop, environment, float(config.get("flush_interval_s", 1.0)))
+
+
+def _on_flush(environment: Any, msg: Any) -> None:
+    WORKER.stopping = True
+    if not WORKER.final_sent:
+        _send_records(environment, final=True)
+
+
+def _error_text(exception: BaseException | None) -> str | None:
+    if exception is None:
+        return None
+    return f"{type(exception).__name__}: {exception}"[:300]
+
+
+def _on_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int,
+    response: Any = None,
+    context: dict[str, Any] | None = None,
+    exception: BaseException | None = None,
+    start_time: float | None = None,
+    **_kwargs: Any,
+) -> None:
+    sent_s = start_time if start_time is not None else time.time() - response_time / 1000.0
+    intended_s = (context or {}).get("capsim_intended_s", sent_s)
+    status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
+    WORKER.recorder.record(
+        intended_s, sent_s, float(response_time), status, int(response_length or 0), _error_text(exception), name
+    )
+
+
+# ---------------------------------------------------------------- coordinator side
+
+
+def _on_hello(environment: Any, msg: Any) -> None:
+    assert COORD is not None
+    node = msg.node_id
+    if node not in COORD.hellos:
+        COORD.hellos.append(node)
+
+
+def _on_records(environment: Any, msg: Any) -> None:
+    assert COORD is not None
+    data = msg.data
+    worker = int(data["worker"])
+    write_request_part(COORD.parts_dir, worker, int(data["seq"]), data["rows"])
+    if data.get("status") is not None:
+        write_json_atomic(COORD.parts_dir / f"worker-{worker:03d}.json", data["status"])
+    if data.get("final"):
+        COORD.final.add(worker)
+
+
+def _on_done(environment: Any, msg: Any) -> None:
+    assert COORD is not None
+    COORD.done.add(int(msg.data["worker"]))
+    if len(COORD.done) >= len(COORD.assigned) and not COORD.quitting:
+        COORD.quitting = True
+        logger.info("capsim: all %d workers finished their schedules", len(COORD.done))
+        gevent.spawn(environment.runner.quit)  # a fresh greenlet: quit() kills the runner's own
+
+
+def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    runner = environment.runner
+    if COORD is None or not _runner_is_coordinator(runner):
+        return
+    expected = int(COORD.config.get("expected_workers", 1))
+    deadline = time.monotonic() + HELLO_WAIT_S
+    while len(COORD.hellos) < expected and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    workers = list(COORD.hellos)
+    if not workers:
+        logger.error("capsim: no worker introduced itself; nothing will be recorded")
+        return
+    config = COORD.config
+    start_s = time.time() + float(config.get("start_lead_s", 1.0))
+    schedule: list[float] = []
+    if config.get("schedule_path"):
+        import numpy as np
+
+        schedule = np.load(config["schedule_path"]).tolist()
+    shared = {k: v for k, v in config.items() if k not in ("schedule_path", "parts_dir")}
+    for index, node in enumerate(workers):
+        COORD.assigned[node] = index
+        # Round-robin split: the union of the workers' schedules is exactly the drawn process.
+        mine = schedule[index :: len(workers)] if schedule else []
+        payload = {**shared, "index": index, "n_workers": len(workers), "start_s": start_s, "schedule": mine}
+        runner.send_message("capsim_config", payload, client_id=None if isinstance(runner, LocalRunner) else node)
+    write_json_atomic(
+        COORD.parts_dir / "coordinator.json", {"start_s": start_s, "workers": len(workers), "nodes": workers}
+    )
+
+
+def _collect_final_rows(environment: Any) -> None:
+    """Ask every worker that has not sent its last rows to do so, and wait a little for them."""
+    if COORD is None:
+        return
+    runner = environment.runner
+    missing = {node: i for node, i in COORD.assigned.items() if i not in COORD.final}
+    for node in missing:
+        runner.send_message("capsim_flush", {}, client_id=None if isinstance(runner, LocalRunner) else node)
+    deadline = time.monotonic() + FLUSH_WAIT_S
+    while any(i not in COORD.final for i in missing.values()) and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+
+
+def _on_test_stopping(environment: Any, **_kwargs: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        WORKER.stopping = True
+        if not WORKER.final_sent and WORKER.config.ready():
+            _send_records(environment, final=True)
+    if _runner_is_coordinator(runner):
+        _collect_final_rows(environment)
+
+
+def _on_quitting(environment: Any, **_kwargs: Any) -> None:
+    # SIGTERM/SIGINT to a Locust process: keep what was measured.
+    _on_test_stopping(environment)
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_kwargs: Any) -> None:
+    global COORD
+    runner = environment.runner
+    if runner is None:
+        return
+    if _runner_is_coordinator(runner):
+        path = os.environ.get(CONFIG_ENV)
+        if not path:
+            raise RuntimeError(f"capsim's locust plugin needs ${CONFIG_ENV} (run it through `capsim loadtest`)")
+        COORD = CoordinatorState(json.loads(Path(path).read_text(encoding="utf-8")))
+        COORD.parts_dir.mkdir(parents=True, exist_ok=True)
+        runner.register_message("capsim_hello", _on_hello)
+        runner.register_message("capsim_records", _on_records)
+        runner.register_message("capsim_done", _on_done)
+    if _runner_is_worker(runner):
+        runner.register_message("capsim_config", _on_config)
+        runner.register_message("capsim_flush", _on_flush)
+        environment.events.request.add_listener(_on_request)
+        runner.send_message("capsim_hello", {"pid": os.getpid()})
+    environment.events.test_start.add_listener(_on_test_start)
+    environment.events.test_stopping.add_listener(_on_test_stopping)
+    environment.events.quitting.add_listener(_on_quitting)

@@ -1,0 +1,137 @@
+"""Per-request records as they are collected inside a Locust process (no Locust import here).
+
+Each request yields one row: when it was meant to be sent (`intended_s`, from the open-loop
+schedule), when it was actually sent (`sent_s`), how long the response took from the actual send
+(`latency_ms`) and from the intended send (`latency_corrected_ms`, the coordinated-omission
+correction of wrk2: a request held back by a slow generator or a full connection pool is charged
+the time it waited), plus status, response bytes and error text. Times are epoch seconds
+(`time.time()`), the clock the telemetry scraper and the reference server's batch log also use.
+
+The recorder buffers rows as plain lists (appending is the cheapest thing a greenlet can do between
+sends) and keeps HDR histograms of the measured (post-warm-up) requests, so that the summary can be
+computed from histograms merged exactly across workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from capsim.loadtest.histogram import LatencyHistogram
+
+REQUEST_SCHEMA = pa.schema(
+    [
+        ("intended_s", pa.float64()),
+        ("sent_s", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("latency_corrected_ms", pa.float64()),
+        ("status", pa.int32()),
+        ("bytes", pa.int64()),
+        ("error", pa.string()),
+        ("name", pa.string()),
+        ("worker", pa.int32()),
+    ]
+)
+COLUMNS: tuple[str, ...] = tuple(REQUEST_SCHEMA.names)
+
+# HTTP statuses that mean "the server refused the request because it was full" (a rejection in
+# the simulator's sense) and "the request ran out of time" (timed_out).
+REJECTED_STATUSES = frozenset({429, 503})
+TIMED_OUT_STATUSES = frozenset({408, 504})
+STATUS_TIMEOUT = 0  # status recorded when no response came back (connection error or client timeout)
+
+
+def outcome(status: int, error: str | None) -> str:
+    """`completed`, `rejected`, `timed_out` or `error`: the simulator's request outcomes plus errors."""
+    if 200 <= status < 300 and not error:
+        return "completed"
+    if status in REJECTED_STATUSES:
+        return "rejected"
+    if status in TIMED_OUT_STATUSES or (status == STATUS_TIMEOUT and error and "timeout" in error.lower()):
+        return "timed_out"
+    return "error"
+
+
+@dataclass
+class RequestRecorder:
+    """Row buffers and measurement histograms of one worker process."""
+
+    worker: int = 0
+    start_s: float | None = None  # t0 of the run on this worker (epoch seconds); None until configured
+    warmup_s: float = 0.0
+    _rows: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
+    corrected: LatencyHistogram = field(default_factory=LatencyHistogram)
+    uncorrected: LatencyHistogram = field(default_factory=LatencyHistogram)
+    send_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    recorded: int = 0
+    _pending: list[tuple[float, float, float, bool]] = field(default_factory=list)
+
+    def configure(self, start_s: float, warmup_s: float, worker: int | None = None) -> None:
+        """Set t0 and the warm-up; requests recorded before this are entered into the histograms now."""
+        self.start_s = start_s
+        self.warmup_s = warmup_s
+        if worker is not None:
+            self.worker = worker
+            self._rows["worker"] = [worker] * len(self._rows["worker"])
+        pending, self._pending = self._pending, []
+        for intended_s, sent_s, latency_ms, ok in pending:
+            self._measure(intended_s, sent_s, latency_ms, ok)
+
+    def record(
+        self,
+        intended_s: float,
+        sent_s: float,
+        latency_ms: float,
+        status: int,
+        n_bytes: int,
+        error: str | None,
+        name: str,
+    ) -> None:
+        """Append one finished request."""
+        corrected_ms = latency_ms + max(sent_s - intended_s, 0.0) * 1000.0
+        rows = self._rows
+        rows["intended_s"].append(intended_s)
+        rows["sent_s"].append(sent_s)
+        rows["latency_ms"].append(latency_ms)
+        rows["latency_corrected_ms"].append(corrected_ms)
+        rows["status"].append(status)
+        rows["bytes"].append(n_bytes)
+        rows["error"].append(error)
+        rows["name"].append(name)
+        rows["worker"].append(self.worker)
+        self.recorded += 1
+        ok = 200 <= status < 300 and not error
+        if self.start_s is None:
+            self._pending.append((intended_s, sent_s, latency_ms, ok))
+        else:
+            self._measure(intended_s, sent_s, latency_ms, ok)
+
+    def _measure(self, intended_s: float, sent_s: float, latency_ms: float, ok: bool) -> None:
+        assert self.start_s is not None
+        if intended_s < self.start_s + self.warmup_s:
+            return
+        lag_ms = max(sent_s - intended_s, 0.0) * 1000.0
+        self.send_lag.record_ms(lag_ms)
+        if ok:
+            self.uncorrected.record_ms(latency_ms)
+            self.corrected.record_ms(latency_ms + lag_ms)
+
+    def drain_rows(self) -> dict[str, list[Any]]:
+        """The rows buffered since the last drain (the buffers start empty again)."""
+        rows, self._rows = self._rows, {c: [] for c in COLUMNS}
+        return rows
+
+    @property
+    def buffered(self) -> int:
+        """Rows waiting for the next drain."""
+        return len(self._rows["intended_s"])
+
+    def histograms(self) -> dict[str, str]:
+        """Cumulative measurement histograms, encoded for shipping."""
+        return {
+            "latency_corrected_ms": self.corrected.encode(),
+            "latency_ms": self.uncorrected.encode(),
+            "send_lag_ms": self.send_lag.encode(),
+        }

@@ -1,0 +1,312 @@
+"""`capsim loadtest` as a library call: plan the steps, run Locust for each, write the run folder.
+
+The parent process draws the open-loop schedule from the simulator's arrival process (named random
+stream `loadtest/arrivals`), writes it with the run configuration into the run folder, starts Locust
+(see process.py) and scrapes telemetry while it runs. Locust's processes send their rows back as
+parquet parts; at the end (or on Ctrl-C / SIGTERM) the parts are merged into `requests.parquet`,
+`telemetry.parquet` and `batches.parquet`, and `summary.json` is written — marked partial when the
+run did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import capsim.loadtest as loadtest_pkg
+from capsim.errors import CapsimInputError
+from capsim.loadtest.analysis import read_worker_status, summarize_step
+from capsim.loadtest.manifest import build_manifest
+from capsim.loadtest.parts import read_request_parts, read_tables, write_json_atomic, write_table_atomic
+from capsim.loadtest.process import LocustLaunch
+from capsim.loadtest.records import REQUEST_SCHEMA
+from capsim.loadtest.settings import LoadTestSettings, validate_settings
+from capsim.loadtest.sweep import SweepPlanner, saturation_reason
+from capsim.loadtest.target import RequestSpec, build_request, check_reachable, has_batch_log, is_local
+from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
+from capsim.rng import RandomStreams
+
+ARRIVAL_STREAM = "loadtest/arrivals"
+HIST_INTERVAL_S = 5.0
+EXTRA_WAIT_S = 30.0  # beyond the run's own length before a step is declared hung
+
+
+class LoadTestError(Exception):
+    """The load generator itself failed (Locust did not start, or crashed without data)."""
+
+
+@dataclass
+class StepOutcome:
+    """One step's summary and whether it was cut short."""
+
+    summary: dict[str, Any]
+    interrupted: bool
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _prepare_out(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise CapsimInputError("the run folder exists and is not empty; choose a new one", source=str(out_dir),
+                               field="--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _step_arrival(settings: LoadTestSettings, rate_rps: float | None) -> Any:
+    if rate_rps is None:
+        return settings.arrival
+    return settings.arrival.model_copy(update={"rate_rps": rate_rps})
+
+
+class LoadTestRun:
+    """One invocation: its folder, its telemetry and its steps."""
+
+    def __init__(self, settings: LoadTestSettings, out_dir: Path, echo: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.out_dir = out_dir
+        self.parts_dir = out_dir / "parts"
+        self.echo = echo
+        self.request: RequestSpec | None = None
+        self.telemetry: TelemetryCollector | None = None
+        self.batches = False
+
+    # ------------------------------------------------------------------ one step
+
+    def _config(self, step_dir: Path, schedule_path: Path | None, step: int) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "mode": s.mode,
+            "step": step,
+            "parts_dir": str(step_dir),
+            "schedule_path": str(schedule_path) if schedule_path else None,
+            "expected_workers": s.total_workers,
+            "request": self.request.model_dump() if self.request else None,
+            "max_in_flight": s.max_in_flight,
+            "request_timeout_s": s.request_timeout_s,
+            "warmup_s": s.warmup_s,
+            "duration_s": s.duration_s,
+            "start_lead_s": s.start_lead_s if s.mode == "open" else 0.0,
+            "flush_interval_s": s.flush_interval_s,
+            "hist_interval_s": HIST_INTERVAL_S,
+            "think_time_s": s.think_time_ms / 1000.0,
+        }
+
+    def _launch(self, step: int, config_path: Path) -> LocustLaunch:
+        s = self.settings
+        here = Path(loadtest_pkg.__file__).parent
+        if s.mode == "open":
+            files = [here / "locustfile_openloop.py"]
+            users, run_time_s = s.total_workers, s.start_lead_s + s.duration_s + s.request_timeout_s + 5.0
+        elif s.mode == "closed":
+            files = [here / "locustfile_closedloop.py"]
+            users, run_time_s = s.users, s.duration_s
+        else:
+            assert s.locustfile is not None
+            files = [here / "locust_plugin.py", Path(s.locustfile).resolve()]
+            users, run_time_s = s.users, s.duration_s
+        return LocustLaunch(
+            locustfiles=files, host=self._host(), config_path=config_path, log_dir=self.out_dir / "logs",
+            users=users, spawn_rate=max(users, 1), run_time_s=run_time_s, local_workers=s.workers,
+            remote_workers=s.remote_workers, master_bind_host=s.master_bind_host, master_port=s.master_port,
+            label=f"step-{step:02d}",
+        )
+
+    def _host(self) -> str:
+        from capsim.loadtest.target import base_url
+
+        return base_url(self.settings.target)
+
+    def run_step(self, step: int, rate_rps: float | None) -> StepOutcome:
+        """Run one step (one Locust run) and summarize it."""
+        s = self.settings
+        step_dir = self.parts_dir / f"step-{step:02d}"
+        step_dir.mkdir(parents=True, exist_ok=True)
+        arrival = _step_arrival(s, rate_rps)
+        schedule = None
+        schedule_path = None
+        if s.mode == "open":
+            schedule = arrival.times(RandomStreams(s.seed).stream(ARRIVAL_STREAM), s.duration_s)
+            schedule_path = step_dir / "schedule.npy"
+            np.save(schedule_path, schedule)
+        config_path = step_dir / "config.json"
+        write_json_atomic(config_path, self._config(step_dir, schedule_path, step))
+        launch = self._launch(step, config_path)
+        label = f"{rate_rps:g} req/s" if rate_rps else s.arrival.kind
+        self.echo(f"step {step}: {label} for {s.duration_s:g} s ({s.mode} loop, {s.total_workers} worker(s))")
+        interrupted = False
+        launch.start()
+        limit_s = s.start_lead_s + s.duration_s + s.request_timeout_s + EXTRA_WAIT_S
+        try:
+            if launch.wait(limit_s) is None:
+                self.echo(f"step {step}: Locust did not finish within {limit_s:g} s; stopping it")
+                launch.stop()
+                interrupted = True
+            else:
+                launch.reap()
+        except KeyboardInterrupt:
+            self.echo("interrupted: stopping Locust and keeping what was measured")
+            launch.stop()
+            interrupted = True
+        summary = self._summarize_step(step, step_dir, arrival, schedule, rate_rps, interrupted, launch)
+        return StepOutcome(summary, interrupted)
+
+    def _summarize_step(
+        self, step: int, step_dir: Path, arrival: Any, schedule: np.ndarray | None, rate_rps: float | None,
+        interrupted: bool, launch: LocustLaunch,
+    ) -> dict[str, Any]:
+        s = self.settings
+        table = read_request_parts(step_dir)
+        statuses = read_worker_status(step_dir)
+        coord_path = step_dir / "coordinator.json"
+        if coord_path.is_file():
+            start_s = float(json.loads(coord_path.read_text(encoding="utf-8"))["start_s"])
+        elif table.num_rows:
+            start_s = float(pc.min(table.column("intended_s")).as_py())
+        else:
+            log = launch.log_dir / f"{launch.label}-{'master' if launch.distributed else 'local'}.log"
+            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            if not interrupted:
+                raise LoadTestError(f"Locust recorded nothing (log: {log}){': ' + tail[0] if tail else ''}")
+            start_s = time.time()
+        partial = interrupted or (bool(statuses) and not all(x.get("final") for x in statuses))
+        summary = summarize_step(
+            table, statuses, start_s=start_s, warmup_s=s.warmup_s, duration_s=s.duration_s, window_s=s.window_s,
+            offered_rps=arrival.mean_rate_rps(s.duration_s), scheduled=schedule, mode=s.mode, partial=partial,
+        )
+        return {"step": step, "rate_rps": rate_rps, "start_s": start_s, **summary}
+
+    # ------------------------------------------------------------------ whole run
+
+    def _merge(self) -> None:
+        """Merge the parts into the run folder's files; the parts go once merged."""
+        tables = []
+        for step_dir in sorted(self.parts_dir.glob("step-*")):
+            table = read_request_parts(step_dir)
+            step = int(step_dir.name.split("-")[1])
+            tables.append(table.append_column("step", pa.array(np.full(table.num_rows, step, np.int32))))
+        schema = REQUEST_SCHEMA.append(pa.field("step", pa.int32()))
+        requests = pa.concat_tables(tables) if tables else schema.empty_table()
+        if requests.num_rows:
+            requests = requests.sort_by([("step", "ascending"), ("intended_s", "ascending")])
+        write_table_atomic(self.out_dir / "requests.parquet", requests)
+        telemetry = read_tables(list(self.parts_dir.glob("telemetry-*.parquet")), TELEMETRY_SCHEMA)
+        assert telemetry is not None
+        write_table_atomic(self.out_dir / "telemetry.parquet", telemetry.sort_by("time_s"))
+        if self.batches:
+            batches = read_tables(list(self.parts_dir.glob("batches-*.parquet")), BATCH_SCHEMA)
+            assert batches is not None
+            write_table_atomic(self.out_dir / "batches.parquet", batches.sort_by("batch_id"))
+        # Verify before deleting: the merged file must read back with every row.
+        if pq.read_metadata(self.out_dir / "requests.parquet").num_rows == requests.num_rows:
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def _summary(self, steps: list[dict[str, Any]], partial: bool, stop_reason: str | None) -> dict[str, Any]:
+        s = self.settings
+        head: dict[str, Any] = {
+            "target": s.target, "protocol": s.protocol, "model": s.model, "seed": s.seed,
+            "arrival": s.arrival.model_dump(), "duration_s": s.duration_s, "warmup_s": s.warmup_s,
+            "partial": partial,
+        }
+        if not steps:
+            return {**head, "steps": [], "valid": False, "invalid_reasons": ["no step completed"]}
+        if s.sweep is None:
+            body = dict(steps[0])
+            body["partial"] = partial
+        else:
+            good = [x for x in steps if not x.get("saturated") and x["valid"]]
+            chosen = max(good, key=lambda x: x["rate_rps"]) if good else steps[0]
+            body = {**chosen, "summary_step": chosen["step"], "partial": partial, "steps": steps,
+                    "curve": [{"rate_rps": x["rate_rps"], "achieved_rps": x["achieved_rps"],
+                               "throughput_rps": x["throughput_rps"], "p50_ms": x["latency_ms"]["p50"],
+                               "p99_ms": x["latency_ms"]["p99"], "valid": x["valid"], "stable": x["windows"]["stable"],
+                               "saturated": x.get("saturated", False)} for x in steps],
+                    "sweep": {"rates": s.sweep, "stop_reason": stop_reason,
+                              "max_unsaturated_rps": max((x["rate_rps"] for x in good), default=None)}}
+        body.pop("step", None) if s.sweep is None else None
+        telemetry = self.telemetry.describe() if self.telemetry else None
+        return {**head, **body, "partial": partial, "telemetry": telemetry}
+
+    def run(self) -> dict[str, Any]:
+        """Run every step and write the folder; returns the summary (also in summary.json)."""
+        s = self.settings
+        validate_settings(s)
+        check_reachable(s.target)
+        if s.mode != "custom":
+            self.request = build_request(s.target, s.protocol, s.model, s.payload_path)
+        self.batches = has_batch_log(s.target)
+        _prepare_out(self.out_dir)
+        self.parts_dir.mkdir()
+        start_s = time.time()
+        target_info = {"url": s.target, "protocol": s.protocol, "model": s.model, "local": is_local(s.target),
+                       "reference_server": self.batches,
+                       "request": self.request.model_dump(exclude={"body"}) if self.request else None,
+                       "request_body_bytes": len(self.request.body or "") if self.request else None}
+        manifest = build_manifest(s.model_dump(mode="json"), target_info, start_s)
+        write_json_atomic(self.out_dir / "manifest.json", manifest)
+        self.telemetry = TelemetryCollector(s.target, self.parts_dir, s.scrape_interval_s, nvml=is_local(s.target),
+                                            batches=self.batches)
+        self.telemetry.start()
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        steps: list[dict[str, Any]] = []
+        partial = False
+        planner = SweepPlanner(s.sweep, float(getattr(s.arrival, "rate_rps", 0.0)), s.sweep_max_steps) \
+            if s.sweep is not None else None
+        try:
+            while True:
+                rate = planner.next_rate(steps) if planner else (None if steps else 0.0)
+                if rate is None:
+                    break
+                outcome = self.run_step(len(steps), rate if planner else None)
+                if planner:
+                    baseline = steps[0]["latency_ms"]["p99"] if steps else None
+                    reason = saturation_reason(outcome.summary, baseline)
+                    outcome.summary["saturated"] = reason is not None
+                    outcome.summary["saturation_reason"] = reason
+                steps.append(outcome.summary)
+                write_json_atomic(self.out_dir / "summary.json", self._summary(steps, True, None))
+                self._report(outcome.summary)
+                if outcome.interrupted:
+                    partial = True
+                    break
+                if not planner:
+                    break
+        except KeyboardInterrupt:
+            partial = True
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.telemetry.stop()
+            self._merge()
+            summary = self._summary(steps, partial, planner.stop_reason if planner else None)
+            write_json_atomic(self.out_dir / "summary.json", summary)
+        return summary
+
+    def _report(self, step: dict[str, Any]) -> None:
+        lat = step["latency_ms"]
+        unc = step["latency_uncorrected_ms"]
+        lag = step["send_lag_ms"]
+        flag = "valid" if step["valid"] else "INVALID: " + "; ".join(step["invalid_reasons"])
+        self.echo(
+            f"  sent {step['achieved_rps']} req/s, completed {step['throughput_rps']} req/s; "
+            f"p50 {lat['p50']} ms, p99 {lat['p99']} ms (uncorrected p99 {unc['p99']} ms); "
+            f"send lag p99 {lag['p99']} ms, {lag['late_share']:.2%} late; "
+            f"{'stable' if step['windows']['stable'] else 'not stable'}; {flag}"
+        )
+
+
+def run_loadtest(settings: LoadTestSettings, out_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run a load test described by `settings` into the run folder `out_dir`; returns the summary."""
+    return LoadTestRun(settings, out_dir, echo).run()

@@ -1,0 +1,181 @@
+"""What a load test is asked to do, validated once, with errors that name the offending flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from capsim.errors import CapsimInputError
+from capsim.workload import (
+    ArrivalSpec,
+    ConstantArrival,
+    DiurnalArrival,
+    PoissonArrival,
+    RateStep,
+    StepsArrival,
+    TraceArrival,
+)
+
+Protocol = Literal["json", "kserve", "generic"]
+ArrivalKind = Literal["poisson", "constant", "steps", "diurnal", "trace"]
+SWEEP_KINDS = ("poisson", "constant")
+
+
+class LoadTestSettings(BaseModel):
+    """All settings of one `capsim loadtest` invocation (recorded verbatim in manifest.json)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str
+    protocol: Protocol = "json"
+    model: str | None = None
+    payload_path: str | None = None
+    arrival: ArrivalSpec = Field(default_factory=lambda: PoissonArrival(rate_rps=10.0))
+    duration_s: float = Field(default=60.0, gt=0)
+    warmup_s: float = Field(default=5.0, ge=0)
+    window_s: float = Field(default=5.0, gt=0)
+    workers: int = Field(default=1, ge=0)
+    remote_workers: int = Field(default=0, ge=0)
+    master_bind_host: str = "127.0.0.1"
+    master_port: int | None = None
+    max_in_flight: int = Field(default=1000, ge=1)
+    closed_loop: bool = False
+    users: int = Field(default=10, ge=1)
+    think_time_ms: float = Field(default=0.0, ge=0)
+    locustfile: str | None = None
+    sweep: list[float] | Literal["auto"] | None = None
+    sweep_max_steps: int = Field(default=8, ge=1)
+    seed: int = Field(default=0, ge=0)
+    scrape_interval_s: float = Field(default=1.0, gt=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    start_lead_s: float = Field(default=1.0, ge=0)
+    flush_interval_s: float = Field(default=1.0, gt=0)
+
+    @property
+    def mode(self) -> Literal["open", "closed", "custom"]:
+        """open (capsim's schedule), closed (N users with think time) or custom (a team's locustfile)."""
+        if self.locustfile:
+            return "custom"
+        return "closed" if self.closed_loop else "open"
+
+    @property
+    def total_workers(self) -> int:
+        """Worker processes taking part (this machine's plus remote ones); 1 when running in-process."""
+        return max(self.workers + self.remote_workers, 1)
+
+
+def parse_steps(text: str) -> list[RateStep]:
+    """`"0:10,30:50"` → steps starting at 0 s with 10 req/s and at 30 s with 50 req/s."""
+    steps = []
+    for item in text.split(","):
+        start, sep, rate = item.strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            steps.append(RateStep(start_s=float(start), rate_rps=float(rate)))
+        except (ValueError, ValidationError):
+            raise CapsimInputError(
+                f"expected START_S:RATE_RPS pairs separated by commas (e.g. 0:10,30:50), got {item!r}",
+                field="--steps",
+            ) from None
+    return steps
+
+
+def parse_sweep(text: str | None) -> list[float] | Literal["auto"] | None:
+    """`"auto"` or a comma-separated list of positive rates in req/s."""
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CapsimInputError(f"expected 'auto' or rates like 10,20,40, got {text!r}", field="--sweep") from None
+    if not rates or any(r <= 0 for r in rates):
+        raise CapsimInputError(f"expected 'auto' or positive rates like 10,20,40, got {text!r}", field="--sweep")
+    return rates
+
+
+def build_arrival(
+    kind: str,
+    rate_rps: float | None,
+    duration_s: float,
+    steps: str | None = None,
+    trace: str | None = None,
+    base_rate_rps: float | None = None,
+    period_s: float | None = None,
+) -> ArrivalSpec:
+    """The arrival process named by `--arrival` and its flags (the same models the simulator uses)."""
+    def need_rate() -> float:
+        if rate_rps is None or rate_rps <= 0:
+            raise CapsimInputError(f"--arrival {kind} needs a positive request rate in req/s", field="--rate")
+        return rate_rps
+
+    try:
+        if kind == "poisson":
+            return PoissonArrival(rate_rps=need_rate())
+        if kind == "constant":
+            return ConstantArrival(rate_rps=need_rate())
+        if kind == "steps":
+            if not steps:
+                raise CapsimInputError("--arrival steps needs --steps START_S:RATE_RPS,...", field="--steps")
+            return StepsArrival(steps=parse_steps(steps))
+        if kind == "diurnal":
+            peak = need_rate()
+            period = period_s or duration_s
+            # Start at the trough so that one period is a whole day shape: trough, peak at mid-period.
+            start_h = (14.0 - period / 7200.0) % 24.0
+            return DiurnalArrival(
+                base_rps=base_rate_rps if base_rate_rps is not None else peak / 4.0,
+                peak_rps=peak,
+                peak_time_h=14.0,
+                start_time_h=start_h,
+                period_s=period,
+            )
+        if kind == "trace":
+            if not trace:
+                raise CapsimInputError("--arrival trace needs --trace FILE (CSV or Parquet)", field="--trace")
+            if not Path(trace).is_file():
+                raise CapsimInputError("file not found", source=trace, field="--trace")
+            return TraceArrival(path=str(Path(trace).resolve()), rate_scale=rate_rps or 1.0)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise CapsimInputError(f"{first['msg']}", field=f"--arrival {kind}") from None
+    raise CapsimInputError(f"expected one of poisson, constant, steps, diurnal, trace; got {kind!r}", field="--arrival")
+
+
+def validate_settings(settings: LoadTestSettings) -> None:
+    """Cross-flag checks that pydantic cannot express; raises CapsimInputError naming the flag."""
+    parts = urlsplit(settings.target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CapsimInputError(f"expected an http(s) URL like http://127.0.0.1:8000, got {settings.target!r}",
+                               field="--target")
+    if settings.protocol in ("json", "kserve") and not settings.model and not settings.locustfile:
+        raise CapsimInputError(f"--protocol {settings.protocol} needs the model name", field="--model")
+    if settings.protocol == "generic" and not settings.payload_path and not settings.locustfile:
+        raise CapsimInputError("--protocol generic needs a request body file", field="--payload")
+    if settings.payload_path and not Path(settings.payload_path).is_file():
+        raise CapsimInputError("file not found", source=settings.payload_path, field="--payload")
+    if settings.locustfile and not Path(settings.locustfile).is_file():
+        raise CapsimInputError("file not found", source=settings.locustfile, field="--locustfile")
+    if settings.locustfile and settings.closed_loop:
+        raise CapsimInputError("use either --locustfile or --closed-loop, not both", field="--closed-loop")
+    if settings.warmup_s >= settings.duration_s:
+        raise CapsimInputError(
+            f"warm-up ({settings.warmup_s:g} s) must be shorter than the run ({settings.duration_s:g} s)",
+            field="--warmup",
+        )
+    if settings.sweep is not None:
+        if settings.mode != "open":
+            raise CapsimInputError("--sweep needs the open loop (no --closed-loop or --locustfile)", field="--sweep")
+        if settings.arrival.kind not in SWEEP_KINDS:
+            raise CapsimInputError(f"--sweep needs --arrival poisson or constant, not {settings.arrival.kind}",
+                                   field="--sweep")
+    if settings.workers == 0 and settings.remote_workers == 0:
+        raise CapsimInputError("need at least one worker (local or remote)", field="--workers")
+
+
+ARRIVAL_ADAPTER: TypeAdapter[ArrivalSpec] = TypeAdapter(ArrivalSpec)

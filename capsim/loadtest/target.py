@@ -1,0 +1,127 @@
+"""The target: is it reachable, what is one request to it, and is it capsim's reference server?
+
+Runs in the parent `capsim` process with `requests` (never gevent), before Locust starts, so that a
+wrong URL or model name fails fast with a one-line message instead of a run full of errors.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+from pydantic import BaseModel, ConfigDict
+
+from capsim.errors import CapsimInputError
+
+PROBE_TIMEOUT_S = 3.0
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+_NUMPY_DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
+                 "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
+
+
+class RequestSpec(BaseModel):
+    """One request as every worker sends it: method, path (relative to the base URL), body, headers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: str = "POST"
+    path: str
+    body: str | None = None
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    name: str
+
+
+def base_url(target: str) -> str:
+    """`scheme://host:port` of the target URL."""
+    parts = urlsplit(target)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def is_local(target: str) -> bool:
+    """Whether the target runs on this machine (then NVML sampling makes sense)."""
+    return (urlsplit(target).hostname or "") in LOCAL_HOSTS
+
+
+def check_reachable(target: str) -> None:
+    """Open (and close) a TCP connection to the target; a clear error when nothing listens there."""
+    parts = urlsplit(target)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CapsimInputError(f"cannot connect to {parts.hostname}:{port} ({reason})", field="--target") from None
+
+
+def _model_metadata(target: str, model: str) -> dict[str, Any]:
+    url = f"{base_url(target)}/v2/models/{model}"
+    try:
+        response = requests.get(url, timeout=PROBE_TIMEOUT_S)
+    except requests.RequestException as exc:
+        raise CapsimInputError(f"cannot read model metadata from {url} ({type(exc).__name__})",
+                               field="--model") from None
+    if response.status_code == 404:
+        raise CapsimInputError(f"the target has no model {model!r} ({url} answered 404)", field="--model")
+    if response.status_code != 200:
+        raise CapsimInputError(
+            f"{url} answered {response.status_code}; give the request body with --payload FILE", field="--payload"
+        )
+    try:
+        meta = response.json()
+        meta["inputs"][0]["shape"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise CapsimInputError(f"{url} gave no KServe v2 input metadata; give the body with --payload FILE",
+                               field="--payload") from None
+    return meta  # type: ignore[no-any-return]
+
+
+def example_input(datatype: str, item_shape: list[int]) -> np.ndarray:
+    """A deterministic example tensor of one item (fixed seed: every run sends the same bytes)."""
+    dtype = _NUMPY_DTYPES.get(datatype.upper())
+    if dtype is None:
+        raise CapsimInputError(f"unsupported input datatype {datatype!r}; give the body with --payload FILE",
+                               field="--payload")
+    rng = np.random.default_rng(0)
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, 100, size=item_shape).astype(dtype)
+    if dtype is np.bool_:
+        return rng.integers(0, 2, size=item_shape).astype(bool)
+    return rng.standard_normal(item_shape).astype(dtype)
+
+
+def build_request(target: str, protocol: str, model: str | None, payload_path: str | None) -> RequestSpec:
+    """The request every worker sends, for `--protocol json|kserve|generic`."""
+    body = Path(payload_path).read_text(encoding="utf-8") if payload_path else None
+    if protocol == "generic":
+        path = urlsplit(target).path or "/"
+        query = urlsplit(target).query
+        return RequestSpec(path=path + (f"?{query}" if query else ""), body=body, name=path)
+    assert model is not None
+    path = f"/predict/{model}" if protocol == "json" else f"/v2/models/{model}/infer"
+    if body is None:
+        meta = _model_metadata(target, model)
+        spec = meta["inputs"][0]
+        item_shape = [int(d) for d in spec["shape"][1:]]
+        item = example_input(spec.get("datatype", "FP32"), item_shape)
+        if protocol == "json":
+            body = json.dumps({"inputs": item.tolist()})
+        else:
+            body = json.dumps(
+                {"inputs": [{"name": spec.get("name", "input"), "shape": [1, *item_shape],
+                             "datatype": spec.get("datatype", "FP32"), "data": item.ravel().tolist()}]}
+            )
+    return RequestSpec(path=path, body=body, name=path)
+
+
+def has_batch_log(target: str) -> bool:
+    """Whether the target serves capsim's reference-server batch log (`GET /debug/batches`)."""
+    try:
+        response = requests.get(f"{base_url(target)}/debug/batches", params={"since": 0}, timeout=PROBE_TIMEOUT_S)
+        return response.status_code == 200 and "batches" in response.json()
+    except (requests.RequestException, ValueError, TypeError):
+        return False
