@@ -61,9 +61,7 @@ class ServerState:
         self.spec: ModelSpec = MODELS[config.model]
         self.metrics = ServerMetrics(config.model)
         self.batch_log = BatchLog(config.batch_log, ring_size=config.batch_ring_size)
-        self.telemetry = TelemetrySampler(
-            interval_s=config.telemetry_interval_ms / 1e3, use_nvml=config.nvml
-        )
+        self.telemetry = TelemetrySampler(interval_s=config.telemetry_interval_ms / 1e3, use_nvml=config.nvml)
         self.metrics.registry.register(TelemetryCollector(self.telemetry))
         self.batcher: DynamicBatcher | None = None
         self.ready = False
@@ -235,9 +233,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             m.count(endpoint, exc.status)
             return _error(exc.status, exc.message)
         payload = (
-            encode_v2_response(spec, result, request_id)
-            if endpoint == "v2"
-            else encode_simple_response(spec, result)
+            encode_v2_response(spec, result, request_id) if endpoint == "v2" else encode_simple_response(spec, result)
         )
         m.count(endpoint, 200)
         m.observe_latency(time.perf_counter() - t0)

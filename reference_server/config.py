@@ -84,30 +84,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     p.add_argument("--port", type=_port, default=8000, help="port to bind; 0 picks a free one")
     p.add_argument("--max-batch-size", type=_positive_int, default=1, help="requests per batch at most")
-    p.add_argument("--max-wait-ms", type=_non_negative_float, default=0.0,
-                   help="how long the oldest request may wait for a batch to fill (0 = greedy)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=_non_negative_float,
+        default=0.0,
+        help="how long the oldest request may wait for a batch to fill (0 = greedy)",
+    )
     p.add_argument("--instances", type=_positive_int, default=1, help="model executors sharing the queue")
-    p.add_argument("--queue-capacity", type=_positive_int, default=1024,
-                   help="requests allowed to wait; more are rejected with 429")
-    p.add_argument("--timeout-ms", type=_non_negative_float, default=0.0,
-                   help="a request still queued this long after arrival gets 504 (0 = never)")
+    p.add_argument(
+        "--queue-capacity",
+        type=_positive_int,
+        default=1024,
+        help="requests allowed to wait; more are rejected with 429",
+    )
+    p.add_argument(
+        "--timeout-ms",
+        type=_non_negative_float,
+        default=0.0,
+        help="a request still queued this long after arrival gets 504 (0 = never)",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda when available")
     p.add_argument("--batch-log", type=Path, default=None, help="append one JSON line per batch here")
-    p.add_argument("--extra-latency-ms", type=_non_negative_float, default=0.0,
-                   help="test hook: add this much time to every batch")
-    p.add_argument("--debug-endpoints", action="store_true",
-                   help="test hook: enable POST /debug/stall?seconds=T")
-    p.add_argument("--torch-threads", type=_non_negative_int, default=0,
-                   help="intra-op CPU threads per executor (0 = cores / instances)")
-    p.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
-                   help="larger request bodies get 413")
-    p.add_argument("--telemetry-interval-ms", type=_non_negative_float, default=100.0,
-                   help="telemetry sampling period")
-    p.add_argument("--no-nvml", dest="nvml", action="store_false",
-                   help="do not try NVML (GPU telemetry off)")
+    p.add_argument(
+        "--extra-latency-ms", type=_non_negative_float, default=0.0, help="test hook: add this much time to every batch"
+    )
+    p.add_argument("--debug-endpoints", action="store_true", help="test hook: enable POST /debug/stall?seconds=T")
+    p.add_argument(
+        "--torch-threads",
+        type=_non_negative_int,
+        default=0,
+        help="intra-op CPU threads per executor (0 = cores / instances)",
+    )
+    p.add_argument(
+        "--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES, help="larger request bodies get 413"
+    )
+    p.add_argument("--telemetry-interval-ms", type=_non_negative_float, default=100.0, help="telemetry sampling period")
+    p.add_argument("--no-nvml", dest="nvml", action="store_false", help="do not try NVML (GPU telemetry off)")
     p.add_argument("--seed", type=int, default=20261122, help="seed of the model weights")
-    p.add_argument("--batch-ring-size", type=_positive_int, default=100_000,
-                   help="batch records kept in memory for GET /debug/batches")
+    p.add_argument(
+        "--batch-ring-size",
+        type=_positive_int,
+        default=100_000,
+        help="batch records kept in memory for GET /debug/batches",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return p  # fmt: skip
 

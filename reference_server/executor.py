@@ -8,6 +8,7 @@ parallelism is set per executor thread) and, on CUDA, its own stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -167,7 +168,5 @@ class Executor:
             result = exc
         self._stall.wait()
         end_mono, end_epoch = time.monotonic(), time.time()
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
             self._loop.call_soon_threadsafe(self._on_done, batch, result, end_mono, end_epoch)
-        except RuntimeError:  # the loop closed during shutdown
-            pass

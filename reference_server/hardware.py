@@ -3,6 +3,7 @@ from /proc/cpuinfo and the thread count."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from typing import Any
@@ -47,10 +48,8 @@ def gpu_names() -> tuple[list[str], str]:
     except pynvml.NVMLError as exc:
         return [], f"{type(exc).__name__}: {exc}"
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
 def describe(device_type: str, torch_threads: int, device_index: int = 0) -> dict[str, Any]:

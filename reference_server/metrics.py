@@ -67,7 +67,9 @@ class ServerMetrics:
         self.timed_out = Counter(
             "refserver_queue_timeouts", "requests that left the queue at their deadline", ["model"], registry=r
         )
-        self.queue_depth = Gauge("refserver_queue_depth", "requests waiting in the batcher queue", ["model"], registry=r)
+        self.queue_depth = Gauge(
+            "refserver_queue_depth", "requests waiting in the batcher queue", ["model"], registry=r
+        )
         self.busy = Gauge("refserver_executors_busy", "executors running a batch", ["model"], registry=r)
         self.executors = Gauge("refserver_executors", "model executors (instances)", ["model"], registry=r)
         self.ready = Gauge("refserver_ready", "1 once warm-up is done", ["model"], registry=r)

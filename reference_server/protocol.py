@@ -61,14 +61,11 @@ def _to_array(data: Any, spec: ModelSpec, shape: tuple[int, ...], where: str) ->
     except (ValueError, TypeError, OverflowError):
         kind = "numbers" if dtype is np.float32 else "integers"
         raise ProtocolError(400, f"{where}: expected {kind} in a flat or evenly nested list") from None
-    if dtype is np.int64 and isinstance(data, list):
-        # np.asarray silently truncates 1.7 to 1 for integer dtypes; refuse non-integers instead.
-        if not np.array_equal(array, np.asarray(data, dtype=np.float64)):
-            raise ProtocolError(400, f"{where}: expected integers (token ids)")
+    # np.asarray silently truncates 1.7 to 1 for integer dtypes; refuse non-integers instead.
+    if dtype is np.int64 and not np.array_equal(array, np.asarray(data, dtype=np.float64)):
+        raise ProtocolError(400, f"{where}: expected integers (token ids)")
     if array.size != math.prod(shape):
-        raise ProtocolError(
-            400, f"{where}: has {array.size} values, shape {list(shape)} needs {math.prod(shape)}"
-        )
+        raise ProtocolError(400, f"{where}: has {array.size} values, shape {list(shape)} needs {math.prod(shape)}")
     if array.ndim != 1 and array.shape != shape:
         raise ProtocolError(400, f"{where}: nested as {list(array.shape)}, expected {list(shape)}")
     array = array.reshape(shape)
@@ -107,9 +104,7 @@ def parse_v2_infer(body: bytes, spec: ModelSpec, max_items: int) -> tuple[np.nda
     ):
         raise ProtocolError(400, f"inputs[0].shape: expected {expected} with n >= 1, got {shape!r}")
     if shape[0] > max_items:
-        raise ProtocolError(
-            400, f"inputs[0].shape: {shape[0]} items exceed the max batch size {max_items}"
-        )
+        raise ProtocolError(400, f"inputs[0].shape: {shape[0]} items exceed the max batch size {max_items}")
     if "data" not in tensor:
         raise ProtocolError(400, "inputs[0].data is missing")
     array = _to_array(tensor["data"], spec, tuple(shape), "inputs[0].data")
@@ -120,7 +115,7 @@ def parse_simple(body: bytes, spec: ModelSpec) -> np.ndarray:
     """A simple JSON request → items array [1, *input_shape]."""
     payload = _loads(body)
     if not isinstance(payload, dict) or "inputs" not in payload:
-        raise ProtocolError(400, f"expected {{\"inputs\": <one item of shape {list(spec.input_shape)}>}}")
+        raise ProtocolError(400, f'expected {{"inputs": <one item of shape {list(spec.input_shape)}>}}')
     return _to_array(payload["inputs"], spec, spec.input_shape, "inputs")[np.newaxis]
 
 
@@ -166,7 +161,5 @@ def model_metadata(spec: ModelSpec) -> dict[str, Any]:
         "versions": [MODEL_VERSION],
         "platform": "pytorch_libtorch",
         "inputs": [{"name": INPUT_NAME, "datatype": spec.input_datatype, "shape": [-1, *spec.input_shape]}],
-        "outputs": [
-            {"name": OUTPUT_NAME, "datatype": spec.output_datatype, "shape": [-1, *spec.output_shape]}
-        ],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": spec.output_datatype, "shape": [-1, *spec.output_shape]}],
     }

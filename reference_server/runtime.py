@@ -4,6 +4,7 @@ loop, because importing torch takes seconds)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -40,16 +41,12 @@ class Runtime:
         self.hardware = hardware
 
     @classmethod
-    def create(
-        cls, config: ServerConfig, batcher: DynamicBatcher, loop: asyncio.AbstractEventLoop
-    ) -> Runtime:
+    def create(cls, config: ServerConfig, batcher: DynamicBatcher, loop: asyncio.AbstractEventLoop) -> Runtime:
         """Load the model and start `config.instances` executors attached to `batcher`."""
         device = resolve_device(config.device)
         # Inter-op threads are only used by torch.jit forks; one is plenty and saves memory.
-        try:
+        with contextlib.suppress(RuntimeError):  # already set: a second server in this process
             torch.set_num_interop_threads(1)
-        except RuntimeError:  # already set (a second server in the same process, as in tests)
-            pass
         threads = torch_threads_per_instance(config.instances, config.torch_threads or None)
         # Executors share one copy of the weights: inference does not mutate the module, and on
         # the CPU a copy per instance would only compete for the same caches.
@@ -74,9 +71,7 @@ class Runtime:
         hardware = describe(device.type, threads, device.index or 0)
         hardware["torch_version"] = torch.__version__
         hardware["device"] = str(device)
-        log.info(
-            "model %s on %s: %d executor(s) x %d torch thread(s)", config.model, device, len(executors), threads
-        )
+        log.info("model %s on %s: %d executor(s) x %d torch thread(s)", config.model, device, len(executors), threads)
         return cls(config, executors, stall, hardware)
 
     def warm_up(self) -> None:

@@ -14,6 +14,7 @@ the latest one is exported on `/metrics` by `TelemetryCollector`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -161,10 +162,8 @@ class Nvml:
     def shutdown(self) -> None:
         """Release NVML."""
         if self.available:
-            try:
+            with contextlib.suppress(self._nvml.NVMLError):
                 self._nvml.nvmlShutdown()
-            except self._nvml.NVMLError:
-                pass
             self.available = False
 
 
