@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from capsim.metrics.intervals import LevelAreas
 from capsim.metrics.request_log import Columns, RequestLog
 from capsim.metrics.summary import combine_replications, replication_summary
 from capsim.metrics.tally import RequestTally
@@ -26,6 +27,7 @@ ProgressCallback = Callable[[float], None]
 # still unfinished then is reported as in flight.
 _MIN_DRAIN_S = 60.0
 _TARGET_SAMPLES = 1000
+_PROGRESS_STEPS = 200
 
 
 @dataclass
@@ -84,27 +86,14 @@ def _sample_times(scenario: Scenario) -> np.ndarray:
     return np.unique(np.concatenate([grid, [scenario.warmup_s, scenario.duration_s]]))
 
 
-def _clock(
-    env: simpy.Environment,
-    fleet: RealtimeFleet,
-    ticks: np.ndarray,
-    areas: dict[str, list[float]],
-    duration_s: float,
-    progress: ProgressCallback | None,
+def _progress_clock(
+    env: simpy.Environment, duration_s: float, progress: ProgressCallback
 ) -> Generator[simpy.Event, Any, None]:
-    """Records the integrals of the levels at each tick (warm-up end and run end among them)."""
-    levels = fleet.levels
-    for t in ticks.tolist():
-        yield env.timeout(t - env.now)
-        for replica in fleet.replicas:
-            replica.expire(t)
-        areas["queue_length"].append(sum(r.queue_level.area_at(t) for r in fleet.replicas))
-        areas["busy_executors"].append(levels.busy_executors.area_at(t))
-        areas["in_service"].append(levels.in_service.area_at(t))
-        areas["replicas"].append(len(fleet.replicas) * t)
-        areas["executors"].append(fleet.executors * t)
-        if progress is not None:
-            progress(t / duration_s)
+    """Reports the fraction of simulated time done, a couple of hundred times per run."""
+    step_s = duration_s / _PROGRESS_STEPS
+    for k in range(1, _PROGRESS_STEPS + 1):
+        yield env.timeout(k * step_s - env.now)
+        progress(min(env.now / duration_s, 1.0))
 
 
 def _run_replication(
@@ -113,39 +102,44 @@ def _run_replication(
     serving = scenario.serving
     streams = RandomStreams(seed, replication)
     slo_s = scenario.slo.latency_ms / 1000.0 if scenario.slo else None
-    tally = RequestTally(scenario.warmup_s, slo_s, exact=keep_requests)
     overhead_s = serving.overhead_ms / 1000.0
-    log = RequestLog(flush=None if keep_requests else (lambda cols: tally.add(cols, overhead_s)))
+    ticks = _sample_times(scenario)
+    tally = RequestTally(scenario.warmup_s, slo_s, exact=keep_requests)
+    levels = LevelAreas(ticks, overhead_s)
 
+    def fold(cols: Columns) -> None:
+        levels.add(cols)
+        tally.add(cols, overhead_s)
+
+    log = RequestLog(flush=None if keep_requests else fold)
     env = simpy.Environment()
     fleet = RealtimeFleet(env, serving, scenario.service, streams, log)
     arrivals = scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)
-    env.process(fleet.feed(arrivals))
-    ticks = _sample_times(scenario)
-    areas: dict[str, list[float]] = {k: [] for k in ("queue_length", "busy_executors", "in_service",
-                                                       "replicas", "executors")}  # fmt: skip
-    env.process(_clock(env, fleet, ticks, areas, scenario.duration_s, progress))
+    fleet.start(arrivals)
+    if progress is not None:
+        env.process(_progress_clock(env, scenario.duration_s, progress))
     env.run(until=scenario.duration_s)
     drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
     env.run(until=env.any_of([fleet.drained, env.timeout(drain_limit_s - env.now)]))
-
+    for replica in fleet.replicas:
+        replica.expire(env.now)
     if keep_requests:
-        tally.add(log.view(), overhead_s)
+        fold(log.view())
     else:
         log.flush_all()
 
-    t = ticks
-    series = {k: np.asarray(v) for k, v in areas.items()}
-    warm = int(np.searchsorted(t, scenario.warmup_s))
     window_s = scenario.duration_s - scenario.warmup_s
+    warm = int(np.searchsorted(ticks, scenario.warmup_s))
+    executors = float(fleet.executors)
+    replicas_now = float(len(fleet.replicas))
 
-    def window_mean(name: str) -> float:
-        start = series[name][warm] if scenario.warmup_s > 0 else 0.0
-        return float((series[name][-1] - start) / window_s)
+    def window_mean(area: np.ndarray) -> float:
+        return float((area[-1] - (area[warm] if scenario.warmup_s > 0 else 0.0)) / window_s)
 
-    level_means = {k: window_mean(k) for k in ("queue_length", "busy_executors", "in_service", "replicas")}
-    level_means["utilization"] = level_means["busy_executors"] / window_mean("executors")
-    replicas = {"mean": level_means["replicas"], "min": len(fleet.replicas), "max": len(fleet.replicas)}
+    level_means = {name: window_mean(area) for name, area in levels.areas.items()}
+    level_means["replicas"] = replicas_now
+    level_means["utilization"] = level_means["busy_executors"] / executors
+    replicas = {"mean": replicas_now, "min": len(fleet.replicas), "max": len(fleet.replicas)}
     summary = replication_summary(
         name=scenario.name,
         seed=seed,
@@ -158,15 +152,12 @@ def _run_replication(
         slo=(scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None,
         extra={"service": scenario.service.describe(), "warnings": stability_warnings(scenario)},
     )
-    widths = np.diff(np.concatenate([[0.0], t]))
-    timeseries = {
-        "time_s": t,
-        "queue_length": np.diff(np.concatenate([[0.0], series["queue_length"]])) / widths,
-        "busy_executors": np.diff(np.concatenate([[0.0], series["busy_executors"]])) / widths,
-        "in_service": np.diff(np.concatenate([[0.0], series["in_service"]])) / widths,
-        "replicas": np.full(t.size, float(len(fleet.replicas))),
-    }
-    timeseries["utilization"] = timeseries["busy_executors"] / fleet.executors
+    widths = np.diff(np.concatenate([[0.0], ticks]))
+    timeseries = {"time_s": ticks}
+    for name, area in levels.areas.items():
+        timeseries[name] = np.diff(np.concatenate([[0.0], area])) / widths
+    timeseries["replicas"] = np.full(ticks.size, replicas_now)
+    timeseries["utilization"] = timeseries["busy_executors"] / executors
     requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
     return ReplicationResult(replication, summary, requests, timeseries)
 

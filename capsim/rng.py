@@ -9,6 +9,7 @@ random numbers make paired what-if comparisons far less noisy than independent r
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -33,26 +34,8 @@ class RandomStreams:
         return np.random.Generator(np.random.PCG64(sequence))
 
 
-class BufferedVariates:
-    """Scalar draws served from numpy chunks: one C call per `chunk` draws instead of per draw.
-
-    `draw(n)` must return `n` variates from the wrapped generator; values are handed out in order,
-    so the sequence is identical to drawing them one by one from the same generator call pattern.
-    """
-
-    __slots__ = ("_buffer", "_chunk", "_draw", "_index")
-
-    def __init__(self, draw: object, chunk: int = 4096) -> None:
-        self._draw = draw
-        self._chunk = chunk
-        self._buffer: list[float] = []
-        self._index = 0
-
-    def next(self) -> float:
-        """The next variate."""
-        if self._index >= len(self._buffer):
-            self._buffer = self._draw(self._chunk).tolist()  # type: ignore[operator]
-            self._index = 0
-        value = self._buffer[self._index]
-        self._index += 1
-        return value
+def buffered(draw: Callable[[int], np.ndarray], chunk: int = 4096) -> Iterator[float]:
+    """An endless iterator of scalar draws served from numpy chunks: one C call per `chunk` draws
+    instead of one per draw (`next(it)` on it costs a fraction of a numpy scalar call)."""
+    while True:
+        yield from draw(chunk).tolist()

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from capsim.rng import BufferedVariates
+from capsim.rng import buffered
 from capsim.servicetime.base import BatchSampler, ServiceTimeModel, lognormal_params
 
 
@@ -36,9 +36,9 @@ class ExponentialService(ServiceTimeModel):
         return self.mean_ms / 1000.0
 
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
-        draws = BufferedVariates(rng.standard_exponential)
+        draws = buffered(rng.standard_exponential)
         mean_s = self.mean_ms / 1000.0
-        return lambda batch_size: mean_s * draws.next()
+        return lambda batch_size: mean_s * next(draws)
 
 
 class LognormalService(ServiceTimeModel):
@@ -54,8 +54,8 @@ class LognormalService(ServiceTimeModel):
 
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
         mu, sigma = lognormal_params(self.mean_ms / 1000.0, self.cv)
-        draws = BufferedVariates(rng.standard_normal)
-        return lambda batch_size: math.exp(mu + sigma * draws.next())
+        draws = buffered(rng.standard_normal)
+        return lambda batch_size: math.exp(mu + sigma * next(draws))
 
 
 class LinearService(ServiceTimeModel):
@@ -74,7 +74,7 @@ class LinearService(ServiceTimeModel):
         if self.cv == 0:
             return self.mean_s
         _, sigma = lognormal_params(1.0, self.cv)
-        draws = BufferedVariates(rng.standard_normal)
+        draws = buffered(rng.standard_normal)
         # A unit-mean lognormal factor keeps the mean exact for every batch size.
         shift = -0.5 * sigma * sigma
-        return lambda batch_size: self.mean_s(batch_size) * math.exp(shift + sigma * draws.next())
+        return lambda batch_size: self.mean_s(batch_size) * math.exp(shift + sigma * next(draws))

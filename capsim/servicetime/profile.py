@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from capsim.rng import BufferedVariates
+from capsim.rng import buffered
 from capsim.servicetime.base import BatchSampler, ServiceTimeModel
 from capsim.servicetime.profile_format import Profile, read_profile
 
@@ -67,13 +67,13 @@ class ProfileService(ServiceTimeModel):
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
         levels = list(self.profile.quantile_levels)
         curves: dict[int, list[float]] = {}
-        uniforms = BufferedVariates(rng.random)
+        uniforms = buffered(rng.random)
 
         def draw(batch_size: int) -> float:
             curve = curves.get(batch_size)
             if curve is None:
                 curve = curves[batch_size] = self.quantiles_s(batch_size).tolist()
-            u = uniforms.next()
+            u = next(uniforms)
             j = bisect.bisect_right(levels, u)
             if j >= len(levels):
                 return curve[-1]

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from capsim.rng import BufferedVariates
+from capsim.rng import buffered
 
 
 class Balanced(Protocol):
@@ -42,10 +42,10 @@ class RandomChoice:
     """A uniformly random replica (kube-proxy in iptables mode)."""
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self._u = BufferedVariates(rng.random)
+        self._u = buffered(rng.random)
 
     def pick(self, replicas: Sequence[Balanced]) -> int:
-        return min(int(self._u.next() * len(replicas)), len(replicas) - 1)
+        return min(int(next(self._u) * len(replicas)), len(replicas) - 1)
 
 
 class LeastOutstanding:
@@ -54,19 +54,24 @@ class LeastOutstanding:
 
     def __init__(self, rng: np.random.Generator) -> None:
         self._offset = 0
+        self._orders: list[list[int]] = []
 
     def pick(self, replicas: Sequence[Balanced]) -> int:
         n = len(replicas)
-        start = self._offset % n
-        self._offset = start + 1
+        if len(self._orders) != n:
+            # Each replica's rotation of the others, precomputed: this runs once per request.
+            self._orders = [[(start + step) % n for step in range(1, n)] for start in range(n)]
+        start = self._offset
+        self._offset = start + 1 if start + 1 < n else 0
         best, best_load = start, replicas[start].outstanding()
-        for step in range(1, n):
-            if best_load == 0:
-                break
-            i = (start + step) % n
+        if best_load == 0:
+            return best
+        for i in self._orders[start]:
             load = replicas[i].outstanding()
             if load < best_load:
                 best, best_load = i, load
+                if load == 0:
+                    break
         return best
 
 
@@ -75,14 +80,14 @@ class PowerOfTwo:
     Envoy LEAST_REQUEST's default behaviour)."""
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self._u = BufferedVariates(rng.random)
+        self._u = buffered(rng.random)
 
     def pick(self, replicas: Sequence[Balanced]) -> int:
         n = len(replicas)
         if n == 1:
             return 0
-        a = min(int(self._u.next() * n), n - 1)
-        b = min(int(self._u.next() * (n - 1)), n - 2)
+        a = min(int(next(self._u) * n), n - 1)
+        b = min(int(next(self._u) * (n - 1)), n - 2)
         if b >= a:
             b += 1  # a second replica distinct from the first, uniformly
         return a if replicas[a].outstanding() <= replicas[b].outstanding() else b

@@ -1,24 +1,22 @@
 """A real-time fleet: the arrival stream, the response cache, the load balancer and the replicas.
 
-One SimPy process feeds the arrivals (drawn in numpy chunks), one process runs each executor; no
-process is ever created per request.
+Arrivals are drawn in numpy chunks and fed by a chain of timer events (one pending at a time);
+replicas are event-driven state machines. Nothing is ever created per request but its timer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import simpy
 
-from capsim.metrics.levels import Level
 from capsim.metrics.request_log import COMPLETED, RequestLog
 from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.balancer import make_balancer
-from capsim.serving.replica import Replica, ReplicaConfig, SharedLevels
+from capsim.serving.replica import Replica, ReplicaConfig
 
 
 class RealtimeFleet:
@@ -35,7 +33,6 @@ class RealtimeFleet:
         self.env = env
         self.serving = serving
         self.log = log
-        self.levels = SharedLevels(busy_executors=Level(), in_service=Level())
         self.pending = 0  # requests dispatched to replicas and not yet finished
         self.arrivals_done = False
         self.drained = env.event()
@@ -48,8 +45,7 @@ class RealtimeFleet:
             overhead_s=serving.overhead_ms / 1000.0,
         )
         self.replicas = [
-            Replica(env, i, config, service.sampler(streams.stream(f"service/replica-{i}")), log, self.levels,
-                    self._finished)
+            Replica(env, i, config, service.sampler(streams.stream(f"service/replica-{i}")), log, self._finished)
             for i in range(serving.replicas)
         ]  # fmt: skip
         self.balancer = make_balancer(serving.load_balancer, streams.stream("balancer"))
@@ -62,7 +58,7 @@ class RealtimeFleet:
 
     def _finished(self, count: int) -> None:
         self.pending -= count
-        if self.arrivals_done and self.pending == 0 and not self.drained.triggered:
+        if self.pending == 0 and self.arrivals_done and not self.drained.triggered:
             self.drained.succeed()
 
     def _answer_cache_hits(self, first_id: int, times: np.ndarray) -> np.ndarray:
@@ -80,21 +76,53 @@ class RealtimeFleet:
         log.outcome[rows] = COMPLETED
         return ~hit
 
-    def feed(self, chunks: Iterator[np.ndarray]) -> Generator[simpy.Event, Any, None]:
-        """The arrival process: one timeout per request that reaches the replicas."""
-        env, replicas, balancer = self.env, self.replicas, self.balancer
-        single = len(replicas) == 1
-        for times in chunks:
+    def start(self, chunks: Iterator[np.ndarray]) -> None:
+        """Begin feeding arrivals (drawn lazily, chunk by chunk) into the fleet."""
+        self._chunks = chunks
+        self._times: list[float] = []
+        self._ids: list[int] = []
+        self._next = 0
+        self._on_arrival(None)
+
+    def _load_chunk(self) -> bool:
+        for times in self._chunks:
             first_id = self.log.append_arrivals(times)
             miss = self._answer_cache_hits(first_id, times)
-            ids = (np.flatnonzero(miss) + first_id).tolist()
-            for request_id, t in zip(ids, times[miss].tolist(), strict=True):
-                delay = t - env.now
-                if delay > 0:
-                    yield env.timeout(delay)
-                self.pending += 1
-                replica = replicas[0] if single else replicas[balancer.pick(replicas)]
-                replica.enqueue(request_id)
-        self.arrivals_done = True
-        if self.pending == 0 and not self.drained.triggered:
-            self.drained.succeed()
+            self._ids = (np.flatnonzero(miss) + first_id).tolist()
+            self._times = times[miss].tolist()
+            self._next = 0
+            if self._ids:
+                return True
+        return False
+
+    def _on_arrival(self, due: simpy.Event | None) -> None:
+        """Route the arrival whose timer fired, then every later one that comes before the next
+        kernel event (nothing can change the fleet's state in between, so they are handled right
+        away at their own timestamps), then set the timer of the next one."""
+        env, replicas, balancer = self.env, self.replicas, self.balancer
+        single = len(replicas) == 1
+        expire_first = self.serving.timeout_ms is not None
+        times, ids = self._times, self._ids
+        while True:
+            i = self._next
+            if i >= len(times):
+                if not self._load_chunk():
+                    self.arrivals_done = True
+                    self._finished(0)
+                    return
+                times, ids = self._times, self._ids
+                continue
+            t = times[i]
+            if due is None and t >= env.peek():
+                env.timeout(t - env.now).callbacks.append(self._on_arrival)
+                return
+            due = None
+            self._next = i + 1
+            self.pending += 1
+            if single:
+                replicas[0].enqueue(ids[i], t)
+                continue
+            if expire_first:
+                for replica in replicas:
+                    replica.expire(t)
+            replicas[balancer.pick(replicas)].enqueue(ids[i], t)

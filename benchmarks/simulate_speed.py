@@ -1,0 +1,157 @@
+"""How fast capsim simulates, against baselines measured in the same run.
+
+(a) M/M/c with c = 8, rho = 0.8, 1M requests: capsim vs Ciw vs a plain one-process-per-request
+    SimPy model. Targets: >= 5x Ciw and >= 3x plain SimPy (simulated requests per wall second).
+(b) A real-time scenario with batching (max batch 32), 4 replicas, least_outstanding, one simulated
+    hour at 1,000 requests/s. Target: under 10 s wall time.
+
+Run: python benchmarks/simulate_speed.py [--requests N]   (prints figures; asserts nothing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import simpy
+
+from capsim import simulate
+from capsim.scenario import validate_scenario
+
+C = 8
+MEAN_SERVICE_S = 1.0
+RHO = 0.8
+RATE_RPS = RHO * C / MEAN_SERVICE_S
+
+
+def mmc_scenario(requests: int) -> dict:
+    duration_s = requests / RATE_RPS
+    return {
+        "name": "bench-mmc",
+        "duration_s": duration_s,
+        "warmup_s": duration_s / 10,
+        "seed": 1,
+        "workload": {"arrival": {"kind": "poisson", "rate_rps": RATE_RPS}},
+        "service": {"kind": "exponential", "mean_ms": MEAN_SERVICE_S * 1000},
+        "hardware": {"name": "cpu", "usd_per_hour": 0.1},
+        "serving": {"mode": "realtime", "replicas": 1, "instances_per_replica": C},
+    }
+
+
+def run_capsim(requests: int, keep_requests: bool) -> tuple[float, int, float]:
+    scenario = validate_scenario(mmc_scenario(requests), "bench")
+    start = time.perf_counter()
+    result = simulate(scenario, keep_requests=keep_requests)
+    wall = time.perf_counter() - start
+    arrived = result.summary["requests"]["arrived"] / 0.9  # warm-up requests are simulated too
+    return wall, int(arrived), result.summary["queue_wait_ms"]["mean"] / 1000.0
+
+
+def run_plain_simpy(requests: int) -> tuple[float, int, float]:
+    """The textbook SimPy model: one process per customer, a Resource with capacity c."""
+    env = simpy.Environment()
+    servers = simpy.Resource(env, capacity=C)
+    rng = np.random.default_rng(1)
+    waits: list[float] = []
+
+    def customer(env: simpy.Environment) -> object:
+        arrived = env.now
+        with servers.request() as req:
+            yield req
+            waits.append(env.now - arrived)
+            yield env.timeout(rng.exponential(MEAN_SERVICE_S))
+
+    def source(env: simpy.Environment) -> object:
+        for _ in range(requests):
+            yield env.timeout(rng.exponential(1 / RATE_RPS))
+            env.process(customer(env))
+
+    env.process(source(env))
+    start = time.perf_counter()
+    env.run()
+    wall = time.perf_counter() - start
+    return wall, requests, float(np.mean(waits[requests // 10 :]))
+
+
+def run_ciw(requests: int) -> tuple[float, int, float]:
+    import ciw
+
+    ciw.seed(1)
+    network = ciw.create_network(
+        arrival_distributions=[ciw.dists.Exponential(rate=RATE_RPS)],
+        service_distributions=[ciw.dists.Exponential(rate=1 / MEAN_SERVICE_S)],
+        number_of_servers=[C],
+    )
+    sim = ciw.Simulation(network)
+    horizon = requests / RATE_RPS
+    start = time.perf_counter()
+    sim.simulate_until_max_time(horizon)
+    wall = time.perf_counter() - start
+    recs = sim.get_all_records()
+    waits = [r.waiting_time for r in recs if r.arrival_date > horizon / 10]
+    return wall, len(recs), float(np.mean(waits))
+
+
+def erlang_c_wait_s() -> float:
+    a = RATE_RPS * MEAN_SERVICE_S
+    b = 1.0
+    for k in range(1, C + 1):
+        b = a * b / (k + a * b)
+    c_prob = b / (1 - RHO * (1 - b))
+    return c_prob / (C / MEAN_SERVICE_S - RATE_RPS)
+
+
+def batching_scenario() -> dict:
+    return {
+        "name": "bench-batching",
+        "duration_s": 3600,
+        "warmup_s": 60,
+        "seed": 1,
+        "workload": {"arrival": {"kind": "poisson", "rate_rps": 1000}},
+        "service": {"kind": "linear", "base_ms": 8, "per_item_ms": 0.9, "cv": 0.1},
+        "hardware": {"name": "gpu", "usd_per_hour": 1.0},
+        "serving": {
+            "mode": "realtime",
+            "replicas": 4,
+            "instances_per_replica": 1,
+            "batching": {"max_batch_size": 32, "max_wait_ms": 5},
+            "load_balancer": "least_outstanding",
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--baseline-requests", type=int, default=200_000,
+                        help="the baselines are slow; their rate is measured on fewer requests")  # fmt: skip
+    args = parser.parse_args()
+    print(f"(a) M/M/{C}, rho = {RHO}; Erlang C mean wait = {erlang_c_wait_s() * 1000:.1f} ms")
+    rows = []
+    for label, fn, n in (
+        ("capsim (request log)", lambda n: run_capsim(n, True), args.requests),
+        ("capsim (--no-request-log)", lambda n: run_capsim(n, False), args.requests),
+        ("plain SimPy, process per request", run_plain_simpy, args.baseline_requests),
+        ("Ciw", run_ciw, args.baseline_requests),
+    ):
+        wall, count, wait_s = fn(n)
+        rows.append((label, count / wall, wall, count, wait_s))
+        print(f"  {label:34s} {count / wall:>10,.0f} req/s   ({count:,} requests in {wall:.2f} s, "
+              f"mean wait {wait_s * 1000:.1f} ms)")  # fmt: skip
+    capsim_rate = rows[0][1]
+    print(f"  speed-up vs plain SimPy: {capsim_rate / rows[2][1]:.2f}x (target >= 3x)")
+    print(f"  speed-up vs Ciw:         {capsim_rate / rows[3][1]:.2f}x (target >= 5x)")
+
+    scenario = validate_scenario(batching_scenario(), "bench")
+    start = time.perf_counter()
+    result = simulate(scenario, keep_requests=False)
+    wall = time.perf_counter() - start
+    s = result.summary
+    print(f"(b) batching, 4 replicas, least_outstanding, 1 h at 1,000 req/s: {wall:.2f} s wall "
+          f"(target < 10 s); {s['requests']['arrived']:,} requests, mean batch {s['batch_size']['mean']:.1f}, "
+          f"p99 {s['latency_ms']['p99']:.1f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
