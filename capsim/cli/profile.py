@@ -1,0 +1,67 @@
+"""`capsim profile`: measure a bundled model's batch latency and write a service-time profile.
+
+Runs `python -m reference_server.profile` as a subprocess (capsim never imports torch): warm-up,
+then timed batches per batch size until three consecutive windows agree within the tolerance (with
+a cap on windows, reported), recording hardware, torch version, dtype, device and date.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from capsim.cli.app import app
+from capsim.cli.serve import DEVICES, MODEL_NAMES, require_choice, require_server_dependencies, run_subprocess
+from capsim.errors import CapsimInputError
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """ "1,2,4,8" → [1, 2, 4, 8]; a one-line input error otherwise."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise CapsimInputError(f"expected comma-separated integers, got {text!r}", field="--batch-sizes") from None
+    if not sizes or sizes[0] < 1:
+        raise CapsimInputError(f"batch sizes must be integers >= 1, got {text!r}", field="--batch-sizes")
+    return sizes
+
+
+@app.command("profile")
+def profile_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="profile file to write (JSON)")],
+    model: Annotated[str, typer.Option(help="bundled model: mlp, cnn or transformer")] = "mlp",
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,2,4,8,16,32",
+    window_s: Annotated[float, typer.Option(help="length of one timing window (s)")] = 1.0,
+    warmup_s: Annotated[float, typer.Option(help="warm-up per batch size (s)")] = 1.0,
+    tolerance: Annotated[float, typer.Option(help="3 window medians must agree within this (0.05 = 5%)")] = 0.05,
+    max_windows: Annotated[int, typer.Option(help="stop trying to converge after this many windows")] = 20,
+    torch_threads: Annotated[int, typer.Option(help="intra-op CPU threads (0 = all cores)")] = 0,
+) -> None:
+    """Measure a bundled model's batch latency and write a profile for `service: {kind: profile}`."""
+    require_choice(model, MODEL_NAMES, "--model")
+    require_choice(device, DEVICES, "--device")
+    sizes = parse_batch_sizes(batch_sizes)
+    if not window_s > 0:
+        raise CapsimInputError("must be > 0", field="--window-s")
+    if not warmup_s >= 0:
+        raise CapsimInputError("must be >= 0", field="--warmup-s")
+    if not 0 < tolerance < 1:
+        raise CapsimInputError("must be in (0, 1)", field="--tolerance")
+    if max_windows < 3:
+        raise CapsimInputError("must be >= 3 (convergence compares three windows)", field="--max-windows")
+    if torch_threads < 0:
+        raise CapsimInputError("must be >= 0", field="--torch-threads")
+    if output.exists() and output.is_dir():
+        raise CapsimInputError("is a directory; expected a file path", source=str(output), field="--output")
+    require_server_dependencies()
+    argv = [
+        sys.executable, "-m", "reference_server.profile",
+        "--model", model, "--device", device, "--batch-sizes", ",".join(map(str, sizes)),
+        "--output", str(output), "--window-s", repr(window_s), "--warmup-s", repr(warmup_s),
+        "--tolerance", repr(tolerance), "--max-windows", str(max_windows), "--torch-threads", str(torch_threads),
+    ]  # fmt: skip
+    raise typer.Exit(run_subprocess(argv))

@@ -1,0 +1,112 @@
+"""`capsim serve`: start the bundled reference inference server.
+
+The server needs torch, which capsim itself never imports, so it runs as a subprocess
+(`python -m reference_server ...`) with the same flags; this command validates them first so that a
+bad flag is one line and exit code 2, then waits for the server and passes Ctrl-C on to it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from capsim.cli.app import app
+from capsim.errors import CapsimInputError
+
+MODEL_NAMES = ("mlp", "cnn", "transformer")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def require_choice(value: str, choices: tuple[str, ...], flag: str) -> str:
+    """`value` if it is one of `choices`, else a one-line input error naming the flag."""
+    if value not in choices:
+        raise CapsimInputError(f"expected one of {', '.join(choices)}, got {value!r}", field=flag)
+    return value
+
+
+def require_server_dependencies() -> None:
+    """The server's imports exist (checked without importing them: torch takes seconds)."""
+    missing = [m for m in ("torch", "fastapi", "uvicorn", "prometheus_client", "orjson") if not _importable(m)]
+    if missing:
+        raise CapsimInputError(f"the reference server needs {', '.join(missing)}: pip install 'capsim[server]' torch")
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def run_subprocess(argv: list[str]) -> int:
+    """Run `argv` in the foreground; Ctrl-C / SIGTERM stop the child cleanly. Returns its exit code."""
+    proc = subprocess.Popen(argv)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[str, typer.Option(help="bundled model: mlp, cnn or transformer")] = "mlp",
+    host: Annotated[str, typer.Option(help="address to bind (loopback unless told otherwise)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind; 0 picks a free one (printed on start)")] = 8000,
+    max_batch_size: Annotated[int, typer.Option(help="requests per batch at most")] = 1,
+    max_wait_ms: Annotated[float, typer.Option(help="how long the oldest request waits for a fuller batch")] = 0.0,
+    instances: Annotated[int, typer.Option(help="model executors sharing the queue")] = 1,
+    queue_capacity: Annotated[int, typer.Option(help="requests allowed to wait; more get 429")] = 1024,
+    timeout_ms: Annotated[float, typer.Option(help="queued longer than this -> 504 (0 = never)")] = 0.0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    batch_log: Annotated[Path | None, typer.Option(help="append one JSON line per batch to this file")] = None,
+    extra_latency_ms: Annotated[float, typer.Option(help="test hook: add this to every batch")] = 0.0,
+    debug_endpoints: Annotated[bool, typer.Option(help="test hook: enable POST /debug/stall")] = False,
+    torch_threads: Annotated[int, typer.Option(help="CPU threads per executor (0 = cores / instances)")] = 0,
+    max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 16 * 1024 * 1024,
+    no_nvml: Annotated[bool, typer.Option("--no-nvml", help="do not try NVML (GPU telemetry off)")] = False,
+) -> None:
+    """Serve a bundled model (KServe v2 HTTP, dynamic batching, Prometheus /metrics)."""
+    require_choice(model, MODEL_NAMES, "--model")
+    require_choice(device, DEVICES, "--device")
+    checks = {
+        "--port": 0 <= port <= 65535,
+        "--max-batch-size": max_batch_size >= 1,
+        "--max-wait-ms": max_wait_ms >= 0,
+        "--instances": instances >= 1,
+        "--queue-capacity": queue_capacity >= 1,
+        "--timeout-ms": timeout_ms >= 0,
+        "--extra-latency-ms": extra_latency_ms >= 0,
+        "--torch-threads": torch_threads >= 0,
+        "--max-body-bytes": max_body_bytes >= 1,
+    }
+    for flag, ok in checks.items():
+        if not ok:
+            raise CapsimInputError("out of range (see --help)", field=flag)
+    require_server_dependencies()
+    argv = [
+        sys.executable, "-m", "reference_server",
+        "--model", model, "--host", host, "--port", str(port),
+        "--max-batch-size", str(max_batch_size), "--max-wait-ms", repr(max_wait_ms),
+        "--instances", str(instances), "--queue-capacity", str(queue_capacity),
+        "--timeout-ms", repr(timeout_ms), "--device", device,
+        "--extra-latency-ms", repr(extra_latency_ms), "--torch-threads", str(torch_threads),
+        "--max-body-bytes", str(max_body_bytes),
+    ]  # fmt: skip
+    if batch_log is not None:
+        argv += ["--batch-log", str(batch_log)]
+    if debug_endpoints:
+        argv.append("--debug-endpoints")
+    if no_nvml:
+        argv.append("--no-nvml")
+    raise typer.Exit(run_subprocess(argv))

@@ -1,0 +1,237 @@
+"""`python -m reference_server.profile`: measure a bundled model's batch latency and write a capsim
+profile (the file `service: {kind: profile, path: ...}` loads).
+
+For each batch size: warm up, then time batches in windows of about `--window-s` seconds until the
+medians of the last three windows agree within `--tolerance` (max/min − 1; 5% by default), or
+`--max-windows` windows have run. The median, not the mean, is compared because on a shared or
+virtualised machine a single descheduling can move a window's mean by more than 5% while the
+typical batch has not changed; the recorded distribution keeps those outliers all the same. The
+profile holds every batch timed in the last three windows, and the provenance keeps every window's
+median and whether each batch size converged.
+
+A batch is timed exactly as the server's executors run it (`ModelRunner.run`): `b` one-item request
+arrays are concatenated, run, and the output split back per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reference_server.config import DEVICES, MODEL_NAMES
+from reference_server.executor import ModelRunner, torch_threads_per_instance
+from reference_server.hardware import describe
+from reference_server.models import DEFAULT_SEED, MODELS, load_model, resolve_device
+
+CONVERGENCE_WINDOWS = 3
+
+
+@dataclass
+class SizeResult:
+    """What was measured at one batch size."""
+
+    batch_size: int
+    samples_ms: np.ndarray
+    window_medians_ms: list[float] = field(default_factory=list)
+    converged: bool = False
+    spread: float = math.inf  # max/min - 1 over the last three window medians
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """ "1,2,4" → [1, 2, 4] (sorted, unique, each >= 1)."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be integers >= 1, got {text!r}")
+    return sizes
+
+
+def spread(values: list[float]) -> float:
+    """max/min − 1 (∞ when the minimum is not positive)."""
+    low = min(values)
+    return max(values) / low - 1 if low > 0 else math.inf
+
+
+def measure_size(
+    runner: ModelRunner,
+    batch_size: int,
+    *,
+    window_s: float,
+    warmup_s: float,
+    tolerance: float,
+    max_windows: int,
+    seed: int,
+) -> SizeResult:
+    """Warm up, then time windows until the last three medians agree (see the module docstring)."""
+    spec = runner.spec
+    requests = list(spec.example_batch(batch_size, seed=seed)[:, np.newaxis])
+
+    def timed() -> float:
+        t0 = time.perf_counter()
+        runner.run(requests)
+        return (time.perf_counter() - t0) * 1e3
+
+    warm = [timed() for _ in range(3)]
+    deadline = time.perf_counter() + warmup_s
+    while time.perf_counter() < deadline:
+        warm.append(timed())
+    # Batches per window, from the warm-up's typical time (median: robust to the first calls).
+    per_batch_ms = float(np.median(warm[-max(3, len(warm) // 2) :]))
+    per_window = max(5, math.ceil(window_s * 1e3 / max(per_batch_ms, 1e-3)))
+    windows: list[np.ndarray] = []
+    result = SizeResult(batch_size, np.empty(0))
+    while len(windows) < max_windows:
+        window = np.array([timed() for _ in range(per_window)])
+        windows.append(window)
+        result.window_medians_ms.append(float(np.median(window)))
+        if len(windows) >= CONVERGENCE_WINDOWS:
+            result.spread = spread(result.window_medians_ms[-CONVERGENCE_WINDOWS:])
+            if result.spread <= tolerance:
+                result.converged = True
+                break
+    result.samples_ms = np.concatenate(windows[-CONVERGENCE_WINDOWS:])
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The profiler's flags (`capsim profile` passes them through)."""
+    p = argparse.ArgumentParser(prog="python -m reference_server.profile", description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=MODEL_NAMES, required=True)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--batch-sizes", type=parse_batch_sizes, default=parse_batch_sizes("1,2,4,8,16,32"))
+    p.add_argument("-o", "--output", type=Path, required=True, help="profile file to write")
+    p.add_argument("--window-s", type=float, default=1.0, help="length of one timing window")
+    p.add_argument("--warmup-s", type=float, default=1.0, help="warm-up per batch size")
+    p.add_argument("--tolerance", type=float, default=0.05, help="max/min - 1 of 3 window medians")
+    p.add_argument("--max-windows", type=int, default=20, help="give up converging after this many")
+    p.add_argument("--torch-threads", type=int, default=0, help="intra-op threads (0 = all cores)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the model weights")
+    return p
+
+
+def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Range checks argparse cannot express."""
+    if not args.window_s > 0:
+        parser.error("--window-s must be > 0")
+    if not args.warmup_s >= 0:
+        parser.error("--warmup-s must be >= 0")
+    if not 0 < args.tolerance < 1:
+        parser.error("--tolerance must be in (0, 1)")
+    if args.max_windows < CONVERGENCE_WINDOWS:
+        parser.error(f"--max-windows must be >= {CONVERGENCE_WINDOWS}")
+    if args.torch_threads < 0:
+        parser.error("--torch-threads must be >= 0")
+
+
+def run(args: argparse.Namespace) -> list[SizeResult]:
+    """Measure every batch size and write the profile; returns the per-size results."""
+    from capsim.servicetime.profile_format import Profile
+
+    device = resolve_device(args.device)
+    threads = torch_threads_per_instance(1, args.torch_threads or None)
+    torch.set_num_threads(threads)
+    spec = MODELS[args.model]
+    model = load_model(args.model, device, seed=args.seed)
+    runner = ModelRunner(spec, model, device)
+    results = []
+    for size in args.batch_sizes:
+        result = measure_size(
+            runner,
+            size,
+            window_s=args.window_s,
+            warmup_s=args.warmup_s,
+            tolerance=args.tolerance,
+            max_windows=args.max_windows,
+            seed=size,
+        )
+        results.append(result)
+        print(_row(result), flush=True)
+    hardware = describe(device.type, threads, device.index or 0)
+    profile = Profile.from_samples(
+        {r.batch_size: r.samples_ms for r in results},
+        model={
+            "name": spec.name,
+            "description": spec.description,
+            "input_shape": list(spec.input_shape),
+            "input_datatype": spec.input_datatype,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "seed": args.seed,
+        },
+        hardware=hardware,
+        framework={
+            "name": "torch",
+            "version": torch.__version__,
+            "dtype": "float32",
+            "device": str(device),
+            "threads": threads,
+        },
+        created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        source="capsim profile",
+        provenance=_provenance(args, results),
+    )
+    profile.write(args.output)
+    unconverged = [r.batch_size for r in results if not r.converged]
+    note = f"; NOT converged at batch sizes {unconverged}" if unconverged else ""
+    print(f"wrote {args.output} ({spec.name} on {hardware['device_name']}, {threads} threads){note}")
+    return results
+
+
+def _row(r: SizeResult) -> str:
+    q = np.percentile(r.samples_ms, [50, 99])
+    status = "converged" if r.converged else "NOT converged"
+    return (
+        f"batch {r.batch_size:>4}: median {q[0]:9.3f} ms  p99 {q[1]:9.3f} ms  "
+        f"n={len(r.samples_ms):>6}  windows={len(r.window_medians_ms):>2}  "
+        f"spread={r.spread * 100:5.2f}%  {status}"
+    )
+
+
+def _provenance(args: argparse.Namespace, results: list[SizeResult]) -> dict[str, Any]:
+    return {
+        "method": "timed batches in windows until the medians of the last 3 windows agree "
+        "within the tolerance; samples are the batches of those 3 windows",
+        "window_s": args.window_s,
+        "warmup_s": args.warmup_s,
+        "tolerance": args.tolerance,
+        "max_windows": args.max_windows,
+        "windows": {
+            str(r.batch_size): {
+                "medians_ms": [round(m, 5) for m in r.window_medians_ms],
+                "converged": r.converged,
+                "spread": None if math.isinf(r.spread) else round(r.spread, 5),
+            }
+            for r in results
+        },
+        "command": "python -m reference_server.profile " + " ".join(sys.argv[1:]),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; exit code 0 even when some size did not converge (it is reported)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    validate(args, parser)
+    try:
+        run(args)
+    except ValueError as exc:  # e.g. --device cuda without CUDA
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
