@@ -123,6 +123,7 @@ def _run_replication(
     env.run(until=env.any_of([fleet.drained, env.timeout(drain_limit_s - env.now)]))
     for replica in fleet.replicas:
         replica.expire(env.now)
+        replica.book_in_service()
     if keep_requests:
         fold(log.view())
     else:

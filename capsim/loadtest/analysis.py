@@ -104,10 +104,14 @@ def summarize_step(
         reasons.append("partial run (interrupted)")
 
     sent_inside = (cols["sent_s"] >= measure_lo) & (cols["sent_s"] < measure_hi)
-    windows = window_stats(cols["intended_s"], cols["latency_corrected_ms"], ok, measure_lo, measure_hi, window_s)
+    # Throughput counts completions *during* the measured time, whenever the request was meant to go.
+    done_s = cols["sent_s"] + cols["latency_ms"] / 1000.0
+    completed_inside = ok & (done_s >= measure_lo) & (done_s < measure_hi)
+    windows = window_stats(cols["intended_s"], done_s, cols["latency_corrected_ms"], ok, measure_lo, measure_hi,
+                           window_s)
     planned = None
     if scheduled is not None:
-        planned = int(np.count_nonzero((scheduled >= warmup_s) & (scheduled < duration_s)))
+        planned = int(np.count_nonzero((scheduled >= warmup_s) & (scheduled < measure_hi - start_s)))
     arrived = int(np.count_nonzero(inside))
     return {
         "mode": mode,
@@ -117,7 +121,7 @@ def summarize_step(
                      "scheduled": planned, "not_recorded": (planned - arrived) if planned is not None else None},
         "offered_rps": _round(offered_rps),
         "achieved_rps": _round(np.count_nonzero(sent_inside) / span_s),
-        "throughput_rps": _round(np.count_nonzero(good) / span_s),
+        "throughput_rps": _round(np.count_nonzero(completed_inside) / span_s),
         "latency_ms": corrected.summary_ms(),
         "latency_uncorrected_ms": uncorrected.summary_ms(),
         "send_lag_ms": {**{k: lag.summary_ms()[k] for k in ("p50", "p99", "max")},

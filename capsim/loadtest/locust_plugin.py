@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gevent  # type: ignore[import-untyped]
-from gevent.event import AsyncResult  # type: ignore[import-untyped]
+import gevent
+from gevent.event import AsyncResult
 from locust import events
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
@@ -90,7 +90,7 @@ def _runner_is_worker(runner: Any) -> bool:
 
 def wait_config(timeout_s: float = 60.0) -> dict[str, Any]:
     """The run configuration for this worker (blocks the calling greenlet until it has arrived)."""
-    return WORKER.config.get(timeout=timeout_s)  # type: ignore[no-any-return]
+    return WORKER.config.get(timeout=timeout_s)
 
 
 def _send_records(environment: Any, final: bool) -> None:

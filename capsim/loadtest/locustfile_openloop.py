@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import gevent  # type: ignore[import-untyped]
-from gevent.pool import Pool  # type: ignore[import-untyped]
+import gevent
+from gevent.pool import Pool
 from locust import FastHttpUser, constant, task
 from locust.contrib.fasthttp import FastHttpSession
 

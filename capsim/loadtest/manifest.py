@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -38,10 +39,8 @@ def _cpu_model() -> str | None:
 def hardware() -> dict[str, Any]:
     """The load generator's machine (the target's hardware is in its own telemetry)."""
     memory_bytes = None
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        pass
     return {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),

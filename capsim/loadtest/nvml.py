@@ -7,6 +7,7 @@ power on some boards, utilisation under MIG) is skipped on its own.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,8 +65,6 @@ class NvmlSampler:
     def close(self) -> None:
         """Release NVML."""
         if self.enabled:
-            try:
+            with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-            except Exception:
-                pass
             self.enabled = False

@@ -9,6 +9,7 @@ collects the workers' last rows), the workers after.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -129,7 +130,5 @@ class LocustLaunch:
 
     @staticmethod
     def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
-        except ProcessLookupError:
-            pass

@@ -145,8 +145,11 @@ class LoadTestRun:
         config_path = step_dir / "config.json"
         write_json_atomic(config_path, self._config(step_dir, schedule_path, step))
         launch = self._launch(step, config_path)
-        label = f"{rate_rps:g} req/s" if rate_rps else s.arrival.kind
-        self.echo(f"step {step}: {label} for {s.duration_s:g} s ({s.mode} loop, {s.total_workers} worker(s))")
+        if s.mode == "open":
+            label = f"{rate_rps:g} req/s" if rate_rps else f"{s.arrival.kind} arrivals"
+        else:
+            label = f"{s.users} {s.mode}-loop users"
+        self.echo(f"step {step}: {label} for {s.duration_s:g} s ({s.total_workers} worker process(es))")
         interrupted = False
         launch.start()
         limit_s = s.start_lead_s + s.duration_s + s.request_timeout_s + EXTRA_WAIT_S

@@ -77,7 +77,7 @@ def _model_metadata(target: str, model: str) -> dict[str, Any]:
     except (ValueError, KeyError, IndexError, TypeError):
         raise CapsimInputError(f"{url} gave no KServe v2 input metadata; give the body with --payload FILE",
                                field="--payload") from None
-    return meta  # type: ignore[no-any-return]
+    return meta
 
 
 def example_input(datatype: str, item_shape: list[int]) -> np.ndarray:

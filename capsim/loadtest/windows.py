@@ -19,10 +19,18 @@ STABILITY_RATIO = 1.10
 
 
 def window_stats(
-    intended_s: np.ndarray, corrected_ms: np.ndarray, ok: np.ndarray, start_s: float, end_s: float, window_s: float
+    intended_s: np.ndarray,
+    done_s: np.ndarray,
+    corrected_ms: np.ndarray,
+    ok: np.ndarray,
+    start_s: float,
+    end_s: float,
+    window_s: float,
 ) -> list[dict[str, Any]]:
-    """Per-window `{start_s, end_s, arrived, completed, throughput_rps, p99_ms}` over [start_s, end_s);
-    times in the output are relative to `start_s`' run start as given. Only whole windows count."""
+    """Per-window `{index, arrived, completed, throughput_rps, p99_ms}` over whole windows of [start_s, end_s).
+
+    `arrived` and `p99_ms` are over requests *meant to be sent* in the window (their corrected latency);
+    `completed`/`throughput_rps` count successful responses *received* in the window."""
     out: list[dict[str, Any]] = []
     n_windows = int(np.floor((end_s - start_s) / window_s + 1e-9))
     for i in range(n_windows):
@@ -30,8 +38,8 @@ def window_stats(
         hi = lo + window_s
         inside = (intended_s >= lo) & (intended_s < hi)
         good = inside & ok
-        completed = int(np.count_nonzero(good))
-        p99 = LatencyHistogram.from_values_ms(corrected_ms[good]).percentile_ms(99.0) if completed else None
+        completed = int(np.count_nonzero(ok & (done_s >= lo) & (done_s < hi)))
+        p99 = LatencyHistogram.from_values_ms(corrected_ms[good]).percentile_ms(99.0) if good.any() else None
         out.append({"index": i, "arrived": int(np.count_nonzero(inside)), "completed": completed,
                     "throughput_rps": completed / window_s, "p99_ms": p99})
     return out

@@ -8,6 +8,7 @@ only the rows still in flight, so memory stays proportional to the requests in t
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 
 import numpy as np
 
@@ -40,6 +41,33 @@ class RequestLog:
         self._flush = flush
         self.columns: Columns = {}
         self._allocate(capacity)
+        # Batches are booked as one record each and spread onto their requests' rows in bulk,
+        # keeping per-request numpy stores off the simulation's hot path.
+        self._batch_ids: list[list[int]] = []
+        self._batch_start_s: list[float] = []
+        self._batch_end_s: list[float] = []
+        self._batch_replica: list[int] = []
+
+    def record_batch(self, request_ids: list[int], start_s: float, end_s: float, replica: int) -> None:
+        """Book a batch: its requests started at `start_s` and were answered at `end_s` (NaN while
+        still in service at the end of the run)."""
+        self._batch_ids.append(request_ids)
+        self._batch_start_s.append(start_s)
+        self._batch_end_s.append(end_s)
+        self._batch_replica.append(replica)
+
+    def _apply_batches(self) -> None:
+        if not self._batch_ids:
+            return
+        sizes = np.fromiter((len(ids) for ids in self._batch_ids), dtype=np.int64, count=len(self._batch_ids))
+        rows = np.fromiter(chain.from_iterable(self._batch_ids), dtype=np.int64, count=int(sizes.sum())) - self.base
+        end_s = np.repeat(np.asarray(self._batch_end_s), sizes)
+        self.start_s[rows] = np.repeat(np.asarray(self._batch_start_s), sizes)
+        self.end_s[rows] = end_s
+        self.batch_size[rows] = np.repeat(sizes, sizes)
+        self.replica[rows] = np.repeat(np.asarray(self._batch_replica), sizes)
+        self.outcome[rows] = np.where(np.isfinite(end_s), COMPLETED, IN_FLIGHT)
+        self._batch_ids, self._batch_start_s, self._batch_end_s, self._batch_replica = [], [], [], []
 
     def _allocate(self, capacity: int) -> None:
         fresh: Columns = {name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
@@ -71,6 +99,7 @@ class RequestLog:
         return first_id
 
     def _make_room(self, needed: int) -> None:
+        self._apply_batches()
         if self._flush is not None:
             unfinished = np.flatnonzero(self.outcome[: self.size] == IN_FLIGHT)
             done = int(unfinished[0]) if unfinished.size else self.size
@@ -90,6 +119,7 @@ class RequestLog:
 
     def flush_all(self) -> None:
         """Hand every remaining row to the consumer (end of run, bounded-memory mode)."""
+        self._apply_batches()
         if self._flush is not None and self.size:
             self._flush({name: col[: self.size] for name, col in self.columns.items()})
             self.base += self.size
@@ -97,5 +127,6 @@ class RequestLog:
 
     def view(self) -> Columns:
         """The rows in use, column by column (no copy)."""
+        self._apply_batches()
         return {name: col[: self.size] for name, col in self.columns.items()}
 

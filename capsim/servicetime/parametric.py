@@ -77,4 +77,6 @@ class LinearService(ServiceTimeModel):
         draws = buffered(rng.standard_normal)
         # A unit-mean lognormal factor keeps the mean exact for every batch size.
         shift = -0.5 * sigma * sigma
-        return lambda batch_size: self.mean_s(batch_size) * math.exp(shift + sigma * next(draws))
+        base_s, per_item_s = self.base_ms / 1000.0, self.per_item_ms / 1000.0
+        exp = math.exp
+        return lambda batch_size: (base_s + per_item_s * batch_size) * exp(shift + sigma * next(draws))

@@ -10,19 +10,12 @@ import numpy as np
 from capsim.rng import buffered
 
 
-class Balanced(Protocol):
-    """What a balancer may look at on a replica."""
-
-    def outstanding(self) -> int:
-        """Requests queued or in service at this replica."""
-        ...
-
-
 class LoadBalancer(Protocol):
     """Chooses a replica index for each request."""
 
-    def pick(self, replicas: Sequence[Balanced]) -> int:
-        """Index of the replica that gets the next request."""
+    def pick(self, loads: Sequence[int]) -> int:
+        """Index of the replica that gets the next request, given each replica's outstanding
+        requests (queued or in service)."""
         ...
 
 
@@ -32,8 +25,8 @@ class RoundRobin:
     def __init__(self, rng: np.random.Generator) -> None:
         self._next = 0
 
-    def pick(self, replicas: Sequence[Balanced]) -> int:
-        i = self._next % len(replicas)
+    def pick(self, loads: Sequence[int]) -> int:
+        i = self._next % len(loads)
         self._next = i + 1
         return i
 
@@ -44,8 +37,8 @@ class RandomChoice:
     def __init__(self, rng: np.random.Generator) -> None:
         self._u = buffered(rng.random)
 
-    def pick(self, replicas: Sequence[Balanced]) -> int:
-        return min(int(next(self._u) * len(replicas)), len(replicas) - 1)
+    def pick(self, loads: Sequence[int]) -> int:
+        return min(int(next(self._u) * len(loads)), len(loads) - 1)
 
 
 class LeastOutstanding:
@@ -56,18 +49,18 @@ class LeastOutstanding:
         self._offset = 0
         self._orders: list[list[int]] = []
 
-    def pick(self, replicas: Sequence[Balanced]) -> int:
-        n = len(replicas)
+    def pick(self, loads: Sequence[int]) -> int:
+        n = len(loads)
         if len(self._orders) != n:
             # Each replica's rotation of the others, precomputed: this runs once per request.
             self._orders = [[(start + step) % n for step in range(1, n)] for start in range(n)]
         start = self._offset
         self._offset = start + 1 if start + 1 < n else 0
-        best, best_load = start, replicas[start].outstanding()
+        best, best_load = start, loads[start]
         if best_load == 0:
             return best
         for i in self._orders[start]:
-            load = replicas[i].outstanding()
+            load = loads[i]
             if load < best_load:
                 best, best_load = i, load
                 if load == 0:
@@ -82,15 +75,15 @@ class PowerOfTwo:
     def __init__(self, rng: np.random.Generator) -> None:
         self._u = buffered(rng.random)
 
-    def pick(self, replicas: Sequence[Balanced]) -> int:
-        n = len(replicas)
+    def pick(self, loads: Sequence[int]) -> int:
+        n = len(loads)
         if n == 1:
             return 0
         a = min(int(next(self._u) * n), n - 1)
         b = min(int(next(self._u) * (n - 1)), n - 2)
         if b >= a:
             b += 1  # a second replica distinct from the first, uniformly
-        return a if replicas[a].outstanding() <= replicas[b].outstanding() else b
+        return a if loads[a] <= loads[b] else b
 
 
 BALANCERS: dict[str, Callable[[np.random.Generator], LoadBalancer]] = {

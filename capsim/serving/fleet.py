@@ -44,8 +44,10 @@ class RealtimeFleet:
             timeout_s=None if serving.timeout_ms is None else serving.timeout_ms / 1000.0,
             overhead_s=serving.overhead_ms / 1000.0,
         )
+        self.loads = [0] * serving.replicas  # outstanding requests per replica, for the balancer
         self.replicas = [
-            Replica(env, i, config, service.sampler(streams.stream(f"service/replica-{i}")), log, self._finished)
+            Replica(env, i, config, service.sampler(streams.stream(f"service/replica-{i}")), log, self._finished,
+                    self.loads)
             for i in range(serving.replicas)
         ]  # fmt: skip
         self.balancer = make_balancer(serving.load_balancer, streams.stream("balancer"))
@@ -99,30 +101,35 @@ class RealtimeFleet:
         """Route the arrival whose timer fired, then every later one that comes before the next
         kernel event (nothing can change the fleet's state in between, so they are handled right
         away at their own timestamps), then set the timer of the next one."""
-        env, replicas, balancer = self.env, self.replicas, self.balancer
+        env, replicas, balancer, loads = self.env, self.replicas, self.balancer, self.loads
         single = len(replicas) == 1
         expire_first = self.serving.timeout_ms is not None
         times, ids = self._times, self._ids
+        count = len(times)
+        i = self._next
+        peek = env.peek
         while True:
-            i = self._next
-            if i >= len(times):
+            if i >= count:
                 if not self._load_chunk():
                     self.arrivals_done = True
+                    self._next = i
                     self._finished(0)
                     return
-                times, ids = self._times, self._ids
+                times, ids, i = self._times, self._ids, 0
+                count = len(times)
                 continue
             t = times[i]
-            if due is None and t >= env.peek():
+            if due is None and t >= peek():
+                self._next = i
                 env.timeout(t - env.now).callbacks.append(self._on_arrival)
                 return
             due = None
-            self._next = i + 1
             self.pending += 1
             if single:
                 replicas[0].enqueue(ids[i], t)
-                continue
-            if expire_first:
-                for replica in replicas:
-                    replica.expire(t)
-            replicas[balancer.pick(replicas)].enqueue(ids[i], t)
+            else:
+                if expire_first:
+                    for replica in replicas:
+                        replica.expire(t)
+                replicas[balancer.pick(loads)].enqueue(ids[i], t)
+            i += 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from capsim.metrics.request_log import COMPLETED, REJECTED, TIMED_OUT, RequestLog
+from capsim.metrics.request_log import REJECTED, TIMED_OUT, RequestLog
 from capsim.servicetime.base import BatchSampler
 
 # Float slack when comparing a batching deadline with the clock: a timer scheduled for `deadline`
@@ -56,6 +56,7 @@ class Replica:
         sample_s: BatchSampler,
         log: RequestLog,
         on_finished: Callable[[int], None],
+        loads: list[int],
     ) -> None:
         self.env = env
         self.index = index
@@ -63,16 +64,19 @@ class Replica:
         self._sample_s = sample_s
         self._log = log
         self._on_finished = on_finished
+        # Outstanding requests (queued or in service) of every replica, kept current here so that a
+        # load balancer reads plain integers instead of asking each replica on every request.
+        self._loads = loads
         self.queue: deque[int] = deque()  # request ids, oldest first
         self.idle_executors = config.instances
         self.in_service = 0  # requests in batches being served
         self.batches_started = 0
         self._forming_timer: simpy.Event | None = None  # pending max-wait timer of the forming batch
+        self._running: dict[int, tuple[list[int], float]] = {}  # batches in service: (request ids, start)
 
     def outstanding(self) -> int:
-        """Requests queued or in service here (what load balancers compare; call `expire` first
-        when requests can time out)."""
-        return len(self.queue) + self.in_service
+        """Requests queued or in service here (call `expire` first when requests can time out)."""
+        return self._loads[self.index]
 
     def enqueue(self, request_id: int, now: float) -> None:
         """A request arrives at time `now`: queue it (or reject it if the queue is full).
@@ -91,8 +95,11 @@ class Replica:
             log.replica[row] = self.index
             self._on_finished(1)
             return
-        self.queue.append(request_id)
-        if self.idle_executors:
+        queue = self.queue
+        queue.append(request_id)
+        self._loads[self.index] += 1
+        # While a batch is forming only a full queue can start it early: skip the call otherwise.
+        if self.idle_executors and (self._forming_timer is None or len(queue) >= config.max_batch_size):
             self._dispatch(now)
 
     def expire(self, now: float) -> None:
@@ -113,6 +120,7 @@ class Replica:
             log.replica[row] = self.index
             expired += 1
         if expired:
+            self._loads[self.index] -= expired
             self._on_finished(expired)
 
     def _dispatch(self, now: float) -> None:
@@ -146,50 +154,33 @@ class Replica:
         self._dispatch(now)
 
     def _start_batch(self, size: int, now: float) -> None:
-        env, log, queue = self.env, self._log, self.queue
+        env, queue = self.env, self.queue
         self.idle_executors -= 1
         self.in_service += size
         self.batches_started += 1
-        base = log.base
-        if size == 1:  # the common case without batching: no loop, no list comprehension
-            request_id = queue.popleft()
-            batch = [request_id]
-            row = request_id - base
-            log.start_s[row] = now
-            log.batch_size[row] = 1
-            log.replica[row] = self.index
-        else:
-            # Scalar stores beat numpy fancy indexing until batches are large (list -> array costs).
-            batch = [queue.popleft() for _ in range(size)]
-            start_s, batch_size, replica, index = log.start_s, log.batch_size, log.replica, self.index
-            for request_id in batch:
-                row = request_id - base
-                start_s[row] = now
-                batch_size[row] = size
-                replica[row] = index
-        env.timeout(now - env.now + self._sample_s(size), batch).callbacks.append(self._on_batch_done)
+        batch = [queue.popleft()] if size == 1 else [queue.popleft() for _ in range(size)]
+        running = (batch, now)
+        self._running[id(running)] = running
+        env.timeout(now - env.now + self._sample_s(size), running).callbacks.append(self._on_batch_done)
 
     def _on_batch_done(self, event: simpy.Event) -> None:
-        batch: list[int] = event.value  # type: ignore[assignment]
-        log = self._log
+        running: tuple[list[int], float] = event.value  # type: ignore[assignment]
+        del self._running[id(running)]
+        batch, start_s = running
         now = self.env.now
-        done_s = now + self.config.overhead_s
-        base = log.base  # the log may have been compacted or grown while the batch ran
+        self._log.record_batch(batch, start_s, now + self.config.overhead_s, self.index)
         size = len(batch)
-        if size == 1:
-            row = batch[0] - base
-            log.end_s[row] = done_s
-            log.outcome[row] = COMPLETED
-        else:
-            end_s, outcome = log.end_s, log.outcome
-            for request_id in batch:
-                row = request_id - base
-                end_s[row] = done_s
-                outcome[row] = COMPLETED
         self.in_service -= size
+        self._loads[self.index] -= size
         self.idle_executors += 1
         self._on_finished(size)
         if self.queue:
             if self.config.timeout_s is not None:
                 self.expire(now)
             self._dispatch(now)
+
+    def book_in_service(self) -> None:
+        """At the end of the run, book the start of batches still being served (they stay in flight)."""
+        for batch, start_s in self._running.values():
+            self._log.record_batch(batch, start_s, float("nan"), self.index)
+        self._running.clear()
