@@ -83,6 +83,11 @@ def loadtest_command(
             raise CapsimInputError(f"expected an integer >= 1, got {count}", field=flag)
     if seed < 0:
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", field="--seed")
+    sweep_rates = parse_sweep(sweep)
+    if isinstance(sweep_rates, list) and rate is None:
+        rate = sweep_rates[0]  # each step replaces the rate; the first one stands for the run
+    if sweep_rates == "auto" and rate is None:
+        raise CapsimInputError("--sweep auto starts from --rate: give the first rate in req/s", field="--rate")
     needs_rate = arrival in ("poisson", "constant", "diurnal") and not (closed_loop or locustfile)
     if needs_rate and rate is None:
         raise CapsimInputError(f"--arrival {arrival} needs the rate in req/s", field="--rate")
@@ -93,7 +98,7 @@ def loadtest_command(
         arrival=arrival_spec, duration_s=duration, warmup_s=warmup, window_s=window, workers=workers,
         remote_workers=remote_workers, master_bind_host=master_bind_host, master_port=master_port,
         max_in_flight=max_in_flight, closed_loop=closed_loop, users=users, think_time_ms=think_time_ms,
-        locustfile=str(locustfile) if locustfile else None, sweep=parse_sweep(sweep), sweep_max_steps=sweep_max_steps,
+        locustfile=str(locustfile) if locustfile else None, sweep=sweep_rates, sweep_max_steps=sweep_max_steps,
         seed=seed, scrape_interval_s=scrape_interval, request_timeout_s=request_timeout,
     )
     echo = (lambda text: print(text, file=sys.stderr)) if json_output else print
