@@ -75,7 +75,8 @@ def summarize_step(
     measure_lo = start_s + warmup_s
     measure_hi = start_s + duration_s
     if partial and cols["intended_s"].size:
-        measure_hi = min(measure_hi, float(np.max(cols["intended_s"])))
+        # Up to the last request recorded (inclusive; the µs absorbs float rounding of epoch times).
+        measure_hi = min(measure_hi, float(np.max(cols["intended_s"])) + 1e-6)
     span_s = max(measure_hi - measure_lo, 1e-9)
     inside = (cols["intended_s"] >= measure_lo) & (cols["intended_s"] < measure_hi)
     outcomes = np.array([outcome(int(s), e) for s, e in zip(cols["status"], errors, strict=True)], dtype=object)
