@@ -107,6 +107,8 @@ def test_batch_log_file_and_debug_endpoint_hold_the_same_records(server: ServerP
 
 
 def test_metrics_parse_and_cover_the_contract(server: ServerProcess) -> None:
+    # Tests may run on another xdist worker with its own server: make sure something was served.
+    assert requests.post(server.url + "/v2/models/mlp/infer", json=v2_body(), timeout=10).status_code == 200
     fams = metric_families(server.url)
     for name in (
         "refserver_requests", "refserver_request_latency_seconds", "refserver_queue_wait_seconds",
