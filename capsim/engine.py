@@ -83,7 +83,8 @@ def sample_interval_s(duration_s: float) -> float:
 def _sample_times(scenario: Scenario) -> np.ndarray:
     interval = sample_interval_s(scenario.duration_s)
     grid = np.arange(interval, scenario.duration_s, interval)
-    return np.unique(np.concatenate([grid, [scenario.warmup_s, scenario.duration_s]]))
+    ticks = np.unique(np.concatenate([grid, [scenario.warmup_s, scenario.duration_s]]))
+    return ticks[ticks > 0]
 
 
 def _progress_clock(
