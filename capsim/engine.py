@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from capsim.metrics.intervals import LevelAreas
@@ -19,6 +18,9 @@ from capsim.rng import RandomStreams
 from capsim.scenario import Scenario
 from capsim.serving.fleet import RealtimeFleet
 from capsim.stability import stability_warnings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ProgressCallback = Callable[[float], None]
 """Called with the fraction (0..1) of simulated time done, a few hundred times per run."""
@@ -51,6 +53,8 @@ class RunResult:
 
     def requests_frame(self) -> pd.DataFrame:
         """Every request of every replication as one table (empty in bounded-memory mode)."""
+        import pandas as pd  # deferred: the CLI's start-up time matters more than this call's
+
         frames = []
         for rep in self.replications:
             if rep.requests is None:
@@ -62,6 +66,8 @@ class RunResult:
 
     def timeseries_frame(self) -> pd.DataFrame:
         """Per-interval averages of queue length, busy executors, utilization and replicas."""
+        import pandas as pd
+
         frames = []
         for rep in self.replications:
             frame = pd.DataFrame(rep.timeseries)

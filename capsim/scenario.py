@@ -128,7 +128,7 @@ def _describe_error(err: Any) -> str:
         return "unknown key (check the spelling; see docs/scenarios.md for the fields)"
     if err["type"] == "missing":
         return "required field is missing"
-    message = str(err["msg"])
+    message = str(err["msg"]).removeprefix("Value error, ")
     value = err.get("input")
     if isinstance(value, (int, float, str, bool)) and not message.endswith(repr(value)):
         message += f" (got {value!r})"

@@ -16,7 +16,6 @@ from capsim.cli.app import app
 from capsim.cli.options import require_positive, scenario_from_cli
 from capsim.engine import ProgressCallback, simulate
 from capsim.errors import CapsimInputError
-from capsim.report.run_folder import write_run_folder
 from capsim.report.tables import print_summary
 
 _PROGRESS_AFTER_S = 1.5  # short runs finish before a bar would be worth drawing
@@ -78,6 +77,8 @@ def simulate_command(
         if progress_bar is not None:
             progress_bar.close()
     if out is not None:
+        from capsim.report.run_folder import write_run_folder  # matplotlib and pyarrow load only when needed
+
         written = write_run_folder(result, out)
         if not json_output:
             err.print(f"wrote {len(written)} files to {out}")

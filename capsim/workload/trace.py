@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from capsim.errors import CapsimInputError
 from capsim.workload.base import DEFAULT_CHUNK, ArrivalProcess
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TIME_COLUMN_GUESSES = ("timestamp", "time_s", "arrival_s", "time", "ts")
 UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    import pandas as pd  # deferred: only trace replay needs it, and it slows every CLI start
+
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
@@ -30,6 +35,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 @lru_cache(maxsize=8)
 def load_trace_offsets_s(path_str: str, mtime_ns: int, column: str | None, unit: str) -> np.ndarray:
     """Seconds since the first arrival, sorted. Cached by (path, modification time)."""
+    import pandas as pd
+
     path = Path(path_str)
     field = "workload.arrival"
     try:
@@ -52,7 +59,10 @@ def load_trace_offsets_s(path_str: str, mtime_ns: int, column: str | None, unit:
     raw = table[column]
     try:
         if unit == "datetime" or (unit == "auto" and not pd.api.types.is_numeric_dtype(raw)):
-            stamps = pd.to_datetime(raw, errors="raise")
+            with warnings.catch_warnings():
+                # Non-ISO stamps fall back to per-element parsing; that is fine, just slower.
+                warnings.simplefilter("ignore", UserWarning)
+                stamps = pd.to_datetime(raw, errors="raise")
             offsets = (stamps - stamps.min()).dt.total_seconds().to_numpy(dtype=float)
         else:
             values = pd.to_numeric(raw, errors="raise").to_numpy(dtype=float)
