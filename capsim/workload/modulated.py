@@ -108,7 +108,8 @@ class StepsArrival(ArrivalProcess):
 
 class DiurnalArrival(ArrivalProcess):
     """A day-shaped rate: a raised cosine from `base_rps` at the trough to `peak_rps` at
-    `peak_time_h` (hour of the day), with period `period_s`. Sampled exactly as a non-homogeneous
+    `peak_time_h` (hour of the day), with period `period_s` (a day by default; a shorter period
+    compresses the same day shape, hours included). Sampled exactly as a non-homogeneous
     Poisson process by thinning (Lewis & Shedler)."""
 
     kind: Literal["diurnal"] = "diurnal"
@@ -126,7 +127,8 @@ class DiurnalArrival(ArrivalProcess):
 
     def rate_rps(self, t_s: np.ndarray) -> np.ndarray:
         """Instantaneous rate at simulated times `t_s`."""
-        phase_s = (self.start_time_h - self.peak_time_h) * 3600.0 + np.asarray(t_s)
+        # Hours are hours of the modelled day: a shorter `period_s` compresses the whole day.
+        phase_s = (self.start_time_h - self.peak_time_h) / 24.0 * self.period_s + np.asarray(t_s)
         shape = 0.5 * (1.0 + np.cos(2.0 * math.pi * phase_s / self.period_s))
         return self.base_rps + (self.peak_rps - self.base_rps) * shape
 
