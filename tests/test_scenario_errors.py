@@ -78,7 +78,7 @@ def test_bad_fields_are_named(tmp_path: Path, overrides: list[str], field: str |
 def test_set_override_is_validated_like_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, scenario_dict())
     assert load_scenario(path, ["serving.replicas=3"]).serving.replicas == 3
-    with pytest.raises(CapsimInputError, match="serving.replicas"):
+    with pytest.raises(CapsimInputError, match=r"serving\.replicas"):
         load_scenario(path, ["serving.replicas=-1"])
 
 
