@@ -1,0 +1,1 @@
+"""capsim test suite."""

@@ -1,0 +1,1 @@
+"""Golden summaries of the bundled scenarios."""
