@@ -125,7 +125,7 @@ def _field_path(data: Any, loc: tuple[int | str, ...]) -> str:
 
 def _describe_error(err: Any) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown key (check the spelling; see docs/scenarios.md for the fields)"
+        return "unknown key (check the spelling; docs/scenarios.md lists the fields)"
     if err["type"] == "missing":
         return "required field is missing"
     message = str(err["msg"]).removeprefix("Value error, ")
