@@ -8,6 +8,7 @@ import sys
 import typer
 
 from capsim.cli import check as _check  # noqa: F401  (registers the command)
+from capsim.cli import hardware as _hardware  # noqa: F401
 from capsim.cli import profile as _profile  # noqa: F401
 from capsim.cli import serve as _serve  # noqa: F401
 from capsim.cli import simulate as _simulate  # noqa: F401

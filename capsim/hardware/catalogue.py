@@ -1,0 +1,250 @@
+"""Load the hardware catalogue, merge user files and inline overrides, and look entries up by name.
+
+Layers merge in order: the shipped `catalogue.yaml`, then a user file (`--catalogue FILE`), then
+inline entries (a scenario's `hardware:` block). A later layer's entry with the same name (matched
+loosely, see `normalize_name`) replaces the earlier entry's fields one by one; a new name adds an
+entry, which must then say its `kind`. Bare numbers in a layer take that layer's provenance, so an
+override never inherits the shipped figure's source.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from capsim.errors import CapsimInputError
+from capsim.hardware.spec import HardwareSpec, expand_figures
+
+CATALOGUE_FORMAT = "capsim-catalogue/1"
+_SHIPPED = "catalogue.yaml"
+_TOP_LEVEL_KEYS = {"format", "facts", "facts_read_on", "assumptions", "hardware"}
+
+
+def normalize_name(name: str) -> str:
+    """Lower case without `-`, `_` or spaces: 'h100_sxm', 'H100 SXM' and 'H100-SXM' are one name."""
+    return re.sub(r"[-_\s]+", "", name).lower()
+
+
+@dataclass
+class Catalogue:
+    """The merged catalogue: validated entries by canonical name, in file order.
+
+    `raw` keeps each merged entry before validation so that `resolve_hardware` can apply overrides
+    and re-derive what depends on them (unit prices from offers, idle power from TDP).
+    """
+
+    entries: dict[str, HardwareSpec]
+    raw: dict[str, dict[str, Any]]
+    files: list[str] = field(default_factory=list)
+    idle_fraction_of_tdp: float = 0.15
+    facts_read_on: str | None = None
+
+    def __iter__(self) -> Iterator[HardwareSpec]:
+        return iter(self.entries.values())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def names(self) -> list[str]:
+        """Canonical names in catalogue order."""
+        return list(self.entries)
+
+    def canonical_name(self, name: str, field: str = "hardware.name") -> str:
+        """The catalogue's own spelling of `name` (also an alias or a single instance type).
+
+        A trailing parenthesised remark is ignored ('L4 (AWS g6.xlarge)' is L4). Unknown names raise
+        a one-line error suggesting the nearest names.
+        """
+        index = self._index()
+        for candidate in (name, name.split("(", 1)[0]):
+            hit = index.get(normalize_name(candidate))
+            if hit is not None:
+                return hit
+        suggestions = self.suggest(name)
+        hint = f" (did you mean: {', '.join(suggestions)}?)" if suggestions else " (`capsim hardware` lists them)"
+        raise CapsimInputError(f"unknown hardware '{name}'{hint}", field=field)
+
+    def get(self, name: str, field: str = "hardware.name") -> HardwareSpec:
+        """The entry called `name` (see `canonical_name` for how names match)."""
+        return self.entries[self.canonical_name(name, field)]
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        """Up to `n` canonical names nearest to `name`: prefix matches first, then difflib's."""
+        query = normalize_name(name.split("(", 1)[0]) or normalize_name(name)
+        index = self._index()
+        found: list[str] = []
+        prefixed = [key for key in index if query and key.startswith(query)]
+        close = difflib.get_close_matches(query, list(index), n=2 * n, cutoff=0.5)
+        for key in [*prefixed, *close]:
+            if index[key] not in found:
+                found.append(index[key])
+        return found[:n]
+
+    def _index(self) -> dict[str, str]:
+        """Normalized name → canonical name, for names, aliases and instance types."""
+        index: dict[str, str] = {}
+        instance_owner: dict[str, set[str]] = {}
+        for spec in self.entries.values():
+            for offer in spec.offers:
+                instance_owner.setdefault(normalize_name(offer.instance_type), set()).add(spec.name)
+        # Instance types first, so that a catalogue name or alias always wins over them.
+        for key, owners in instance_owner.items():
+            if len(owners) == 1:
+                index[key] = next(iter(owners))
+        for spec in self.entries.values():
+            for alias in spec.aliases:
+                index[normalize_name(alias)] = spec.name
+        for spec in self.entries.values():
+            index[normalize_name(spec.name)] = spec.name
+        return index
+
+
+@functools.cache
+def _shipped_document() -> dict[str, Any]:
+    text = resources.files("capsim.hardware").joinpath(_SHIPPED).read_text(encoding="utf-8")
+    return _parse_document(text, source=f"capsim/hardware/{_SHIPPED}")
+
+
+def _parse_document(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CapsimInputError(f"not valid YAML{where}", source=source) from None
+    if not isinstance(data, dict):
+        raise CapsimInputError("expected a mapping with a 'hardware' key", source=source)
+    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
+    if unknown:
+        raise CapsimInputError(f"unknown key (expected one of: {', '.join(sorted(_TOP_LEVEL_KEYS))})",
+                               source=source, field=str(unknown[0]))  # fmt: skip
+    if data.get("format", CATALOGUE_FORMAT) != CATALOGUE_FORMAT:
+        raise CapsimInputError(f"expected '{CATALOGUE_FORMAT}'", source=source, field="format")
+    hardware = data.get("hardware") or {}
+    if not isinstance(hardware, dict) or not all(isinstance(v, dict) for v in hardware.values()):
+        raise CapsimInputError("expected a mapping of name → entry", source=source, field="hardware")
+    return data
+
+
+def _validate(name: str, raw: dict[str, Any], idle_fraction: float, source: str, prefix: str) -> HardwareSpec:
+    try:
+        return HardwareSpec.model_validate({"idle_fraction_of_tdp": idle_fraction, **raw, "name": name})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (see docs/hardware.md for the fields)"
+        elif err["type"] == "missing":
+            msg = "field required" + (" (a new entry must say kind: gpu or cpu)" if loc == "kind" else "")
+        raise CapsimInputError(
+            msg, source=source, field=f"{prefix}{name}.{loc}" if loc else f"{prefix}{name}"
+        ) from None
+
+
+class _Merger:
+    """Accumulates layers of raw entries by canonical name, remembering which file set each last."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, dict[str, Any]] = {}
+        self.source: dict[str, str] = {}
+        self._by_key: dict[str, str] = {}  # normalized name or alias → canonical name
+
+    def add_layer(self, hardware: Mapping[str, Any], default_provenance: dict[str, Any], source: str) -> None:
+        for name, entry in hardware.items():
+            spec_source = entry.get("spec_source")
+            default = dict(spec_source) if isinstance(spec_source, dict) else default_provenance
+            expanded = copy.deepcopy(expand_figures(dict(entry), default))
+            canonical = self._by_key.get(normalize_name(str(name)))
+            if canonical is None:
+                canonical = str(name)
+                self.raw[canonical] = {}
+            self.raw[canonical].update(expanded)
+            self.source[canonical] = source
+            for key in [canonical, *self.raw[canonical].get("aliases", [])]:
+                self._by_key[normalize_name(str(key))] = canonical
+
+
+def _read_user_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CapsimInputError("catalogue file not found", source=str(path), field="--catalogue")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CapsimInputError(f"cannot read ({exc})", source=str(path)) from None
+    return _parse_document(text, source=str(path))
+
+
+def load_catalogue(
+    extra_path: str | Path | None = None, inline: Mapping[str, Mapping[str, Any]] | None = None
+) -> Catalogue:
+    """The shipped catalogue merged with an optional user file and optional inline entries.
+
+    `inline` maps names to entry fields, as a scenario would carry them. Every error is a one-line
+    `CapsimInputError` naming the file and the field path (for example
+    `my.yaml: hardware.H100-SXM.tdp_w.value: Input should be a valid number`).
+    """
+    shipped = _shipped_document()
+    shipped_source = f"capsim/hardware/{_SHIPPED}"
+    idle_fraction = float((shipped.get("assumptions") or {}).get("idle_fraction_of_tdp", 0.15))
+    merger = _Merger()
+    merger.add_layer(shipped["hardware"], {}, shipped_source)
+    files = [shipped_source]
+    if extra_path is not None:
+        path = Path(extra_path)
+        user = _read_user_file(path)
+        idle_fraction = float((user.get("assumptions") or {}).get("idle_fraction_of_tdp", idle_fraction))
+        merger.add_layer(
+            user.get("hardware") or {}, {"source": f"user catalogue {path}", "confidence": "user"}, str(path)
+        )
+        files.append(str(path))
+    if inline:
+        merger.add_layer(inline, {"source": "inline hardware entry", "confidence": "user"}, "inline hardware")
+    entries = {
+        name: _validate(name, body, idle_fraction, merger.source[name], "hardware.")
+        for name, body in merger.raw.items()
+    }
+    return Catalogue(entries=entries, raw=merger.raw, files=files, idle_fraction_of_tdp=idle_fraction,
+                     facts_read_on=str(shipped.get("facts_read_on")))  # fmt: skip
+
+
+def resolve_hardware(name: str, overrides: Mapping[str, Any] | None, catalogue: Catalogue,
+                     field: str = "hardware") -> HardwareSpec:  # fmt: skip
+    """The catalogue entry `name` with `overrides` applied, as a scenario's `hardware:` block gives it.
+
+    `overrides` holds entry fields: figures as bare numbers (`tdp_w: 300`,
+    `on_demand_usd_per_hour: 0.7`, marked confidence `user`) or full figure mappings, and any other
+    entry field (`offers`, `description`). Derived figures follow the overrides: a new `tdp_w` moves
+    the estimated idle power, new `offers` move the unit prices. An unknown name raises a one-line
+    error with the nearest names, unless `overrides` says `kind:` — then it is a new entry.
+    Errors name `field` (default `hardware`), e.g. `hardware.tdp_w.value: ...`.
+    """
+    overrides = dict(overrides or {})
+    overrides.pop("name", None)
+    try:
+        canonical = catalogue.canonical_name(name, field=f"{field}.name")
+        base = copy.deepcopy(catalogue.raw[canonical])
+    except CapsimInputError:
+        if "kind" not in overrides:
+            raise
+        canonical, base = name, {}
+    layer = expand_figures(overrides, {"source": "inline hardware override", "confidence": "user"})
+    merged = {**base, **layer}
+    try:
+        return HardwareSpec.model_validate({"idle_fraction_of_tdp": catalogue.idle_fraction_of_tdp, **merged,
+                                            "name": canonical})  # fmt: skip
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "unknown field (see docs/hardware.md for the fields)" if err["type"] == "extra_forbidden" else err["msg"]
+        raise CapsimInputError(msg, field=f"{field}.{loc}" if loc else field) from None

@@ -1,0 +1,89 @@
+"""Price and energy arithmetic on catalogue entries: small pure functions for the engine to call.
+
+Prices are per catalogue unit (one GPU for kind gpu, one instance for kind cpu); a replica of
+`gpus` GPUs costs `gpus` units. Energy follows a linear power model: a device draws its idle power
+when idle and its TDP when busy, so at utilization u it draws `idle + (TDP - idle) × u`. TDP is an
+upper bound on real draw (inference rarely holds a GPU at its power limit), so energy figures are
+conservative; the idle figure is a catalogue estimate unless the entry gives a measured one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from capsim.errors import CapsimInputError
+from capsim.hardware.spec import HardwareSpec, PriceOffer
+
+PriceMarket = Literal["on_demand", "spot"]
+J_PER_KWH = 3.6e6
+
+
+def unit_usd_per_hour(spec: HardwareSpec, market: PriceMarket = "on_demand") -> float:
+    """Price of one GPU (kind gpu) or one instance (kind cpu) per hour in `market`.
+
+    Raises a one-line `CapsimInputError` naming `hardware.<market>_usd_per_hour` when the catalogue
+    has no such price (the facts give no spot price for most GPUs).
+    """
+    field = "on_demand_usd_per_hour" if market == "on_demand" else "spot_usd_per_hour"
+    return spec.require(field, f"{market.replace('_', '-')} cost")
+
+
+def replica_usd_per_hour(spec: HardwareSpec, gpus_per_replica: int = 1, market: PriceMarket = "on_demand") -> float:
+    """Price of one replica per hour: `gpus_per_replica` GPUs, or one instance for a CPU entry."""
+    if gpus_per_replica < 1:
+        raise CapsimInputError(f"expected an integer >= 1, got {gpus_per_replica}", field="gpus_per_replica")
+    if spec.kind == "cpu" and gpus_per_replica != 1:
+        raise CapsimInputError(f"{spec.name} is a CPU instance type; a replica is one instance",
+                               field="gpus_per_replica")  # fmt: skip
+    units = gpus_per_replica if spec.kind == "gpu" else 1
+    return units * unit_usd_per_hour(spec, market)
+
+
+def spot_discount(spec: HardwareSpec) -> float:
+    """Fraction saved by spot over on-demand (0.8 means 80% off); needs both prices."""
+    on_demand = unit_usd_per_hour(spec, "on_demand")
+    return 1.0 - unit_usd_per_hour(spec, "spot") / on_demand if on_demand > 0 else 0.0
+
+
+def find_offer(spec: HardwareSpec, instance_type: str, market: str = "on_demand") -> PriceOffer:
+    """The offer for `instance_type` in `market` (case-insensitive), or a one-line error listing them."""
+    for offer in spec.offers:
+        if offer.instance_type.lower() == instance_type.lower() and offer.market == market:
+            return offer
+    known = ", ".join(f"{o.instance_type} ({o.market})" for o in spec.offers) or "none"
+    raise CapsimInputError(f"{spec.name} has no {market} offer for '{instance_type}' (offers: {known})",
+                           field="hardware.instance_type")  # fmt: skip
+
+
+def power_w(utilization: float, spec: HardwareSpec, gpus: int = 1) -> float:
+    """Power draw at `utilization` (busy fraction, 0..1) of `gpus` devices: idle + (TDP − idle) × u."""
+    if not 0.0 <= utilization <= 1.0:
+        raise ValueError(f"utilization must be in [0, 1], got {utilization}")
+    tdp = spec.require("tdp_w", "energy")
+    idle = spec.require("idle_power_w", "energy")
+    return gpus * (idle + (tdp - idle) * utilization)
+
+
+def energy_j(busy_s: float, idle_s: float, spec: HardwareSpec, gpus: int = 1) -> float:
+    """Energy in joules of `gpus` devices busy for `busy_s` and idle for `idle_s` seconds.
+
+    Equals `power_w(u) × (busy_s + idle_s)` with `u = busy_s / (busy_s + idle_s)`: busy time at TDP,
+    idle time at the idle floor. Provisioning time (billed, model not loaded) counts as idle.
+    """
+    if busy_s < 0 or idle_s < 0:
+        raise ValueError("busy_s and idle_s must be >= 0")
+    tdp = spec.require("tdp_w", "energy")
+    idle = spec.require("idle_power_w", "energy")
+    return gpus * (tdp * busy_s + idle * idle_s)
+
+
+def energy_kwh(energy_joules: float) -> float:
+    """Joules to kilowatt-hours."""
+    return energy_joules / J_PER_KWH
+
+
+def energy_usd(energy_joules: float, usd_per_kwh: float) -> float:
+    """Electricity cost of `energy_joules` at `usd_per_kwh` (a scenario setting; no default price)."""
+    if usd_per_kwh < 0:
+        raise ValueError("usd_per_kwh must be >= 0")
+    return energy_kwh(energy_joules) * usd_per_kwh
