@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
+from capsim.autoscale.controller import AutoscaleController
 from capsim.metrics.intervals import LevelAreas
 from capsim.metrics.request_log import Columns, RequestLog
 from capsim.metrics.summary import combine_replications, replication_summary
@@ -125,10 +126,13 @@ def _run_replication(
     fleet.start(arrivals)
     if progress is not None:
         env.process(_progress_clock(env, scenario.duration_s, progress))
+    if serving.autoscaling is not None:
+        AutoscaleController(env, fleet, serving.autoscaling, serving.schedule, serving.clock_start_h)
     env.run(until=scenario.duration_s)
     drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
     env.run(until=env.any_of([fleet.drained, env.timeout(drain_limit_s - env.now)]))
-    for replica in fleet.replicas:
+    fleet.expire_buffer(env.now)
+    for replica in fleet.all_replicas:
         replica.expire(env.now)
         replica.book_in_service()
     if keep_requests:
@@ -138,16 +142,26 @@ def _run_replication(
 
     window_s = scenario.duration_s - scenario.warmup_s
     warm = int(np.searchsorted(ticks, scenario.warmup_s))
-    executors = float(fleet.executors)
-    replicas_now = float(len(fleet.replicas))
+    fl = fleet.levels
+    step_areas = {
+        "replicas": fl.ready.area_at(ticks),
+        "replicas_starting": fl.starting.area_at(ticks),
+        "replicas_desired": fl.desired.area_at(ticks),
+        "billed_replicas": fl.billed.area_at(ticks),
+        "serving_executors": fl.serving_executors.area_at(ticks),
+    }
 
     def window_mean(area: np.ndarray) -> float:
         return float((area[-1] - (area[warm] if scenario.warmup_s > 0 else 0.0)) / window_s)
 
     level_means = {name: window_mean(area) for name, area in levels.areas.items()}
-    level_means["replicas"] = replicas_now
-    level_means["utilization"] = level_means["busy_executors"] / executors
-    replicas = {"mean": replicas_now, "min": len(fleet.replicas), "max": len(fleet.replicas)}
+    level_means.update({name: window_mean(area) for name, area in step_areas.items()})
+    level_means["utilization"] = (
+        level_means["busy_executors"] / level_means["serving_executors"] if level_means["serving_executors"] else 0.0
+    )
+    low, high = fl.ready.extremes_between(scenario.warmup_s, scenario.duration_s)
+    replicas = {"mean": level_means["replicas"], "min": int(low), "max": int(high),
+                "billed_mean": level_means["billed_replicas"], "cold_starts": fleet.cold_starts}  # fmt: skip
     summary = replication_summary(
         name=scenario.name,
         seed=seed,
@@ -164,8 +178,12 @@ def _run_replication(
     timeseries = {"time_s": ticks}
     for name, area in levels.areas.items():
         timeseries[name] = np.diff(np.concatenate([[0.0], area])) / widths
-    timeseries["replicas"] = np.full(ticks.size, replicas_now)
-    timeseries["utilization"] = timeseries["busy_executors"] / executors
+    for name, area in step_areas.items():
+        timeseries[name] = np.diff(np.concatenate([[0.0], area])) / widths
+    with np.errstate(invalid="ignore", divide="ignore"):
+        timeseries["utilization"] = np.where(
+            timeseries["serving_executors"] > 0, timeseries["busy_executors"] / timeseries["serving_executors"], 0.0
+        )
     requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
     return ReplicationResult(replication, summary, requests, timeseries)
 

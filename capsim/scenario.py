@@ -12,8 +12,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
 from capsim.servicetime import ServiceSpec
+from capsim.serving.coldstart import ColdStart, ZeroReplicas
 from capsim.workload import ArrivalSpec
 
 
@@ -55,7 +57,7 @@ class RealtimeServing(_Strict):
     """Request/response serving: a fixed fleet of replicas behind a load balancer."""
 
     mode: Literal["realtime"] = "realtime"
-    replicas: int = Field(ge=1)
+    replicas: int = Field(ge=0, description="replicas at t = 0 (ready); the initial count under autoscaling")
     instances_per_replica: int = Field(default=1, ge=1, description="model executors sharing one queue")
     batching: Batching = Batching()
     queue_capacity: int | None = Field(
@@ -67,6 +69,25 @@ class RealtimeServing(_Strict):
     overhead_ms: float = Field(
         default=0.0, ge=0, description="fixed time outside the model on every request: network, (de)serialization"
     )
+    autoscaling: AutoscalingSpec | None = None
+    schedule: list[ScheduleWindow] = Field(default_factory=list, description="time-of-day minimum replicas")
+    clock_start_h: float = Field(default=0.0, ge=0, lt=24, description="time of day at simulated t = 0")
+    cold_start: ColdStart = ColdStart()
+    zero_replicas: ZeroReplicas = ZeroReplicas()
+
+    @model_validator(mode="after")
+    def _replicas_within_bounds(self) -> RealtimeServing:
+        scaler = self.autoscaling
+        if scaler is None and self.replicas < 1:
+            raise ValueError("replicas must be >= 1 (only an autoscaler can start from zero)")
+        if scaler is not None and not scaler.min_replicas <= self.replicas <= scaler.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) is the initial count and must lie within autoscaling "
+                f"[min_replicas, max_replicas] = [{scaler.min_replicas}, {scaler.max_replicas}]"
+            )
+        if self.schedule and scaler is None:
+            raise ValueError("schedule sets minimum replicas for an autoscaler: add an autoscaling section")
+        return self
 
 
 ServingSpec = Annotated[RealtimeServing, Field(discriminator="mode")]

@@ -3,16 +3,17 @@ into one line on stderr with exit code 2 (never a traceback)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from capsim.cli import check as _check  # noqa: F401  (registers the command)
 from capsim.cli import hardware as _hardware  # noqa: F401
+from capsim.cli import loadtest as _loadtest  # noqa: F401
 from capsim.cli import profile as _profile  # noqa: F401
 from capsim.cli import serve as _serve  # noqa: F401
 from capsim.cli import simulate as _simulate  # noqa: F401
-from capsim.cli import loadtest as _loadtest  # noqa: F401
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
 
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, the traceback only on request
+        if os.environ.get("CAPSIM_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set CAPSIM_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return result if isinstance(result, int) else 0
 
 

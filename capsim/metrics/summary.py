@@ -47,7 +47,7 @@ def replication_summary(
 ) -> dict[str, Any]:
     """The summary of one replication. `levels` holds window averages of the time-weighted
     quantities; `slo` is (latency_ms, percentile)."""
-    replica_hours = replicas["mean"] * window_s / 3600.0
+    replica_hours = replicas.get("billed_mean", replicas["mean"]) * window_s / 3600.0
     usd = replica_hours * usd_per_replica_hour
     finished = tally.completed + tally.rejected + tally.timed_out
     slo_block: dict[str, Any] = {"latency_ms": None, "percentile": None, "attainment": None, "goodput_rps": None}

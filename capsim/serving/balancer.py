@@ -54,7 +54,7 @@ class LeastOutstanding:
         if len(self._orders) != n:
             # Each replica's rotation of the others, precomputed: this runs once per request.
             self._orders = [[(start + step) % n for step in range(1, n)] for start in range(n)]
-        start = self._offset
+        start = self._offset if self._offset < n else 0  # the fleet may have shrunk
         self._offset = start + 1 if start + 1 < n else 0
         best, best_load = start, loads[start]
         if best_load == 0:

@@ -1,22 +1,51 @@
-"""A real-time fleet: the arrival stream, the response cache, the load balancer and the replicas.
+"""A real-time fleet: the arrival stream, the response cache, the activator, the load balancer and
+replicas that come and go.
 
 Arrivals are drawn in numpy chunks and fed by a chain of timer events (one pending at a time);
 replicas are event-driven state machines. Nothing is ever created per request but its timer.
+
+Replica lifecycle: starting (node provisioning unless a warm node is free, image pull, model load)
+→ ready (in the balancer) → draining (out of the balancer, finishing its queue) → gone. Billing runs
+from the start of provisioning to the end of draining; warm-pool nodes are billed all the time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import simpy
 
-from capsim.metrics.request_log import COMPLETED, RequestLog
+from capsim.metrics.live import LiveMetrics
+from capsim.metrics.request_log import COMPLETED, REJECTED, TIMED_OUT, RequestLog
+from capsim.metrics.steps import StepSeries
 from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.balancer import make_balancer
 from capsim.serving.replica import Replica, ReplicaConfig
+
+
+class _Starting:
+    """A replica on its way to ready; `cancelled` when a scale-down gets to it first."""
+
+    __slots__ = ("cancelled", "started_s")
+
+    def __init__(self, started_s: float) -> None:
+        self.started_s = started_s
+        self.cancelled = False
+
+
+class FleetLevels:
+    """Replica counts over time, as exact step series."""
+
+    def __init__(self, ready: int, warm_pool: int) -> None:
+        self.desired = StepSeries(ready)
+        self.starting = StepSeries(0)
+        self.ready = StepSeries(0)  # the initial replicas are made ready (and counted) one by one
+        self.billed = StepSeries(ready + warm_pool)  # nodes paid for: starting, ready, draining, warm pool
+        self.serving_executors = StepSeries(0)  # executors of ready + draining replicas
 
 
 class RealtimeFleet:
@@ -33,10 +62,14 @@ class RealtimeFleet:
         self.env = env
         self.serving = serving
         self.log = log
-        self.pending = 0  # requests dispatched to replicas and not yet finished
+        self._service = service
+        self._streams = streams
+        self.pending = 0  # requests that reached the fleet (activator or a replica) and are not finished
+        self.arrived = 0  # requests routed past the cache, cumulative (the rps metric)
         self.arrivals_done = False
         self.drained = env.event()
-        config = ReplicaConfig(
+        self.cold_starts = 0
+        self.config = ReplicaConfig(
             instances=serving.instances_per_replica,
             max_batch_size=serving.batching.max_batch_size,
             max_wait_s=serving.batching.max_wait_ms / 1000.0,
@@ -44,19 +77,121 @@ class RealtimeFleet:
             timeout_s=None if serving.timeout_ms is None else serving.timeout_ms / 1000.0,
             overhead_s=serving.overhead_ms / 1000.0,
         )
-        self.loads = [0] * serving.replicas  # outstanding requests per replica, for the balancer
-        self.replicas = [
-            Replica(env, i, config, service.sampler(streams.stream(f"service/replica-{i}")), log, self._finished,
-                    self.loads)
-            for i in range(serving.replicas)
-        ]  # fmt: skip
+        self.all_replicas: list[Replica] = []  # every replica ever created; index = id in the request log
+        self.ready: list[Replica] = []
+        self.loads: list[int] = []  # outstanding requests of each ready replica, for the balancer
+        self.draining: set[Replica] = set()
+        self.starting: list[_Starting] = []
+        self.buffer: deque[int] = deque()  # the activator: requests waiting for a first ready replica
+        self.on_buffered: Callable[[float], None] | None = None  # pokes the autoscaler (Knative's activator)
+        # Integrated metrics cost a little on every request: kept only when an autoscaler reads them.
+        self.live = LiveMetrics() if serving.autoscaling is not None else None
+        self.levels = FleetLevels(serving.replicas, serving.cold_start.warm_pool)
+        self._warm_nodes = serving.cold_start.warm_pool
+        self._coldstart_rng = streams.stream("coldstart")
+        for _ in range(serving.replicas):
+            self._make_ready(self._new_replica())
         self.balancer = make_balancer(serving.load_balancer, streams.stream("balancer"))
         self._cache_rng = streams.stream("cache")
 
+    # -- membership ------------------------------------------------------------------------------
+
+    def _new_replica(self) -> Replica:
+        index = len(self.all_replicas)
+        sampler = self._service.sampler(self._streams.stream(f"service/replica-{index}"))
+        replica = Replica(
+            self.env, index, self.config, sampler, self.log, self._finished, [0], self._drained, self.live
+        )
+        self.all_replicas.append(replica)
+        return replica
+
+    def _rebuild_loads(self) -> None:
+        # Replicas write their outstanding count into this list at their slot; rebuilt on every
+        # membership change (rare) so that the hot path only does list arithmetic.
+        self.loads = [r.queued_or_in_service() for r in self.ready]
+        for slot, replica in enumerate(self.ready):
+            replica.attach(self.loads, slot)
+
+    def _make_ready(self, replica: Replica) -> None:
+        self.ready.append(replica)
+        self._rebuild_loads()
+        now = self.env.now
+        self.levels.ready.set(now, len(self.ready))
+        self.levels.serving_executors.add(now, self.config.instances)
+        if self.buffer:
+            self._flush_buffer(now)
+
     @property
     def executors(self) -> int:
-        """Model executors in the fleet."""
-        return len(self.replicas) * self.serving.instances_per_replica
+        """Model executors of the ready replicas now."""
+        return len(self.ready) * self.config.instances
+
+    @property
+    def current(self) -> int:
+        """Replicas asked for and not being removed: starting + ready (Kubernetes `spec.replicas`)."""
+        return len(self.ready) + len(self.starting)
+
+    def scale_to(self, desired: int) -> None:
+        """Start or remove replicas so that starting + ready = `desired`."""
+        now = self.env.now
+        self.levels.desired.set(now, desired)
+        while self.current < desired:
+            self._start_replica(now)
+        while self.current > desired:
+            if self.starting:
+                # Pods that are not ready yet go first (as a ReplicaSet deletes unready pods first).
+                pending = self.starting.pop()
+                pending.cancelled = True
+                self.levels.starting.set(now, len(self.starting))
+                self.levels.billed.add(now, -1)
+            else:
+                self._drain(min(self.ready, key=lambda r: r.queued_or_in_service()))
+
+    def _start_replica(self, now: float) -> None:
+        pending = _Starting(now)
+        self.starting.append(pending)
+        self.cold_starts += 1
+        self.levels.starting.set(now, len(self.starting))
+        self.levels.billed.add(now, 1)
+        cold = self.serving.cold_start
+        rng = self._coldstart_rng
+        if self._warm_nodes > 0:
+            self._warm_nodes -= 1
+            provisioning_s = 0.0
+            # The pool is refilled by launching a replacement node (billed as part of the pool).
+            self.env.timeout(cold.provisioning_s.sample_s(rng)).callbacks.append(self._refill_warm_node)
+        else:
+            provisioning_s = cold.provisioning_s.sample_s(rng)
+        delay_s = provisioning_s + cold.image_pull_s.sample_s(rng) + cold.model_load_s.sample_s(rng)
+        self.env.timeout(delay_s, pending).callbacks.append(self._on_started)
+
+    def _refill_warm_node(self, _event: simpy.Event) -> None:
+        self._warm_nodes += 1
+
+    def _on_started(self, event: simpy.Event) -> None:
+        pending: _Starting = event.value  # type: ignore[assignment]
+        if pending.cancelled:
+            return
+        self.starting.remove(pending)
+        self.levels.starting.set(self.env.now, len(self.starting))
+        self._make_ready(self._new_replica())
+
+    def _drain(self, replica: Replica) -> None:
+        now = self.env.now
+        self.ready.remove(replica)
+        self._rebuild_loads()
+        replica.attach([0], 0)
+        self.levels.ready.set(now, len(self.ready))
+        self.draining.add(replica)
+        replica.start_draining(now)
+
+    def _drained(self, replica: Replica) -> None:
+        now = self.env.now
+        self.draining.discard(replica)
+        self.levels.billed.add(now, -1)
+        self.levels.serving_executors.add(now, -self.config.instances)
+
+    # -- requests --------------------------------------------------------------------------------
 
     def _finished(self, count: int) -> None:
         self.pending -= count
@@ -77,6 +212,58 @@ class RealtimeFleet:
         log.batch_size[rows] = 0
         log.outcome[rows] = COMPLETED
         return ~hit
+
+    def _hold_in_activator(self, request_id: int, now: float) -> None:
+        zero = self.serving.zero_replicas
+        if zero.action == "reject" or (zero.buffer_capacity is not None and len(self.buffer) >= zero.buffer_capacity):
+            row = request_id - self.log.base
+            self.log.outcome[row] = REJECTED
+            self.log.end_s[row] = now
+            self._finished(1)
+            return
+        self.buffer.append(request_id)
+        if self.live is not None:
+            self.live.concurrency.add(now, 1)
+        if self.on_buffered is not None:
+            self.on_buffered(now)
+
+    def expire_buffer(self, now: float) -> None:
+        """Requests in the activator past their deadline leave as timed out (at the deadline)."""
+        timeout_s = self.config.timeout_s
+        if timeout_s is None:
+            return
+        log = self.log
+        expired = 0
+        while self.buffer:
+            row = self.buffer[0] - log.base
+            deadline = log.arrival_s[row] + timeout_s
+            if deadline > now:
+                break
+            self.buffer.popleft()
+            log.outcome[row] = TIMED_OUT
+            log.end_s[row] = deadline
+            expired += 1
+        if expired:
+            if self.live is not None:
+                self.live.concurrency.add(max(now, self.live.concurrency.last_s), -expired)
+            self._finished(expired)
+
+    def _flush_buffer(self, now: float) -> None:
+        self.expire_buffer(now)
+        while self.buffer and self.ready:
+            if self.live is not None:
+                self.live.concurrency.add(now, -1)  # leaves the activator; the replica counts it again
+            self._route(self.buffer.popleft(), now)
+
+    def _route(self, request_id: int, t: float) -> None:
+        ready = self.ready
+        if len(ready) == 1:
+            ready[0].enqueue(request_id, t)
+            return
+        if self.config.timeout_s is not None:
+            for replica in ready:
+                replica.expire(t)
+        ready[self.balancer.pick(self.loads)].enqueue(request_id, t)
 
     def start(self, chunks: Iterator[np.ndarray]) -> None:
         """Begin feeding arrivals (drawn lazily, chunk by chunk) into the fleet."""
@@ -101,9 +288,7 @@ class RealtimeFleet:
         """Route the arrival whose timer fired, then every later one that comes before the next
         kernel event (nothing can change the fleet's state in between, so they are handled right
         away at their own timestamps), then set the timer of the next one."""
-        env, replicas, balancer, loads = self.env, self.replicas, self.balancer, self.loads
-        single = len(replicas) == 1
-        expire_first = self.serving.timeout_ms is not None
+        env = self.env
         times, ids = self._times, self._ids
         count = len(times)
         i = self._next
@@ -125,11 +310,27 @@ class RealtimeFleet:
                 return
             due = None
             self.pending += 1
-            if single:
-                replicas[0].enqueue(ids[i], t)
+            self.arrived += 1
+            ready = self.ready
+            if len(ready) == 1:
+                ready[0].enqueue(ids[i], t)
+            elif ready:
+                self._route(ids[i], t)
             else:
-                if expire_first:
-                    for replica in replicas:
-                        replica.expire(t)
-                replicas[balancer.pick(loads)].enqueue(ids[i], t)
+                self._hold_in_activator(ids[i], t)
             i += 1
+
+    # -- observation -----------------------------------------------------------------------------
+
+    def sample(self) -> dict[str, float]:
+        """Fleet-wide metrics now, for autoscalers: the integrals of concurrency and busy executors
+        since t = 0, the requests waiting (a gauge), and the cumulative arrivals."""
+        now = self.env.now
+        self.expire_buffer(now)
+        queued = len(self.buffer)
+        for replica in (*self.ready, *self.draining):
+            replica.expire(now)
+            queued += len(replica.queue)
+        live = self.live if self.live is not None else LiveMetrics()
+        return {"concurrency": live.concurrency.area_at(now), "busy": live.busy.area_at(now),
+                "queue": float(queued), "arrivals": float(self.arrived)}  # fmt: skip

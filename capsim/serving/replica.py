@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import simpy
 
+from capsim.metrics.live import LiveMetrics
 from capsim.metrics.request_log import REJECTED, TIMED_OUT, RequestLog
 from capsim.servicetime.base import BatchSampler
 
@@ -57,6 +58,8 @@ class Replica:
         log: RequestLog,
         on_finished: Callable[[int], None],
         loads: list[int],
+        on_drained: Callable[[Replica], None] | None = None,
+        live: LiveMetrics | None = None,
     ) -> None:
         self.env = env
         self.index = index
@@ -64,9 +67,13 @@ class Replica:
         self._sample_s = sample_s
         self._log = log
         self._on_finished = on_finished
-        # Outstanding requests (queued or in service) of every replica, kept current here so that a
-        # load balancer reads plain integers instead of asking each replica on every request.
+        # Outstanding requests (queued or in service) of every ready replica, kept current here at
+        # this replica's slot, so that a load balancer reads plain integers on every request.
         self._loads = loads
+        self.slot = 0
+        self._on_drained = on_drained
+        self.draining = False
+        self._live = live  # integrated metrics for autoscalers (None when nothing reads them)
         self.queue: deque[int] = deque()  # request ids, oldest first
         self.idle_executors = config.instances
         self.in_service = 0  # requests in batches being served
@@ -74,9 +81,26 @@ class Replica:
         self._forming_timer: simpy.Event | None = None  # pending max-wait timer of the forming batch
         self._running: dict[int, tuple[list[int], float]] = {}  # batches in service: (request ids, start)
 
-    def outstanding(self) -> int:
+    def queued_or_in_service(self) -> int:
         """Requests queued or in service here (call `expire` first when requests can time out)."""
-        return self._loads[self.index]
+        return len(self.queue) + self.in_service
+
+    def attach(self, loads: list[int], slot: int) -> None:
+        """Report the outstanding count into `loads[slot]` from now on."""
+        self._loads = loads
+        self.slot = slot
+        loads[slot] = len(self.queue) + self.in_service
+
+    def start_draining(self, now: float) -> None:
+        """Leave the balancer: finish what is queued and in service, then report drained."""
+        self.draining = True
+        self.expire(now)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.draining and not self.queue and self.in_service == 0 and self._on_drained is not None:
+            on_drained, self._on_drained = self._on_drained, None
+            on_drained(self)
 
     def enqueue(self, request_id: int, now: float) -> None:
         """A request arrives at time `now`: queue it (or reject it if the queue is full).
@@ -97,7 +121,9 @@ class Replica:
             return
         queue = self.queue
         queue.append(request_id)
-        self._loads[self.index] += 1
+        self._loads[self.slot] += 1
+        if self._live is not None:
+            self._live.concurrency.add(now, 1)
         # While a batch is forming only a full queue can start it early: skip the call otherwise.
         if self.idle_executors and (self._forming_timer is None or len(queue) >= config.max_batch_size):
             self._dispatch(now)
@@ -120,8 +146,12 @@ class Replica:
             log.replica[row] = self.index
             expired += 1
         if expired:
-            self._loads[self.index] -= expired
+            if self._live is not None:
+                self._live.concurrency.add(max(now, self._live.concurrency.last_s), -expired)
+            self._loads[self.slot] -= expired
             self._on_finished(expired)
+            if self.draining:
+                self._check_drained()
 
     def _dispatch(self, now: float) -> None:
         """Start batches while an executor is free and the batching rule allows one."""
@@ -159,6 +189,8 @@ class Replica:
         self.in_service += size
         self.batches_started += 1
         batch = [queue.popleft()] if size == 1 else [queue.popleft() for _ in range(size)]
+        if self._live is not None:
+            self._live.busy.add(now, 1)
         running = (batch, now)
         self._running[id(running)] = running
         env.timeout(now - env.now + self._sample_s(size), running).callbacks.append(self._on_batch_done)
@@ -170,14 +202,19 @@ class Replica:
         now = self.env.now
         self._log.record_batch(batch, start_s, now + self.config.overhead_s, self.index)
         size = len(batch)
+        if self._live is not None:
+            self._live.busy.add(now, -1)
+            self._live.concurrency.add(now, -size)
         self.in_service -= size
-        self._loads[self.index] -= size
+        self._loads[self.slot] -= size
         self.idle_executors += 1
         self._on_finished(size)
         if self.queue:
             if self.config.timeout_s is not None:
                 self.expire(now)
             self._dispatch(now)
+        elif self.draining:
+            self._check_drained()
 
     def book_in_service(self) -> None:
         """At the end of the run, book the start of batches still being served (they stay in flight)."""

@@ -1,0 +1,72 @@
+"""What an autoscaling policy sees when it decides: replica counts now and metric samples from the
+recent past (scraped every `sample_interval_s`, like Knative's 1 s scrape of pod metrics)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+METRICS = ("concurrency", "busy", "queue", "arrivals")
+"""Samples kept: the time integrals since t = 0 of outstanding requests (queued + in service +
+buffered at the activator) and of busy executors; waiting requests (queued + buffered, a gauge);
+and the cumulative count of arrivals."""
+INTEGRATED = ("concurrency", "busy")
+
+
+@dataclass
+class MetricSamples:
+    """Fleet-wide metric samples, appended in time order."""
+
+    times_s: list[float] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+
+    def record(self, t_s: float, **values: float) -> None:
+        """Append one sample of every metric."""
+        self.times_s.append(t_s)
+        for name in METRICS:
+            self.values[name].append(values[name])
+
+    def _window(self, window_s: float, end_s: float) -> slice:
+        times = self.times_s
+        hi = int(np.searchsorted(times, end_s, side="right"))
+        lo = int(np.searchsorted(times, end_s - window_s, side="right"))
+        return slice(lo, hi)
+
+    def mean(self, name: str, window_s: float, end_s: float) -> float:
+        """Time average over the window ending at the last sample at or before `end_s` (exact for the
+        integrated metrics; the mean of the gauge's samples in (end_s - window_s, end_s] otherwise).
+        NaN when the window holds no data."""
+        if name in INTEGRATED:
+            times = self.times_s
+            hi = int(np.searchsorted(times, end_s, side="right")) - 1
+            lo = int(np.searchsorted(times, times[hi] - window_s - 1e-9, side="left")) if hi >= 0 else 0
+            if hi < 0 or times[hi] <= times[lo]:
+                return math.nan
+            area = self.values[name]
+            return (area[hi] - area[lo]) / (times[hi] - times[lo])
+        window = self._window(window_s, end_s)
+        values = self.values[name][window]
+        return float(np.mean(values)) if values else math.nan
+
+    def rate_per_s(self, window_s: float, end_s: float) -> float:
+        """Arrivals per second over (end_s - window_s, end_s], from the cumulative counter."""
+        window = self._window(window_s, end_s)
+        times = self.times_s[window]
+        counts = self.values["arrivals"][window]
+        if len(times) < 2:
+            return math.nan
+        return (counts[-1] - counts[0]) / (times[-1] - times[0])
+
+
+@dataclass
+class FleetView:
+    """The state a policy decides on."""
+
+    now_s: float
+    current: int  # the replica count the controller last asked for (Kubernetes `spec.replicas`)
+    ready: int  # replicas serving traffic
+    not_ready: int  # replicas starting (provisioning, pulling, loading): no metrics yet
+    executors_per_replica: int
+    samples: MetricSamples
