@@ -57,9 +57,18 @@ class LatencyHistogram:
             return
         self.clipped += int(np.count_nonzero(values_us > HIGHEST_US))
         values_us = np.clip(values_us, LOWEST_US, HIGHEST_US).astype(np.int64)
-        unique_us, counts = np.unique(values_us, return_counts=True)
-        for value_us, count in zip(unique_us.tolist(), counts.tolist(), strict=True):
-            self._hist.record_value(value_us, count)
+        hist = self._hist
+        # HdrHistogram's bucket index (hdrh's _counts_index_for), vectorized: record_value costs a few
+        # µs per call in Python, this costs a few ns per value.
+        _, bit_length = np.frexp((values_us | hist.sub_bucket_mask).astype(np.float64))
+        bucket = bit_length.astype(np.int64) - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
+        sub_bucket = values_us >> (bucket + hist.unit_magnitude)
+        index = ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + sub_bucket - hist.sub_bucket_half_count
+        counts = np.ctypeslib.as_array(hist.counts)
+        counts += np.bincount(index, minlength=hist.counts_len).astype(counts.dtype)
+        hist.total_count += int(values_us.size)
+        hist.min_value = min(hist.min_value, int(values_us.min()))
+        hist.max_value = max(hist.max_value, int(values_us.max()))
 
     def merge(self, other: LatencyHistogram) -> LatencyHistogram:
         """Add `other`'s counts into this histogram (exact: same bucket layout); returns self."""

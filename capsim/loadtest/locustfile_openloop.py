@@ -5,9 +5,10 @@ so a slow response never delays the next send (the defining property of an open 
 Locust's closed users lack). A `gevent.pool.Pool` bounds the requests in flight: when the cap is
 reached the next send waits for a slot, the wait shows up as send lag, and the hit is counted.
 
-Timing: libev timers fire with about a millisecond of slack, so the user sleeps until shortly before
-each send time and then yields in a loop until the clock reaches it. This spends some CPU to keep
-the p99 send lag well under a millisecond.
+Timing: the user sleeps on a timer until shortly before each send time and then yields in a loop
+until the clock reaches it; how long before is measured at start (`calibrate_spin`), since it
+depends on the event loop's timer precision (libev with epoll: about a millisecond; with io_uring,
+which capsim selects where the kernel has it: about 0.1 ms).
 """
 
 from __future__ import annotations
@@ -17,58 +18,92 @@ from typing import Any
 
 import gevent
 from gevent.pool import Pool
-from locust import FastHttpUser, constant, task
-from locust.contrib.fasthttp import FastHttpSession
+from geventhttpclient import HTTPClient
+from geventhttpclient.url import URL
+from locust import User, constant, task
 
 from capsim.loadtest import locust_plugin as plugin
 
-SPIN_S = 0.0015  # sleep on a timer until this close to the send time, then yield-spin
+SPIN_DEFAULT_S = 0.0015  # libev's epoll backend: timers fire up to ~1 ms late (millisecond timeouts)
+SPIN_MIN_S = 0.0002
+SPIN_MAX_S = 0.002
+_spin_s = SPIN_DEFAULT_S
+
+
+def calibrate_spin(samples: int = 40) -> float:
+    """Measure how late this event loop's timers fire and spin for that long before each send.
+
+    With io_uring (see process.py) timers are precise to ~0.1 ms and the spin is short, so the
+    worker sleeps in the kernel most of the time (the OS wakes sleepers promptly, while a spinning
+    process is preempted); with epoll's millisecond timeouts the spin has to cover a millisecond.
+    """
+    global _spin_s
+    late_s = []
+    for i in range(samples):
+        want_s = 0.0003 + (i % 5) * 0.0004
+        begin = time.perf_counter()
+        gevent.sleep(want_s)
+        late_s.append(time.perf_counter() - begin - want_s)
+    late_s.sort()
+    _spin_s = min(max(late_s[int(0.9 * (samples - 1))] + 0.0001, SPIN_MIN_S), SPIN_MAX_S)
+    return _spin_s
 
 
 def wait_until(target_s: float) -> None:
     """Block this greenlet until `time.time() >= target_s`, letting other greenlets run meanwhile."""
     delay_s = target_s - time.time()
-    if delay_s > SPIN_S:
-        gevent.sleep(delay_s - SPIN_S)
+    if delay_s > _spin_s:
+        gevent.sleep(delay_s - _spin_s)
     while time.time() < target_s:
         gevent.sleep(0)
 
 
-class OpenLoopUser(FastHttpUser):
-    """Sends the worker's schedule; one instance per worker process."""
+class OpenLoopUser(User):
+    """Sends the worker's schedule; one instance per worker process.
+
+    Requests go through geventhttpclient directly and are recorded by capsim, not through Locust's
+    `request` event: Locust's per-request statistics cost about 70 µs of CPU per request, which at a
+    few thousand requests per second is the difference between sending on time and sending late.
+    (Locust's own stats table therefore stays empty in open-loop runs; capsim's summary is the record.)
+    """
 
     wait_time = constant(0)
 
     def on_start(self) -> None:
         config = plugin.wait_config()
         self._request: dict[str, Any] = config["request"]
-        # The user's client is built before the configuration arrives; replace it with one whose
-        # connection pool is as large as the in-flight cap, so that the cap, not the pool, binds.
         timeout_s = float(config["request_timeout_s"])
-        self.client = FastHttpSession(
-            base_url=self.host,
-            request_event=self.environment.events.request,
-            network_timeout=timeout_s,
-            connection_timeout=timeout_s,
-            max_retries=0,
-            insecure=True,
-            concurrency=int(config["max_in_flight"]),
-            user=self,
+        # The pool is as large as the in-flight cap, so that the cap, not the pool, is what binds.
+        self._client = HTTPClient.from_url(
+            URL(self.host or ""), concurrency=int(config["max_in_flight"]), connection_timeout=timeout_s,
+            network_timeout=timeout_s, insecure=True,  # like Locust: load tests do not verify certificates
         )
+        self._body = (self._request.get("body") or "").encode("utf-8")
+        plugin.WORKER.counters["spin_ms"] = round(calibrate_spin() * 1000.0, 3)
+        plugin.WORKER.counters["event_loop"] = str(getattr(gevent.get_hub().loop, "backend", "unknown"))
+        self._headers = dict(self._request.get("headers") or {})
 
     def _send(self, intended_s: float) -> None:
         spec = self._request
-        self.client.request(
-            spec["method"],
-            spec["path"],
-            data=spec.get("body"),
-            headers=spec.get("headers"),
-            name=spec.get("name"),
-            context={"capsim_intended_s": intended_s},
-        )
+        recorder = plugin.WORKER.recorder
+        sent_s = time.time()
+        started = time.perf_counter()
+        try:
+            response = self._client.request(spec["method"], spec["path"], body=self._body, headers=self._headers)
+            try:
+                n_bytes = len(response.read())
+            finally:
+                response.release()
+            status = int(response.status_code)
+            error = None if status < 400 else f"HTTP {status}"
+        except Exception as exc:  # connection refused, reset, timeout: a failed request, not a crash
+            status, n_bytes, error = 0, 0, f"{type(exc).__name__}: {exc}"[:300]
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, spec["name"])
 
     @task
     def run_schedule(self) -> None:
+        """Walk the schedule, one greenlet per request, then report done and idle until the end."""
         config = plugin.wait_config()
         start_s = float(config["start_s"])
         pool = Pool(int(config["max_in_flight"]))

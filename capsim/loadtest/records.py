@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from capsim.loadtest.histogram import LatencyHistogram
@@ -56,7 +57,11 @@ def outcome(status: int, error: str | None) -> str:
 
 @dataclass
 class RequestRecorder:
-    """Row buffers and measurement histograms of one worker process."""
+    """Row buffers and measurement histograms of one worker process.
+
+    `record` only appends to lists (it runs between sends, where every microsecond delays the
+    schedule); the histograms are brought up to date in bulk, with numpy, when rows are drained.
+    """
 
     worker: int = 0
     start_s: float | None = None  # t0 of the run on this worker (epoch seconds); None until configured
@@ -66,18 +71,18 @@ class RequestRecorder:
     uncorrected: LatencyHistogram = field(default_factory=LatencyHistogram)
     send_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
     recorded: int = 0
-    _pending: list[tuple[float, float, float, bool]] = field(default_factory=list)
+    _unmeasured: list[dict[str, list[Any]]] = field(default_factory=list)  # drained before t0 was known
 
     def configure(self, start_s: float, warmup_s: float, worker: int | None = None) -> None:
-        """Set t0 and the warm-up; requests recorded before this are entered into the histograms now."""
+        """Set t0 and the warm-up; rows drained before this are entered into the histograms now."""
         self.start_s = start_s
         self.warmup_s = warmup_s
         if worker is not None:
             self.worker = worker
             self._rows["worker"] = [worker] * len(self._rows["worker"])
-        pending, self._pending = self._pending, []
-        for intended_s, sent_s, latency_ms, ok in pending:
-            self._measure(intended_s, sent_s, latency_ms, ok)
+        pending, self._unmeasured = self._unmeasured, []
+        for rows in pending:
+            self._measure(rows)
 
     def record(
         self,
@@ -90,37 +95,41 @@ class RequestRecorder:
         name: str,
     ) -> None:
         """Append one finished request."""
-        corrected_ms = latency_ms + max(sent_s - intended_s, 0.0) * 1000.0
         rows = self._rows
         rows["intended_s"].append(intended_s)
         rows["sent_s"].append(sent_s)
         rows["latency_ms"].append(latency_ms)
-        rows["latency_corrected_ms"].append(corrected_ms)
+        lag_s = sent_s - intended_s
+        rows["latency_corrected_ms"].append(latency_ms + lag_s * 1000.0 if lag_s > 0.0 else latency_ms)
         rows["status"].append(status)
         rows["bytes"].append(n_bytes)
         rows["error"].append(error)
         rows["name"].append(name)
         rows["worker"].append(self.worker)
         self.recorded += 1
-        ok = 200 <= status < 300 and not error
-        if self.start_s is None:
-            self._pending.append((intended_s, sent_s, latency_ms, ok))
-        else:
-            self._measure(intended_s, sent_s, latency_ms, ok)
 
-    def _measure(self, intended_s: float, sent_s: float, latency_ms: float, ok: bool) -> None:
+    def _measure(self, rows: dict[str, list[Any]]) -> None:
         assert self.start_s is not None
-        if intended_s < self.start_s + self.warmup_s:
+        intended = np.asarray(rows["intended_s"], dtype=np.float64)
+        if intended.size == 0:
             return
-        lag_ms = max(sent_s - intended_s, 0.0) * 1000.0
-        self.send_lag.record_ms(lag_ms)
-        if ok:
-            self.uncorrected.record_ms(latency_ms)
-            self.corrected.record_ms(latency_ms + lag_ms)
+        measured = intended >= self.start_s + self.warmup_s
+        status = np.asarray(rows["status"], dtype=np.int64)
+        no_error = np.array([e is None for e in rows["error"]], dtype=bool)
+        ok = measured & (status >= 200) & (status < 300) & no_error
+        lag_ms = np.maximum(np.asarray(rows["sent_s"], dtype=np.float64) - intended, 0.0) * 1000.0
+        self.send_lag.record_many_ms(lag_ms[measured])
+        self.uncorrected.record_many_ms(np.asarray(rows["latency_ms"], dtype=np.float64)[ok])
+        self.corrected.record_many_ms(np.asarray(rows["latency_corrected_ms"], dtype=np.float64)[ok])
 
     def drain_rows(self) -> dict[str, list[Any]]:
-        """The rows buffered since the last drain (the buffers start empty again)."""
+        """The rows buffered since the last drain (the buffers start empty again); the histograms
+        take them in on the way out."""
         rows, self._rows = self._rows, {c: [] for c in COLUMNS}
+        if self.start_s is None:
+            self._unmeasured.append(rows)
+        else:
+            self._measure(rows)
         return rows
 
     @property
@@ -129,7 +138,7 @@ class RequestRecorder:
         return len(self._rows["intended_s"])
 
     def histograms(self) -> dict[str, str]:
-        """Cumulative measurement histograms, encoded for shipping."""
+        """Cumulative measurement histograms (of the rows drained so far), encoded for shipping."""
         return {
             "latency_corrected_ms": self.corrected.encode(),
             "latency_ms": self.uncorrected.encode(),

@@ -28,11 +28,12 @@ def steady_recorder(n: int = 1000, rate: float = 100.0, lag_s: float = 0.0, late
 
 
 def summarize(rec: RequestRecorder, **kw: object) -> dict:
+    table = table_from(rec)
     statuses = [{"final": True, "histograms": rec.histograms(), "cap_hits": 0}]
     args = dict(start_s=T0, warmup_s=1.0, duration_s=10.0, window_s=1.0, offered_rps=100.0,
                 scheduled=np.arange(1000) / 100.0, mode="open", partial=False)
     args.update(kw)
-    return summarize_step(table_from(rec), statuses, **args)  # type: ignore[arg-type]
+    return summarize_step(table, statuses, **args)  # type: ignore[arg-type]
 
 
 def test_outcomes() -> None:
@@ -48,10 +49,13 @@ def test_recorder_charges_send_lag_to_the_corrected_latency_and_skips_warmup() -
     rec = RequestRecorder()
     rec.record(T0 + 2.0, T0 + 2.5, 10.0, 200, 5, None, "x")  # before configure: kept pending
     rec.record(T0 + 0.5, T0 + 0.5, 1.0, 200, 5, None, "x")  # inside the warm-up
+    early = rec.drain_rows()  # drained before t0 is known: measured once it is
+    assert rec.corrected.count == 0
     rec.configure(T0, warmup_s=1.0, worker=3)
     rows = rec.drain_rows()
+    assert rows["worker"] == [] and early["worker"] == [0, 0]
+    rows = early
     assert rows["latency_corrected_ms"] == [pytest.approx(510.0), 1.0]
-    assert rows["worker"] == [3, 3]
     assert rec.corrected.count == 1 and rec.corrected.percentile_ms(50) == pytest.approx(510.0, rel=1e-3)
     assert rec.uncorrected.percentile_ms(50) == pytest.approx(10.0, rel=1e-3)
     assert rec.buffered == 0
