@@ -1,0 +1,62 @@
+"""`capsim hardware` as a user runs it (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def capsim(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "capsim.cli.main", *args],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_table_lists_every_entry_with_prices_and_dates() -> None:
+    proc = capsim("hardware")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("T4", "L4", "A10G", "L40S", "A100-40GB", "A100-80GB", "H100-SXM", "H100-PCIe", "H200", "B200",
+                 "c7i.xlarge"):  # fmt: skip
+        assert f"│ {name} " in proc.stdout, name
+    h100_row = next(line for line in proc.stdout.splitlines() if "│ H100-SXM " in line)
+    assert "3350" in h100_row and "989" in h100_row and "12.29" in h100_row and "2023 to mid-2025 list" in h100_row
+
+
+def test_json_and_user_catalogue(tmp_path: Path) -> None:
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("hardware:\n  L4: {on_demand_usd_per_hour: 0.5}\n  TPU-x: {kind: gpu, memory_gb: 32}\n")
+    proc = capsim("hardware", "--json", "--catalogue", str(extra))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    by_name = {entry["name"]: entry for entry in data["hardware"]}
+    assert by_name["L4"]["on_demand_usd_per_hour"]["value"] == 0.5
+    assert by_name["L4"]["on_demand_usd_per_hour"]["source"] == f"user catalogue {extra}"
+    assert by_name["TPU-x"]["memory_gb"]["value"] == 32
+    assert by_name["H100-SXM"]["fp16_tflops"] == {
+        "value": 989.0, "source": "Lockwood (from NVIDIA)", "date": None, "confidence": "DOC2",
+        "note": "1,979 with sparsity", "range": None,
+    }  # fmt: skip
+    assert data["files"] == ["capsim/hardware/catalogue.yaml", str(extra)]
+
+
+def test_one_entry_shows_sources() -> None:
+    proc = capsim("hardware", "a10g")
+    assert proc.returncode == 0, proc.stderr
+    assert "Baseten" in proc.stdout and "g5.xlarge" in proc.stdout and "estimate" in proc.stdout
+
+
+def test_bad_catalogue_file_is_one_line_naming_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hardware:\n  H100-SXM: {tdp_w: hot}\n")
+    proc = capsim("hardware", "--catalogue", str(bad))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: hardware.H100-SXM.tdp_w.value: "), proc.stderr
+    unknown = capsim("hardware", "H10")
+    assert unknown.returncode == 2 and "did you mean: H100-SXM" in unknown.stderr
