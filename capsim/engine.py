@@ -42,6 +42,8 @@ class ReplicationResult:
     summary: dict[str, Any]
     requests: Columns | None
     timeseries: dict[str, np.ndarray]
+    replica_changes: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Every change of the replica counts ("desired", "starting", "ready", "billed") as (time_s, value)."""
 
 
 @dataclass
@@ -185,7 +187,12 @@ def _run_replication(
             timeseries["serving_executors"] > 0, timeseries["busy_executors"] / timeseries["serving_executors"], 0.0
         )
     requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
-    return ReplicationResult(replication, summary, requests, timeseries)
+    changes = {
+        name: list(zip(series.times_s, series.values, strict=True))
+        for name, series in (("desired", fl.desired), ("starting", fl.starting), ("ready", fl.ready),
+                             ("billed", fl.billed))
+    }  # fmt: skip
+    return ReplicationResult(replication, summary, requests, timeseries, changes)
 
 
 def _scaled_progress(progress: ProgressCallback, replication: int, replications: int) -> ProgressCallback:

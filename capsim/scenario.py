@@ -138,6 +138,8 @@ def _field_path(data: Any, loc: tuple[int | str, ...]) -> str:
         elif isinstance(current, list) and isinstance(part, int) and part < len(current):
             current = current[part]
             parts.append(f"[{part}]")
+        elif isinstance(current, dict) and part in (current.get("kind"), current.get("mode")):
+            continue  # the discriminated-union tag pydantic inserts, not a key the user wrote
         elif last or not isinstance(current, dict):
             parts.append(str(part))
         # otherwise it is a discriminated-union tag pydantic inserted: skip it

@@ -142,11 +142,14 @@ class HpaState:
         policy = self.policy
         self.recommendations.append((now_s, raw))
         horizon = max(policy.scale_up.stabilization_window_s, policy.scale_down.stabilization_window_s)
-        self.recommendations = [(t, r) for t, r in self.recommendations if t > now_s - horizon - 1e-9] or [
-            (now_s, raw)
+        # A recommendation counts while strictly newer than the window's start (timestamp.After(cutoff));
+        # the one just made always counts.
+        self.recommendations = [(t, r) for t, r in self.recommendations[:-1] if t > now_s - horizon]
+        self.recommendations.append((now_s, raw))
+        up = [r for t, r in self.recommendations if t > now_s - policy.scale_up.stabilization_window_s or t == now_s]
+        down = [
+            r for t, r in self.recommendations if t > now_s - policy.scale_down.stabilization_window_s or t == now_s
         ]
-        up = [r for t, r in self.recommendations if t > now_s - policy.scale_up.stabilization_window_s - 1e-9]
-        down = [r for t, r in self.recommendations if t > now_s - policy.scale_down.stabilization_window_s - 1e-9]
         up_rec = min(up or [raw])
         down_rec = max(down or [raw])
         stabilized = current
