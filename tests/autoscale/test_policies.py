@@ -3,6 +3,7 @@ expectations computed by hand from each system's documented algorithm."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 
@@ -45,7 +46,7 @@ def test_kpa_panics_at_twice_capacity_and_never_scales_down_while_panicking() ->
     # With 8 pods ready the burst (10 pods' worth) is no longer 2x capacity, so the panic condition
     # last held at t = 124; the autoscaler stays in panic for a whole stable window after that and
     # meanwhile never scales down, though the stable average has long fallen back.
-    assert decisions[0] == 10 and all(b >= a for a, b in zip(decisions, decisions[1:], strict=False))
+    assert decisions[0] == 10 and all(b >= a for a, b in itertools.pairwise(decisions))
     assert state.in_panic
     # 124 + 60 < 186: out of panic, back to the stable window's answer.
     assert state.decide(view(186, 10, samples)) < 10 and not state.in_panic
