@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from capsim.errors import CapsimInputError
+from capsim.hardware.catalogue import Catalogue
 from capsim.hardware.roofline import ModelCost, check_fits, check_precision, roofline_time
 from capsim.hardware.spec import PRECISION_COLUMN, HardwareSpec
 from capsim.servicetime.profile_format import Profile, ProfilePoint
@@ -56,6 +57,18 @@ def estimate_overhead_s(means_s: np.ndarray, roofline_s: np.ndarray) -> float:
         # Time does not grow with the work: the measurement is all overhead as far as it shows.
         return float(np.min(means_s))
     return float(np.clip(intercept, 0.0, np.min(means_s)))
+
+
+def measured_on(profile: Profile, catalogue: Catalogue, field: str = "hardware.source") -> HardwareSpec:
+    """The catalogue entry a profile was measured on, from its `hardware.name` (loosely matched).
+
+    A profile whose hardware is not in the catalogue (`cpu-2core` from a laptop) raises a one-line
+    error: name the source hardware explicitly, or add an entry for it with --catalogue.
+    """
+    name = profile.hardware.get("name")
+    if not name:
+        raise CapsimInputError("the profile does not name its hardware; name the source hardware", field=field)
+    return catalogue.get(str(name), field=field)
 
 
 def is_extrapolated(profile: Profile) -> bool:

@@ -8,7 +8,7 @@ import pytest
 from capsim.errors import CapsimInputError
 from capsim.hardware import HardwareSpec, ModelCost, load_catalogue, resolve_hardware, roofline_time
 from capsim.servicetime import Profile
-from capsim.servicetime.transfer import estimate_overhead_s, is_extrapolated, transfer_profile
+from capsim.servicetime.transfer import estimate_overhead_s, is_extrapolated, measured_on, transfer_profile
 
 CAT = load_catalogue()
 T4, A100 = CAT.get("T4"), CAT.get("A100-40GB")
@@ -141,3 +141,10 @@ def test_provenance_flags_the_result_as_extrapolated() -> None:
     assert prov["figures"]["target"]["fp16_tflops"]["source"].startswith("NVIDIA A100 datasheet")
     assert out.hardware["name"] == "A100-40GB" and out.hardware["extrapolated_from"] == "T4"
     Profile.model_validate(out.model_dump(mode="json"))  # still a valid profile file
+
+
+def test_measured_on_finds_the_profile_hardware() -> None:
+    assert measured_on(profile(), CAT).name == "T4"
+    laptop = Profile.from_samples({1: np.ones(3)}, hardware={"name": "cpu-2core"})
+    with pytest.raises(CapsimInputError, match=r"^hardware\.source: unknown hardware 'cpu-2core'"):
+        measured_on(laptop, CAT)
