@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
@@ -22,20 +21,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reference_server import __version__
-from reference_server.batcher import BatcherConfig, BatchFailed, DynamicBatcher, QueueFull, QueueTimeout
+from reference_server.batcher import BatcherConfig, DynamicBatcher
 from reference_server.batchlog import BatchLog
 from reference_server.config import ServerConfig
+from reference_server.fastpath import InferenceApp
 from reference_server.metrics import MetricsObserver, ServerMetrics
 from reference_server.models import MODELS, ModelSpec
 from reference_server.protocol import (
-    ProtocolError,
-    encode_simple_response,
-    encode_v2_response,
     error_body,
     model_metadata,
-    parse_simple,
-    parse_v2_infer,
-    timing_headers,
 )
 from reference_server.telemetry import TelemetryCollector, TelemetrySampler
 
@@ -115,32 +109,8 @@ class ServerState:
         self.batch_log.close()
 
 
-async def _read_body(request: Request, limit_bytes: int) -> bytes:
-    """The request body, refusing more than `limit_bytes` (413) without keeping the excess."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            declared_bytes = int(declared)
-        except ValueError:
-            raise ProtocolError(400, "invalid Content-Length header") from None
-        if declared_bytes > limit_bytes:
-            # Drain (and drop) what was sent so the client sees the 413 rather than a reset.
-            async for _ in request.stream():
-                pass
-            raise ProtocolError(413, f"request body of {declared_bytes} bytes exceeds {limit_bytes}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit_bytes:
-            async for _ in request.stream():
-                pass
-            raise ProtocolError(413, f"request body exceeds {limit_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def create_app(config: ServerConfig) -> FastAPI:
-    """Build the ASGI app for `config`."""
+def create_app(config: ServerConfig) -> InferenceApp:
+    """Build the ASGI app for `config`: the inference fast path in front of FastAPI."""
     state = ServerState(config)
     spec = state.spec
 
@@ -204,49 +174,6 @@ def create_app(config: ServerConfig) -> FastAPI:
             return _json({"name": name, "ready": True})
         return _json({"name": name, "ready": False}, status=503)
 
-    # -- inference -------------------------------------------------------------------------------
-    async def _infer(request: Request, name: str, endpoint: str) -> Response:
-        t0 = time.perf_counter()
-        m = state.metrics
-        try:
-            if name != spec.name:
-                m.count(endpoint, 404, model="(unknown)")
-                return _unknown_model(name)
-            if not state.ready or state.batcher is None:
-                raise ProtocolError(503, f"model '{name}' is not ready: {state.startup_error or 'warming up'}")
-            body = await _read_body(request, config.max_body_bytes)
-            if endpoint == "v2":
-                items, request_id = parse_v2_infer(body, spec, config.max_batch_size)
-            else:
-                items, request_id = parse_simple(body, spec), None
-            try:
-                future = state.batcher.submit(items)
-            except QueueFull as exc:
-                raise ProtocolError(429, str(exc)) from None
-            try:
-                result = await future
-            except QueueTimeout:
-                raise ProtocolError(504, f"timed out after {config.timeout_ms:g} ms in the queue") from None
-            except BatchFailed as exc:
-                raise ProtocolError(500, f"inference failed: {exc}") from None
-        except ProtocolError as exc:
-            m.count(endpoint, exc.status)
-            return _error(exc.status, exc.message)
-        payload = (
-            encode_v2_response(spec, result, request_id) if endpoint == "v2" else encode_simple_response(spec, result)
-        )
-        m.count(endpoint, 200)
-        m.observe_latency(time.perf_counter() - t0)
-        return _json(payload, headers=timing_headers(result))
-
-    @app.post("/v2/models/{name}/infer")
-    async def infer_v2(name: str, request: Request) -> Response:
-        return await _infer(request, name, "v2")
-
-    @app.post("/predict/{name}")
-    async def predict(name: str, request: Request) -> Response:
-        return await _infer(request, name, "predict")
-
     # -- observability ---------------------------------------------------------------------------
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -289,4 +216,4 @@ def create_app(config: ServerConfig) -> FastAPI:
             state._runtime.stall.until_mono = state.batcher.stall_until_mono
             return _json({"stalled_s": seconds})
 
-    return app
+    return InferenceApp(app, state)

@@ -1,0 +1,256 @@
+"""What dynamic batching buys on the bundled CNN, and what the server costs per request.
+
+Prints, for the CNN on this machine's CPU:
+- the highest Poisson request rate each configuration sustains with p99 <= 100 ms and no errors,
+  with batching (max batch 32, greedy) and without (max batch 1), one executor each;
+- the server's own overhead per request: p50 latency at low load minus the model's batch-1 compute
+  time (measured directly by the profiler), and the p50 of (latency - the server's X-Compute-Ms).
+
+The client is an open-loop generator on the standard library's asyncio: requests are sent at
+their scheduled times whatever the server is doing, and latency is measured from the scheduled
+time (no coordinated omission), over keep-alive HTTP/1.1 connections opened as needed. It runs on
+the same machine as the server and shares its cores, as a sidecar load generator would.
+
+    python benchmarks/server_batching.py [--trial-s 6] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reference_server.launch import ServerProcess  # noqa: E402
+
+SLO_P99_MS = 100.0
+MODEL = "cnn"
+
+
+@dataclass
+class Trial:
+    """One open-loop run at a fixed offered rate."""
+
+    rate_rps: float
+    sent: int
+    ok: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    achieved_rps: float
+    overhead_p50_ms: float  # p50 of latency - X-Compute-Ms
+
+    @property
+    def passed(self) -> bool:
+        return self.errors == 0 and self.ok == self.sent and self.p99_ms <= SLO_P99_MS
+
+
+def request_bytes(port: int) -> bytes:
+    """One v2 inference request for one CNN image, serialized once."""
+    data = np.random.default_rng(0).standard_normal(3 * 32 * 32).round(4).tolist()
+    body = json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": data}]}
+    ).encode()
+    head = (
+        f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+_COMPUTE = re.compile(rb"x-compute-ms:\s*([0-9.]+)", re.IGNORECASE)
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
+) -> tuple[int, float]:
+    writer.write(payload)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = _CONTENT_LENGTH.search(head)
+    await reader.readexactly(int(length.group(1)) if length else 0)
+    compute = _COMPUTE.search(head)
+    return status, float(compute.group(1)) if compute else math.nan
+
+
+async def open_loop(port: int, rate_rps: float, duration_s: float, warmup_s: float, seed: int) -> Trial:
+    """Poisson arrivals at `rate_rps` for `duration_s`; statistics skip the first `warmup_s`."""
+    loop = asyncio.get_running_loop()
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1.0 / rate_rps, size=int(rate_rps * duration_s * 1.5) + 100)
+    offsets = np.cumsum(gaps)
+    offsets = offsets[offsets < duration_s]
+    n = len(offsets)
+    latency = np.full(n, np.nan)
+    compute = np.full(n, np.nan)
+    status = np.zeros(n, dtype=int)
+    done_at = np.full(n, np.nan)
+    payload = request_bytes(port)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def one(i: int, intended: float) -> None:
+        conn = None
+        try:
+            conn = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+            status[i], compute[i] = await _exchange(*conn, payload)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            status[i] = -1
+            if conn is not None:
+                conn[1].close()
+            return
+        now = loop.time()
+        latency[i] = now - intended
+        done_at[i] = now
+        idle.append(conn)
+
+    start = loop.time() + 0.05
+    tasks = []
+    for i, offset in enumerate(offsets):
+        intended = start + offset
+        delay = intended - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, intended)))
+    _, pending = await asyncio.wait(tasks, timeout=15.0)
+    for task in pending:
+        task.cancel()
+    for _, writer in idle:
+        writer.close()
+    measured = offsets >= warmup_s
+    ok = measured & (status == 200)
+    lat_ms = latency[ok] * 1e3
+    span = np.nanmax(done_at[ok]) - (start + warmup_s) if ok.any() else math.nan
+    return Trial(
+        rate_rps=rate_rps,
+        sent=int(measured.sum()),
+        ok=int(ok.sum()),
+        errors=int((measured & (status != 200)).sum()),
+        p50_ms=float(np.percentile(lat_ms, 50)) if ok.any() else math.inf,
+        p99_ms=float(np.percentile(lat_ms, 99)) if ok.any() else math.inf,
+        achieved_rps=float(ok.sum() / span) if span and span > 0 else 0.0,
+        overhead_p50_ms=float(np.nanpercentile(lat_ms - compute[ok], 50)) if ok.any() else math.nan,
+    )
+
+
+def wait_idle(url: str, timeout_s: float = 120.0) -> None:
+    """Wait until the server's queue is empty and no executor is busy (after an overloaded trial)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        depth = re.search(r"^refserver_queue_depth\{[^}]*\} (\S+)", text, re.M)
+        busy = re.search(r"^refserver_executors_busy\{[^}]*\} (\S+)", text, re.M)
+        if depth and busy and float(depth.group(1)) == 0 and float(busy.group(1)) == 0:
+            return
+        time.sleep(0.5)
+
+
+def max_sustainable(url: str, port: int, start_rps: float, trial_s: float, steps: int) -> tuple[Trial, list[Trial]]:
+    """Grow the rate by 1.5x until a trial fails, then bisect `steps` times; returns the best pass."""
+    trials: list[Trial] = []
+
+    def attempt(rate: float) -> Trial:
+        wait_idle(url)
+        trial = asyncio.run(open_loop(port, rate, trial_s, warmup_s=1.0, seed=len(trials)))
+        trials.append(trial)
+        verdict = "ok  " if trial.passed else "FAIL"
+        print(
+            f"    {verdict} {rate:7.1f} rps offered: achieved {trial.achieved_rps:7.1f}, "
+            f"p50 {trial.p50_ms:7.2f} ms, p99 {trial.p99_ms:8.2f} ms, errors {trial.errors}",
+            flush=True,
+        )
+        return trial
+
+    best: Trial | None = None
+    rate = start_rps
+    while True:
+        trial = attempt(rate)
+        if not trial.passed:
+            high = rate
+            break
+        best = trial
+        rate *= 1.5
+    low = best.rate_rps if best else 0.0
+    for _ in range(steps):
+        mid = (low + high) / 2
+        trial = attempt(mid)
+        if trial.passed:
+            best, low = trial, mid
+        else:
+            high = mid
+    if best is None:
+        raise SystemExit(f"no rate down to {start_rps} rps met p99 <= {SLO_P99_MS} ms")
+    return best, trials
+
+
+def batch1_compute_ms(tmp: Path) -> float:
+    """The model's batch-1 time, measured directly (no HTTP) by the profiler."""
+    out = tmp / "cnn-b1.json"
+    subprocess.run(
+        [sys.executable, "-m", "reference_server.profile", "--model", MODEL, "--device", "cpu",
+         "--batch-sizes", "1", "-o", str(out), "--window-s", "1", "--warmup-s", "1"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    profile = json.loads(out.read_text())
+    levels = profile["quantile_levels"]
+    return float(profile["points"][0]["quantiles_ms"][levels.index(0.5)])
+
+
+def mean_batch_size(url: str) -> float:
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    total = float(re.search(r"^refserver_batch_size_sum\{[^}]*\} (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    count = float(re.search(r"^refserver_batch_size_count\{[^}]*\} (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    return total / count if count else math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trial-s", type=float, default=6.0, help="seconds per load point")
+    parser.add_argument("--steps", type=int, default=4, help="bisection steps after the first failure")
+    parser.add_argument("--quick", action="store_true", help="short trials, fewer steps (smoke run)")
+    args = parser.parse_args()
+    if args.quick:
+        args.trial_s, args.steps = 3.0, 2
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        print(f"batch-1 compute of the {MODEL} (profiler, no HTTP)...", flush=True)
+        b1_ms = batch1_compute_ms(tmp)
+        results = {}
+        common = ["--model", MODEL, "--device", "cpu", "--instances", "1", "--queue-capacity", "100000",
+                  "--max-wait-ms", "0"]  # fmt: skip
+        for label, max_batch, start in (("no batching (max batch 1)", 1, 40.0), ("batching (max batch 32)", 32, 80.0)):
+            print(f"{label}:", flush=True)
+            with ServerProcess([*common, "--max-batch-size", str(max_batch)], log_dir=tmp / label[:2]) as server:
+                if max_batch == 1:
+                    low = asyncio.run(open_loop(server.port, 10.0, 12.0, warmup_s=2.0, seed=99))
+                best, _ = max_sustainable(server.url, server.port, start, args.trial_s, args.steps)
+                results[label] = (best, mean_batch_size(server.url))
+        no_batch, _ = results["no batching (max batch 1)"]
+        batched, mean_b = results["batching (max batch 32)"]
+        print()
+        print(f"CNN on this CPU, p99 <= {SLO_P99_MS:.0f} ms, one executor, Poisson open-loop arrivals:")
+        print(f"  without batching (max batch 1): {no_batch.rate_rps:7.1f} rps  (p99 {no_batch.p99_ms:.1f} ms)")
+        print(
+            f"  with batching (max batch 32):   {batched.rate_rps:7.1f} rps  (p99 {batched.p99_ms:.1f} ms, "
+            f"mean batch over the search {mean_b:.1f})"
+        )
+        print(f"  batching / no batching:         {batched.rate_rps / no_batch.rate_rps:7.2f}x  (target >= 3x)")
+        print("Server overhead per request at low load (10 rps, max batch 1):")
+        print(f"  p50 latency {low.p50_ms:.2f} ms - batch-1 compute {b1_ms:.2f} ms (profiler)"
+              f" = {low.p50_ms - b1_ms:.2f} ms  (target <= 2 ms)")  # fmt: skip
+        print(f"  p50 of (latency - X-Compute-Ms) = {low.overhead_p50_ms:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
