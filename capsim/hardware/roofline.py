@@ -32,7 +32,7 @@ class ModelCost(BaseModel):
     `bytes_precision`, and scale with the element size when a transfer changes precision.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = ""
     flops_per_item: float = Field(ge=0)
     weight_bytes: float = Field(default=0.0, ge=0)

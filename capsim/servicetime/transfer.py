@@ -22,11 +22,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from capsim.errors import CapsimInputError
 from capsim.hardware.catalogue import Catalogue
 from capsim.hardware.roofline import ModelCost, check_fits, check_precision, roofline_time
-from capsim.hardware.spec import PRECISION_COLUMN, HardwareSpec
+from capsim.hardware.spec import PRECISION_COLUMN, HardwareSpec, Precision
 from capsim.servicetime.profile_format import Profile, ProfilePoint
 
 # Framework dtype names (torch, numpy, ONNX) → catalogue precision.
@@ -162,3 +163,36 @@ def _figures_used(spec: HardwareSpec, precision: str) -> dict[str, Any]:
         fig = getattr(spec, name)
         out[name] = {"value": fig.value, "source": fig.source, "date": fig.date, "confidence": fig.confidence}
     return out
+
+
+class TransferSpec(BaseModel):
+    """A scenario's request to run a measured profile on other hardware (e.g. `service.transfer`).
+
+    The target is the scenario's hardware; `source` names the measured hardware in the catalogue
+    (default: the profile's own `hardware.name`). The other fields are `transfer_profile`'s.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str | None = None
+    model: ModelCost
+    precision: Precision = "fp16"
+    source_precision: Precision | None = None
+    gpus_per_replica: int = Field(default=1, ge=1)
+    source_gpus: int = Field(default=1, ge=1)
+    scaling_efficiency: float = Field(default=0.9, gt=0, le=1)
+    overhead_ms: float | None = Field(default=None, ge=0, description="fixed per-batch overhead; null: estimate it")
+
+
+def apply_transfer(profile: Profile, spec: TransferSpec, target: HardwareSpec, catalogue: Catalogue,
+                   field: str = "service.transfer") -> Profile:  # fmt: skip
+    """`transfer_profile` driven by a `TransferSpec`, resolving the source hardware in `catalogue`."""
+    source = (
+        catalogue.get(spec.source, field=f"{field}.source")
+        if spec.source is not None
+        else measured_on(profile, catalogue, field=f"{field}.source")
+    )
+    return transfer_profile(
+        profile, source, target, spec.model, spec.precision, spec.gpus_per_replica, spec.scaling_efficiency,
+        source_precision=spec.source_precision, source_gpus=spec.source_gpus,
+        overhead_s=None if spec.overhead_ms is None else spec.overhead_ms / 1000.0,
+    )  # fmt: skip

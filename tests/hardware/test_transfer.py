@@ -8,7 +8,14 @@ import pytest
 from capsim.errors import CapsimInputError
 from capsim.hardware import HardwareSpec, ModelCost, load_catalogue, resolve_hardware, roofline_time
 from capsim.servicetime import Profile
-from capsim.servicetime.transfer import estimate_overhead_s, is_extrapolated, measured_on, transfer_profile
+from capsim.servicetime.transfer import (
+    TransferSpec,
+    apply_transfer,
+    estimate_overhead_s,
+    is_extrapolated,
+    measured_on,
+    transfer_profile,
+)
 
 CAT = load_catalogue()
 T4, A100 = CAT.get("T4"), CAT.get("A100-40GB")
@@ -148,3 +155,24 @@ def test_measured_on_finds_the_profile_hardware() -> None:
     laptop = Profile.from_samples({1: np.ones(3)}, hardware={"name": "cpu-2core"})
     with pytest.raises(CapsimInputError, match=r"^hardware\.source: unknown hardware 'cpu-2core'"):
         measured_on(laptop, CAT)
+
+
+def test_same_hardware_is_the_identity_and_a_round_trip_returns() -> None:
+    measured = profile()
+    same = transfer_profile(measured, T4, T4, COMPUTE, "fp16")
+    for after, before in zip(same.points, measured.points, strict=True):
+        assert after.quantiles_ms == pytest.approx(before.quantiles_ms)
+    there = transfer_profile(measured, T4, A100, MEMORY, "fp16", overhead_s=0.0)
+    back = transfer_profile(there, A100, T4, MEMORY, "fp16", overhead_s=0.0)
+    assert [p.mean_ms for p in back.points] == pytest.approx([p.mean_ms for p in measured.points])
+
+
+def test_transfer_spec_resolves_the_source_from_the_profile() -> None:
+    spec = TransferSpec(model=COMPUTE, precision="fp16", gpus_per_replica=2, overhead_ms=0)
+    out = apply_transfer(profile(), spec, A100, CAT)
+    direct = transfer_profile(profile(), T4, A100, COMPUTE, "fp16", gpus=2, overhead_s=0.0)
+    assert out.points == direct.points
+    named = TransferSpec(source="t4", model=COMPUTE, overhead_ms=0)
+    assert apply_transfer(profile(), named, A100, CAT).provenance["source_hardware"] == "T4"
+    with pytest.raises(CapsimInputError, match=r"^service\.transfer\.source: unknown hardware 'T5'"):
+        apply_transfer(profile(), TransferSpec(source="T5", model=COMPUTE), A100, CAT)
