@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim.errors import CapsimInputError
 from capsim.hardware import HardwareSpec, ModelCost, load_catalogue, resolve_hardware, roofline_time
@@ -176,3 +178,33 @@ def test_transfer_spec_resolves_the_source_from_the_profile() -> None:
     assert apply_transfer(profile(), named, A100, CAT).provenance["source_hardware"] == "T4"
     with pytest.raises(CapsimInputError, match=r"^service\.transfer\.source: unknown hardware 'T5'"):
         apply_transfer(profile(), TransferSpec(source="T5", model=COMPUTE), A100, CAT)
+
+
+GPUS = ["T4", "L4", "L40S", "A100-80GB", "H100-SXM", "H200", "B200"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    source=st.sampled_from(GPUS), target=st.sampled_from(GPUS),
+    flops=st.floats(1e3, 1e12), weights=st.floats(0, 1e10), activations=st.floats(0, 1e8),
+    gpus=st.integers(1, 8), efficiency=st.floats(0.5, 1.0),
+)  # fmt: skip
+def test_transfer_properties(source: str, target: str, flops: float, weights: float, activations: float, gpus: int,
+                             efficiency: float) -> None:  # fmt: skip
+    """For any model and any pair of GPUs: quantiles stay valid, shape is kept, and with no overhead the
+    factor lies between the ratios of the two roofline sides' rates."""
+    src, tgt = CAT.get(source), CAT.get(target)
+    model = ModelCost(flops_per_item=flops, weight_bytes=weights, activation_bytes_per_item=activations)
+    if weights / 1e9 > (tgt.memory_gb.value or 0) * gpus:
+        return
+    measured = profile()
+    out = transfer_profile(measured, src, tgt, model, "fp16", gpus=gpus, scaling_efficiency=efficiency, overhead_s=0)
+    p = gpus * efficiency if gpus > 1 else 1.0
+    rates = [
+        src.fp16_tflops.value / (tgt.fp16_tflops.value * p),  # type: ignore[operator]
+        src.memory_bandwidth_gbps.value / (tgt.memory_bandwidth_gbps.value * p),  # type: ignore[operator]
+    ]
+    for before, after in zip(measured.points, out.points, strict=True):
+        factor = after.mean_ms / before.mean_ms
+        assert min(rates) * (1 - 1e-9) <= factor <= max(rates) * (1 + 1e-9)
+        assert np.allclose(np.asarray(after.quantiles_ms), np.asarray(before.quantiles_ms) * factor)
