@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_server.launch import ServerProcess  # noqa: E402
+from reference_server.launch import ServerProcess
 
 SLO_P99_MS = 100.0
 MODEL = "cnn"
@@ -73,9 +73,7 @@ _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 _COMPUTE = re.compile(rb"x-compute-ms:\s*([0-9.]+)", re.IGNORECASE)
 
 
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
-) -> tuple[int, float]:
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> tuple[int, float]:
     writer.write(payload)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -219,20 +217,27 @@ def main() -> None:
     parser.add_argument("--trial-s", type=float, default=6.0, help="seconds per load point")
     parser.add_argument("--steps", type=int, default=4, help="bisection steps after the first failure")
     parser.add_argument("--quick", action="store_true", help="short trials, fewer steps (smoke run)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batching window of the max-batch-32 config")
+    parser.add_argument("--torch-threads", type=int, default=0, help="per executor (0 = server default)")
     args = parser.parse_args()
     if args.quick:
         args.trial_s, args.steps = 3.0, 2
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         print(f"batch-1 compute of the {MODEL} (profiler, no HTTP)...", flush=True)
         b1_ms = batch1_compute_ms(tmp)
         results = {}
         common = ["--model", MODEL, "--device", "cpu", "--instances", "1", "--queue-capacity", "100000",
-                  "--max-wait-ms", "0"]  # fmt: skip
-        for label, max_batch, start in (("no batching (max batch 1)", 1, 40.0), ("batching (max batch 32)", 32, 80.0)):
+                  "--torch-threads", str(args.torch_threads)]  # fmt: skip
+        configs = (
+            ("no batching (max batch 1)", ["--max-batch-size", "1"], 40.0),
+            ("batching (max batch 32)", ["--max-batch-size", "32", "--max-wait-ms", str(args.max_wait_ms)], 80.0),
+        )
+        for label, flags, start in configs:
             print(f"{label}:", flush=True)
-            with ServerProcess([*common, "--max-batch-size", str(max_batch)], log_dir=tmp / label[:2]) as server:
-                if max_batch == 1:
+            with ServerProcess([*common, *flags], log_dir=tmp / label[:2]) as server:
+                if flags[1] == "1":
                     low = asyncio.run(open_loop(server.port, 10.0, 12.0, warmup_s=2.0, seed=99))
                 best, _ = max_sustainable(server.url, server.port, start, args.trial_s, args.steps)
                 results[label] = (best, mean_batch_size(server.url))
@@ -240,6 +245,7 @@ def main() -> None:
         batched, mean_b = results["batching (max batch 32)"]
         print()
         print(f"CNN on this CPU, p99 <= {SLO_P99_MS:.0f} ms, one executor, Poisson open-loop arrivals:")
+        print(f"  (batching window {args.max_wait_ms:g} ms; load average before the run: {load_before})")
         print(f"  without batching (max batch 1): {no_batch.rate_rps:7.1f} rps  (p99 {no_batch.p99_ms:.1f} ms)")
         print(
             f"  with batching (max batch 32):   {batched.rate_rps:7.1f} rps  (p99 {batched.p99_ms:.1f} ms, "
