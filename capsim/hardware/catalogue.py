@@ -35,6 +35,21 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[-_\s]+", "", name).lower()
 
 
+def nearest_names(name: str, index: Mapping[str, str], n: int = 3) -> list[str]:
+    """Up to `n` names nearest to `name`: those starting with what was typed first, then difflib's.
+
+    `index` maps normalized spellings (names, aliases, instance types) to canonical names.
+    """
+    query = normalize_name(name.split("(", 1)[0]) or normalize_name(name)
+    prefixed = [key for key in index if query and key.startswith(query)]
+    close = difflib.get_close_matches(query, list(index), n=2 * n, cutoff=0.5)
+    found: list[str] = []
+    for key in [*prefixed, *close]:
+        if index[key] not in found:
+            found.append(index[key])
+    return found[:n]
+
+
 @dataclass
 class Catalogue:
     """The merged catalogue: validated entries by canonical name, in file order.
@@ -79,16 +94,8 @@ class Catalogue:
         return self.entries[self.canonical_name(name, field)]
 
     def suggest(self, name: str, n: int = 3) -> list[str]:
-        """Up to `n` canonical names nearest to `name`: prefix matches first, then difflib's."""
-        query = normalize_name(name.split("(", 1)[0]) or normalize_name(name)
-        index = self._index()
-        found: list[str] = []
-        prefixed = [key for key in index if query and key.startswith(query)]
-        close = difflib.get_close_matches(query, list(index), n=2 * n, cutoff=0.5)
-        for key in [*prefixed, *close]:
-            if index[key] not in found:
-                found.append(index[key])
-        return found[:n]
+        """Up to `n` canonical names nearest to `name` (see `nearest_names`)."""
+        return nearest_names(name, self._index(), n)
 
     def _index(self) -> dict[str, str]:
         """Normalized name → canonical name, for names, aliases and instance types."""
@@ -136,20 +143,19 @@ def _parse_document(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def _validate(name: str, raw: dict[str, Any], idle_fraction: float, source: str, prefix: str) -> HardwareSpec:
+def _one_line(exc: ValidationError, field: str, source: str | None = None) -> CapsimInputError:
+    """The first pydantic error as a one-line `CapsimInputError` under `field`."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = "unknown field (see docs/hardware.md for the fields)" if err["type"] == "extra_forbidden" else err["msg"]
+    return CapsimInputError(msg, source=source, field=f"{field}.{loc}" if loc else field)
+
+
+def _validate(name: str, raw: dict[str, Any], idle_fraction: float, source: str) -> HardwareSpec:
     try:
         return HardwareSpec.model_validate({"idle_fraction_of_tdp": idle_fraction, **raw, "name": name})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (see docs/hardware.md for the fields)"
-        elif err["type"] == "missing":
-            msg = "field required" + (" (a new entry must say kind: gpu or cpu)" if loc == "kind" else "")
-        raise CapsimInputError(
-            msg, source=source, field=f"{prefix}{name}.{loc}" if loc else f"{prefix}{name}"
-        ) from None
+        raise _one_line(exc, f"hardware.{name}", source) from None
 
 
 class _Merger:
@@ -210,10 +216,14 @@ def load_catalogue(
         files.append(str(path))
     if inline:
         merger.add_layer(inline, {"source": "inline hardware entry", "confidence": "user"}, "inline hardware")
-    entries = {
-        name: _validate(name, body, idle_fraction, merger.source[name], "hardware.")
-        for name, body in merger.raw.items()
-    }
+    known = {normalize_name(n): n for n, body in merger.raw.items() if "kind" in body}
+    for name, body in merger.raw.items():
+        if "kind" not in body:  # most likely a misspelt name meant to override an entry
+            hint = nearest_names(name, known)
+            did_you_mean = f" (did you mean: {', '.join(hint)}?)" if hint else ""
+            raise CapsimInputError(f"not in the catalogue, so a new entry: it must say kind: gpu or cpu{did_you_mean}",
+                                   source=merger.source[name], field=f"hardware.{name}")  # fmt: skip
+    entries = {name: _validate(name, body, idle_fraction, merger.source[name]) for name, body in merger.raw.items()}
     return Catalogue(entries=entries, raw=merger.raw, files=files, idle_fraction_of_tdp=idle_fraction,
                      facts_read_on=str(shipped.get("facts_read_on")))  # fmt: skip
 
@@ -244,7 +254,4 @@ def resolve_hardware(name: str, overrides: Mapping[str, Any] | None, catalogue: 
         return HardwareSpec.model_validate({"idle_fraction_of_tdp": catalogue.idle_fraction_of_tdp, **merged,
                                             "name": canonical})  # fmt: skip
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = "unknown field (see docs/hardware.md for the fields)" if err["type"] == "extra_forbidden" else err["msg"]
-        raise CapsimInputError(msg, field=f"{field}.{loc}" if loc else field) from None
+        raise _one_line(exc, field) from None

@@ -54,7 +54,7 @@ def expand_figures(entry: dict[str, Any], default: dict[str, Any]) -> dict[str, 
         if name not in out:
             continue
         raw = out[name]
-        if raw is None or (isinstance(raw, int | float) and not isinstance(raw, bool)):
+        if not isinstance(raw, dict):  # a bare number (or a wrong scalar: the error then names `.value`)
             raw = {"value": raw}
         if isinstance(raw, dict) and raw.get("value") is not None:
             raw = {**{k: v for k, v in default.items() if k not in raw}, **raw}

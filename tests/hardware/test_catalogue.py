@@ -166,7 +166,9 @@ def test_resolve_hardware_errors_are_one_line_with_the_field() -> None:
     ("document", "expected"),
     [
         ({"hardware": {"T4": {"tdp_w": "hot"}}}, "hardware.T4.tdp_w.value: "),
-        ({"hardware": {"NewGPU": {"memory_gb": 8}}}, "hardware.NewGPU.kind: field required (a new entry must say kind"),
+        ({"hardware": {"NewGPU": {"memory_gb": 8}}}, "hardware.NewGPU: not in the catalogue, so a new entry"),
+        ({"hardware": {"H100-SMX": {"tdp_w": 650}}}, "hardware.H100-SMX: not in the catalogue, so a new entry: it must "
+                                                     "say kind: gpu or cpu (did you mean: H100-SXM"),
         ({"hardware": {"T4": {"memroy_gb": 8}}}, "hardware.T4.memroy_gb: unknown field"),
         ({"hardware": {"T4": {"tdp_w": {"value": 5}}}}, None),  # a value without a source takes the user default
         ({"gpus": {}}, "gpus: unknown key"),
