@@ -137,3 +137,19 @@ def md1_wait_cdf(lam: Fraction | float, d: Fraction | float, t: Fraction | float
         u = lam * (k * d - t)  # <= 0
         total += u**k / math.factorial(k) * exp_fraction(-u)
     return float((1 - rho) * total)
+
+
+def mmck_blocking(c: int, a: float, k: int) -> float:
+    """P(an arrival is rejected) in M/M/c/(c+k): c servers and k waiting places, offered load a.
+
+    By PASTA it is the stationary probability of c + k in the system: p_n ∝ a^n/n! for n <= c and
+    a^c/c! ρ^(n-c) beyond (ρ = a/c). Computed from the Erlang B recursion to stay finite for large c:
+    with B = B(c, a), p_c = B / (1 - B + B S) where S = sum_{j=0..k} ρ^j, and p_(c+k) = p_c ρ^k.
+    Any ρ is allowed: the system is finite."""
+    if c < 1 or k < 0 or a < 0:
+        raise ValueError("need c >= 1, k >= 0, a >= 0")
+    b = erlang_b(c, a)
+    rho = a / c
+    s = sum(rho**j for j in range(k + 1))
+    p_c = b / (1.0 - b + b * s)
+    return p_c * rho**k

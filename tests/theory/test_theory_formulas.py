@@ -127,3 +127,21 @@ def test_md1_cdf_stays_exact_where_float_summation_breaks_down() -> None:
     exact = f.md1_wait_cdf(lam, d, t)
     assert 0.99 < exact < 1.0
     assert not 0 <= naive <= 1 or abs(naive - exact) > 1e-6
+
+
+def test_mmck_blocking() -> None:
+    # No waiting room: Erlang B.
+    assert f.mmck_blocking(5, 2.0, 0) == pytest.approx(f.erlang_b(5, 2.0), rel=1e-14)
+    # M/M/1/N (N = 1 + k places in all): (1 - ρ) ρ^N / (1 - ρ^(N+1)).
+    for rho, k in ((0.5, 3), (0.9, 10), (1.5, 2)):
+        n = 1 + k
+        assert f.mmck_blocking(1, rho, k) == pytest.approx((1 - rho) * rho**n / (1 - rho ** (n + 1)), rel=1e-12)
+    # At ρ = 1, M/M/1/N blocks 1/(N + 1).
+    assert f.mmck_blocking(1, 1.0, 4) == pytest.approx(1 / 6, rel=1e-12)
+    # Against the stationary distribution summed with exact factorials.
+    c, a, k = 3, Fraction(5, 2), 4
+    weights = [a**n / math.factorial(n) for n in range(c + 1)]
+    weights += [a**c / math.factorial(c) * (a / c) ** j for j in range(1, k + 1)]
+    assert f.mmck_blocking(c, float(a), k) == pytest.approx(float(weights[-1] / sum(weights)), rel=1e-12)
+    # A long queue at ρ < 1 almost never blocks.
+    assert f.mmck_blocking(4, 2.0, 200) < 1e-50
