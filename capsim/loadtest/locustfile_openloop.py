@@ -21,6 +21,7 @@ from gevent.pool import Pool
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from locust import User, constant, task
+from locust.exception import StopUser
 
 from capsim.loadtest import locust_plugin as plugin
 
@@ -103,7 +104,7 @@ class OpenLoopUser(User):
 
     @task
     def run_schedule(self) -> None:
-        """Walk the schedule, one greenlet per request, then report done and idle until the end."""
+        """Walk the schedule, one greenlet per request, wait for the answers, then report done."""
         config = plugin.wait_config()
         start_s = float(config["start_s"])
         pool = Pool(int(config["max_in_flight"]))
@@ -117,5 +118,4 @@ class OpenLoopUser(User):
             plugin.note_dispatch(cap_hit, len(pool))
         pool.join(timeout=float(config["request_timeout_s"]) + 1.0)
         plugin.finish(self.environment)
-        while True:  # the coordinator ends the run once every worker is done
-            gevent.sleep(1.0)
+        raise StopUser()  # the coordinator ends the run once every worker is done

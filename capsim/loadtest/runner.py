@@ -302,6 +302,8 @@ class LoadTestRun:
         unc = step["latency_uncorrected_ms"]
         lag = step["send_lag_ms"]
         flag = "valid" if step["valid"] else "INVALID: " + "; ".join(step["invalid_reasons"])
+        if step.get("warnings"):
+            flag += " (warning: " + "; ".join(step["warnings"]) + ")"
         self.echo(
             f"  sent {step['achieved_rps']} req/s, completed {step['throughput_rps']} req/s; "
             f"p50 {lat['p50']} ms, p99 {lat['p99']} ms (uncorrected p99 {unc['p99']} ms); "

@@ -117,3 +117,10 @@ def test_window_stats_counts_completions_when_they_happen() -> None:
     assert [w["arrived"] for w in out] == [3, 1]
     assert [w["completed"] for w in out] == [2, 1]
     assert out[1]["p99_ms"] is None
+
+
+def test_small_lag_against_slow_responses_is_a_warning_not_invalid() -> None:
+    s = summarize(steady_recorder(lag_s=0.004, latency_ms=100.0))
+    assert s["valid"]
+    assert s["send_lag_ms"]["late_share"] == 1.0 and s["send_lag_ms"]["limit_ms"] == pytest.approx(10.0, rel=0.01)
+    assert "median latency" in s["warnings"][0]

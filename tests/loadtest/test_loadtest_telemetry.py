@@ -1,0 +1,97 @@
+"""Telemetry beside the load: Prometheus scraping and the batch log into parquet parts, and NVML
+that degrades to a recorded reason (never an error) on machines without a GPU."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow.parquet as pq
+import pytest
+
+from capsim.loadtest.nvml import NvmlSampler
+from capsim.loadtest.parts import read_tables
+from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
+
+BATCHES = [{"batch_id": i, "model": "mlp", "instance": 0, "size": 2, "start_s": 10.0 + i, "end_s": 10.5 + i,
+            "queue_wait_ms": [1.0, 2.0], "arrival_s": [9.9 + i, 9.95 + i]} for i in range(1, 8)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path == "/metrics":
+            body = b'# TYPE q gauge\nq{model="mlp"} 3\nserved_total 10\n'
+        elif parts.path == "/debug/batches":
+            since = int(parse_qs(parts.query)["since"][0])
+            body = json.dumps({"batches": [b for b in BATCHES if b["batch_id"] > since][:3]}).encode()
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_scrapes_metrics_and_pages_through_batches(tmp_path: Path, metrics_server: str) -> None:
+    collector = TelemetryCollector(metrics_server, tmp_path, interval_s=0.05, nvml=False, batches=True)
+    collector.start()
+    threading.Event().wait(0.4)
+    collector.stop()
+    telemetry = read_tables(list(tmp_path.glob("telemetry-*.parquet")), TELEMETRY_SCHEMA)
+    assert telemetry is not None and telemetry.num_rows >= 4
+    rows = telemetry.to_pylist()
+    assert {(r["metric"], r["labels"], r["value"]) for r in rows} == {("q", "model=mlp", 3.0),
+                                                                      ("served_total", "", 10.0)}
+    assert all(r["source"] == "prometheus" and r["time_s"] > 1e9 for r in rows)
+    batches = read_tables(list(tmp_path.glob("batches-*.parquet")), BATCH_SCHEMA)
+    assert batches is not None
+    assert sorted(batches.column("batch_id").to_pylist()) == list(range(1, 8))  # every batch once
+    assert collector.describe()["nvml"]["enabled"] is False
+
+
+def test_unreachable_metrics_are_counted_not_raised(tmp_path: Path) -> None:
+    collector = TelemetryCollector("http://127.0.0.1:9", tmp_path, interval_s=0.05, nvml=False, batches=False)
+    collector.start()
+    threading.Event().wait(0.2)
+    collector.stop()
+    described = collector.describe()["prometheus"]
+    assert described["errors"] >= 1 and described["ok"] == 0 and described["last_error"]
+    assert not list(tmp_path.glob("telemetry-*.parquet"))
+
+
+def test_nvml_without_gpu_records_why() -> None:
+    sampler = NvmlSampler()
+    if sampler.enabled:  # a machine with a GPU: samples come back with the nvml source
+        rows = sampler.sample()
+        sampler.close()
+        assert rows and all(r[1] == "nvml" for r in rows)
+    else:
+        assert sampler.reason  # e.g. "NVMLError_LibraryNotFound: NVML Shared Library Not Found"
+        assert sampler.sample() == []
+
+
+def test_parts_written_by_the_collector_are_parquet(tmp_path: Path, metrics_server: str) -> None:
+    collector = TelemetryCollector(metrics_server, tmp_path, interval_s=0.05, nvml=False, batches=False)
+    collector.start()
+    collector.stop()
+    for path in tmp_path.glob("*.parquet"):
+        pq.read_table(path)
