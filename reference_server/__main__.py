@@ -7,6 +7,7 @@ stderr.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
@@ -53,7 +54,9 @@ def serve(config: ServerConfig) -> None:
     server = uvicorn.Server(uv_config)
     url_host = f"[{host}]" if ":" in host else host
     print(f"reference_server: listening on http://{url_host}:{port}", flush=True)
-    server.run(sockets=[sock])
+    # uvicorn re-raises Ctrl-C after its graceful shutdown; by then there is nothing left to do.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> None:

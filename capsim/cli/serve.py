@@ -46,16 +46,18 @@ def run_subprocess(argv: list[str]) -> int:
     proc = subprocess.Popen(argv)
     previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
-        return proc.wait()
+        code = proc.wait()
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         try:
-            return proc.wait(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            return proc.wait()
+            proc.wait()
+        return 130  # the shell's code for "stopped by Ctrl-C"
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells report it
 
 
 @app.command("serve")
