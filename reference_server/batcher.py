@@ -62,6 +62,7 @@ class PendingRequest:
     deadline_mono: float
     future: asyncio.Future[RequestResult]
     start_mono: float = math.nan
+    request_id: str | None = None  # the client's id (v2 "id" or X-Request-Id), for joining logs
 
 
 @dataclass(slots=True, eq=False)
@@ -193,7 +194,7 @@ class DynamicBatcher:
         return len(self._executors) - len(self._free)
 
     # -- events -------------------------------------------------------------------------------
-    def submit(self, items: np.ndarray) -> asyncio.Future[RequestResult]:
+    def submit(self, items: np.ndarray, request_id: str | None = None) -> asyncio.Future[RequestResult]:
         """Queue one request; the future resolves to a `RequestResult` or raises `QueueTimeout` /
         `BatchFailed`. Raises `QueueFull` at once when the queue is at capacity."""
         now = self._loop.time()
@@ -208,6 +209,7 @@ class DynamicBatcher:
             arrival_epoch=time.time(),
             deadline_mono=now + timeout if timeout is not None else math.inf,
             future=self._loop.create_future(),
+            request_id=request_id,
         )
         self._queue.append(request)
         self.counters.submitted += 1

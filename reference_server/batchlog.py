@@ -9,7 +9,8 @@ Each record is::
 `start_s` is when the batch left the queue, `end_s` when its outputs were ready (so `end_s -
 start_s` is the executor busy time, the quantity a profile records); `arrival_s[i]` and
 `queue_wait_ms[i]` are per request, in the batch's order. All `*_s` are `time.time()` epoch seconds,
-the clock a load generator on the same machine also uses.
+the clock a load generator on the same machine also uses. When clients send ids (the v2 `"id"` field
+or an `X-Request-Id` header), `"request_ids"` lists them in the same order.
 
 Records go to a JSON-lines file (flushed per record, so a crash loses nothing already served) and
 to a bounded in-memory ring served by `GET /debug/batches?since=ID`. The ring keeps the encoded
@@ -46,6 +47,8 @@ def encode_batch(batch: Batch, model: str, error: str | None = None) -> bytes:
         "queue_wait_ms": [round((start - r.arrival_mono) * 1e3, 4) for r in batch.requests],
         "arrival_s": [round(r.arrival_epoch, 6) for r in batch.requests],
     }
+    if any(r.request_id is not None for r in batch.requests):
+        record["request_ids"] = [r.request_id for r in batch.requests]
     if error is not None:
         record["error"] = error
     return orjson.dumps(record)

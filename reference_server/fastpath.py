@@ -83,6 +83,13 @@ async def read_body(scope: Scope, receive: Receive, limit_bytes: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
     if extra:
@@ -123,8 +130,9 @@ class InferenceApp:
                 items, request_id = parse_v2_infer(body, spec, config.max_batch_size)
             else:
                 items, request_id = parse_simple(body, spec), None
+            log_id = _header(scope, b"x-request-id") if request_id is None else str(request_id)[:128]
             try:
-                future = state.batcher.submit(items)
+                future = state.batcher.submit(items, log_id)
             except QueueFull as exc:
                 raise ProtocolError(429, str(exc)) from None
             try:

@@ -90,6 +90,8 @@ def test_concurrent_requests_are_batched(server: ServerProcess) -> None:
 def test_batch_log_file_and_debug_endpoint_hold_the_same_records(server: ServerProcess) -> None:
     for i in range(3):
         requests.post(server.url + "/v2/models/mlp/infer", json=v2_body(1, seed=i), timeout=10)
+    requests.post(server.url + "/v2/models/mlp/infer", json={**v2_body(1), "id": "req-a"}, timeout=10)
+    requests.post(server.url + "/v2/models/mlp/infer", json=v2_body(1), headers={"X-Request-Id": "req-b"}, timeout=10)
     fetched = requests.get(server.url + "/debug/batches", params={"since": 0}, timeout=10).json()
     records = fetched["batches"]
     ids = [b["batch_id"] for b in records]
@@ -99,6 +101,8 @@ def test_batch_log_file_and_debug_endpoint_hold_the_same_records(server: ServerP
         assert b["model"] == "mlp" and b["instance"] in (0, 1) and 1 <= b["size"] <= 8
         assert len(b["queue_wait_ms"]) == len(b["arrival_s"]) == b["size"]
         assert all(a <= b["start_s"] + 1e-6 for a in b["arrival_s"]) and b["start_s"] <= b["end_s"]
+    ids_sent = [i for b in records for i in b.get("request_ids", []) if i is not None]
+    assert {"req-a", "req-b"} <= set(ids_sent)  # client ids (v2 "id" or X-Request-Id) are logged
     lines = server.batch_log_path.read_text().splitlines()  # type: ignore[attr-defined]
     from_file = [json.loads(line) for line in lines]
     assert from_file[: len(records)] == records  # flushed as written
