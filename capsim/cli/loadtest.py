@@ -115,6 +115,18 @@ def loadtest_command(
         raise typer.Exit(130)
 
 
+@app.command("loadtest-finalize")
+def loadtest_finalize_command(
+    run_folder: Annotated[Path, typer.Argument(help="run folder of a `capsim loadtest` that died mid-run")],
+) -> None:
+    """Merge the parts of an unfinished run folder and write its summary (marked partial)."""
+    from capsim.loadtest.runner import finalize_run
+
+    summary = finalize_run(run_folder)
+    print(f"run folder: {run_folder} ({summary['requests']['arrived'] if summary.get('requests') else 0} "
+          "measured requests, partial)")
+
+
 @app.command("loadtest-worker")
 def loadtest_worker_command(
     master_host: Annotated[str, typer.Option(help="address of the machine running `capsim loadtest "

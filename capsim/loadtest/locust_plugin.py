@@ -35,6 +35,7 @@ from capsim.loadtest.parts import write_json_atomic, write_request_part
 from capsim.loadtest.records import RequestRecorder
 
 CONFIG_ENV = "CAPSIM_LOADTEST_CONFIG"
+PARENT_ENV = "CAPSIM_PARENT_PID"
 HELLO_WAIT_S = 15.0  # how long the coordinator waits for all expected workers to introduce themselves
 FLUSH_WAIT_S = 5.0  # how long the coordinator waits for workers' last rows when the run stops
 logger = logging.getLogger("capsim.loadtest")
@@ -291,6 +292,17 @@ def _warm_up(parts_dir: Path) -> None:
         path.unlink()
 
 
+def _watch_parent(environment: Any, parent_pid: int) -> None:
+    """Quit when the `capsim loadtest` that started this process is gone (killed with SIGKILL, say):
+    Locust runs in its own session and would otherwise keep loading the target until --run-time."""
+    while True:
+        gevent.sleep(1.0)
+        if os.getppid() != parent_pid:
+            logger.warning("capsim: the parent process %d is gone; stopping", parent_pid)
+            environment.runner.quit()
+            return
+
+
 @events.init.add_listener
 def _on_init(environment: Any, **_kwargs: Any) -> None:
     global COORD
@@ -318,6 +330,9 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
         runner.register_message("capsim_flush", _on_flush)
         environment.events.request.add_listener(_on_request)
         runner.send_message("capsim_hello", {"pid": os.getpid()})
+    parent = os.environ.get(PARENT_ENV)
+    if parent and parent.isdigit():
+        gevent.spawn(_watch_parent, environment, int(parent))
     environment.events.test_start.add_listener(_on_test_start)
     environment.events.test_stopping.add_listener(_on_test_stopping)
     environment.events.quitting.add_listener(_on_quitting)

@@ -90,7 +90,7 @@ class LocustLaunch:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{self.label}-{role}.log", "wb")  # noqa: SIM115  (owned by the child)
         env = {**os.environ, **gevent_backend_env(), "CAPSIM_LOADTEST_CONFIG": str(self.config_path),
-               "PYTHONUNBUFFERED": "1"}
+               "CAPSIM_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         self.procs.append(proc)

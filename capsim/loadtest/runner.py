@@ -86,11 +86,12 @@ class LoadTestRun:
 
     # ------------------------------------------------------------------ one step
 
-    def _config(self, step_dir: Path, schedule_path: Path | None, step: int) -> dict[str, Any]:
+    def _config(self, step_dir: Path, schedule_path: Path | None, step: int, rate_rps: float | None) -> dict[str, Any]:
         s = self.settings
         return {
             "mode": s.mode,
             "step": step,
+            "rate_rps": rate_rps,
             "parts_dir": str(step_dir),
             "schedule_path": str(schedule_path) if schedule_path else None,
             "expected_workers": s.total_workers,
@@ -143,7 +144,7 @@ class LoadTestRun:
             schedule_path = step_dir / "schedule.npy"
             np.save(schedule_path, schedule)
         config_path = step_dir / "config.json"
-        write_json_atomic(config_path, self._config(step_dir, schedule_path, step))
+        write_json_atomic(config_path, self._config(step_dir, schedule_path, step, rate_rps))
         launch = self._launch(step, config_path)
         if s.mode == "open":
             label = f"{rate_rps:g} req/s" if rate_rps else f"{s.arrival.kind} arrivals"
@@ -152,7 +153,9 @@ class LoadTestRun:
         self.echo(f"step {step}: {label} for {s.duration_s:g} s ({s.total_workers} worker process(es))")
         interrupted = False
         launch.start()
-        limit_s = s.start_lead_s + s.duration_s + s.request_timeout_s + EXTRA_WAIT_S
+        # Locust's start-up and the master's wait for workers (up to 60 s for remote ones) come first.
+        startup_s = 75.0 if s.remote_workers else 15.0
+        limit_s = startup_s + s.start_lead_s + s.duration_s + s.request_timeout_s + EXTRA_WAIT_S
         try:
             if launch.wait(limit_s) is None:
                 self.echo(f"step {step}: Locust did not finish within {limit_s:g} s; stopping it")
@@ -169,7 +172,7 @@ class LoadTestRun:
 
     def _summarize_step(
         self, step: int, step_dir: Path, arrival: Any, schedule: np.ndarray | None, rate_rps: float | None,
-        interrupted: bool, launch: LocustLaunch,
+        interrupted: bool, launch: LocustLaunch | None,
     ) -> dict[str, Any]:
         s = self.settings
         table = read_request_parts(step_dir)
@@ -180,10 +183,10 @@ class LoadTestRun:
         elif table.num_rows:
             start_s = float(pc.min(table.column("intended_s")).as_py())
         else:
-            log = launch.log_dir / f"{launch.label}-{'master' if launch.distributed else 'local'}.log"
-            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            if not interrupted:
-                raise LoadTestError(f"Locust recorded nothing (log: {log}){': ' + tail[0] if tail else ''}")
+            if not interrupted and launch is not None:
+                log = launch.log_dir / f"{launch.label}-{'master' if launch.distributed else 'local'}.log"
+                lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.exists() else []
+                raise LoadTestError(f"Locust recorded nothing (log: {log}){': ' + lines[-1] if lines else ''}")
             start_s = time.time()
         partial = interrupted or (bool(statuses) and not all(x.get("final") for x in statuses))
         summary = summarize_step(
@@ -217,7 +220,9 @@ class LoadTestRun:
         if pq.read_metadata(self.out_dir / "requests.parquet").num_rows == requests.num_rows:
             shutil.rmtree(self.parts_dir, ignore_errors=True)
 
-    def _summary(self, steps: list[dict[str, Any]], partial: bool, stop_reason: str | None) -> dict[str, Any]:
+    def _summary(
+        self, steps: list[dict[str, Any]], partial: bool, stop_reason: str | None, status: str = "complete"
+    ) -> dict[str, Any]:
         s = self.settings
         head: dict[str, Any] = {
             "target": s.target, "protocol": s.protocol, "model": s.model, "seed": s.seed,
@@ -225,7 +230,7 @@ class LoadTestRun:
             "partial": partial,
         }
         if not steps:
-            return {**head, "steps": [], "valid": False, "invalid_reasons": ["no step completed"]}
+            return {**head, "status": status, "steps": [], "valid": False, "invalid_reasons": ["no step completed"]}
         if s.sweep is None:
             body = dict(steps[0])
             body["partial"] = partial
@@ -241,7 +246,7 @@ class LoadTestRun:
                               "max_unsaturated_rps": max((x["rate_rps"] for x in good), default=None)}}
         body.pop("step", None) if s.sweep is None else None
         telemetry = self.telemetry.describe() if self.telemetry else None
-        return {**head, **body, "partial": partial, "telemetry": telemetry}
+        return {**head, **body, "partial": partial, "status": status, "telemetry": telemetry}
 
     def run(self) -> dict[str, Any]:
         """Run every step and write the folder; returns the summary (also in summary.json)."""
@@ -263,6 +268,9 @@ class LoadTestRun:
         self.telemetry = TelemetryCollector(s.target, self.parts_dir, s.scrape_interval_s, nvml=is_local(s.target),
                                             batches=self.batches)
         self.telemetry.start()
+        # A placeholder until the first step ends: a folder whose capsim died is never mistaken for a
+        # finished run (`capsim loadtest-finalize DIR` summarizes what it holds).
+        write_json_atomic(self.out_dir / "summary.json", self._summary([], True, None, status="running"))
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         steps: list[dict[str, Any]] = []
         partial = False
@@ -280,7 +288,7 @@ class LoadTestRun:
                     outcome.summary["saturated"] = reason is not None
                     outcome.summary["saturation_reason"] = reason
                 steps.append(outcome.summary)
-                write_json_atomic(self.out_dir / "summary.json", self._summary(steps, True, None))
+                write_json_atomic(self.out_dir / "summary.json", self._summary(steps, True, None, status="running"))
                 self._report(outcome.summary)
                 if outcome.interrupted:
                     partial = True
@@ -293,7 +301,8 @@ class LoadTestRun:
             signal.signal(signal.SIGTERM, previous)
             self.telemetry.stop()
             self._merge()
-            summary = self._summary(steps, partial, planner.stop_reason if planner else None)
+            summary = self._summary(steps, partial, planner.stop_reason if planner else None,
+                                    status="interrupted" if partial else "complete")
             write_json_atomic(self.out_dir / "summary.json", summary)
         return summary
 
@@ -315,3 +324,27 @@ class LoadTestRun:
 def run_loadtest(settings: LoadTestSettings, out_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run a load test described by `settings` into the run folder `out_dir`; returns the summary."""
     return LoadTestRun(settings, out_dir, echo).run()
+
+
+def finalize_run(out_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Summarize a run folder whose `capsim loadtest` process died before merging (its `parts/` are
+    still there): merge the parts and write summary.json, marked partial."""
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.is_file() or not (out_dir / "parts").is_dir():
+        raise CapsimInputError("not an unfinished run folder (needs manifest.json and parts/)", source=str(out_dir))
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    settings = LoadTestSettings.model_validate(manifest["settings"])
+    run = LoadTestRun(settings, out_dir, echo)
+    run.batches = bool(manifest["target"].get("reference_server"))
+    steps = []
+    for step_dir in sorted(run.parts_dir.glob("step-*")):
+        config = json.loads((step_dir / "config.json").read_text(encoding="utf-8"))
+        rate = config.get("rate_rps")
+        schedule_path = step_dir / "schedule.npy"
+        schedule = np.load(schedule_path) if schedule_path.is_file() else None
+        steps.append(run._summarize_step(int(config["step"]), step_dir, _step_arrival(settings, rate), schedule,
+                                         rate, True, None))
+    run._merge()
+    summary = run._summary(steps, True, "finalized after the run died", status="finalized")
+    write_json_atomic(out_dir / "summary.json", summary)
+    return summary

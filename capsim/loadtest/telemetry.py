@@ -53,6 +53,7 @@ class TelemetryCollector:
         self._thread = threading.Thread(target=self._run, name="capsim-telemetry", daemon=True)
         self._session = requests.Session()
         self._seq = 0
+        self.batches_missed = 0
         self.scrapes_ok = 0
         self.scrape_errors = 0
         self.last_error: str | None = None
@@ -65,7 +66,8 @@ class TelemetryCollector:
             "nvml": {"enabled": bool(self.nvml and self.nvml.enabled),
                      "reason": (self.nvml.reason if self.nvml else "target is not on this machine"),
                      "interval_s": SAMPLE_INTERVAL_S},
-            "batches": {"enabled": self.fetch_batches, "count": len(self._seen_batches)},
+            "batches": {"enabled": self.fetch_batches, "count": len(self._seen_batches),
+                        "missed": self.batches_missed},
         }
 
     def start(self) -> None:
@@ -102,6 +104,11 @@ class TelemetryCollector:
             fresh = [b for b in batches if int(b.get("batch_id", -1)) not in self._seen_batches]
             if not fresh:
                 return
+            # Batch ids are consecutive: a jump means the server's ring buffer dropped some between
+            # two fetches (a longer --batch-ring-size or a shorter --scrape-interval keeps them).
+            first = min(int(b["batch_id"]) for b in fresh)
+            if self._last_batch_id and first > self._last_batch_id + 1:
+                self.batches_missed += first - self._last_batch_id - 1
             for batch in fresh:
                 self._seen_batches.add(int(batch["batch_id"]))
                 self._batches.append({name: batch.get(name) for name in BATCH_SCHEMA.names})

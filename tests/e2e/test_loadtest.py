@@ -204,3 +204,34 @@ def test_unreachable_target_fails_fast(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+
+
+def test_a_killed_run_can_be_finalized(tmp_path: Path, server: str) -> None:
+    """SIGKILL gives capsim no chance to merge: the parts stay, Locust notices its parent is gone and
+    stops, and `capsim loadtest-finalize` turns the folder into a partial run."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*CAPSIM, "--target", server, "--out", str(out), "--model", "mlp", "--rate", "30",
+                             "--duration", "120", "--warmup", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=REPO)
+    parts = out / "parts" / "step-00"
+    deadline = time.monotonic() + 60
+    while not list(parts.glob("requests-w*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert json.loads((out / "summary.json").read_text())["status"] == "running"
+    proc.kill()
+    proc.wait()
+    # The Locust master writes the last rows it gets and exits within a few seconds.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        before = sorted(p.name for p in parts.glob("*"))
+        time.sleep(2.5)
+        if sorted(p.name for p in parts.glob("*")) == before:
+            break
+    done = subprocess.run([sys.executable, "-m", "capsim.cli.main", "loadtest-finalize", str(out)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    s = summary(out)
+    assert s["status"] == "finalized" and s["partial"] is True
+    assert s["requests"]["arrived"] > 0
+    assert pq.read_table(out / "requests.parquet").num_rows > 0
+    assert not (out / "parts").exists()
