@@ -35,6 +35,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _V2_PREFIX, _V2_SUFFIX, _PREDICT_PREFIX = "/v2/models/", "/infer", "/predict/"
 _JSON_HEADER = (b"content-type", b"application/json")
+_BINARY_HEADER = (b"content-type", b"application/octet-stream")
 
 
 class ClientGone(Exception):
@@ -90,8 +91,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+async def _respond(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None, binary: bool = False
+) -> None:
+    content_type = _BINARY_HEADER if binary else _JSON_HEADER
+    headers = [content_type, (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -126,8 +130,15 @@ class InferenceApp:
             if not state.ready or state.batcher is None:
                 raise ProtocolError(503, f"model '{name}' is not ready: {state.startup_error or 'warming up'}")
             body = await read_body(scope, receive, config.max_body_bytes)
+            binary_output = False
             if endpoint == "v2":
-                items, request_id = parse_v2_infer(body, spec, config.max_batch_size)
+                json_length = _header(scope, b"inference-header-content-length")
+                try:
+                    header_bytes = None if json_length is None else int(json_length)
+                except ValueError:
+                    raise ProtocolError(400, "invalid Inference-Header-Content-Length header") from None
+                parsed = parse_v2_infer(body, spec, config.max_batch_size, header_bytes)
+                items, request_id, binary_output = parsed.items, parsed.request_id, parsed.binary_output
             else:
                 items, request_id = parse_simple(body, spec), None
             log_id = _header(scope, b"x-request-id") if request_id is None else str(request_id)[:128]
@@ -148,10 +159,13 @@ class InferenceApp:
         except ClientGone:
             metrics.count(endpoint, 499)  # nginx's code for "client closed request"
             return
-        payload = (
-            encode_v2_response(spec, result, request_id) if endpoint == "v2" else encode_simple_response(spec, result)
-        )
         headers = [(k.lower().encode(), v.encode()) for k, v in timing_headers(result).items()]
-        await _respond(send, 200, payload, headers)
+        if endpoint == "v2":
+            payload, json_bytes = encode_v2_response(spec, result, request_id, binary_output)
+            if json_bytes is not None:
+                headers.append((b"inference-header-content-length", str(json_bytes).encode()))
+        else:
+            payload = encode_simple_response(spec, result)
+        await _respond(send, 200, payload, headers, binary=binary_output)
         metrics.count(endpoint, 200)
         metrics.observe_latency(time.perf_counter() - t0)

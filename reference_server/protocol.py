@@ -17,6 +17,7 @@ that says what was expected.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,8 +69,12 @@ def _to_array(data: Any, spec: ModelSpec, shape: tuple[int, ...], where: str) ->
         raise ProtocolError(400, f"{where}: has {array.size} values, shape {list(shape)} needs {math.prod(shape)}")
     if array.ndim != 1 and array.shape != shape:
         raise ProtocolError(400, f"{where}: nested as {list(array.shape)}, expected {list(shape)}")
-    array = array.reshape(shape)
-    if dtype is np.float32 and not np.isfinite(array).all():
+    return _check_values(array.reshape(shape), spec, where)
+
+
+def _check_values(array: np.ndarray, spec: ModelSpec, where: str) -> np.ndarray:
+    """Finite floats; token ids inside the vocabulary."""
+    if array.dtype == np.float32 and not np.isfinite(array).all():
         raise ProtocolError(400, f"{where}: contains NaN or infinity")
     if spec.input_upper_bound is not None and (
         array.min(initial=0) < 0 or array.max(initial=0) >= spec.input_upper_bound
@@ -78,9 +83,42 @@ def _to_array(data: Any, spec: ModelSpec, shape: tuple[int, ...], where: str) ->
     return array
 
 
-def parse_v2_infer(body: bytes, spec: ModelSpec, max_items: int) -> tuple[np.ndarray, Any]:
-    """A v2 inference request → (items array [n, *input_shape], the request id or None)."""
-    payload = _loads(body)
+@dataclass
+class V2Request:
+    """A parsed v2 inference request."""
+
+    items: np.ndarray  # [n, *input_shape]
+    request_id: Any = None
+    binary_output: bool = False  # answer with the binary tensor extension
+
+
+def _wants_binary_output(payload: dict[str, Any]) -> bool:
+    params = payload.get("parameters")
+    if isinstance(params, dict) and params.get("binary_data_output") is True:
+        return True
+    outputs = payload.get("outputs")
+    if not isinstance(outputs, list):
+        return False
+    params = [out.get("parameters") for out in outputs if isinstance(out, dict)]
+    return any(isinstance(p, dict) and p.get("binary_data") is True for p in params)
+
+
+def parse_v2_infer(body: bytes, spec: ModelSpec, max_items: int, json_length: int | None = None) -> V2Request:
+    """A v2 inference request → its items, id and output encoding.
+
+    `json_length` is the `Inference-Header-Content-Length` header of Triton's binary tensor
+    extension: the body is that many bytes of JSON followed by the raw little-endian tensor bytes,
+    announced by the input's `parameters.binary_data_size` (what `tritonclient` sends by default).
+    """
+    if json_length is not None:
+        if not 0 < json_length <= len(body):
+            raise ProtocolError(
+                400, f"Inference-Header-Content-Length {json_length} does not fit a {len(body)}-byte body"
+            )
+        header, binary = body[:json_length], body[json_length:]
+    else:
+        header, binary = body, b""
+    payload = _loads(header)
     if not isinstance(payload, dict):
         raise ProtocolError(400, "expected a JSON object with an 'inputs' list")
     inputs = payload.get("inputs")
@@ -105,10 +143,27 @@ def parse_v2_infer(body: bytes, spec: ModelSpec, max_items: int) -> tuple[np.nda
         raise ProtocolError(400, f"inputs[0].shape: expected {expected} with n >= 1, got {shape!r}")
     if shape[0] > max_items:
         raise ProtocolError(400, f"inputs[0].shape: {shape[0]} items exceed the max batch size {max_items}")
-    if "data" not in tensor:
+    params = tensor.get("parameters")
+    binary_size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if binary_size is not None:
+        array = _from_binary(binary, binary_size, spec, tuple(shape))
+    elif "data" in tensor:
+        array = _to_array(tensor["data"], spec, tuple(shape), "inputs[0].data")
+    else:
         raise ProtocolError(400, "inputs[0].data is missing")
-    array = _to_array(tensor["data"], spec, tuple(shape), "inputs[0].data")
-    return array, payload.get("id")
+    return V2Request(array, payload.get("id"), _wants_binary_output(payload))
+
+
+def _from_binary(binary: bytes, size: Any, spec: ModelSpec, shape: tuple[int, ...]) -> np.ndarray:
+    dtype = np.dtype(spec.numpy_input_dtype).newbyteorder("<")
+    needed = math.prod(shape) * dtype.itemsize
+    if not isinstance(size, int) or size != needed or len(binary) != needed:
+        raise ProtocolError(
+            400, f"inputs[0]: binary data of {len(binary)} bytes (binary_data_size {size!r}); shape "
+            f"{list(shape)} of {spec.input_datatype} needs {needed}"
+        )  # fmt: skip
+    array = np.frombuffer(binary, dtype=dtype).astype(spec.numpy_input_dtype).reshape(shape)
+    return _check_values(array, spec, "inputs[0]")
 
 
 def parse_simple(body: bytes, spec: ModelSpec) -> np.ndarray:
@@ -119,16 +174,26 @@ def parse_simple(body: bytes, spec: ModelSpec) -> np.ndarray:
     return _to_array(payload["inputs"], spec, spec.input_shape, "inputs")[np.newaxis]
 
 
-def encode_v2_response(spec: ModelSpec, result: RequestResult, request_id: Any) -> bytes:
-    """The v2 inference response (outputs flattened, as the protocol's JSON form allows)."""
+def encode_v2_response(
+    spec: ModelSpec, result: RequestResult, request_id: Any, binary: bool = False
+) -> tuple[bytes, int | None]:
+    """The v2 inference response and, with the binary extension, the length of its JSON part
+    (for the `Inference-Header-Content-Length` header); JSON outputs are flattened, as the
+    protocol allows."""
     out = result.output
     body: dict[str, Any] = {"model_name": spec.name, "model_version": MODEL_VERSION}
     if request_id is not None:
         body["id"] = request_id
-    body["outputs"] = [
-        {"name": OUTPUT_NAME, "shape": list(out.shape), "datatype": spec.output_datatype, "data": out.ravel()}
-    ]
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    tensor: dict[str, Any] = {"name": OUTPUT_NAME, "shape": list(out.shape), "datatype": spec.output_datatype}
+    if not binary:
+        tensor["data"] = out.ravel()
+        body["outputs"] = [tensor]
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), None
+    raw = np.ascontiguousarray(out, dtype=np.dtype("<f4")).tobytes()
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    body["outputs"] = [tensor]
+    header = orjson.dumps(body)
+    return header + raw, len(header)
 
 
 def encode_simple_response(spec: ModelSpec, result: RequestResult) -> bytes:

@@ -174,3 +174,24 @@ def test_stall_hook_holds_every_executor(server: ServerProcess) -> None:
     answer = requests.post(server.url + "/v2/models/mlp/infer", json=v2_body(), timeout=30)
     assert answer.status_code == 200
     assert float(answer.headers["X-Queue-Ms"]) >= 300  # it waited out (most of) the stall in the queue
+
+
+def test_binary_tensor_extension_over_http(server: ServerProcess) -> None:
+    x = np.random.default_rng(3).standard_normal((2, 64)).astype("<f4")
+    header = json.dumps({
+        "inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()  # fmt: skip
+    r = requests.post(
+        server.url + "/v2/models/mlp/infer",
+        data=header + x.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/octet-stream"
+    n = int(r.headers["Inference-Header-Content-Length"])
+    meta = json.loads(r.content[:n])
+    assert meta["outputs"][0]["shape"] == [2, 1] and meta["outputs"][0]["parameters"]["binary_data_size"] == 8
+    as_json = requests.post(server.url + "/v2/models/mlp/infer", json=v2_body(2, seed=0), timeout=10).json()
+    assert len(np.frombuffer(r.content[n:], "<f4")) == 2 and len(as_json["outputs"][0]["data"]) == 2

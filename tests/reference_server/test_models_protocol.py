@@ -45,12 +45,37 @@ def v2(spec_name: str, shape: list[int], data: object, datatype: str | None = No
 
 def test_v2_accepts_flat_and_nested_data() -> None:
     spec = MODELS["mlp"]
-    flat, rid = parse_v2_infer(v2("mlp", [2, 64], list(range(128)), id="r1"), spec, max_items=8)
-    nested, _ = parse_v2_infer(v2("mlp", [2, 64], [list(range(64)), list(range(64, 128))]), spec, max_items=8)
-    assert flat.shape == (2, 64) and flat.dtype == np.float32 and rid == "r1"
-    np.testing.assert_array_equal(flat, nested)
-    ids, _ = parse_v2_infer(v2("transformer", [1, 32], list(range(32))), MODELS["transformer"], 8)
+    flat = parse_v2_infer(v2("mlp", [2, 64], list(range(128)), id="r1"), spec, max_items=8)
+    nested = parse_v2_infer(v2("mlp", [2, 64], [list(range(64)), list(range(64, 128))]), spec, max_items=8)
+    assert flat.items.shape == (2, 64) and flat.items.dtype == np.float32 and flat.request_id == "r1"
+    assert not flat.binary_output
+    np.testing.assert_array_equal(flat.items, nested.items)
+    ids = parse_v2_infer(v2("transformer", [1, 32], list(range(32))), MODELS["transformer"], 8).items
     assert ids.dtype == np.int64
+
+
+@pytest.mark.parametrize("name", ["mlp", "transformer"])
+def test_v2_binary_tensor_extension_round_trip(name: str) -> None:
+    """Triton's binary extension (tritonclient's default): JSON header, then raw little-endian bytes."""
+    spec = MODELS[name]
+    x = spec.example_batch(3, seed=2)
+    tensor = {"name": "input", "shape": list(x.shape), "datatype": spec.input_datatype,
+              "parameters": {"binary_data_size": x.nbytes}}  # fmt: skip
+    header = orjson.dumps({"inputs": [tensor], "outputs": [{"name": "output", "parameters": {"binary_data": True}}]})
+    parsed = parse_v2_infer(header + x.astype(x.dtype.newbyteorder("<")).tobytes(), spec, 8, len(header))
+    np.testing.assert_array_equal(parsed.items, x)
+    assert parsed.binary_output
+    out = np.arange(6, dtype=np.float32).reshape(3, 2)
+    result = RequestResult(out, batch_id=1, batch_size=1, queue_s=0.0, compute_s=0.001)
+    body, json_bytes = encode_v2_response(spec, result, None, binary=True)
+    assert json_bytes is not None
+    meta = orjson.loads(body[:json_bytes])
+    assert meta["outputs"][0]["parameters"] == {"binary_data_size": 24} and "data" not in meta["outputs"][0]
+    np.testing.assert_array_equal(np.frombuffer(body[json_bytes:], "<f4").reshape(3, 2), out)
+    with pytest.raises(ProtocolError, match="binary data of"):
+        parse_v2_infer(header + b"\0" * 5, spec, 8, len(header))
+    with pytest.raises(ProtocolError, match="does not fit"):
+        parse_v2_infer(header, spec, 8, len(header) + 10)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +125,9 @@ def test_simple_endpoint_takes_one_nested_item() -> None:
 def test_v2_response_and_metadata_follow_the_protocol() -> None:
     spec = MODELS["cnn"]
     result = RequestResult(np.ones((2, 10), np.float32), batch_id=3, batch_size=2, queue_s=0.001, compute_s=0.002)
-    body = orjson.loads(encode_v2_response(spec, result, "abc"))
+    encoded, json_bytes = encode_v2_response(spec, result, "abc")
+    assert json_bytes is None
+    body = orjson.loads(encoded)
     assert body["model_name"] == "cnn" and body["id"] == "abc"
     assert body["outputs"] == [{"name": "output", "shape": [2, 10], "datatype": "FP32", "data": [1.0] * 20}]
     meta = model_metadata(spec)
