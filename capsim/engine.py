@@ -182,6 +182,11 @@ def _run_replication(
         timeseries[name] = np.diff(np.concatenate([[0.0], area])) / widths
     for name, area in step_areas.items():
         timeseries[name] = np.diff(np.concatenate([[0.0], area])) / widths
+    timeseries["arrival_rps"] = levels.arrived / widths
+    with np.errstate(invalid="ignore", divide="ignore"):
+        timeseries["latency_mean_ms"] = np.where(
+            levels.completed > 0, levels.latency_sum_s / np.maximum(levels.completed, 1) * 1000.0, np.nan
+        )
     with np.errstate(invalid="ignore", divide="ignore"):
         timeseries["utilization"] = np.where(
             timeseries["serving_executors"] > 0, timeseries["busy_executors"] / timeseries["serving_executors"], 0.0

@@ -67,6 +67,7 @@ class AutoscaleController:
             not_ready=len(fleet.starting),
             executors_per_replica=fleet.config.instances,
             samples=self.samples,
+            in_flight_now=fleet.in_flight_now(),
         )
         desired = self.state.decide(view)
         if self.schedule:

@@ -88,7 +88,7 @@ class KpaState:
         panic = self._demand(view, policy.panic_window_s)
         stable = 0.0 if math.isnan(stable) else stable
         panic = 0.0 if math.isnan(panic) else panic
-        if panic > 0 or view.samples.mean("concurrency", policy.tick_s, view.now_s) > 0:
+        if panic > 0 or view.in_flight_now > 0:
             self.last_traffic_s = view.now_s
         ready = max(1, view.ready)
         max_up = math.ceil(policy.max_scale_up_rate * ready)
@@ -121,6 +121,7 @@ class KpaState:
             quiet_s = view.now_s - self.last_traffic_s
             if quiet_s < policy.stable_window_s + policy.scale_to_zero_grace_period_s and view.current > 0:
                 desired = 1
-        if view.current == 0 and view.samples.mean("concurrency", policy.tick_s, view.now_s) > 0:
-            desired = max(desired, 1)  # the activator has requests: wake up at once
+        if view.current == 0 and view.in_flight_now > 0:
+            # The activator holds requests: wake up at once, enough pods for what is waiting.
+            desired = max(desired, math.ceil(view.in_flight_now / target), 1)
         return min(max(desired, policy.min_replicas), policy.max_replicas)

@@ -75,8 +75,7 @@ class RayServeState:
         ongoing = self._ongoing_requests(view)
         if current == 0:
             # Cold-start fast path: any request waiting brings a replica up without delay.
-            live = view.samples.mean("concurrency", policy.control_loop_interval_s * 2, view.now_s)
-            if live > 0 or ongoing > 0:
+            if view.in_flight_now > 0 or ongoing > 0:
                 return max(math.ceil(1 * policy.upscaling_factor), policy.min_replicas, 1)
             return policy.min_replicas
         desired_raw = ongoing / policy.target_ongoing_requests

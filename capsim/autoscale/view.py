@@ -3,6 +3,7 @@ recent past (scraped every `sample_interval_s`, like Knative's 1 s scrape of pod
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -29,10 +30,10 @@ class MetricSamples:
             self.values[name].append(values[name])
 
     def _window(self, window_s: float, end_s: float) -> slice:
+        # bisect on the list itself: converting a long history to an array per call would make a
+        # day-long run quadratic.
         times = self.times_s
-        hi = int(np.searchsorted(times, end_s, side="right"))
-        lo = int(np.searchsorted(times, end_s - window_s, side="right"))
-        return slice(lo, hi)
+        return slice(bisect.bisect_right(times, end_s - window_s), bisect.bisect_right(times, end_s))
 
     def mean(self, name: str, window_s: float, end_s: float) -> float:
         """Time average over the window ending at the last sample at or before `end_s` (exact for the
@@ -40,8 +41,8 @@ class MetricSamples:
         NaN when the window holds no data."""
         if name in INTEGRATED:
             times = self.times_s
-            hi = int(np.searchsorted(times, end_s, side="right")) - 1
-            lo = int(np.searchsorted(times, times[hi] - window_s - 1e-9, side="left")) if hi >= 0 else 0
+            hi = bisect.bisect_right(times, end_s) - 1
+            lo = bisect.bisect_left(times, times[hi] - window_s - 1e-9) if hi >= 0 else 0
             if hi < 0 or times[hi] <= times[lo]:
                 return math.nan
             area = self.values[name]
@@ -70,3 +71,4 @@ class FleetView:
     not_ready: int  # replicas starting (provisioning, pulling, loading): no metrics yet
     executors_per_replica: int
     samples: MetricSamples
+    in_flight_now: int = 0  # requests queued, in service or waiting in the activator right now

@@ -43,11 +43,20 @@ class LevelAreas:
         self.ticks = ticks
         self.overhead_s = overhead_s
         self.areas = {name: np.zeros(ticks.size) for name in self.NAMES}
+        # Per sample interval, by arrival time: requests arrived, completed, and their latency sum.
+        self.arrived = np.zeros(ticks.size)
+        self.completed = np.zeros(ticks.size)
+        self.latency_sum_s = np.zeros(ticks.size)
 
     def add(self, cols: Columns) -> None:
         """Fold in a block of rows (finished ones, or at the end of the run any)."""
         arrival, start, end = cols["arrival_s"], cols["start_s"], cols["end_s"]
         outcome, cache_hit = cols["outcome"], cols["cache_hit"]
+        bins = np.minimum(np.searchsorted(self.ticks, arrival, side="right"), self.ticks.size - 1)
+        done = outcome == COMPLETED
+        self.arrived += np.bincount(bins, minlength=self.ticks.size)
+        self.completed += np.bincount(bins[done], minlength=self.ticks.size)
+        self.latency_sum_s += np.bincount(bins[done], weights=(end - arrival)[done], minlength=self.ticks.size)
         started = np.isfinite(start) & ~cache_hit
         # Queued: until service starts; until the deadline if timed out; still queued if neither.
         queued_until = np.where(started, start, np.where(outcome == TIMED_OUT, end, np.inf))

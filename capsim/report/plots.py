@@ -57,3 +57,31 @@ def levels_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Pa
         ax.grid(alpha=0.3)
     top.set_title(f"{summary['scenario']}: queue and utilization (warm-up shaded)")
     _save(fig, path)
+
+
+def fleet_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float) -> None:
+    """Traffic and latency against replicas (desired, starting, ready) over time (first replication):
+    the picture of an autoscaler lagging a load change."""
+    first = timeseries[timeseries["replication"] == timeseries["replication"].min()]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
+    top.plot(first["time_s"], first["arrival_rps"], lw=1.0, color="steelblue", label="arrivals (req/s)")
+    top.set_ylabel("requests / s")
+    latency = top.twinx()
+    latency.plot(first["time_s"], first["latency_mean_ms"], lw=1.0, color="crimson", label="mean latency (ms)")
+    latency.set_ylabel("mean latency (ms, log)", color="crimson")
+    latency.set_yscale("log")
+    slo = summary.get("slo") or {}
+    if slo.get("latency_ms"):
+        latency.axhline(slo["latency_ms"], color="crimson", ls=":", lw=1.0)
+    bottom.step(first["time_s"], first["replicas_desired"], where="post", lw=1.2, label="desired")
+    bottom.step(first["time_s"], first["replicas_starting"], where="post", lw=1.0, label="starting (cold start)")
+    bottom.step(first["time_s"], first["replicas"], where="post", lw=1.6, label="ready")
+    bottom.set_ylabel("replicas")
+    bottom.set_xlabel("simulated time (s)")
+    bottom.legend(loc="upper left", fontsize=8)
+    for ax in (top, bottom):
+        if warmup_s > 0:
+            ax.axvspan(0, warmup_s, color="grey", alpha=0.15, lw=0)
+        ax.grid(alpha=0.3)
+    top.set_title(f"{summary['scenario']}: traffic, latency and replicas over time")
+    _save(fig, path)

@@ -10,7 +10,7 @@ import pandas as pd
 from capsim.atomic import atomic_write, atomic_write_json
 from capsim.engine import RunResult
 from capsim.metrics.request_log import OUTCOME_NAMES
-from capsim.report.plots import latency_cdf, levels_over_time
+from capsim.report.plots import fleet_over_time, latency_cdf, levels_over_time
 
 
 def requests_table(result: RunResult) -> pd.DataFrame:
@@ -41,6 +41,10 @@ def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
     levels_path = out_dir / "queue_utilization.png"
     levels_over_time(timeseries, result.summary, levels_path, warmup_s)
     written.append(levels_path)
+    if result.scenario.serving.autoscaling is not None:
+        fleet_path = out_dir / "replicas_over_time.png"
+        fleet_over_time(timeseries, result.summary, fleet_path, warmup_s)
+        written.append(fleet_path)
 
     requests = requests_table(result)
     if not requests.empty:

@@ -271,6 +271,11 @@ class RealtimeFleet:
         self._times: list[float] = []
         self._ids: list[int] = []
         self._next = 0
+        # Begin inside the run, once every other process is on the kernel's schedule: arrival
+        # lookahead may only skip ahead of events that already exist.
+        self.env.timeout(0).callbacks.append(self._begin)
+
+    def _begin(self, _event: simpy.Event) -> None:
         self._on_arrival(None)
 
     def _load_chunk(self) -> bool:
@@ -321,6 +326,10 @@ class RealtimeFleet:
             i += 1
 
     # -- observation -----------------------------------------------------------------------------
+
+    def in_flight_now(self) -> int:
+        """Requests queued, in service or waiting in the activator at this moment."""
+        return sum(self.loads) + len(self.buffer) + sum(r.queued_or_in_service() for r in self.draining)
 
     def sample(self) -> dict[str, float]:
         """Fleet-wide metrics now, for autoscalers: the integrals of concurrency and busy executors

@@ -20,6 +20,12 @@ OVERRIDES: dict[str, list[str]] = {
     "bursty-image-classifier": ["duration_s=300", "warmup_s=60"],
     "trace-replay-moderation": ["duration_s=600", "warmup_s=60"],
     "mmc-check": ["duration_s=5000", "warmup_s=500"],
+    # The day compressed into half an hour: the whole diurnal cycle, autoscaler and cold starts included.
+    "diurnal-a10g-hpa": ["duration_s=1800", "warmup_s=60", "workload.arrival.period_s=1800"],
+    "diurnal-l4-always-on": ["duration_s=1800", "warmup_s=60", "workload.arrival.period_s=1800"],
+    "flash-crowd-kpa": ["duration_s=1200", "warmup_s=60"],
+    "flash-crowd-hpa": ["duration_s=1200", "warmup_s=60"],
+    "scale-to-zero-internal": ["duration_s=14400"],
 }
 
 
