@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.golden.golden_runs import GOLDEN_DIR, OVERRIDES, golden_summary, scenario_paths  # noqa: E402
+from tests.golden.golden_runs import GOLDEN_DIR, OVERRIDES, golden_summary, scenario_paths
 
 
 def main() -> None:
