@@ -178,10 +178,8 @@ def test_stall_hook_holds_every_executor(server: ServerProcess) -> None:
 
 def test_binary_tensor_extension_over_http(server: ServerProcess) -> None:
     x = np.random.default_rng(3).standard_normal((2, 64)).astype("<f4")
-    header = json.dumps({
-        "inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}],
-        "parameters": {"binary_data_output": True},
-    }).encode()  # fmt: skip
+    tensor = {"name": "input", "shape": [2, 64], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+    header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}}).encode()
     r = requests.post(
         server.url + "/v2/models/mlp/infer",
         data=header + x.tobytes(),
