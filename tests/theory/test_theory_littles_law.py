@@ -37,10 +37,22 @@ def scenario_files() -> list[Path]:
     return sorted(SCENARIOS.glob("*.yaml"))
 
 
+def has_key(node: Any, key: str) -> bool:
+    """Whether `key` appears anywhere in a parsed YAML tree."""
+    if isinstance(node, dict):
+        return key in node or any(has_key(v, key) for v in node.values())
+    if isinstance(node, list):
+        return any(has_key(v, key) for v in node)
+    return False
+
+
 def realtime_without_autoscaling(path: Path) -> bool:
+    """Little's law is checked on fixed fleets: no `autoscaling` key anywhere, realtime mode."""
     data: Any = yaml.safe_load(path.read_text())
-    serving = data.get("serving", {}) if isinstance(data, dict) else {}
-    return "autoscaling" not in data and serving.get("mode", "realtime") == "realtime"
+    if not isinstance(data, dict) or has_key(data, "autoscaling"):
+        return False
+    serving = data.get("serving")
+    return isinstance(serving, dict) and serving.get("mode", "realtime") == "realtime"
 
 
 def shortened(path: Path) -> Any:
