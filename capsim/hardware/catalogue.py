@@ -23,11 +23,11 @@ import yaml
 from pydantic import ValidationError
 
 from capsim.errors import CapsimInputError
-from capsim.hardware.spec import HardwareSpec, expand_figures
+from capsim.hardware.spec import PROVIDER_FIGURE_FIELDS, HardwareSpec, ProviderSpec, expand_figures
 
 CATALOGUE_FORMAT = "capsim-catalogue/1"
 _SHIPPED = "catalogue.yaml"
-_TOP_LEVEL_KEYS = {"format", "facts", "facts_read_on", "assumptions", "hardware"}
+_TOP_LEVEL_KEYS = {"format", "facts", "facts_read_on", "assumptions", "providers", "hardware"}
 
 
 def normalize_name(name: str) -> str:
@@ -61,6 +61,7 @@ class Catalogue:
     entries: dict[str, HardwareSpec]
     raw: dict[str, dict[str, Any]]
     files: list[str] = field(default_factory=list)
+    providers: dict[str, ProviderSpec] = field(default_factory=dict)
     idle_fraction_of_tdp: float = 0.15
     facts_read_on: str | None = None
 
@@ -137,9 +138,10 @@ def _parse_document(text: str, source: str) -> dict[str, Any]:
                                source=source, field=str(unknown[0]))  # fmt: skip
     if data.get("format", CATALOGUE_FORMAT) != CATALOGUE_FORMAT:
         raise CapsimInputError(f"expected '{CATALOGUE_FORMAT}'", source=source, field="format")
-    hardware = data.get("hardware") or {}
-    if not isinstance(hardware, dict) or not all(isinstance(v, dict) for v in hardware.values()):
-        raise CapsimInputError("expected a mapping of name → entry", source=source, field="hardware")
+    for key in ("hardware", "providers"):
+        block = data.get(key) or {}
+        if not isinstance(block, dict) or not all(isinstance(v, dict) for v in block.values()):
+            raise CapsimInputError("expected a mapping of name → entry", source=source, field=key)
     return data
 
 
@@ -205,6 +207,7 @@ def load_catalogue(
     idle_fraction = float((shipped.get("assumptions") or {}).get("idle_fraction_of_tdp", 0.15))
     merger = _Merger()
     merger.add_layer(shipped["hardware"], {}, shipped_source)
+    providers = _merge_providers({}, shipped.get("providers") or {}, {}, shipped_source)
     files = [shipped_source]
     if extra_path is not None:
         path = Path(extra_path)
@@ -212,6 +215,12 @@ def load_catalogue(
         idle_fraction = float((user.get("assumptions") or {}).get("idle_fraction_of_tdp", idle_fraction))
         merger.add_layer(
             user.get("hardware") or {}, {"source": f"user catalogue {path}", "confidence": "user"}, str(path)
+        )
+        providers = _merge_providers(
+            providers,
+            user.get("providers") or {},
+            {"source": f"user catalogue {path}", "confidence": "user"},
+            str(path),
         )
         files.append(str(path))
     if inline:
@@ -224,8 +233,23 @@ def load_catalogue(
             raise CapsimInputError(f"not in the catalogue, so a new entry: it must say kind: gpu or cpu{did_you_mean}",
                                    source=merger.source[name], field=f"hardware.{name}")  # fmt: skip
     entries = {name: _validate(name, body, idle_fraction, merger.source[name]) for name, body in merger.raw.items()}
-    return Catalogue(entries=entries, raw=merger.raw, files=files, idle_fraction_of_tdp=idle_fraction,
-                     facts_read_on=str(shipped.get("facts_read_on")))  # fmt: skip
+    return Catalogue(entries=entries, raw=merger.raw, files=files, providers=providers,
+                     idle_fraction_of_tdp=idle_fraction, facts_read_on=str(shipped.get("facts_read_on")))  # fmt: skip
+
+
+def _merge_providers(providers: dict[str, ProviderSpec], layer: Mapping[str, Any], default: dict[str, Any],
+                     source: str) -> dict[str, ProviderSpec]:  # fmt: skip
+    """Providers merge like entries: by lower-case name, field by field, bare numbers taking `default`."""
+    out = dict(providers)
+    for name, fields in layer.items():
+        key = str(name).lower()
+        base = out[key].model_dump(exclude={"name"}) if key in out else {}
+        body = {**base, **expand_figures(dict(fields), default, PROVIDER_FIGURE_FIELDS), "name": key}
+        try:
+            out[key] = ProviderSpec.model_validate(body)
+        except ValidationError as exc:
+            raise _one_line(exc, f"providers.{name}", source) from None
+    return out
 
 
 def resolve_hardware(name: str, overrides: Mapping[str, Any] | None, catalogue: Catalogue,

@@ -9,7 +9,7 @@ conservative; the idle figure is a catalogue estimate unless the entry gives a m
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from capsim.errors import CapsimInputError
 from capsim.hardware.spec import HardwareSpec, PriceOffer
@@ -37,6 +37,22 @@ def replica_usd_per_hour(spec: HardwareSpec, gpus_per_replica: int = 1, market: 
                                field="gpus_per_replica")  # fmt: skip
     units = gpus_per_replica if spec.kind == "gpu" else 1
     return units * unit_usd_per_hour(spec, market)
+
+
+def price_record(spec: HardwareSpec, gpus_per_replica: int = 1, market: PriceMarket = "on_demand") -> dict[str, Any]:
+    """A replica's price with its provenance, for a run summary: what was charged and on whose word."""
+    figure = spec.on_demand_usd_per_hour if market == "on_demand" else spec.spot_usd_per_hour
+    return {
+        "hardware": spec.name,
+        "market": market,
+        "usd_per_hour": replica_usd_per_hour(spec, gpus_per_replica, market),
+        "unit": "GPU" if spec.kind == "gpu" else "instance",
+        "units": gpus_per_replica if spec.kind == "gpu" else 1,
+        "unit_usd_per_hour": figure.value,
+        "source": figure.source,
+        "date": figure.date,
+        "confidence": figure.confidence,
+    }
 
 
 def spot_discount(spec: HardwareSpec) -> float:

@@ -34,7 +34,9 @@ BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1,
 FIGURE_FIELDS: tuple[str, ...] = (
     "memory_gb", "memory_bandwidth_gbps", "fp32_tflops", "fp16_tflops", "int8_tops", "fp8_tflops",
     "tdp_w", "idle_power_w", "vcpus", "on_demand_usd_per_hour", "spot_usd_per_hour",
+    "spot_reclaimed_fraction_per_month",
 )  # fmt: skip
+PROVIDER_FIGURE_FIELDS: tuple[str, ...] = ("spot_notice_s", "spot_reclaimed_fraction_per_month")
 
 
 def _date_text(value: Any) -> Any:
@@ -42,7 +44,9 @@ def _date_text(value: Any) -> Any:
     return value.isoformat() if isinstance(value, _dt.date) else value
 
 
-def expand_figures(entry: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+def expand_figures(
+    entry: dict[str, Any], default: dict[str, Any], fields: tuple[str, ...] = FIGURE_FIELDS
+) -> dict[str, Any]:
     """Turn bare numbers into figure mappings and fill missing provenance from `default`.
 
     `tdp_w: 70` means a figure from `default` (an entry's `spec_source`, or "user catalogue FILE"
@@ -50,7 +54,7 @@ def expand_figures(entry: dict[str, Any], default: dict[str, Any]) -> dict[str, 
     calls this per layer before merging, so an override never inherits the shipped entry's source.
     """
     out = dict(entry)
-    for name in FIGURE_FIELDS:
+    for name in fields:
         if name not in out:
             continue
         raw = out[name]
@@ -134,6 +138,21 @@ class PriceOffer(BaseModel):
         return self.usd_per_hour / self.gpus
 
 
+class ProviderSpec(BaseModel):
+    """Per-cloud facts that apply to every entry bought there: the spot notice period, and the
+    fraction of spot instances reclaimed per month for entries that give none of their own."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    spot_notice_s: Figure = Field(default_factory=Figure)
+    spot_reclaimed_fraction_per_month: Figure = Field(default_factory=Figure)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_bare_numbers(cls, data: Any) -> Any:
+        return expand_figures(data, {}, PROVIDER_FIGURE_FIELDS) if isinstance(data, dict) else data
+
+
 class HardwareSpec(BaseModel):
     """One catalogue entry: a GPU (figures per GPU) or a CPU instance type (figures per instance).
 
@@ -160,6 +179,7 @@ class HardwareSpec(BaseModel):
     vcpus: Figure = Field(default_factory=Figure)
     on_demand_usd_per_hour: Figure = Field(default_factory=Figure)
     spot_usd_per_hour: Figure = Field(default_factory=Figure)
+    spot_reclaimed_fraction_per_month: Figure = Field(default_factory=Figure)
     offers: list[PriceOffer] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     idle_fraction_of_tdp: float = Field(default=0.15, ge=0, le=1, description="used only to derive idle_power_w")
