@@ -60,9 +60,13 @@ def catalogue_table(catalogue: Catalogue) -> Table:
             _int8_fp8(spec), _num(spec.tdp_w), _num(spec.on_demand_usd_per_hour), _num(spec.spot_usd_per_hour),
             _price_date(spec),
         )  # fmt: skip
+    notice = ", ".join(
+        f"{name} {p.spot_notice_s.value:g} s" for name, p in catalogue.providers.items() if p.spot_notice_s.value
+    )
     table.caption = (
         "Per GPU (GPUs) or per instance (CPUs); TF = dense TFLOPS, INT8 in TOPS; '~' marks [MEM], unverified or\n"
         "estimated figures; '—' means the facts give no number. `capsim hardware NAME` shows every source."
+        + (f"\nSpot notice before termination: {notice}." if notice else "")
     )
     return table
 
@@ -90,6 +94,7 @@ def catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
         "files": catalogue.files,
         "facts_read_on": catalogue.facts_read_on,
         "idle_fraction_of_tdp": catalogue.idle_fraction_of_tdp,
+        "providers": {name: p.model_dump(mode="json", exclude={"name"}) for name, p in catalogue.providers.items()},
         "hardware": [spec.model_dump(mode="json", exclude={"idle_fraction_of_tdp"}) for spec in catalogue],
     }
 
