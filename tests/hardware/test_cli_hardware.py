@@ -46,6 +46,7 @@ def test_json_and_user_catalogue(tmp_path: Path) -> None:
         "note": "1,979 with sparsity", "range": None,
     }  # fmt: skip
     assert data["files"] == ["capsim/hardware/catalogue.yaml", str(extra)]
+    assert data["providers"]["aws"]["spot_notice_s"]["value"] == 120
 
 
 def test_one_entry_shows_sources(capsys: pytest.CaptureFixture[str]) -> None:
