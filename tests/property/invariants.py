@@ -121,7 +121,8 @@ def check_request_columns(scenario: Scenario, cols: Columns) -> None:
 
 def _batches(cols: Columns, overhead_s: float) -> dict[str, np.ndarray]:
     """One row per batch of served (or still in service) requests: replica, start, model end (inf
-    while still in service at the end of the run), size, and the arrival of its oldest request.
+    while still in service at the end of the run), size, and the arrivals of its oldest and youngest
+    requests.
 
     Requests of one batch share (replica, start, end, size); two batches can share them too (two
     executors starting together on equal service times), so a group holds a multiple of the size."""
@@ -139,6 +140,8 @@ def _batches(cols: Columns, overhead_s: float) -> dict[str, np.ndarray]:
     # oldest is the oldest of its first batch.
     oldest = np.full(unique.shape[0], np.inf)
     np.minimum.at(oldest, inverse, arrival)
+    youngest = np.full(unique.shape[0], -np.inf)
+    np.maximum.at(youngest, inverse, arrival)
     repeat = group_counts // unique[:, 3].astype(int)
     return {
         "replica": np.repeat(unique[:, 0].astype(int), repeat),
@@ -146,6 +149,7 @@ def _batches(cols: Columns, overhead_s: float) -> dict[str, np.ndarray]:
         "end": np.repeat(unique[:, 2], repeat),
         "size": np.repeat(unique[:, 3].astype(int), repeat),
         "oldest": np.repeat(oldest, repeat),
+        "youngest": np.repeat(youngest, repeat),
     }
 
 
@@ -167,8 +171,8 @@ def check_batcher(scenario: Scenario, cols: Columns) -> None:
       left queued when it starts;
     - with a window, a batch smaller than max_batch_size starts only once its oldest request has
       waited max_wait_ms;
-    - no idle executor while a request waits past its window: a request that waits longer than
-      max_wait_ms (0 for greedy batching) finds every executor of its replica busy meanwhile;
+    - no idle executor while a batch is due: from the moment a batch is full, or its oldest request
+      has waited max_wait_ms (0 for greedy batching), until it starts, every executor is busy;
     - queue capacity: no accepted arrival finds `queue_capacity` requests waiting, and every
       rejected one does.
     """
@@ -215,15 +219,22 @@ def check_batcher(scenario: Scenario, cols: Columns) -> None:
                     f"replica {r}: partial batch at {s} went after {s - oldest:.3g} s < window {window_s} s"
                 )
 
-        # Work conservation beyond the window.
-        late = served_here & (start - arrival > max_wait_s + EPS)
+        # No idle executor while a batch is due: a batch is due once it is full (its youngest
+        # request arrived) or its oldest request has waited out the window (0 for greedy batching);
+        # from then until it starts, every executor of its replica must be busy.
+        due = np.minimum(
+            batches["oldest"][mine] + window_s,
+            np.where(batches["size"][mine] == max_batch, batches["youngest"][mine], np.inf),
+        )
+        begin = batches["start"][mine]
+        late = begin - due > EPS
         if late.any():
-            lo, hi = arrival[late] + max_wait_s, start[late]
+            lo, hi = due[late], begin[late]
             for frac in (0.05, 0.5, 0.95):
                 t = lo + frac * (hi - lo)
                 busy = _busy(batches, r, t)
                 assert np.all(busy == instances), (
-                    f"replica {r}: idle executor at {t[busy < instances][:3]} while a request waited past its window"
+                    f"replica {r}: idle executor at {t[busy < instances][:3]} while a batch was due"
                 )
 
         # Queue capacity, seen from each arrival.
