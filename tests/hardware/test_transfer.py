@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 
 from capsim.errors import CapsimInputError
 from capsim.hardware import HardwareSpec, ModelCost, load_catalogue, resolve_hardware, roofline_time
-from capsim.servicetime import Profile
+from capsim.servicetime import Profile, read_profile
 from capsim.servicetime.transfer import (
     TransferSpec,
     apply_transfer,
@@ -208,3 +210,11 @@ def test_transfer_properties(source: str, target: str, flops: float, weights: fl
         factor = after.mean_ms / before.mean_ms
         assert min(rates) * (1 - 1e-9) <= factor <= max(rates) * (1 + 1e-9)
         assert np.allclose(np.asarray(after.quantiles_ms), np.asarray(before.quantiles_ms) * factor)
+
+
+def test_transferred_profile_survives_a_file_round_trip(tmp_path: Path) -> None:
+    out = transfer_profile(profile(), T4, A100, COMPUTE, "fp16")
+    out.write(tmp_path / "a100.json")
+    again = read_profile(tmp_path / "a100.json")
+    assert is_extrapolated(again) and again.points == out.points
+    assert again.provenance["target_hardware"] == "A100-40GB"
