@@ -36,6 +36,14 @@ def _int8_fp8(spec: HardwareSpec) -> str:
     return f"{_num(spec.int8_tops)} / {_num(spec.fp8_tflops)}"
 
 
+def _instance(spec: HardwareSpec) -> str:
+    """The instance behind the on-demand price: 'p5.48xlarge ×8'."""
+    offer = next((o for o in spec.offers if o.market == "on_demand"), None)
+    if offer is None:
+        return _DASH
+    return f"{offer.instance_type} ×{offer.gpus}" if offer.gpus else offer.instance_type
+
+
 def _price_date(spec: HardwareSpec) -> str:
     """The date of the on-demand price (prices age fastest), else 'undated'."""
     figure = spec.on_demand_usd_per_hour if spec.on_demand_usd_per_hour.value is not None else spec.spot_usd_per_hour
@@ -49,16 +57,16 @@ def catalogue_table(catalogue: Catalogue) -> Table:
     table = Table(title=f"capsim hardware catalogue ({', '.join(catalogue.files)})", title_justify="left")
     columns = (
         ("name", "left"), ("kind", "left"), ("mem GB", "right"), ("BW GB/s", "right"), ("FP16 TF", "right"),
-        ("INT8 / FP8", "right"), ("TDP W", "right"), ("$/h on-demand", "right"), ("$/h spot", "right"),
-        ("price date", "left"),
+        ("INT8 / FP8", "right"), ("TDP W", "right"), ("$/h on-demand", "right"), ("instance", "left"),
+        ("$/h spot", "right"), ("price date", "left"),
     )  # fmt: skip
     for header, justify in columns:
         table.add_column(header, justify=justify, no_wrap=header != "price date")  # type: ignore[arg-type]
     for spec in catalogue:
         table.add_row(
             spec.name, spec.kind, _num(spec.memory_gb), _num(spec.memory_bandwidth_gbps), _num(spec.fp16_tflops),
-            _int8_fp8(spec), _num(spec.tdp_w), _num(spec.on_demand_usd_per_hour), _num(spec.spot_usd_per_hour),
-            _price_date(spec),
+            _int8_fp8(spec), _num(spec.tdp_w), _num(spec.on_demand_usd_per_hour), _instance(spec),
+            _num(spec.spot_usd_per_hour), _price_date(spec),
         )  # fmt: skip
     notice = ", ".join(
         f"{name} {p.spot_notice_s.value:g} s" for name, p in catalogue.providers.items() if p.spot_notice_s.value
