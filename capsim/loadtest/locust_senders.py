@@ -1,0 +1,232 @@
+"""How an open-loop worker puts requests on the wire (Locust processes only: this imports gevent).
+
+`RawSender` (plain http): the scheduler's own greenlet writes the pre-built request bytes on an idle
+keep-alive connection at the send time, and one reader greenlet per connection parses responses
+(`http1.py`). Sending costs one `send` call, with no greenlet to schedule first, so the recorded
+send time is the moment the bytes leave, and a burst of responses cannot slip in between the
+scheduler's wake-up and the send. One request per connection at a time (no pipelining): the number
+of connections is the number of requests in flight, capped by --max-in-flight.
+
+`PooledSender` (https, or anything RawSender cannot parse): one greenlet per request through
+geventhttpclient's connection pool; about twice the CPU per request.
+
+Neither goes through Locust's `request` event (whose per-request statistics cost ~70 µs of CPU);
+both record straight into capsim's recorder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Pool
+from geventhttpclient import HTTPClient
+from geventhttpclient.url import URL
+
+from capsim.loadtest.http1 import ProtocolError, ResponseParser, build_request
+from capsim.loadtest.records import RequestRecorder
+
+PREOPEN_CONNECTIONS = 16
+WATCHDOG_INTERVAL_S = 0.1
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+@dataclass(eq=False)
+class _Connection:
+    sock: socket.socket
+    pending: tuple[float, float, float] | None = None  # intended_s, sent_s, perf_counter at send
+    closed: bool = False
+
+
+class RawSender:
+    """Keep-alive HTTP/1.1 connections written by the scheduler, read by one greenlet each."""
+
+    def __init__(self, url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: float,
+                 recorder: RequestRecorder) -> None:
+        parsed = URL(url)
+        self.address = (parsed.host, parsed.port or 80)
+        host_header = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+        body = (spec.get("body") or "").encode("utf-8")
+        self.request = build_request(spec["method"], spec["path"], host_header, dict(spec.get("headers") or {}), body)
+        self.name = spec["name"]
+        self.max_in_flight = max_in_flight
+        self.timeout_s = timeout_s
+        self.recorder = recorder
+        self.idle: list[_Connection] = []
+        self.busy: set[_Connection] = set()
+        self.slot = Event()
+        self.watchdog = gevent.spawn(self._watch_timeouts)
+
+    def prewarm(self) -> None:
+        """Open a few connections before the schedule starts (connecting later counts as send lag)."""
+        for _ in range(min(PREOPEN_CONNECTIONS, self.max_in_flight)):
+            try:
+                self.idle.append(self._connect())
+            except OSError:
+                return  # the first send will report the error
+
+    def _connect(self) -> _Connection:
+        sock = socket.create_connection(self.address, timeout=self.timeout_s)
+        sock.settimeout(None)  # the watchdog enforces per-request deadlines; idle connections may wait
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Connection(sock)
+        gevent.spawn(self._read, conn)
+        return conn
+
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self.busy)
+
+    def full(self) -> bool:
+        """Whether the next send has to wait for a response first."""
+        return not self.idle and len(self.busy) >= self.max_in_flight
+
+    def send(self, intended_s: float) -> None:
+        """Send one request now (after waiting for a free slot if the cap is reached)."""
+        while self.full():
+            self.slot.clear()
+            self.slot.wait()
+        if self.idle:
+            conn = self.idle.pop()
+        else:
+            try:
+                conn = self._connect()
+            except OSError as exc:
+                now = time.time()
+                self.recorder.record(intended_s, now, 0.0, 0, 0, _error_text(exc), self.name)
+                return
+        self.busy.add(conn)
+        conn.pending = (intended_s, time.time(), time.perf_counter())
+        try:
+            conn.sock.sendall(self.request)
+        except OSError as exc:
+            self._fail(conn, exc)
+
+    def _finish(self, conn: _Connection, status: int, n_bytes: int, error: str | None) -> None:
+        assert conn.pending is not None
+        intended_s, sent_s, started = conn.pending
+        conn.pending = None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self.recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, self.name)
+
+    def _fail(self, conn: _Connection, exc: BaseException) -> None:
+        if conn.pending is not None:
+            self._finish(conn, 0, 0, _error_text(exc))
+        self._close(conn)
+
+    def _close(self, conn: _Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self.busy.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+        self.slot.set()
+
+    def _read(self, conn: _Connection) -> None:
+        parser = ResponseParser()
+        while not conn.closed:
+            try:
+                data = conn.sock.recv(65_536)
+                if not data:
+                    raise ConnectionResetError("connection closed by the server")
+                responses = parser.feed(data)
+            except (OSError, ProtocolError, ValueError) as exc:
+                self._fail(conn, exc)
+                return
+            for response in responses:
+                if conn.pending is None:  # an answer nobody asked for: the stream is out of step
+                    self._fail(conn, ProtocolError("unexpected response"))
+                    return
+                self._finish(conn, response.status, response.body_bytes,
+                             None if response.status < 400 else f"HTTP {response.status}")
+                self.busy.discard(conn)
+                if response.close:
+                    self._close(conn)
+                    return
+                self.idle.append(conn)
+                self.slot.set()
+
+    def _watch_timeouts(self) -> None:
+        while True:
+            gevent.sleep(WATCHDOG_INTERVAL_S)
+            now = time.perf_counter()
+            for conn in list(self.busy):
+                if conn.pending is not None and now - conn.pending[2] > self.timeout_s:
+                    self._fail(conn, TimeoutError(f"no response within {self.timeout_s:g} s"))
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait until every request has been answered (or timed out), at most `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while self.busy and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        self.watchdog.kill(block=False)
+
+
+class PooledSender:
+    """One greenlet per request through geventhttpclient (https and other cases RawSender skips)."""
+
+    def __init__(self, url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: float,
+                 recorder: RequestRecorder) -> None:
+        # The pool is as large as the in-flight cap, so that the cap, not the pool, is what binds.
+        self.client = HTTPClient.from_url(URL(url), concurrency=max_in_flight, connection_timeout=timeout_s,
+                                          network_timeout=timeout_s, insecure=True)  # like Locust's default
+        self.spec = spec
+        self.body = (spec.get("body") or "").encode("utf-8")
+        self.headers = dict(spec.get("headers") or {})
+        self.pool = Pool(max_in_flight)
+        self.recorder = recorder
+
+    def prewarm(self) -> None:
+        """Nothing to do: the pool connects on demand."""
+
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self.pool)
+
+    def full(self) -> bool:
+        """Whether the next send has to wait for a response first."""
+        return bool(self.pool.full())
+
+    def send(self, intended_s: float) -> None:
+        """Start one request in its own greenlet (waiting for a slot if the cap is reached)."""
+        self.pool.spawn(self._send, intended_s)
+
+    def _send(self, intended_s: float) -> None:
+        sent_s = time.time()
+        started = time.perf_counter()
+        try:
+            response = self.client.request(self.spec["method"], self.spec["path"], body=self.body,
+                                           headers=self.headers)
+            try:
+                n_bytes = len(response.read())
+            finally:
+                response.release()
+            status = int(response.status_code)
+            error = None if status < 400 else f"HTTP {status}"
+        except Exception as exc:  # connection refused, reset, timeout: a failed request, not a crash
+            status, n_bytes, error = 0, 0, _error_text(exc)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self.recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, self.spec["name"])
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait for the requests in flight, at most `timeout_s`."""
+        self.pool.join(timeout=timeout_s)
+
+
+def make_sender(url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: float,
+                recorder: RequestRecorder) -> RawSender | PooledSender:
+    """RawSender for http targets, PooledSender for https."""
+    if url.lower().startswith("https://"):
+        return PooledSender(url, spec, max_in_flight, timeout_s, recorder)
+    return RawSender(url, spec, max_in_flight, timeout_s, recorder)
