@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim.errors import CapsimInputError
 from capsim.hardware import load_catalogue, normalize_name, resolve_hardware
@@ -195,3 +197,17 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
     bad.write_text("hardware: {T4: [unclosed\n")
     with pytest.raises(CapsimInputError, match=r"bad\.yaml: not valid YAML at line"):
         load_catalogue(bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_every_name_resolves_in_any_case_and_separator_style(data: st.DataObject) -> None:
+    cat = load_catalogue()
+    spec = data.draw(st.sampled_from(list(cat)))
+    name = data.draw(st.sampled_from([spec.name, *spec.aliases]))
+    seps = st.sampled_from(["-", "_", " ", ""])
+    mangled = "".join(
+        (c.upper() if data.draw(st.booleans()) else c.lower()) if c.isalnum() or c == "." else data.draw(seps)
+        for c in name
+    )
+    assert cat.get(mangled).name == spec.name

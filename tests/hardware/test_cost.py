@@ -36,6 +36,8 @@ def test_missing_prices_and_bad_replicas_are_clear_errors() -> None:
         unit_usd_per_hour(cat.get("T4"), "spot")
     with pytest.raises(CapsimInputError, match=r"hardware\.on_demand_usd_per_hour: H200 has no on_demand_usd_per_hour"):
         replica_usd_per_hour(cat.get("H200"))
+    with pytest.raises(CapsimInputError, match=r"^gpus_per_replica: expected an integer >= 1, got 0"):
+        replica_usd_per_hour(cat.get("L4"), gpus_per_replica=0)
     with pytest.raises(CapsimInputError, match="a replica is one instance"):
         replica_usd_per_hour(cat.get("c7i.xlarge"), gpus_per_replica=2)
     with pytest.raises(CapsimInputError, match=r"offers: g4dn\.xlarge \(on_demand\)"):
