@@ -107,7 +107,14 @@ def transfer_profile(
     check_fits(model, target, precision, gpus)
 
     sizes = [p.batch_size for p in profile.points]
-    src = [roofline_time(model, source, k, src_precision, source_gpus, scaling_efficiency) for k in sizes]
+    try:
+        src = [roofline_time(model, source, k, src_precision, source_gpus, scaling_efficiency) for k in sizes]
+    except CapsimInputError as exc:
+        if source_precision is None and profile_precision(profile) is None:
+            # The caller never chose this precision for the source: say where it came from.
+            hint = f" (the source precision defaulted to the target's, {precision}: give source_precision)"
+            raise CapsimInputError(exc.detail + hint, source=exc.source, field=exc.field) from None
+        raise
     tgt = [roofline_time(model, target, k, precision, gpus, scaling_efficiency) for k in sizes]
     means_s = np.array([p.mean_ms for p in profile.points]) / 1000.0
     src_s = np.array([r.time_s for r in src])

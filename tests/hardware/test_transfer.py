@@ -218,3 +218,11 @@ def test_transferred_profile_survives_a_file_round_trip(tmp_path: Path) -> None:
     again = read_profile(tmp_path / "a100.json")
     assert is_extrapolated(again) and again.points == out.points
     assert again.provenance["target_hardware"] == "A100-40GB"
+
+
+def test_a_defaulted_source_precision_is_named_in_the_error() -> None:
+    undated = Profile.from_samples({1: np.ones(5), 4: 2 * np.ones(5)}, hardware={"name": "T4"})
+    with pytest.raises(CapsimInputError, match=r"T4 has no fp8_tflops .* defaulted to the target's, fp8"):
+        transfer_profile(undated, T4, CAT.get("H100-SXM"), COMPUTE, "fp8")
+    out = transfer_profile(undated, T4, CAT.get("H100-SXM"), COMPUTE, "fp8", source_precision="fp16", overhead_s=0)
+    assert out.points[0].mean_ms == pytest.approx(65 / 1979)
