@@ -68,6 +68,16 @@ def check_levels(result: RunResult) -> None:
         # (absolute slack: over a window without requests both are rounding noise around 0)
         assert rep.summary["levels"]["in_service_mean"] >= rep.summary["levels"]["busy_executors_mean"] - 1e-9
         assert np.all(rep.timeseries["utilization"] <= 1 + 1e-9)
+        # The time series are per-interval averages of the same levels: over the window they average
+        # to the summary's figure.
+        scenario = result.scenario
+        ticks = rep.timeseries["time_s"]
+        widths = np.diff(np.concatenate([[0.0], ticks]))
+        window = (ticks > scenario.warmup_s) & (ticks <= scenario.duration_s)
+        window_s = scenario.duration_s - scenario.warmup_s
+        assert math.isclose(float(widths[window].sum()), window_s, rel_tol=1e-12)
+        mean_u = float((rep.timeseries["utilization"][window] * widths[window]).sum()) / window_s
+        assert math.isclose(mean_u, u, rel_tol=1e-9, abs_tol=1e-12), (mean_u, u)
     assert -1e-12 <= result.summary["utilization"] <= 1 + 1e-9
 
 

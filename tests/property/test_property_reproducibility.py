@@ -98,6 +98,10 @@ def test_bounded_memory_mode_matches_exact_mode(scenario: Scenario) -> None:
             continue
         assert math.isclose(b[metric]["mean"], e[metric]["mean"], rel_tol=1e-9, abs_tol=1e-12), metric
         assert b[metric]["max"] == e[metric]["max"], metric
+        # Exact mode is numpy's quantiles of the request log.
+        exact_q = np.quantile(values, list(PERCENTILES.values()))
+        np.testing.assert_allclose([e[metric][n] for n in PERCENTILES], exact_q, rtol=1e-12, atol=1e-12)
+        assert math.isclose(e[metric]["mean"], float(values.mean()), rel_tol=1e-9, abs_tol=1e-12)
         for name, q in PERCENTILES.items():
             approx = b[metric][name]
             lo, hi = _bracket(values, q)
