@@ -31,7 +31,7 @@ import torch
 from reference_server.config import DEVICES, MODEL_NAMES
 from reference_server.executor import ModelRunner, torch_threads_per_instance
 from reference_server.hardware import describe
-from reference_server.models import DEFAULT_SEED, MODELS, load_model, resolve_device
+from reference_server.models import DEFAULT_SEED, MODELS, OneDnnModule, load_model, parameter_count, resolve_device
 
 CONVERGENCE_WINDOWS = 3
 
@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
             "description": spec.description,
             "input_shape": list(spec.input_shape),
             "input_datatype": spec.input_datatype,
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": parameter_count(model),
+            "layout": "onednn-blocked" if isinstance(model, OneDnnModule) else "dense",
             "seed": args.seed,
         },
         hardware=hardware,
