@@ -1,5 +1,10 @@
 """`capsim hardware [NAME] [--json] [--catalogue FILE]`: list the hardware catalogue, or one entry
-with the source, date and confidence of every figure."""
+with the source, date and confidence of every figure.
+
+`capsim hardware TARGET --transfer PROFILE --flops-per-item F [--weight-bytes W ...] [--out FILE]`
+predicts a measured profile on TARGET with the roofline transfer (docs/hardware.md) and prints
+measured against predicted latency per batch size; `--out` writes the predicted profile, which a
+scenario can use as `service: {kind: profile, path: ...}`."""
 
 from __future__ import annotations
 
@@ -8,13 +13,19 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from capsim.cli.app import app
+from capsim.errors import CapsimInputError
 from capsim.hardware.catalogue import Catalogue, load_catalogue
+from capsim.hardware.roofline import ModelCost
 from capsim.hardware.spec import Figure, HardwareSpec
+from capsim.servicetime.profile_format import Profile, read_profile
+from capsim.servicetime.transfer import measured_on, transfer_profile
 
 _DASH = "—"
 _PIPE_WIDTH = 180  # when stdout is not a terminal rich assumes 80 columns and would squeeze the table
@@ -107,16 +118,107 @@ def catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
     }
 
 
+def _quantile_ms(levels: list[float], quantiles_ms: list[float], level: float) -> float:
+    return float(np.interp(level, levels, quantiles_ms))
+
+
+def transfer_table(measured: Profile, predicted: Profile) -> Table:
+    """Measured and predicted mean / p50 / p99 per batch size, with the factor and the bounds."""
+    prov = predicted.provenance
+    title = (
+        f"{prov['source_hardware']} → {prov['target_hardware']} (extrapolated: roofline, "
+        f"{prov['precision']['source']} → {prov['precision']['target']}, {prov['gpus_per_replica']['target']} GPU, "
+        f"overhead {prov['overhead_s'] * 1e3:.3g} ms{' estimated' if prov['overhead_estimated'] else ''})"
+    )
+    table = Table(title=title, title_justify="left")
+    for header in ("batch", "measured mean / p50 / p99 ms", "predicted mean / p50 / p99 ms", "factor", "bound"):
+        table.add_column(header, justify="left" if header == "bound" else "right")
+    levels = measured.quantile_levels
+    for before, after, factor in zip(measured.points, predicted.points, prov["factors"], strict=True):
+        cells = []
+        for point in (before, after):
+            p50 = _quantile_ms(levels, point.quantiles_ms, 0.5)
+            p99 = _quantile_ms(levels, point.quantiles_ms, 0.99)
+            cells.append(f"{point.mean_ms:.4g} / {p50:.4g} / {p99:.4g}")
+        bound = f"{factor['source_bound']} → {factor['target_bound']}"
+        table.add_row(str(before.batch_size), *cells, f"{factor['factor']:.3f}", bound)
+    return table
+
+
+def _model_cost(flops: float | None, weights: float, activations: float, bytes_precision: str) -> ModelCost:
+    flags = {
+        "flops_per_item": "--flops-per-item",
+        "weight_bytes": "--weight-bytes",
+        "activation_bytes_per_item": "--activation-bytes-per-item",
+        "bytes_precision": "--bytes-precision",
+    }
+    try:
+        return ModelCost(flops_per_item=flops or 0.0, weight_bytes=weights, activation_bytes_per_item=activations,
+                         bytes_precision=bytes_precision)  # type: ignore[arg-type]  # fmt: skip
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = flags.get(str(err["loc"][0]), "--flops-per-item") if err["loc"] else "--flops-per-item"
+        raise CapsimInputError(err["msg"].removeprefix("Value error, "), source=flag) from None
+
+
+def _transfer(target_name: str | None, profile_path: Path, catalogue: Catalogue, options: dict[str, Any]) -> None:
+    if target_name is None:
+        raise CapsimInputError("name the target hardware: capsim hardware TARGET --transfer PROFILE ...",
+                               source="--transfer")  # fmt: skip
+    measured = read_profile(profile_path, field="--transfer")
+    target = catalogue.get(target_name, field="NAME")
+    source = (catalogue.get(options["source"], field="--source") if options["source"]
+              else measured_on(measured, catalogue, field="--source"))  # fmt: skip
+    model = _model_cost(options["flops"], options["weights"], options["activations"], options["bytes_precision"])
+    predicted = transfer_profile(
+        measured, source, target, model, options["precision"], options["gpus"], options["efficiency"],
+        source_precision=options["source_precision"], source_gpus=options["source_gpus"],
+        overhead_s=None if options["overhead_ms"] is None else options["overhead_ms"] / 1000.0,
+    )  # fmt: skip
+    if options["out"] is not None:
+        predicted.write(options["out"])
+    if options["as_json"]:
+        print(json.dumps(predicted.model_dump(mode="json"), indent=2))
+        return
+    _console().print(transfer_table(measured, predicted))
+    if options["out"] is not None:
+        _console().print(f"wrote {options['out']} (provenance says extrapolated: true)")
+
+
 @app.command("hardware")
 def hardware_command(
-    name: Annotated[str | None, typer.Argument(help="show one entry with every figure's source")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the catalogue as JSON on stdout")] = False,
+    name: Annotated[str | None, typer.Argument(help="one entry to show (or the --transfer target)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
     catalogue_file: Annotated[
         Path | None, typer.Option("--catalogue", help="YAML file whose entries override or extend the catalogue")
     ] = None,
+    transfer: Annotated[
+        Path | None, typer.Option("--transfer", help="profile to predict on NAME (roofline, docs/hardware.md)")
+    ] = None,
+    source: Annotated[str | None, typer.Option("--source", help="hardware the profile was measured on")] = None,
+    flops: Annotated[float | None, typer.Option("--flops-per-item", help="operations per item")] = None,
+    weights: Annotated[float, typer.Option("--weight-bytes", help="bytes read once per batch")] = 0.0,
+    activations: Annotated[float, typer.Option("--activation-bytes-per-item", help="bytes per item")] = 0.0,
+    bytes_precision: Annotated[str, typer.Option("--bytes-precision", help="precision of the byte counts")] = "fp16",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16, bf16, int8 or fp8 on NAME")] = "fp16",
+    source_precision: Annotated[str | None, typer.Option("--source-precision", help="default: the profile's")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per replica on NAME (tensor parallel)")] = 1,
+    source_gpus: Annotated[int, typer.Option("--source-gpus", help="GPUs per measured replica")] = 1,
+    efficiency: Annotated[float, typer.Option("--scaling-efficiency", help="multi-GPU efficiency")] = 0.9,
+    overhead_ms: Annotated[float | None, typer.Option("--overhead-ms", help="default: estimated")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="write the predicted profile here")] = None,
 ) -> None:
-    """List the hardware catalogue: memory, bandwidth, throughput, power and prices, with sources."""
+    """List the hardware catalogue with sources, show one entry, or predict a profile on other hardware."""
     catalogue = load_catalogue(catalogue_file)
+    if transfer is not None:
+        options = {
+            "source": source, "flops": flops, "weights": weights, "activations": activations,
+            "bytes_precision": bytes_precision, "precision": precision, "source_precision": source_precision,
+            "gpus": gpus, "source_gpus": source_gpus, "efficiency": efficiency, "overhead_ms": overhead_ms,
+            "out": out, "as_json": as_json,
+        }  # fmt: skip
+        _transfer(name, transfer, catalogue, options)
+        return
     if name is not None:
         spec = catalogue.get(name, field="NAME")
         if as_json:

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from capsim.cli.main import main
+from capsim.servicetime import Profile, read_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +68,24 @@ def test_bad_catalogue_file_is_one_line_naming_file_and_field(tmp_path: Path) ->
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: hardware.H100-SXM.tdp_w.value: "), proc.stderr
+
+
+def test_transfer_prints_measured_against_predicted_and_writes_a_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    samples = {k: (1.0 + 0.2 * k) * rng.lognormal(0, 0.2, 300) for k in (1, 8)}
+    Profile.from_samples(samples, hardware={"name": "T4"}, framework={"dtype": "float16"}).write(tmp_path / "t4.json")
+    out = tmp_path / "a100.json"
+    args = ["hardware", "A100-40GB", "--transfer", str(tmp_path / "t4.json"), "--flops-per-item", "1e9"]
+    assert main([*args, "--overhead-ms", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "T4 → A100-40GB (extrapolated" in printed and "compute → compute" in printed
+    predicted = read_profile(out)
+    assert predicted.provenance["extrapolated"] is True
+    assert predicted.points[0].mean_ms == pytest.approx(Profile.model_validate_json((tmp_path / "t4.json").read_text())
+                                                        .points[0].mean_ms * 65 / 312)  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hardware"]["extrapolated_from"] == "T4"
+    assert main([*args[:-2], "--weight-bytes", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --weight-bytes: Input should be greater than or equal to 0"
