@@ -191,10 +191,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="capsim-loadgen-") as tmp:
             workdir = Path(tmp)
-            print(f"trivial endpoint {url} (pid {endpoint.pid}); {os.cpu_count()} CPUs", flush=True)
+            load_before = os.getloadavg()
+            print(f"trivial endpoint {url} (pid {endpoint.pid}); {os.cpu_count()} CPUs; load average "
+                  f"{load_before[0]:.2f} (other work on the machine delays the generator's wake-ups)", flush=True)
             result = {"open_loop": open_loop_capacity(url, args.start_rate, args.seconds, workdir, args.max_runs)}
             result["plain_locust_fasthttp_closed"] = plain_locust(url, args.seconds, 10, workdir)
             result["wrk"] = wrk(url, args.seconds)
+            result["machine"] = {"cpus": os.cpu_count(), "load_average_before": load_before[0],
+                                 "load_average_after": os.getloadavg()[0]}
     finally:
         endpoint.send_signal(signal.SIGTERM)
         endpoint.wait(timeout=10)
@@ -207,6 +211,9 @@ def main() -> None:
     w = result["wrk"]
     print(f"wrk                                : {w.get('rps', w.get('skipped'))}"
           f"{' req/s (1 thread, 10 connections)' if 'rps' in w else ''}")
+    m = result["machine"]
+    print(f"machine                            : {m['cpus']} CPUs, load average {m['load_average_before']:.2f} "
+          f"before, {m['load_average_after']:.2f} after")
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=2))
 

@@ -31,6 +31,7 @@ class Response:
     status: int
     body_bytes: int
     close: bool
+    headers: dict[str, str]  # only the names asked for (lower case)
 
 
 class ResponseParser:
@@ -38,7 +39,9 @@ class ResponseParser:
 
     MAX_HEAD_BYTES = 65_536
 
-    def __init__(self) -> None:
+    def __init__(self, keep_headers: tuple[str, ...] = ()) -> None:
+        self._keep = {name.lower().encode("latin-1") for name in keep_headers}
+        self._kept: dict[str, str] = {}
         self._buffer = b""
         self._head: tuple[int, bool] | None = None  # (status, close) once headers are parsed
         self._remaining = 0  # body bytes still expected (Content-Length mode)
@@ -70,9 +73,12 @@ class ResponseParser:
             raise ProtocolError(f"bad status line {lines[0][:80]!r}")
         status = int(parts[1])
         length, chunked, close = None, False, parts[0] == b"HTTP/1.0"
+        kept: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             key = name.strip().lower()
+            if key in self._keep:
+                kept[key.decode("latin-1")] = value.strip().decode("latin-1")
             if key == b"content-length":
                 length = int(value.strip())
             elif key == b"transfer-encoding":
@@ -83,6 +89,7 @@ class ResponseParser:
         if not chunked and length is None and status not in (204, 304) and not 100 <= status < 200:
             raise ProtocolError("response without Content-Length or chunked encoding")
         self._head = (status, close)
+        self._kept = kept
         self._chunked = chunked
         self._remaining = length or 0
         self._body_bytes = 0
@@ -91,7 +98,7 @@ class ResponseParser:
         assert self._head is not None
         status, close = self._head
         self._head = None
-        return Response(status, self._body_bytes, close)
+        return Response(status, self._body_bytes, close, self._kept)
 
     def _body_sized(self) -> Response | None:
         take = min(self._remaining, len(self._buffer))

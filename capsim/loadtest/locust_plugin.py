@@ -32,7 +32,7 @@ from locust import events
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from capsim.loadtest.parts import write_json_atomic, write_request_part
-from capsim.loadtest.records import RequestRecorder
+from capsim.loadtest.records import NO_SERVER_TIMES, RequestRecorder, server_times
 
 CONFIG_ENV = "CAPSIM_LOADTEST_CONFIG"
 PARENT_ENV = "CAPSIM_PARENT_PID"
@@ -185,8 +185,11 @@ def _on_request(
     sent_s = start_time if start_time is not None else time.time() - response_time / 1000.0
     intended_s = (context or {}).get("capsim_intended_s", sent_s)
     status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
+    headers = getattr(response, "headers", None)
+    server = server_times(headers.get) if headers is not None and hasattr(headers, "get") else NO_SERVER_TIMES
     WORKER.recorder.record(
-        intended_s, sent_s, float(response_time), status, int(response_length or 0), _error_text(exception), name
+        intended_s, sent_s, float(response_time), status, int(response_length or 0), _error_text(exception), name,
+        server,
     )
 
 

@@ -29,7 +29,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
 from capsim.loadtest.http1 import ProtocolError, ResponseParser, build_request
-from capsim.loadtest.records import RequestRecorder
+from capsim.loadtest.records import NO_SERVER_TIMES, SERVER_HEADERS, RequestRecorder, ServerTimes, server_times
 
 PREOPEN_CONNECTIONS = 16
 WATCHDOG_INTERVAL_S = 0.1
@@ -110,12 +110,13 @@ class RawSender:
         except OSError as exc:
             self._fail(conn, exc)
 
-    def _finish(self, conn: _Connection, status: int, n_bytes: int, error: str | None) -> None:
+    def _finish(self, conn: _Connection, status: int, n_bytes: int, error: str | None,
+                server: ServerTimes = NO_SERVER_TIMES) -> None:
         assert conn.pending is not None
         intended_s, sent_s, started = conn.pending
         conn.pending = None
         latency_ms = (time.perf_counter() - started) * 1000.0
-        self.recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, self.name)
+        self.recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, self.name, server)
 
     def _fail(self, conn: _Connection, exc: BaseException) -> None:
         if conn.pending is not None:
@@ -134,7 +135,7 @@ class RawSender:
         self.slot.set()
 
     def _read(self, conn: _Connection) -> None:
-        parser = ResponseParser()
+        parser = ResponseParser(keep_headers=tuple(SERVER_HEADERS))
         while not conn.closed:
             try:
                 data = conn.sock.recv(65_536)
@@ -149,7 +150,8 @@ class RawSender:
                     self._fail(conn, ProtocolError("unexpected response"))
                     return
                 self._finish(conn, response.status, response.body_bytes,
-                             None if response.status < 400 else f"HTTP {response.status}")
+                             None if response.status < 400 else f"HTTP {response.status}",
+                             server_times(response.headers.get) if response.headers else NO_SERVER_TIMES)
                 self.busy.discard(conn)
                 if response.close:
                     self._close(conn)
@@ -214,10 +216,11 @@ class PooledSender:
                 response.release()
             status = int(response.status_code)
             error = None if status < 400 else f"HTTP {status}"
+            server = server_times(response.headers.get)
         except Exception as exc:  # connection refused, reset, timeout: a failed request, not a crash
-            status, n_bytes, error = 0, 0, _error_text(exc)
+            status, n_bytes, error, server = 0, 0, _error_text(exc), NO_SERVER_TIMES
         latency_ms = (time.perf_counter() - started) * 1000.0
-        self.recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, self.spec["name"])
+        self.recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, self.spec["name"], server)
 
     def drain(self, timeout_s: float) -> None:
         """Wait for the requests in flight, at most `timeout_s`."""

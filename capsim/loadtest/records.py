@@ -33,8 +33,31 @@ REQUEST_SCHEMA = pa.schema(
         ("error", pa.string()),
         ("name", pa.string()),
         ("worker", pa.int32()),
+        # What the server says about the request (capsim's reference server sends these headers;
+        # null for servers that do not): its queue wait, its compute time and the batch it ran in.
+        ("server_queue_ms", pa.float64()),
+        ("server_compute_ms", pa.float64()),
+        ("server_batch_size", pa.int32()),
     ]
 )
+SERVER_HEADERS: dict[str, str] = {"x-queue-ms": "server_queue_ms", "x-compute-ms": "server_compute_ms",
+                                  "x-batch-size": "server_batch_size"}
+ServerTimes = tuple[float | None, float | None, int | None]
+NO_SERVER_TIMES: ServerTimes = (None, None, None)
+
+
+def server_times(get: Any) -> ServerTimes:
+    """(queue ms, compute ms, batch size) from a header lookup `get(name) -> str | None`; None where
+    a header is missing or unreadable."""
+    def number(name: str) -> float | None:
+        try:
+            value = get(name)
+            return float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    batch = number("x-batch-size")
+    return number("x-queue-ms"), number("x-compute-ms"), int(batch) if batch is not None else None
 COLUMNS: tuple[str, ...] = tuple(REQUEST_SCHEMA.names)
 
 # HTTP statuses that mean "the server refused the request because it was full" (a rejection in
@@ -93,6 +116,7 @@ class RequestRecorder:
         n_bytes: int,
         error: str | None,
         name: str,
+        server: ServerTimes = NO_SERVER_TIMES,
     ) -> None:
         """Append one finished request."""
         rows = self._rows
@@ -106,6 +130,9 @@ class RequestRecorder:
         rows["error"].append(error)
         rows["name"].append(name)
         rows["worker"].append(self.worker)
+        rows["server_queue_ms"].append(server[0])
+        rows["server_compute_ms"].append(server[1])
+        rows["server_batch_size"].append(server[2])
         self.recorded += 1
 
     def _measure(self, rows: dict[str, list[Any]]) -> None:

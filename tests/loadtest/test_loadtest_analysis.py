@@ -124,3 +124,11 @@ def test_small_lag_against_slow_responses_is_a_warning_not_invalid() -> None:
     assert s["valid"]
     assert s["send_lag_ms"]["late_share"] == 1.0 and s["send_lag_ms"]["limit_ms"] == pytest.approx(10.0, rel=0.01)
     assert "median latency" in s["warnings"][0]
+
+
+def test_server_times_from_headers() -> None:
+    from capsim.loadtest.records import server_times
+
+    headers = {"x-queue-ms": "1.5", "x-compute-ms": "bad", "x-batch-size": "4.0"}
+    assert server_times(headers.get) == (1.5, None, 4)
+    assert server_times({}.get) == (None, None, None)

@@ -43,3 +43,11 @@ def test_garbage_is_a_protocol_error() -> None:
         ResponseParser().feed(b"SSH-2.0-OpenSSH\r\n\r\n")
     with pytest.raises(ProtocolError):
         ResponseParser().feed(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n")
+
+
+def test_server_timing_headers_are_kept_when_asked_for() -> None:
+    parser = ResponseParser(keep_headers=("x-queue-ms", "x-batch-size"))
+    [r] = parser.feed(b"HTTP/1.1 200 OK\r\nX-Queue-Ms: 1.25\r\nX-Batch-Size: 4\r\nX-Other: 1\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+    assert r.headers == {"x-queue-ms": "1.25", "x-batch-size": "4"}
+    assert ResponseParser().feed(b"HTTP/1.1 200 OK\r\nX-Queue-Ms: 1\r\nContent-Length: 0\r\n\r\n")[0].headers == {}

@@ -116,7 +116,8 @@ def test_parts_are_atomic_and_readable(tmp_path: Path) -> None:
     rows = {c: [] for c in COLUMNS}
     assert write_request_part(tmp_path, 0, 0, rows) is None
     rows = {"intended_s": [1.0], "sent_s": [1.0], "latency_ms": [2.0], "latency_corrected_ms": [2.0],
-            "status": [200], "bytes": [3], "error": [None], "name": ["x"], "worker": [0]}
+            "status": [200], "bytes": [3], "error": [None], "name": ["x"], "worker": [0],
+            "server_queue_ms": [None], "server_compute_ms": [1.5], "server_batch_size": [4]}
     path = write_request_part(tmp_path, 0, 1, rows)
     assert path is not None and pq.read_table(path).num_rows == 1
     (tmp_path / "requests-w000-000002.parquet").write_bytes(b"torn")  # never produced, but never fatal
