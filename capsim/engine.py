@@ -150,6 +150,7 @@ def _run_replication(
         "replicas_starting": fl.starting.area_at(ticks),
         "replicas_desired": fl.desired.area_at(ticks),
         "billed_replicas": fl.billed.area_at(ticks),
+        "billed_spot_replicas": fl.billed_spot.area_at(ticks),
         "serving_executors": fl.serving_executors.area_at(ticks),
     }
 
@@ -163,7 +164,8 @@ def _run_replication(
     )
     low, high = fl.ready.extremes_between(scenario.warmup_s, scenario.duration_s)
     replicas = {"mean": level_means["replicas"], "min": int(low), "max": int(high),
-                "billed_mean": level_means["billed_replicas"], "cold_starts": fleet.cold_starts}  # fmt: skip
+                "billed_mean": level_means["billed_replicas"], "cold_starts": fleet.cold_starts,
+                "spot_interruptions": fleet.spot_interruptions}  # fmt: skip
     summary = replication_summary(
         name=scenario.name,
         seed=seed,
@@ -172,7 +174,8 @@ def _run_replication(
         tally=tally,
         levels=level_means,
         replicas=replicas,
-        usd_per_replica_hour=scenario.hardware.usd_per_hour,
+        cost_usd=_cost(scenario, level_means, window_s),
+        energy=_energy(scenario, level_means, window_s),
         slo=(scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None,
         extra={"service": scenario.service.describe(), "warnings": stability_warnings(scenario)},
     )
@@ -198,6 +201,35 @@ def _run_replication(
                              ("billed", fl.billed))
     }  # fmt: skip
     return ReplicationResult(replication, summary, requests, timeseries, changes)
+
+
+def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float]:
+    """Billed replica-hours in the window at on-demand and spot prices (provisioning is billed too)."""
+    hours = window_s / 3600.0
+    spot_replicas = level_means["billed_spot_replicas"]
+    on_demand_usd = (level_means["billed_replicas"] - spot_replicas) * hours * scenario.hardware.usd_per_hour
+    spot = scenario.serving.spot
+    spot_usd = spot_replicas * hours * spot.usd_per_hour if spot is not None else 0.0
+    return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}
+
+
+# Idle draw as a share of TDP when the scenario gives none: GPUs idle at roughly a quarter to a third
+# of TDP with a model loaded (an estimate; set hardware.idle_w from measurements when you have them).
+_IDLE_SHARE_OF_TDP = 0.3
+
+
+def _energy(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float] | None:
+    """Energy from power = idle + (TDP − idle) × busy share, over billed replicas (idle while starting)."""
+    hardware = scenario.hardware
+    if hardware.tdp_w is None:
+        return None
+    idle_w = hardware.idle_w if hardware.idle_w is not None else _IDLE_SHARE_OF_TDP * hardware.tdp_w
+    busy_replicas = level_means["busy_executors"] / scenario.serving.instances_per_replica
+    joules = (idle_w * level_means["billed_replicas"] + (hardware.tdp_w - idle_w) * busy_replicas) * window_s
+    result = {"joules": joules, "kwh": joules / 3.6e6, "mean_power_w": joules / window_s}
+    if hardware.usd_per_kwh is not None:
+        result["usd"] = result["kwh"] * hardware.usd_per_kwh
+    return result
 
 
 def _scaled_progress(progress: ProgressCallback, replication: int, replications: int) -> ProgressCallback:

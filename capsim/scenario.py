@@ -16,6 +16,7 @@ from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
 from capsim.servicetime import ServiceSpec
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
+from capsim.serving.spot import SpotCapacity
 from capsim.workload import ArrivalSpec
 
 
@@ -33,7 +34,10 @@ class Hardware(_Strict):
     """What one replica runs on and what it costs (the catalogue arrives with autoscaling)."""
 
     name: str = Field(min_length=1)
-    usd_per_hour: float = Field(ge=0, description="price of one replica per hour")
+    usd_per_hour: float = Field(ge=0, description="price of one replica per hour (on demand)")
+    tdp_w: float | None = Field(default=None, gt=0, description="power of one replica at full load, for energy")
+    idle_w: float | None = Field(default=None, ge=0, description="power of an idle replica (default 30% of TDP)")
+    usd_per_kwh: float | None = Field(default=None, ge=0, description="electricity price, for the energy bill")
 
 
 class Batching(_Strict):
@@ -74,6 +78,7 @@ class RealtimeServing(_Strict):
     clock_start_h: float = Field(default=0.0, ge=0, lt=24, description="time of day at simulated t = 0")
     cold_start: ColdStart = ColdStart()
     zero_replicas: ZeroReplicas = ZeroReplicas()
+    spot: SpotCapacity | None = None
 
     @model_validator(mode="after")
     def _replicas_within_bounds(self) -> RealtimeServing:

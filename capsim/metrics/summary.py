@@ -41,14 +41,14 @@ def replication_summary(
     tally: RequestTally,
     levels: dict[str, float],
     replicas: dict[str, float],
-    usd_per_replica_hour: float,
+    energy: dict[str, float] | None = None,
+    cost_usd: dict[str, float],
     slo: tuple[float, float] | None,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """The summary of one replication. `levels` holds window averages of the time-weighted
     quantities; `slo` is (latency_ms, percentile)."""
-    replica_hours = replicas.get("billed_mean", replicas["mean"]) * window_s / 3600.0
-    usd = replica_hours * usd_per_replica_hour
+    usd = cost_usd["usd"]
     finished = tally.completed + tally.rejected + tally.timed_out
     slo_block: dict[str, Any] = {"latency_ms": None, "percentile": None, "attainment": None, "goodput_rps": None}
     if slo is not None:
@@ -82,7 +82,7 @@ def replication_summary(
         "utilization": levels["utilization"],
         "replicas": replicas,
         "cost": {
-            "usd": usd,
+            **cost_usd,
             "usd_per_hour": usd / (window_s / 3600.0),
             "usd_per_million_requests": usd / tally.completed * 1e6 if tally.completed else math.nan,
         },
@@ -95,6 +95,9 @@ def replication_summary(
         },
         "ci95": {},
     }
+    if energy is not None:
+        summary["energy"] = {**energy, "joules_per_request": energy["joules"] / tally.completed
+                             if tally.completed else math.nan}  # fmt: skip
     summary.update(extra)
     return clean_json(summary)
 

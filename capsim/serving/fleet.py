@@ -30,17 +30,19 @@ from capsim.serving.replica import Replica, ReplicaConfig
 class _Starting:
     """A replica on its way to ready; `cancelled` when a scale-down gets to it first."""
 
-    __slots__ = ("cancelled", "started_s")
+    __slots__ = ("cancelled", "on_spot", "started_s")
 
     def __init__(self, started_s: float) -> None:
         self.started_s = started_s
         self.cancelled = False
+        self.on_spot = False
 
 
 class FleetLevels:
     """Replica counts over time, as exact step series."""
 
     def __init__(self, ready: int, warm_pool: int) -> None:
+        self.billed_spot = StepSeries(0)  # the share of `billed` on spot prices
         self.desired = StepSeries(ready)
         self.starting = StepSeries(0)
         self.ready = StepSeries(0)  # the initial replicas are made ready (and counted) one by one
@@ -89,8 +91,13 @@ class RealtimeFleet:
         self.levels = FleetLevels(serving.replicas, serving.cold_start.warm_pool)
         self._warm_nodes = serving.cold_start.warm_pool
         self._coldstart_rng = streams.stream("coldstart")
+        self._spot_rng = streams.stream("spot")
+        self.spot: set[Replica] = set()
+        self._spot_starting = 0
+        self.spot_interruptions = 0
         for _ in range(serving.replicas):
-            self._make_ready(self._new_replica())
+            on_spot = self._take_spot_slot()
+            self._make_ready(self._new_replica(), on_spot)
         self.balancer = make_balancer(serving.load_balancer, streams.stream("balancer"))
         self._cache_rng = streams.stream("cache")
 
@@ -112,7 +119,26 @@ class RealtimeFleet:
         for slot, replica in enumerate(self.ready):
             replica.attach(self.loads, slot)
 
-    def _make_ready(self, replica: Replica) -> None:
+    def _take_spot_slot(self) -> bool:
+        """Whether the next replica goes on spot capacity, keeping the spot share at the target."""
+        spot = self.serving.spot
+        if spot is None or spot.fraction <= 0:
+            return False
+        on_spot = len(self.spot) + self._spot_starting
+        total = len(self.ready) + len(self.starting) + len(self.draining)
+        if on_spot < round(spot.fraction * (total + 1)):
+            self._spot_starting += 1
+            self.levels.billed_spot.add(self.env.now, 1)
+            return True
+        return False
+
+    def _make_ready(self, replica: Replica, on_spot: bool = False) -> None:
+        if on_spot:
+            self._spot_starting -= 1
+            self.spot.add(replica)
+            assert self.serving.spot is not None
+            notice_at = self._spot_rng.exponential(1.0 / self.serving.spot.rate_per_s)
+            self.env.timeout(notice_at, replica).callbacks.append(self._on_interruption_notice)
         self.ready.append(replica)
         self._rebuild_loads()
         now = self.env.now
@@ -144,11 +170,15 @@ class RealtimeFleet:
                 pending.cancelled = True
                 self.levels.starting.set(now, len(self.starting))
                 self.levels.billed.add(now, -1)
+                if pending.on_spot:
+                    self._spot_starting -= 1
+                    self.levels.billed_spot.add(now, -1)
             else:
                 self._drain(min(self.ready, key=lambda r: r.queued_or_in_service()))
 
     def _start_replica(self, now: float) -> None:
         pending = _Starting(now)
+        pending.on_spot = self._take_spot_slot()
         self.starting.append(pending)
         self.cold_starts += 1
         self.levels.starting.set(now, len(self.starting))
@@ -174,7 +204,7 @@ class RealtimeFleet:
             return
         self.starting.remove(pending)
         self.levels.starting.set(self.env.now, len(self.starting))
-        self._make_ready(self._new_replica())
+        self._make_ready(self._new_replica(), pending.on_spot)
 
     def _drain(self, replica: Replica) -> None:
         now = self.env.now
@@ -185,10 +215,31 @@ class RealtimeFleet:
         self.draining.add(replica)
         replica.start_draining(now)
 
+    def _on_interruption_notice(self, event: simpy.Event) -> None:
+        replica: Replica = event.value  # type: ignore[assignment]
+        if replica not in self.ready:
+            return  # already scaled away
+        now = self.env.now
+        self.spot_interruptions += 1
+        self._drain(replica)
+        # Its queue goes to the others (a gateway retries); its batches in service finish within the
+        # notice (seconds against 30–120 s). A replacement starts at once.
+        waiting = list(replica.queue)
+        replica.hand_over_queue()
+        for request_id in waiting:
+            if self.ready:
+                self._route(request_id, now)
+            else:
+                self._hold_in_activator(request_id, now)
+        self._start_replica(now)
+
     def _drained(self, replica: Replica) -> None:
         now = self.env.now
         self.draining.discard(replica)
         self.levels.billed.add(now, -1)
+        if replica in self.spot:
+            self.spot.discard(replica)
+            self.levels.billed_spot.add(now, -1)
         self.levels.serving_executors.add(now, -self.config.instances)
 
     # -- requests --------------------------------------------------------------------------------

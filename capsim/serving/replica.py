@@ -91,6 +91,16 @@ class Replica:
         self.slot = slot
         loads[slot] = len(self.queue) + self.in_service
 
+    def hand_over_queue(self) -> None:
+        """Give up every queued request (the caller re-routes them); batches in service stay."""
+        count = len(self.queue)
+        self.queue.clear()
+        self._loads[self.slot] -= count
+        if self._live is not None:
+            self._live.concurrency.add(max(self.env.now, self._live.concurrency.last_s), -count)
+        self._forming_timer = None
+        self._check_drained()
+
     def start_draining(self, now: float) -> None:
         """Leave the balancer: finish what is queued and in service, then report drained."""
         self.draining = True
