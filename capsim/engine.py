@@ -207,15 +207,16 @@ def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) ->
     """Billed replica-hours in the window at on-demand and spot prices (provisioning is billed too)."""
     hours = window_s / 3600.0
     spot_replicas = level_means["billed_spot_replicas"]
+    assert scenario.hardware.usd_per_hour is not None  # filled in from the catalogue at validation
     on_demand_usd = (level_means["billed_replicas"] - spot_replicas) * hours * scenario.hardware.usd_per_hour
     spot = scenario.serving.spot
     spot_usd = spot_replicas * hours * spot.usd_per_hour if spot is not None else 0.0
     return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}
 
 
-# Idle draw as a share of TDP when the scenario gives none: GPUs idle at roughly a quarter to a third
-# of TDP with a model loaded (an estimate; set hardware.idle_w from measurements when you have them).
-_IDLE_SHARE_OF_TDP = 0.3
+# Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the catalogue's
+# own assumption (an estimate; set hardware.idle_w from measured idle draw for real numbers).
+_IDLE_SHARE_OF_TDP = 0.15
 
 
 def _energy(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float] | None:

@@ -31,10 +31,12 @@ class Workload(_Strict):
 
 
 class Hardware(_Strict):
-    """What one replica runs on and what it costs (the catalogue arrives with autoscaling)."""
+    """What one replica runs on and what it costs. Figures left out are taken from the hardware
+    catalogue (`capsim hardware`) when `name` is in it."""
 
     name: str = Field(min_length=1)
-    usd_per_hour: float = Field(ge=0, description="price of one replica per hour (on demand)")
+    gpus_per_replica: int = Field(default=1, ge=1, description="GPUs (or instances) per replica: the price scales")
+    usd_per_hour: float | None = Field(default=None, ge=0, description="price of one replica per hour (on demand)")
     tdp_w: float | None = Field(default=None, gt=0, description="power of one replica at full load, for energy")
     idle_w: float | None = Field(default=None, ge=0, description="power of an idle replica (default 30% of TDP)")
     usd_per_kwh: float | None = Field(default=None, ge=0, description="electricity price, for the energy bill")
@@ -164,16 +166,45 @@ def _describe_error(err: Any) -> str:
 
 
 def validate_scenario(data: Any, source: str) -> Scenario:
-    """Validate a parsed scenario mapping; raise CapsimInputError naming the first bad field."""
+    """Validate a parsed scenario mapping; raise CapsimInputError naming the first bad field.
+    Hardware figures the file leaves out are filled in from the shipped catalogue."""
     if not isinstance(data, dict):
         raise CapsimInputError("expected a mapping of scenario fields at the top level", source=source)
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise CapsimInputError(
             _describe_error(err), source=source, field=_field_path(data, err["loc"]) or None
         ) from None
+    try:
+        return _with_catalogue_figures(scenario)
+    except CapsimInputError as exc:
+        raise CapsimInputError(exc.detail, source=source, field=exc.field) from None
+
+
+def _with_catalogue_figures(scenario: Scenario) -> Scenario:
+    hardware = scenario.hardware
+    needs_price = hardware.usd_per_hour is None
+    if not needs_price and hardware.tdp_w is not None:
+        return scenario
+    from capsim.hardware import load_catalogue, replica_usd_per_hour, resolve_hardware
+
+    catalogue = load_catalogue()
+    try:
+        spec = resolve_hardware(hardware.name, None, catalogue)
+    except CapsimInputError:
+        if needs_price:
+            raise  # unknown name and no price given: the message suggests the nearest names
+        return scenario  # a custom name with its own price: nothing to fill in
+    update: dict[str, Any] = {}
+    if needs_price:
+        update["usd_per_hour"] = replica_usd_per_hour(spec, hardware.gpus_per_replica)
+    if hardware.tdp_w is None and spec.tdp_w.value is not None:
+        update["tdp_w"] = spec.tdp_w.value * hardware.gpus_per_replica
+        if hardware.idle_w is None and spec.idle_power_w.value is not None:
+            update["idle_w"] = spec.idle_power_w.value * hardware.gpus_per_replica
+    return scenario.model_copy(update={"hardware": hardware.model_copy(update=update)})
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -131,3 +131,14 @@ def test_unstable_configuration_warns_and_still_reports(tmp_path: Path) -> None:
     assert summary["warnings"] and "unstable" in summary["warnings"][0]
     assert "unstable" in proc.stderr
     assert summary["requests"]["completed"] > 0
+
+
+def test_hardware_from_the_catalogue_and_unknown_names_suggested(tmp_path: Path) -> None:
+    priced = load_scenario(write(tmp_path, scenario_dict(hardware={"name": "L4", "gpus_per_replica": 2})))
+    assert priced.hardware.usd_per_hour == pytest.approx(2 * 0.8048)
+    assert priced.hardware.tdp_w == pytest.approx(2 * 72)
+    with pytest.raises(CapsimInputError, match=r"did you mean: H100-SXM") as info:
+        load_scenario(write(tmp_path, scenario_dict(hardware={"name": "H10"}), "h.yaml"))
+    assert "hardware.name" in str(info.value)
+    custom = load_scenario(write(tmp_path, scenario_dict(hardware={"name": "my-box", "usd_per_hour": 1.5}), "c.yaml"))
+    assert custom.hardware.usd_per_hour == 1.5 and custom.hardware.tdp_w is None
