@@ -145,6 +145,7 @@ def summarize_step(
                       "cpu_percent_max": round(cpu_max, 1),
                       "cpu_warning": cpu_max > GENERATOR_CPU_WARN_PERCENT,
                       "event_loop": sorted({str(s["event_loop"]) for s in statuses if s.get("event_loop")}),
+                      "sender": sorted({str(s["sender"]) for s in statuses if s.get("sender")}),
                       "spin_ms": max((float(s["spin_ms"]) for s in statuses if s.get("spin_ms")), default=None)},
         "histogram_source": "workers" if all_final else "rows",
         "valid": not reasons,

@@ -17,6 +17,7 @@ both record straight into capsim's recorder.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -216,7 +217,7 @@ class PooledSender:
                 response.release()
             status = int(response.status_code)
             error = None if status < 400 else f"HTTP {status}"
-            server = server_times(response.headers.get)
+            server = server_times(response.get)  # geventhttpclient: case-insensitive header lookup
         except Exception as exc:  # connection refused, reset, timeout: a failed request, not a crash
             status, n_bytes, error, server = 0, 0, _error_text(exc), NO_SERVER_TIMES
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -229,7 +230,7 @@ class PooledSender:
 
 def make_sender(url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: float,
                 recorder: RequestRecorder) -> RawSender | PooledSender:
-    """RawSender for http targets, PooledSender for https."""
-    if url.lower().startswith("https://"):
+    """RawSender for http targets, PooledSender for https (or when $CAPSIM_OPEN_LOOP_SENDER=pooled)."""
+    if url.lower().startswith("https://") or os.environ.get("CAPSIM_OPEN_LOOP_SENDER") == "pooled":
         return PooledSender(url, spec, max_in_flight, timeout_s, recorder)
     return RawSender(url, spec, max_in_flight, timeout_s, recorder)

@@ -53,7 +53,7 @@ def server_times(get: Any) -> ServerTimes:
         try:
             value = get(name)
             return float(value) if value is not None else None
-        except (TypeError, ValueError):
+        except Exception:  # a header we cannot read must never turn a success into a failure
             return None
 
     batch = number("x-batch-size")

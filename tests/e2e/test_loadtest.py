@@ -5,6 +5,7 @@ what either side can do, and bounds are wide where timing enters."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -163,11 +164,28 @@ def test_distributed_workers_split_the_schedule(tmp_path: Path, server: str) -> 
     assert s["histogram_source"] == "workers"
 
 
+def test_pooled_sender_records_the_same_way(tmp_path: Path, server: str) -> None:
+    """The geventhttpclient path (used for https) against the same server, forced by environment."""
+    out = tmp_path / "run"
+    env = {**os.environ, "CAPSIM_OPEN_LOOP_SENDER": "pooled"}
+    done = subprocess.run([*CAPSIM, "--target", server, "--out", str(out), "--model", "mlp", "--rate", "30",
+                           "--duration", "4", "--warmup", "1"], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr
+    s = summary(out)
+    assert s["generator"]["sender"] == ["PooledSender"]
+    assert s["requests"]["completed"] == s["requests"]["scheduled"] > 0
+    rows = pq.read_table(out / "requests.parquet").to_pandas()
+    assert rows.server_batch_size.notna().all()
+
+
 def test_closed_loop_and_own_locustfile(tmp_path: Path, server: str) -> None:
     done = loadtest(tmp_path / "closed", server, "--model", "mlp", "--closed-loop", "--users", "2",
                     "--think-time-ms", "20", "--duration", "4", "--warmup", "1")
     assert done.returncode == 0, done.stderr
     assert summary(tmp_path / "closed")["requests"]["completed"] > 0
+    closed_rows = pq.read_table(tmp_path / "closed" / "requests.parquet").to_pandas()
+    assert closed_rows.server_batch_size.notna().all()  # headers read through Locust's request event too
     team = tmp_path / "team_locustfile.py"
     team.write_text(
         "from locust import FastHttpUser, constant, task\n\n"
