@@ -31,7 +31,7 @@ class ServerConfig:
     batch_log: Path | None = None
     extra_latency_ms: float = 0.0
     debug_endpoints: bool = False
-    torch_threads: int = 0  # 0 = cores / instances
+    torch_threads: int = 0  # 0 = (cores - 1) / instances, at least 1
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     telemetry_interval_ms: float = 100.0
     nvml: bool = True
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--torch-threads",
         type=_non_negative_int,
         default=0,
-        help="intra-op CPU threads per executor (0 = cores / instances)",
+        help="intra-op CPU threads per executor (0 = (cores - 1) / instances, at least 1)",
     )
     p.add_argument(
         "--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES, help="larger request bodies get 413"

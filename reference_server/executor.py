@@ -62,11 +62,18 @@ class ModelRunner:
 
 
 def torch_threads_per_instance(instances: int, requested: int | None) -> int:
-    """CPU threads for each executor: the machine's cores split evenly unless told otherwise."""
+    """CPU threads for each executor: unless told otherwise, the cores but one split evenly.
+
+    One core is left to the HTTP event loop (parsing, batching, answering): on a 2-vCPU machine,
+    two intra-op threads per executor made the CNN's batches wait for whichever thread the event
+    loop (or a neighbour) had descheduled, and the max-batch-32 server sustained 1.85x the rate of
+    max batch 1 at p99 <= 100 ms; with one thread, 2.5x (benchmarks/server_batching.py).
+    """
     if requested is not None and requested > 0:
         return requested
     cores = len(_affinity())
-    return max(1, cores // max(1, instances))
+    spare = 1 if cores > 1 else 0
+    return max(1, (cores - spare) // max(1, instances))
 
 
 def _affinity() -> set[int]:

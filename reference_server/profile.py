@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-s", type=float, default=1.0, help="warm-up per batch size")
     p.add_argument("--tolerance", type=float, default=0.05, help="max/min - 1 of 3 window medians")
     p.add_argument("--max-windows", type=int, default=20, help="give up converging after this many")
-    p.add_argument("--torch-threads", type=int, default=0, help="intra-op threads (0 = all cores)")
+    p.add_argument("--torch-threads", type=int, default=0, help="intra-op threads (0 = server default, 1 executor)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the model weights")
     return p
 

@@ -39,7 +39,7 @@ def profile_command(
     warmup_s: Annotated[float, typer.Option(help="warm-up per batch size (s)")] = 1.0,
     tolerance: Annotated[float, typer.Option(help="3 window medians must agree within this (0.05 = 5%)")] = 0.05,
     max_windows: Annotated[int, typer.Option(help="stop trying to converge after this many windows")] = 20,
-    torch_threads: Annotated[int, typer.Option(help="intra-op CPU threads (0 = all cores)")] = 0,
+    torch_threads: Annotated[int, typer.Option(help="intra-op threads (0 = server default, 1 executor)")] = 0,
 ) -> None:
     """Measure a bundled model's batch latency and write a profile for `service: {kind: profile}`."""
     require_choice(model, MODEL_NAMES, "--model")

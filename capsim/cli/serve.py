@@ -74,7 +74,7 @@ def serve_command(
     batch_log: Annotated[Path | None, typer.Option(help="append one JSON line per batch to this file")] = None,
     extra_latency_ms: Annotated[float, typer.Option(help="test hook: add this to every batch")] = 0.0,
     debug_endpoints: Annotated[bool, typer.Option(help="test hook: enable POST /debug/stall")] = False,
-    torch_threads: Annotated[int, typer.Option(help="CPU threads per executor (0 = cores / instances)")] = 0,
+    torch_threads: Annotated[int, typer.Option(help="threads per executor (0 = (cores-1)/instances)")] = 0,
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 16 * 1024 * 1024,
     no_nvml: Annotated[bool, typer.Option("--no-nvml", help="do not try NVML (GPU telemetry off)")] = False,
 ) -> None:
