@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 import platform
 import sys
 import time
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
     threads = torch_threads_per_instance(1, args.torch_threads or None)
     torch.set_num_threads(threads)
     spec = MODELS[args.model]
+    load_at_start = _loadavg()
     model = load_model(args.model, device, seed=args.seed)
     runner = ModelRunner(spec, model, device)
     results = []
@@ -180,7 +182,7 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
         },
         created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         source="capsim profile",
-        provenance=_provenance(args, results),
+        provenance={**_provenance(args, results), "loadavg_start": load_at_start, "loadavg_end": _loadavg()},
     )
     profile.write(args.output)
     unconverged = [r.batch_size for r in results if not r.converged]
@@ -219,6 +221,14 @@ def _provenance(args: argparse.Namespace, results: list[SizeResult]) -> dict[str
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: whether the machine was shared while measuring."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
