@@ -73,18 +73,9 @@ class LocustLaunch:
     label: str = "step"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    in_process: bool = False  # one Locust process that both sends and writes (not used by capsim itself)
-
-    @property
-    def distributed(self) -> bool:
-        """Master + workers rather than one local process. capsim always runs a master, even for one
-        worker: the master writes the parquet parts, so the worker's event loop never stalls on a
-        write (an in-process write holds the loop for milliseconds and makes sends late)."""
-        return not self.in_process
-
     def _base(self) -> list[str]:
         files = ",".join(str(p) for p in self.locustfiles)
-        return [sys.executable, "-m", "locust", "-f", files, "--loglevel", "INFO", "--skip-log-setup"]
+        return [sys.executable, "-m", "locust", "-f", files, "--loglevel", "INFO"]
 
     def _spawn(self, args: list[str], role: str) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -101,9 +92,8 @@ class LocustLaunch:
         common = ["--headless", "--host", self.host, "-u", str(self.users), "-r", f"{self.spawn_rate:g}",
                   "--run-time", f"{max(int(self.run_time_s + 0.999), 1)}s", "--only-summary",
                   "--exit-code-on-error", "0", "--stop-timeout", "5"]
-        if not self.distributed:
-            self._spawn([*self._base(), *common], "local")
-            return
+        # Always a master, even for one worker: the master writes the parquet parts, so the worker's
+        # event loop never stalls on a write (an in-process write holds it for milliseconds).
         port = self.master_port or free_port()
         self._spawn([*self._base(), *common, "--master", "--expect-workers",
                      str(self.local_workers + self.remote_workers), "--expect-workers-max-wait", "60",

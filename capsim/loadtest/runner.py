@@ -34,7 +34,14 @@ from capsim.loadtest.process import LocustLaunch
 from capsim.loadtest.records import REQUEST_SCHEMA
 from capsim.loadtest.settings import LoadTestSettings, validate_settings
 from capsim.loadtest.sweep import SweepPlanner, saturation_reason
-from capsim.loadtest.target import RequestSpec, build_request, check_reachable, has_batch_log, is_local
+from capsim.loadtest.target import (
+    RequestSpec,
+    base_url,
+    build_request,
+    check_reachable,
+    has_batch_log,
+    is_local,
+)
 from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
 from capsim.rng import RandomStreams
 
@@ -127,8 +134,6 @@ class LoadTestRun:
         )
 
     def _host(self) -> str:
-        from capsim.loadtest.target import base_url
-
         return base_url(self.settings.target)
 
     def run_step(self, step: int, rate_rps: float | None) -> StepOutcome:
@@ -184,7 +189,7 @@ class LoadTestRun:
             start_s = float(pc.min(table.column("intended_s")).as_py())
         else:
             if not interrupted and launch is not None:
-                log = launch.log_dir / f"{launch.label}-{'master' if launch.distributed else 'local'}.log"
+                log = launch.log_dir / f"{launch.label}-master.log"
                 lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.exists() else []
                 raise LoadTestError(f"Locust recorded nothing (log: {log}){': ' + lines[-1] if lines else ''}")
             start_s = time.time()
@@ -244,7 +249,8 @@ class LoadTestRun:
                                "saturated": x.get("saturated", False)} for x in steps],
                     "sweep": {"rates": s.sweep, "stop_reason": stop_reason,
                               "max_unsaturated_rps": max((x["rate_rps"] for x in good), default=None)}}
-        body.pop("step", None) if s.sweep is None else None
+        if s.sweep is None:
+            body.pop("step", None)
         telemetry = self.telemetry.describe() if self.telemetry else None
         return {**head, **body, "partial": partial, "status": status, "telemetry": telemetry}
 

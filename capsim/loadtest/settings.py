@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capsim.errors import CapsimInputError
 from capsim.workload import (
@@ -177,5 +177,3 @@ def validate_settings(settings: LoadTestSettings) -> None:
     if settings.workers == 0 and settings.remote_workers == 0:
         raise CapsimInputError("need at least one worker (local or remote)", field="--workers")
 
-
-ARRIVAL_ADAPTER: TypeAdapter[ArrivalSpec] = TypeAdapter(ArrivalSpec)
