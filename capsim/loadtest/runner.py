@@ -11,6 +11,7 @@ run did not finish.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -48,6 +49,18 @@ from capsim.rng import RandomStreams
 ARRIVAL_STREAM = "loadtest/arrivals"
 HIST_INTERVAL_S = 5.0
 EXTRA_WAIT_S = 30.0  # beyond the run's own length before a step is declared hung
+
+
+def _note_machine_load(summary: dict[str, Any], load_before: float) -> None:
+    """Record this machine's load average around the step; when the generator lagged on a machine
+    with more runnable processes than CPUs, say so: the lag is then the OS's doing, not capsim's."""
+    cpus = os.cpu_count() or 1
+    load = max(load_before, os.getloadavg()[0])
+    summary["generator"]["machine"] = {"cpus": cpus, "load_average_max": round(load, 2)}
+    lagged = any(r.startswith("generator lag") for r in summary["invalid_reasons"])
+    if lagged and load > cpus:
+        summary["warnings"].append(f"load average {load:.1f} on {cpus} CPUs: other processes delayed the "
+                                   "generator's wake-ups; run it on otherwise idle cores")
 
 
 class LoadTestError(Exception):
@@ -157,6 +170,7 @@ class LoadTestRun:
             label = f"{s.users} {s.mode}-loop users"
         self.echo(f"step {step}: {label} for {s.duration_s:g} s ({s.total_workers} worker process(es))")
         interrupted = False
+        load_before = os.getloadavg()[0]
         launch.start()
         # Locust's start-up and the master's wait for workers (up to 60 s for remote ones) come first.
         startup_s = 75.0 if s.remote_workers else 15.0
@@ -173,6 +187,7 @@ class LoadTestRun:
             launch.stop()
             interrupted = True
         summary = self._summarize_step(step, step_dir, arrival, schedule, rate_rps, interrupted, launch)
+        _note_machine_load(summary, load_before)
         return StepOutcome(summary, interrupted)
 
     def _summarize_step(
