@@ -1,0 +1,62 @@
+"""A simulated 24-hour diurnal day peaking at 2,000 requests/s under a Kubernetes HPA, in
+bounded-memory mode (`--no-request-log`): wall time and peak memory.
+
+Targets (issue 3): under 60 s and under 1 GB. Run: python benchmarks/autoscale_day.py [--hours H]
+(prints figures; asserts nothing). With --hours below 24 the day is compressed into that many hours
+(same shape and peak), to measure the rate of simulation on a shorter run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+from capsim import simulate
+from capsim.scenario import validate_scenario
+
+
+def day_scenario(hours: float) -> dict:
+    duration_s = hours * 3600.0
+    return {
+        "name": "bench-diurnal-day",
+        "duration_s": duration_s,
+        "warmup_s": 0,
+        "seed": 1,
+        "workload": {"arrival": {"kind": "diurnal", "base_rps": 200, "peak_rps": 2000, "peak_time_h": 14,
+                                 "period_s": duration_s}},  # fmt: skip
+        "service": {"kind": "linear", "base_ms": 5.0, "per_item_ms": 0.6, "cv": 0.15},
+        "hardware": {"name": "A10G"},
+        "serving": {
+            "mode": "realtime",
+            "replicas": 4,
+            "batching": {"max_batch_size": 32, "max_wait_ms": 3},
+            "load_balancer": "least_outstanding",
+            "autoscaling": {"kind": "hpa", "min_replicas": 2, "max_replicas": 40, "metric": "utilization",
+                            "target": 0.6},  # fmt: skip
+        },
+        "slo": {"latency_ms": 50, "percentile": 99},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=24.0)
+    args = parser.parse_args()
+    scenario = validate_scenario(day_scenario(args.hours), "bench")
+    start = time.perf_counter()
+    result = simulate(scenario, keep_requests=False)
+    wall_s = time.perf_counter() - start
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    s = result.summary
+    arrived = s["requests"]["arrived"]
+    print(f"{args.hours:g} simulated hours, {arrived:,} requests, HPA, --no-request-log")
+    print(f"  wall time {wall_s:.1f} s (target < 60 s for 24 h)   {arrived / wall_s:,.0f} simulated req/s")
+    print(f"  peak memory (max RSS of this process) {peak_rss_mb:,.0f} MB (target < 1024 MB)")
+    print(f"  replicas mean {s['replicas']['mean']:.1f} (min {s['replicas']['min']}, max {s['replicas']['max']}), "
+          f"p99 {s['latency_ms']['p99']:.1f} ms, SLO attainment {100 * s['slo']['attainment']:.2f}%, "
+          f"cost ${s['cost']['usd']:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
