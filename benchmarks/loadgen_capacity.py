@@ -1,13 +1,15 @@
 """How fast can one load-generator process go? Prints, in one run against the same trivial loopback
 endpoint:
 
-1. capsim's open loop (one Locust worker process): the highest scheduled rate it sustains with a
-   p99 send lag under 1 ms and under 1% of sends more than 1 ms late (search: double, then bisect);
+1. capsim's open loop (one Locust worker process) at a ladder of rates: sent rate, send lag, late
+   share and worker CPU; the highest rate with a p99 send lag under 1 ms and under 1% of sends more
+   than 1 ms late is the figure; beside it, how late plain `time.sleep` wakes up on this machine
+   (the operating system's floor: no user-space generator can be more punctual than that);
 2. plain Locust, FastHttpUser, closed loop (users with no think time), one process: requests/s;
 3. wrk (if installed), one thread: requests/s.
 
 The endpoint is a minimal asyncio HTTP/1.1 server in its own process, answering `{}` to anything.
-Usage: python benchmarks/loadgen_capacity.py [--seconds 6] [--start-rate 500] [--json-out FILE]
+Usage: python benchmarks/loadgen_capacity.py [--seconds 6] [--rates 500,1000,2000] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -106,34 +108,38 @@ def open_loop_point(url: str, rate: float, seconds: float, workdir: Path) -> dic
     s = run_loadtest(settings, out, echo=lambda _t: None)
     lag = s["send_lag_ms"]
     ok = (lag["p99"] or 0.0) < LAG_P99_LIMIT_MS and lag["late_share"] < LATE_SHARE_LIMIT and s["valid"]
+    cpu = s["generator"]["cpu_percent_max"]
     return {"rate_rps": rate, "achieved_rps": s["achieved_rps"], "throughput_rps": s["throughput_rps"],
             "lag_p50_ms": lag["p50"], "lag_p99_ms": lag["p99"], "late_share": lag["late_share"],
-            "cpu_percent_max": s["generator"]["cpu_percent_max"], "sustained": ok}
+            "cpu_percent_max": cpu, "cpu_us_per_request": round(cpu / 100.0 / rate * 1e6, 1),
+            "sustained": ok}
 
 
-def open_loop_capacity(url: str, start: float, seconds: float, workdir: Path, max_runs: int) -> dict[str, Any]:
-    """Double the rate until the lag limits break, then bisect twice."""
+def open_loop_ladder(url: str, rates: list[float], seconds: float, workdir: Path) -> dict[str, Any]:
+    """One run per rate; the highest rate meeting the lag criterion is the figure."""
     points = []
-    rate, good, bad = start, None, None
-    while len(points) < max_runs:
+    for rate in rates:
         point = open_loop_point(url, rate, seconds, workdir)
         points.append(point)
         print(f"  open loop {rate:8.0f} req/s: sent {point['achieved_rps']:8.1f}/s, lag p50 {point['lag_p50_ms']} ms, "
-              f"p99 {point['lag_p99_ms']} ms, late {point['late_share']:.2%} -> "
-              f"{'ok' if point['sustained'] else 'too late'}", flush=True)
-        if point["sustained"]:
-            good = rate if good is None else max(good, rate)
-        else:
-            bad = rate if bad is None else min(bad, rate)
-        if bad is None:
-            rate *= 2
-        elif good is None:
-            rate /= 2
-        elif bad / good > 1.15:
-            rate = (good + bad) / 2
-        else:
-            break
-    return {"max_sustained_rps": good, "points": points}
+              f"p99 {point['lag_p99_ms']} ms, late {point['late_share']:.2%}, worker CPU {point['cpu_percent_max']}% "
+              f"({point['cpu_us_per_request']} µs/request) -> {'ok' if point['sustained'] else 'too late'}", flush=True)
+    good = [p["rate_rps"] for p in points if p["sustained"]]
+    return {"max_sustained_rps": max(good) if good else None, "points": points}
+
+
+def sleep_floor(samples: int = 400) -> dict[str, float]:
+    """How late plain `time.sleep` wakes up on this machine right now: the OS's own floor, which no
+    generator in user space can beat (on a busy machine the kernel runs other processes first)."""
+    late_ms = []
+    for i in range(samples):
+        want_s = 0.0003 + (i % 10) * 0.0007
+        begin = time.perf_counter()
+        time.sleep(want_s)
+        late_ms.append((time.perf_counter() - begin - want_s) * 1000.0)
+    late_ms.sort()
+    return {"p50_ms": round(late_ms[samples // 2], 3), "p99_ms": round(late_ms[int(samples * 0.99)], 3),
+            "late_share": round(sum(x > 1.0 for x in late_ms) / samples, 4)}
 
 
 # ---------------------------------------------------------------- plain Locust, closed loop
@@ -180,8 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each measurement")
-    parser.add_argument("--start-rate", type=float, default=500.0)
-    parser.add_argument("--max-runs", type=int, default=8)
+    parser.add_argument("--rates", default="500,1000,2000,3000,4000", help="open-loop rates to run, req/s")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     if args.serve:
@@ -194,7 +199,12 @@ def main() -> None:
             load_before = os.getloadavg()
             print(f"trivial endpoint {url} (pid {endpoint.pid}); {os.cpu_count()} CPUs; load average "
                   f"{load_before[0]:.2f} (other work on the machine delays the generator's wake-ups)", flush=True)
-            result = {"open_loop": open_loop_capacity(url, args.start_rate, args.seconds, workdir, args.max_runs)}
+            floor = sleep_floor()
+            print(f"  time.sleep wake-up lateness on this machine: p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, "
+                  f"{floor['late_share']:.1%} more than 1 ms late", flush=True)
+            rates = [float(r) for r in args.rates.split(",")]
+            result: dict[str, Any] = {"sleep_floor": floor,
+                                      "open_loop": open_loop_ladder(url, rates, args.seconds, workdir)}
             result["plain_locust_fasthttp_closed"] = plain_locust(url, args.seconds, 10, workdir)
             result["wrk"] = wrk(url, args.seconds)
             result["machine"] = {"cpus": os.cpu_count(), "load_average_before": load_before[0],
@@ -204,8 +214,15 @@ def main() -> None:
         endpoint.wait(timeout=10)
     cap = result["open_loop"]["max_sustained_rps"]
     print()
-    print(f"capsim open loop, 1 worker process : {cap if cap is None else round(cap)} scheduled req/s with p99 send "
-          f"lag < {LAG_P99_LIMIT_MS:g} ms and < {LATE_SHARE_LIMIT:.0%} late sends")
+    best_cpu = min((p["cpu_us_per_request"] for p in result["open_loop"]["points"] if p["cpu_us_per_request"] > 0),
+                   default=None)
+    print(f"capsim open loop, 1 worker process : {'none of the rates' if cap is None else round(cap)} "
+          f"scheduled req/s with p99 send lag < {LAG_P99_LIMIT_MS:g} ms and < {LATE_SHARE_LIMIT:.0%} late sends")
+    if best_cpu:
+        print(f"  worker CPU per request           : {best_cpu} µs (one core would schedule "
+              f"~{round(1e6 / best_cpu)} req/s)")
+    fl = result["sleep_floor"]
+    print(f"  OS floor (time.sleep)            : {fl['late_share']:.1%} of wake-ups > 1 ms late, p99 {fl['p99_ms']} ms")
     print(f"plain Locust FastHttpUser, closed  : {result['plain_locust_fasthttp_closed']['rps']} req/s "
           f"(1 process, 10 users, no think time)")
     w = result["wrk"]
