@@ -163,7 +163,7 @@ def combine_replications(summaries: list[dict[str, Any]]) -> dict[str, Any]:
                 sub_column = [s[key].get(sub) for s in summaries]
                 numbers = _numbers(sub_column)
                 if (key, sub) in _EXTREMES and numbers:
-                    block[sub] = _EXTREMES[(key, sub)](sub_column)
+                    block[sub] = _EXTREMES[(key, sub)](numbers)  # replications with no value are skipped
                 elif numbers and len(numbers) == len(sub_column) and not isinstance(sub_value, bool):
                     block[sub] = float(np.mean(numbers))
                 else:

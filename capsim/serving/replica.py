@@ -121,15 +121,11 @@ class Replica:
         config = self.config
         if config.timeout_s is not None:
             self.expire(now)
-        if config.queue_capacity is not None and len(self.queue) >= config.queue_capacity:
-            log = self._log
-            row = request_id - log.base
-            log.outcome[row] = REJECTED
-            log.end_s[row] = now
-            log.replica[row] = self.index
-            self._on_finished(1)
-            return
         queue = self.queue
+        capacity = config.queue_capacity
+        if capacity is not None and len(queue) >= capacity and not self.idle_executors:
+            self._reject(request_id, now)  # no room to wait, and no executor to start at once
+            return
         queue.append(request_id)
         self._loads[self.slot] += 1
         if self._live is not None:
@@ -137,6 +133,21 @@ class Replica:
         # While a batch is forming only a full queue can start it early: skip the call otherwise.
         if self.idle_executors and (self._forming_timer is None or len(queue) >= config.max_batch_size):
             self._dispatch(now)
+        if capacity is not None and len(queue) > capacity:
+            # The capacity counts waiting requests: the newcomer did not start and finds no room.
+            queue.pop()
+            self._loads[self.slot] -= 1
+            if self._live is not None:
+                self._live.concurrency.add(now, -1)
+            self._reject(request_id, now)
+
+    def _reject(self, request_id: int, now: float) -> None:
+        log = self._log
+        row = request_id - log.base
+        log.outcome[row] = REJECTED
+        log.end_s[row] = now
+        log.replica[row] = self.index
+        self._on_finished(1)
 
     def expire(self, now: float) -> None:
         """Remove queued requests whose deadline has passed; each is booked at its deadline."""
@@ -148,8 +159,8 @@ class Replica:
         while queue:
             row = queue[0] - log.base
             deadline = log.arrival_s[row] + timeout_s
-            if deadline > now:
-                break
+            if deadline - now > _CLOCK_SLACK_S:
+                break  # (a deadline a rounding error away counts as reached: it must expire, not start)
             queue.popleft()
             log.outcome[row] = TIMED_OUT
             log.end_s[row] = deadline

@@ -1,8 +1,6 @@
-"""Simulator bugs found by the property tests, each pinned by its smallest reproduction.
-
-Each test is a strict xfail: it fails today for the reason given, and turns into an error (XPASS)
-the moment the bug is fixed, so the marker cannot outlive the bug.
-"""
+"""Regression tests for simulator bugs the property tests found, each pinned by its smallest
+reproduction: combining replications where one has no completed request; a deadline reached within
+a rounding error while a batch forms (it must expire, never start a partial batch early)."""
 
 from __future__ import annotations
 
@@ -14,13 +12,6 @@ from capsim.metrics.request_log import COMPLETED
 from capsim.scenario import validate_scenario
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="combine_replications takes max()/min() over the raw column of per-replication extremes "
-    "(latency_ms.max, queue_wait_ms.max, batch_size.max), which holds None for a replication without "
-    "completed requests: TypeError '>' not supported between 'float' and 'NoneType'",
-)
 def test_replications_without_requests_combine() -> None:
     # On/off traffic that starts 'off' in replication 0 and 'on' in replication 1 of seed 0.
     scenario = validate_scenario(
@@ -52,14 +43,6 @@ def test_replications_without_requests_combine() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Replica._dispatch with timeout_ms < max_wait_ms: the forming timer is set for the oldest "
-    "request's deadline; when it fires the oldest times out, but if the next oldest's deadline is within "
-    "_CLOCK_SLACK_S (1e-12 s) of now, `due_s - now > _CLOCK_SLACK_S` is false and a partial batch starts "
-    "instead of that request timing out (its wait is timeout - 6e-17 s, before the window). Reaching a "
-    "deadline due_s must expire, never dispatch.",
-)
 def test_no_partial_batch_before_the_window_when_timeout_is_shorter() -> None:
     # Gamma traffic with cv 3 draws gaps as short as 1e-16 s; requests 8 and 9 arrive 6e-17 s apart.
     scenario = validate_scenario(

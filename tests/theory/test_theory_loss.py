@@ -40,12 +40,6 @@ def test_finite_queue_blocks_as_mmck(c: int, a: float, k: int) -> None:
     assert_matches(rejected_share(c, a, k, seed=3), expected, f"M/M/{c}/{c + k} blocking", max_rel_half_width=0.05)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="queue_capacity: 0 rejects every request, even one that finds an idle executor and would "
-    "never wait: Replica.enqueue checks len(queue) >= queue_capacity (0 >= 0) before dispatching. "
-    "With capacity counting waiting requests only, M/M/c/c must block with Erlang B.",
-)
 @pytest.mark.parametrize(("c", "a"), [(1, 0.5), (4, 3.0)])
 def test_no_waiting_room_is_erlang_b(c: int, a: float) -> None:
     share = rejected_share(c, a, 0, seed=4)
