@@ -5,7 +5,6 @@ a rounding error while a batch forms (it must expire, never start a partial batc
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from capsim.engine import simulate
 from capsim.metrics.request_log import COMPLETED
