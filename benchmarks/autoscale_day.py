@@ -24,7 +24,7 @@ def day_scenario(hours: float) -> dict:
         "warmup_s": 0,
         "seed": 1,
         "workload": {"arrival": {"kind": "diurnal", "base_rps": 200, "peak_rps": 2000, "peak_time_h": 14,
-                                 "period_s": duration_s}},  # fmt: skip
+                                 "period_s": duration_s}},
         "service": {"kind": "linear", "base_ms": 5.0, "per_item_ms": 0.6, "cv": 0.15},
         "hardware": {"name": "A10G"},
         "serving": {
@@ -33,7 +33,7 @@ def day_scenario(hours: float) -> dict:
             "batching": {"max_batch_size": 32, "max_wait_ms": 3},
             "load_balancer": "least_outstanding",
             "autoscaling": {"kind": "hpa", "min_replicas": 2, "max_replicas": 40, "metric": "utilization",
-                            "target": 0.6},  # fmt: skip
+                            "target": 0.6},
         },
         "slo": {"latency_ms": 50, "percentile": 99},
     }
