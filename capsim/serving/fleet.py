@@ -349,6 +349,8 @@ class RealtimeFleet:
         count = len(times)
         i = self._next
         peek = env.peek
+        pick = self.balancer.pick
+        expire_first = self.config.timeout_s is not None
         while True:
             if i >= count:
                 if not self._load_chunk():
@@ -371,7 +373,10 @@ class RealtimeFleet:
             if len(ready) == 1:
                 ready[0].enqueue(ids[i], t)
             elif ready:
-                self._route(ids[i], t)
+                if expire_first:
+                    for replica in ready:
+                        replica.expire(t)
+                ready[pick(self.loads)].enqueue(ids[i], t)  # `_route`, inlined on the hot path
             else:
                 self._hold_in_activator(ids[i], t)
             i += 1
