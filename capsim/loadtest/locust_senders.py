@@ -33,6 +33,7 @@ from capsim.loadtest.http1 import ProtocolError, ResponseParser, build_request
 from capsim.loadtest.records import NO_SERVER_TIMES, SERVER_HEADERS, RequestRecorder, ServerTimes, server_times
 
 PREOPEN_CONNECTIONS = 16
+IDLE_REUSE_S = 2.0  # idle connections older than this are not reused
 WATCHDOG_INTERVAL_S = 0.1
 
 
@@ -45,6 +46,7 @@ class _Connection:
     sock: socket.socket
     pending: tuple[float, float, float] | None = None  # intended_s, sent_s, perf_counter at send
     closed: bool = False
+    idle_since: float = 0.0  # time.monotonic() when it last became idle
 
 
 class RawSender:
@@ -78,7 +80,7 @@ class RawSender:
         sock = socket.create_connection(self.address, timeout=self.timeout_s)
         sock.settimeout(None)  # the watchdog enforces per-request deadlines; idle connections may wait
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Connection(sock)
+        conn = _Connection(sock, idle_since=time.monotonic())
         gevent.spawn(self._read, conn)
         return conn
 
@@ -95,9 +97,16 @@ class RawSender:
         while self.full():
             self.slot.clear()
             self.slot.wait()
-        if self.idle:
-            conn = self.idle.pop()
-        else:
+        conn = None
+        while self.idle:
+            candidate = self.idle.pop()
+            # A connection idle for long may be closed by the server at any moment (uvicorn's default
+            # keep-alive is 5 s): a request written into that race fails for nothing. Reconnect instead.
+            if time.monotonic() - candidate.idle_since < IDLE_REUSE_S:
+                conn = candidate
+                break
+            self._close(candidate)
+        if conn is None:
             try:
                 conn = self._connect()
             except OSError as exc:
@@ -157,6 +166,7 @@ class RawSender:
                 if response.close:
                     self._close(conn)
                     return
+                conn.idle_since = time.monotonic()
                 self.idle.append(conn)
                 self.slot.set()
 
