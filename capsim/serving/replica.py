@@ -163,7 +163,8 @@ class Replica:
                 break  # (a deadline a rounding error away counts as reached: it must expire, not start)
             queue.popleft()
             log.outcome[row] = TIMED_OUT
-            log.end_s[row] = deadline
+            # Never later than now: a deadline a rounding error ahead is booked now, when it leaves.
+            log.end_s[row] = deadline if deadline <= now else now
             log.replica[row] = self.index
             expired += 1
         if expired:
