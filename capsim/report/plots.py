@@ -20,6 +20,13 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _shade_warmup_and_grid(axes: tuple[Any, ...], warmup_s: float) -> None:
+    for ax in axes:
+        if warmup_s > 0:
+            ax.axvspan(0, warmup_s, color="grey", alpha=0.15, lw=0)
+        ax.grid(alpha=0.3)
+
+
 def latency_cdf(requests: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float) -> None:
     """Empirical CDF of end-to-end latency of completed requests, with the SLO target marked."""
     done = requests[(requests["outcome"] == "completed") & (requests["arrival_s"] >= warmup_s)]
@@ -51,10 +58,7 @@ def levels_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Pa
     bottom.set_ylabel("utilization")
     bottom.set_ylim(0, 1.05)
     bottom.set_xlabel("simulated time (s)")
-    for ax in (top, bottom):
-        if warmup_s > 0:
-            ax.axvspan(0, warmup_s, color="grey", alpha=0.15, lw=0)
-        ax.grid(alpha=0.3)
+    _shade_warmup_and_grid((top, bottom), warmup_s)
     top.set_title(f"{summary['scenario']}: queue and utilization (warm-up shaded)")
     _save(fig, path)
 
@@ -79,9 +83,6 @@ def fleet_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Pat
     bottom.set_ylabel("replicas")
     bottom.set_xlabel("simulated time (s)")
     bottom.legend(loc="upper left", fontsize=8)
-    for ax in (top, bottom):
-        if warmup_s > 0:
-            ax.axvspan(0, warmup_s, color="grey", alpha=0.15, lw=0)
-        ax.grid(alpha=0.3)
+    _shade_warmup_and_grid((top, bottom), warmup_s)
     top.set_title(f"{summary['scenario']}: traffic, latency and replicas over time")
     _save(fig, path)
