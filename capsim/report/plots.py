@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 import numpy as np
 import pandas as pd
 
@@ -35,6 +36,8 @@ def latency_cdf(requests: pd.DataFrame, summary: dict[str, Any], path: Path, war
     if latency_ms.size:
         ax.plot(latency_ms, np.arange(1, latency_ms.size + 1) / latency_ms.size, lw=1.6, label="simulated")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     slo = summary.get("slo") or {}
     if slo.get("latency_ms"):
         ax.axvline(slo["latency_ms"], color="crimson", ls="--", lw=1.2, label=f"SLO {slo['latency_ms']:g} ms")
