@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt
-from matplotlib import ticker
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 
 from capsim.atomic import atomic_write
 
