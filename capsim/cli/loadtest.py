@@ -50,7 +50,7 @@ def loadtest_command(
     master_bind_host: Annotated[str, typer.Option(help="interface the master listens on for workers")] = "127.0.0.1",
     master_port: Annotated[int | None, typer.Option(help="master port (default: a free one)")] = None,
     max_in_flight: Annotated[int, typer.Option(help="cap on concurrent requests per worker; hits are "
-                                               "reported and make the run invalid")] = 1000,
+                                               "reported and make the run invalid")] = 500,
     closed_loop: Annotated[bool, typer.Option("--closed-loop", help="classic Locust: --users users with "
                                               "--think-time-ms (no schedule)")] = False,
     users: Annotated[int, typer.Option(help="users for --closed-loop or --locustfile")] = 10,

@@ -7,8 +7,8 @@ reached the next send waits for a slot, the wait shows up as send lag, and the h
 
 Timing: the user sleeps on a timer until shortly before each send time and then yields in a loop
 until the clock reaches it; how long before is measured at start (`calibrate_spin`), since it
-depends on the event loop's timer precision (libev with epoll: about a millisecond; with io_uring,
-which capsim selects where the kernel has it: about 0.1 ms).
+depends on the event loop's timer precision (libev with epoll: about a millisecond; with select,
+which capsim selects when the connections fit: about 0.1 ms).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _spin_s = SPIN_DEFAULT_S
 def calibrate_spin(samples: int = 40) -> float:
     """Measure how late this event loop's timers fire and spin for that long before each send.
 
-    With io_uring (see process.py) timers are precise to ~0.1 ms and the spin is short, so the
+    With select (see process.py) timers are precise to ~0.1 ms and the spin is short, so the
     worker sleeps in the kernel most of the time (the OS wakes sleepers promptly, while a spinning
     process is preempted); with epoll's millisecond timeouts the spin has to cover a millisecond.
     """

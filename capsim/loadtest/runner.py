@@ -143,7 +143,7 @@ class LoadTestRun:
             locustfiles=files, host=self._host(), config_path=config_path, log_dir=self.out_dir / "logs",
             users=users, spawn_rate=max(users, 1), run_time_s=run_time_s, local_workers=s.workers,
             remote_workers=s.remote_workers, master_bind_host=s.master_bind_host, master_port=s.master_port,
-            label=f"step-{step:02d}",
+            label=f"step-{step:02d}", max_in_flight=s.max_in_flight,
         )
 
     def _host(self) -> str:

@@ -41,7 +41,7 @@ class LoadTestSettings(BaseModel):
     remote_workers: int = Field(default=0, ge=0)
     master_bind_host: str = "127.0.0.1"
     master_port: int | None = None
-    max_in_flight: int = Field(default=1000, ge=1)
+    max_in_flight: int = Field(default=500, ge=1)
     closed_loop: bool = False
     users: int = Field(default=10, ge=1)
     think_time_ms: float = Field(default=0.0, ge=0)
