@@ -255,7 +255,7 @@ def main() -> None:
     parser.add_argument("--trial-s", type=float, default=6.0, help="seconds per load point")
     parser.add_argument("--steps", type=int, default=4, help="bisection steps after the first failure")
     parser.add_argument("--quick", action="store_true", help="short trials, fewer steps (smoke run)")
-    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batching window of the max-batch-32 config")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="batching window of the max-batch-32 config")
     parser.add_argument("--torch-threads", type=int, default=0, help="per executor (0 = server default)")
     args = parser.parse_args()
     if args.quick:
