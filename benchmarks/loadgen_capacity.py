@@ -103,7 +103,7 @@ def open_loop_point(url: str, rate: float, seconds: float, workdir: Path) -> dic
     settings = LoadTestSettings(
         target=f"{url}/infer", protocol="generic", payload_path=str(body),
         arrival=build_arrival("poisson", rate, seconds), duration_s=seconds, warmup_s=1.0, window_s=1.0,
-        workers=1, max_in_flight=1000, scrape_interval_s=5.0,
+        workers=1, max_in_flight=500, scrape_interval_s=5.0,
     )
     s = run_loadtest(settings, out, echo=lambda _t: None)
     lag = s["send_lag_ms"]
@@ -121,7 +121,8 @@ def open_loop_ladder(url: str, rates: list[float], seconds: float, workdir: Path
     for rate in rates:
         point = open_loop_point(url, rate, seconds, workdir)
         points.append(point)
-        print(f"  open loop {rate:8.0f} req/s: sent {point['achieved_rps']:8.1f}/s, lag p50 {point['lag_p50_ms']} ms, "
+        print(f"  open loop {rate:6.0f} req/s: sent {point['achieved_rps']:8.1f}/s, "
+              f"lag p50 {point['lag_p50_ms']} ms, "
               f"p99 {point['lag_p99_ms']} ms, late {point['late_share']:.2%}, worker CPU {point['cpu_percent_max']}% "
               f"({point['cpu_us_per_request']} µs/request) -> {'ok' if point['sustained'] else 'too late'}", flush=True)
     good = [p["rate_rps"] for p in points if p["sustained"]]
