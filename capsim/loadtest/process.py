@@ -115,8 +115,12 @@ class LocustLaunch:
         """Graceful stop: SIGINT to the coordinator (it asks workers for their last rows), then the
         rest; anything still alive after the grace period is killed."""
         if self.procs and self.running():
+            # SIGINT first (Locust's Ctrl-C path); a master still starting up may not act on it yet,
+            # SIGTERM (Locust's own handler, same clean shutdown) follows after a few seconds.
             self._signal(self.coordinator, signal.SIGINT)
-            self.wait(STOP_GRACE_S)
+            if self.wait(STOP_GRACE_S / 3) is None:
+                self._signal(self.coordinator, signal.SIGTERM)
+                self.wait(STOP_GRACE_S * 2 / 3)
         deadline = time.monotonic() + 5.0
         for proc in self.procs[1:]:
             if proc.poll() is None:

@@ -171,11 +171,11 @@ class LoadTestRun:
         self.echo(f"step {step}: {label} for {s.duration_s:g} s ({s.total_workers} worker process(es))")
         interrupted = False
         load_before = os.getloadavg()[0]
-        launch.start()
         # Locust's start-up and the master's wait for workers (up to 60 s for remote ones) come first.
         startup_s = 75.0 if s.remote_workers else 15.0
         limit_s = startup_s + s.start_lead_s + s.duration_s + s.request_timeout_s + EXTRA_WAIT_S
         try:
+            launch.start()
             if launch.wait(limit_s) is None:
                 self.echo(f"step {step}: Locust did not finish within {limit_s:g} s; stopping it")
                 launch.stop()
