@@ -124,3 +124,25 @@ def test_parts_are_atomic_and_readable(tmp_path: Path) -> None:
     assert read_request_parts(tmp_path).num_rows == 1
     write_json_atomic(tmp_path / "a.json", {"x": 1})
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_event_loop_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from capsim.loadtest.process import gevent_backend_env
+
+    monkeypatch.delenv("GEVENT_BACKEND", raising=False)
+    assert gevent_backend_env(500) == {"GEVENT_BACKEND": "select"}
+    assert gevent_backend_env(5000) == {}  # select() cannot watch descriptors >= 1024
+    monkeypatch.setenv("GEVENT_BACKEND", "epoll")
+    assert gevent_backend_env(500) == {}
+
+
+def test_finalize_refuses_a_folder_that_is_not_an_unfinished_run(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["loadtest-finalize", str(tmp_path)]) == 2
+    assert "not an unfinished run folder" in capsys.readouterr().err
+
+
+def test_zero_workers_needs_remote_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["loadtest", "--target", "http://127.0.0.1:9", "--model", "m", "--rate", "5", "--workers", "0",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "--workers" in capsys.readouterr().err
