@@ -162,8 +162,9 @@ def combine_replications(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             for sub, sub_value in value.items():
                 sub_column = [s[key].get(sub) for s in summaries]
                 numbers = _numbers(sub_column)
-                if (key, sub) in _EXTREMES and numbers:
-                    block[sub] = _EXTREMES[(key, sub)](numbers)  # replications with no value are skipped
+                present = [v for v in sub_column if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                if (key, sub) in _EXTREMES and present:
+                    block[sub] = _EXTREMES[(key, sub)](present)  # replications with no value are skipped
                 elif numbers and len(numbers) == len(sub_column) and not isinstance(sub_value, bool):
                     block[sub] = float(np.mean(numbers))
                 else:

@@ -54,8 +54,15 @@ class ProfileService(ServiceTimeModel):
         """The interpolated quantile curve (seconds) at `batch_size`, on the profile's levels."""
         points = self.profile.points
         lo, hi, w = _weights([p.batch_size for p in points], batch_size)
-        q = (1 - w) * np.asarray(points[lo].quantiles_ms) + w * np.asarray(points[hi].quantiles_ms)
-        # Extrapolating downwards can cross zero; a batch never takes less than no time.
+        q_lo, q_hi = np.asarray(points[lo].quantiles_ms), np.asarray(points[hi].quantiles_ms)
+        q = (1 - w) * q_lo + w * q_hi
+        # Outside the measured sizes the line through the outermost two points can cross the
+        # measurements when they are noisy: a larger batch never takes less than the largest measured
+        # one, a smaller one never more than the smallest (and never less than no time).
+        if w > 1:
+            q = np.maximum(q, q_hi)
+        elif w < 0:
+            q = np.clip(q, 0.0, q_lo)
         return np.maximum(q, 0.0) * self.scale / 1000.0
 
     def mean_s(self, batch_size: int) -> float:

@@ -26,6 +26,7 @@ OVERRIDES: dict[str, list[str]] = {
     "flash-crowd-kpa": ["duration_s=1200", "warmup_s=60"],
     "flash-crowd-hpa": ["duration_s=1200", "warmup_s=60"],
     "scale-to-zero-internal": ["duration_s=14400"],
+    "measured-cnn-cpu": ["duration_s=60", "warmup_s=10"],
     "spot-heavy-fleet": ["duration_s=3600", "warmup_s=300", "workload.arrival.rate_rps=100",
                          "serving.spot.interruptions_per_hour=2"],
 }
