@@ -143,6 +143,8 @@ def summarize_step(
         "generator": {"workers": len(statuses), "cap_hits": cap_hits,
                       "in_flight_max": int(max((s.get("in_flight_max", 0) for s in statuses), default=0)),
                       "cpu_percent_max": round(cpu_max, 1),
+                      "cpu_percent_mean": max((float(s.get("cpu_percent_mean", 0.0)) for s in statuses),
+                                              default=None),
                       "cpu_warning": cpu_max > GENERATOR_CPU_WARN_PERCENT,
                       "event_loop": sorted({str(s["event_loop"]) for s in statuses if s.get("event_loop")}),
                       "sender": sorted({str(s["sender"]) for s in statuses if s.get("sender")}),

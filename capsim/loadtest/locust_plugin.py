@@ -59,6 +59,7 @@ class WorkerState:
         }
         self.last_hist_s = 0.0
         self.last_cpu = (time.process_time(), time.monotonic())
+        self.cpu_start: tuple[float, float] | None = None  # set when the schedule starts
         self.flusher: Any = None
 
 
@@ -103,10 +104,15 @@ def _send_records(environment: Any, final: bool) -> None:
     runner = environment.runner
     # This process's CPU use since the last flush (Locust's own figure updates only every 5 s).
     cpu_s, wall_s = time.process_time(), time.monotonic()
-    cpu = 100.0 * (cpu_s - WORKER.last_cpu[0]) / max(wall_s - WORKER.last_cpu[1], 1e-6)
-    WORKER.last_cpu = (cpu_s, wall_s)
-    if WORKER.config.ready():
-        WORKER.counters["cpu_percent_max"] = max(WORKER.counters["cpu_percent_max"], cpu)
+    interval_s = wall_s - WORKER.last_cpu[1]
+    cpu = 100.0 * (cpu_s - WORKER.last_cpu[0]) / max(interval_s, 1e-6)
+    if interval_s >= 0.5:  # a short last interval (final flush) says little and reads high
+        WORKER.last_cpu = (cpu_s, wall_s)
+        if WORKER.config.ready():
+            WORKER.counters["cpu_percent_max"] = max(WORKER.counters["cpu_percent_max"], cpu)
+    if WORKER.cpu_start is not None:
+        WORKER.counters["cpu_percent_mean"] = round(
+            100.0 * (cpu_s - WORKER.cpu_start[0]) / max(wall_s - WORKER.cpu_start[1], 1e-6), 1)
     hist_every_s = float(WORKER.config.value.get("hist_interval_s", 5.0)) if WORKER.config.ready() else 5.0
     if final or now - WORKER.last_hist_s >= hist_every_s:
         WORKER.last_hist_s = now
@@ -138,6 +144,12 @@ def finish(environment: Any) -> None:
     if not WORKER.final_sent:
         _send_records(environment, final=True)
     environment.runner.send_message("capsim_done", {"worker": WORKER.recorder.worker})
+
+
+def reset_cpu_meter() -> None:
+    """Start measuring this worker's CPU use now (start-up work is not the load's cost)."""
+    WORKER.last_cpu = WORKER.cpu_start = (time.process_time(), time.monotonic())
+    WORKER.counters["cpu_percent_max"] = 0.0
 
 
 def note_dispatch(cap_hit: bool, in_flight: int) -> None:

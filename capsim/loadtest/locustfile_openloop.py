@@ -84,6 +84,8 @@ class OpenLoopUser(User):
         config = plugin.wait_config()
         start_s = float(config["start_s"])
         sender = self._sender
+        wait_until(start_s)
+        plugin.reset_cpu_meter()
         for offset_s in config["schedule"]:
             if plugin.WORKER.stopping:
                 break
