@@ -20,8 +20,10 @@ def _open_area(points: np.ndarray, weights: np.ndarray, ticks: np.ndarray) -> np
     """sum over points p < t of w (t - p), for every tick t."""
     finite = np.isfinite(points)
     points, weights = points[finite], weights[finite]
-    order = np.argsort(points, kind="stable")
-    points, weights = points[order], weights[order]
+    if points.size > 1 and not bool(np.all(points[1:] >= points[:-1])):
+        # Arrival times (and, for one FIFO replica, start times) come sorted: sort only when needed.
+        order = np.argsort(points, kind="stable")
+        points, weights = points[order], weights[order]
     count = np.concatenate([[0.0], np.cumsum(weights)])
     moment = np.concatenate([[0.0], np.cumsum(weights * points)])
     k = np.searchsorted(points, ticks, side="left")

@@ -43,31 +43,24 @@ class RequestLog:
         self._allocate(capacity)
         # Batches are booked as one record each and spread onto their requests' rows in bulk,
         # keeping per-request numpy stores off the simulation's hot path.
-        self._batch_ids: list[list[int]] = []
-        self._batch_start_s: list[float] = []
-        self._batch_end_s: list[float] = []
-        self._batch_replica: list[int] = []
-
-    def record_batch(self, request_ids: list[int], start_s: float, end_s: float, replica: int) -> None:
-        """Book a batch: its requests started at `start_s` and were answered at `end_s` (NaN while
-        still in service at the end of the run)."""
-        self._batch_ids.append(request_ids)
-        self._batch_start_s.append(start_s)
-        self._batch_end_s.append(end_s)
-        self._batch_replica.append(replica)
+        self.batches: list[tuple[list[int], float, float, int]] = []
+        """Booked batches not yet spread onto rows: (request ids, start_s, end_s, replica); end_s is
+        NaN for a batch still in service at the end of the run. Replicas append to it directly."""
 
     def _apply_batches(self) -> None:
-        if not self._batch_ids:
+        batches = self.batches
+        if not batches:
             return
-        sizes = np.fromiter((len(ids) for ids in self._batch_ids), dtype=np.int64, count=len(self._batch_ids))
-        rows = np.fromiter(chain.from_iterable(self._batch_ids), dtype=np.int64, count=int(sizes.sum())) - self.base
-        end_s = np.repeat(np.asarray(self._batch_end_s), sizes)
-        self.start_s[rows] = np.repeat(np.asarray(self._batch_start_s), sizes)
+        ids, starts, ends, replicas = zip(*batches, strict=True)
+        sizes = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        rows = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(sizes.sum())) - self.base
+        end_s = np.repeat(np.asarray(ends), sizes)
+        self.start_s[rows] = np.repeat(np.asarray(starts), sizes)
         self.end_s[rows] = end_s
         self.batch_size[rows] = np.repeat(sizes, sizes)
-        self.replica[rows] = np.repeat(np.asarray(self._batch_replica), sizes)
+        self.replica[rows] = np.repeat(np.asarray(replicas), sizes)
         self.outcome[rows] = np.where(np.isfinite(end_s), COMPLETED, IN_FLIGHT)
-        self._batch_ids, self._batch_start_s, self._batch_end_s, self._batch_replica = [], [], [], []
+        self.batches = []
 
     def _allocate(self, capacity: int) -> None:
         fresh: Columns = {name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}

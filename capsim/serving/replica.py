@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import simpy
 
@@ -79,7 +80,8 @@ class Replica:
         self.in_service = 0  # requests in batches being served
         self.batches_started = 0
         self._forming_timer: simpy.Event | None = None  # pending max-wait timer of the forming batch
-        self._running: dict[int, tuple[list[int], float]] = {}  # batches in service: (request ids, start)
+        self._running: set[simpy.Event] = set()  # completion events of the batches in service
+        self._overhead_s = config.overhead_s
 
     def queued_or_in_service(self) -> int:
         """Requests queued or in service here (call `expire` first when requests can time out)."""
@@ -130,9 +132,12 @@ class Replica:
         self._loads[self.slot] += 1
         if self._live is not None:
             self._live.concurrency.add(now, 1)
-        # While a batch is forming only a full queue can start it early: skip the call otherwise.
-        if self.idle_executors and (self._forming_timer is None or len(queue) >= config.max_batch_size):
-            self._dispatch(now)
+        if self.idle_executors:
+            if len(queue) == 1 and config.max_wait_s == 0:
+                self._start_batch(1, now)  # greedy batching, alone in the queue: it goes at once
+            # While a batch is forming only a full queue can start it early: skip the call otherwise.
+            elif self._forming_timer is None or len(queue) >= config.max_batch_size:
+                self._dispatch(now)
         if capacity is not None and len(queue) > capacity:
             # The capacity counts waiting requests: the newcomer did not start and finds no room.
             queue.pop()
@@ -213,16 +218,15 @@ class Replica:
         batch = [queue.popleft()] if size == 1 else [queue.popleft() for _ in range(size)]
         if self._live is not None:
             self._live.busy.add(now, 1)
-        running = (batch, now)
-        self._running[id(running)] = running
-        env.timeout(now - env.now + self._sample_s(size), running).callbacks.append(self._on_batch_done)
+        done = env.timeout(now - env.now + self._sample_s(size), (batch, now))
+        done.callbacks.append(self._on_batch_done)
+        self._running.add(done)
 
     def _on_batch_done(self, event: simpy.Event) -> None:
-        running: tuple[list[int], float] = event.value  # type: ignore[assignment]
-        del self._running[id(running)]
-        batch, start_s = running
+        self._running.discard(event)
+        batch, start_s = cast(tuple[list[int], float], event.value)
         now = self.env.now
-        self._log.record_batch(batch, start_s, now + self.config.overhead_s, self.index)
+        self._log.batches.append((batch, start_s, now + self._overhead_s, self.index))
         size = len(batch)
         if self._live is not None:
             self._live.busy.add(now, -1)
@@ -240,6 +244,7 @@ class Replica:
 
     def book_in_service(self) -> None:
         """At the end of the run, book the start of batches still being served (they stay in flight)."""
-        for batch, start_s in self._running.values():
-            self._log.record_batch(batch, start_s, float("nan"), self.index)
+        for event in self._running:
+            batch, start_s = cast(tuple[list[int], float], event.value)
+            self._log.batches.append((batch, start_s, float("nan"), self.index))
         self._running.clear()
