@@ -92,9 +92,14 @@ class ProfileService(ServiceTimeModel):
 
     def describe(self) -> dict[str, object]:
         p = self.profile
+        path = Path(self.path)
+        try:  # shown relative to the working directory when under it: summaries stay portable
+            shown = str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            shown = str(path)
         return {
             "kind": "profile",
-            "path": self.path,
+            "path": shown,
             "model": p.model,
             "hardware": p.hardware,
             "framework": p.framework,
