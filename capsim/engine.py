@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -256,8 +257,18 @@ def simulate(
         raise ValueError("replications must be >= 1")
     seed = scenario.seed if seed is None else seed
     results = []
-    for r in range(replications):
-        rep_progress = None if progress is None else _scaled_progress(progress, r, replications)
-        results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress))
+    # A run allocates millions of short-lived, acyclic objects (events, batch lists) while holding
+    # many long-lived ones: CPython's cyclic collector would rescan the long-lived ones over and
+    # over (a 1M-request run spends a third of its time there). Reference counting frees everything
+    # the model creates, so the collector is paused for the run and restored afterwards.
+    collector_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(replications):
+            rep_progress = None if progress is None else _scaled_progress(progress, r, replications)
+            results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress))
+    finally:
+        if collector_was_on:
+            gc.enable()
     summary = combine_replications([r.summary for r in results])
     return RunResult(scenario=scenario, summary=summary, replications=results)
