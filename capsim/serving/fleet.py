@@ -351,9 +351,12 @@ class RealtimeFleet:
         peek = env.peek
         pick = self.balancer.pick
         expire_first = self.config.timeout_s is not None
+        routed = 0  # counted locally and added on the way out (nothing reads the totals meanwhile)
         while True:
             if i >= count:
                 if not self._load_chunk():
+                    self.pending += routed
+                    self.arrived += routed
                     self.arrivals_done = True
                     self._next = i
                     self._finished(0)
@@ -363,12 +366,13 @@ class RealtimeFleet:
                 continue
             t = times[i]
             if due is None and t >= peek():
+                self.pending += routed
+                self.arrived += routed
                 self._next = i
                 env.timeout(t - env.now).callbacks.append(self._on_arrival)
                 return
             due = None
-            self.pending += 1
-            self.arrived += 1
+            routed += 1
             ready = self.ready
             if len(ready) == 1:
                 ready[0].enqueue(ids[i], t)
