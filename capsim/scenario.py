@@ -186,7 +186,8 @@ def validate_scenario(data: Any, source: str) -> Scenario:
 def _with_catalogue_figures(scenario: Scenario) -> Scenario:
     hardware = scenario.hardware
     needs_price = hardware.usd_per_hour is None
-    if not needs_price and hardware.tdp_w is not None:
+    needs_transfer = getattr(scenario.service, "transfer", None) is not None
+    if not needs_price and hardware.tdp_w is not None and not needs_transfer:
         return scenario
     from capsim.hardware import load_catalogue, replica_usd_per_hour, resolve_hardware
 
@@ -194,8 +195,8 @@ def _with_catalogue_figures(scenario: Scenario) -> Scenario:
     try:
         spec = resolve_hardware(hardware.name, None, catalogue)
     except CapsimInputError:
-        if needs_price:
-            raise  # unknown name and no price given: the message suggests the nearest names
+        if needs_price or needs_transfer:
+            raise  # unknown name and nothing to go on: the message suggests the nearest names
         return scenario  # a custom name with its own price: nothing to fill in
     update: dict[str, Any] = {}
     if needs_price:
@@ -204,7 +205,20 @@ def _with_catalogue_figures(scenario: Scenario) -> Scenario:
         update["tdp_w"] = spec.tdp_w.value * hardware.gpus_per_replica
         if hardware.idle_w is None and spec.idle_power_w.value is not None:
             update["idle_w"] = spec.idle_power_w.value * hardware.gpus_per_replica
+    # A profile transfer happens in load_scenario, once relative paths are resolved.
     return scenario.model_copy(update={"hardware": hardware.model_copy(update=update)})
+
+
+def _transfer_service(scenario: Scenario) -> Scenario:
+    """Transfer a measured profile to the scenario's hardware when `service.transfer` asks for it."""
+    service = scenario.service
+    if getattr(service, "transfer", None) is None:
+        return scenario
+    from capsim.hardware import load_catalogue, resolve_hardware
+
+    catalogue = load_catalogue()
+    target = resolve_hardware(scenario.hardware.name, None, catalogue)
+    return scenario.model_copy(update={"service": service.on_hardware(target, catalogue)})  # type: ignore[union-attr]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -261,5 +275,8 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
         if not isinstance(data, dict):
             raise CapsimInputError("expected a mapping of scenario fields at the top level", source=str(path))
         data = apply_overrides(data, overrides)
-    scenario = validate_scenario(data, str(path))
-    return scenario.resolve_paths(path.parent)
+    scenario = validate_scenario(data, str(path)).resolve_paths(path.parent)
+    try:
+        return _transfer_service(scenario)
+    except CapsimInputError as exc:
+        raise CapsimInputError(exc.detail, source=exc.source or str(path), field=exc.field) from None

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
+from capsim.hardware.catalogue import Catalogue
+from capsim.hardware.spec import HardwareSpec
 from capsim.rng import buffered
 from capsim.servicetime.base import BatchSampler, ServiceTimeModel
 from capsim.servicetime.profile_format import Profile, read_profile
+from capsim.servicetime.transfer import TransferSpec, apply_transfer
 
 
 def _weights(sizes: list[int], batch_size: int) -> tuple[int, int, float]:
@@ -40,6 +43,18 @@ class ProfileService(ServiceTimeModel):
     kind: Literal["profile"] = "profile"
     path: str
     scale: float = Field(default=1.0, gt=0, description="multiply every time (what-if: a faster model)")
+    transfer: TransferSpec | None = Field(
+        default=None, description="run the measured profile on the scenario's hardware (roofline estimate)"
+    )
+    _transferred: Profile | None = PrivateAttr(default=None)
+
+    def on_hardware(self, target: HardwareSpec, catalogue: Catalogue) -> ProfileService:
+        """A copy whose profile is transferred to `target` (when `transfer` asks for it)."""
+        if self.transfer is None:
+            return self
+        copy = self.model_copy()
+        copy._transferred = apply_transfer(read_profile(Path(self.path)), self.transfer, target, catalogue)
+        return copy
 
     def resolve_paths(self, base_dir: Path) -> ProfileService:
         path = Path(self.path)
@@ -47,8 +62,8 @@ class ProfileService(ServiceTimeModel):
 
     @cached_property
     def profile(self) -> Profile:
-        """The loaded profile file."""
-        return read_profile(Path(self.path))
+        """The loaded profile file (transferred to the scenario's hardware when asked)."""
+        return self._transferred if self._transferred is not None else read_profile(Path(self.path))
 
     def quantiles_s(self, batch_size: int) -> np.ndarray:
         """The interpolated quantile curve (seconds) at `batch_size`, on the profile's levels."""
@@ -106,4 +121,5 @@ class ProfileService(ServiceTimeModel):
             "created_utc": p.created_utc,
             "source": p.source,
             "provenance": p.provenance,
+            "extrapolated": bool(p.provenance.get("extrapolated", False)),
         }
