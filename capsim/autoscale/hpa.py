@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.view import FleetView
 
 
@@ -48,7 +49,7 @@ DEFAULT_SCALE_DOWN = ScalingRules(
 HpaMetric = Literal["utilization", "concurrency", "rps", "queue_length"]
 
 
-class HpaPolicy(BaseModel):
+class HpaPolicy(PolicyBase):
     """`autoscaling: {kind: hpa, ...}`. The metric is a per-pod average: `utilization` is the busy
     fraction of a replica's executors (like CPU or GPU utilization), `concurrency` the requests in
     flight per pod, `rps` arrivals per second per pod, `queue_length` waiting requests per pod."""
@@ -66,11 +67,6 @@ class HpaPolicy(BaseModel):
     scale_up: ScalingRules = DEFAULT_SCALE_UP
     scale_down: ScalingRules = DEFAULT_SCALE_DOWN
 
-    @model_validator(mode="after")
-    def _bounds(self) -> HpaPolicy:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
-        return self
 
     @property
     def period_s(self) -> float:

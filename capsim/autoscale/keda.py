@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
+from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, HpaPolicy, HpaState, ScalingRules
 from capsim.autoscale.view import FleetView
 
 
-class KedaPolicy(BaseModel):
+class KedaPolicy(PolicyBase):
     """`autoscaling: {kind: keda, ...}`. `metric: queue_length` is the requests waiting (a queue
     trigger); `concurrency` the requests in flight."""
 
@@ -36,11 +37,6 @@ class KedaPolicy(BaseModel):
     scale_up: ScalingRules = DEFAULT_SCALE_UP
     scale_down: ScalingRules = DEFAULT_SCALE_DOWN
 
-    @model_validator(mode="after")
-    def _bounds(self) -> KedaPolicy:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
-        return self
 
     @property
     def period_s(self) -> float:

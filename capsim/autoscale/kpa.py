@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
+from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.view import FleetView
 
 
-class KpaPolicy(BaseModel):
+class KpaPolicy(PolicyBase):
     """`autoscaling: {kind: kpa, ...}` with Knative's defaults."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,11 +39,6 @@ class KpaPolicy(BaseModel):
     scale_to_zero_grace_period_s: float = Field(default=30.0, ge=0)
     scale_down_delay_s: float = Field(default=0.0, ge=0)
 
-    @model_validator(mode="after")
-    def _bounds(self) -> KpaPolicy:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
-        return self
 
     @property
     def period_s(self) -> float:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
+from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.view import FleetView
 
 
-class RayServePolicy(BaseModel):
+class RayServePolicy(PolicyBase):
     """`autoscaling: {kind: ray_serve, ...}` with Ray Serve's defaults (Ray ≥ 2.32)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -34,11 +35,6 @@ class RayServePolicy(BaseModel):
     metrics_interval_s: float = Field(default=10.0, gt=0, description="how often replicas push their metrics")
     control_loop_interval_s: float = Field(default=0.1, gt=0)
 
-    @model_validator(mode="after")
-    def _bounds(self) -> RayServePolicy:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
-        return self
 
     @property
     def period_s(self) -> float:
