@@ -78,7 +78,6 @@ class Replica:
         self.queue: deque[int] = deque()  # request ids, oldest first
         self.idle_executors = config.instances
         self.in_service = 0  # requests in batches being served
-        self.batches_started = 0
         self._forming_timer: simpy.Event | None = None  # pending max-wait timer of the forming batch
         self._running: set[simpy.Event] = set()  # completion events of the batches in service
         self._overhead_s = config.overhead_s
@@ -214,7 +213,6 @@ class Replica:
         env, queue = self.env, self.queue
         self.idle_executors -= 1
         self.in_service += size
-        self.batches_started += 1
         batch = [queue.popleft()] if size == 1 else [queue.popleft() for _ in range(size)]
         if self._live is not None:
             self._live.busy.add(now, 1)
