@@ -81,6 +81,11 @@ class Replica:
         self._forming_timer: simpy.Event | None = None  # pending max-wait timer of the forming batch
         self._running: set[simpy.Event] = set()  # completion events of the batches in service
         self._overhead_s = config.overhead_s
+        # The settings the hot path reads, as plain attributes (one lookup instead of two).
+        self._timeout_s = config.timeout_s
+        self._max_batch = config.max_batch_size
+        self._max_wait_s = config.max_wait_s
+        self._capacity = config.queue_capacity
 
     def queued_or_in_service(self) -> int:
         """Requests queued or in service here (call `expire` first when requests can time out)."""
@@ -119,11 +124,10 @@ class Replica:
         `now` may be later than the kernel clock when the fleet handles arrivals ahead of it (no
         kernel event falls in between); every time below is therefore taken from `now`.
         """
-        config = self.config
-        if config.timeout_s is not None:
+        if self._timeout_s is not None:
             self.expire(now)
         queue = self.queue
-        capacity = config.queue_capacity
+        capacity = self._capacity
         if capacity is not None and len(queue) >= capacity and not self.idle_executors:
             self._reject(request_id, now)  # no room to wait, and no executor to start at once
             return
@@ -132,10 +136,10 @@ class Replica:
         if self._live is not None:
             self._live.concurrency.add(now, 1)
         if self.idle_executors:
-            if len(queue) == 1 and config.max_wait_s == 0:
+            if len(queue) == 1 and self._max_wait_s == 0:
                 self._start_batch(1, now)  # greedy batching, alone in the queue: it goes at once
             # While a batch is forming only a full queue can start it early: skip the call otherwise.
-            elif self._forming_timer is None or len(queue) >= config.max_batch_size:
+            elif self._forming_timer is None or len(queue) >= self._max_batch:
                 self._dispatch(now)
         if capacity is not None and len(queue) > capacity:
             # The capacity counts waiting requests: the newcomer did not start and finds no room.
@@ -183,8 +187,9 @@ class Replica:
         """Start batches while an executor is free and the batching rule allows one."""
         config = self.config
         queue = self.queue
+        max_batch = self._max_batch
         while self.idle_executors and queue:
-            if len(queue) < config.max_batch_size and config.max_wait_s > 0:
+            if len(queue) < max_batch and self._max_wait_s > 0:
                 if self._forming_timer is not None:
                     return  # the forming batch waits for its timer or for more requests
                 oldest_s = self._log.arrival_s[queue[0] - self._log.base]
@@ -198,7 +203,7 @@ class Replica:
                     return
             self._forming_timer = None  # a full (or due) batch goes now; a pending timer is stale
             waiting = len(queue)
-            self._start_batch(config.max_batch_size if waiting > config.max_batch_size else waiting, now)
+            self._start_batch(max_batch if waiting > max_batch else waiting, now)
 
     def _on_max_wait(self, timer: simpy.Event) -> None:
         if timer is not self._forming_timer:
@@ -222,7 +227,8 @@ class Replica:
 
     def _on_batch_done(self, event: simpy.Event) -> None:
         self._running.discard(event)
-        batch, start_s = cast(tuple[list[int], float], event.value)
+        # (No typing.cast here: `tuple[...]` would build new alias objects on every batch.)
+        batch, start_s = event.value  # type: ignore[misc]
         now = self.env.now
         self._log.batches.append((batch, start_s, now + self._overhead_s, self.index))
         size = len(batch)
@@ -234,7 +240,7 @@ class Replica:
         self.idle_executors += 1
         self._on_finished(size)
         if self.queue:
-            if self.config.timeout_s is not None:
+            if self._timeout_s is not None:
                 self.expire(now)
             self._dispatch(now)
         elif self.draining:
