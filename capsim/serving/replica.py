@@ -192,7 +192,9 @@ class Replica:
             if len(queue) < max_batch and self._max_wait_s > 0:
                 if self._forming_timer is not None:
                     return  # the forming batch waits for its timer or for more requests
-                oldest_s = self._log.arrival_s[queue[0] - self._log.base]
+                # A Python float: a numpy scalar here would reach the kernel's clock and make every
+                # later time computation numpy arithmetic.
+                oldest_s = self._log.arrival_s[queue[0] - self._log.base].item()
                 due_s = oldest_s + config.max_wait_s
                 if config.timeout_s is not None and config.timeout_s < config.max_wait_s:
                     # The oldest times out first; then the next oldest may already be due.
