@@ -47,18 +47,25 @@ class LeastOutstanding:
 
     def __init__(self, rng: np.random.Generator) -> None:
         self._offset = 0
+        self._orders: list[list[int]] = []
 
     def pick(self, loads: Sequence[int]) -> int:
         n = len(loads)
+        if len(self._orders) != n:
+            # Each replica's rotation of the others, precomputed: this runs once per request.
+            self._orders = [[(start + step) % n for step in range(1, n)] for start in range(n)]
         start = self._offset if self._offset < n else 0  # the fleet may have shrunk
         self._offset = start + 1 if start + 1 < n else 0
-        # The first least-loaded replica in rotation order from `start`, found with C-level list
-        # operations (this runs once per request): search [start, n) first, then [0, start).
-        lowest = min(loads)
-        try:
-            return loads.index(lowest, start)
-        except ValueError:
-            return loads.index(lowest)
+        best, best_load = start, loads[start]
+        if best_load == 0:
+            return best
+        for i in self._orders[start]:
+            load = loads[i]
+            if load < best_load:
+                best, best_load = i, load
+                if load == 0:
+                    break
+        return best
 
 
 class PowerOfTwo:
