@@ -94,3 +94,26 @@ def test_balancers_spread_simultaneous_work(tmp_path: Path, balancer: str) -> No
     r = run(tmp_path, [0, 0.5, 1, 1.5], "serving.replicas=4", f"serving.load_balancer={balancer}")
     assert sorted(r["replica"].tolist()) == [0, 1, 2, 3]
     np.testing.assert_allclose(r["start_s"], r["arrival_s"])
+
+
+def test_kernel_clock_stays_a_python_float(tmp_path: Path) -> None:
+    # A numpy scalar reaching a timer would turn the SimPy clock (and every later time computation)
+    # into numpy arithmetic: correct, but several times slower.
+    import simpy
+
+    seen: set[type] = set()
+    original = simpy.Environment.step
+
+    def step(env: simpy.Environment) -> None:
+        original(env)
+        seen.add(type(env.now))
+
+    scenario = make_scenario(
+        "duration_s=2", "serving.batching.max_batch_size=8", "serving.batching.max_wait_ms=3", "serving.timeout_ms=50"
+    )
+    simpy.Environment.step = step  # type: ignore[method-assign]
+    try:
+        simulate(scenario)
+    finally:
+        simpy.Environment.step = original  # type: ignore[method-assign]
+    assert seen <= {int, float}  # (the clock starts at the integer 0)
