@@ -36,7 +36,6 @@ class AutoscaleController:
         self.schedule = schedule
         self.clock_start_h = clock_start_h
         self.samples = MetricSamples()
-        self.decisions = 0
         self._poke_pending = False
         env.process(self._sample_loop())
         env.process(self._decide_loop())
@@ -73,7 +72,6 @@ class AutoscaleController:
         if self.schedule:
             floor = schedule_floor(self.schedule, env.now, self.clock_start_h)
             desired = min(max(desired, floor), self.policy.max_replicas)
-        self.decisions += 1
         if desired != fleet.current:
             fleet.scale_to(desired)
 

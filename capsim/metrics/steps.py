@@ -13,11 +13,6 @@ class StepSeries:
         self.times_s: list[float] = [start_s]
         self.values: list[float] = [value]
 
-    @property
-    def value(self) -> float:
-        """The current value."""
-        return self.values[-1]
-
     def set(self, t_s: float, value: float) -> None:
         """The quantity takes `value` from `t_s` on (times never go backwards)."""
         if value == self.values[-1]:
