@@ -30,10 +30,9 @@ from capsim.serving.replica import Replica, ReplicaConfig
 class _Starting:
     """A replica on its way to ready; `cancelled` when a scale-down gets to it first."""
 
-    __slots__ = ("cancelled", "on_spot", "started_s")
+    __slots__ = ("cancelled", "on_spot")
 
-    def __init__(self, started_s: float) -> None:
-        self.started_s = started_s
+    def __init__(self) -> None:
         self.cancelled = False
         self.on_spot = False
 
@@ -93,6 +92,7 @@ class RealtimeFleet:
         self._coldstart_rng = streams.stream("coldstart")
         self._spot_rng = streams.stream("spot")
         self.spot: set[Replica] = set()
+        self._reclaimed_at: dict[Replica, float] = {}  # interrupted spot replicas: end of their notice
         self._spot_starting = 0
         self.spot_interruptions = 0
         for _ in range(serving.replicas):
@@ -148,11 +148,6 @@ class RealtimeFleet:
             self._flush_buffer(now)
 
     @property
-    def executors(self) -> int:
-        """Model executors of the ready replicas now."""
-        return len(self.ready) * self.config.instances
-
-    @property
     def current(self) -> int:
         """Replicas asked for and not being removed: starting + ready (Kubernetes `spec.replicas`)."""
         return len(self.ready) + len(self.starting)
@@ -177,7 +172,7 @@ class RealtimeFleet:
                 self._drain(min(self.ready, key=lambda r: r.queued_or_in_service()))
 
     def _start_replica(self, now: float) -> None:
-        pending = _Starting(now)
+        pending = _Starting()
         pending.on_spot = self._take_spot_slot()
         self.starting.append(pending)
         self.cold_starts += 1
@@ -221,6 +216,9 @@ class RealtimeFleet:
             return  # already scaled away
         now = self.env.now
         self.spot_interruptions += 1
+        assert self.serving.spot is not None
+        # The node runs (and is billed) until the provider reclaims it at the end of the notice.
+        self._reclaimed_at[replica] = now + self.serving.spot.notice_s
         self._drain(replica)
         # Its queue goes to the others (a gateway retries); its batches in service finish within the
         # notice (seconds against 30–120 s). A replacement starts at once.
@@ -236,11 +234,22 @@ class RealtimeFleet:
     def _drained(self, replica: Replica) -> None:
         now = self.env.now
         self.draining.discard(replica)
-        self.levels.billed.add(now, -1)
-        if replica in self.spot:
-            self.spot.discard(replica)
-            self.levels.billed_spot.add(now, -1)
         self.levels.serving_executors.add(now, -self.config.instances)
+        on_spot = replica in self.spot
+        self.spot.discard(replica)  # it no longer counts toward the fleet's spot share
+        reclaim_s = self._reclaimed_at.pop(replica, now)
+        if reclaim_s > now:
+            self.env.timeout(reclaim_s - now, on_spot).callbacks.append(self._on_reclaimed)
+        else:
+            self._stop_billing(on_spot, now)
+
+    def _on_reclaimed(self, event: simpy.Event) -> None:
+        self._stop_billing(bool(event.value), self.env.now)
+
+    def _stop_billing(self, on_spot: bool, now: float) -> None:
+        self.levels.billed.add(now, -1)
+        if on_spot:
+            self.levels.billed_spot.add(now, -1)
 
     # -- requests --------------------------------------------------------------------------------
 
