@@ -42,6 +42,7 @@ from capsim.loadtest.target import (
     check_reachable,
     has_batch_log,
     is_local,
+    server_config,
 )
 from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
 from capsim.rng import RandomStreams
@@ -283,7 +284,9 @@ class LoadTestRun:
         target_info = {"url": s.target, "protocol": s.protocol, "model": s.model, "local": is_local(s.target),
                        "reference_server": self.batches,
                        "request": self.request.model_dump(exclude={"body"}) if self.request else None,
-                       "request_body_bytes": len(self.request.body or "") if self.request else None}
+                       "request_body_bytes": len(self.request.body or "") if self.request else None,
+                       # The reference server's batching settings: what calibration replays the run with.
+                       "server_config": server_config(s.target) if self.batches else None}
         manifest = build_manifest(s.model_dump(mode="json"), target_info, start_s)
         write_json_atomic(self.out_dir / "manifest.json", manifest)
         self.telemetry = TelemetryCollector(s.target, self.parts_dir, s.scrape_interval_s, nvml=is_local(s.target),

@@ -125,3 +125,15 @@ def has_batch_log(target: str) -> bool:
         return response.status_code == 200 and "batches" in response.json()
     except (requests.RequestException, ValueError, TypeError):
         return False
+
+
+def server_config(target: str) -> dict[str, Any] | None:
+    """The reference server's own settings (`GET /debug/config`: batching, instances, queue limits,
+    timeouts, device, hardware), recorded in the manifest so that a run can be replayed in the
+    simulator with the server's exact settings; None when the target does not serve it."""
+    try:
+        response = requests.get(f"{base_url(target)}/debug/config", timeout=PROBE_TIMEOUT_S)
+        body = response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("config"), dict) else None
