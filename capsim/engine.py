@@ -211,7 +211,7 @@ def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) ->
     assert scenario.hardware.usd_per_hour is not None  # filled in from the catalogue at validation
     on_demand_usd = (level_means["billed_replicas"] - spot_replicas) * hours * scenario.hardware.usd_per_hour
     spot = scenario.serving.spot
-    spot_usd = spot_replicas * hours * spot.usd_per_hour if spot is not None else 0.0
+    spot_usd = spot_replicas * hours * spot.price_usd_per_hour if spot is not None else 0.0
     return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}
 
 

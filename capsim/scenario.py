@@ -7,7 +7,7 @@ default. Errors name the file, the dotted field path and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,6 +18,10 @@ from capsim.servicetime import ServiceSpec
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
 from capsim.serving.spot import SpotCapacity
 from capsim.workload import ArrivalSpec
+
+if TYPE_CHECKING:
+    from capsim.hardware.catalogue import Catalogue
+    from capsim.hardware.spec import HardwareSpec
 
 
 class _Strict(BaseModel):
@@ -40,6 +44,11 @@ class Hardware(_Strict):
     tdp_w: float | None = Field(default=None, gt=0, description="power of one replica at full load, for energy")
     idle_w: float | None = Field(default=None, ge=0, description="power of an idle replica (default 30% of TDP)")
     usd_per_kwh: float | None = Field(default=None, ge=0, description="electricity price, for the energy bill")
+    catalogue: dict[str, Any] | None = Field(
+        default=None,
+        description="catalogue fields for this hardware, inline: override figures of a catalogue entry "
+        "(fp16_tflops: 120, offers: [...]) or, with `kind: gpu|cpu`, define hardware the catalogue lacks",
+    )
 
 
 class Batching(_Strict):
@@ -165,9 +174,11 @@ def _describe_error(err: Any) -> str:
     return message
 
 
-def validate_scenario(data: Any, source: str) -> Scenario:
+def validate_scenario(data: Any, source: str, catalogue_path: str | Path | None = None) -> Scenario:
     """Validate a parsed scenario mapping; raise CapsimInputError naming the first bad field.
-    Hardware figures the file leaves out are filled in from the shipped catalogue."""
+    Hardware and spot figures the file leaves out are filled in from the hardware catalogue: the
+    shipped one, merged with `catalogue_path` (`--catalogue FILE`) and the scenario's inline
+    `hardware.catalogue` fields."""
     if not isinstance(data, dict):
         raise CapsimInputError("expected a mapping of scenario fields at the top level", source=source)
     try:
@@ -178,26 +189,70 @@ def validate_scenario(data: Any, source: str) -> Scenario:
             _describe_error(err), source=source, field=_field_path(data, err["loc"]) or None
         ) from None
     try:
-        return _with_catalogue_figures(scenario)
+        return _with_catalogue_figures(scenario, catalogue_path)
     except CapsimInputError as exc:
-        raise CapsimInputError(exc.detail, source=source, field=exc.field) from None
+        raise CapsimInputError(exc.detail, source=exc.source or source, field=exc.field) from None
 
 
-def _with_catalogue_figures(scenario: Scenario) -> Scenario:
+def scenario_catalogue(hardware: Hardware, catalogue_path: str | Path | None = None) -> Catalogue:
+    """The catalogue a scenario sees: shipped, then `catalogue_path`, then its inline `hardware.catalogue`.
+
+    Inline fields are keyed by the catalogue's own spelling of `hardware.name` (so 'A10G (AWS g5.xlarge)'
+    overrides the A10G entry); an unknown name with `kind:` becomes a new entry. Errors in inline fields
+    name them as the user wrote them: `hardware.catalogue.<field>`.
+    """
+    from capsim.hardware import load_catalogue
+
+    catalogue = load_catalogue(catalogue_path)
+    if not hardware.catalogue:
+        return catalogue
+    try:
+        key = catalogue.canonical_name(hardware.name)
+    except CapsimInputError:
+        if "kind" not in hardware.catalogue:
+            raise CapsimInputError(
+                f"'{hardware.name}' is not in the catalogue, so hardware.catalogue defines a new entry "
+                "and must say kind: gpu or cpu",
+                field="hardware.catalogue.kind",
+            ) from None
+        key = hardware.name.split("(", 1)[0].strip() or hardware.name
+    try:
+        return load_catalogue(catalogue_path, inline={key: hardware.catalogue})
+    except CapsimInputError as exc:
+        if exc.source != "inline hardware":
+            raise
+        field = exc.field or ""
+        prefix = f"hardware.{key}"
+        inline_field = "hardware.catalogue" + field[len(prefix):] if field.startswith(prefix) else field
+        raise CapsimInputError(exc.detail, field=inline_field) from None
+
+
+def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | None = None) -> Scenario:
     hardware = scenario.hardware
+    spot: SpotCapacity | None = getattr(scenario.serving, "spot", None)
     needs_price = hardware.usd_per_hour is None
     needs_transfer = getattr(scenario.service, "transfer", None) is not None
-    if not needs_price and hardware.tdp_w is not None and not needs_transfer:
+    needs_spot = spot is not None and (
+        spot.usd_per_hour is None or not spot.rate_known or "notice_s" not in spot.model_fields_set
+    )
+    wants_catalogue = hardware.catalogue is not None or catalogue_path is not None
+    if not (needs_price or hardware.tdp_w is None or needs_transfer or needs_spot or wants_catalogue):
         return scenario
-    from capsim.hardware import load_catalogue, replica_usd_per_hour, resolve_hardware
+    from capsim.hardware import replica_usd_per_hour, resolve_hardware
 
-    catalogue = load_catalogue()
+    catalogue = scenario_catalogue(hardware, catalogue_path)
     try:
         spec = resolve_hardware(hardware.name, None, catalogue)
-    except CapsimInputError:
+    except CapsimInputError as exc:
         if needs_price or needs_transfer:
             raise  # unknown name and nothing to go on: the message suggests the nearest names
-        return scenario  # a custom name with its own price: nothing to fill in
+        if spot is not None and (spot.usd_per_hour is None or not spot.rate_known):
+            raise CapsimInputError(
+                f"{exc.detail}; serving.spot takes the figures it leaves out from the catalogue, so give "
+                "serving.spot.usd_per_hour and an interruption rate, or describe it in hardware.catalogue",
+                field=exc.field,
+            ) from None
+        return scenario  # a custom name with its own figures: nothing to fill in
     update: dict[str, Any] = {}
     if needs_price:
         update["usd_per_hour"] = replica_usd_per_hour(spec, hardware.gpus_per_replica)
@@ -205,18 +260,57 @@ def _with_catalogue_figures(scenario: Scenario) -> Scenario:
         update["tdp_w"] = spec.tdp_w.value * hardware.gpus_per_replica
         if hardware.idle_w is None and spec.idle_power_w.value is not None:
             update["idle_w"] = spec.idle_power_w.value * hardware.gpus_per_replica
+    result = scenario.model_copy(update={"hardware": hardware.model_copy(update=update)})
+    if needs_spot:
+        assert spot is not None
+        filled = _spot_from_catalogue(spot, spec, catalogue, hardware.gpus_per_replica)
+        serving = scenario.serving.model_copy(update={"spot": filled})
+        result = result.model_copy(update={"serving": serving})
     # A profile transfer happens in load_scenario, once relative paths are resolved.
-    return scenario.model_copy(update={"hardware": hardware.model_copy(update=update)})
+    return result
 
 
-def _transfer_service(scenario: Scenario) -> Scenario:
+def _spot_from_catalogue(
+    spot: SpotCapacity, spec: HardwareSpec, catalogue: Catalogue, gpus_per_replica: int
+) -> SpotCapacity:
+    """`serving.spot` with the figures it leaves out taken from the catalogue entry and its provider."""
+    from capsim.hardware import replica_usd_per_hour
+    from capsim.hardware.spot import reclaimed_fraction_per_month, spot_notice_s, spot_provider
+
+    def named(exc: CapsimInputError, field: str) -> CapsimInputError:
+        return CapsimInputError(f"{exc.detail}; or set {field} in the scenario", field=field)
+
+    if spot.provider is not None and spot.provider.lower() not in catalogue.providers:
+        known = ", ".join(sorted(catalogue.providers)) or "none"
+        raise CapsimInputError(f"unknown provider '{spot.provider}' (known: {known})", field="serving.spot.provider")
+    update: dict[str, Any] = {}
+    if spot.usd_per_hour is None:
+        try:
+            update["usd_per_hour"] = replica_usd_per_hour(spec, gpus_per_replica, "spot")
+        except CapsimInputError as exc:
+            raise named(exc, "serving.spot.usd_per_hour") from None
+    if not spot.rate_known:
+        try:
+            figure = reclaimed_fraction_per_month(spec, catalogue, spot.provider)
+        except CapsimInputError as exc:
+            raise named(exc, "serving.spot.monthly_interruption_probability") from None
+        update["monthly_interruption_probability"] = figure.value
+    if "notice_s" not in spot.model_fields_set:
+        try:
+            update["notice_s"] = spot_notice_s(spot.provider or spot_provider(spec), catalogue)
+        except CapsimInputError as exc:
+            raise named(exc, "serving.spot.notice_s") from None
+    return spot.model_copy(update=update)
+
+
+def _transfer_service(scenario: Scenario, catalogue_path: str | Path | None = None) -> Scenario:
     """Transfer a measured profile to the scenario's hardware when `service.transfer` asks for it."""
     service = scenario.service
     if getattr(service, "transfer", None) is None:
         return scenario
-    from capsim.hardware import load_catalogue, resolve_hardware
+    from capsim.hardware import resolve_hardware
 
-    catalogue = load_catalogue()
+    catalogue = scenario_catalogue(scenario.hardware, catalogue_path)
     target = resolve_hardware(scenario.hardware.name, None, catalogue)
     return scenario.model_copy(update={"service": service.on_hardware(target, catalogue)})  # type: ignore[union-attr]
 
@@ -267,16 +361,19 @@ def read_yaml(path: Path) -> Any:
         raise CapsimInputError(f"invalid YAML: {exc}", source=str(path)) from None
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Read, override and validate a scenario file; relative paths in it are resolved against its folder."""
+def load_scenario(
+    path: str | Path, overrides: list[str] | None = None, catalogue_path: str | Path | None = None
+) -> Scenario:
+    """Read, override and validate a scenario file; relative paths in it are resolved against its folder.
+    `catalogue_path` (`--catalogue FILE`) extends or overrides the shipped hardware catalogue."""
     path = Path(path)
     data = read_yaml(path)
     if overrides:
         if not isinstance(data, dict):
             raise CapsimInputError("expected a mapping of scenario fields at the top level", source=str(path))
         data = apply_overrides(data, overrides)
-    scenario = validate_scenario(data, str(path)).resolve_paths(path.parent)
+    scenario = validate_scenario(data, str(path), catalogue_path).resolve_paths(path.parent)
     try:
-        return _transfer_service(scenario)
+        return _transfer_service(scenario, catalogue_path)
     except CapsimInputError as exc:
         raise CapsimInputError(exc.detail, source=exc.source or str(path), field=exc.field) from None

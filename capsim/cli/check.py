@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from capsim.cli.app import app
-from capsim.cli.options import scenario_from_cli
+from capsim.cli.options import CatalogueOption, scenario_from_cli
 from capsim.stability import estimate_capacity, stability_warnings
 
 
@@ -17,9 +17,10 @@ from capsim.stability import estimate_capacity, stability_warnings
 def check_command(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field (repeatable)")] = None,
+    catalogue: CatalogueOption = None,
 ) -> None:
     """Validate a scenario (exit 2 with the bad field named) and print a capacity estimate."""
-    loaded = scenario_from_cli(scenario, set_)
+    loaded = scenario_from_cli(scenario, set_, catalogue)
     est = estimate_capacity(loaded)
     console = Console()
     console.print(f"[green]ok[/green] {scenario}: scenario '{loaded.name}' is valid")

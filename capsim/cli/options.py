@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from capsim.errors import CapsimInputError
 from capsim.scenario import Scenario, load_scenario
 
+CatalogueOption = Annotated[
+    Path | None,
+    typer.Option("--catalogue", help="YAML file whose entries override or extend the hardware catalogue"),
+]
 
-def scenario_from_cli(path: Path, overrides: list[str] | None) -> Scenario:
-    """Load a scenario file with `--set` overrides; one-line errors name the file and field."""
-    return load_scenario(path, overrides or [])
+
+def scenario_from_cli(path: Path, overrides: list[str] | None, catalogue: Path | None = None) -> Scenario:
+    """Load a scenario file with `--set` overrides and an optional user catalogue; one-line errors
+    name the file and field."""
+    return load_scenario(path, overrides or [], catalogue)
 
 
 def require_positive(value: int | None, flag: str) -> None:

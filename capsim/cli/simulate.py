@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from capsim.cli.app import app
-from capsim.cli.options import require_positive, scenario_from_cli
+from capsim.cli.options import CatalogueOption, require_positive, scenario_from_cli
 from capsim.engine import ProgressCallback, simulate
 from capsim.errors import CapsimInputError
 from capsim.report.tables import print_summary
@@ -61,12 +61,13 @@ def simulate_command(
     no_request_log: Annotated[
         bool, typer.Option("--no-request-log", help="keep histograms, not every request (bounded memory)")
     ] = False,
+    catalogue: CatalogueOption = None,
 ) -> None:
     """Simulate a scenario and report latency, throughput, utilization, cost and SLO attainment."""
     require_positive(replications, "--replications")
     if seed is not None and seed < 0:
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
-    loaded = scenario_from_cli(scenario, set_)
+    loaded = scenario_from_cli(scenario, set_, catalogue)
     err = Console(stderr=True)
     progress_bar = _LazyProgress(err, f"simulating {loaded.name}") if err.is_terminal else None
     callback: ProgressCallback | None = progress_bar

@@ -137,8 +137,10 @@ class RealtimeFleet:
             self._spot_starting -= 1
             self.spot.add(replica)
             assert self.serving.spot is not None
-            notice_at = self._spot_rng.exponential(1.0 / self.serving.spot.rate_per_s)
-            self.env.timeout(notice_at, replica).callbacks.append(self._on_interruption_notice)
+            rate_per_s = self.serving.spot.rate_per_s
+            if rate_per_s > 0:  # a rate of 0 prices spot capacity that is never interrupted
+                notice_at = self._spot_rng.exponential(1.0 / rate_per_s)
+                self.env.timeout(notice_at, replica).callbacks.append(self._on_interruption_notice)
         self.ready.append(replica)
         self._rebuild_loads()
         now = self.env.now
