@@ -17,7 +17,7 @@ from capsim.metrics.request_log import Columns, RequestLog
 from capsim.metrics.summary import combine_replications, replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.rng import RandomStreams
-from capsim.scenario import Scenario
+from capsim.scenario import RealtimeServing, Scenario
 from capsim.serving.fleet import RealtimeFleet
 from capsim.stability import stability_warnings
 
@@ -111,6 +111,7 @@ def _run_replication(
     scenario: Scenario, seed: int, replication: int, keep_requests: bool, progress: ProgressCallback | None
 ) -> ReplicationResult:
     serving = scenario.serving
+    assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # simulate() dispatches modes
     streams = RandomStreams(seed, replication)
     slo_s = scenario.slo.latency_ms / 1000.0 if scenario.slo else None
     overhead_s = serving.overhead_ms / 1000.0
@@ -226,6 +227,7 @@ def _energy(scenario: Scenario, level_means: dict[str, float], window_s: float) 
     if hardware.tdp_w is None:
         return None
     idle_w = hardware.idle_w if hardware.idle_w is not None else _IDLE_SHARE_OF_TDP * hardware.tdp_w
+    assert isinstance(scenario.serving, RealtimeServing)
     busy_replicas = level_means["busy_executors"] / scenario.serving.instances_per_replica
     joules = (idle_w * level_means["billed_replicas"] + (hardware.tdp_w - idle_w) * busy_replicas) * window_s
     result = {"joules": joules, "kwh": joules / 3.6e6, "mean_power_w": joules / window_s}
@@ -256,6 +258,13 @@ def simulate(
     if replications < 1:
         raise ValueError("replications must be >= 1")
     seed = scenario.seed if seed is None else seed
+    if scenario.serving.mode == "batch":
+        # A batch job has no arrivals and no request log: it has its own model (capsim/serving/batchjob).
+        from capsim.serving.batchjob.run import run_batch_job
+
+        job = run_batch_job(scenario, seed, replications, progress=progress)
+        reps = [ReplicationResult(r, summary, None, series) for r, (summary, series) in enumerate(job.replications)]
+        return RunResult(scenario=scenario, summary=job.summary, replications=reps)
     results = []
     # A run allocates millions of short-lived, acyclic objects (events, batch lists) while holding
     # many long-lived ones: CPython's cyclic collector would rescan the long-lived ones over and

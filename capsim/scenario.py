@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
 from capsim.servicetime import ServiceSpec
+from capsim.serving.batchjob import BatchJobServing
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
 from capsim.serving.spot import SpotCapacity
 from capsim.workload import ArrivalSpec
@@ -106,7 +107,7 @@ class RealtimeServing(_Strict):
         return self
 
 
-ServingSpec = Annotated[RealtimeServing, Field(discriminator="mode")]
+ServingSpec = Annotated[RealtimeServing | BatchJobServing, Field(discriminator="mode")]
 
 
 class Slo(_Strict):
@@ -124,7 +125,7 @@ class Scenario(_Strict):
     duration_s: float = Field(gt=0, description="simulated time during which requests arrive")
     warmup_s: float = Field(default=0.0, ge=0, description="discarded from every statistic")
     seed: int = Field(default=0, ge=0)
-    workload: Workload
+    workload: Workload | None = Field(default=None, description="required by every mode but batch")
     service: ServiceSpec
     hardware: Hardware
     serving: ServingSpec
@@ -136,9 +137,29 @@ class Scenario(_Strict):
             raise ValueError(f"warmup_s ({self.warmup_s}) must be less than duration_s ({self.duration_s})")
         return self
 
+    @model_validator(mode="after")
+    def _workload_fits_mode(self) -> Scenario:
+        # A batch job reads a dataset (serving.dataset); every other mode is fed by arrivals.
+        if isinstance(self.serving, BatchJobServing):
+            if self.workload is not None:
+                raise ValueError("workload: a batch job reads serving.dataset, not arrivals: remove workload")
+            if self.warmup_s > 0:
+                raise ValueError("warmup_s: a batch job is measured whole, from submission: remove warmup_s")
+            deadline_s = self.serving.deadline_s
+            if deadline_s is not None and deadline_s > self.duration_s:
+                raise ValueError(
+                    f"duration_s ({self.duration_s}) is the simulated horizon and must reach "
+                    f"serving.deadline_s ({deadline_s}), or the deadline could not be judged"
+                )
+        elif self.workload is None:
+            raise ValueError(f"workload: required field is missing (serving.mode {self.serving.mode})")
+        return self
+
     def resolve_paths(self, base_dir: Path) -> Scenario:
         """A copy whose relative paths (traces, profiles) are taken relative to `base_dir`."""
-        workload = self.workload.model_copy(update={"arrival": self.workload.arrival.resolve_paths(base_dir)})
+        workload = self.workload
+        if workload is not None:
+            workload = workload.model_copy(update={"arrival": workload.arrival.resolve_paths(base_dir)})
         return self.model_copy(update={"workload": workload, "service": self.service.resolve_paths(base_dir)})
 
 
@@ -374,6 +395,11 @@ def load_scenario(
         data = apply_overrides(data, overrides)
     scenario = validate_scenario(data, str(path), catalogue_path).resolve_paths(path.parent)
     try:
-        return _transfer_service(scenario, catalogue_path)
+        scenario = _transfer_service(scenario, catalogue_path)
+        if scenario.serving.mode == "batch":
+            from capsim.serving.batchjob.checks import check_batch_job
+
+            check_batch_job(scenario)
+        return scenario
     except CapsimInputError as exc:
         raise CapsimInputError(exc.detail, source=exc.source or str(path), field=exc.field) from None

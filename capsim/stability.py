@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from capsim.scenario import Scenario
+from capsim.scenario import RealtimeServing, Scenario
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class CapacityEstimate:
 def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
     """The offered load (after cache hits) and the fleet's capacity with full batches."""
     serving = scenario.serving
+    assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # a batch job has no offered load
     arrival = scenario.workload.arrival
     miss = 1.0 - serving.cache.hit_ratio
     batch = serving.batching.max_batch_size

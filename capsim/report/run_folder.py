@@ -38,10 +38,16 @@ def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
     ts_path = out_dir / "timeseries.parquet"
     atomic_write(ts_path, lambda tmp: timeseries.to_parquet(tmp, index=False))
     written.append(ts_path)
+    if result.scenario.serving.mode == "batch":
+        from capsim.report.batchjob_plots import job_progress
+
+        progress_path = out_dir / "job_progress.png"
+        job_progress(timeseries, result.summary, progress_path)
+        return [*written, progress_path]
     levels_path = out_dir / "queue_utilization.png"
     levels_over_time(timeseries, result.summary, levels_path, warmup_s)
     written.append(levels_path)
-    if result.scenario.serving.autoscaling is not None:
+    if getattr(result.scenario.serving, "autoscaling", None) is not None:
         fleet_path = out_dir / "replicas_over_time.png"
         fleet_over_time(timeseries, result.summary, fleet_path, warmup_s)
         written.append(fleet_path)

@@ -1,0 +1,76 @@
+"""`capsim sweep SCENARIO --vary PATH=VALUES...`: simulate a grid of variants; mark the cheapest meeting the SLO."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from capsim.cli.app import app
+from capsim.cli.options import CatalogueOption, require_positive
+from capsim.errors import CapsimInputError
+from capsim.sweep import parse_axis, run_sweep
+
+
+@app.command("sweep")
+def sweep_command(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    vary: Annotated[
+        list[str],
+        typer.Option("--vary", help="a field and its values: serving.replicas=2,4,8 or serving.replicas=2..12:2 "
+                     "(repeatable; the grid is their product)"),
+    ],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field in every variant")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed for every variant (overrides the scenario's)")] = None,
+    replications: Annotated[int, typer.Option(help="replications per variant")] = 1,
+    jobs: Annotated[int | None, typer.Option(help="worker processes (default: one per CPU)")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print only JSON on stdout")] = False,
+    out: Annotated[Path | None, typer.Option(help="write sweep.csv, sweep.parquet, summaries.json, a chart")] = None,
+    catalogue: CatalogueOption = None,
+) -> None:
+    """Simulate every combination of the varied fields (same seed for all, bounded-memory mode) and
+    mark the cheapest variant that meets the scenario's SLO."""
+    require_positive(replications, "--replications")
+    require_positive(jobs, "--jobs")
+    if seed is not None and seed < 0:
+        raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
+    axes = [parse_axis(text) for text in vary]
+    err = Console(stderr=True)
+    with Progress(TextColumn("sweeping {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:  # fmt: skip
+        task = bar.add_task(scenario.name, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = run_sweep(scenario, axes, set_ or [], seed=seed, replications=replications, jobs=jobs,
+                           catalogue=catalogue, progress=progress)  # fmt: skip
+    if out is not None:
+        from capsim.report.sweep import write_sweep_folder
+
+        write_sweep_folder(result, out)
+    if json_output:
+        payload = {"best": result.best_index, "rows": result.rows}
+        sys.stdout.write(json.dumps(payload, default=float) + "\n")
+        return
+    from capsim.report.sweep import sweep_table
+
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: no reason to squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(sweep_table(result))
+    best = result.best_index
+    if best is None:
+        has_slo = any(s.get("slo") for s in result.summaries)
+        console.print("[yellow]no variant meets the SLO[/yellow]" if has_slo else
+                      "[yellow]the scenario has no slo section, so no variant is marked[/yellow]")  # fmt: skip
+    else:
+        chosen = ", ".join(f"{p}={v}" for p, v in result.variants[best].items())
+        console.print(f"cheapest meeting the SLO: [bold]{chosen}[/bold] at ${result.rows[best]['usd_per_hour']:.3f}/h")
+    if out is not None:
+        console.print(f"wrote {out}/sweep.csv, sweep.parquet, summaries.json, cost_vs_p99.png")

@@ -1,0 +1,48 @@
+"""Rules of a batch job that need more than its own section: the service model, the horizon. Run
+when a scenario is loaded (so errors name the file) and again by `simulate`."""
+
+from __future__ import annotations
+
+from capsim.errors import CapsimInputError
+from capsim.scenario import Scenario
+from capsim.serving.batchjob.schema import BatchJobServing
+
+
+def batch_serving(scenario: Scenario) -> BatchJobServing:
+    """The scenario's batch section (a programming error, not bad input, when it has another mode)."""
+    serving = scenario.serving
+    if not isinstance(serving, BatchJobServing):
+        raise TypeError(f"expected a batch scenario, got serving.mode {serving.mode}")
+    return serving
+
+
+def read_s(serving: BatchJobServing, items: int) -> float:
+    """Seconds one worker takes to read `items` items (0 when reads are not limiting)."""
+    if serving.read_mb_per_s is None or serving.dataset.item_bytes is None:
+        return 0.0
+    return items * serving.dataset.item_bytes / (serving.read_mb_per_s * 1e6)
+
+
+def one_batch_s(scenario: Scenario) -> tuple[int, float, float]:
+    """The first batch any worker can run: (items, mean service seconds, read seconds)."""
+    serving = batch_serving(scenario)
+    largest = max(serving.dataset.sizes(serving.workers))
+    items = min(serving.batch_size, largest)
+    return items, scenario.service.mean_s(items), read_s(serving, items)
+
+
+def check_batch_job(scenario: Scenario) -> None:
+    """Raise a one-line `CapsimInputError` when no number of workers could meet the deadline: it
+    is shorter than the job's start-up plus one batch (its mean service time and its read)."""
+    serving = batch_serving(scenario)
+    if serving.deadline_s is None:
+        return
+    items, service_s, reading_s = one_batch_s(scenario)
+    floor_s = serving.job_startup_s + serving.worker_startup.mean_s() + reading_s + service_s
+    if serving.deadline_s < floor_s:
+        raise CapsimInputError(
+            f"{serving.deadline_s:g} s is shorter than start-up plus one batch ({floor_s:.4g} s: job start-up "
+            f"{serving.job_startup_s:g} s, worker start-up {serving.worker_startup.mean_s():.4g} s mean, one batch of "
+            f"{items} items {service_s:.4g} s mean service + {reading_s:.4g} s read): no number of workers can meet it",
+            field="serving.deadline_s",
+        )

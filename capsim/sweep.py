@@ -1,0 +1,192 @@
+"""Sweeps: one scenario run over a grid of field values, to find the cheapest configuration that meets the SLO.
+
+A sweep varies dotted scenario paths (`--vary serving.replicas=2..8`, `--vary
+serving.batching.max_wait_ms=0,2,5`) over their cartesian product. Every variant is validated before
+any runs, so a bad value fails at once with the variant named; variants then run in parallel worker
+processes, each with the same seed, so that they differ only by what was varied (common random
+numbers: the comparison between two variants is much less noisy than their independent errors).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from capsim.errors import CapsimInputError
+from capsim.scenario import Scenario, load_scenario
+
+MAX_VARIANTS = 10_000
+"""A grid larger than this is almost certainly a typo in a range."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One varied field: its dotted path and the values it takes, in order."""
+
+    path: str
+    values: tuple[Any, ...]
+
+
+def _scalar(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        raise CapsimInputError(f"cannot parse the value '{text}'", source=source) from None
+
+
+def _range_values(text: str, source: str) -> tuple[Any, ...] | None:
+    """`a..b` or `a..b:step`, both ends included; None when `text` is not a range."""
+    body, _, step_text = text.partition(":")
+    start_text, sep, stop_text = body.partition("..")
+    if not sep:
+        return None
+    start, stop = _scalar(start_text, source), _scalar(stop_text, source)
+    step = _scalar(step_text, source) if step_text else 1
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, stop, step))
+    if not numbers or step <= 0 or stop < start:
+        raise CapsimInputError(f"expected a range START..STOP[:STEP] with STOP >= START and STEP > 0, got '{text}'",
+                               source=source)  # fmt: skip
+    count = math.floor((stop - start) / step + 1e-9) + 1
+    if count > MAX_VARIANTS:
+        raise CapsimInputError(f"the range '{text}' has {count} values (at most {MAX_VARIANTS})", source=source)
+    as_int = all(isinstance(v, int) for v in (start, stop, step))
+    return tuple(start + i * step if as_int else round(start + i * step, 12) for i in range(count))
+
+
+def parse_axis(text: str) -> Axis:
+    """`path=v1,v2,...` or `path=START..STOP[:STEP]` → Axis. Values are parsed as YAML scalars, so
+    numbers keep their type and `null` clears a field."""
+    source = f"--vary {text}"
+    path, sep, raw = text.partition("=")
+    path = path.strip()
+    if not sep or not path or not raw.strip():
+        raise CapsimInputError("expected --vary dotted.path=v1,v2,... or dotted.path=START..STOP[:STEP]",
+                               source=f"--vary {text}")  # fmt: skip
+    values = _range_values(raw.strip(), source)
+    if values is None:
+        values = tuple(_scalar(part, source) for part in raw.split(","))
+    if len(set(map(repr, values))) != len(values):
+        raise CapsimInputError("a value is listed twice", source=source)
+    return Axis(path=path, values=values)
+
+
+def grid(axes: Sequence[Axis]) -> list[dict[str, Any]]:
+    """The cartesian product of the axes, the last axis varying fastest: one {path: value} per variant."""
+    paths = [a.path for a in axes]
+    if len(set(paths)) != len(paths):
+        raise CapsimInputError("the same path is varied twice", source="--vary")
+    total = math.prod(len(a.values) for a in axes)
+    if total > MAX_VARIANTS:
+        raise CapsimInputError(f"the grid has {total} variants (at most {MAX_VARIANTS})", source="--vary")
+    return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*(a.values for a in axes))]
+
+
+def override_text(path: str, value: Any) -> str:
+    """`--set` text that sets `path` to exactly `value` (JSON is YAML, so types survive)."""
+    return f"{path}={json.dumps(value)}"
+
+
+@dataclass
+class SweepResult:
+    """Each variant's varied values, its summary, and the flat row the tables and files show."""
+
+    axes: list[Axis]
+    variants: list[dict[str, Any]]
+    summaries: list[dict[str, Any]]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best_index(self) -> int | None:
+        """The variant that meets the SLO at the lowest cost per hour (ties: lower p99); None if none does."""
+        meeting = [i for i, row in enumerate(self.rows) if row["slo_met"] is True]
+        if not meeting:
+            return None
+        return min(meeting, key=lambda i: (self.rows[i]["usd_per_hour"], self.rows[i]["p99_ms"] or math.inf))
+
+
+def summary_row(variant: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures a capacity review compares, flat, for one variant."""
+    latency = summary.get("latency_ms") or {}
+    slo = summary.get("slo") or {}
+    cost = summary.get("cost") or {}
+    replicas = summary.get("replicas") or {}
+    return {
+        **variant,
+        "throughput_rps": summary.get("throughput_rps"),
+        "p50_ms": latency.get("p50"),
+        "p99_ms": latency.get("p99"),
+        "slo_attainment": slo.get("attainment"),
+        "slo_met": slo.get("met"),
+        "utilization": summary.get("utilization"),
+        "replicas_mean": replicas.get("mean"),
+        "cold_starts": replicas.get("cold_starts"),
+        "usd_per_hour": cost.get("usd_per_hour"),
+        "usd_per_million_requests": cost.get("usd_per_million_requests"),
+    }
+
+
+def _run_variant(scenario: Scenario, seed: int | None, replications: int) -> dict[str, Any]:
+    from capsim.engine import simulate  # in the worker process
+
+    return simulate(scenario, seed=seed, replications=replications, keep_requests=False).summary
+
+
+def load_variants(
+    scenario_path: Path, overrides: Sequence[str], variants: Sequence[dict[str, Any]], catalogue: Path | None = None
+) -> list[Scenario]:
+    """Every variant's scenario, validated before anything runs; an error names the variant."""
+    scenarios = []
+    for variant in variants:
+        texts = [override_text(path, value) for path, value in variant.items()]
+        try:
+            scenarios.append(load_scenario(scenario_path, [*overrides, *texts], catalogue))
+        except CapsimInputError as exc:
+            where = ", ".join(f"{p}={v!r}" for p, v in variant.items())
+            raise CapsimInputError(f"{exc.detail} (in the variant {where})", source=exc.source,
+                                   field=exc.field) from None  # fmt: skip
+    return scenarios
+
+
+def run_sweep(
+    scenario_path: Path,
+    axes: Sequence[Axis],
+    overrides: Sequence[str] = (),
+    seed: int | None = None,
+    replications: int = 1,
+    jobs: int | None = None,
+    catalogue: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """Simulate every variant of the grid (bounded-memory mode) on up to `jobs` processes.
+
+    `progress(done, total)` is called as variants finish. Results come back in grid order whatever
+    the order of completion.
+    """
+    variants = grid(axes)
+    scenarios = load_variants(scenario_path, overrides, variants, catalogue)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(scenarios)))
+    summaries: list[dict[str, Any] | None] = [None] * len(scenarios)
+    if jobs == 1:
+        for i, scenario in enumerate(scenarios):
+            summaries[i] = _run_variant(scenario, seed, replications)
+            if progress is not None:
+                progress(i + 1, len(scenarios))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_run_variant, s, seed, replications): i for i, s in enumerate(scenarios)}
+            for done, future in enumerate(as_completed(futures), start=1):
+                summaries[futures[future]] = future.result()
+                if progress is not None:
+                    progress(done, len(scenarios))
+    finished = [s for s in summaries if s is not None]
+    rows = [summary_row(v, s) for v, s in zip(variants, finished, strict=True)]
+    return SweepResult(axes=list(axes), variants=variants, summaries=finished, rows=rows)
