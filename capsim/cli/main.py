@@ -8,13 +8,15 @@ import sys
 
 import typer
 
-from capsim.cli import check as _check  # noqa: F401  (registers the command)
+from capsim.cli import calibrate as _calibrate  # noqa: F401  (registers the command)
+from capsim.cli import check as _check  # noqa: F401
 from capsim.cli import hardware as _hardware  # noqa: F401
 from capsim.cli import loadtest as _loadtest  # noqa: F401
 from capsim.cli import profile as _profile  # noqa: F401
 from capsim.cli import serve as _serve  # noqa: F401
 from capsim.cli import simulate as _simulate  # noqa: F401
 from capsim.cli import sweep as _sweep  # noqa: F401
+from capsim.cli import validate as _validate  # noqa: F401
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
 

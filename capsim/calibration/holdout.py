@@ -1,0 +1,62 @@
+"""Held-out discipline: which load points a calibration fits on and which it is judged on.
+
+An error measured on the points a model was fitted to says how well it *fits*; capacity planning
+needs how well it *predicts*, so `capsim calibrate --holdout RULE` keeps some points out of the fit
+and reports the error on them. Rules:
+
+* `alternate` — within each server configuration, points sorted by offered load, every second one
+  (the 2nd, 4th, …) is held out: the fit sees the lightest load and interpolates between loads;
+* `highest` — the highest load of each configuration (extrapolation towards saturation);
+* a glob over point labels (`run-folder-name`, or `run-folder-name#step` for a sweep step), e.g.
+  `'cnn-b32-*'` to hold out a whole configuration, or several separated by commas.
+
+Every configuration keeps at least one point in the fit unless the rule names it explicitly by glob.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from itertools import groupby
+
+from capsim.calibration.runfolder import LoadPoint
+from capsim.errors import CapsimInputError
+
+RULES = ("alternate", "highest")
+
+
+def _config_key(point: LoadPoint) -> str:
+    return point.server.key() if point.server is not None else f"unknown:{point.run_dir.name}"
+
+
+def _by_config(points: list[LoadPoint]) -> list[list[LoadPoint]]:
+    ordered = sorted(points, key=lambda p: (_config_key(p), p.rate_rps or 0.0, p.label))
+    return [list(group) for _, group in groupby(ordered, key=_config_key)]
+
+
+def split(points: list[LoadPoint], rule: str | None) -> tuple[list[LoadPoint], list[LoadPoint]]:
+    """(fit points, held-out points) under `rule` (None: everything is fitted, nothing held out)."""
+    if rule is None:
+        return list(points), []
+    held: set[int] = set()
+    if rule == "alternate":
+        for group in _by_config(points):
+            held.update(id(p) for p in group[1::2])
+    elif rule == "highest":
+        for group in _by_config(points):
+            if len(group) > 1:
+                held.add(id(group[-1]))
+    else:
+        patterns = [p.strip() for p in rule.split(",") if p.strip()]
+        held.update(id(p) for p in points if any(fnmatch.fnmatchcase(p.label, pat) for pat in patterns))
+        if not held:
+            labels = ", ".join(p.label for p in points)
+            raise CapsimInputError(f"no load point matches {rule!r} (points: {labels}); expected alternate, "
+                                   "highest or a glob over these labels", field="--holdout")
+    fit = [p for p in points if id(p) not in held]
+    holdout = [p for p in points if id(p) in held]
+    if not fit:
+        raise CapsimInputError(f"{rule!r} holds out every load point; nothing is left to fit", field="--holdout")
+    if not holdout:
+        raise CapsimInputError(f"{rule!r} holds out nothing: every configuration has a single load point "
+                               "(give more load levels, or a glob naming the points to hold out)", field="--holdout")
+    return fit, holdout

@@ -1,0 +1,99 @@
+"""White-box calibration: the service-time profile straight from the reference server's batch log.
+
+The server logs every batch it ran (`batches.parquet`: size, start, end), so the service time of a
+batch of k is observed directly: `end_s − start_s`, the executor's busy time — exactly what the
+simulator's service-time model draws. Measured under real load, these times include whatever the
+load does to the model (contention with the HTTP loop and the load generator for the same cores),
+which an isolated `capsim profile` does not see.
+
+The fixed overhead outside the batcher (network, HTTP parsing, JSON) is what the client saw minus
+what the server accounted for: `latency_ms − X-Queue-Ms − X-Compute-Ms`, per request; its median
+becomes the replay's `overhead_ms`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from capsim.calibration.runfolder import LoadPoint
+from capsim.errors import CapsimInputError
+from capsim.servicetime import Profile
+
+MIN_BATCHES_PER_SIZE = 5  # fewer observations of a size say too little about its distribution
+
+
+@dataclass(frozen=True)
+class OverheadEstimate:
+    """The per-request time outside the server's queue and executor, from the client's view."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    requests: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        """For provenance."""
+        return {"median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "requests": self.requests}
+
+
+def batch_service_samples_ms(points: list[LoadPoint]) -> dict[int, np.ndarray]:
+    """Service times (ms) of the batches that started inside each point's measured interval, by size."""
+    by_size: dict[int, list[np.ndarray]] = {}
+    for point in points:
+        batches = point.batches
+        if batches is None:
+            raise CapsimInputError(
+                "white-box calibration needs the reference server's batch log (batches.parquet), which this run "
+                "does not have; use --method black-box for other targets", source=str(point.run_dir))
+        if "error" in batches.columns:  # a batch the model failed on says nothing about its speed
+            batches = batches[batches["error"].isna()]
+        lo, hi = point.window_s
+        start = batches["start_s"].to_numpy(dtype=float)
+        inside = (start >= lo) & (start < hi)
+        sizes = batches["size"].to_numpy(dtype=np.int64)[inside]
+        busy_ms = (batches["end_s"].to_numpy(dtype=float)[inside] - start[inside]) * 1000.0
+        for size in np.unique(sizes):
+            by_size.setdefault(int(size), []).append(busy_ms[sizes == size])
+    return {size: np.concatenate(parts) for size, parts in sorted(by_size.items())}
+
+
+def overhead_estimate(points: list[LoadPoint]) -> OverheadEstimate:
+    """Client latency minus the server's queue wait and compute time, over completed measured requests."""
+    parts = []
+    for point in points:
+        rows = point.requests
+        if not {"server_queue_ms", "server_compute_ms"} <= set(rows.columns):
+            continue
+        ok = point.measured_mask() & (rows["status"].to_numpy() // 100 == 2)
+        outside = (rows["latency_ms"] - rows["server_queue_ms"] - rows["server_compute_ms"]).to_numpy(dtype=float)[ok]
+        parts.append(outside[np.isfinite(outside)])
+    values = np.concatenate(parts) if parts else np.empty(0)
+    if values.size == 0:
+        raise CapsimInputError("no request carries the server's X-Queue-Ms / X-Compute-Ms times, so the overhead "
+                               "outside the server cannot be separated; give --overhead-ms or use --method black-box",
+                               source=str(points[0].run_dir / "requests.parquet"))
+    p10, median, p90 = np.percentile(values, [10, 50, 90])
+    # Clock resolution can make a few differences slightly negative; the overhead itself is not.
+    return OverheadEstimate(max(float(median), 0.0), float(p10), float(p90), int(values.size))
+
+
+def fit_white_box(points: list[LoadPoint], **metadata: object) -> tuple[Profile, dict[str, object]]:
+    """A profile from the batch log of `points`, and what was dropped (sizes seen too rarely)."""
+    samples = batch_service_samples_ms(points)
+    kept = {size: times for size, times in samples.items() if times.size >= MIN_BATCHES_PER_SIZE}
+    dropped = {str(size): int(times.size) for size, times in samples.items() if times.size < MIN_BATCHES_PER_SIZE}
+    if not kept:
+        seen = ", ".join(f"{s}: {t.size}" for s, t in samples.items()) or "none"
+        raise CapsimInputError(
+            f"too few batches in the measured intervals (batches per size: {seen}; need at least "
+            f"{MIN_BATCHES_PER_SIZE} of one size): run the load test longer", source=str(points[0].run_dir))
+    profile = Profile.from_samples(kept, **metadata)
+    info: dict[str, object] = {
+        "batches": int(sum(t.size for t in kept.values())),
+        "batch_sizes": sorted(kept),
+        "dropped_sizes": dropped,
+        "min_batches_per_size": MIN_BATCHES_PER_SIZE,
+    }
+    return profile, info
