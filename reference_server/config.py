@@ -12,6 +12,7 @@ from pathlib import Path
 
 MODEL_NAMES = ("mlp", "cnn", "transformer")
 DEVICES = ("cpu", "cuda", "auto")
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
@@ -28,6 +29,7 @@ class ServerConfig:
     queue_capacity: int = 1024
     timeout_ms: float = 0.0  # 0 = requests never time out in the queue
     device: str = "auto"
+    dtype: str = "float32"
     batch_log: Path | None = None
     extra_latency_ms: float = 0.0
     debug_endpoints: bool = False
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a request still queued this long after arrival gets 504 (0 = never)",
     )
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda when available")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="precision of the weights and activations")
     p.add_argument("--batch-log", type=Path, default=None, help="append one JSON line per batch here")
     p.add_argument(
         "--extra-latency-ms", type=_non_negative_float, default=0.0, help="test hook: add this much time to every batch"

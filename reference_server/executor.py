@@ -29,10 +29,15 @@ class ModelRunner:
     """Runs one model on one device; the same code path serves HTTP batches and the profiler, so
     that a profile measures what the server's executors do."""
 
-    def __init__(self, spec: ModelSpec, model: torch.nn.Module, device: torch.device) -> None:
+    def __init__(
+        self, spec: ModelSpec, model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> None:
         self.spec = spec
         self.model = model
         self.device = device
+        # Float inputs arrive as float32 and are cast to the model's precision (on the GPU, after
+        # the copy); integer inputs (token ids) are left alone.
+        self.input_dtype = dtype if spec.input_datatype == "FP32" and dtype != torch.float32 else None
         self.stream = torch.cuda.Stream(device=device) if device.type == "cuda" else None
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -42,10 +47,15 @@ class ModelRunner:
             tensor = torch.from_numpy(x)
             if self.stream is not None:
                 with torch.cuda.stream(self.stream):
-                    y = self.model(tensor.to(self.device, non_blocking=True))
+                    on_device = tensor.to(self.device, non_blocking=True)
+                    if self.input_dtype is not None:
+                        on_device = on_device.to(self.input_dtype)
+                    y = self.model(on_device)
                     # .cpu() of a pageable tensor waits for this stream's work to finish.
                     out = y.float().cpu().numpy()
             else:
+                if self.input_dtype is not None:
+                    tensor = tensor.to(self.input_dtype)
                 out = self.model(tensor).float().numpy()
         if len(inputs) == 1:
             return [out]

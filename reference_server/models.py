@@ -30,6 +30,9 @@ with warnings.catch_warnings():
 
 DEFAULT_SEED = 20261122
 
+# Weight and activation precision (`--dtype`); inputs that are floats are cast to it on the device.
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
 TRANSFORMER_VOCAB = 8192
 TRANSFORMER_SEQ_LEN = 32
 TRANSFORMER_DIM = 128
@@ -192,18 +195,25 @@ def parameter_count(model: nn.Module) -> int:
     return int(getattr(model, "parameter_count", sum(p.numel() for p in model.parameters())))
 
 
-def load_model(name: str, device: torch.device, seed: int = DEFAULT_SEED) -> nn.Module:
+def load_model(name: str, device: torch.device, seed: int = DEFAULT_SEED, dtype: str = "float32") -> nn.Module:
     """Build model `name` with weights drawn from `seed` (the same weights on every machine), in
-    eval mode on `device`. The global RNG is left as it was."""
+    eval mode on `device`, its weights cast to `dtype` (a `DTYPES` name; drawn in float32 first, so
+    every precision serves the same function). The global RNG is left as it was."""
     spec = MODELS[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = spec.build()
-    model = model.eval().to(device)
+    model = model.eval().to(device=device, dtype=DTYPES[dtype])
     count = sum(p.numel() for p in model.parameters())
-    if device.type == "cpu" and spec.onednn_on_cpu and torch.backends.mkldnn.is_available():
+    # oneDNN's prepacked layout is a float32 path; other precisions run eager.
+    onednn = device.type == "cpu" and spec.onednn_on_cpu and dtype == "float32"
+    if onednn and torch.backends.mkldnn.is_available():
         model = OneDnnModule(to_mkldnn(model)).eval()
     model.parameter_count = count  # type: ignore[assignment]
+    if device.type == "cuda":
+        # The copies and casts above were queued on the default stream, but executors run on their
+        # own streams, which do not wait for it: finish them before any executor reads a weight.
+        torch.cuda.synchronize(device)
     return model
 
 

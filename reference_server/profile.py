@@ -29,10 +29,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from reference_server.config import DEVICES, MODEL_NAMES
+from reference_server.config import DEVICES, DTYPE_NAMES, MODEL_NAMES
 from reference_server.executor import ModelRunner, torch_threads_per_instance
 from reference_server.hardware import describe
-from reference_server.models import DEFAULT_SEED, MODELS, OneDnnModule, load_model, parameter_count, resolve_device
+from reference_server.models import (
+    DEFAULT_SEED,
+    DTYPES,
+    MODELS,
+    OneDnnModule,
+    load_model,
+    parameter_count,
+    resolve_device,
+)
 
 CONVERGENCE_WINDOWS = 3
 
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reference_server.profile", description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=MODEL_NAMES, required=True)
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="precision of weights and activations")
     p.add_argument("--batch-sizes", type=parse_batch_sizes, default=parse_batch_sizes("1,2,4,8,16,32"))
     p.add_argument("-o", "--output", type=Path, required=True, help="profile file to write")
     p.add_argument("--window-s", type=float, default=1.0, help="length of one timing window")
@@ -145,8 +154,8 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
     torch.set_num_threads(threads)
     spec = MODELS[args.model]
     load_at_start = _loadavg()
-    model = load_model(args.model, device, seed=args.seed)
-    runner = ModelRunner(spec, model, device)
+    model = load_model(args.model, device, seed=args.seed, dtype=args.dtype)
+    runner = ModelRunner(spec, model, device, DTYPES[args.dtype])
     results = []
     for size in args.batch_sizes:
         result = measure_size(
@@ -173,13 +182,7 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
             "seed": args.seed,
         },
         hardware=hardware,
-        framework={
-            "name": "torch",
-            "version": torch.__version__,
-            "dtype": "float32",
-            "device": str(device),
-            "threads": threads,
-        },
+        framework=framework_record(device, args.dtype, threads),
         created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         source="capsim profile",
         provenance={**_provenance(args, results), "loadavg_start": load_at_start, "loadavg_end": _loadavg()},
@@ -187,8 +190,29 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
     profile.write(args.output)
     unconverged = [r.batch_size for r in results if not r.converged]
     note = f"; NOT converged at batch sizes {unconverged}" if unconverged else ""
-    print(f"wrote {args.output} ({spec.name} on {hardware['device_name']}, {threads} threads){note}")
+    print(f"wrote {args.output} ({spec.name} {args.dtype} on {hardware['device_name']}, {threads} threads){note}")
     return results
+
+
+def framework_record(device: torch.device, dtype: str, threads: int) -> dict[str, Any]:
+    """torch's version and the settings that change a batch's time: precision, device, threads and,
+    on CUDA, the CUDA/cuDNN versions and whether float32 matrix products may use TF32."""
+    record: dict[str, Any] = {
+        "name": "torch",
+        "version": torch.__version__,
+        "dtype": dtype,
+        "device": str(device),
+        "threads": threads,
+    }
+    if device.type == "cuda":
+        record.update(
+            cuda_version=torch.version.cuda,
+            cudnn_version=torch.backends.cudnn.version(),
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+            matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+            cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+        )
+    return record
 
 
 def _row(r: SizeResult) -> str:

@@ -14,7 +14,7 @@ from reference_server.batcher import DynamicBatcher
 from reference_server.config import ServerConfig
 from reference_server.executor import Executor, ModelRunner, StallControl, torch_threads_per_instance
 from reference_server.hardware import describe
-from reference_server.models import MODELS, load_model, resolve_device
+from reference_server.models import DTYPES, MODELS, load_model, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,13 @@ class Runtime:
         threads = torch_threads_per_instance(config.instances, config.torch_threads or None)
         # Executors share one copy of the weights: inference does not mutate the module, and on
         # the CPU a copy per instance would only compete for the same caches.
-        model = load_model(config.model, device, seed=config.seed)
+        model = load_model(config.model, device, seed=config.seed, dtype=config.dtype)
         spec = MODELS[config.model]
         stall = StallControl()
         executors = [
             Executor(
                 i,
-                ModelRunner(spec, model, device),
+                ModelRunner(spec, model, device, DTYPES[config.dtype]),
                 loop,
                 batcher.on_batch_done,
                 torch_threads=threads,
@@ -76,6 +76,7 @@ class Runtime:
         hardware = describe(device.type, threads, device.index or 0)
         hardware["torch_version"] = torch.__version__
         hardware["device"] = str(device)
+        hardware["dtype"] = config.dtype
         log.info("model %s on %s: %d executor(s) x %d torch thread(s)", config.model, device, len(executors), threads)
         return cls(config, executors, stall, hardware)
 

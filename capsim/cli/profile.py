@@ -14,7 +14,14 @@ from typing import Annotated
 import typer
 
 from capsim.cli.app import app
-from capsim.cli.serve import DEVICES, MODEL_NAMES, require_choice, require_server_dependencies, run_subprocess
+from capsim.cli.serve import (
+    DEVICES,
+    DTYPE_NAMES,
+    MODEL_NAMES,
+    require_choice,
+    require_server_dependencies,
+    run_subprocess,
+)
 from capsim.errors import CapsimInputError
 
 
@@ -34,6 +41,7 @@ def profile_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="profile file to write (JSON)")],
     model: Annotated[str, typer.Option(help="bundled model: mlp, cnn or transformer")] = "mlp",
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 (weights and activations)")] = "float32",
     batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,2,4,8,16,32",
     window_s: Annotated[float, typer.Option(help="length of one timing window (s)")] = 1.0,
     warmup_s: Annotated[float, typer.Option(help="warm-up per batch size (s)")] = 1.0,
@@ -44,6 +52,7 @@ def profile_command(
     """Measure a bundled model's batch latency and write a profile for `service: {kind: profile}`."""
     require_choice(model, MODEL_NAMES, "--model")
     require_choice(device, DEVICES, "--device")
+    require_choice(dtype, DTYPE_NAMES, "--dtype")
     sizes = parse_batch_sizes(batch_sizes)
     if not window_s > 0:
         raise CapsimInputError("must be > 0", field="--window-s")
@@ -60,7 +69,7 @@ def profile_command(
     require_server_dependencies()
     argv = [
         sys.executable, "-m", "reference_server.profile",
-        "--model", model, "--device", device, "--batch-sizes", ",".join(map(str, sizes)),
+        "--model", model, "--device", device, "--dtype", dtype, "--batch-sizes", ",".join(map(str, sizes)),
         "--output", str(output), "--window-s", repr(window_s), "--warmup-s", repr(warmup_s),
         "--tolerance", repr(tolerance), "--max-windows", str(max_windows), "--torch-threads", str(torch_threads),
     ]  # fmt: skip

@@ -21,6 +21,7 @@ from capsim.errors import CapsimInputError
 
 MODEL_NAMES = ("mlp", "cnn", "transformer")
 DEVICES = ("cpu", "cuda", "auto")
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
 def require_choice(value: str, choices: tuple[str, ...], flag: str) -> str:
@@ -71,6 +72,7 @@ def serve_command(
     queue_capacity: Annotated[int, typer.Option(help="requests allowed to wait; more get 429")] = 1024,
     timeout_ms: Annotated[float, typer.Option(help="queued longer than this -> 504 (0 = never)")] = 0.0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 (weights and activations)")] = "float32",
     batch_log: Annotated[Path | None, typer.Option(help="append one JSON line per batch to this file")] = None,
     extra_latency_ms: Annotated[float, typer.Option(help="test hook: add this to every batch")] = 0.0,
     debug_endpoints: Annotated[bool, typer.Option(help="test hook: enable POST /debug/stall")] = False,
@@ -81,6 +83,7 @@ def serve_command(
     """Serve a bundled model (KServe v2 HTTP, dynamic batching, Prometheus /metrics)."""
     require_choice(model, MODEL_NAMES, "--model")
     require_choice(device, DEVICES, "--device")
+    require_choice(dtype, DTYPE_NAMES, "--dtype")
     checks = {
         "--port": 0 <= port <= 65535,
         "--max-batch-size": max_batch_size >= 1,
@@ -101,7 +104,7 @@ def serve_command(
         "--model", model, "--host", host, "--port", str(port),
         "--max-batch-size", str(max_batch_size), "--max-wait-ms", repr(max_wait_ms),
         "--instances", str(instances), "--queue-capacity", str(queue_capacity),
-        "--timeout-ms", repr(timeout_ms), "--device", device,
+        "--timeout-ms", repr(timeout_ms), "--device", device, "--dtype", dtype,
         "--extra-latency-ms", repr(extra_latency_ms), "--torch-threads", str(torch_threads),
         "--max-body-bytes", str(max_body_bytes),
     ]  # fmt: skip
