@@ -45,8 +45,18 @@ class NvmlSampler:
             ("gpu_power_watts", lambda: nv.nvmlDeviceGetPowerUsage(handle) / 1000.0),
             ("gpu_energy_joules", lambda: nv.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0),
             ("gpu_sm_clock_mhz", lambda: float(nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM))),
-            ("gpu_temperature_c", lambda: float(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))),
+            ("gpu_temperature_c", lambda: self._temperature_c(handle)),
         ]
+
+    def _temperature_c(self, handle: Any) -> float:
+        nv = self._nvml
+        # nvmlDeviceGetTemperature is deprecated (to go in CUDA 14); the V variant first, as the server does.
+        if hasattr(nv, "nvmlDeviceGetTemperatureV"):
+            try:
+                return float(nv.nvmlDeviceGetTemperatureV(handle, nv.NVML_TEMPERATURE_GPU))
+            except nv.NVMLError:
+                pass
+        return float(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))
 
     def sample(self) -> list[tuple[float, str, str, str, float]]:
         """Rows `(time_s, "nvml", metric, "gpu=i", value)`; an unsupported metric is left out."""
