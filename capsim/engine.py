@@ -18,7 +18,9 @@ from capsim.metrics.summary import combine_replications, replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing, Scenario
+from capsim.serving.asyncqueue.run import run_async
 from capsim.serving.fleet import RealtimeFleet
+from capsim.serving.streaming.run import run_streaming
 from capsim.stability import stability_warnings
 
 if TYPE_CHECKING:
@@ -110,6 +112,8 @@ def _progress_clock(
 def _run_replication(
     scenario: Scenario, seed: int, replication: int, keep_requests: bool, progress: ProgressCallback | None
 ) -> ReplicationResult:
+    if scenario.serving.mode in ("streaming", "async"):
+        return _run_pull_replication(scenario, seed, replication, keep_requests, progress)
     serving = scenario.serving
     assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # simulate() dispatches modes
     streams = RandomStreams(seed, replication)
@@ -205,13 +209,28 @@ def _run_replication(
     return ReplicationResult(replication, summary, requests, timeseries, changes)
 
 
+def _run_pull_replication(
+    scenario: Scenario, seed: int, replication: int, keep_requests: bool, progress: ProgressCallback | None
+) -> ReplicationResult:
+    """A streaming or async replication: its own model, the same result shape."""
+    duration_s = scenario.duration_s
+
+    def on_env(env: simpy.Environment) -> None:
+        if progress is not None:
+            env.process(_progress_clock(env, duration_s, progress))
+
+    run = run_streaming if scenario.serving.mode == "streaming" else run_async
+    out = run(scenario, seed, replication, _sample_times(scenario), keep_requests, on_env)
+    return ReplicationResult(replication, out.summary, out.requests, out.timeseries, out.replica_changes)
+
+
 def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float]:
     """Billed replica-hours in the window at on-demand and spot prices (provisioning is billed too)."""
     hours = window_s / 3600.0
     spot_replicas = level_means["billed_spot_replicas"]
     assert scenario.hardware.usd_per_hour is not None  # filled in from the catalogue at validation
     on_demand_usd = (level_means["billed_replicas"] - spot_replicas) * hours * scenario.hardware.usd_per_hour
-    spot = scenario.serving.spot
+    spot = getattr(scenario.serving, "spot", None)  # only real-time replicas run on spot here
     spot_usd = spot_replicas * hours * spot.price_usd_per_hour if spot is not None else 0.0
     return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}
 

@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
 from capsim.servicetime import ServiceSpec
+from capsim.serving.asyncqueue import AsyncServing
 from capsim.serving.batchjob import BatchJobServing
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
 from capsim.serving.spot import SpotCapacity
+from capsim.serving.streaming import StreamingServing
 from capsim.workload import ArrivalSpec
 
 if TYPE_CHECKING:
@@ -107,7 +109,9 @@ class RealtimeServing(_Strict):
         return self
 
 
-ServingSpec = Annotated[RealtimeServing | BatchJobServing, Field(discriminator="mode")]
+ServingSpec = Annotated[
+    RealtimeServing | BatchJobServing | StreamingServing | AsyncServing, Field(discriminator="mode")
+]
 
 
 class Slo(_Strict):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from capsim.scenario import RealtimeServing, Scenario
+from capsim.serving.asyncqueue import AsyncServing
+from capsim.serving.streaming import StreamingServing
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,12 @@ class CapacityEstimate:
 def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
     """The offered load (after cache hits) and the fleet's capacity with full batches."""
     serving = scenario.serving
+    if isinstance(serving, (StreamingServing, AsyncServing)) and scenario.workload is not None:
+        # Consumers / workers with full polls or batches; no cache in front of them.
+        rates = scenario.workload.arrival
+        return CapacityEstimate(offered_rps=rates.mean_rate_rps(scenario.duration_s),
+                                peak_offered_rps=rates.peak_rate_rps(scenario.duration_s),
+                                capacity_rps=serving.capacity_rps(scenario.service))  # fmt: skip
     assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # a batch job has no offered load
     arrival = scenario.workload.arrival
     miss = 1.0 - serving.cache.hit_ratio
@@ -40,6 +48,14 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
 
 def stability_warnings(scenario: Scenario) -> list[str]:
     """Human-readable warnings when the offered load reaches the capacity, on average or at peak."""
+    if scenario.serving.mode == "streaming":
+        from capsim.serving.streaming.run import stream_warnings
+
+        return stream_warnings(scenario)
+    if scenario.serving.mode == "async":
+        from capsim.serving.asyncqueue.run import async_warnings
+
+        return async_warnings(scenario)
     est = estimate_capacity(scenario)
     warnings = []
     if est.utilization >= 1.0:

@@ -47,6 +47,12 @@ def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
     levels_path = out_dir / "queue_utilization.png"
     levels_over_time(timeseries, result.summary, levels_path, warmup_s)
     written.append(levels_path)
+    if result.scenario.serving.mode in ("streaming", "async"):
+        from capsim.report.backlog_plots import backlog_over_time
+
+        name = "lag_over_time.png" if result.scenario.serving.mode == "streaming" else "queue_depth.png"
+        backlog_over_time(timeseries, result.summary, out_dir / name, warmup_s)
+        written.append(out_dir / name)
     if getattr(result.scenario.serving, "autoscaling", None) is not None:
         fleet_path = out_dir / "replicas_over_time.png"
         fleet_over_time(timeseries, result.summary, fleet_path, warmup_s)

@@ -53,6 +53,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("cost (USD/hour)", _fmt(summary["cost"]["usd_per_hour"])),
         ("cost (USD per 1M requests)", _fmt(summary["cost"]["usd_per_million_requests"])),
     ]  # fmt: skip
+    rows += _pull_mode_rows(summary)
     slo = summary.get("slo") or {}
     if slo.get("latency_ms") is not None:
         target = f"p{_fmt(slo['percentile'])} ≤ {_fmt(slo['latency_ms'])} ms"
@@ -62,6 +63,28 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _pull_mode_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The streaming and async modes' own figures (latency above is event → scored, or submit → seen)."""
+    rows: list[tuple[str, str]] = []
+    lag = summary.get("lag")
+    if isinstance(lag, dict):
+        rows.append(("consumer lag mean / p99 / max (records)",
+                     f"{_fmt(lag['mean'])} / {_fmt(lag['p99'])} / {_fmt(lag['max'])}"))
+        rows.append(("rebalances / partition-seconds paused",
+                     f"{_fmt(summary['replicas'].get('rebalances'))} / {_fmt(summary.get('partition_pause_s'))}"))
+    depth = summary.get("queue_depth")
+    if isinstance(depth, dict):
+        rows.append(("queue depth mean / p99 / max (jobs)",
+                     f"{_fmt(depth['mean'])} / {_fmt(depth['p99'])} / {_fmt(depth['max'])}"))
+    for key, label in (("result_ms", "result stored"), ("poll_delay_ms", "polling delay")):
+        block = summary.get(key)
+        if isinstance(block, dict):
+            rows.append((f"{label} mean / p99 (ms)", f"{_fmt(block['mean'])} / {_fmt(block['p99'])}"))
+    if summary.get("polls_per_job") is not None:
+        rows.append(("client polls per job", _fmt(summary["polls_per_job"])))
+    return rows  # fmt: skip
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:

@@ -1,0 +1,140 @@
+"""One replication of an async-queue scenario: submissions, the queue, the workers, KEDA on the
+queue, and the summary (latency = submit → result seen by the polling client)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from capsim.autoscale.keda import KedaPolicy
+from capsim.autoscale.view import FleetView, MetricSamples
+from capsim.metrics.request_log import RequestLog
+from capsim.metrics.tally import ExactValues, HistogramValues, ValueDistribution
+from capsim.rng import RandomStreams
+from capsim.scenario import Scenario
+from capsim.serving.asyncqueue.spec import AsyncServing
+from capsim.serving.asyncqueue.workers import AsyncQueue
+from capsim.serving.pull_run import ItemFold, ModeRun, pull_summary
+
+QUEUE_SAMPLE_S = 1.0  # the queue depth is read once a second: for the autoscaler and the depth percentiles
+_MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
+
+
+def _depth_sampler(
+    env: simpy.Environment, queue: AsyncQueue, samples: list[tuple[float, int]]
+) -> Generator[simpy.Event, Any, None]:
+    while True:
+        samples.append((env.now, queue.waiting(env.now)))
+        yield env.timeout(QUEUE_SAMPLE_S)
+
+
+def _autoscaler(env: simpy.Environment, queue: AsyncQueue, policy: KedaPolicy) -> Generator[simpy.Event, Any, None]:
+    """KEDA on the queue (the generic policy of capsim/autoscale/keda.py), asked at the HPA's period."""
+    state = policy.make_state()
+    samples = MetricSamples()
+    next_decision_s = policy.period_s
+    while True:
+        now = env.now
+        # The policy reads one metric; the other fleet metrics do not exist in this mode.
+        concurrency = queue.in_flight_area(now) if policy.metric == "concurrency" else float("nan")
+        samples.record(now, concurrency=concurrency, busy=float("nan"),
+                       queue=float(queue.waiting(now)), arrivals=float(queue.appended))  # fmt: skip
+        if now + 1e-9 >= next_decision_s:
+            next_decision_s += policy.period_s
+            view = FleetView(
+                now_s=now, current=queue.desired, ready=len(queue.workers), not_ready=len(queue.starter.pending),
+                executors_per_replica=1, samples=samples,
+            )  # fmt: skip
+            desired = state.decide(view)
+            if desired != queue.desired:
+                queue.scale_to(desired)
+        yield env.timeout(QUEUE_SAMPLE_S)
+
+
+def run_async(
+    scenario: Scenario,
+    seed: int,
+    replication: int,
+    ticks: np.ndarray,
+    keep_requests: bool,
+    on_env: Callable[[simpy.Environment], None] | None = None,
+) -> ModeRun:
+    """Simulate one replication; `ticks` are the sample times of the time series."""
+    serving = scenario.serving
+    assert isinstance(serving, AsyncServing) and scenario.workload is not None
+    streams = RandomStreams(seed, replication)
+    fold = ItemFold(scenario, ticks, exact=keep_requests)
+    log = RequestLog(flush=None if keep_requests else fold)
+    env = simpy.Environment()
+    make: Callable[[], ValueDistribution] = ExactValues if keep_requests else HistogramValues
+    result_ms, poll_delay_ms = make(), make()
+
+    # Worker i draws from the same stream as real-time replica i (common random numbers across modes).
+    def make_sampler(index: int) -> Any:
+        return scenario.service.sampler(streams.stream(f"service/replica-{index}"))
+
+    queue = AsyncQueue(env, serving, make_sampler, streams.stream("coldstart"), log, scenario.warmup_s,
+                       result_ms, poll_delay_ms)  # fmt: skip
+    env.process(queue.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)))
+    depth_samples: list[tuple[float, int]] = []
+    env.process(_depth_sampler(env, queue, depth_samples))
+    if serving.autoscaling is not None:
+        env.process(_autoscaler(env, queue, serving.autoscaling))
+    if on_env is not None:
+        on_env(env)
+    env.run(until=scenario.duration_s)
+    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
+    env.run(until=env.any_of([queue.drained, env.timeout(drain_limit_s - env.now)]))
+    for worker in queue.busy_workers():
+        rows = worker.batch_ids - log.base
+        log.start_s[rows] = worker.batch_start_s
+        log.batch_size[rows] = worker.batch_ids.size
+        log.replica[rows] = worker.index
+    if keep_requests:
+        fold(log.view())
+    else:
+        log.flush_all()
+
+    window = [depth for t, depth in depth_samples if scenario.warmup_s <= t <= scenario.duration_s]
+    measured = fold.tally.completed
+    depth_block = {
+        "mean": None,  # the exact time average, filled in below
+        "p50": float(np.percentile(window, 50)) if window else None,
+        "p99": float(np.percentile(window, 99)) if window else None,
+        "max": int(max(window)) if window else None,
+        "sample_interval_s": QUEUE_SAMPLE_S,
+    }
+    summary, timeseries, changes = pull_summary(
+        scenario, seed, fold, queue.levels,
+        members={"cold_starts": queue.starter.cold_starts},
+        extra={"queue_depth": depth_block,
+               "result_ms": result_ms.summary(),
+               "poll_delay_ms": poll_delay_ms.summary(),
+               "polls_per_job": queue.polls / measured if measured else None},
+        extra_areas={},
+        warnings=async_warnings(scenario),
+    )  # fmt: skip
+    summary["queue_depth"]["mean"] = summary["levels"]["queue_length_mean"]
+    requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
+    return ModeRun(summary, requests, timeseries, changes)
+
+
+def async_warnings(scenario: Scenario) -> list[str]:
+    """A warning when the offered rate reaches the workers' best-case capacity (on average or at peak)."""
+    serving = scenario.serving
+    assert isinstance(serving, AsyncServing) and scenario.workload is not None
+    arrival = scenario.workload.arrival
+    capacity = serving.capacity_rps(scenario.service)
+    offered = arrival.mean_rate_rps(scenario.duration_s)
+    peak = arrival.peak_rate_rps(scenario.duration_s)
+    if offered >= capacity:
+        return [
+            f"unstable: offered {offered:.4g} jobs/s >= capacity {capacity:.4g} jobs/s of {serving.max_workers()} "
+            "workers with full batches; the queue grows for as long as the run lasts"
+        ]
+    if peak > capacity:
+        return [f"peak rate {peak:.4g} jobs/s exceeds capacity {capacity:.4g} jobs/s: the queue builds up at peak"]
+    return []

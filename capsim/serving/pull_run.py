@@ -1,0 +1,166 @@
+"""What the pull-based modes (streaming, async) share after the simulation: folding per-item rows
+into statistics, and the summary and time series in the same shape as the real-time mode's.
+
+Per-item rows use the request log's columns: `arrival_s` (event time / submit), `start_s` (handed to
+a consumer or worker in a batch), `end_s` (scored, or seen by the polling client), `replica` (the
+consumer or worker), `batch_size`, `outcome`. The level "waiting" is the number of items arrived and
+not yet taken into a batch: its time integral is the total waiting time, summed exactly from the rows
+([arrival, start) per item) without any bookkeeping during the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from capsim.metrics.intervals import interval_area
+from capsim.metrics.request_log import COMPLETED, Columns
+from capsim.metrics.summary import replication_summary
+from capsim.metrics.tally import RequestTally
+from capsim.scenario import Scenario
+from capsim.serving.pool import PoolLevels
+
+# Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the same
+# assumption as the real-time mode's energy account (capsim/engine.py).
+_IDLE_SHARE_OF_TDP = 0.15
+
+
+class ModeRun(NamedTuple):
+    """One replication of a pull-based mode: what engine.ReplicationResult holds."""
+
+    summary: dict[str, Any]
+    requests: Columns | None
+    timeseries: dict[str, np.ndarray]
+    replica_changes: dict[str, list[tuple[float, float]]]
+
+
+class ItemFold:
+    """Folds blocks of finished (or, at the end, unfinished) rows into the tally and the waiting area."""
+
+    def __init__(self, scenario: Scenario, ticks: np.ndarray, exact: bool) -> None:
+        slo_s = scenario.slo.latency_ms / 1000.0 if scenario.slo else None
+        self.ticks = ticks
+        self.tally = RequestTally(scenario.warmup_s, slo_s, exact=exact)
+        self.waiting_area = np.zeros(ticks.size)
+        self.arrived = np.zeros(ticks.size)
+        self.completed = np.zeros(ticks.size)
+        self.latency_sum_s = np.zeros(ticks.size)
+
+    def __call__(self, cols: Columns) -> None:
+        self.tally.add(cols, 0.0)
+        arrival, start, end = cols["arrival_s"], cols["start_s"], cols["end_s"]
+        done = cols["outcome"] == COMPLETED
+        bins = np.minimum(np.searchsorted(self.ticks, arrival, side="right"), self.ticks.size - 1)
+        self.arrived += np.bincount(bins, minlength=self.ticks.size)
+        self.completed += np.bincount(bins[done], minlength=self.ticks.size)
+        self.latency_sum_s += np.bincount(bins[done], weights=(end - arrival)[done], minlength=self.ticks.size)
+        taken = np.where(np.isfinite(start), start, np.inf)
+        self.waiting_area += interval_area(arrival, taken, np.ones(arrival.size), self.ticks)
+
+
+def _per_interval(area: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    widths = np.diff(np.concatenate([[0.0], ticks]))
+    return np.diff(np.concatenate([[0.0], area])) / widths
+
+
+def pull_summary(
+    scenario: Scenario,
+    seed: int,
+    fold: ItemFold,
+    levels: PoolLevels,
+    *,
+    members: dict[str, Any],
+    extra: dict[str, Any],
+    extra_areas: dict[str, np.ndarray],
+    warnings: list[str],
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, list[tuple[float, float]]]]:
+    """The summary, time series and member-count changes of one replication.
+
+    `members` adds mode-specific counts to the `replicas` block (cold starts, rebalances ...);
+    `extra` adds the mode's own top-level keys; `extra_areas` are further time integrals at the
+    ticks (e.g. consumer lag) that become time-series columns and window means in `levels`.
+    """
+    ticks = fold.ticks
+    window_s = scenario.duration_s - scenario.warmup_s
+    warm = int(np.searchsorted(ticks, scenario.warmup_s))
+
+    def window_mean(area: np.ndarray) -> float:
+        return float((area[-1] - (area[warm] if scenario.warmup_s > 0 else 0.0)) / window_s)
+
+    step_areas = {
+        "replicas": levels.ready.area_at(ticks),
+        "replicas_starting": levels.starting.area_at(ticks),
+        "replicas_desired": levels.desired.area_at(ticks),
+        "billed_replicas": levels.billed.area_at(ticks),
+        "busy_executors": levels.busy.area_at(ticks),
+        "in_service": levels.in_service.area_at(ticks),
+    }
+    areas = {"queue_length": fold.waiting_area, **step_areas, **extra_areas}
+    means = {name: window_mean(area) for name, area in areas.items()}
+    means["utilization"] = means["busy_executors"] / means["replicas"] if means["replicas"] > 0 else 0.0
+    low, high = levels.ready.extremes_between(scenario.warmup_s, scenario.duration_s)
+    replicas = {"mean": means["replicas"], "min": int(low), "max": int(high),
+                "billed_mean": means["billed_replicas"], **members}  # fmt: skip
+    assert scenario.hardware.usd_per_hour is not None  # filled in from the catalogue at validation
+    usd = means["billed_replicas"] * window_s / 3600.0 * scenario.hardware.usd_per_hour
+    summary = replication_summary(
+        name=scenario.name,
+        seed=seed,
+        duration_s=scenario.duration_s,
+        window_s=window_s,
+        tally=fold.tally,
+        levels=means,
+        replicas=replicas,
+        cost_usd={"usd": usd, "on_demand_usd": usd, "spot_usd": 0.0},
+        energy=_energy(scenario, means, window_s),
+        slo=(scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None,
+        extra={"mode": scenario.serving.mode, "service": scenario.service.describe(), "warnings": warnings, **extra},
+    )
+    for name in extra_areas:
+        summary["levels"][f"{name}_mean"] = means[name]
+    timeseries: dict[str, np.ndarray] = {"time_s": ticks}
+    for name, area in areas.items():
+        timeseries[name] = _per_interval(area, ticks)
+    widths = np.diff(np.concatenate([[0.0], ticks]))
+    timeseries["serving_executors"] = timeseries["replicas"]
+    timeseries["arrival_rps"] = fold.arrived / widths
+    with np.errstate(invalid="ignore", divide="ignore"):
+        timeseries["latency_mean_ms"] = np.where(
+            fold.completed > 0, fold.latency_sum_s / np.maximum(fold.completed, 1) * 1000.0, np.nan
+        )
+        timeseries["utilization"] = np.where(
+            timeseries["replicas"] > 0, timeseries["busy_executors"] / np.maximum(timeseries["replicas"], 1e-300), 0.0
+        )
+    changes = {
+        name: list(zip(series.times_s, series.values, strict=True))
+        for name, series in (("desired", levels.desired), ("starting", levels.starting), ("ready", levels.ready),
+                             ("billed", levels.billed))
+    }  # fmt: skip
+    return summary, timeseries, changes
+
+
+def _energy(scenario: Scenario, means: dict[str, float], window_s: float) -> dict[str, float] | None:
+    """Power = idle + (TDP − idle) × busy share, over billed members (one executor each)."""
+    hardware = scenario.hardware
+    if hardware.tdp_w is None:
+        return None
+    idle_w = hardware.idle_w if hardware.idle_w is not None else _IDLE_SHARE_OF_TDP * hardware.tdp_w
+    joules = (idle_w * means["billed_replicas"] + (hardware.tdp_w - idle_w) * means["busy_executors"]) * window_s
+    result = {"joules": joules, "kwh": joules / 3.6e6, "mean_power_w": joules / window_s}
+    if hardware.usd_per_kwh is not None:
+        result["usd"] = result["kwh"] * hardware.usd_per_kwh
+    return result
+
+
+def distribution_ms(values_s: list[float] | np.ndarray, exact: bool) -> dict[str, float]:
+    """Mean, percentiles and max in milliseconds of a list of durations in seconds."""
+    from capsim.metrics.tally import ExactValues, HistogramValues
+
+    dist = ExactValues() if exact else HistogramValues()
+    arr = np.asarray(values_s, dtype=float)
+    if arr.size:
+        dist.add(arr * 1000.0)
+    summary = dist.summary()
+    return {k: (v if math.isfinite(v) else math.nan) for k, v in summary.items()}

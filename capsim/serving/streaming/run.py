@@ -1,0 +1,159 @@
+"""One replication of a streaming scenario: the topic fed by the arrival process, the consumer group,
+KEDA's lag autoscaler, and the summary (latency = event time → scored)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from capsim.autoscale.view import FleetView, MetricSamples
+from capsim.metrics.request_log import RequestLog
+from capsim.rng import RandomStreams
+from capsim.scenario import Scenario
+from capsim.serving.pull_run import ItemFold, ModeRun, pull_summary
+from capsim.serving.streaming.group import ConsumerGroup
+from capsim.serving.streaming.spec import KafkaLagScaling, StreamingServing
+
+LAG_SAMPLE_S = 1.0  # lag is read once a second: for the autoscaler and for the lag percentiles
+_MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
+
+
+def _lag_sampler(
+    env: simpy.Environment, group: ConsumerGroup, samples: list[tuple[float, int]]
+) -> Generator[simpy.Event, Any, None]:
+    while True:
+        samples.append((env.now, group.lag(env.now)))
+        yield env.timeout(LAG_SAMPLE_S)
+
+
+def _tick_lag(
+    env: simpy.Environment, group: ConsumerGroup, ticks: np.ndarray, out: np.ndarray
+) -> Generator[simpy.Event, Any, None]:
+    """The lag at each sample tick, read from the committed offsets (a point value)."""
+    for i, tick in enumerate(ticks):
+        yield env.timeout(float(tick) - env.now)
+        out[i] = group.lag(env.now)
+
+
+def _autoscaler(
+    env: simpy.Environment, group: ConsumerGroup, scaling: KafkaLagScaling
+) -> Generator[simpy.Event, Any, None]:
+    """KEDA's Kafka scaler over the generic KEDA policy: lag capped at partitions × lagThreshold."""
+    policy = scaling.keda_policy()
+    state = policy.make_state()
+    samples = MetricSamples()
+    cap = group.serving.partitions * scaling.lag_threshold
+    next_decision_s = policy.period_s
+    nan = float("nan")
+    while True:
+        # Only the lag is a Kafka scaler input; the other fleet metrics are not sampled here.
+        samples.record(env.now, concurrency=nan, busy=nan, queue=float(min(group.lag(env.now), cap)),
+                       arrivals=float(group.arrived))  # fmt: skip
+        if env.now + 1e-9 >= next_decision_s:
+            next_decision_s += policy.period_s
+            view = FleetView(
+                now_s=env.now, current=group.desired, ready=len(group.members), not_ready=len(group.starter.pending),
+                executors_per_replica=1, samples=samples,
+            )  # fmt: skip
+            desired = min(state.decide(view), group.serving.partitions)
+            if desired != group.desired:
+                group.scale_to(desired)
+        yield env.timeout(LAG_SAMPLE_S)
+
+
+def run_streaming(
+    scenario: Scenario,
+    seed: int,
+    replication: int,
+    ticks: np.ndarray,
+    keep_requests: bool,
+    on_env: Callable[[simpy.Environment], None] | None = None,
+) -> ModeRun:
+    """Simulate one replication; `ticks` are the sample times of the time series."""
+    serving = scenario.serving
+    assert isinstance(serving, StreamingServing) and scenario.workload is not None
+    streams = RandomStreams(seed, replication)
+    fold = ItemFold(scenario, ticks, exact=keep_requests)
+    log = RequestLog(flush=None if keep_requests else fold)
+    env = simpy.Environment()
+
+    # Consumer i draws from the same stream as real-time replica i: a streaming and a real-time
+    # scenario run with one seed see the same service times (common random numbers).
+    def make_sampler(index: int) -> Any:
+        return scenario.service.sampler(streams.stream(f"service/replica-{index}"))
+
+    group = ConsumerGroup(env, serving, make_sampler, streams.stream("partitioner"), streams.stream("coldstart"), log)
+    env.process(group.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)))
+    lag_samples: list[tuple[float, int]] = []
+    env.process(_lag_sampler(env, group, lag_samples))
+    tick_lag = np.full(ticks.size, np.nan)
+    env.process(_tick_lag(env, group, ticks, tick_lag))
+    if serving.autoscaling is not None:
+        env.process(_autoscaler(env, group, serving.autoscaling))
+    if on_env is not None:
+        on_env(env)
+    env.run(until=scenario.duration_s)
+    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
+    env.run(until=env.any_of([group.drained, env.timeout(drain_limit_s - env.now)]))
+    end_s = env.now
+    for member in group.in_service_batches():
+        rows = member.batch_ids - log.base
+        log.start_s[rows] = member.batch_start_s
+        log.batch_size[rows] = member.batch_ids.size
+        log.replica[rows] = member.index
+    if keep_requests:
+        fold(log.view())
+    else:
+        log.flush_all()
+
+    lag_area = fold.waiting_area + group.levels.in_service.area_at(ticks)
+    window = [lag for t, lag in lag_samples if scenario.warmup_s <= t <= scenario.duration_s]
+    lag_block = {
+        "mean": None,  # filled from the exact time integral below
+        "p50": float(np.percentile(window, 50)) if window else None,
+        "p99": float(np.percentile(window, 99)) if window else None,
+        "max": int(max(window)) if window else None,
+        "at_end": int(group.lag(scenario.duration_s)) if end_s >= scenario.duration_s else None,
+        "sample_interval_s": LAG_SAMPLE_S,
+    }
+    summary, timeseries, changes = pull_summary(
+        scenario, seed, fold, group.levels,
+        members={"cold_starts": group.starter.cold_starts, "rebalances": group.rebalances,
+                 "partitions": serving.partitions},
+        extra={"lag": lag_block,
+               "partition_pause_s": group.unowned_partition_s(end_s),
+               "records_scored": group.records_scored},
+        extra_areas={"lag": lag_area},
+        warnings=stream_warnings(scenario),
+    )  # fmt: skip
+    summary["lag"]["mean"] = summary["levels"]["lag_mean"]
+    timeseries["lag_at_tick"] = tick_lag
+    requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
+    return ModeRun(summary, requests, timeseries, changes)
+
+
+def stream_warnings(scenario: Scenario) -> list[str]:
+    """Warnings a planner needs before reading the figures: capacity below the offered rate, idle consumers."""
+    serving = scenario.serving
+    assert isinstance(serving, StreamingServing) and scenario.workload is not None
+    arrival = scenario.workload.arrival
+    capacity = serving.capacity_rps(scenario.service)
+    offered = arrival.mean_rate_rps(scenario.duration_s)
+    peak = arrival.peak_rate_rps(scenario.duration_s)
+    warnings = []
+    if offered >= capacity:
+        warnings.append(
+            f"unstable: offered {offered:.4g} events/s >= capacity {capacity:.4g} events/s of "
+            f"{serving.max_parallelism()} consumers with full polls; lag grows for as long as the run lasts"
+        )
+    elif peak > capacity:
+        warnings.append(f"peak rate {peak:.4g} events/s exceeds capacity {capacity:.4g} events/s: lag builds at peak")
+    if serving.autoscaling is None and serving.consumers > serving.partitions:
+        warnings.append(
+            f"{serving.consumers - serving.partitions} of {serving.consumers} consumers are idle: "
+            f"a group uses at most one consumer per partition ({serving.partitions})"
+        )
+    return warnings
