@@ -21,9 +21,18 @@ def check_command(
 ) -> None:
     """Validate a scenario (exit 2 with the bad field named) and print a capacity estimate."""
     loaded = scenario_from_cli(scenario, set_, catalogue)
-    est = estimate_capacity(loaded)
     console = Console()
     console.print(f"[green]ok[/green] {scenario}: scenario '{loaded.name}' is valid")
+    if loaded.serving.mode == "batch":  # a job has no offered load: its estimate is a makespan floor
+        from capsim.serving.batchjob.checks import makespan_floor_s
+
+        deadline_s = loaded.serving.deadline_s
+        console.print(
+            f"makespan lower bound {makespan_floor_s(loaded):,.0f} s (mean times, perfect balance, no interruptions)"
+            + (f"; deadline {deadline_s:,.0f} s" if deadline_s is not None else "")
+        )
+        return
+    est = estimate_capacity(loaded)
     console.print(
         f"offered load {est.offered_rps:.4g} rps (peak {est.peak_offered_rps:.4g}), capacity with full batches "
         f"{est.capacity_rps:.4g} rps, utilization ≈ {est.utilization:.3f}"

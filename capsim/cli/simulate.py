@@ -62,12 +62,24 @@ def simulate_command(
         bool, typer.Option("--no-request-log", help="keep histograms, not every request (bounded memory)")
     ] = False,
     catalogue: CatalogueOption = None,
+    solve: Annotated[
+        str | None,
+        typer.Option(
+            help="batch jobs: find the fewest workers (workers) or the cheapest candidate (hardware) "
+            "that meets serving.deadline_s, by simulation"
+        ),
+    ] = None,
 ) -> None:
     """Simulate a scenario and report latency, throughput, utilization, cost and SLO attainment."""
     require_positive(replications, "--replications")
     if seed is not None and seed < 0:
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
     loaded = scenario_from_cli(scenario, set_, catalogue)
+    if solve is not None:
+        from capsim.cli.solve import solve_command
+
+        solve_command(loaded, solve, seed, replications, json_output, out)
+        return
     err = Console(stderr=True)
     progress_bar = _LazyProgress(err, f"simulating {loaded.name}") if err.is_terminal else None
     callback: ProgressCallback | None = progress_bar
@@ -85,6 +97,10 @@ def simulate_command(
             err.print(f"wrote {len(written)} files to {out}")
     if json_output:
         sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
+    elif loaded.serving.mode == "batch":
+        from capsim.report.batchjob_table import print_batch_summary
+
+        print_batch_summary(result.summary, Console())
     else:
         print_summary(result.summary, Console())
     if json_output:

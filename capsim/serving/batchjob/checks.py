@@ -46,3 +46,27 @@ def check_batch_job(scenario: Scenario) -> None:
             f"{items} items {service_s:.4g} s mean service + {reading_s:.4g} s read): no number of workers can meet it",
             field="serving.deadline_s",
         )
+
+
+def partition_s(scenario: Scenario, items: int) -> float:
+    """Mean time one worker takes to score a partition of `items` items from its start: the first
+    read, then each batch's compute overlapped with the next read (prefetch) or after it."""
+    serving = batch_serving(scenario)
+    sizes = [serving.batch_size] * (items // serving.batch_size) + (
+        [items % serving.batch_size] if items % serving.batch_size else []
+    )
+    compute = [scenario.service.mean_s(n) for n in sizes]
+    reads = [read_s(serving, n) for n in sizes]
+    if not serving.prefetch:
+        return sum(compute) + sum(reads)
+    return reads[0] + sum(max(c, r) for c, r in zip(compute[:-1], reads[1:], strict=True)) + compute[-1]
+
+
+def makespan_floor_s(scenario: Scenario) -> float:
+    """A lower bound on the makespan from mean times, without interruptions, checkpoint writes or
+    start-up variation: start-up, then the larger of the longest partition and a perfect share of
+    all partitions' time. Exact for deterministic service when partitions divide evenly."""
+    serving = batch_serving(scenario)
+    times = [partition_s(scenario, n) for n in serving.dataset.sizes(serving.workers)]
+    startup_s = serving.job_startup_s + serving.worker_startup.mean_s()
+    return startup_s + max(max(times), sum(times) / serving.workers)

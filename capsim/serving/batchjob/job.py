@@ -85,7 +85,7 @@ class BatchJob:
         self.done = env.event()
         self._startup_rng = streams.stream("batch/startup")
         self._spot_rng = streams.stream("batch/spot")
-        self._active = 0  # workers launched and not yet left
+        self._changed = env.event()
 
     # -- launching and leaving ----------------------------------------------------------------
 
@@ -103,7 +103,6 @@ class BatchJob:
     def _launch(self, on_spot: bool) -> None:
         worker = Worker(wid=len(self.record.workers), on_spot=on_spot, launched_s=self.env.now)
         self.record.workers.append(worker)
-        self._active += 1
         worker.process = self.env.process(self._work(worker))
         spot = self.serving.spot
         if on_spot and spot is not None and spot.rate_per_s > 0:
@@ -112,7 +111,8 @@ class BatchJob:
 
     def _leave(self, worker: Worker) -> None:
         worker.left_s = self.env.now
-        self._active -= 1
+        if worker.noticed:
+            self._signal()
 
     def _wait(self, worker: Worker, phase: str, duration_s: float) -> Generator[simpy.Event, Any, None]:
         """Spend `duration_s` in `phase`, booking the time even when a reclaim cuts it short."""
@@ -156,14 +156,28 @@ class BatchJob:
                                                                    startup.model_load_s))  # fmt: skip
             yield from self._wait(worker, "startup", startup_s)
             sampler = self.service.sampler(self.streams.stream(f"batch/service/worker-{worker.wid}"))
-            while self.queue and not worker.noticed and not self.done.triggered:
-                partition = self.queue.popleft()
-                worker.partition = partition
-                yield from self._score(worker, partition, sampler)
-                worker.partition = None
+            while not worker.noticed and not self.done.triggered:
+                if self.queue:
+                    partition = self.queue.popleft()
+                    worker.partition = partition
+                    yield from self._score(worker, partition, sampler)
+                    worker.partition = None
+                elif self._may_return():
+                    yield self._changed  # a reclaimed worker's partition may come back: wait (billed, idle)
+                else:
+                    break  # nothing left for it: released
         except simpy.Interrupt:
             self._reclaimed(worker)
         self._leave(worker)
+
+    def _may_return(self) -> bool:
+        """Whether a partition may still come back to the queue: a noticed worker holds one."""
+        return any(w.noticed and w.partition is not None and w.left_s is None for w in self.record.workers)
+
+    def _signal(self) -> None:
+        """Wake idle workers waiting for a partition to come back (they re-check the queue)."""
+        changed, self._changed = self._changed, self.env.event()
+        changed.succeed()
 
     def _score(self, worker: Worker, partition: Partition, sampler: Any) -> Generator[simpy.Event, Any, None]:
         """Score what is left of `partition` in batches, committing at checkpoints and at its end."""
@@ -225,6 +239,7 @@ class BatchJob:
         worker.uncommitted_compute_s = 0.0
         worker.partition = None
         self.queue.appendleft(partition)
+        self._signal()
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -234,7 +249,6 @@ class BatchJob:
             if worker.left_s is None:
                 self._end_phase(worker)  # the phase in progress counts up to the end
                 worker.left_s = end_s
-        self._active = 0
 
     def remaining_items(self) -> int:
         """Items not committed: queued partitions' rest plus the rest of partitions in progress."""

@@ -1,0 +1,60 @@
+"""`capsim simulate --solve workers|hardware`: the inverse question of a batch job, answered by
+simulation (capsim/serving/batchjob/search.py) and printed as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from capsim.atomic import atomic_write_json
+from capsim.errors import CapsimInputError
+from capsim.scenario import Scenario
+
+SOLVE_CHOICES = ("workers", "hardware")
+
+
+def solve_command(
+    scenario: Scenario, what: str, seed: int | None, replications: int, json_output: bool, out: Path | None
+) -> None:
+    """Answer `--solve what` for a batch scenario: print it, and write `solve.json` under `out`."""
+    if what not in SOLVE_CHOICES:
+        raise CapsimInputError(f"expected one of {', '.join(SOLVE_CHOICES)}, got '{what}'", source="--solve")
+    if scenario.serving.mode != "batch":
+        raise CapsimInputError(
+            f"--solve answers batch jobs (serving.mode: batch); this scenario's mode is {scenario.serving.mode}",
+            source="--solve",
+        )
+    from capsim.serving.batchjob.search import cheapest_hardware, fewest_workers
+
+    found = cheapest_hardware(scenario, seed, replications) if what == "hardware" else [
+        fewest_workers(scenario, seed, replications)]  # fmt: skip
+    answers = [a.as_dict() for a in found]
+    best = next((a for a in answers if a["workers"] is not None), None)
+    result: dict[str, Any] = {
+        "scenario": scenario.name,
+        "solve": what,
+        "deadline_s": scenario.serving.deadline_s,
+        "replications": replications,
+        "answer": best,
+        "candidates": answers,
+    }
+    if out is not None:
+        atomic_write_json(out / "solve.json", result)
+    if json_output:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    from capsim.report.batchjob_table import solve_table
+
+    console = Console()
+    deadline_s = result["deadline_s"]
+    assert deadline_s is not None  # fewest_workers raises without one
+    console.print(solve_table(answers, deadline_s))
+    if best is None:
+        console.print("[red]no candidate meets the deadline within serving.search.max_workers[/red]")
+    else:
+        console.print(f"answer: {best['workers']} worker(s) on {best['hardware']}, "
+                      f"makespan {best['makespan_s']:,.0f} s, cost {best['usd']:.4g} USD")  # fmt: skip
