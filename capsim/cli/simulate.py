@@ -78,7 +78,7 @@ def simulate_command(
     if solve is not None:
         from capsim.cli.solve import solve_command
 
-        solve_command(loaded, solve, seed, replications, json_output, out)
+        solve_command(loaded, solve, seed, replications, json_output, out, str(scenario))
         return
     err = Console(stderr=True)
     progress_bar = _LazyProgress(err, f"simulating {loaded.name}") if err.is_terminal else None

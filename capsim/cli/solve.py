@@ -18,9 +18,16 @@ SOLVE_CHOICES = ("workers", "hardware")
 
 
 def solve_command(
-    scenario: Scenario, what: str, seed: int | None, replications: int, json_output: bool, out: Path | None
+    scenario: Scenario,
+    what: str,
+    seed: int | None,
+    replications: int,
+    json_output: bool,
+    out: Path | None,
+    source: str,
 ) -> None:
-    """Answer `--solve what` for a batch scenario: print it, and write `solve.json` under `out`."""
+    """Answer `--solve what` for a batch scenario (loaded from `source`, named in errors): print it,
+    and write `solve.json` under `out`."""
     if what not in SOLVE_CHOICES:
         raise CapsimInputError(f"expected one of {', '.join(SOLVE_CHOICES)}, got '{what}'", source="--solve")
     if scenario.serving.mode != "batch":
@@ -30,8 +37,11 @@ def solve_command(
         )
     from capsim.serving.batchjob.search import cheapest_hardware, fewest_workers
 
-    found = cheapest_hardware(scenario, seed, replications) if what == "hardware" else [
-        fewest_workers(scenario, seed, replications)]  # fmt: skip
+    try:
+        found = cheapest_hardware(scenario, seed, replications) if what == "hardware" else [
+            fewest_workers(scenario, seed, replications)]  # fmt: skip
+    except CapsimInputError as exc:
+        raise CapsimInputError(exc.detail, source=exc.source or source, field=exc.field) from None
     answers = [a.as_dict() for a in found]
     best = next((a for a in answers if a["workers"] is not None), None)
     result: dict[str, Any] = {

@@ -80,7 +80,8 @@ class BatchJob:
         self.service = service
         self.streams = streams
         sizes = serving.dataset.sizes(serving.workers)
-        self.queue: deque[Partition] = deque(Partition(i, n) for i, n in enumerate(sizes))
+        self.partitions = [Partition(i, n) for i, n in enumerate(sizes)]
+        self.queue: deque[Partition] = deque(self.partitions)
         self.record = JobRecord(total_items=sum(sizes))
         self.done = env.event()
         self._startup_rng = streams.stream("batch/startup")
@@ -247,15 +248,14 @@ class BatchJob:
         """Stop billing every worker still present at `end_s` (the job's end or the horizon)."""
         for worker in self.record.workers:
             if worker.left_s is None:
+                if worker.phase == "compute":
+                    self.record.busy_changes.append((end_s, -1))
                 self._end_phase(worker)  # the phase in progress counts up to the end
                 worker.left_s = end_s
 
     def remaining_items(self) -> int:
-        """Items not committed: queued partitions' rest plus the rest of partitions in progress."""
-        queued = sum(p.size - p.committed for p in self.queue)
-        in_progress = sum(w.partition.size - w.partition.committed for w in self.record.workers
-                          if w.partition is not None)  # fmt: skip
-        return queued + in_progress
+        """Items not committed, over every partition (queued, in progress or done)."""
+        return sum(p.size - p.committed for p in self.partitions)
 
 
 def step_at(changes: list[tuple[float, int]], times_s: np.ndarray) -> np.ndarray:
