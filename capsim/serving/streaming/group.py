@@ -82,6 +82,7 @@ class ConsumerGroup:
         self._eager_pending = False
         self._pending_owner: dict[int, Consumer] = {}  # cooperative: partitions on their way to a new owner
         self._after_commit: dict[Consumer, list[tuple[int, int]]] = {}  # handovers waiting for a commit
+        self._committing: dict[int, Consumer] = {}  # revoked partitions whose last batch is not committed yet
         self.paused_partition_s = 0.0  # partition-seconds during which a partition had no owner
         self._unowned_since: list[float | None] = [None] * serving.partitions
         self.drained = env.event()
@@ -218,8 +219,12 @@ class ConsumerGroup:
             self._set_owner(p, None, now)
             self._wake(old)
         if old is not None and old.batch is not None and p in old.batch:
-            # The handover waits for the old owner's commit of the batch that holds p.
-            self._after_commit.setdefault(old, []).append((p, token))
+            self._committing[p] = old
+        holder = self._committing.get(p)
+        if holder is not None:
+            # The handover waits for the commit of the batch that holds p (also when p moves
+            # again before that commit).
+            self._after_commit.setdefault(holder, []).append((p, token))
         else:
             self._hand_over_later(p, token)
 
@@ -415,6 +420,7 @@ class ConsumerGroup:
     def _after_batch(self, member: Consumer) -> None:
         """Rebalance duties that wait for this member's commit."""
         for p, token in self._after_commit.pop(member, []):
+            self._committing.pop(p, None)
             self._hand_over_later(p, token)
         if member in self._eager_waiting:
             self._eager_waiting.discard(member)
