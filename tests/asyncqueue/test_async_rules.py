@@ -82,3 +82,18 @@ def test_keda_scales_workers_on_queue_length_within_bounds() -> None:
     series = result.replications[0].timeseries
     surge = (series["time_s"] > 250) & (series["time_s"] < 450)
     assert series["replicas"][surge].mean() > 3
+
+
+def test_bounded_memory_mode_gives_the_same_counts_and_close_percentiles() -> None:
+    scenario = make_scenario(
+        "duration_s=300", workload={"arrival": {"kind": "poisson", "rate_rps": 100.0}},
+        service={"kind": "linear", "base_ms": 20.0, "per_item_ms": 5.0, "cv": 0.3},
+        serving={"mode": "async", "workers": 2, "max_batch_size": 8, "batch_wait_ms": 10, "poll_interval_ms": 250},
+    )  # fmt: skip
+    exact, bounded = simulate(scenario).summary, simulate(scenario, keep_requests=False).summary
+    assert exact["requests"] == bounded["requests"]
+    assert {**exact["queue_depth"], "mean": 0} == {**bounded["queue_depth"], "mean": 0}
+    assert bounded["queue_depth"]["mean"] == pytest.approx(exact["queue_depth"]["mean"], rel=1e-9)
+    for block in ("latency_ms", "poll_delay_ms", "result_ms"):
+        for key in ("p50", "p99"):
+            assert bounded[block][key] == pytest.approx(exact[block][key], rel=0.01)
