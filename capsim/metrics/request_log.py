@@ -32,6 +32,20 @@ Columns = dict[str, np.ndarray]
 Flush = Callable[[Columns], None]
 
 
+class BatchBook:
+    """One replica's batches not yet spread onto rows, as three parallel lists (appending to
+    them is the cheapest record a batch can leave on the hot path): the request ids of each batch,
+    its start time and its end time (NaN for a batch still in service at the end of the run)."""
+
+    __slots__ = ("end_s", "ids", "replica", "start_s")
+
+    def __init__(self, replica: int) -> None:
+        self.replica = replica
+        self.ids: list[list[int]] = []
+        self.start_s: list[float] = []
+        self.end_s: list[float] = []
+
+
 class RequestLog:
     """The per-request columns of one replication."""
 
@@ -41,26 +55,40 @@ class RequestLog:
         self._flush = flush
         self.columns: Columns = {}
         self._allocate(capacity)
-        # Batches are booked as one record each and spread onto their requests' rows in bulk,
-        # keeping per-request numpy stores off the simulation's hot path.
-        self.batches: list[tuple[list[int], float, float, int]] = []
-        """Booked batches not yet spread onto rows: (request ids, start_s, end_s, replica); end_s is
-        NaN for a batch still in service at the end of the run. Replicas append to it directly."""
+        # Batches are booked as one entry each in their replica's BatchBook and spread onto their
+        # requests' rows in bulk, keeping per-request numpy stores off the simulation's hot path.
+        self._books: list[BatchBook] = []
+
+    def batch_book(self, replica: int) -> BatchBook:
+        """A new book in which `replica` records its batches (spread onto rows when the log needs them)."""
+        book = BatchBook(replica)
+        self._books.append(book)
+        return book
 
     def _apply_batches(self) -> None:
-        batches = self.batches
-        if not batches:
-            return
-        ids, starts, ends, replicas = zip(*batches, strict=True)
-        sizes = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        rows = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(sizes.sum())) - self.base
-        end_s = np.repeat(np.asarray(ends), sizes)
-        self.start_s[rows] = np.repeat(np.asarray(starts), sizes)
+        for book in self._books:
+            if book.ids:
+                self._apply_book(book)
+
+    def _apply_book(self, book: BatchBook) -> None:
+        ids, count = book.ids, len(book.ids)
+        sizes = np.fromiter(map(len, ids), dtype=np.int64, count=count)
+        total = int(sizes.sum())
+        rows = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=total) - self.base
+        start_s = np.fromiter(book.start_s, dtype=np.float64, count=count)
+        end_s = np.fromiter(book.end_s, dtype=np.float64, count=count)
+        if total != count:  # batches of more than one request: one value per request
+            start_s, end_s = np.repeat(start_s, sizes), np.repeat(end_s, sizes)
+            sizes = np.repeat(sizes, sizes)
+        self.start_s[rows] = start_s
         self.end_s[rows] = end_s
-        self.batch_size[rows] = np.repeat(sizes, sizes)
-        self.replica[rows] = np.repeat(np.asarray(replicas), sizes)
+        self.batch_size[rows] = sizes
+        self.replica[rows] = book.replica
         self.outcome[rows] = np.where(np.isfinite(end_s), COMPLETED, IN_FLIGHT)
-        self.batches = []
+        # Cleared in place: replicas hold the lists' bound `append` methods.
+        ids.clear()
+        book.start_s.clear()
+        book.end_s.clear()
 
     def _allocate(self, capacity: int) -> None:
         fresh: Columns = {name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}

@@ -86,6 +86,9 @@ class Replica:
         self._max_batch = config.max_batch_size
         self._max_wait_s = config.max_wait_s
         self._capacity = config.queue_capacity
+        # Where finished batches are booked: the book's list appends, bound once.
+        book = log.batch_book(index)
+        self._book_ids, self._book_start_s, self._book_end_s = book.ids.append, book.start_s.append, book.end_s.append
 
     def queued_or_in_service(self) -> int:
         """Requests queued or in service here (call `expire` first when requests can time out)."""
@@ -232,7 +235,9 @@ class Replica:
         # (No typing.cast here: `tuple[...]` would build new alias objects on every batch.)
         batch, start_s = event.value  # type: ignore[misc]
         now = self.env.now
-        self._log.batches.append((batch, start_s, now + self._overhead_s, self.index))
+        self._book_ids(batch)
+        self._book_start_s(start_s)
+        self._book_end_s(now + self._overhead_s)
         size = len(batch)
         if self._live is not None:
             self._live.busy.add(now, -1)
@@ -252,5 +257,7 @@ class Replica:
         """At the end of the run, book the start of batches still being served (they stay in flight)."""
         for event in self._running:
             batch, start_s = cast(tuple[list[int], float], event.value)
-            self._log.batches.append((batch, start_s, float("nan"), self.index))
+            self._book_ids(batch)
+            self._book_start_s(start_s)
+            self._book_end_s(float("nan"))
         self._running.clear()
