@@ -43,13 +43,22 @@ def batch_summary_table(summary: dict[str, Any]) -> Table:
         ("utilization (computing / billed)", _fmt(summary["utilization"])),
         ("worker-hours billed", _fmt(worker_s["billed"] / 3600.0)),
         ("  start-up / read stall / checkpoint / idle (h)", " / ".join(
-            _fmt(worker_s[k] / 3600.0, 3) for k in ("startup", "read_stall", "checkpoint", "idle"))),
+            _fmt(_hours_or_zero(worker_s[k]), 3) for k in ("startup", "read_stall", "checkpoint", "idle"))),
         ("cost (USD)", f"{_fmt(cost['usd'])} (on demand {_fmt(cost['on_demand_usd'])}, spot {_fmt(cost['spot_usd'])})"),
         ("cost (USD per 1M items)", _fmt(cost["usd_per_million_items"])),
     ]  # fmt: skip
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _h(seconds: float | None) -> str:
+    return "unfinished" if seconds is None else f"{seconds / 3600.0:.3g} h"
+
+
+def _hours_or_zero(seconds: float) -> float:
+    # Idle time is billed minus the phases: rounding leaves ~1e-12 s where there is none.
+    return seconds / 3600.0 if abs(seconds) > 1e-6 else 0.0
 
 
 def _s(ms: float | None) -> float | None:
@@ -66,12 +75,12 @@ def print_batch_summary(summary: dict[str, Any], console: Console) -> None:
 def solve_table(answers: list[dict[str, Any]], deadline_s: float) -> Table:
     """Each hardware's fewest workers meeting the deadline, cheapest first, with the probes that decided it."""
     table = Table(title=f"fewest workers meeting the deadline ({_hours(deadline_s)})", header_style="bold")
-    for column in ("hardware", "workers", "makespan", "cost (USD)", "simulated (workers: makespan s, met)"):
+    for column in ("hardware", "workers", "makespan", "cost (USD)", "simulated (workers: makespan, met)"):
         table.add_column(column, justify="left" if column == "hardware" else "right")
     for answer in answers:
         probes = ", ".join(
-            f"{p['workers']}: {_fmt(p['makespan_s'])}{' ✓' if p['met'] else ' ✗'}" for p in answer["probes"]
+            f"{p['workers']}: {_h(p['makespan_s'])}{' ✓' if p['met'] else ' ✗'}" for p in answer["probes"]
         )
         workers = "none ≤ max_workers" if answer["workers"] is None else str(answer["workers"])
-        table.add_row(answer["hardware"], workers, _hours(answer["makespan_s"]), _fmt(answer["usd"]), probes)
+        table.add_row(answer["hardware"], workers, _h(answer["makespan_s"]), _fmt(answer["usd"]), probes)
     return table

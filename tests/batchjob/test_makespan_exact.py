@@ -97,6 +97,17 @@ def test_unfinished_job_at_the_horizon() -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2, 5, 10])
-def test_the_makespan_floor_is_exact_when_partitions_divide_evenly(workers: int) -> None:
-    scenario = batch_scenario(workers=workers, job_startup_s=7)
-    assert simulate(scenario).summary["makespan_s"] == pytest.approx(makespan_floor_s(scenario), abs=1e-9)
+@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("read_mb_per_s", [None, 0.05, 0.5])  # batch reads of 2 s (I/O-bound) or 0.2 s
+def test_the_makespan_floor_is_exact_when_partitions_divide_evenly(
+    workers: int, prefetch: bool, read_mb_per_s: float | None
+) -> None:
+    # 1000 items of 1 kB in 10 partitions, batches of 30 (the last of each partition 10 items), a
+    # checkpoint after every 2nd batch taking 0.3 s: the floor follows the worker's rules exactly.
+    reads = {"read_mb_per_s": read_mb_per_s} if read_mb_per_s is not None else {}
+    scenario = batch_scenario(workers=workers, job_startup_s=7, batch_size=30, prefetch=prefetch,
+                              dataset={"items": 1000, "partitions": 10, "item_bytes": 1000.0},
+                              checkpoint={"every_batches": 2, "write_s": 0.3},
+                              service={"kind": "linear", "base_ms": 100.0, "per_item_ms": 10.0}, **reads)  # fmt: skip
+    expected = makespan_floor_s(scenario)
+    assert simulate(scenario).summary["makespan_s"] == pytest.approx(expected, abs=1e-9)

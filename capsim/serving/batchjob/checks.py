@@ -49,23 +49,27 @@ def check_batch_job(scenario: Scenario) -> None:
 
 
 def partition_s(scenario: Scenario, items: int) -> float:
-    """Mean time one worker takes to score a partition of `items` items from its start: the first
-    read, then each batch's compute overlapped with the next read (prefetch) or after it."""
+    """Mean time one worker takes to score a partition of `items` items from its start, by the
+    worker's rules with mean service times: the first read, then each batch's compute (plus its
+    checkpoint write, if one follows) overlapped with the next batch's read (prefetch) or after it."""
     serving = batch_serving(scenario)
-    sizes = [serving.batch_size] * (items // serving.batch_size) + (
-        [items % serving.batch_size] if items % serving.batch_size else []
-    )
-    compute = [scenario.service.mean_s(n) for n in sizes]
-    reads = [read_s(serving, n) for n in sizes]
-    if not serving.prefetch:
-        return sum(compute) + sum(reads)
-    return reads[0] + sum(max(c, r) for c, r in zip(compute[:-1], reads[1:], strict=True)) + compute[-1]
+    full, rest = divmod(items, serving.batch_size)
+    sizes = [serving.batch_size] * full + ([rest] if rest else [])
+    every = serving.checkpoint.every_batches if serving.checkpoint is not None else len(sizes)
+    write_s = serving.checkpoint.write_s if serving.checkpoint is not None else 0.0
+    total_s = read_s(serving, sizes[0])
+    for k, n in enumerate(sizes):
+        last = k == len(sizes) - 1
+        step_s = scenario.service.mean_s(n) + (write_s if last or (k + 1) % every == 0 else 0.0)
+        next_read_s = 0.0 if last else read_s(serving, sizes[k + 1])
+        total_s += max(step_s, next_read_s) if serving.prefetch else step_s + next_read_s
+    return total_s
 
 
 def makespan_floor_s(scenario: Scenario) -> float:
-    """A lower bound on the makespan from mean times, without interruptions, checkpoint writes or
-    start-up variation: start-up, then the larger of the longest partition and a perfect share of
-    all partitions' time. Exact for deterministic service when partitions divide evenly."""
+    """A lower bound on the makespan from mean times, without interruptions or start-up variation:
+    start-up, then the larger of the longest partition and a perfect share of all partitions' time.
+    Exact for deterministic service when partitions divide evenly among the workers."""
     serving = batch_serving(scenario)
     times = [partition_s(scenario, n) for n in serving.dataset.sizes(serving.workers)]
     startup_s = serving.job_startup_s + serving.worker_startup.mean_s()

@@ -210,13 +210,13 @@ class BatchJob:
             record.items_scored += n
             worker.uncommitted += n
             since_commit += 1
-            if not serving.prefetch and not last:
-                ready_s = env.now + read_s(serving, sizes[k + 1])
             if last or (checkpoint is not None and since_commit == checkpoint.every_batches):
                 if write_s > 0:
                     yield from self._wait(worker, "checkpoint", write_s)
                 self._commit(worker, partition)
                 since_commit = 0
+            if not serving.prefetch and not last:
+                ready_s = env.now + read_s(serving, sizes[k + 1])  # serial: read after compute and commit
 
     def _commit(self, worker: Worker, partition: Partition) -> None:
         partition.committed += worker.uncommitted
