@@ -27,6 +27,11 @@ OVERRIDES: dict[str, list[str]] = {
     "flash-crowd-hpa": ["duration_s=1200", "warmup_s=60"],
     "scale-to-zero-internal": ["duration_s=14400"],
     "measured-cnn-cpu": ["duration_s=60", "warmup_s=10"],
+    # Batch jobs run whole (a million items take a second to simulate). The spot file runs on one
+    # worker at a reclaim rate far above the published one, so that reclaims and replacements show.
+    "nightly-scoring-t4": [],
+    "nightly-scoring-a10g-spot": ["serving.workers=1", "serving.spot.monthly_interruption_probability=null",
+                                  "serving.spot.interruptions_per_hour=0.5"],
     "spot-heavy-fleet": ["duration_s=3600", "warmup_s=300", "workload.arrival.rate_rps=100",
                          "serving.spot.interruptions_per_hour=2"],
 }
