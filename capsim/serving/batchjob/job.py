@@ -268,3 +268,23 @@ def step_at(changes: list[tuple[float, int]], times_s: np.ndarray) -> np.ndarray
     t, level = arr[order, 0], np.cumsum(arr[order, 1])
     idx = np.searchsorted(t, times_s, side="right")
     return np.where(idx > 0, level[np.maximum(idx - 1, 0)], 0.0)
+
+
+def step_means(changes: list[tuple[float, int]], times_s: np.ndarray) -> np.ndarray:
+    """The time average of a step series (as in `step_at`) over each interval (times[i-1], times[i]];
+    the first entry is the value at times[0]. Averages, unlike samples, do not alias the short gaps
+    between batches."""
+    if not changes:
+        return np.zeros(times_s.size)
+    arr = np.asarray(changes, dtype=float)
+    order = np.argsort(arr[:, 0], kind="stable")
+    t, level = arr[order, 0], np.cumsum(arr[order, 1])
+    # Area from 0 to each change time, then to each grid time.
+    area_at_change = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(t))])
+    idx = np.searchsorted(t, times_s, side="right")
+    last = np.maximum(idx - 1, 0)
+    area = np.where(idx > 0, area_at_change[last] + level[last] * (times_s - t[last]), 0.0)
+    widths = np.diff(times_s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(widths > 0, np.diff(area) / np.where(widths > 0, widths, 1.0), 0.0)
+    return np.concatenate([step_at(changes, times_s[:1]), means])

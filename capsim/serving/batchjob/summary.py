@@ -12,7 +12,7 @@ import numpy as np
 from capsim.metrics.summary import clean_json, t95
 from capsim.scenario import Scenario
 from capsim.serving.batchjob.checks import batch_serving
-from capsim.serving.batchjob.job import BatchJob, step_at
+from capsim.serving.batchjob.job import BatchJob, step_at, step_means
 
 # Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the same
 # assumption as the real-time mode's energy account (capsim/engine.py).
@@ -137,7 +137,8 @@ def replication_summary(scenario: Scenario, seed: int, job: BatchJob, end_s: flo
 
 
 def timeseries(job: BatchJob, end_s: float) -> dict[str, np.ndarray]:
-    """Job progress on a grid of ~500 points over [0, end_s]: items done, workers computing, workers billed."""
+    """Job progress on a grid of ~500 points over [0, end_s]: items done at each point; workers
+    computing and workers billed averaged over the interval ending at each point."""
     record = job.record
     times = np.linspace(0.0, end_s, _SERIES_POINTS + 1)
     billed_changes = [(w.launched_s, 1) for w in record.workers]
@@ -145,8 +146,8 @@ def timeseries(job: BatchJob, end_s: float) -> dict[str, np.ndarray]:
     return {
         "time_s": times,
         "items_done": step_at(record.commits, times),
-        "workers_busy": step_at(record.busy_changes, times),
-        "workers_billed": step_at(billed_changes, times),
+        "workers_busy": step_means(record.busy_changes, times),
+        "workers_billed": step_means(billed_changes, times),
     }
 
 
