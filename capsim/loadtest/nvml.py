@@ -19,7 +19,8 @@ class NvmlSampler:
     """Reads utilisation, memory, power, energy, SM clock and temperature of every GPU."""
 
     def __init__(self) -> None:
-        self.enabled = False
+        self.enabled = False  # NVML started and found a GPU (stays true after close: it says what was sampled)
+        self._closed = False
         self.reason: str | None = None
         self._nvml: Any = None
         self._handles: list[Any] = []
@@ -60,7 +61,7 @@ class NvmlSampler:
 
     def sample(self) -> list[tuple[float, str, str, str, float]]:
         """Rows `(time_s, "nvml", metric, "gpu=i", value)`; an unsupported metric is left out."""
-        if not self.enabled:
+        if not self.enabled or self._closed:
             return []
         now_s = time.time()
         rows = []
@@ -74,7 +75,9 @@ class NvmlSampler:
 
     def close(self) -> None:
         """Release NVML."""
-        if self.enabled:
+        if self.enabled and not self._closed:
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-            self.enabled = False
+            # Not `enabled = False`: the run's summary is written after close and must still say
+            # that GPU samples were taken (it said "enabled: false" on the H100 with 266 samples).
+            self._closed = True

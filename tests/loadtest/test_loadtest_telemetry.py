@@ -4,7 +4,9 @@ that degrades to a recorded reason (never an error) on machines without a GPU.""
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -95,3 +97,52 @@ def test_parts_written_by_the_collector_are_parquet(tmp_path: Path, metrics_serv
     collector.stop()
     for path in tmp_path.glob("*.parquet"):
         pq.read_table(path)
+
+
+def _fake_pynvml() -> types.ModuleType:
+    """A pynvml module with one GPU whose old temperature call is gone (the NVML boundary only)."""
+    mod = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        pass
+
+    mod.NVMLError = NVMLError  # type: ignore[attr-defined]
+    mod.NVML_CLOCK_SM, mod.NVML_TEMPERATURE_GPU = 1, 0  # type: ignore[attr-defined]
+    calls = {"shutdown": 0}
+    mod.calls = calls  # type: ignore[attr-defined]
+    mod.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetCount = lambda: 1  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetHandleByIndex = lambda i: f"gpu{i}"  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=37)  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=2**30, total=80 * 2**30)  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetPowerUsage = lambda h: 118_200  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetTotalEnergyConsumption = lambda h: 30_124_280  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetClockInfo = lambda h, clock: 1980  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetTemperatureV = lambda h, sensor: 38  # type: ignore[attr-defined]
+
+    def shutdown() -> None:
+        calls["shutdown"] += 1
+
+    mod.nvmlShutdown = shutdown  # type: ignore[attr-defined]
+    return mod
+
+
+def test_nvml_samples_every_metric_and_the_summary_says_so_after_stop(
+    tmp_path: Path, metrics_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_pynvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    collector = TelemetryCollector(metrics_server, tmp_path, interval_s=0.05, nvml=True, batches=False)
+    collector.start()
+    threading.Event().wait(0.35)
+    collector.stop()
+    # The summary is written after stop(): it must still say GPU samples were taken.
+    assert collector.describe()["nvml"] == {"enabled": True, "reason": None, "interval_s": 0.1}
+    assert fake.calls["shutdown"] == 1  # type: ignore[attr-defined]
+    assert collector.nvml is not None and collector.nvml.sample() == []  # closed: no more samples
+    telemetry = read_tables(list(tmp_path.glob("telemetry-*.parquet")), TELEMETRY_SCHEMA)
+    assert telemetry is not None
+    nvml = {(r["metric"], r["value"]) for r in telemetry.to_pylist() if r["source"] == "nvml"}
+    assert nvml == {("gpu_utilization_percent", 37.0), ("gpu_memory_used_bytes", float(2**30)),
+                    ("gpu_power_watts", 118.2), ("gpu_energy_joules", 30124.28), ("gpu_sm_clock_mhz", 1980.0),
+                    ("gpu_temperature_c", 38.0)}  # fmt: skip
