@@ -121,7 +121,8 @@ def clean_json(value: Any) -> Any:
 _SUMMED = {"requests"}
 _SHARED = {"scenario", "seed", "simulated_s", "measured_s", "service", "warnings"}
 _EXTREMES = {("latency_ms", "max"): max, ("queue_wait_ms", "max"): max, ("batch_size", "max"): max,
-             ("replicas", "min"): min, ("replicas", "max"): max}  # fmt: skip
+             ("replicas", "min"): min, ("replicas", "max"): max,
+             ("lag", "max"): max, ("queue_depth", "max"): max}  # fmt: skip
 _CI_KEYS = {
     "throughput_rps": None,
     "latency_ms": ("mean", "p50", "p90", "p95", "p99", "p999"),

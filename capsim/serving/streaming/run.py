@@ -121,8 +121,7 @@ def run_streaming(
     }
     summary, timeseries, changes = pull_summary(
         scenario, seed, fold, group.levels,
-        members={"cold_starts": group.starter.cold_starts, "rebalances": group.rebalances,
-                 "partitions": serving.partitions},
+        members={"cold_starts": group.starter.cold_starts, "rebalances": group.rebalances},
         extra={"lag": lag_block,
                "partition_pause_s": group.unowned_partition_s(end_s),
                "records_scored": group.records_scored},
