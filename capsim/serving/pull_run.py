@@ -10,7 +10,6 @@ not yet taken into a batch: its time integral is the total waiting time, summed 
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -153,14 +152,3 @@ def _energy(scenario: Scenario, means: dict[str, float], window_s: float) -> dic
         result["usd"] = result["kwh"] * hardware.usd_per_kwh
     return result
 
-
-def distribution_ms(values_s: list[float] | np.ndarray, exact: bool) -> dict[str, float]:
-    """Mean, percentiles and max in milliseconds of a list of durations in seconds."""
-    from capsim.metrics.tally import ExactValues, HistogramValues
-
-    dist = ExactValues() if exact else HistogramValues()
-    arr = np.asarray(values_s, dtype=float)
-    if arr.size:
-        dist.add(arr * 1000.0)
-    summary = dist.summary()
-    return {k: (v if math.isfinite(v) else math.nan) for k, v in summary.items()}

@@ -76,7 +76,6 @@ class ConsumerGroup:
         self.arrived = 0
         self.records_scored = 0
         self.rebalances = 0
-        self.stopped_members = 0
         self._eager_generation = 0
         self._eager_waiting: set[Consumer] = set()
         self._eager_pending = False
