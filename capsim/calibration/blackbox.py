@@ -33,10 +33,14 @@ from capsim.servicetime import Profile
 from capsim.servicetime.base import lognormal_params
 from capsim.servicetime.profile_format import DEFAULT_QUANTILE_LEVELS
 
-FIT_PERCENTILES = ("p50", "p90", "p99")
+# The whole body of the distribution, not just its tail: at light load the spread between p10 and
+# p75 is the service time's own spread (the overhead shifts, it does not widen), which separates the
+# service time from the overhead; the upper percentiles carry the queueing.
+FIT_PERCENTILES = ("p10", "p25", "p50", "p75", "p90", "p99")
 _FAILED_LOSS = 1e3  # a replay with no completed request in the window is as bad as it gets
 # The profile stands for an unbounded lognormal: its levels 0 and 1 take these quantiles instead.
 _TAIL_LEVEL = 1e-6
+_RESTART_STEPS = (0.7, 0.3, 0.1)  # initial simplex sizes (log space) of the search and its restarts
 
 
 @dataclass(frozen=True)
@@ -76,38 +80,53 @@ def _log_ratio(simulated: float | None, measured: float | None) -> float:
 
 
 def point_loss(measured: dict[str, Any], simulated: dict[str, Any]) -> float:
-    """Mean squared log ratio over p50, p90, p99 latency and throughput."""
+    """Mean squared log ratio over the FIT_PERCENTILES of latency and the throughput."""
     terms = [_log_ratio(simulated["latency_ms"][k], measured["latency_ms"][k]) for k in FIT_PERCENTILES]
     terms.append(_log_ratio(simulated["throughput_rps"], measured["throughput_rps"]))
     return float(np.mean(np.square(terms)))
 
 
-def _initial_guess(measured: list[dict[str, Any]], batching: bool) -> LinearFit:
-    """From the lightest load's median: most of it service, some overhead, a tenth per item."""
-    p50s = [m["latency_ms"]["p50"] for m in measured if m["latency_ms"]["p50"]]
-    if not p50s:
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _light_latency_ms(measured: list[dict[str, Any]], points: list[LoadPoint]) -> float:
+    """The lightest load's median latency less the batching window (a lone request waits it out)."""
+    light = [(m["latency_ms"]["p50"], require_server(p).max_wait_ms) for m, p in zip(measured, points, strict=True)
+             if m["latency_ms"]["p50"]]  # fmt: skip
+    if not light:
         raise CapsimInputError("no completed request in any fit point: nothing to fit", field="RUN_DIR")
-    light = min(p50s)
-    return LinearFit(base_ms=0.5 * light, per_item_ms=0.1 * light if batching else 0.0, cv=0.3,
-                     overhead_ms=0.3 * light)
+    p50_ms, window_ms = min(light)
+    return max(p50_ms - window_ms, 0.5 * p50_ms)
 
 
 def fit_black_box(
     points: list[LoadPoint], workspace: ReplayWorkspace, *, max_evaluations: int = 150, seed: int = 0,
-    replications: int = 1,
+    replications: int = 2,
 ) -> BlackBoxFit:
-    """Search for the LinearFit whose replays of `points` match their measured latency best."""
+    """Search for the LinearFit whose replays of `points` match their measured latency best.
+
+    The search runs in coordinates that follow the data's own structure, so that the valley the
+    loss forms (light-load latency pins overhead + service time of one request, not their split) lies
+    along an axis: x = (log of overhead + batch-of-1 time, logit of the overhead's share of it,
+    log cv, logit of the per-item share of the batch-of-1 time)."""
     for point in points:
         require_server(point)
     measured = [measured_stats(p) for p in points]
     traces = [arrival_trace(p, workspace) for p in points]
     batching = any(require_server(p).max_batch_size > 1 for p in points)
-    start = _initial_guess(measured, batching)
 
     def unpack(x: np.ndarray) -> LinearFit:
-        per_item = math.exp(x[3]) if batching else 0.0
-        return LinearFit(base_ms=math.exp(x[0]), cv=min(math.exp(x[1]), 5.0), overhead_ms=math.exp(x[2]),
-                         per_item_ms=per_item)
+        total_ms = math.exp(x[0])
+        overhead_ms = _sigmoid(x[1]) * total_ms
+        one_ms = total_ms - overhead_ms  # service time of a batch of one
+        per_item_ms = _sigmoid(x[3]) * one_ms if batching else 0.0
+        return LinearFit(base_ms=one_ms - per_item_ms, per_item_ms=per_item_ms, cv=min(math.exp(x[2]), 5.0),
+                         overhead_ms=overhead_ms)
 
     def loss(x: np.ndarray) -> float:
         params = unpack(x)
@@ -118,12 +137,25 @@ def fit_black_box(
             total += point_loss(m, simulated_stats(point, sim))
         return total / len(points)
 
-    x0 = [math.log(start.base_ms), math.log(start.cv), math.log(start.overhead_ms)]
+    # Start: a third of the light-load latency outside the server, a fifth of a batch of one per item.
+    x0 = [math.log(_light_latency_ms(measured, points)), _logit(0.3), math.log(0.3)]
     if batching:
-        x0.append(math.log(start.per_item_ms))
-    result = nelder_mead(loss, np.array(x0), step=0.7, max_evaluations=max_evaluations)
-    return BlackBoxFit(params=unpack(result.x), loss=result.loss, evaluations=result.evaluations,
-                       converged=result.converged, slope_fixed=not batching)
+        x0.append(_logit(0.2))
+    # Nelder–Mead can collapse its simplex in a curved valley before reaching the bottom (the loss
+    # is piecewise constant at the finest scale: batch compositions change in steps). Restarting
+    # from the best vertex with fresh, smaller simplices is the standard remedy.
+    x, evaluations, converged, best = np.array(x0), 0, False, math.inf
+    for step in _RESTART_STEPS:
+        budget = max_evaluations - evaluations
+        if budget < len(x0) + 2:
+            break
+        result = nelder_mead(loss, x, step=step, max_evaluations=budget)
+        evaluations += result.evaluations
+        converged = result.converged
+        if result.loss < best:
+            x, best = result.x, result.loss
+    return BlackBoxFit(params=unpack(x), loss=best, evaluations=evaluations, converged=converged,
+                       slope_fixed=not batching)
 
 
 def fit_batch_sizes(max_batch_size: int) -> list[int]:

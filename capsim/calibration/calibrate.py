@@ -52,6 +52,12 @@ def _white_box_possible(points: list[LoadPoint]) -> bool:
 
 def choose_method(points: list[LoadPoint], method: Method) -> str:
     """`white-box` when the runs allow it (or it is asked for), else `black-box`."""
+    if method == "white-box":
+        for point in points:
+            if point.batches is None:
+                raise CapsimInputError(
+                    "white-box calibration needs the reference server's batch log (batches.parquet), which this "
+                    "run does not have; use --method black-box for other targets", source=str(point.run_dir))
     if method != "auto":
         return method
     return "white-box" if _white_box_possible(points) else "black-box"

@@ -3,7 +3,7 @@
 Both sides are summarized over the same requests — those the load tester counts as measured (intended
 send in the measured interval) — with the same code:
 
-* latency (ms): response − actual send, completed requests; mean, p50, p90, p99;
+* latency (ms): response − actual send, completed requests; mean, p10, p25, p50, p75, p90, p99;
 * throughput (req/s): responses that arrive inside the measured interval, per second of it (the load
   tester's definition);
 * queue wait (ms): arrival → batch start; measured from the server's `X-Queue-Ms` header (present for
@@ -24,7 +24,7 @@ from capsim.calibration.replay import SimulatedRequests
 from capsim.calibration.runfolder import LoadPoint
 from capsim.metrics.request_log import REJECTED, TIMED_OUT
 
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0}
+PERCENTILES = {"p10": 10.0, "p25": 25.0, "p50": 50.0, "p75": 75.0, "p90": 90.0, "p99": 99.0}
 # The figures whose relative error is reported (dotted paths into a stats dict).
 ERROR_KEYS = ("throughput_rps", "latency_ms.p50", "latency_ms.p90", "latency_ms.p99", "latency_ms.mean",
               "queue_wait_ms.p50", "queue_wait_ms.p99", "batch_size.mean")  # fmt: skip

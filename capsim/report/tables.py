@@ -60,9 +60,37 @@ def summary_table(summary: dict[str, Any]) -> Table:
         verdict = "met" if slo.get("met") else "MISSED"
         rows.append((f"SLO {target}", f"{verdict}, attainment {_fmt(100 * slo['attainment'], 4)}%"))
         rows.append(("goodput (req/s within SLO)", _fmt(slo["goodput_rps"])))
+    rows += calibration_rows(summary.get("service") or {})
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def calibration_rows(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where a calibrated profile came from and how far its predictions were from measurement
+    (`capsim calibrate` records both in the profile's provenance)."""
+    provenance = service.get("provenance") or {}
+    calibration = provenance.get("calibration") if isinstance(provenance, dict) else None
+    if not isinstance(calibration, dict):
+        return []
+    runs = calibration.get("runs") or []
+    fitted = sum(1 for r in runs if r.get("role") == "fit")
+    held = len(runs) - fitted
+    hardware = (service.get("hardware") or {}).get("name") or "unknown hardware"
+    rows = [("service profile", f"calibrated ({calibration.get('method')}) on {hardware}, "
+                                f"{calibration.get('created_utc')}: {fitted} load point(s) fitted, {held} held out")]
+    head = calibration.get("validation") or {}
+    if head:
+        kind = "held-out prediction error" if head.get("kind") == "holdout" else "fit error (nothing held out)"
+        scope = "≤80% util." if head.get("scope") == "utilization_le_80" else "all loads"
+
+        def pct(value: Any) -> str:
+            return "–" if value is None else f"{100 * value:.1f}%"
+
+        rows.append((f"profile {kind}",
+                     f"worst p50 {pct(head.get('latency_p50_max_abs'))}, p99 {pct(head.get('latency_p99_max_abs'))}, "
+                     f"throughput {pct(head.get('throughput_rps_max_abs'))} ({head.get('points')} point(s), {scope})"))
+    return rows
 
 
 def _pull_mode_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:

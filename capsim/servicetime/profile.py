@@ -112,7 +112,7 @@ class ProfileService(ServiceTimeModel):
             shown = str(path.resolve().relative_to(Path.cwd().resolve()))
         except ValueError:
             shown = str(path)
-        return {
+        described: dict[str, object] = {
             "kind": "profile",
             "path": shown,
             "model": p.model,
@@ -123,3 +123,8 @@ class ProfileService(ServiceTimeModel):
             "provenance": p.provenance,
             "extrapolated": bool(p.provenance.get("extrapolated", False)),
         }
+        calibration = p.provenance.get("calibration")
+        if isinstance(calibration, dict) and calibration.get("validation"):
+            # How far this profile's predictions were from measurement (held out when available).
+            described["validation"] = calibration["validation"]
+        return described
