@@ -53,6 +53,36 @@ def test_bad_field_is_named(tmp_path: Path, overrides: list[str], field: str | N
     assert words in info.value.detail
 
 
+@pytest.mark.parametrize(
+    ("candidate", "field", "words"),
+    [
+        ({"name": "T4"}, "serving.search.hardware[0].service", "give this hardware's service time"),
+        (
+            {"name": "T44", "service": {"kind": "deterministic", "mean_ms": 5}},
+            "serving.search.hardware[0]: hardware.name",
+            "did you mean",
+        ),
+        (  # the catalogue has no spot price for T4
+            {"name": "T4", "service": {"kind": "deterministic", "mean_ms": 5}, "spot": {"fraction": 1}},
+            "serving.search.hardware[0]: serving.spot.usd_per_hour",
+            "spot",
+        ),
+        (
+            {"name": "T4", "service": {"kind": "deterministic", "mean_ms": 50000}},
+            "serving.search.hardware[0]: serving.deadline_s",
+            "shorter than start-up plus one batch",
+        ),
+    ],
+)
+def test_bad_hardware_candidate_is_named_at_load(tmp_path: Path, candidate: dict, field: str, words: str) -> None:
+    path = write(tmp_path, batch_dict(deadline_s=20.0, search={"hardware": [candidate]}))
+    with pytest.raises(CapsimInputError) as info:
+        load_scenario(path)
+    assert info.value.source == str(path)
+    assert info.value.field == field
+    assert words in info.value.detail
+
+
 def test_partition_sizes_must_be_positive(tmp_path: Path) -> None:
     data = batch_dict(dataset={"partition_sizes": [10, 0, 5]})
     with pytest.raises(CapsimInputError) as info:

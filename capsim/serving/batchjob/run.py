@@ -41,7 +41,7 @@ def run_batch_job(
     scenario: Scenario, seed: int, replications: int = 1, *, progress: Callable[[float], None] | None = None
 ) -> BatchJobRun:
     """`replications` independent runs of the job (streams keyed by (seed, replication))."""
-    check_batch_job(scenario)  # also checked at load time; here for scenarios built in code
+    check_batch_job(scenario, candidates=False)  # also checked at load time; here for scenarios built in code
     runs = []
     for r in range(replications):
         runs.append(run_replication(scenario, seed, r))
