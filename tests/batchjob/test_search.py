@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from capsim import simulate
 from capsim.errors import CapsimInputError
+from capsim.scenario import Scenario
 from capsim.serving.batchjob.search import cheapest_hardware, fewest_workers
 from tests.batchjob.helpers import batch_dict, batch_scenario
+from tests.property.strategies import settings_for
 
 # 1200 items split one partition per worker, batches of 100 at 1 s: W workers finish at
 # ceil(12 / W) s (a partition of 1200/W items is ceil(12/W) batches). A 4 s deadline needs 3 workers.
@@ -82,3 +87,34 @@ def test_cli_solve_prints_the_answer_and_writes_json(tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["answer"]["workers"] == 3 and result["deadline_s"] == 4.0
     assert json.loads((tmp_path / "out" / "solve.json").read_text()) == result
+
+
+@settings_for(max_examples=25)
+@given(
+    items=st.integers(50, 5000),
+    batch_size=st.integers(1, 200),
+    base_ms=st.sampled_from([0.0, 40.0]),
+    startup_s=st.sampled_from([0.0, 30.0]),
+    deadline_factor=st.floats(0.05, 1.2),
+)
+def test_bisection_agrees_with_a_linear_scan(
+    items: int, batch_size: int, base_ms: float, startup_s: float, deadline_factor: float
+) -> None:
+    # Deterministic jobs split one partition per worker finish no later with more workers, so the
+    # fewest workers meeting the deadline is the first count of a scan that meets it.
+    service = {"kind": "linear", "base_ms": base_ms, "per_item_ms": 10.0}
+    one_worker_s = simulate(batch_scenario(service=service, batch_size=batch_size, job_startup_s=startup_s,
+                                           dataset={"items": items})).summary["makespan_s"]  # fmt: skip
+    floor_s = startup_s + (base_ms + 10.0 * min(batch_size, items)) / 1000.0
+    deadline_s = max(one_worker_s * deadline_factor, floor_s * 1.0001)
+    job = batch_scenario(service=service, batch_size=batch_size, job_startup_s=startup_s, dataset={"items": items},
+                         deadline_s=deadline_s, search={"min_workers": 1, "max_workers": 12})  # fmt: skip
+    scan = [w for w in range(1, 13) if fewest_workers_at(job, w) <= deadline_s]
+    assert fewest_workers(job).workers == (scan[0] if scan else None)
+
+
+def fewest_workers_at(job: Scenario, workers: int) -> float:
+    variant = job.model_copy(update={"serving": job.serving.model_copy(update={"workers": workers})})
+    makespan_s = simulate(variant).summary["makespan_s"]
+    assert makespan_s is not None
+    return makespan_s
