@@ -32,7 +32,7 @@ def solve_command(
         raise CapsimInputError(f"expected one of {', '.join(SOLVE_CHOICES)}, got '{what}'", source="--solve")
     if scenario.serving.mode != "batch":
         raise CapsimInputError(
-            f"--solve answers batch jobs (serving.mode: batch); this scenario's mode is {scenario.serving.mode}",
+            f"answers batch jobs (serving.mode: batch); this scenario's mode is {scenario.serving.mode}",
             source="--solve",
         )
     from capsim.serving.batchjob.search import cheapest_hardware, fewest_workers

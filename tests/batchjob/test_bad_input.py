@@ -122,3 +122,14 @@ def test_solve_needs_a_deadline_and_candidates(tmp_path: Path) -> None:
     proc = run_cli("simulate", str(path), "--solve", "replicas")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --solve: expected one of workers, hardware, got 'replicas'"
+
+
+def test_solve_is_for_batch_jobs_only() -> None:
+    proc = run_cli(
+        "simulate", str(Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"), "--solve", "workers"
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "error: --solve: answers batch jobs (serving.mode: batch); this scenario's mode is realtime"
+    )
