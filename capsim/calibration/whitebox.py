@@ -22,6 +22,7 @@ from capsim.errors import CapsimInputError
 from capsim.servicetime import Profile
 
 MIN_BATCHES_PER_SIZE = 5  # fewer observations of a size say too little about its distribution
+_SAME_INSTANT_S = 1e-4  # a batch starting within this of the previous one's end followed it directly
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,38 @@ def overhead_estimate(points: list[LoadPoint]) -> OverheadEstimate:
     return OverheadEstimate(max(float(median), 0.0), float(p10), float(p90), int(values.size))
 
 
+def window_lateness_ms(points: list[LoadPoint]) -> dict[str, float | int] | None:
+    """How late the server's batching window closes: for batches that left the queue below the
+    maximum size (the window, not a full batch, released them), the oldest request's wait minus
+    `max_wait_ms`. The simulator closes the window exactly on time; a server's timer fires late by
+    its event loop's latency, which shows up as extra queue wait (a diagnostic: the replay does not
+    add it, so that validation judges the model a scenario would use)."""
+    parts = []
+    for point in points:
+        server = point.server
+        batches = point.batches
+        if server is None or batches is None or server.max_wait_ms <= 0 or "queue_wait_ms" not in batches.columns:
+            continue
+        lo, hi = point.window_s
+        ordered = batches.sort_values(["instance", "start_s"]) if "instance" in batches.columns else \
+            batches.sort_values("start_s")
+        start = ordered["start_s"].to_numpy(dtype=float)
+        previous_end = ordered.groupby("instance")["end_s"].shift(1).to_numpy(dtype=float) \
+            if "instance" in ordered.columns else ordered["end_s"].shift(1).to_numpy(dtype=float)
+        # Only batches whose executor had been idle: one that starts the moment the previous batch
+        # ends was released by the executor coming free, not by the window's timer.
+        idle_before = ~(start - previous_end < _SAME_INSTANT_S)
+        by_window = (ordered["size"].to_numpy() < server.max_batch_size) & idle_before & (start >= lo) & (start < hi)
+        oldest_ms = np.array([max(w) if len(w) else np.nan for w in ordered["queue_wait_ms"][by_window]], dtype=float)
+        late = oldest_ms - server.max_wait_ms
+        parts.append(late[np.isfinite(late) & (late >= 0)])
+    values = np.concatenate(parts) if parts else np.empty(0)
+    if values.size == 0:
+        return None
+    p50, p90 = np.percentile(values, [50, 90])
+    return {"median_ms": float(p50), "p90_ms": float(p90), "batches": int(values.size)}
+
+
 def fit_white_box(points: list[LoadPoint], **metadata: object) -> tuple[Profile, dict[str, object]]:
     """A profile from the batch log of `points`, and what was dropped (sizes seen too rarely)."""
     samples = batch_service_samples_ms(points)
@@ -95,5 +128,6 @@ def fit_white_box(points: list[LoadPoint], **metadata: object) -> tuple[Profile,
         "batch_sizes": sorted(kept),
         "dropped_sizes": dropped,
         "min_batches_per_size": MIN_BATCHES_PER_SIZE,
+        "window_lateness": window_lateness_ms(points),
     }
     return profile, info
