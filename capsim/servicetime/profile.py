@@ -84,6 +84,12 @@ class ProfileService(ServiceTimeModel):
         points = self.profile.points
         lo, hi, w = _weights([p.batch_size for p in points], batch_size)
         mean_ms = (1 - w) * points[lo].mean_ms + w * points[hi].mean_ms
+        # The same guard as quantiles_s: noisy outermost points must not extrapolate a larger batch
+        # below the largest measured one (a mean of 0 would make capacity infinite).
+        if w > 1:
+            mean_ms = max(mean_ms, points[hi].mean_ms)
+        elif w < 0:
+            mean_ms = min(mean_ms, points[lo].mean_ms)
         return max(mean_ms, 0.0) * self.scale / 1000.0
 
     def sampler(self, rng: np.random.Generator) -> BatchSampler:

@@ -98,3 +98,16 @@ def test_replay_pairs_each_simulated_request_with_its_measured_send(tmp_path: Pa
     # The same server, the same arrivals, no randomness: the replay reproduces every latency.
     measured_ms = point.requests["latency_ms"].to_numpy()
     np.testing.assert_allclose((sim.end_s - sim.arrival_s)[: len(sent)] * 1000.0, measured_ms, atol=1e-3)
+
+
+def test_profile_mean_never_extrapolates_below_the_largest_measured_batch(tmp_path: Path) -> None:
+    """A calibrated profile's outermost sizes can be noisy (here 4 is faster than 2): extrapolating
+    the mean along them must not reach 0 — capacity estimates divide by it."""
+    from capsim.servicetime import Profile, ProfileService
+
+    samples = {1: np.full(10, 1.0), 2: np.full(10, 0.09), 4: np.full(10, 0.05)}
+    path = tmp_path / "p.json"
+    Profile.from_samples(samples).write(path)
+    service = ProfileService(path=str(path))
+    assert service.mean_s(16) == pytest.approx(0.05e-3)
+    assert service.mean_s(16) == pytest.approx(float(service.quantiles_s(16).mean()), rel=0.01)
