@@ -363,6 +363,11 @@ class RealtimeFleet:
         pick = self.balancer.pick
         expire_first = self.config.timeout_s is not None
         routed = 0  # counted locally and added on the way out (nothing reads the totals meanwhile)
+        # Membership only changes on kernel events, and none runs inside this loop: the ready list,
+        # the loads list and a lone replica's enqueue are read once (re-read after the activator,
+        # which may call into the autoscaler).
+        ready, loads = self.ready, self.loads
+        lone = ready[0].enqueue if len(ready) == 1 else None
         while True:
             if i >= count:
                 if not self._load_chunk():
@@ -384,16 +389,17 @@ class RealtimeFleet:
                 return
             due = None
             routed += 1
-            ready = self.ready
-            if len(ready) == 1:
-                ready[0].enqueue(ids[i], t)
+            if lone is not None:
+                lone(ids[i], t, t)
             elif ready:
                 if expire_first:
                     for replica in ready:
                         replica.expire(t)
-                ready[pick(self.loads)].enqueue(ids[i], t)  # `_route`, inlined on the hot path
+                ready[pick(loads)].enqueue(ids[i], t, t)  # `_route`, inlined on the hot path
             else:
                 self._hold_in_activator(ids[i], t)
+                ready, loads = self.ready, self.loads
+                lone = ready[0].enqueue if len(ready) == 1 else None
             i += 1
 
     # -- observation -----------------------------------------------------------------------------

@@ -121,11 +121,13 @@ class Replica:
             on_drained, self._on_drained = self._on_drained, None
             on_drained(self)
 
-    def enqueue(self, request_id: int, now: float) -> None:
+    def enqueue(self, request_id: int, now: float, arrival_s: float | None = None) -> None:
         """A request arrives at time `now`: queue it (or reject it if the queue is full).
 
         `now` may be later than the kernel clock when the fleet handles arrivals ahead of it (no
         kernel event falls in between); every time below is therefore taken from `now`.
+        `arrival_s` is the request's arrival time when the caller has it at hand (a fresh arrival:
+        `now`), sparing a lookup in the log; re-routed requests arrived earlier and leave it None.
         """
         if self._timeout_s is not None:
             self.expire(now)
@@ -143,7 +145,7 @@ class Replica:
                 self._start_batch(1, now)  # greedy batching, alone in the queue: it goes at once
             # While a batch is forming only a full queue can start it early: skip the call otherwise.
             elif self._forming_timer is None or len(queue) >= self._max_batch:
-                self._dispatch(now)
+                self._dispatch(now, arrival_s if len(queue) == 1 else None)
         if capacity is not None and len(queue) > capacity:
             # The capacity counts waiting requests: the newcomer did not start and finds no room.
             queue.pop()
@@ -186,8 +188,9 @@ class Replica:
             if self.draining:
                 self._check_drained()
 
-    def _dispatch(self, now: float) -> None:
-        """Start batches while an executor is free and the batching rule allows one."""
+    def _dispatch(self, now: float, oldest_s: float | None = None) -> None:
+        """Start batches while an executor is free and the batching rule allows one. `oldest_s`:
+        the arrival time of the oldest queued request, when the caller knows it."""
         config = self.config
         queue = self.queue
         max_batch = self._max_batch
@@ -197,7 +200,8 @@ class Replica:
                     return  # the forming batch waits for its timer or for more requests
                 # A Python float: a numpy scalar here would reach the kernel's clock and make every
                 # later time computation numpy arithmetic.
-                oldest_s = self._log.arrival_s[queue[0] - self._log.base].item()
+                if oldest_s is None:
+                    oldest_s = self._log.arrival_s[queue[0] - self._log.base].item()
                 due_s = oldest_s + config.max_wait_s
                 if config.timeout_s is not None and config.timeout_s < config.max_wait_s:
                     # The oldest times out first; then the next oldest may already be due.
@@ -207,6 +211,7 @@ class Replica:
                     timer.callbacks.append(self._on_max_wait)
                     return
             self._forming_timer = None  # a full (or due) batch goes now; a pending timer is stale
+            oldest_s = None  # (the batch takes the oldest request)
             waiting = len(queue)
             self._start_batch(max_batch if waiting > max_batch else waiting, now)
 
