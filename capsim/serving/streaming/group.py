@@ -256,6 +256,11 @@ class ConsumerGroup:
         elif owner is not None and self._unowned_since[p] is not None:
             self.paused_partition_s += now - self._unowned_since[p]  # type: ignore[operator]
             self._unowned_since[p] = None
+        if owner is not None:
+            # A new owner fetches from the committed offset, as in Kafka: records handed out but not
+            # committed by the old owner would be scored again (the protocol above prevents it).
+            part = self.partitions[p]
+            part.position = part.committed
         self.owner[p] = owner
 
     def unowned_partition_s(self, now: float) -> float:
