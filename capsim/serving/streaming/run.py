@@ -116,7 +116,7 @@ def run_streaming(
         "p50": float(np.percentile(window, 50)) if window else None,
         "p99": float(np.percentile(window, 99)) if window else None,
         "max": int(max(window)) if window else None,
-        "at_end": int(group.lag(scenario.duration_s)) if end_s >= scenario.duration_s else None,
+        "at_end": int(tick_lag[-1]),  # read at duration_s, when arrivals stop (the last tick)
         "sample_interval_s": LAG_SAMPLE_S,
     }
     summary, timeseries, changes = pull_summary(
