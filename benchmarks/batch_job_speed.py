@@ -1,12 +1,14 @@
 """How fast capsim simulates a batch job: the bundled nightly-scoring job (1,000,000 items, 15,625
 batches) run whole, a job with batch size 1 (a million batches), and `--solve hardware` on it.
 
-Run: python benchmarks/batch_job_speed.py [--repeat N] (prints the fastest of N runs; asserts nothing).
+Run: python benchmarks/batch_job_speed.py [--repeat N] (prints the fastest of N runs and the peak
+memory of the process; asserts nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,8 @@ def main() -> None:
     ]
     for label, run in cases:
         print(f"{label:<62} {fastest_s(run, args.repeat):8.3f} s (fastest of {args.repeat})")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    print(f"{'peak resident memory of this process':<62} {peak_mb:8.0f} MB")
 
 
 if __name__ == "__main__":

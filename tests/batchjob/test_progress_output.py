@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from capsim import simulate
-from capsim.serving.batchjob.job import step_at, step_means
+from capsim.serving.batchjob.job import as_changes, step_at, step_means
 from tests.batchjob.helpers import batch_dict, batch_scenario
 
 
 def test_step_series_samples_and_interval_means() -> None:
-    changes = [(1.0, 1), (3.0, -1), (3.5, 2)]
+    changes = as_changes([(1.0, 1), (3.0, -1), (3.5, 2)])
     times = np.array([0.0, 2.0, 4.0, 6.0])
     assert step_at(changes, times).tolist() == [0.0, 1.0, 2.0, 2.0]
     # (0, 2]: half at 1; (2, 4]: 1 for 1 s, 0 for 0.5 s, 2 for 0.5 s; (4, 6]: 2.

@@ -5,6 +5,7 @@ docs/model.md ("Batch jobs")."""
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -51,8 +52,11 @@ class JobRecord:
 
     total_items: int
     commits: list[tuple[float, int]] = field(default_factory=list)  # (time, items committed)
-    busy_changes: list[tuple[float, int]] = field(default_factory=list)  # workers computing: (time, ±1)
-    batch_service_s: list[float] = field(default_factory=list)
+    # Per batch, in compact arrays (a job can have millions of batches): when its compute started
+    # and ended (cut short by a reclaim or the horizon), and its drawn service time.
+    compute_start_s: array[float] = field(default_factory=lambda: array("d"))
+    compute_end_s: array[float] = field(default_factory=lambda: array("d"))
+    batch_service_s: array[float] = field(default_factory=lambda: array("d"))
     workers: list[Worker] = field(default_factory=list)
     phase_s: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("startup", "read_stall", "compute", "checkpoint"), 0.0)
@@ -62,6 +66,11 @@ class JobRecord:
     items_lost: int = 0
     interruptions: int = 0
     makespan_s: float | None = None
+
+    def busy_changes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Workers computing as a step series: (change times, ±1)."""
+        starts, ends = np.frombuffer(self.compute_start_s), np.frombuffer(self.compute_end_s)
+        return np.concatenate([starts, ends]), np.concatenate([np.ones(starts.size), -np.ones(ends.size)])
 
     @property
     def items_done(self) -> int:
@@ -201,11 +210,11 @@ class BatchJob:
             if serving.prefetch and not last:
                 ready_s = env.now + read_s(serving, sizes[k + 1])  # read k+1 while k computes
             service_s = sampler(n)
-            record.busy_changes.append((env.now, 1))
+            record.compute_start_s.append(env.now)
             try:
                 yield from self._wait(worker, "compute", service_s)
             finally:
-                record.busy_changes.append((env.now, -1))
+                record.compute_end_s.append(env.now)
             record.batch_service_s.append(service_s)
             record.items_scored += n
             worker.uncommitted += n
@@ -249,7 +258,7 @@ class BatchJob:
         for worker in self.record.workers:
             if worker.left_s is None:
                 if worker.phase == "compute":
-                    self.record.busy_changes.append((end_s, -1))
+                    self.record.compute_end_s.append(end_s)
                 self._end_phase(worker)  # the phase in progress counts up to the end
                 worker.left_s = end_s
 
@@ -258,27 +267,37 @@ class BatchJob:
         return sum(p.size - p.committed for p in self.partitions)
 
 
-def step_at(changes: list[tuple[float, int]], times_s: np.ndarray) -> np.ndarray:
-    """The value at each time of a step series starting at 0 given as (time, delta) changes
-    (a change at t counts from t on)."""
+def as_changes(changes: list[tuple[float, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(time, delta) pairs as the two arrays `step_at` and `step_means` take."""
     if not changes:
-        return np.zeros(times_s.size)
+        return np.zeros(0), np.zeros(0)
     arr = np.asarray(changes, dtype=float)
-    order = np.argsort(arr[:, 0], kind="stable")
-    t, level = arr[order, 0], np.cumsum(arr[order, 1])
+    return arr[:, 0], arr[:, 1]
+
+
+def _levels(changes: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    times, deltas = changes
+    order = np.argsort(times, kind="stable")
+    return times[order], np.cumsum(deltas[order])
+
+
+def step_at(changes: tuple[np.ndarray, np.ndarray], times_s: np.ndarray) -> np.ndarray:
+    """The value at each of `times_s` of a step series starting at 0, given as (change times,
+    deltas); a change at t counts from t on."""
+    if changes[0].size == 0:
+        return np.zeros(times_s.size)
+    t, level = _levels(changes)
     idx = np.searchsorted(t, times_s, side="right")
     return np.where(idx > 0, level[np.maximum(idx - 1, 0)], 0.0)
 
 
-def step_means(changes: list[tuple[float, int]], times_s: np.ndarray) -> np.ndarray:
+def step_means(changes: tuple[np.ndarray, np.ndarray], times_s: np.ndarray) -> np.ndarray:
     """The time average of a step series (as in `step_at`) over each interval (times[i-1], times[i]];
     the first entry is the value at times[0]. Averages, unlike samples, do not alias the short gaps
     between batches."""
-    if not changes:
+    if changes[0].size == 0:
         return np.zeros(times_s.size)
-    arr = np.asarray(changes, dtype=float)
-    order = np.argsort(arr[:, 0], kind="stable")
-    t, level = arr[order, 0], np.cumsum(arr[order, 1])
+    t, level = _levels(changes)
     # Area from 0 to each change time, then to each grid time.
     area_at_change = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(t))])
     idx = np.searchsorted(t, times_s, side="right")

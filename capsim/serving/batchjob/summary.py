@@ -5,6 +5,7 @@ time from submission until an item's result is committed), for one replication a
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from capsim.metrics.summary import clean_json, t95
 from capsim.scenario import Scenario
 from capsim.serving.batchjob.checks import batch_serving
-from capsim.serving.batchjob.job import BatchJob, step_at, step_means
+from capsim.serving.batchjob.job import BatchJob, as_changes, step_at, step_means
 
 # Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the same
 # assumption as the real-time mode's energy account (capsim/engine.py).
@@ -39,10 +40,10 @@ def _completion_ms(commits: list[tuple[float, int]]) -> dict[str, float | None]:
     return out
 
 
-def _batch_ms(service_s: list[float]) -> dict[str, float | None]:
+def _batch_ms(service_s: array[float]) -> dict[str, float | None]:
     if not service_s:
         return {"mean": None, "p50": None, "p99": None, "max": None}
-    arr = np.asarray(service_s) * 1000.0
+    arr = np.frombuffer(service_s) * 1000.0
     return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)),
             "p99": float(np.percentile(arr, 99)), "max": float(arr.max())}  # fmt: skip
 
@@ -145,9 +146,9 @@ def timeseries(job: BatchJob, end_s: float) -> dict[str, np.ndarray]:
     billed_changes += [(w.left_s, -1) for w in record.workers if w.left_s is not None]
     return {
         "time_s": times,
-        "items_done": step_at(record.commits, times),
-        "workers_busy": step_means(record.busy_changes, times),
-        "workers_billed": step_means(billed_changes, times),
+        "items_done": step_at(as_changes(record.commits), times),
+        "workers_busy": step_means(record.busy_changes(), times),
+        "workers_billed": step_means(as_changes(billed_changes), times),
     }
 
 
