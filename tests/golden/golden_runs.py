@@ -27,6 +27,7 @@ OVERRIDES: dict[str, list[str]] = {
     "flash-crowd-hpa": ["duration_s=1200", "warmup_s=60"],
     "scale-to-zero-internal": ["duration_s=14400"],
     "measured-cnn-cpu": ["duration_s=60", "warmup_s=10"],
+    "measured-cnn-h100": ["duration_s=30", "warmup_s=5"],
     # Batch jobs run whole (a million items take a second to simulate). The spot file runs on one
     # worker at a reclaim rate far above the published one, so that reclaims and replacements show.
     "nightly-scoring-t4": [],
