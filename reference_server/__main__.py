@@ -39,6 +39,12 @@ def serve(config: ServerConfig) -> None:
         print(f"error: cannot bind {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(2) from None
     host, port = sock.getsockname()[:2]
+    if config.switch_interval_ms > 0:
+        # The GIL's hand-over between the event loop and the executor threads, which on a GPU run
+        # their batches mostly in Python (module calls, kernel launches). Measured on an H100, CNN
+        # at saturation: 0.5 ms vs Python's 5 ms made no difference beyond machine noise (1917 vs
+        # 1865 req/s); the calibration runs in benchmarks/data/h100 used 0.5 ms (docs/reference_server.md).
+        sys.setswitchinterval(config.switch_interval_ms / 1e3)
     uv_config = uvicorn.Config(
         create_app(config),
         # The batcher and executors use time.monotonic(), which is the asyncio loop's clock (and

@@ -34,6 +34,7 @@ class ServerConfig:
     extra_latency_ms: float = 0.0
     debug_endpoints: bool = False
     torch_threads: int = 0  # 0 = (cores - 1) / instances, at least 1
+    switch_interval_ms: float = 0.0  # 0 = Python's own (5 ms)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     telemetry_interval_ms: float = 100.0
     nvml: bool = True
@@ -117,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=0,
         help="intra-op CPU threads per executor (0 = (cores - 1) / instances, at least 1)",
+    )
+    p.add_argument(
+        "--switch-interval-ms",
+        type=_non_negative_float,
+        default=0.0,
+        help="how long a thread holds the GIL while another waits for it (sys.setswitchinterval; 0 = Python's 5 ms)",
     )
     p.add_argument(
         "--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES, help="larger request bodies get 413"

@@ -77,6 +77,7 @@ def serve_command(
     extra_latency_ms: Annotated[float, typer.Option(help="test hook: add this to every batch")] = 0.0,
     debug_endpoints: Annotated[bool, typer.Option(help="test hook: enable POST /debug/stall")] = False,
     torch_threads: Annotated[int, typer.Option(help="threads per executor (0 = (cores-1)/instances)")] = 0,
+    switch_interval_ms: Annotated[float, typer.Option(help="GIL switch interval (0 = Python's 5 ms)")] = 0.0,
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 16 * 1024 * 1024,
     no_nvml: Annotated[bool, typer.Option("--no-nvml", help="do not try NVML (GPU telemetry off)")] = False,
 ) -> None:
@@ -93,6 +94,7 @@ def serve_command(
         "--timeout-ms": timeout_ms >= 0,
         "--extra-latency-ms": extra_latency_ms >= 0,
         "--torch-threads": torch_threads >= 0,
+        "--switch-interval-ms": switch_interval_ms >= 0,
         "--max-body-bytes": max_body_bytes >= 1,
     }
     for flag, ok in checks.items():
@@ -106,7 +108,7 @@ def serve_command(
         "--instances", str(instances), "--queue-capacity", str(queue_capacity),
         "--timeout-ms", repr(timeout_ms), "--device", device, "--dtype", dtype,
         "--extra-latency-ms", repr(extra_latency_ms), "--torch-threads", str(torch_threads),
-        "--max-body-bytes", str(max_body_bytes),
+        "--max-body-bytes", str(max_body_bytes), "--switch-interval-ms", repr(switch_interval_ms),
     ]  # fmt: skip
     if batch_log is not None:
         argv += ["--batch-log", str(batch_log)]

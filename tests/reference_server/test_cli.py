@@ -16,6 +16,7 @@ from capsim.cli.main import main
         (["serve", "--port", "70000"], "--port"),
         (["serve", "--queue-capacity", "0"], "--queue-capacity"),
         (["serve", "--max-wait-ms", "-1"], "--max-wait-ms"),
+        (["serve", "--switch-interval-ms", "-1"], "--switch-interval-ms"),
         (["serve", "--dtype", "float64"], "--dtype: expected one of float32, float16, bfloat16"),
         (["profile", "-o", "x.json", "--dtype", "int8"], "--dtype"),
         (["profile", "-o", "x.json", "--batch-sizes", "1,two"], "--batch-sizes"),
