@@ -62,6 +62,7 @@ class JobRecord:
         default_factory=lambda: dict.fromkeys(("startup", "read_stall", "compute", "checkpoint"), 0.0)
     )  # worker-seconds spent in each phase
     lost_compute_s: float = 0.0
+    items_done: int = 0  # items committed
     items_scored: int = 0  # items whose batch finished, including work later lost
     items_lost: int = 0
     interruptions: int = 0
@@ -72,10 +73,6 @@ class JobRecord:
         starts, ends = np.frombuffer(self.compute_start_s), np.frombuffer(self.compute_end_s)
         return np.concatenate([starts, ends]), np.concatenate([np.ones(starts.size), -np.ones(ends.size)])
 
-    @property
-    def items_done(self) -> int:
-        """Items committed."""
-        return sum(n for _, n in self.commits)
 
 
 class BatchJob:
@@ -230,6 +227,7 @@ class BatchJob:
     def _commit(self, worker: Worker, partition: Partition) -> None:
         partition.committed += worker.uncommitted
         self.record.commits.append((self.env.now, worker.uncommitted))
+        self.record.items_done += worker.uncommitted
         worker.uncommitted = 0
         worker.uncommitted_compute_s = 0.0
         if partition.committed == partition.size and self.record.items_done == self.record.total_items:
