@@ -27,8 +27,10 @@ from typing import cast
 import simpy
 
 from capsim.metrics.live import LiveMetrics
-from capsim.metrics.request_log import REJECTED, TIMED_OUT, RequestLog
+from capsim.metrics.request_log import REJECTED, TIMED_OUT, BatchBook, RequestLog
 from capsim.servicetime.base import BatchSampler
+
+APPLY_AT = BatchBook.APPLY_AT
 
 # Float slack when comparing a batching deadline with the clock: a timer scheduled for `deadline`
 # can fire a rounding error early, and must not start a second, zero-length wait.
@@ -87,7 +89,8 @@ class Replica:
         self._max_wait_s = config.max_wait_s
         self._capacity = config.queue_capacity
         # Where finished batches are booked: the book's list appends, bound once.
-        book = log.batch_book(index)
+        self._book = book = log.batch_book(index)
+        self._booked = book.ids  # its length says when to spread it onto rows
         self._book_ids, self._book_start_s, self._book_end_s = book.ids.append, book.start_s.append, book.end_s.append
 
     def queued_or_in_service(self) -> int:
@@ -243,6 +246,8 @@ class Replica:
         self._book_ids(batch)
         self._book_start_s(start_s)
         self._book_end_s(now + self._overhead_s)
+        if len(self._booked) >= APPLY_AT:
+            self._log.apply_book(self._book)
         size = len(batch)
         if self._live is not None:
             self._live.busy.add(now, -1)
