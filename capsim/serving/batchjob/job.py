@@ -74,7 +74,6 @@ class JobRecord:
         return np.concatenate([starts, ends]), np.concatenate([np.ones(starts.size), -np.ones(ends.size)])
 
 
-
 class BatchJob:
     """One replication of a batch job on `env`; `run(horizon_s)` simulates it to the end or the horizon."""
 
