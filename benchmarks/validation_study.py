@@ -119,13 +119,17 @@ def analyse(by_model: dict[str, list[Path]], black_box_evaluations: int) -> list
     rows: list[dict[str, Any]] = []
     for model, run_dirs in sorted(by_model.items()):
         studies: list[tuple[str, dict[str, Any]]] = [
-            ("white box, held out by load", {"method": "white-box", "holdout": "alternate"}),
-            ("black box, held out by load", {"method": "black-box", "holdout": "alternate",
-                                             "max_evaluations": black_box_evaluations}),
-        ]
-        configs = sorted({d.name for d in run_dirs})
-        if "b1-w0" in configs and len(configs) > 1:
-            studies.insert(1, ("white box, held out by configuration", {"method": "white-box", "holdout": "b1-w0*"}))
+            ("white box, held out by load", {"method": "white-box", "holdout": "alternate"})]
+        # Held out by configuration: fit on the others, predict the one without batching window
+        # (max batch 1, or the greedy one): the smallest key.
+        configs = sorted({p.server.key() for d in run_dirs for p in read_run_folder(d) if p.server is not None},
+                         key=lambda k: (int(k.split("-")[0][1:]), k))
+        if len(configs) > 1:
+            studies.append(("white box, held out by configuration",
+                            {"method": "white-box", "holdout": f"server:{configs[0]}"}))
+        if black_box_evaluations > 0:
+            studies.append(("black box, held out by load", {"method": "black-box", "holdout": "alternate",
+                                                            "max_evaluations": black_box_evaluations}))
         for study, options in studies:
             started = time.monotonic()
             try:
@@ -229,7 +233,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--max-rate", type=float, default=300.0,
                         help="cap on the offered load (req/s): what the HTTP path sustains on a small shared machine")
-    parser.add_argument("--black-box-evaluations", type=int, default=100)
+    parser.add_argument("--black-box-evaluations", type=int, default=100, help="replays per black-box fit (0: skip)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     root = args.from_runs or args.out

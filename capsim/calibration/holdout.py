@@ -7,6 +7,8 @@ and reports the error on them. Rules:
 * `alternate` — within each server configuration, points sorted by offered load, every second one
   (the 2nd, 4th, …) is held out: the fit sees the lightest load and interpolates between loads;
 * `highest` — the highest load of each configuration (extrapolation towards saturation);
+* `server:GLOB` — every point whose server configuration (`b<max batch>-w<window ms>-i<instances>`,
+  e.g. `server:b1-w0-i1`) matches: fit on some configurations, predict another;
 * a glob over point labels (`run-folder-name`, or `run-folder-name#step` for a sweep step), e.g.
   `'cnn-b32-*'` to hold out a whole configuration, or several separated by commas.
 
@@ -45,13 +47,20 @@ def split(points: list[LoadPoint], rule: str | None) -> tuple[list[LoadPoint], l
         for group in _by_config(points):
             if len(group) > 1:
                 held.add(id(group[-1]))
+    elif rule.startswith("server:"):
+        pattern = rule.removeprefix("server:")
+        held.update(id(p) for p in points if fnmatch.fnmatchcase(_config_key(p), pattern))
+        if not held:
+            keys = ", ".join(sorted({_config_key(p) for p in points}))
+            raise CapsimInputError(f"no server configuration matches {pattern!r} (configurations: {keys})",
+                                   field="--holdout")
     else:
         patterns = [p.strip() for p in rule.split(",") if p.strip()]
         held.update(id(p) for p in points if any(fnmatch.fnmatchcase(p.label, pat) for pat in patterns))
         if not held:
             labels = ", ".join(p.label for p in points)
             raise CapsimInputError(f"no load point matches {rule!r} (points: {labels}); expected alternate, "
-                                   "highest or a glob over these labels", field="--holdout")
+                                   "highest, server:GLOB or a glob over these labels", field="--holdout")
     fit = [p for p in points if id(p) not in held]
     holdout = [p for p in points if id(p) in held]
     if not fit:

@@ -7,8 +7,8 @@ load does to the model (contention with the HTTP loop and the load generator for
 which an isolated `capsim profile` does not see.
 
 The fixed overhead outside the batcher (network, HTTP parsing, JSON) is what the client saw minus
-what the server accounted for: `latency_ms − X-Queue-Ms − X-Compute-Ms`, per request; its median
-becomes the replay's `overhead_ms`.
+what the server accounted for: `latency_ms − X-Queue-Ms − X-Compute-Ms`, per request; its median at
+the lightest fit load becomes the replay's `overhead_ms` (see `overhead_estimate`).
 """
 
 from __future__ import annotations
@@ -27,16 +27,21 @@ _SAME_INSTANT_S = 1e-4  # a batch starting within this of the previous one's end
 
 @dataclass(frozen=True)
 class OverheadEstimate:
-    """The per-request time outside the server's queue and executor, from the client's view."""
+    """The per-request time outside the server's queue and executor, from the client's view: the
+    median at the lightest fit load (the constant the replay adds), and its spread there and at
+    every fit point (how much of it grows with load: queueing in the server's front end)."""
 
     median_ms: float
     p10_ms: float
     p90_ms: float
     requests: int
+    lightest: str
+    per_point: dict[str, dict[str, float]]
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, object]:
         """For provenance."""
-        return {"median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "requests": self.requests}
+        return {"median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "requests": self.requests,
+                "from_point": self.lightest, "per_point": self.per_point}  # fmt: skip
 
 
 def batch_service_samples_ms(points: list[LoadPoint]) -> dict[int, np.ndarray]:
@@ -60,24 +65,38 @@ def batch_service_samples_ms(points: list[LoadPoint]) -> dict[int, np.ndarray]:
     return {size: np.concatenate(parts) for size, parts in sorted(by_size.items())}
 
 
+def _outside_ms(point: LoadPoint) -> np.ndarray:
+    rows = point.requests
+    if not {"server_queue_ms", "server_compute_ms"} <= set(rows.columns):
+        return np.empty(0)
+    ok = point.measured_mask() & (rows["status"].to_numpy() // 100 == 2)
+    outside = (rows["latency_ms"] - rows["server_queue_ms"] - rows["server_compute_ms"]).to_numpy(dtype=float)[ok]
+    return outside[np.isfinite(outside)]
+
+
 def overhead_estimate(points: list[LoadPoint]) -> OverheadEstimate:
-    """Client latency minus the server's queue wait and compute time, over completed measured requests."""
-    parts = []
-    for point in points:
-        rows = point.requests
-        if not {"server_queue_ms", "server_compute_ms"} <= set(rows.columns):
-            continue
-        ok = point.measured_mask() & (rows["status"].to_numpy() // 100 == 2)
-        outside = (rows["latency_ms"] - rows["server_queue_ms"] - rows["server_compute_ms"]).to_numpy(dtype=float)[ok]
-        parts.append(outside[np.isfinite(outside)])
-    values = np.concatenate(parts) if parts else np.empty(0)
-    if values.size == 0:
+    """Client latency minus the server's queue wait and compute time, per completed measured request.
+
+    The simulator's overhead is a constant: the part of this time that does not depend on load
+    (network, parsing, serialization). Under load the reference server's front end — one event loop
+    that parses every request and runs the batching timer — queues too, and that share grows with
+    the rate; so the constant is taken from the lightest fit load (lowest offered rate), where that
+    queueing is least, and the other points' medians are recorded beside it."""
+    measured = [(point, _outside_ms(point)) for point in points]
+    measured = [(point, values) for point, values in measured if values.size]
+    if not measured:
         raise CapsimInputError("no request carries the server's X-Queue-Ms / X-Compute-Ms times, so the overhead "
                                "outside the server cannot be separated; give --overhead-ms or use --method black-box",
                                source=str(points[0].run_dir / "requests.parquet"))
+    per_point = {point.label: {"rate_rps": float(point.rate_rps or 0.0),
+                               **dict(zip(("p10_ms", "median_ms", "p90_ms", "p99_ms"),
+                                          map(float, np.percentile(values, [10, 50, 90, 99])), strict=True))}
+                 for point, values in measured}  # fmt: skip
+    lightest, values = min(measured, key=lambda pv: (pv[0].rate_rps or 0.0, pv[0].label))
     p10, median, p90 = np.percentile(values, [10, 50, 90])
     # Clock resolution can make a few differences slightly negative; the overhead itself is not.
-    return OverheadEstimate(max(float(median), 0.0), float(p10), float(p90), int(values.size))
+    return OverheadEstimate(max(float(median), 0.0), float(p10), float(p90), int(values.size), lightest.label,
+                            per_point)
 
 
 def window_lateness_ms(points: list[LoadPoint]) -> dict[str, float | int] | None:

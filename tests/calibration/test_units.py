@@ -45,6 +45,10 @@ def test_highest_and_glob_rules() -> None:
     fit, held = split(POINTS, "b*")
     assert _labels(held) == ["b#0", "b#1"] and len(fit) == 4
     assert split(POINTS, None) == (POINTS, [])
+    fit, held = split(POINTS, "server:b1-*")
+    assert _labels(held) == ["b#0", "b#1"] and _labels(fit) == ["a#0", "a#1", "a#2", "a#3"]
+    with pytest.raises(CapsimInputError, match="configurations: b1-w1-i1, b8-w1-i1"):
+        split(POINTS, "server:b4*")
 
 
 def test_holdout_rules_that_leave_nothing_are_refused() -> None:
