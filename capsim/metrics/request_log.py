@@ -60,6 +60,9 @@ class RequestLog:
         # Batches are booked as one entry each in their replica's BatchBook and spread onto their
         # requests' rows in bulk, keeping per-request numpy stores off the simulation's hot path.
         self._books: list[BatchBook] = []
+        # The latest chunk of arrival times as Python floats, and the id of its first request.
+        self.recent_s: list[float] = []
+        self.recent_first_id = 0
 
     def batch_book(self, replica: int) -> BatchBook:
         """A new book in which `replica` records its batches (spread onto rows when the log needs them)."""
@@ -122,7 +125,17 @@ class RequestLog:
         self.arrival_s[self.size : self.size + n] = arrival_s
         first_id = self.base + self.size
         self.size += n
+        self.recent_first_id = first_id
+        self.recent_s = arrival_s.tolist()
         return first_id
+
+    def arrival_time_s(self, request_id: int) -> float:
+        """A request's arrival time as a Python float (from the latest chunk's list when it is
+        there: a numpy scalar lookup costs several times a list index on the hot path)."""
+        k = request_id - self.recent_first_id
+        if k >= 0:
+            return self.recent_s[k]
+        return self.arrival_s[request_id - self.base].item()
 
     def _make_room(self, needed: int) -> None:
         self._apply_batches()

@@ -12,7 +12,7 @@ from the start of provisioning to the end of draining; warm-pool nodes are bille
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import simpy
@@ -331,7 +331,7 @@ class RealtimeFleet:
         """Begin feeding arrivals (drawn lazily, chunk by chunk) into the fleet."""
         self._chunks = chunks
         self._times: list[float] = []
-        self._ids: list[int] = []
+        self._ids: Sequence[int] = []
         self._next = 0
         # Begin inside the run, once every other process is on the kernel's schedule: arrival
         # lookahead may only skip ahead of events that already exist.
@@ -343,9 +343,13 @@ class RealtimeFleet:
     def _load_chunk(self) -> bool:
         for times in self._chunks:
             first_id = self.log.append_arrivals(times)
-            miss = self._answer_cache_hits(first_id, times)
-            self._ids = (np.flatnonzero(miss) + first_id).tolist()
-            self._times = times[miss].tolist()
+            if self.serving.cache.hit_ratio > 0:
+                miss = self._answer_cache_hits(first_id, times)
+                self._ids = (np.flatnonzero(miss) + first_id).tolist()
+                self._times = times[miss].tolist()
+            else:  # every request goes to the model: ids in a row, times as the log already listed them
+                self._ids = range(first_id, first_id + times.size)
+                self._times = self.log.recent_s
             self._next = 0
             if self._ids:
                 return True

@@ -204,7 +204,7 @@ class Replica:
                 # A Python float: a numpy scalar here would reach the kernel's clock and make every
                 # later time computation numpy arithmetic.
                 if oldest_s is None:
-                    oldest_s = self._log.arrival_s[queue[0] - self._log.base].item()
+                    oldest_s = self._log.arrival_time_s(queue[0])
                 due_s = oldest_s + config.max_wait_s
                 if config.timeout_s is not None and config.timeout_s < config.max_wait_s:
                     # The oldest times out first; then the next oldest may already be due.
