@@ -231,7 +231,13 @@ class Replica:
         env, queue = self.env, self.queue
         self.idle_executors -= 1
         self.in_service += size
-        batch = [queue.popleft()] if size == 1 else [queue.popleft() for _ in range(size)]
+        if size == 1:
+            batch = [queue.popleft()]
+        elif size == len(queue):  # a partial batch takes everything waiting: copy and clear in C
+            batch = list(queue)
+            queue.clear()
+        else:
+            batch = [queue.popleft() for _ in range(size)]
         if self._live is not None:
             self._live.busy.add(now, 1)
         done = env.timeout(now - env.now + self._sample_s(size), (batch, now))
