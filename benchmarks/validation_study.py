@@ -21,7 +21,8 @@ of the targets applies to what the server really did.
     python benchmarks/validation_study.py --from-runs DIR      # analyse run folders recorded earlier
     python benchmarks/validation_study.py --models cnn --duration 15 --out /tmp/study
 
-Prints Markdown tables (pasted into docs/validation.md) and writes DIR/study.json.
+Prints Markdown tables (pasted into docs/validation.md) and writes the rows as JSON (OUT/study.json,
+or `--json PATH`).
 """
 
 from __future__ import annotations
@@ -233,6 +234,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--max-rate", type=float, default=300.0,
                         help="cap on the offered load (req/s): what the HTTP path sustains on a small shared machine")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the rows here (default: OUT/study.json when measuring, nothing with --from-runs)")
     parser.add_argument("--black-box-evaluations", type=int, default=100, help="replays per black-box fit (0: skip)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -244,9 +247,11 @@ def main() -> None:
         sys.exit(f"no run folders under {root}")
     rows = analyse(by_model, args.black_box_evaluations)
     notes = diagnostics(by_model)
-    atomic_write_json(root / "study.json", {"rows": rows, "diagnostics": notes, "targets": TARGETS,
-                                            "utilization_limit": UTILIZATION_LIMIT,
-                                            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    json_path = args.json or (None if args.from_runs else args.out / "study.json")
+    if json_path is not None:
+        atomic_write_json(json_path, {"runs": str(root), "rows": rows, "diagnostics": notes, "targets": TARGETS,
+                                      "utilization_limit": UTILIZATION_LIMIT,
+                                      "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     print(markdown(rows))
     print()
     print(diagnostics_markdown(notes))
