@@ -105,12 +105,24 @@ class SweepResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def is_job(self) -> bool:
+        """Whether the variants are batch jobs (a makespan, a total bill) rather than a serving fleet."""
+        return any(row.get("makespan_s") is not None for row in self.rows)
+
+    @property
+    def cost_key(self) -> str:
+        """What 'cheapest' compares: a fleet's cost per hour at the offered traffic, or a job's whole bill."""
+        return "usd" if self.is_job else "usd_per_hour"
+
+    @property
     def best_index(self) -> int | None:
-        """The variant that meets the SLO at the lowest cost per hour (ties: lower p99); None if none does."""
-        meeting = [i for i, row in enumerate(self.rows) if row["slo_met"] is True]
+        """The variant that meets the SLO (a job: its deadline) at the lowest cost (ties: lower p99);
+        None if none does."""
+        meeting = [i for i, row in enumerate(self.rows) if row["slo_met"] is True and row[self.cost_key] is not None]
         if not meeting:
             return None
-        return min(meeting, key=lambda i: (self.rows[i]["usd_per_hour"], self.rows[i]["p99_ms"] or math.inf))
+        key = self.cost_key
+        return min(meeting, key=lambda i: (self.rows[i][key], self.rows[i]["p99_ms"] or math.inf))
 
 
 def summary_row(variant: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +143,8 @@ def summary_row(variant: dict[str, Any], summary: dict[str, Any]) -> dict[str, A
         "cold_starts": replicas.get("cold_starts"),
         "usd_per_hour": cost.get("usd_per_hour"),
         "usd_per_million_requests": cost.get("usd_per_million_requests"),
+        "usd": cost.get("usd"),
+        "makespan_s": summary.get("makespan_s"),
     }
 
 

@@ -125,3 +125,12 @@ def test_cli_bad_vary_exits_2_with_one_line(scenario_file: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: --vary serving.replicas=3..1: expected a range")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_batch_job_sweep_ranks_by_the_whole_bill_and_the_deadline() -> None:
+    result = run_sweep(ROOT / "scenarios/nightly-scoring-t4.yaml", [parse_axis("serving.workers=1..3")], jobs=1)
+    assert result.is_job and result.cost_key == "usd"
+    makespans = [row["makespan_s"] for row in result.rows]
+    assert makespans == sorted(makespans, reverse=True)  # more workers finish sooner
+    assert [row["slo_met"] for row in result.rows] == [False, True, True]  # one T4 misses the 4-hour window
+    assert result.best_index == 1  # the fewest workers that make it is also the cheapest job

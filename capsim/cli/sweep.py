@@ -50,10 +50,11 @@ def sweep_command(
 
         result = run_sweep(scenario, axes, set_ or [], seed=seed, replications=replications, jobs=jobs,
                            catalogue=catalogue, progress=progress)  # fmt: skip
+    written = []
     if out is not None:
         from capsim.report.sweep import write_sweep_folder
 
-        write_sweep_folder(result, out)
+        written = write_sweep_folder(result, out)
     if json_output:
         payload = {"best": result.best_index, "rows": result.rows}
         sys.stdout.write(json.dumps(payload, default=float) + "\n")
@@ -71,6 +72,9 @@ def sweep_command(
                       "[yellow]the scenario has no slo section, so no variant is marked[/yellow]")  # fmt: skip
     else:
         chosen = ", ".join(f"{p}={v}" for p, v in result.variants[best].items())
-        console.print(f"cheapest meeting the SLO: [bold]{chosen}[/bold] at ${result.rows[best]['usd_per_hour']:.3f}/h")
-    if out is not None:
-        console.print(f"wrote {out}/sweep.csv, sweep.parquet, summaries.json, cost_vs_p99.png")
+        row = result.rows[best]
+        price = f"${row['usd']:.2f} for the job" if result.is_job else f"${row['usd_per_hour']:.3f}/h"
+        goal = "the deadline" if result.is_job else "the SLO"
+        console.print(f"cheapest meeting {goal}: [bold]{chosen}[/bold] at {price}")
+    if written:
+        console.print(f"wrote {', '.join(str(path) for path in written)}")

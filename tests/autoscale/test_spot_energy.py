@@ -54,10 +54,11 @@ def test_billing_splits_spot_and_on_demand_exactly() -> None:
     assert 0 < cost["spot_usd"] < cost["on_demand_usd"]
 
 
-def test_spot_needs_exactly_one_rate() -> None:
+def test_spot_takes_at_most_one_rate() -> None:
     from capsim.errors import CapsimInputError
 
-    with pytest.raises(CapsimInputError, match="exactly one"):
+    # (Giving neither is fine: the catalogue supplies the rate; tests/hardware/test_scenario_catalogue.py.)
+    with pytest.raises(CapsimInputError, match="not both"):
         spot_scenario("serving.spot.monthly_interruption_probability=0.1")
 
 

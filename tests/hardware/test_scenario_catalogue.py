@@ -46,7 +46,9 @@ def test_figures_the_file_gives_win_and_the_provider_sets_the_notice() -> None:
     assert spot is not None
     assert (spot.usd_per_hour, spot.interruptions_per_hour, spot.notice_s) == (3.0, 0.5, 0.0)
     assert spot.monthly_interruption_probability is None
-    gcp = _spot_scenario({"name": "H100-SXM"}, {"fraction": 1.0, "provider": "gcp", "monthly_interruption_probability": 0.1})
+    gcp = _spot_scenario(
+        {"name": "H100-SXM"}, {"fraction": 1.0, "provider": "gcp", "monthly_interruption_probability": 0.1}
+    )
     assert gcp.serving.spot is not None and gcp.serving.spot.notice_s == 30.0
 
 
