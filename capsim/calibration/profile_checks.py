@@ -2,6 +2,8 @@
 
 * The model: a profile measured on one model says nothing about another; when both the profile and
   the run name their model and the names differ, that is an error.
+* The hardware: a profile from other hardware is allowed (a what-if) but warned about, when both
+  the profile and the run's server name their hardware.
 * The batch sizes: the simulator interpolates between a profile's measured batch sizes and
   extrapolates along the outermost two. A profile with a single batch size has no slope at all, so it
   cannot stand for a server that forms larger batches; that is an error. Batches larger than the
@@ -54,6 +56,13 @@ def check_profile_for(profile: Profile, profile_path: Path | str, point: LoadPoi
             "loads that fill larger batches, or `capsim profile --batch-sizes 1,2,4,...`)",
             source=source, field="points")
     warnings = []
+    measured_on = ((point.manifest.get("target") or {}).get("server_config") or {}).get("hardware") or {}
+    profiled_on = profile.hardware or {}
+    for key in ("name", "device_name"):
+        if measured_on.get(key) and profiled_on.get(key) and measured_on[key] != profiled_on[key]:
+            warnings.append(f"{point.label}: the profile was measured on {profiled_on[key]!r}, this run's server "
+                            f"on {measured_on[key]!r} ({key}); expect the service times to differ")
+            break
     if formed is not None and formed > sizes[-1]:
         warnings.append(f"{point.label}: batches of up to {formed} exceed the profile's largest measured size "
                         f"{sizes[-1]}; their times are extrapolated")

@@ -23,7 +23,8 @@ from capsim.calibration.accuracy import aggregate_errors, point_utilization
 from capsim.calibration.compare import compare_point
 from capsim.calibration.profile_checks import check_profile_for
 from capsim.calibration.replay import ReplayWorkspace, replay
-from capsim.calibration.runfolder import ServerSettings, read_run_folder
+from capsim.calibration.runfolder import LoadPoint, ServerSettings, read_run_folder
+from capsim.calibration.whitebox import outside_server_ms, window_lateness_ms
 from capsim.servicetime import Profile, read_profile
 
 VALIDATION_FORMAT = "capsim-validation/1"
@@ -44,6 +45,18 @@ def overhead_from_profile(profile: Profile) -> float | None:
     calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
     value = calibration.get("overhead_ms") if isinstance(calibration, dict) else None
     return float(value) if isinstance(value, int | float) else None
+
+
+def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
+    """What the measured server did that the replay's replica does not (reference server only): the
+    spread of the per-request time outside the server against the constant overhead the replay adds,
+    and how late the batching window closed. These explain most latency misses (docs/validation.md)."""
+    outside = outside_server_ms(point)
+    if outside.size == 0:
+        return None
+    p50, p99 = np.percentile(outside, [50, 99])
+    return {"outside_server_ms": {"p50": float(p50), "p99": float(p99)}, "overhead_ms": overhead_ms,
+            "window_lateness_ms": window_lateness_ms([point])}  # fmt: skip
 
 
 def validate_run(
@@ -72,7 +85,8 @@ def validate_run(
             comparison = compare_point(point, sim)
             rows.append({"label": point.label, "step": point.step, "rate_rps": point.rate_rps,
                          "server": point.server.__dict__ if point.server else None, "valid": point.valid,
-                         "utilization": point_utilization(comparison), **comparison})  # fmt: skip
+                         "utilization": point_utilization(comparison), **comparison,
+                         "unmodelled": unmodelled(point, overhead)})  # fmt: skip
             measured_mask = point.measured_mask()
             ok = measured_mask & (point.requests["status"].to_numpy() // 100 == 2)
             sim_ok = np.tile(measured_mask, sim.replications) & sim.completed

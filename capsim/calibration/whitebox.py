@@ -65,7 +65,9 @@ def batch_service_samples_ms(points: list[LoadPoint]) -> dict[int, np.ndarray]:
     return {size: np.concatenate(parts) for size, parts in sorted(by_size.items())}
 
 
-def _outside_ms(point: LoadPoint) -> np.ndarray:
+def outside_server_ms(point: LoadPoint) -> np.ndarray:
+    """Per completed measured request: client latency − X-Queue-Ms − X-Compute-Ms (empty when the
+    server sends no timing headers)."""
     rows = point.requests
     if not {"server_queue_ms", "server_compute_ms"} <= set(rows.columns):
         return np.empty(0)
@@ -82,7 +84,7 @@ def overhead_estimate(points: list[LoadPoint]) -> OverheadEstimate:
     that parses every request and runs the batching timer — queues too, and that share grows with
     the rate; so the constant is taken from the lightest fit load (lowest offered rate), where that
     queueing is least, and the other points' medians are recorded beside it."""
-    measured = [(point, _outside_ms(point)) for point in points]
+    measured = [(point, outside_server_ms(point)) for point in points]
     measured = [(point, values) for point, values in measured if values.size]
     if not measured:
         raise CapsimInputError("no request carries the server's X-Queue-Ms / X-Compute-Ms times, so the overhead "

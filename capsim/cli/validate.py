@@ -74,6 +74,16 @@ def comparison_table(row: dict[str, Any]) -> Table:
     tvd = row["relative_error"].get("batch_size.distribution_tvd")
     if tvd is not None:
         table.add_row("  batch-size distribution distance (TVD)", "", "", f"{tvd:.3f}")
+    extra = row.get("unmodelled")
+    if extra:
+        # Not modelled by the replay: shown so that a latency miss can be traced to its cause.
+        outside = extra["outside_server_ms"]
+        table.add_row("time outside the server p50 / p99 (ms)", f"{_fmt(outside['p50'])} / {_fmt(outside['p99'])}",
+                      f"{_fmt(extra['overhead_ms'])} (constant)", "")
+        late = extra.get("window_lateness_ms")
+        if late:
+            table.add_row("batching window closed late p50 / p90 (ms)",
+                          f"{_fmt(late['median_ms'])} / {_fmt(late['p90_ms'])}", "0 / 0", "")
     return table
 
 

@@ -87,6 +87,9 @@ def test_validate_prints_writes_and_plots_the_comparison(run_dir: Path, profile_
         assert point["measured"]["latency_ms"]["p99"] > 0 and point["simulated"]["latency_ms"]["p99"] > 0
         assert abs(point["relative_error"]["latency_ms.p50"]) < 0.05
         assert point["relative_error"]["batch_size.distribution_tvd"] < 0.05
+        # What the replay leaves out is reported beside it: here the ±10% jitter around 1.5 ms.
+        outside = point["unmodelled"]["outside_server_ms"]
+        assert outside["p50"] == pytest.approx(1.5, rel=0.03) and 1.5 < outside["p99"] <= 1.65 + 1e-6
     assert (run_dir / "validation_cdf.png").stat().st_size > 10_000
     assert not list(run_dir.glob(".*.tmp"))  # written atomically: no temporary left behind
 
@@ -181,3 +184,14 @@ def test_bad_flags(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "--max-wait-ms" in error_of(capsys, ["calibrate", str(run_dir), "-o", out, "--max-wait-ms", "2"])
     assert "--output" in error_of(capsys, ["calibrate", str(run_dir), "-o", str(tmp_path)])
     assert "profile file not found" in error_of(capsys, ["validate", str(run_dir), "--profile", out])
+
+
+def test_profile_from_other_hardware_is_warned_about(run_dir: Path, profile_path: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(profile_path.read_text())
+    data["hardware"] = {"name": "H100-SXM"}
+    other = tmp_path / "gpu.json"
+    other.write_text(json.dumps(data))
+    assert main(["validate", str(run_dir), "--profile", str(other), "--replications", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "measured on 'H100-SXM'" in err and "'synthetic'" in err
