@@ -125,6 +125,11 @@ def calibrate_command(
             console.print(points_table("held-out points — prediction error", result.holdout_rows))
             console.print("[bold]held out:[/bold] " + error_line(result.holdout_errors))
         console.print(f"overhead outside the server: {result.overhead_ms:.3f} ms (set serving.overhead_ms to it)")
+        late = calibration["fit_detail"].get("window_lateness")
+        if late:
+            console.print(f"the server's batching window closed {late['median_ms']:.3f} ms late (median; p90 "
+                          f"{late['p90_ms']:.3f} ms): the simulator closes it on time — add the median to "
+                          "max_wait_ms to mimic it")
         console.print(f"wrote {output}")
     for warning in result.warnings:
         err.print(f"warning: {warning}")
