@@ -128,8 +128,7 @@ def calibrate_command(
         late = calibration["fit_detail"].get("window_lateness")
         if late:
             console.print(f"the server's batching window closed {late['median_ms']:.3f} ms late (median; p90 "
-                          f"{late['p90_ms']:.3f} ms): the simulator closes it on time — add the median to "
-                          "max_wait_ms to mimic it")
+                          f"{late['p90_ms']:.3f} ms); the simulator closes it on time (docs/validation.md)")
         console.print(f"wrote {output}")
     for warning in result.warnings:
         err.print(f"warning: {warning}")
