@@ -47,7 +47,32 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
 
 
 def stability_warnings(scenario: Scenario) -> list[str]:
-    """Human-readable warnings when the offered load reaches the capacity, on average or at peak."""
+    """Human-readable warnings when the offered load reaches the capacity, on average or at peak,
+    and when the service times are a transfer that the roofline explains poorly."""
+    return [*_capacity_warnings(scenario), *extrapolation_warnings(scenario)]
+
+
+# Below this share of the measured time, a profile's batches are launch- or host-bound and the
+# roofline ratio says little about other hardware (benchmarks/transfer_check.py: 35–70% errors on
+# the H100 profiles, whose shares are 0.2–7%).
+_MIN_ROOFLINE_SHARE = 0.1
+
+
+def extrapolation_warnings(scenario: Scenario) -> list[str]:
+    """A warning when `service.transfer` moved a profile whose measured times the roofline barely explains."""
+    profile = getattr(scenario.service, "profile", None)
+    provenance = getattr(profile, "provenance", None) or {}
+    share = provenance.get("roofline_share") if provenance.get("extrapolated") else None
+    if share is None or share >= _MIN_ROOFLINE_SHARE:
+        return []
+    return [
+        f"service.transfer: the roofline accounts for at most {share:.1%} of the measured batch times "
+        f"on {provenance.get('source_hardware')} (launch- or host-bound), so the prediction for "
+        f"{provenance.get('target_hardware')} may be far off; measure on the target (capsim profile)"
+    ]
+
+
+def _capacity_warnings(scenario: Scenario) -> list[str]:
     if scenario.serving.mode == "streaming":
         from capsim.serving.streaming.run import stream_warnings
 

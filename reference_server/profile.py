@@ -32,6 +32,7 @@ import torch
 from reference_server.config import DEVICES, DTYPE_NAMES, MODEL_NAMES
 from reference_server.executor import ModelRunner, torch_threads_per_instance
 from reference_server.hardware import describe
+from reference_server.model_cost import model_cost
 from reference_server.models import (
     DEFAULT_SEED,
     DTYPES,
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
             "parameters": parameter_count(model),
             "layout": "onednn-blocked" if isinstance(model, OneDnnModule) else "dense",
             "seed": args.seed,
+            "cost": model_cost(spec.name),  # what `service.transfer` needs to move this profile
         },
         hardware=hardware,
         framework=framework_record(device, args.dtype, threads),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capsim.errors import CapsimInputError
 from capsim.hardware.catalogue import Catalogue
@@ -145,6 +145,9 @@ def transfer_profile(
         "scaling_efficiency": scaling_efficiency,
         "overhead_s": overhead,
         "overhead_estimated": overhead_s is None,
+        # How much of the measured time the source roofline accounts for where it accounts for most:
+        # far below 1, the time goes on launches and host work that no device figure predicts.
+        "roofline_share": float(np.max(src_s / means_s)),
         "model_cost": model.model_dump(mode="json"),
         "factors": factors,
         "figures": {"source": _figures_used(source, src_precision), "target": _figures_used(target, precision)},
@@ -181,13 +184,31 @@ class TransferSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     source: str | None = None
-    model: ModelCost
+    model: ModelCost | None = Field(
+        default=None, description="the model's cost; default: the `model.cost` that `capsim profile` recorded"
+    )
     precision: Precision = "fp16"
     source_precision: Precision | None = None
     gpus_per_replica: int = Field(default=1, ge=1)
     source_gpus: int = Field(default=1, ge=1)
     scaling_efficiency: float = Field(default=0.9, gt=0, le=1)
     overhead_ms: float | None = Field(default=None, ge=0, description="fixed per-batch overhead; null: estimate it")
+
+
+def declared_cost(profile: Profile, field: str = "service.transfer.model") -> ModelCost:
+    """The model cost a profile carries (`model.cost`, counted by `capsim profile`); a one-line error
+    naming `field` when it has none, so the user knows to give the figures."""
+    cost = profile.model.get("cost")
+    if not isinstance(cost, dict):
+        raise CapsimInputError("the profile records no model.cost: give flops_per_item, weight_bytes and "
+                               "activation_bytes_per_item here", field=field)  # fmt: skip
+    fields = {key: value for key, value in cost.items() if key in ModelCost.model_fields}
+    try:
+        return ModelCost.model_validate(fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"])
+        raise CapsimInputError(f"the profile's model.cost.{where}: {err['msg']}", field=field) from None
 
 
 def apply_transfer(profile: Profile, spec: TransferSpec, target: HardwareSpec, catalogue: Catalogue,
@@ -198,8 +219,9 @@ def apply_transfer(profile: Profile, spec: TransferSpec, target: HardwareSpec, c
         if spec.source is not None
         else measured_on(profile, catalogue, field=f"{field}.source")
     )
+    model = spec.model if spec.model is not None else declared_cost(profile, field=f"{field}.model")
     return transfer_profile(
-        profile, source, target, spec.model, spec.precision, spec.gpus_per_replica, spec.scaling_efficiency,
+        profile, source, target, model, spec.precision, spec.gpus_per_replica, spec.scaling_efficiency,
         source_precision=spec.source_precision, source_gpus=spec.source_gpus,
         overhead_s=None if spec.overhead_ms is None else spec.overhead_ms / 1000.0,
     )  # fmt: skip
