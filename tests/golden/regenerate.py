@@ -12,6 +12,9 @@ from tests.golden.golden_runs import GOLDEN_DIR, OVERRIDES, golden_summary, scen
 
 
 def main() -> None:
+    if len(sys.argv) > 1:  # it takes no arguments: `--help` must not rewrite every golden file
+        print(__doc__.strip(), "\nUsage: python tests/golden/regenerate.py")
+        return
     for path in scenario_paths():
         summary = golden_summary(path)
         record = {"scenario_file": f"scenarios/{path.name}", "overrides": OVERRIDES[path.stem], "summary": summary}
