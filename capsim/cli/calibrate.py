@@ -84,7 +84,8 @@ def calibrate_command(
     method: Annotated[str, typer.Option(help="auto (white box when the runs have the server's batch log), "
                                         "white-box or black-box")] = "auto",
     holdout: Annotated[str | None, typer.Option(help="hold load points out of the fit and report the error on "
-                                                "them: alternate, highest, or a glob over point labels")] = None,
+                                                "them: alternate, highest, server:GLOB (a configuration such as "
+                                                "b1-w0-i1), or a glob over point labels")] = None,
     max_batch_size: MaxBatchOption = None,
     max_wait_ms: MaxWaitOption = None,
     instances: InstancesOption = 1,
