@@ -97,3 +97,35 @@ def test_bounded_memory_mode_gives_the_same_counts_and_close_percentiles() -> No
     for block in ("latency_ms", "poll_delay_ms", "result_ms"):
         for key in ("p50", "p99"):
             assert bounded[block][key] == pytest.approx(exact[block][key], rel=0.01)
+
+
+def test_the_concurrency_metric_is_the_exact_integral_of_unfinished_jobs() -> None:
+    import simpy
+
+    from capsim.metrics.request_log import RequestLog
+    from capsim.metrics.tally import ExactValues
+    from capsim.rng import RandomStreams
+    from capsim.serving.asyncqueue.workers import AsyncQueue
+
+    # Polls every microsecond: a job's end_s is within 1 µs of its result being stored.
+    scenario = make_scenario(
+        "duration_s=30", workload={"arrival": {"kind": "poisson", "rate_rps": 40.0}},
+        service={"kind": "exponential", "mean_ms": 40.0},
+        serving={"mode": "async", "workers": 2, "max_batch_size": 4, "poll_interval_ms": 0.001,
+                 "autoscaling": {"kind": "keda", "metric": "concurrency", "target": 5, "max_replicas": 4}},
+    )  # fmt: skip
+    streams = RandomStreams(3)
+    env, log = simpy.Environment(), RequestLog()
+    queue = AsyncQueue(env, scenario.serving, lambda i: scenario.service.sampler(streams.stream(f"s{i}")),  # type: ignore[arg-type]
+                       streams.stream("c"), log, 0.0, ExactValues(), ExactValues())  # fmt: skip
+    env.process(queue.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), 30.0)))  # type: ignore[union-attr]
+    checks = []
+    for t in (5.0, 12.5, 30.0):
+        env.run(until=t)
+        checks.append((t, queue.in_flight_area(t)))
+    r = log.view()
+    stored = np.where(r["outcome"] == 1, r["end_s"], np.inf)
+    for t, area in checks:
+        expected = np.clip(np.minimum(stored, t) - r["arrival_s"], 0.0, None).sum()
+        assert area == pytest.approx(expected, abs=1e-6 * r["arrival_s"].size)
+    assert checks[-1][1] > 10
