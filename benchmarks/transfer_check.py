@@ -78,7 +78,8 @@ def main() -> None:
         return
     print("Roofline transfer, H100 float32 profile -> half precision on the same H100, against the measured profile")
     print("mean |relative error| over the batch sizes measured in both (mean / p99 of each batch's time)\n")
-    header = f"{'model':<12}{'to':<6}{'sizes':>6}{'overhead ms':>13}{'transfer':>18}{'pure roofline':>20}{'unchanged':>18}"
+    header = (f"{'model':<12}{'to':<6}{'sizes':>6}{'overhead ms':>13}{'transfer':>18}{'pure roofline':>20}"
+              f"{'unchanged':>18}")
     print(header)
     print("-" * len(header))
     for r in results:
