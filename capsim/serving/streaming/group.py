@@ -195,13 +195,14 @@ class ConsumerGroup:
             if member.leaving and member.batch is None:
                 self._leave_cooperatively(member)
         active = [m for m in self.members if not m.leaving]
-        current = {p: (o.index if o is not None else None) for p, o in enumerate(self._intended_owner())}
+        intended = self._intended_owner()
+        current = {p: (o.index if o is not None else None) for p, o in enumerate(intended)}
         plan = sticky_assignment(self.serving.partitions, [m.index for m in active], current)
         by_index = {m.index: m for m in active}
         for index, parts in plan.items():
             target = by_index[index]
             for p in parts:
-                if self._intended_owner()[p] is not target:
+                if intended[p] is not target:
                     self._move(p, target, now)
 
     def _intended_owner(self) -> list[Consumer | None]:
