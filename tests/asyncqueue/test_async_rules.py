@@ -129,3 +129,28 @@ def test_the_concurrency_metric_is_the_exact_integral_of_unfinished_jobs() -> No
         expected = np.clip(np.minimum(stored, t) - r["arrival_s"], 0.0, None).sum()
         assert area == pytest.approx(expected, abs=1e-6 * r["arrival_s"].size)
     assert checks[-1][1] > 10
+
+
+@pytest.mark.parametrize(
+    ("workers", "service"),
+    [(1, {"kind": "exponential", "mean_ms": 15.0}),
+     (3, {"kind": "deterministic", "mean_ms": 40.0, "per_item_ms": 5.0})],
+)
+def test_workers_pulling_one_queue_are_the_core_replica_with_the_same_batcher(
+    workers: int, service: dict[str, object]
+) -> None:
+    # W workers on one FIFO queue with the batch rule = one real-time replica with W instances and
+    # the same dynamic batcher: identical batch starts and sizes; the result is seen at the first
+    # poll after the core's completion time (with no store write).
+    arrival = {"arrival": {"kind": "poisson", "rate_rps": 100.0}}
+    queue = make_scenario("duration_s=60", workload=arrival, service=service, serving={
+        "mode": "async", "workers": workers, "max_batch_size": 4, "batch_wait_ms": 5.0, "poll_interval_ms": 100.0})
+    core = make_scenario("duration_s=60", workload=arrival, service=service, serving={
+        "mode": "realtime", "replicas": 1, "instances_per_replica": workers,
+        "batching": {"max_batch_size": 4, "max_wait_ms": 5.0}})  # fmt: skip
+    a, b = rows(simulate(queue)), rows(simulate(core))
+    assert a["arrival_s"].size > 5000
+    np.testing.assert_array_equal(a["start_s"], b["start_s"])
+    np.testing.assert_array_equal(a["batch_size"], b["batch_size"])
+    seen = [seen_time_s(np.array([s]), e, 0.1)[0] for s, e in zip(a["arrival_s"], b["end_s"], strict=True)]
+    np.testing.assert_allclose(a["end_s"], seen)
