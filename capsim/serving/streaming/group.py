@@ -317,6 +317,9 @@ class ConsumerGroup:
     def _time_of_record(self, member: Consumer, k: int) -> float:
         """When the k-th record after the fetch positions (over the member's partitions) arrives;
         inf if it is not appended yet."""
+        if k == 1:  # the common case (fetch.min.bytes = 1): the earliest next record, without numpy
+            return min((part.next_s() for part in map(self.partitions.__getitem__, member.owned)),
+                       default=float("inf"))  # fmt: skip
         upcoming = [self.partitions[p].upcoming_s(k) for p in member.owned]
         merged = np.concatenate(upcoming) if upcoming else np.empty(0)
         if merged.size < k:

@@ -59,12 +59,18 @@ class Partition:
     def visible_end(self, now_s: float) -> int:
         """One past the last offset that has arrived by `now_s`."""
         lo = self.position - self.base
-        return self.position + int(np.searchsorted(self.times[lo : self.size], now_s, side="right"))
+        # The array method: numpy's module-level searchsorted wrapper costs more than the search.
+        return self.position + int(self.times[lo : self.size].searchsorted(now_s, side="right"))
 
     def lag(self, now_s: float) -> int:
         """Arrived records not yet committed (Kafka's consumer lag at `now_s`)."""
         lo = self.committed - self.base
-        return int(np.searchsorted(self.times[lo : self.size], now_s, side="right"))
+        return int(self.times[lo : self.size].searchsorted(now_s, side="right"))
+
+    def next_s(self) -> float:
+        """Arrival time of the record at the fetch position; inf if it is not appended yet."""
+        row = self.position - self.base
+        return float(self.times[row]) if row < self.size else float("inf")
 
     def upcoming_s(self, count: int) -> np.ndarray:
         """Arrival times of the next `count` records from the fetch position (fewer if not appended yet)."""
