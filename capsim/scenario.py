@@ -18,6 +18,7 @@ from capsim.servicetime import ServiceSpec
 from capsim.serving.asyncqueue import AsyncServing
 from capsim.serving.batchjob import BatchJobServing
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
+from capsim.serving.frontend import FrontEndSpec
 from capsim.serving.spot import SpotCapacity
 from capsim.serving.streaming import StreamingServing
 from capsim.workload import ArrivalSpec
@@ -86,6 +87,9 @@ class RealtimeServing(_Strict):
     cache: Cache = Cache()
     overhead_ms: float = Field(
         default=0.0, ge=0, description="fixed time outside the model on every request: network, (de)serialization"
+    )
+    frontend: FrontEndSpec | None = Field(
+        default=None, description="the server's per-request CPU work before the batcher, as a queue that saturates"
     )
     autoscaling: AutoscalingSpec | None = None
     schedule: list[ScheduleWindow] = Field(default_factory=list, description="time-of-day minimum replicas")

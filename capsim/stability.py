@@ -39,6 +39,8 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
     batch = serving.batching.max_batch_size
     executors = serving.replicas * serving.instances_per_replica
     capacity = executors * batch / scenario.service.mean_s(batch)
+    if serving.frontend is not None:  # every request, cache hits aside, passes a replica's front end
+        capacity = min(capacity, serving.replicas * serving.frontend.capacity_rps)
     return CapacityEstimate(
         offered_rps=arrival.mean_rate_rps(scenario.duration_s) * miss,
         peak_offered_rps=arrival.peak_rate_rps(scenario.duration_s) * miss,

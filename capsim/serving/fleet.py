@@ -77,6 +77,7 @@ class RealtimeFleet:
             queue_capacity=serving.queue_capacity,
             timeout_s=None if serving.timeout_ms is None else serving.timeout_ms / 1000.0,
             overhead_s=serving.overhead_ms / 1000.0,
+            frontend_workers=serving.frontend.workers if serving.frontend is not None else 0,
         )
         self.all_replicas: list[Replica] = []  # every replica ever created; index = id in the request log
         self.ready: list[Replica] = []
@@ -106,8 +107,13 @@ class RealtimeFleet:
     def _new_replica(self) -> Replica:
         index = len(self.all_replicas)
         sampler = self._service.sampler(self._streams.stream(f"service/replica-{index}"))
+        frontend = self.serving.frontend
+        frontend_sample_s = (
+            frontend.sampler(self._streams.stream(f"frontend/replica-{index}")) if frontend is not None else None
+        )
         replica = Replica(
-            self.env, index, self.config, sampler, self.log, self._finished, [0], self._drained, self.live
+            self.env, index, self.config, sampler, self.log, self._finished, [0], self._drained, self.live,
+            frontend_sample_s,
         )
         self.all_replicas.append(replica)
         return replica

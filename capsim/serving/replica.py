@@ -29,6 +29,7 @@ import simpy
 from capsim.metrics.live import LiveMetrics
 from capsim.metrics.request_log import REJECTED, TIMED_OUT, BatchBook, RequestLog
 from capsim.servicetime.base import BatchSampler
+from capsim.serving.frontend import FrontEnd
 
 APPLY_AT = BatchBook.APPLY_AT
 
@@ -47,6 +48,7 @@ class ReplicaConfig:
     queue_capacity: int | None
     timeout_s: float | None
     overhead_s: float
+    frontend_workers: int = 0  # 0: no front-end stage (requests reach the queue on arrival)
 
 
 class Replica:
@@ -63,6 +65,7 @@ class Replica:
         loads: list[int],
         on_drained: Callable[[Replica], None] | None = None,
         live: LiveMetrics | None = None,
+        frontend_sample_s: Callable[[], float] | None = None,
     ) -> None:
         self.env = env
         self.index = index
@@ -92,21 +95,36 @@ class Replica:
         self._book = book = log.batch_book(index)
         self._booked = book.ids  # its length says when to spread it onto rows
         self._book_ids, self._book_start_s, self._book_end_s = book.ids.append, book.start_s.append, book.end_s.append
+        # A front end (capsim.serving.frontend) puts a queue before the batcher's: requests enter the
+        # batcher's queue later than they arrived, and the batching window counts from that entry.
+        # Without one, `enqueue` is the queue's own entry and nothing on the hot path changes.
+        # (Few attributes on purpose: past ~30, CPython stops sharing instance dict keys and every
+        # attribute read on the hot path gets slower, measured at 5-10% here.)
+        self._frontend: FrontEnd | None = None
+        self.enqueue: Callable[..., None] = self._enqueue
+        """`enqueue(request_id, now, arrival_s=None)`: a request reaches this replica (see `_enqueue`)."""
+        if config.frontend_workers and frontend_sample_s is not None:
+            self._frontend = FrontEnd(env, config.frontend_workers, frontend_sample_s, self._from_frontend)
+            self.enqueue = self._admit
 
     def queued_or_in_service(self) -> int:
-        """Requests queued or in service here (call `expire` first when requests can time out)."""
-        return len(self.queue) + self.in_service
+        """Requests in the front end, queued or in service here (call `expire` first when requests
+        can time out)."""
+        inside = self._frontend.inside if self._frontend is not None else 0
+        return inside + len(self.queue) + self.in_service
 
     def attach(self, loads: list[int], slot: int) -> None:
         """Report the outstanding count into `loads[slot]` from now on."""
         self._loads = loads
         self.slot = slot
-        loads[slot] = len(self.queue) + self.in_service
+        loads[slot] = self.queued_or_in_service()
 
     def hand_over_queue(self) -> None:
         """Give up every queued request (the caller re-routes them); batches in service stay."""
         count = len(self.queue)
         self.queue.clear()
+        if self._frontend is not None:
+            self._frontend.entered_s.clear()  # it holds exactly the queued requests
         self._loads[self.slot] -= count
         if self._live is not None:
             self._live.concurrency.add(max(self.env.now, self._live.concurrency.last_s), -count)
@@ -120,17 +138,50 @@ class Replica:
         self._check_drained()
 
     def _check_drained(self) -> None:
+        if self._frontend is not None and self._frontend.inside:
+            return  # requests still in the front end will join the queue
         if self.draining and not self.queue and self.in_service == 0 and self._on_drained is not None:
             on_drained, self._on_drained = self._on_drained, None
             on_drained(self)
 
-    def enqueue(self, request_id: int, now: float, arrival_s: float | None = None) -> None:
-        """A request arrives at time `now`: queue it (or reject it if the queue is full).
+    def _admit(self, request_id: int, now: float, arrival_s: float | None = None) -> None:
+        """A request arrives at a replica with a front end: it is outstanding here from now on."""
+        self._loads[self.slot] += 1
+        if self._live is not None:
+            self._live.concurrency.add(now, 1)
+        assert self._frontend is not None
+        self._frontend.admit(request_id, now)
+
+    def _from_frontend(self, request_id: int, now: float) -> None:
+        # `_enqueue` counts the request again as it joins the queue.
+        self._loads[self.slot] -= 1
+        if self._live is not None:
+            self._live.concurrency.add(now, -1)
+        timeout_s = self._timeout_s
+        if timeout_s is not None:
+            deadline_s = self._log.arrival_time_s(request_id) + timeout_s
+            if deadline_s - now <= _CLOCK_SLACK_S:  # its deadline passed in the front end
+                row = request_id - self._log.base
+                self._log.outcome[row] = TIMED_OUT
+                self._log.end_s[row] = min(deadline_s, now)
+                self._log.replica[row] = self.index
+                self._on_finished(1)
+                if self.draining:
+                    self._check_drained()
+                return
+        assert self._frontend is not None
+        self._frontend.entered_s[request_id] = now
+        self._enqueue(request_id, now, now)
+        if self.draining:
+            self._check_drained()
+
+    def _enqueue(self, request_id: int, now: float, arrival_s: float | None = None) -> None:
+        """A request reaches the queue at time `now`: queue it (or reject it if the queue is full).
 
         `now` may be later than the kernel clock when the fleet handles arrivals ahead of it (no
         kernel event falls in between); every time below is therefore taken from `now`.
-        `arrival_s` is the request's arrival time when the caller has it at hand (a fresh arrival:
-        `now`), sparing a lookup in the log; re-routed requests arrived earlier and leave it None.
+        `arrival_s` is the time the request joined the queue when the caller has it at hand (a fresh
+        arrival or one leaving the front end: `now`), sparing a lookup; re-routed requests leave it None.
         """
         if self._timeout_s is not None:
             self.expire(now)
@@ -158,6 +209,8 @@ class Replica:
             self._reject(request_id, now)
 
     def _reject(self, request_id: int, now: float) -> None:
+        if self._frontend is not None:
+            self._frontend.entered_s.pop(request_id, None)
         log = self._log
         row = request_id - log.base
         log.outcome[row] = REJECTED
@@ -177,7 +230,9 @@ class Replica:
             deadline = log.arrival_s[row] + timeout_s
             if deadline - now > _CLOCK_SLACK_S:
                 break  # (a deadline a rounding error away counts as reached: it must expire, not start)
-            queue.popleft()
+            expired_id = queue.popleft()
+            if self._frontend is not None:
+                del self._frontend.entered_s[expired_id]
             log.outcome[row] = TIMED_OUT
             # Never later than now: a deadline a rounding error ahead is booked now, when it leaves.
             log.end_s[row] = deadline if deadline <= now else now
@@ -204,11 +259,14 @@ class Replica:
                 # A Python float: a numpy scalar here would reach the kernel's clock and make every
                 # later time computation numpy arithmetic.
                 if oldest_s is None:
-                    oldest_s = self._log.arrival_time_s(queue[0])
+                    frontend = self._frontend
+                    oldest_s = self._log.arrival_time_s(queue[0]) if frontend is None else frontend.entered_s[queue[0]]
                 due_s = oldest_s + config.max_wait_s
                 if config.timeout_s is not None and config.timeout_s < config.max_wait_s:
-                    # The oldest times out first; then the next oldest may already be due.
-                    due_s = oldest_s + config.timeout_s
+                    # The oldest times out first (its deadline counts from its arrival, before any
+                    # front end); then the next oldest may already be due.
+                    arrival_s = oldest_s if self._frontend is None else self._log.arrival_time_s(queue[0])
+                    due_s = min(due_s, arrival_s + config.timeout_s)
                 if due_s - now > _CLOCK_SLACK_S:
                     timer = self._forming_timer = self.env.timeout(due_s - self.env.now)
                     timer.callbacks.append(self._on_max_wait)
@@ -238,6 +296,10 @@ class Replica:
             queue.clear()
         else:
             batch = [queue.popleft() for _ in range(size)]
+        if self._frontend is not None:
+            entered = self._frontend.entered_s
+            for request_id in batch:
+                del entered[request_id]
         if self._live is not None:
             self._live.busy.add(now, 1)
         done = env.timeout(now - env.now + self._sample_s(size), (batch, now))
