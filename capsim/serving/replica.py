@@ -98,14 +98,9 @@ class Replica:
         # A front end (capsim.serving.frontend) puts a queue before the batcher's: requests enter the
         # batcher's queue later than they arrived, and the batching window counts from that entry.
         # Without one, `enqueue` is the queue's own entry and nothing on the hot path changes.
-        # (Few attributes on purpose: past ~30, CPython stops sharing instance dict keys and every
-        # attribute read on the hot path gets slower, measured at 5-10% here.)
         self._frontend: FrontEnd | None = None
-        self.enqueue: Callable[..., None] = self._enqueue
-        """`enqueue(request_id, now, arrival_s=None)`: a request reaches this replica (see `_enqueue`)."""
         if config.frontend_workers and frontend_sample_s is not None:
             self._frontend = FrontEnd(env, config.frontend_workers, frontend_sample_s, self._from_frontend)
-            self.enqueue = self._admit
 
     def queued_or_in_service(self) -> int:
         """Requests in the front end, queued or in service here (call `expire` first when requests
@@ -144,7 +139,7 @@ class Replica:
             on_drained, self._on_drained = self._on_drained, None
             on_drained(self)
 
-    def _admit(self, request_id: int, now: float, arrival_s: float | None = None) -> None:
+    def _admit(self, request_id: int, now: float) -> None:
         """A request arrives at a replica with a front end: it is outstanding here from now on."""
         self._loads[self.slot] += 1
         if self._live is not None:
@@ -153,7 +148,7 @@ class Replica:
         self._frontend.admit(request_id, now)
 
     def _from_frontend(self, request_id: int, now: float) -> None:
-        # `_enqueue` counts the request again as it joins the queue.
+        # `enqueue` counts the request again as it joins the queue.
         self._loads[self.slot] -= 1
         if self._live is not None:
             self._live.concurrency.add(now, -1)
@@ -171,18 +166,24 @@ class Replica:
                 return
         assert self._frontend is not None
         self._frontend.entered_s[request_id] = now
-        self._enqueue(request_id, now, now)
+        self.enqueue(request_id, now, now, True)
         if self.draining:
             self._check_drained()
 
-    def _enqueue(self, request_id: int, now: float, arrival_s: float | None = None) -> None:
-        """A request reaches the queue at time `now`: queue it (or reject it if the queue is full).
+    def enqueue(
+        self, request_id: int, now: float, arrival_s: float | None = None, passed_frontend: bool = False
+    ) -> None:
+        """A request reaches the replica at time `now` (with a front end, it goes there first; it
+        comes back with `passed_frontend`): queue it, or reject it if the queue is full.
 
         `now` may be later than the kernel clock when the fleet handles arrivals ahead of it (no
         kernel event falls in between); every time below is therefore taken from `now`.
         `arrival_s` is the time the request joined the queue when the caller has it at hand (a fresh
         arrival or one leaving the front end: `now`), sparing a lookup; re-routed requests leave it None.
         """
+        if self._frontend is not None and not passed_frontend:
+            self._admit(request_id, now)
+            return
         if self._timeout_s is not None:
             self.expire(now)
         queue = self.queue
