@@ -115,19 +115,32 @@ def _row(model: str, study: str, role: str, row: dict[str, Any]) -> dict[str, An
             "p99_ms": [m["latency_ms"]["p99"], s["latency_ms"]["p99"], e["latency_ms.p99"]]}  # fmt: skip
 
 
-def analyse(by_model: dict[str, list[Path]], black_box_evaluations: int) -> list[dict[str, Any]]:
-    """Calibrate and predict per model; one row per (study, point)."""
+FRONTEND_SUFFIX = " + front end"
+
+
+def analyse(
+    by_model: dict[str, list[Path]], black_box_evaluations: int, frontend: str = "both",
+) -> list[dict[str, Any]]:
+    """Calibrate and predict per model; one row per (study, point). White-box studies run with the
+    fitted front end (`serving.frontend`, study name ending in " + front end"), with the constant
+    overhead only, or both (`frontend`: on, off, both)."""
     rows: list[dict[str, Any]] = []
     for model, run_dirs in sorted(by_model.items()):
-        studies: list[tuple[str, dict[str, Any]]] = [
+        white: list[tuple[str, dict[str, Any]]] = [
             ("white box, held out by load", {"method": "white-box", "holdout": "alternate"})]
         # Held out by configuration: fit on the others, predict the one without batching window
         # (max batch 1, or the greedy one): the smallest key.
         configs = sorted({p.server.key() for d in run_dirs for p in read_run_folder(d) if p.server is not None},
                          key=lambda k: (int(k.split("-")[0][1:]), k))
         if len(configs) > 1:
-            studies.append(("white box, held out by configuration",
-                            {"method": "white-box", "holdout": f"server:{configs[0]}"}))
+            white.append(("white box, held out by configuration",
+                          {"method": "white-box", "holdout": f"server:{configs[0]}"}))
+        studies: list[tuple[str, dict[str, Any]]] = []
+        for name, options in white:
+            if frontend in ("off", "both"):
+                studies.append((name, {**options, "frontend": False}))
+            if frontend in ("on", "both"):
+                studies.append((name.replace(",", FRONTEND_SUFFIX + ",", 1), {**options, "frontend": True}))
         if black_box_evaluations > 0:
             studies.append(("black box, held out by load", {"method": "black-box", "holdout": "alternate",
                                                             "max_evaluations": black_box_evaluations}))
@@ -139,6 +152,7 @@ def analyse(by_model: dict[str, list[Path]], black_box_evaluations: int) -> list
                 print(f"# {model} / {study}: {exc}", file=sys.stderr)
                 continue
             print(f"# {model} / {study}: {time.monotonic() - started:.0f} s, overhead {result.overhead_ms:.2f} ms, "
+                  f"front end {result.frontend}, "
                   f"fit detail {json.dumps(result.profile.provenance['calibration']['fit_detail'])[:300]}",
                   file=sys.stderr)
             rows += [_row(model, study, "fit", r) for r in result.fit_rows]
@@ -237,6 +251,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None,
                         help="write the rows here (default: OUT/study.json when measuring, nothing with --from-runs)")
     parser.add_argument("--black-box-evaluations", type=int, default=100, help="replays per black-box fit (0: skip)")
+    parser.add_argument("--frontend", choices=("on", "off", "both"), default="both",
+                        help="white box: replay with the fitted front end (serving.frontend), without it, or both")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     root = args.from_runs or args.out
@@ -245,7 +261,7 @@ def main() -> None:
     by_model = {m: dirs for m, dirs in discover(root).items() if args.from_runs is not None or m in models}
     if not by_model:
         sys.exit(f"no run folders under {root}")
-    rows = analyse(by_model, args.black_box_evaluations)
+    rows = analyse(by_model, args.black_box_evaluations, args.frontend)
     notes = diagnostics(by_model)
     json_path = args.json or (None if args.from_runs else args.out / "study.json")
     if json_path is not None:

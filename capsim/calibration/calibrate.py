@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from capsim.calibration.accuracy import ReplayModel, aggregate_errors, evaluate_points
 from capsim.calibration.blackbox import fit_black_box, profile_from_linear
+from capsim.calibration.frontend_fit import frontend_estimate
 from capsim.calibration.holdout import split
 from capsim.calibration.profile_checks import check_profile_for
 from capsim.calibration.provenance import build_provenance, common_model, profile_metadata
@@ -38,6 +39,7 @@ class CalibrationResult:
     profile: Profile
     method: str
     overhead_ms: float
+    frontend: dict[str, Any] | None
     fit_rows: list[dict[str, Any]]
     holdout_rows: list[dict[str, Any]]
     fit_errors: dict[str, Any]
@@ -66,9 +68,11 @@ def choose_method(points: list[LoadPoint], method: Method) -> str:
 def calibrate(
     run_dirs: list[Path], *, method: Method = "auto", holdout: str | None = None, server: ServerSettings | None = None,
     overhead_ms: float | None = None, seed: int = 0, replications: int = 3, max_evaluations: int = 150,
-    echo: Echo = lambda _: None,
+    frontend: bool = True, echo: Echo = lambda _: None,
 ) -> CalibrationResult:
-    """Calibrate a profile from `run_dirs` (see the module docstring)."""
+    """Calibrate a profile from `run_dirs` (see the module docstring). With `frontend` (white box
+    only) the server's front end is fitted from the batch log's queue-entry times and replayed as
+    `serving.frontend`; the overhead is then only what lies outside it (frontend_fit.py)."""
     points = read_run_folders(run_dirs, server)
     common_model(points)
     for point in points:
@@ -80,8 +84,21 @@ def calibrate(
     echo(f"calibrating ({chosen}) on {len(fit_points)} load point(s), holding out {len(holdout_points)}")
     with ReplayWorkspace() as workspace:
         fit_detail: dict[str, Any]
+        frontend_spec: dict[str, Any] | None = None
         if chosen == "white-box":
             profile, fit_detail = fit_white_box(fit_points, **profile_metadata(fit_points, chosen))
+            fitted = frontend_estimate(fit_points) if frontend else None
+            if fitted is not None:
+                frontend_spec = fitted.spec()
+                fit_detail["frontend"] = fitted.as_dict()
+                echo(f"front end: {fitted.workers} worker(s), {fitted.per_request_ms:.3f} ms/request "
+                     f"(cv {fitted.cv:.2f}; {fitted.workers * 1000.0 / fitted.per_request_ms:.0f} req/s at most), "
+                     f"overhead outside it {fitted.overhead_ms:.3f} ms")
+                if overhead_ms is None:
+                    overhead_ms = fitted.overhead_ms
+            elif frontend:
+                warnings.append("the batch log has no queue-entry times matching the requests one for one, so the "
+                                "front end was not fitted; the overhead is a constant")
             if overhead_ms is None:
                 estimate = overhead_estimate(fit_points)
                 overhead_ms = estimate.median_ms
@@ -101,15 +118,17 @@ def calibrate(
         profile_path = workspace.write_profile(profile)
         for point in points:
             warnings += check_profile_for(profile, "the calibrated profile", point)
-        model = ReplayModel(service={"kind": "profile", "path": str(profile_path)}, overhead_ms=overhead_ms)
+        model = ReplayModel(service={"kind": "profile", "path": str(profile_path)}, overhead_ms=overhead_ms,
+                            frontend=frontend_spec)
         fit_rows = evaluate_points(fit_points, model, workspace, seed=seed, replications=replications)
         holdout_rows = evaluate_points(holdout_points, model, workspace, seed=seed, replications=replications)
     fit_errors = aggregate_errors(fit_rows)
     holdout_errors = aggregate_errors(holdout_rows) if holdout_rows else None
     provenance = build_provenance(chosen, fit_points, holdout_points, overhead_ms, fit_detail, fit_errors,
-                                  holdout_errors, fit_rows, holdout_rows, holdout)
+                                  holdout_errors, fit_rows, holdout_rows, holdout, frontend_spec)
     profile = profile.model_copy(update={"provenance": provenance})
-    return CalibrationResult(profile=profile, method=chosen, overhead_ms=overhead_ms, fit_rows=fit_rows,
+    return CalibrationResult(profile=profile, method=chosen, overhead_ms=overhead_ms, frontend=frontend_spec,
+                             fit_rows=fit_rows,
                              holdout_rows=holdout_rows, fit_errors=fit_errors, holdout_errors=holdout_errors,
                              warnings=warnings)
 

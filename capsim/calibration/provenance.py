@@ -8,6 +8,8 @@ A profile written by `capsim calibrate` carries, under `provenance.calibration`:
 * `hardware` and `versions`: the server's hardware as it reported it (`/debug/config`) and the load
   generator's machine and package versions (the run's manifest);
 * `overhead_ms`: the fixed per-request overhead the replay adds (set `serving.overhead_ms` to it);
+* `frontend`: the server's front end the replay queues requests through (set `serving.frontend` to
+  it), or null when none was fitted (black box, or a batch log without queue-entry times);
 * `fit` (the fit's own residuals) and `holdout` (the prediction error on points the fit never saw):
   aggregated errors (accuracy.py) and one row per point;
 * `validation`: the headline the simulator shows — the held-out error when there is one, else the
@@ -100,6 +102,7 @@ def build_provenance(
     method: str, fit_points: list[LoadPoint], holdout_points: list[LoadPoint], overhead_ms: float,
     fit_detail: dict[str, Any], fit_errors: dict[str, Any], holdout_errors: dict[str, Any] | None,
     fit_rows: list[dict[str, Any]], holdout_rows: list[dict[str, Any]], holdout_rule: str | None,
+    frontend: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `provenance` object of a calibrated profile (see the module docstring)."""
     first = fit_points[0]
@@ -112,6 +115,7 @@ def build_provenance(
         "hardware": {"server": server_report(first).get("hardware"), "load_generator": first.manifest.get("hardware")},
         "versions": {"load_test": first.manifest.get("versions"), "server": server_report(first).get("version")},
         "overhead_ms": overhead_ms,
+        "frontend": frontend,
         "fit_detail": fit_detail,
         "holdout_rule": holdout_rule,
         "fit": {"errors": fit_errors, "points": [_row_brief(r) for r in fit_rows]},

@@ -7,7 +7,8 @@ arrival order) is request *i* of the measured step sorted by send time, so both 
 over exactly the same requests.
 
 The fixed per-request overhead (network, HTTP, (de)serialization) is the scenario's `overhead_ms`:
-the simulator adds it to every response, outside the batcher.
+the simulator adds it to every response, outside the batcher. The front end that queues under load
+(the reference server's event loop, frontend_fit.py) is the scenario's `serving.frontend`.
 """
 
 from __future__ import annotations
@@ -89,9 +90,10 @@ def arrival_trace(point: LoadPoint, workspace: ReplayWorkspace) -> tuple[Path, f
 
 def replay_scenario(
     point: LoadPoint, service: dict[str, Any], overhead_ms: float, trace_path: Path, origin_s: float, span_s: float,
-    seed: int = 0,
+    seed: int = 0, frontend: dict[str, Any] | None = None,
 ) -> Scenario:
-    """The scenario that replays `point` with the given service-time model (a `service:` mapping)."""
+    """The scenario that replays `point` with the given service-time model (a `service:` mapping) and,
+    when given, the server's front end (a `serving.frontend` mapping)."""
     server = require_server(point)
     window_lo_s, window_hi_s = point.window_s
     warmup_s = max(window_lo_s - origin_s, 0.0)
@@ -101,6 +103,8 @@ def replay_scenario(
         "batching": {"max_batch_size": server.max_batch_size, "max_wait_ms": server.max_wait_ms},
         "queue_capacity": server.queue_capacity, "timeout_ms": server.timeout_ms, "overhead_ms": overhead_ms,
     }  # fmt: skip
+    if frontend is not None:
+        serving["frontend"] = frontend
     data = {
         "name": f"replay {point.label}",
         "duration_s": duration_s,
@@ -117,12 +121,12 @@ def replay_scenario(
 
 def replay(
     point: LoadPoint, service: dict[str, Any], overhead_ms: float, workspace: ReplayWorkspace, *, seed: int = 0,
-    replications: int = 1, trace: tuple[Path, float, float] | None = None,
+    replications: int = 1, trace: tuple[Path, float, float] | None = None, frontend: dict[str, Any] | None = None,
 ) -> SimulatedRequests:
     """Simulate `point` with `service` and `overhead_ms`; per-request results on the run's clock.
     Pass `trace` (from `arrival_trace`) to reuse one trace file across many replays of a point."""
     trace_path, origin_s, span_s = trace or arrival_trace(point, workspace)
-    scenario = replay_scenario(point, service, overhead_ms, trace_path, origin_s, span_s, seed)
+    scenario = replay_scenario(point, service, overhead_ms, trace_path, origin_s, span_s, seed, frontend)
     result = simulate(scenario, replications=replications)
     expected = len(point.requests)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("arrival_s", "start_s", "end_s", "batch_size", "outcome",

@@ -6,7 +6,9 @@ times (replay.py); measured and simulated statistics and their relative errors (
 to `validation_cdf.png`.
 
 The fixed overhead comes from `--overhead-ms` when given, else from the profile's calibration
-provenance, else 0 (a profile from `capsim profile` measured the model alone).
+provenance, else 0 (a profile from `capsim profile` measured the model alone). The server's front
+end (`serving.frontend`) comes from the provenance too when the calibration fitted one, unless
+`frontend=False`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def overhead_from_profile(profile: Profile) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def frontend_from_profile(profile: Profile) -> dict[str, Any] | None:
+    """The front end (`serving.frontend` mapping) a calibration recorded in the profile, if any."""
+    calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
+    value = calibration.get("frontend") if isinstance(calibration, dict) else None
+    return dict(value) if isinstance(value, dict) else None
+
+
 def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
     """What the measured server did that the replay's replica does not (reference server only): the
     spread of the per-request time outside the server against the constant overhead the replay adds,
@@ -61,7 +70,7 @@ def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
 
 def validate_run(
     run_dir: Path, profile_path: Path, *, server: ServerSettings | None = None, overhead_ms: float | None = None,
-    seed: int = 0, replications: int = 3,
+    seed: int = 0, replications: int = 3, frontend: bool = True,
 ) -> ValidationResult:
     """Replay every step of `run_dir` with the profile and compare (nothing is written here)."""
     profile = read_profile(Path(profile_path), field="--profile")
@@ -76,12 +85,14 @@ def validate_run(
     overhead_source = "--overhead-ms" if overhead_ms is not None else "profile provenance" if recorded is not None \
         else "none (0 ms): the profile records no overhead; give --overhead-ms"
     overhead = overhead_ms if overhead_ms is not None else recorded if recorded is not None else 0.0
+    frontend_spec = frontend_from_profile(profile) if frontend else None
     service = {"kind": "profile", "path": str(Path(profile_path).resolve())}
     rows = []
     latencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with ReplayWorkspace() as workspace:
         for point in points:
-            sim = replay(point, service, overhead, workspace, seed=seed, replications=replications)
+            sim = replay(point, service, overhead, workspace, seed=seed, replications=replications,
+                         frontend=frontend_spec)
             comparison = compare_point(point, sim)
             rows.append({"label": point.label, "step": point.step, "rate_rps": point.rate_rps,
                          "server": point.server.__dict__ if point.server else None, "valid": point.valid,
@@ -100,6 +111,7 @@ def validate_run(
                     "hardware": profile.hardware, "created_utc": profile.created_utc},
         "overhead_ms": overhead,
         "overhead_source": overhead_source,
+        "frontend": frontend_spec,
         "seed": seed,
         "replications": replications,
         "points": rows,
@@ -127,7 +139,8 @@ def record_in_profile(profile_path: Path, result: ValidationResult) -> None:
     profile = read_profile(Path(profile_path), field="--profile")
     errors = result.document["errors"]
     entry = {"run_dir": result.document["run_dir"], "created_utc": result.document["created_utc"],
-             "overhead_ms": result.document["overhead_ms"], "utilization_le_80": errors["utilization_le_80"],
+             "overhead_ms": result.document["overhead_ms"], "frontend": result.document.get("frontend"),
+             "utilization_le_80": errors["utilization_le_80"],
              "all": errors["all"]}  # fmt: skip
     provenance = dict(profile.provenance)
     provenance["validations"] = [*provenance.get("validations", []), entry]

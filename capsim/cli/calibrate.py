@@ -93,6 +93,8 @@ def calibrate_command(
     timeout_ms: TimeoutOption = None,
     overhead_ms: Annotated[float | None, typer.Option(help="white box: fixed per-request overhead outside the "
                                                       "server (default: measured from the timing headers)")] = None,
+    frontend: Annotated[bool, typer.Option("--frontend/--no-frontend", help="white box: fit the server's front "
+                                           "end (serving.frontend) from the batch log's queue-entry times")] = True,
     seed: Annotated[int, typer.Option(help="seed of the replays")] = 0,
     replications: Annotated[int, typer.Option(help="replications per replay when judging the fit")] = 3,
     max_evaluations: Annotated[int, typer.Option(help="black box: replays the parameter search may use")] = 150,
@@ -112,7 +114,7 @@ def calibrate_command(
     err = Console(stderr=True)
     method_choice: Method = method  # type: ignore[assignment]
     result = calibrate(run_dirs, method=method_choice, holdout=holdout, server=server, overhead_ms=overhead_ms,
-                       seed=seed, replications=replications, max_evaluations=max_evaluations,
+                       seed=seed, replications=replications, max_evaluations=max_evaluations, frontend=frontend,
                        echo=lambda line: err.print(line))  # fmt: skip
     result.profile.write(output)
     calibration = result.profile.provenance["calibration"]
@@ -126,6 +128,8 @@ def calibrate_command(
             console.print(points_table("held-out points — prediction error", result.holdout_rows))
             console.print("[bold]held out:[/bold] " + error_line(result.holdout_errors))
         console.print(f"overhead outside the server: {result.overhead_ms:.3f} ms (set serving.overhead_ms to it)")
+        if result.frontend is not None:
+            console.print(f"front end: {result.frontend} (set serving.frontend to it)")
         late = calibration["fit_detail"].get("window_lateness")
         if late:
             console.print(f"the server's batching window closed {late['median_ms']:.3f} ms late (median; p90 "

@@ -98,6 +98,8 @@ def validate_command(
     timeout_ms: TimeoutOption = None,
     overhead_ms: Annotated[float | None, typer.Option(help="fixed per-request overhead (default: the profile's "
                                                       "calibrated value, else 0)")] = None,
+    frontend: Annotated[bool, typer.Option("--frontend/--no-frontend", help="replay the front end the profile's "
+                                           "calibration fitted (serving.frontend), if any")] = True,
     seed: Annotated[int, typer.Option(help="seed of the replay")] = 0,
     replications: Annotated[int, typer.Option(help="replications of the replay (pooled)")] = 3,
     plot: Annotated[bool, typer.Option("--plot", help="also write validation_cdf.png (both latency CDFs)")] = False,
@@ -111,7 +113,7 @@ def validate_command(
         raise CapsimInputError("expected a number >= 0", field="--overhead-ms")
     server = server_from_flags(max_batch_size, max_wait_ms, instances, queue_capacity, timeout_ms)
     result = validate_run(run_dir, profile, server=server, overhead_ms=overhead_ms, seed=seed,
-                          replications=replications)  # fmt: skip
+                          replications=replications, frontend=frontend)  # fmt: skip
     written = write_validation(run_dir, result, plot)
     if record:
         record_in_profile(profile, result)
@@ -126,6 +128,8 @@ def validate_command(
         console.print(error_line(doc["errors"]))
         console.print(f"overhead {doc['overhead_ms']:.3f} ms ({doc['overhead_source']}); "
                       f"{doc['replications']} replication(s) pooled")
+        if doc["frontend"]:
+            console.print(f"front end (serving.frontend, from the profile): {doc['frontend']}")
         console.print("wrote " + ", ".join(str(p) for p in written))
     for warning in doc["warnings"]:
         err.print(f"warning: {warning}")
