@@ -43,6 +43,8 @@ REFERENCE_SERVER_WORKERS = 1  # one asyncio event loop holding the GIL
 _PERCENTILES = (50.0, 90.0, 99.0)  # of the pre-queue time, matched by the fit
 _MEAN_FACTORS = np.geomspace(0.3, 1.25, 14)  # × the moment estimate of the mean (floor 0)
 _CVS = np.concatenate([[0.0], np.geomspace(0.25, 6.0, 14)])
+_REFINE_MEAN = np.geomspace(0.9, 1.1, 9)
+_REFINE_CV = np.geomspace(0.8, 1.25, 7)
 _FLOOR_SHARES = (0.0, 0.5, 1.0)  # × the least pre-queue time (1st percentile)
 _FIT_SEED = 20261122
 _NONE_MS = 1e-3  # a mean front-end time below a microsecond is clock noise, not a front end
@@ -138,17 +140,26 @@ def fit_front_end(splits: list[FrontEndSplit], moment_mean_ms: float) -> tuple[f
     normals = [rng.standard_normal(s.sent_s.size) for s in splits]
     targets = [np.log(np.maximum(np.percentile(s.pre_ms, _PERCENTILES), 1e-3)) for s in splits]
     least_ms = max(float(np.percentile(np.concatenate([s.pre_ms for s in splits]), 1)), 0.0)
+
+    def loss_of(floor_ms: float, mean_ms: float, cv: float) -> float:
+        simulated = [np.log(np.maximum(_pre_percentiles_ms(s, z, mean_ms, cv, floor_ms), 1e-3))
+                     for s, z in zip(splits, normals, strict=True)]  # fmt: skip
+        return float(np.mean([np.mean((sim - t) ** 2) for sim, t in zip(simulated, targets, strict=True)]))
+
     best = (0.0, moment_mean_ms, 0.0, np.inf)
     for share in _FLOOR_SHARES:
-        floor_ms = share * least_ms
         for factor in _MEAN_FACTORS:
-            mean_ms = float(moment_mean_ms * factor)
             for cv in _CVS:
-                simulated = [np.log(np.maximum(_pre_percentiles_ms(s, z, mean_ms, cv, floor_ms), 1e-3))
-                             for s, z in zip(splits, normals, strict=True)]  # fmt: skip
-                loss = float(np.mean([np.mean((sim - t) ** 2) for sim, t in zip(simulated, targets, strict=True)]))
+                loss = loss_of(share * least_ms, float(moment_mean_ms * factor), float(cv))
                 if loss < best[3]:
-                    best = (floor_ms, mean_ms, float(cv), loss)
+                    best = (share * least_ms, float(moment_mean_ms * factor), float(cv), loss)
+    # A finer pass around the best grid point: the coarse grid's steps are ~11% in the mean.
+    floor_ms, coarse_mean_ms, coarse_cv = best[:3]
+    for factor in _REFINE_MEAN:
+        for scale in _REFINE_CV if coarse_cv > 0 else (1.0,):
+            loss = loss_of(floor_ms, float(coarse_mean_ms * factor), float(coarse_cv * scale))
+            if loss < best[3]:
+                best = (floor_ms, float(coarse_mean_ms * factor), float(coarse_cv * scale), loss)
     return best
 
 
