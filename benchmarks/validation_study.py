@@ -238,6 +238,38 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _worst_held(rows: list[dict[str, Any]], model: str, study: str, key: str) -> tuple[float | None, int]:
+    held = [r for r in rows if (r["model"], r["study"], r["role"]) == (model, study, "holdout")
+            and r["utilization"] is not None and r["utilization"] <= UTILIZATION_LIMIT]  # fmt: skip
+    errors = [abs(r[key][2]) for r in held if r[key][2] is not None]
+    return (max(errors) if errors else None), len(held)
+
+
+def frontend_markdown(rows: list[dict[str, Any]]) -> str:
+    """The white-box verdicts side by side: constant overhead → fitted front end (empty unless both ran)."""
+    lines = ["| model | held out by | points | throughput: constant → front end | p50: constant → front end | "
+             "p99: constant → front end |", "|---|---|---|---|---|---|"]
+    limits = {"throughput_rps": TARGETS["throughput_rps"], "p50_ms": TARGETS["latency_ms.p50"],
+              "p99_ms": TARGETS["latency_ms.p99"]}  # fmt: skip
+
+    def cell(value: float | None, key: str) -> str:
+        return "–" if value is None else f"{100 * value:.1f}% {'✓' if value <= limits[key] else '✗'}"
+
+    for model in sorted({r["model"] for r in rows}):
+        for split in ("load", "configuration"):
+            base = f"white box, held out by {split}"
+            with_frontend = f"white box{FRONTEND_SUFFIX}, held out by {split}"
+            cells, points = [], 0
+            for key in limits:
+                constant, points = _worst_held(rows, model, base, key)
+                fitted, fitted_points = _worst_held(rows, model, with_frontend, key)
+                points = min(points, fitted_points)
+                cells.append(f"{cell(constant, key)} → {cell(fitted, key)}")
+            if points:
+                lines.append(f"| {model} | {split} | {points} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main() -> None:
     """Measure (unless --from-runs), analyse, print Markdown, write study.json."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -270,6 +302,10 @@ def main() -> None:
                                       "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     print(markdown(rows))
     print()
+    side_by_side = frontend_markdown(rows)
+    if side_by_side:
+        print(side_by_side)
+        print()
     print(diagnostics_markdown(notes))
 
 
