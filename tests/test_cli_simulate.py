@@ -79,3 +79,23 @@ def test_check_reports_capacity() -> None:
     proc = capsim("check", "scenarios/fraud-scoring-cpu.yaml")
     assert proc.returncode == 0
     assert "valid" in proc.stdout and "utilization" in proc.stdout
+
+
+def test_a_run_too_large_to_log_every_request_defaults_to_histograms() -> None:
+    import io
+
+    from rich.console import Console
+
+    from capsim.cli.simulate import AUTO_REQUEST_LOG_MAX, keep_every_request
+    from tests.scenario_helpers import make_scenario
+
+    small = make_scenario("duration_s=100", "workload.arrival.rate_rps=10")
+    large = make_scenario("duration_s=86400", "workload.arrival.rate_rps=5000")  # 432M requests
+    assert AUTO_REQUEST_LOG_MAX < 5000 * 86400
+    notes = io.StringIO()
+    err = Console(file=notes)
+    assert keep_every_request(small, None, err) is True
+    assert keep_every_request(large, None, err) is False
+    assert "432,000,000 requests" in notes.getvalue()
+    assert keep_every_request(large, True, err) is True  # --request-log forces it
+    assert keep_every_request(small, False, err) is False  # --no-request-log

@@ -17,8 +17,32 @@ from capsim.cli.options import CatalogueOption, require_positive, scenario_from_
 from capsim.engine import ProgressCallback, simulate
 from capsim.errors import CapsimInputError
 from capsim.report.tables import print_summary
+from capsim.scenario import Scenario
 
 _PROGRESS_AFTER_S = 1.5  # short runs finish before a bar would be worth drawing
+
+AUTO_REQUEST_LOG_MAX = 10_000_000
+"""Above this many offered requests per replication, the request log (~50 bytes a request while the run
+lasts) would need gigabytes: the default is then the bounded-memory mode."""
+
+
+def expected_requests(scenario: Scenario) -> float:
+    """Requests one replication is offered (0 for a batch job, whose records are per batch)."""
+    if scenario.workload is None:
+        return 0.0
+    return scenario.workload.arrival.mean_rate_rps(scenario.duration_s) * scenario.duration_s
+
+
+def keep_every_request(scenario: Scenario, request_log: bool | None, err: Console) -> bool:
+    """The flag's choice, or the default: every request unless the run is too large to hold."""
+    if request_log is not None:
+        return request_log
+    offered = expected_requests(scenario)
+    if offered <= AUTO_REQUEST_LOG_MAX:
+        return True
+    err.print(f"note: {scenario.name} offers ~{offered:,.0f} requests, too many to keep each in memory: "
+              "keeping histograms instead (--request-log forces the full log)")  # fmt: skip
+    return False
 
 
 class _LazyProgress:
@@ -58,9 +82,14 @@ def simulate_command(
     replications: Annotated[int, typer.Option(help="independent replications, for 95% confidence intervals")] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary JSON on stdout")] = False,
     out: Annotated[Path | None, typer.Option(help="write summary.json, parquet files and plots here")] = None,
-    no_request_log: Annotated[
-        bool, typer.Option("--no-request-log", help="keep histograms, not every request (bounded memory)")
-    ] = False,
+    request_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--request-log/--no-request-log",
+            help="keep every request (requests.parquet) or only histograms (bounded memory); "
+            f"default: every request unless the run offers more than {AUTO_REQUEST_LOG_MAX:,}",
+        ),
+    ] = None,
     catalogue: CatalogueOption = None,
     solve: Annotated[
         str | None,
@@ -84,8 +113,8 @@ def simulate_command(
     progress_bar = _LazyProgress(err, f"simulating {loaded.name}") if err.is_terminal else None
     callback: ProgressCallback | None = progress_bar
     try:
-        result = simulate(loaded, seed=seed, replications=replications,
-                          keep_requests=not no_request_log, progress=callback)  # fmt: skip
+        keep = keep_every_request(loaded, request_log, err)
+        result = simulate(loaded, seed=seed, replications=replications, keep_requests=keep, progress=callback)
     finally:
         if progress_bar is not None:
             progress_bar.close()
