@@ -99,10 +99,12 @@ def calibrate(
             elif frontend:
                 warnings.append("the batch log has no queue-entry times matching the requests one for one, so the "
                                 "front end was not fitted; the overhead is a constant")
+            # The whole time outside the server as one constant: the overhead when there is no
+            # front end, and recorded beside it when there is (what a replay without it needs).
+            estimate = overhead_estimate(fit_points)
+            fit_detail["overhead"] = estimate.as_dict()
             if overhead_ms is None:
-                estimate = overhead_estimate(fit_points)
                 overhead_ms = estimate.median_ms
-                fit_detail["overhead"] = estimate.as_dict()
         else:
             largest = max(require_server(p).max_batch_size for p in points)
             fit = fit_black_box(fit_points, workspace, max_evaluations=max_evaluations, seed=seed)

@@ -49,6 +49,16 @@ def overhead_from_profile(profile: Profile) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def constant_overhead_from_profile(profile: Profile) -> float | None:
+    """The whole time outside the server as one constant (`fit_detail.overhead.median_ms`), which a
+    replay without the calibrated front end adds in its place."""
+    calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
+    detail = calibration.get("fit_detail") if isinstance(calibration, dict) else None
+    overhead = detail.get("overhead") if isinstance(detail, dict) else None
+    value = overhead.get("median_ms") if isinstance(overhead, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def frontend_from_profile(profile: Profile) -> dict[str, Any] | None:
     """The front end (`serving.frontend` mapping) a calibration recorded in the profile, if any."""
     calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
@@ -82,7 +92,12 @@ def validate_run(
             warnings.append(f"{point.label}: the load tester marked this run invalid "
                             f"({'; '.join(point.invalid_reasons)})")
     recorded = overhead_from_profile(profile)
-    overhead_source = "--overhead-ms" if overhead_ms is not None else "profile provenance" if recorded is not None \
+    source = "profile provenance"
+    if not frontend and frontend_from_profile(profile) is not None and constant_overhead_from_profile(profile):
+        # The calibrated overhead leaves out the front end's time; without the front end, the whole
+        # time outside the server stands in for it.
+        recorded, source = constant_overhead_from_profile(profile), "profile provenance, without the front end"
+    overhead_source = "--overhead-ms" if overhead_ms is not None else source if recorded is not None \
         else "none (0 ms): the profile records no overhead; give --overhead-ms"
     overhead = overhead_ms if overhead_ms is not None else recorded if recorded is not None else 0.0
     frontend_spec = frontend_from_profile(profile) if frontend else None

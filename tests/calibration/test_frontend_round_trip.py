@@ -87,6 +87,12 @@ def test_validate_replays_the_profiles_front_end(run: Path, tmp_path: Path) -> N
     assert with_frontend.document["frontend"] == result.frontend
     without = validate_run(run, profile, replications=1, frontend=False)
     assert without.document["frontend"] is None
+    # Without the front end the replay adds the whole time outside the server as the constant, not
+    # the part left outside the front end.
+    whole_ms = result.profile.provenance["calibration"]["fit_detail"]["overhead"]["median_ms"]
+    assert without.document["overhead_ms"] == pytest.approx(whole_ms)
+    assert with_frontend.document["overhead_ms"] == pytest.approx(result.overhead_ms)
+    assert whole_ms > result.overhead_ms + 0.5 * FRONTEND["per_request_ms"]
     # At 84% front-end load the queue before the batcher is most of the tail: only the replay with
     # the front end reproduces it.
     heavy = {row["rate_rps"]: row for row in with_frontend.document["points"]}[420.0]
