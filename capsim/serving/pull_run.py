@@ -10,12 +10,14 @@ not yet taken into a batch: its time integral is the total waiting time, summed 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import simpy
 
 from capsim.metrics.intervals import interval_area
-from capsim.metrics.request_log import COMPLETED, Columns
+from capsim.metrics.request_log import COMPLETED, Columns, RequestLog
 from capsim.metrics.summary import replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.scenario import Scenario
@@ -24,6 +26,15 @@ from capsim.serving.pool import PoolLevels
 # Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the same
 # assumption as the real-time mode's energy account (capsim/engine.py).
 _IDLE_SHARE_OF_TDP = 0.15
+_MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
+
+
+class BatchHolder(Protocol):
+    """A consumer or worker with a batch in progress."""
+
+    index: int
+    batch_ids: np.ndarray
+    batch_start_s: float
 
 
 class ModeRun(NamedTuple):
@@ -152,3 +163,36 @@ def _energy(scenario: Scenario, means: dict[str, float], window_s: float) -> dic
         result["usd"] = result["kwh"] * hardware.usd_per_kwh
     return result
 
+
+
+def run_and_drain(env: simpy.Environment, scenario: Scenario, drained: simpy.Event) -> None:
+    """Run while items arrive, then until the work is done or the drain limit (as the real-time mode)."""
+    env.run(until=scenario.duration_s)
+    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
+    env.run(until=env.any_of([drained, env.timeout(drain_limit_s - env.now)]))
+
+
+def close_log(log: RequestLog, fold: ItemFold, in_service: Iterable[BatchHolder], keep_requests: bool) -> None:
+    """Book the batches still in progress (started, not finished) and fold every row into the statistics."""
+    for holder in in_service:
+        rows = holder.batch_ids - log.base
+        log.start_s[rows] = holder.batch_start_s
+        log.batch_size[rows] = holder.batch_ids.size
+        log.replica[rows] = holder.index
+    if keep_requests:
+        fold(log.view())
+    else:
+        log.flush_all()
+
+
+def sampled_backlog(samples: list[tuple[float, int]], scenario: Scenario, interval_s: float) -> dict[str, Any]:
+    """p50, p99 and max of a backlog read every `interval_s` inside the measured window; the mean is
+    left for the caller to fill from the exact time integral."""
+    window = [value for t, value in samples if scenario.warmup_s <= t <= scenario.duration_s]
+    return {
+        "mean": None,
+        "p50": float(np.percentile(window, 50)) if window else None,
+        "p99": float(np.percentile(window, 99)) if window else None,
+        "max": int(max(window)) if window else None,
+        "sample_interval_s": interval_s,
+    }

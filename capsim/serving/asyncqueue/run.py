@@ -17,10 +17,9 @@ from capsim.rng import RandomStreams
 from capsim.scenario import Scenario
 from capsim.serving.asyncqueue.spec import AsyncServing
 from capsim.serving.asyncqueue.workers import AsyncQueue
-from capsim.serving.pull_run import ItemFold, ModeRun, pull_summary
+from capsim.serving.pull_run import ItemFold, ModeRun, close_log, pull_summary, run_and_drain, sampled_backlog
 
 QUEUE_SAMPLE_S = 1.0  # the queue depth is read once a second: for the autoscaler and the depth percentiles
-_MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
 
 
 def _depth_sampler(
@@ -85,28 +84,11 @@ def run_async(
         env.process(_autoscaler(env, queue, serving.autoscaling))
     if on_env is not None:
         on_env(env)
-    env.run(until=scenario.duration_s)
-    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
-    env.run(until=env.any_of([queue.drained, env.timeout(drain_limit_s - env.now)]))
-    for worker in queue.busy_workers():
-        rows = worker.batch_ids - log.base
-        log.start_s[rows] = worker.batch_start_s
-        log.batch_size[rows] = worker.batch_ids.size
-        log.replica[rows] = worker.index
-    if keep_requests:
-        fold(log.view())
-    else:
-        log.flush_all()
+    run_and_drain(env, scenario, queue.drained)
+    close_log(log, fold, queue.busy_workers(), keep_requests)
 
-    window = [depth for t, depth in depth_samples if scenario.warmup_s <= t <= scenario.duration_s]
     measured = fold.tally.completed
-    depth_block = {
-        "mean": None,  # the exact time average, filled in below
-        "p50": float(np.percentile(window, 50)) if window else None,
-        "p99": float(np.percentile(window, 99)) if window else None,
-        "max": int(max(window)) if window else None,
-        "sample_interval_s": QUEUE_SAMPLE_S,
-    }
+    depth_block = sampled_backlog(depth_samples, scenario, QUEUE_SAMPLE_S)  # the mean: filled in below
     summary, timeseries, changes = pull_summary(
         scenario, seed, fold, queue.levels,
         members={"cold_starts": queue.starter.cold_starts},

@@ -13,12 +13,11 @@ from capsim.autoscale.view import FleetView, MetricSamples
 from capsim.metrics.request_log import RequestLog
 from capsim.rng import RandomStreams
 from capsim.scenario import Scenario
-from capsim.serving.pull_run import ItemFold, ModeRun, pull_summary
+from capsim.serving.pull_run import ItemFold, ModeRun, close_log, pull_summary, run_and_drain, sampled_backlog
 from capsim.serving.streaming.group import ConsumerGroup
 from capsim.serving.streaming.spec import KafkaLagScaling, StreamingServing
 
 LAG_SAMPLE_S = 1.0  # lag is read once a second: for the autoscaler and for the lag percentiles
-_MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
 
 
 def _lag_sampler(
@@ -95,30 +94,13 @@ def run_streaming(
         env.process(_autoscaler(env, group, serving.autoscaling))
     if on_env is not None:
         on_env(env)
-    env.run(until=scenario.duration_s)
-    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
-    env.run(until=env.any_of([group.drained, env.timeout(drain_limit_s - env.now)]))
+    run_and_drain(env, scenario, group.drained)
     end_s = env.now
-    for member in group.in_service_batches():
-        rows = member.batch_ids - log.base
-        log.start_s[rows] = member.batch_start_s
-        log.batch_size[rows] = member.batch_ids.size
-        log.replica[rows] = member.index
-    if keep_requests:
-        fold(log.view())
-    else:
-        log.flush_all()
+    close_log(log, fold, group.in_service_batches(), keep_requests)
 
     lag_area = fold.waiting_area + group.levels.in_service.area_at(ticks)
-    window = [lag for t, lag in lag_samples if scenario.warmup_s <= t <= scenario.duration_s]
-    lag_block = {
-        "mean": None,  # filled from the exact time integral below
-        "p50": float(np.percentile(window, 50)) if window else None,
-        "p99": float(np.percentile(window, 99)) if window else None,
-        "max": int(max(window)) if window else None,
-        "at_end": int(tick_lag[-1]),  # read at duration_s, when arrivals stop (the last tick)
-        "sample_interval_s": LAG_SAMPLE_S,
-    }
+    lag_block = sampled_backlog(lag_samples, scenario, LAG_SAMPLE_S)  # the mean: from the exact integral below
+    lag_block["at_end"] = int(tick_lag[-1])  # read at duration_s, when arrivals stop (the last tick)
     summary, timeseries, changes = pull_summary(
         scenario, seed, fold, group.levels,
         members={"cold_starts": group.starter.cold_starts, "rebalances": group.rebalances},
