@@ -10,12 +10,14 @@ not yet taken into a batch: its time integral is the total waiting time, summed 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import simpy
 
+from capsim.autoscale.keda import KedaPolicy
+from capsim.autoscale.view import FleetView, MetricSamples
 from capsim.metrics.intervals import interval_area
 from capsim.metrics.request_log import COMPLETED, Columns, RequestLog
 from capsim.metrics.summary import replication_summary
@@ -27,6 +29,15 @@ from capsim.serving.pool import PoolLevels
 # assumption as the real-time mode's energy account (capsim/engine.py).
 _IDLE_SHARE_OF_TDP = 0.15
 _MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
+
+
+class ScaledPool(Protocol):
+    """A consumer group or a worker pool as KEDA scales it."""
+
+    desired: int
+    starter: Any  # its `pending` are the members still starting
+
+    def scale_to(self, desired: int) -> None: ...
 
 
 class BatchHolder(Protocol):
@@ -196,3 +207,37 @@ def sampled_backlog(samples: list[tuple[float, int]], scenario: Scenario, interv
         "max": int(max(window)) if window else None,
         "sample_interval_s": interval_s,
     }
+
+
+def keda_controller(
+    env: simpy.Environment,
+    pool: ScaledPool,
+    policy: KedaPolicy,
+    read: Callable[[float], tuple[float, float, float]],
+    ready: Callable[[], int],
+    interval_s: float,
+    max_replicas: int | None = None,
+) -> Generator[simpy.Event, Any, None]:
+    """KEDA (the generic policy of capsim/autoscale/keda.py) over a pool, asked at the HPA's period.
+
+    `read(now)` gives the metrics this mode has — (concurrency, queue, arrivals so far), NaN for one it
+    lacks — recorded every `interval_s`; `max_replicas` caps every decision (a group's partitions).
+    """
+    state = policy.make_state()
+    samples = MetricSamples()
+    next_decision_s = policy.period_s
+    nan = float("nan")
+    while True:
+        now = env.now
+        concurrency, queue, arrivals = read(now)
+        samples.record(now, concurrency=concurrency, busy=nan, queue=queue, arrivals=arrivals)
+        if now + 1e-9 >= next_decision_s:
+            next_decision_s += policy.period_s
+            view = FleetView(now_s=now, current=pool.desired, ready=ready(), not_ready=len(pool.starter.pending),
+                             executors_per_replica=1, samples=samples)  # fmt: skip
+            desired = state.decide(view)
+            if max_replicas is not None:
+                desired = min(desired, max_replicas)
+            if desired != pool.desired:
+                pool.scale_to(desired)
+        yield env.timeout(interval_s)

@@ -9,15 +9,21 @@ from typing import Any
 import numpy as np
 import simpy
 
-from capsim.autoscale.keda import KedaPolicy
-from capsim.autoscale.view import FleetView, MetricSamples
 from capsim.metrics.request_log import RequestLog
 from capsim.metrics.tally import ExactValues, HistogramValues, ValueDistribution
 from capsim.rng import RandomStreams
 from capsim.scenario import Scenario
 from capsim.serving.asyncqueue.spec import AsyncServing
 from capsim.serving.asyncqueue.workers import AsyncQueue
-from capsim.serving.pull_run import ItemFold, ModeRun, close_log, pull_summary, run_and_drain, sampled_backlog
+from capsim.serving.pull_run import (
+    ItemFold,
+    ModeRun,
+    close_log,
+    keda_controller,
+    pull_summary,
+    run_and_drain,
+    sampled_backlog,
+)
 
 QUEUE_SAMPLE_S = 1.0  # the queue depth is read once a second: for the autoscaler and the depth percentiles
 
@@ -27,29 +33,6 @@ def _depth_sampler(
 ) -> Generator[simpy.Event, Any, None]:
     while True:
         samples.append((env.now, queue.waiting(env.now)))
-        yield env.timeout(QUEUE_SAMPLE_S)
-
-
-def _autoscaler(env: simpy.Environment, queue: AsyncQueue, policy: KedaPolicy) -> Generator[simpy.Event, Any, None]:
-    """KEDA on the queue (the generic policy of capsim/autoscale/keda.py), asked at the HPA's period."""
-    state = policy.make_state()
-    samples = MetricSamples()
-    next_decision_s = policy.period_s
-    while True:
-        now = env.now
-        # The policy reads one metric; the other fleet metrics do not exist in this mode.
-        concurrency = queue.in_flight_area(now) if policy.metric == "concurrency" else float("nan")
-        samples.record(now, concurrency=concurrency, busy=float("nan"),
-                       queue=float(queue.waiting(now)), arrivals=float(queue.appended))  # fmt: skip
-        if now + 1e-9 >= next_decision_s:
-            next_decision_s += policy.period_s
-            view = FleetView(
-                now_s=now, current=queue.desired, ready=len(queue.workers), not_ready=len(queue.starter.pending),
-                executors_per_replica=1, samples=samples,
-            )  # fmt: skip
-            desired = state.decide(view)
-            if desired != queue.desired:
-                queue.scale_to(desired)
         yield env.timeout(QUEUE_SAMPLE_S)
 
 
@@ -81,7 +64,15 @@ def run_async(
     depth_samples: list[tuple[float, int]] = []
     env.process(_depth_sampler(env, queue, depth_samples))
     if serving.autoscaling is not None:
-        env.process(_autoscaler(env, queue, serving.autoscaling))
+        policy = serving.autoscaling
+        nan = float("nan")
+
+        def read(now: float) -> tuple[float, float, float]:
+            # KEDA's concurrency metric integrates jobs without a stored result; read only when asked.
+            concurrency = queue.in_flight_area(now) if policy.metric == "concurrency" else nan
+            return concurrency, float(queue.waiting(now)), float(queue.appended)
+
+        env.process(keda_controller(env, queue, policy, read, lambda: len(queue.workers), QUEUE_SAMPLE_S))
     if on_env is not None:
         on_env(env)
     run_and_drain(env, scenario, queue.drained)

@@ -9,13 +9,20 @@ from typing import Any
 import numpy as np
 import simpy
 
-from capsim.autoscale.view import FleetView, MetricSamples
 from capsim.metrics.request_log import RequestLog
 from capsim.rng import RandomStreams
 from capsim.scenario import Scenario
-from capsim.serving.pull_run import ItemFold, ModeRun, close_log, pull_summary, run_and_drain, sampled_backlog
+from capsim.serving.pull_run import (
+    ItemFold,
+    ModeRun,
+    close_log,
+    keda_controller,
+    pull_summary,
+    run_and_drain,
+    sampled_backlog,
+)
 from capsim.serving.streaming.group import ConsumerGroup
-from capsim.serving.streaming.spec import KafkaLagScaling, StreamingServing
+from capsim.serving.streaming.spec import StreamingServing
 
 LAG_SAMPLE_S = 1.0  # lag is read once a second: for the autoscaler and for the lag percentiles
 
@@ -35,32 +42,6 @@ def _tick_lag(
     for i, tick in enumerate(ticks):
         yield env.timeout(float(tick) - env.now)
         out[i] = group.lag(env.now)
-
-
-def _autoscaler(
-    env: simpy.Environment, group: ConsumerGroup, scaling: KafkaLagScaling
-) -> Generator[simpy.Event, Any, None]:
-    """KEDA's Kafka scaler over the generic KEDA policy: lag capped at partitions × lagThreshold."""
-    policy = scaling.keda_policy()
-    state = policy.make_state()
-    samples = MetricSamples()
-    cap = group.serving.partitions * scaling.lag_threshold
-    next_decision_s = policy.period_s
-    nan = float("nan")
-    while True:
-        # Only the lag is a Kafka scaler input; the other fleet metrics are not sampled here.
-        samples.record(env.now, concurrency=nan, busy=nan, queue=float(min(group.lag(env.now), cap)),
-                       arrivals=float(group.arrived))  # fmt: skip
-        if env.now + 1e-9 >= next_decision_s:
-            next_decision_s += policy.period_s
-            view = FleetView(
-                now_s=env.now, current=group.desired, ready=len(group.members), not_ready=len(group.starter.pending),
-                executors_per_replica=1, samples=samples,
-            )  # fmt: skip
-            desired = min(state.decide(view), group.serving.partitions)
-            if desired != group.desired:
-                group.scale_to(desired)
-        yield env.timeout(LAG_SAMPLE_S)
 
 
 def run_streaming(
@@ -91,7 +72,15 @@ def run_streaming(
     tick_lag = np.full(ticks.size, np.nan)
     env.process(_tick_lag(env, group, ticks, tick_lag))
     if serving.autoscaling is not None:
-        env.process(_autoscaler(env, group, serving.autoscaling))
+        scaling = serving.autoscaling
+        lag_cap = serving.partitions * scaling.lag_threshold  # KEDA's Kafka scaler caps the lag it reports
+        nan = float("nan")
+
+        def read(now: float) -> tuple[float, float, float]:  # only the lag is a Kafka scaler input
+            return nan, float(min(group.lag(now), lag_cap)), float(group.arrived)
+
+        env.process(keda_controller(env, group, scaling.keda_policy(), read, lambda: len(group.members),
+                                    LAG_SAMPLE_S, max_replicas=serving.partitions))  # fmt: skip
     if on_env is not None:
         on_env(env)
     run_and_drain(env, scenario, group.drained)
