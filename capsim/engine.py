@@ -19,6 +19,7 @@ from capsim.metrics.tally import RequestTally
 from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing, Scenario
 from capsim.serving.asyncqueue.run import run_async
+from capsim.serving.dataplane.support import EngineChoice, choose_engine
 from capsim.serving.fleet import RealtimeFleet
 from capsim.serving.streaming.run import run_streaming
 from capsim.stability import stability_warnings
@@ -110,7 +111,12 @@ def _progress_clock(
 
 
 def _run_replication(
-    scenario: Scenario, seed: int, replication: int, keep_requests: bool, progress: ProgressCallback | None
+    scenario: Scenario,
+    seed: int,
+    replication: int,
+    keep_requests: bool,
+    progress: ProgressCallback | None,
+    engine: str = "simpy",
 ) -> ReplicationResult:
     if scenario.serving.mode in ("streaming", "async"):
         return _run_pull_replication(scenario, seed, replication, keep_requests, progress)
@@ -129,7 +135,12 @@ def _run_replication(
 
     log = RequestLog(flush=None if keep_requests else fold)
     env = simpy.Environment()
-    fleet = RealtimeFleet(env, serving, scenario.service, streams, log)
+    if engine == "compiled":
+        from capsim.serving.dataplane.fleet import CompiledFleet  # deferred: it imports numba
+
+        fleet: RealtimeFleet = CompiledFleet(env, serving, scenario.service, streams, log)
+    else:
+        fleet = RealtimeFleet(env, serving, scenario.service, streams, log)
     arrivals = scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)
     fleet.start(arrivals)
     if progress is not None:
@@ -183,7 +194,7 @@ def _run_replication(
         cost_usd=_cost(scenario, level_means, window_s),
         energy=_energy(scenario, level_means, window_s),
         slo=(scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None,
-        extra={"service": scenario.service.describe(), "warnings": stability_warnings(scenario)},
+        extra={"service": scenario.service.describe(), "warnings": stability_warnings(scenario), "engine": engine},
     )
     widths = np.diff(np.concatenate([[0.0], ticks]))
     timeseries = {"time_s": ticks}
@@ -266,6 +277,7 @@ def simulate(
     *,
     keep_requests: bool = True,
     progress: ProgressCallback | None = None,
+    engine: EngineChoice = "auto",
 ) -> RunResult:
     """Run `replications` independent replications of `scenario` and summarize them.
 
@@ -273,6 +285,9 @@ def simulate(
     two scenarios run with the same seed share their random numbers stream by stream. With
     `keep_requests=False` only mergeable histograms are kept (bounded memory, <= 0.5% error on
     percentiles). `progress` receives the fraction of simulated time done (summed over replications).
+    `engine`: "simpy", "compiled" (the real-time data plane compiled with numba: the same results,
+    much faster on long runs; capsim/serving/dataplane) or "auto" (compiled where it can run and
+    the run is long; capsim.serving.dataplane.support.choose_engine). The summary says which ran.
     """
     if replications < 1:
         raise ValueError("replications must be >= 1")
@@ -284,6 +299,7 @@ def simulate(
         job = run_batch_job(scenario, seed, replications, progress=progress)
         reps = [ReplicationResult(r, summary, None, series) for r, (summary, series) in enumerate(job.replications)]
         return RunResult(scenario=scenario, summary=job.summary, replications=reps)
+    chosen = choose_engine(scenario, engine) if scenario.serving.mode == "realtime" else "simpy"
     results = []
     # A run allocates millions of short-lived, acyclic objects (events, batch lists) while holding
     # many long-lived ones: CPython's cyclic collector would rescan the long-lived ones over and
@@ -294,7 +310,7 @@ def simulate(
     try:
         for r in range(replications):
             rep_progress = None if progress is None else _scaled_progress(progress, r, replications)
-            results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress))
+            results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress, chosen))
     finally:
         if collector_was_on:
             gc.enable()

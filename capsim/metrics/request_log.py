@@ -117,16 +117,22 @@ class RequestLog:
         """Rows allocated."""
         return self.arrival_s.size
 
-    def append_arrivals(self, arrival_s: np.ndarray) -> int:
-        """Add rows for a chunk of arrivals; returns the id of the first."""
+    def append_arrivals(self, arrival_s: np.ndarray, keep_recent: bool = True) -> int:
+        """Add rows for a chunk of arrivals; returns the id of the first. `keep_recent=False`
+        skips the Python-float copy that `arrival_time_s` serves (the compiled engine reads the
+        column itself)."""
         n = arrival_s.size
         if self.size + n > self.capacity:
             self._make_room(n)
         self.arrival_s[self.size : self.size + n] = arrival_s
         first_id = self.base + self.size
         self.size += n
-        self.recent_first_id = first_id
-        self.recent_s = arrival_s.tolist()
+        if keep_recent:
+            self.recent_first_id = first_id
+            self.recent_s = arrival_s.tolist()
+        else:
+            self.recent_first_id = first_id + n  # every id so far is read from the column
+            self.recent_s = []
         return first_id
 
     def arrival_time_s(self, request_id: int) -> float:

@@ -4,13 +4,43 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 BatchSampler = Callable[[int], float]
 """Draws the service time in seconds of one batch of the given size."""
+
+
+FORM_TABLE = 0
+FORM_EXPONENTIAL = 1
+FORM_LOGNORMAL = 2
+FORM_QUANTILE = 3
+
+
+@dataclass(frozen=True)
+class BatchTimeTable:
+    """A service-time model as the compiled engine draws it (capsim/serving/dataplane): per batch
+    size k, one draw x from the model's stream (none for FORM_TABLE), and
+
+    - FORM_TABLE: `scale_s[k]`;
+    - FORM_EXPONENTIAL: `scale_s[k] * x`, x standard exponential;
+    - FORM_LOGNORMAL: `scale_s[k] * exp(loc + sigma * x)`, x standard normal;
+    - FORM_QUANTILE: the curve `quantiles_s[k]` on `levels`, linearly interpolated at x uniform.
+
+    It must give exactly what the model's `sampler` gives for the same draws: both engines then
+    follow the same sample path."""
+
+    form: int
+    draw: Literal["standard_normal", "standard_exponential", "random"] | None
+    scale_s: np.ndarray  # indexed by batch size, 0..max
+    loc: float = 0.0
+    sigma: float = 0.0
+    levels: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    quantiles_s: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))
 
 
 class ServiceTimeModel(BaseModel):
@@ -25,6 +55,11 @@ class ServiceTimeModel(BaseModel):
     @abstractmethod
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
         """A function drawing batch service times from `rng` (buffered: draws come in numpy chunks)."""
+
+    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable | None:
+        """The model in the compiled engine's form for batches of 1..`max_batch_size`; None when it
+        has none (the SimPy engine then runs it)."""
+        return None
 
     def resolve_paths(self, base_dir: Path) -> ServiceTimeModel:
         """A copy whose relative file paths are taken relative to `base_dir`."""

@@ -9,7 +9,19 @@ import numpy as np
 from pydantic import Field
 
 from capsim.rng import buffered
-from capsim.servicetime.base import BatchSampler, ServiceTimeModel, lognormal_params
+from capsim.servicetime.base import (
+    FORM_EXPONENTIAL,
+    FORM_LOGNORMAL,
+    FORM_TABLE,
+    BatchSampler,
+    BatchTimeTable,
+    ServiceTimeModel,
+    lognormal_params,
+)
+
+
+def _mean_table(model: ServiceTimeModel, max_batch_size: int) -> BatchTimeTable:
+    return BatchTimeTable(FORM_TABLE, None, np.array([model.mean_s(k) for k in range(max_batch_size + 1)]))
 
 
 class DeterministicService(ServiceTimeModel):
@@ -25,6 +37,9 @@ class DeterministicService(ServiceTimeModel):
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
         return self.mean_s
 
+    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable:
+        return _mean_table(self, max_batch_size)
+
 
 class ExponentialService(ServiceTimeModel):
     """Exponential batch times with mean `mean_ms`: the memoryless M/M/c reference model."""
@@ -39,6 +54,10 @@ class ExponentialService(ServiceTimeModel):
         draws = buffered(rng.standard_exponential)
         mean_s = self.mean_ms / 1000.0
         return lambda batch_size: mean_s * next(draws)
+
+    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable:
+        scale_s = np.full(max_batch_size + 1, self.mean_ms / 1000.0)
+        return BatchTimeTable(FORM_EXPONENTIAL, "standard_exponential", scale_s)
 
 
 class LognormalService(ServiceTimeModel):
@@ -56,6 +75,10 @@ class LognormalService(ServiceTimeModel):
         mu, sigma = lognormal_params(self.mean_ms / 1000.0, self.cv)
         draws = buffered(rng.standard_normal)
         return lambda batch_size: math.exp(mu + sigma * next(draws))
+
+    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable:
+        mu, sigma = lognormal_params(self.mean_ms / 1000.0, self.cv)
+        return BatchTimeTable(FORM_LOGNORMAL, "standard_normal", np.ones(max_batch_size + 1), mu, sigma)
 
 
 class LinearService(ServiceTimeModel):
@@ -80,3 +103,11 @@ class LinearService(ServiceTimeModel):
         base_s, per_item_s = self.base_ms / 1000.0, self.per_item_ms / 1000.0
         exp = math.exp
         return lambda batch_size: (base_s + per_item_s * batch_size) * exp(shift + sigma * next(draws))
+
+    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable:
+        if self.cv == 0:
+            return _mean_table(self, max_batch_size)
+        _, sigma = lognormal_params(1.0, self.cv)
+        base_s, per_item_s = self.base_ms / 1000.0, self.per_item_ms / 1000.0
+        scale_s = np.array([base_s + per_item_s * k for k in range(max_batch_size + 1)])
+        return BatchTimeTable(FORM_LOGNORMAL, "standard_normal", scale_s, -0.5 * sigma * sigma, sigma)

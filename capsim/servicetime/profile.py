@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 from capsim.hardware.catalogue import Catalogue
 from capsim.hardware.spec import HardwareSpec
 from capsim.rng import buffered
-from capsim.servicetime.base import BatchSampler, ServiceTimeModel
+from capsim.servicetime.base import FORM_QUANTILE, BatchSampler, BatchTimeTable, ServiceTimeModel
 from capsim.servicetime.profile_format import Profile, read_profile
 from capsim.servicetime.transfer import TransferSpec, apply_transfer
 
@@ -110,6 +110,13 @@ class ProfileService(ServiceTimeModel):
             return curve[j - 1] + t * (curve[j] - curve[j - 1])
 
         return draw
+
+    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable:
+        levels = np.asarray(self.profile.quantile_levels, dtype=np.float64)
+        curves = np.zeros((max_batch_size + 1, levels.size))
+        for k in range(1, max_batch_size + 1):
+            curves[k] = self.quantiles_s(k)
+        return BatchTimeTable(FORM_QUANTILE, "random", np.zeros(max_batch_size + 1), levels=levels, quantiles_s=curves)
 
     def describe(self) -> dict[str, object]:
         p = self.profile

@@ -239,8 +239,9 @@ class RealtimeFleet:
                 self._hold_in_activator(request_id, now)
         self._start_replica(now)
 
-    def _drained(self, replica: Replica) -> None:
-        now = self.env.now
+    def _drained(self, replica: Replica, now: float | None = None) -> None:
+        """`replica` has finished its work, at `now` (the clock's time unless given)."""
+        now = self.env.now if now is None else now
         self.draining.discard(replica)
         self.levels.serving_executors.add(now, -self.config.instances)
         on_spot = replica in self.spot

@@ -1,0 +1,345 @@
+"""The real-time fleet with its data plane compiled: RealtimeFleet's control plane (replica
+lifecycle, cold starts, draining, the activator, billing, metrics for autoscalers) runs unchanged on
+the SimPy kernel, and every per-request and per-batch event runs in capsim.serving.dataplane.kernel.
+
+The two meet through one SimPy callback, the *pump*: it runs the kernel over every data-plane event
+before the SimPy queue's next event (a control event: an autoscaler tick, a replica becoming
+ready, the progress clock), then schedules itself at the kernel's next event. This is the arrival
+lookahead of RealtimeFleet._on_arrival extended to every data-plane event: nothing in the control
+plane can happen in between, so handling them in one compiled loop changes no result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import simpy
+
+from capsim.metrics.request_log import RequestLog
+from capsim.rng import RandomStreams
+from capsim.scenario import RealtimeServing
+from capsim.servicetime.base import ServiceTimeModel
+from capsim.serving.dataplane import kernel as k
+from capsim.serving.dataplane.plane import (
+    DRAW_CHUNK,
+    LogColumns,
+    Plane,
+    allocate,
+    next_event_s,
+    with_more_slots,
+    with_room,
+)
+from capsim.serving.fleet import RealtimeFleet
+from capsim.serving.replica import Replica
+
+_BALANCER_CODES = {
+    "round_robin": k.K_ROUND_ROBIN,
+    "random": k.K_RANDOM,
+    "least_outstanding": k.K_LEAST_OUTSTANDING,
+    "power_of_two": k.K_POWER_OF_TWO,
+}
+
+
+class KernelReplica(Replica):
+    """A replica whose queue, batcher and executors live in the compiled plane at `slot`: the
+    handle RealtimeFleet's lifecycle code holds. It overrides every Replica method the fleet and
+    the engine call, and deliberately does not run Replica.__init__ (it has no SimPy state)."""
+
+    def __init__(self, fleet: CompiledFleet, index: int, slot: int) -> None:
+        self.fleet = fleet
+        self.index = index
+        self.slot = slot  # -1 once drained (the slot may serve another replica since)
+        self.draining = False
+
+    def queued_or_in_service(self) -> int:
+        if self.slot < 0:
+            return 0
+        p = self.fleet.plane
+        return int(p.q_len[self.slot] + p.in_service[self.slot])
+
+    def attach(self, loads: list[int], slot: int) -> None:
+        """Nothing to do: the kernel keeps every slot's load itself."""
+
+    def start_draining(self, now: float) -> None:
+        self.draining = True
+        self.fleet.begin_draining(self, now)
+
+    def expire(self, now: float) -> None:
+        if self.slot >= 0:
+            self.fleet.expire_slot(self.slot, now)
+
+    def book_in_service(self) -> None:
+        if self.slot >= 0:
+            k.book_in_service(self.fleet.plane, self.fleet.columns, self.slot)
+
+
+class CompiledFleet(RealtimeFleet):
+    """RealtimeFleet whose requests and batches are handled by the compiled kernel."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        serving: RealtimeServing,
+        service: ServiceTimeModel,
+        streams: RandomStreams,
+        log: RequestLog,
+    ) -> None:
+        batching = serving.batching
+        table = service.batch_time_table(batching.max_batch_size)
+        if table is None:
+            raise ValueError(f"service kind {getattr(service, 'kind', '?')} has no compiled form")
+        self._draw = table.draw
+        cfg_i = np.zeros(k.N_CFG_I, dtype=np.int64)
+        cfg_i[k.C_INSTANCES] = serving.instances_per_replica
+        cfg_i[k.C_MAX_BATCH] = batching.max_batch_size
+        cfg_i[k.C_CAPACITY] = -1 if serving.queue_capacity is None else serving.queue_capacity
+        cfg_i[k.C_BALANCER] = _BALANCER_CODES[serving.load_balancer]
+        cfg_i[k.C_FORM] = table.form
+        cfg_i[k.C_DRAWS] = table.draw is not None
+        cfg_i[k.C_HAS_TIMEOUT] = serving.timeout_ms is not None
+        cfg_i[k.C_LB_DRAWS] = serving.load_balancer in ("random", "power_of_two")
+        cfg_f = np.zeros(k.N_CFG_F)
+        cfg_f[k.C_MAX_WAIT_S] = batching.max_wait_ms / 1000.0
+        cfg_f[k.C_TIMEOUT_S] = serving.timeout_ms / 1000.0 if serving.timeout_ms is not None else math.inf
+        cfg_f[k.C_OVERHEAD_S] = serving.overhead_ms / 1000.0
+        cfg_f[k.C_LOC] = table.loc
+        cfg_f[k.C_SIGMA] = table.sigma
+        self.plane: Plane = allocate(cfg_i, cfg_f, table.scale_s, table.levels, table.quantiles_s)
+        self._slot_rng: dict[int, np.random.Generator] = {}
+        self._slot_handle: dict[int, KernelReplica] = {}
+        self._arr_t = np.zeros(0)
+        self._arr_id = np.zeros(0, dtype=np.int64)
+        self._pump_at = math.inf
+        self._pump_token = 0
+        self._log_ref = log
+        self.columns = self._log_columns()
+        super().__init__(env, serving, service, streams, log)
+        if serving.load_balancer in ("random", "power_of_two"):
+            self._lb_rng = streams.stream("balancer")  # the stream the SimPy engine's balancer reads
+            self._refill_balancer()
+
+    # -- shared counters live in the plane ------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Requests routed past the cache and not finished."""
+        return int(self.plane.ints[k.I_PENDING])
+
+    @pending.setter
+    def pending(self, value: int) -> None:
+        self.plane.ints[k.I_PENDING] = value
+
+    @property
+    def arrived(self) -> int:
+        """Requests routed past the cache, cumulative (the rps metric)."""
+        return int(self.plane.ints[k.I_ARRIVED])
+
+    @arrived.setter
+    def arrived(self, value: int) -> None:
+        self.plane.ints[k.I_ARRIVED] = value
+
+    def _log_columns(self) -> LogColumns:
+        log = self._log_ref
+        return LogColumns(log.arrival_s, log.start_s, log.end_s, log.replica, log.batch_size, log.outcome)
+
+    # The kernel keeps the integrals autoscalers read (concurrency, busy executors); the activator's
+    # Python code changes concurrency too. They are copied across around every kernel call.
+
+    def _live_to_plane(self) -> None:
+        if self.live is not None:
+            f = self.plane.floats
+            for at, integral in ((k.F_CONC_V, self.live.concurrency), (k.F_BUSY_V, self.live.busy)):
+                f[at], f[at + 1], f[at + 2] = integral.value, integral.last_s, integral.area
+
+    def _live_from_plane(self) -> None:
+        if self.live is not None:
+            f = self.plane.floats
+            for at, integral in ((k.F_CONC_V, self.live.concurrency), (k.F_BUSY_V, self.live.busy)):
+                integral.value, integral.last_s, integral.area = float(f[at]), float(f[at + 1]), float(f[at + 2])
+
+    # -- membership -------------------------------------------------------------------------------
+
+    def _new_replica(self) -> Replica:
+        p = self.plane
+        free = np.flatnonzero(p.slot_state == k.FREE)
+        if free.size == 0:
+            self.plane = p = with_more_slots(p)
+            free = np.flatnonzero(p.slot_state == k.FREE)
+        slot = int(free[0])
+        index = len(self.all_replicas)
+        p.slot_replica[slot] = index
+        p.slot_state[slot] = k.READY
+        p.q_head[slot] = p.q_len[slot] = p.in_service[slot] = p.loads[slot] = p.forming[slot] = 0
+        p.idle[slot] = self.config.instances
+        p.b_size[slot] = 0
+        if self._draw is not None:
+            # The stream the SimPy engine's sampler of this replica reads, in the same chunks.
+            rng = self._slot_rng[slot] = self._streams.stream(f"service/replica-{index}")
+            p.draws[slot, :DRAW_CHUNK] = getattr(rng, self._draw)(DRAW_CHUNK)
+            p.draw_pos[slot], p.draw_end[slot] = 0, DRAW_CHUNK
+        replica = self._slot_handle[slot] = KernelReplica(self, index, slot)
+        self.all_replicas.append(replica)
+        return replica
+
+    def _rebuild_loads(self) -> None:
+        p = self.plane
+        slots = [r.slot for r in self.ready]
+        p.ready[: len(slots)] = slots
+        p.ints[k.I_N_READY] = len(slots)
+
+    def begin_draining(self, replica: KernelReplica, now: float) -> None:
+        """`replica` has left the balancer: it finishes its work, then reports drained."""
+        self._live_to_plane()
+        k.begin_draining(self.plane, self.columns, replica.slot, now)
+        self._live_from_plane()
+        self._settle()
+
+    def expire_slot(self, slot: int, now: float) -> None:
+        """Time out the queued requests of `slot` whose deadline has passed at `now`."""
+        if self.config.timeout_s is None:
+            return
+        self._live_to_plane()
+        k.expire_slot(self.plane, self.columns, slot, now)
+        self._live_from_plane()
+        self._settle()
+
+    def _report_drained(self) -> None:
+        p = self.plane
+        reports = [(int(p.drained_slot[i]), float(p.drained_s[i])) for i in range(int(p.ints[k.I_DRAINED_N]))]
+        p.ints[k.I_DRAINED_N] = 0
+        for slot, t in reports:
+            replica = self._slot_handle.pop(slot)
+            self._slot_rng.pop(slot, None)
+            p.slot_state[slot] = k.FREE
+            replica.slot = -1
+            self._drained(replica, t)
+
+    # -- the pump ---------------------------------------------------------------------------------
+
+    def start(self, chunks: Iterator[np.ndarray]) -> None:
+        """Begin feeding arrivals (numpy chunks of arrival times, drawn lazily) into the fleet."""
+        self._chunks = chunks
+        self._schedule_pump(self.env.now)
+
+    def _schedule_pump(self, t: float) -> None:
+        # Only the latest pump is live: a new one is scheduled only earlier than the pending one,
+        # so the live pump is always the earliest, and later (stale) ones do nothing when they fire.
+        self._pump_at = t
+        self._pump_token += 1
+        self.env.timeout(max(t - self.env.now, 0.0), self._pump_token).callbacks.append(self._pump)
+
+    def _arm_pump(self) -> None:
+        t = next_event_s(self.plane, self._arr_t)
+        if t < self._pump_at:
+            self._schedule_pump(t)
+
+    def _pump(self, event: simpy.Event) -> None:
+        if event.value != self._pump_token:
+            return
+        self._pump_at = math.inf
+        env, advance = self.env, k.advance
+        while True:
+            self._live_to_plane()
+            self.plane.ints[k.I_BASE] = self.log.base
+            status = advance(self.plane, self.columns, self._arr_t, self._arr_id, env.peek())
+            self._live_from_plane()
+            if status == k.RAN_TO_STOP:
+                break
+            self._handle(status)
+        self._finished(0)
+        self._arm_pump()
+
+    def _handle(self, status: int) -> None:
+        """Do what the kernel asked for (it stopped between two events)."""
+        p = self.plane
+        if status == k.NEED_ARRIVALS:
+            self._load_arrivals()
+        elif status == k.NEED_DRAWS:
+            slot = int(p.ints[k.I_AUX])
+            if slot < 0:
+                self._refill_balancer()
+            else:
+                self._refill_slot(slot)
+        elif status == k.NEED_ROOM:
+            self.plane = with_room(p)
+        elif status == k.DRAINED:
+            self._report_drained()
+        elif status == k.NO_READY:
+            self._hold_in_activator(int(p.ints[k.I_AUX]), float(p.floats[k.F_AUX]))
+
+    def _settle(self) -> None:
+        """After Python changed the plane: serve whatever it needs now, then re-arm the pump."""
+        while (status := k.needs_python(self.plane)) >= 0:
+            self._handle(status)
+        self._finished(0)
+        self._arm_pump()
+
+    def _refill_slot(self, slot: int) -> None:
+        p = self.plane
+        pos, end = int(p.draw_pos[slot]), int(p.draw_end[slot])
+        left = end - pos
+        p.draws[slot, :left] = p.draws[slot, pos:end]
+        assert self._draw is not None
+        p.draws[slot, left : left + DRAW_CHUNK] = getattr(self._slot_rng[slot], self._draw)(DRAW_CHUNK)
+        p.draw_pos[slot], p.draw_end[slot] = 0, left + DRAW_CHUNK
+        p.ints[k.I_LOW_DRAWS] = 0
+
+    def _refill_balancer(self) -> None:
+        p = self.plane
+        pos, end = int(p.ints[k.I_LB_POS]), int(p.ints[k.I_LB_END])
+        left = end - pos
+        p.lb_draws[:left] = p.lb_draws[pos:end]
+        p.lb_draws[left : left + DRAW_CHUNK] = self._lb_rng.random(DRAW_CHUNK)
+        p.ints[k.I_LB_POS], p.ints[k.I_LB_END] = 0, left + DRAW_CHUNK
+
+    def _load_arrivals(self) -> None:
+        p = self.plane
+        for times in self._chunks:
+            first_id = self.log.append_arrivals(times, keep_recent=False)
+            if self.serving.cache.hit_ratio > 0:
+                miss = self._answer_cache_hits(first_id, times)
+                ids = np.flatnonzero(miss) + first_id
+                times = times[miss]
+            else:
+                ids = np.arange(first_id, first_id + times.size, dtype=np.int64)
+            self.columns = self._log_columns()  # appending may have moved or grown the log
+            if ids.size:
+                self._arr_t = np.ascontiguousarray(times, dtype=np.float64)
+                self._arr_id = ids.astype(np.int64, copy=False)
+                p.ints[k.I_ARR_POS], p.ints[k.I_ARR_N] = 0, ids.size
+                return
+        self._arr_t = np.zeros(0)
+        self._arr_id = np.zeros(0, dtype=np.int64)
+        p.ints[k.I_ARR_POS] = p.ints[k.I_ARR_N] = 0
+        p.ints[k.I_ARRIVALS_DONE] = 1
+        self.arrivals_done = True
+
+    def _route(self, request_id: int, t: float) -> None:
+        # The activator hands a request over (RealtimeFleet._flush_buffer).
+        self._live_to_plane()
+        self.plane.ints[k.I_BASE] = self.log.base
+        k.route_one(self.plane, self.columns, request_id, t)
+        self._live_from_plane()
+        self._settle()
+
+    # -- observation ------------------------------------------------------------------------------
+
+    def in_flight_now(self) -> int:
+        p = self.plane
+        slots = [r.slot for r in (*self.ready, *self.draining)]
+        return int(p.q_len[slots].sum() + p.in_service[slots].sum()) + len(self.buffer)
+
+    def sample(self) -> dict[str, float]:
+        now = self.env.now
+        self.expire_buffer(now)
+        for replica in (*self.ready, *self.draining):
+            replica.expire(now)
+        p = self.plane
+        slots = [r.slot for r in (*self.ready, *self.draining) if r.slot >= 0]
+        queued = len(self.buffer) + int(p.q_len[slots].sum())
+        live = self.live
+        assert live is not None  # sampled only by autoscalers, which keep live metrics
+        return {"concurrency": live.concurrency.area_at(now), "busy": live.busy.area_at(now),
+                "queue": float(queued), "arrivals": float(self.arrived)}  # fmt: skip

@@ -1,0 +1,174 @@
+"""The compiled data plane's state: numpy arrays in a NamedTuple (numba passes it to the kernel
+as one argument), allocated and grown by Python.
+
+Per-replica arrays are indexed by *slot*: a replica takes a free slot when it becomes ready and
+gives it back when it has drained, so their size follows the fleet's peak, not the number of
+replicas ever started. Arrays are grown (copied into larger ones) between kernel calls when the
+kernel asks for room.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from capsim.serving.dataplane import kernel as k
+
+DRAW_CHUNK = 4096
+"""Draws per refill: the SimPy engine's samplers draw in chunks of this size (capsim.rng.buffered),
+so both engines read the same numbers in the same order."""
+
+
+class Plane(NamedTuple):
+    """Every array the kernel reads or writes, except the request log and the arrival chunk."""
+
+    ints: np.ndarray
+    floats: np.ndarray
+    cfg_i: np.ndarray
+    cfg_f: np.ndarray
+    # per slot
+    slot_replica: np.ndarray  # replica index (its id in the request log)
+    slot_state: np.ndarray  # kernel.FREE / READY / DRAINING / DRAINED_SLOT
+    q_ids: np.ndarray  # (slots, queue capacity): ring buffers of request ids
+    q_head: np.ndarray
+    q_len: np.ndarray
+    idle: np.ndarray  # idle executors
+    in_service: np.ndarray  # requests in batches being served
+    loads: np.ndarray  # queued + in service (what the balancer reads)
+    forming: np.ndarray  # 1 while a batch waits for its max-wait timer
+    forming_token: np.ndarray  # id of that timer (older timers are stale)
+    draws: np.ndarray  # (slots, DRAW_CHUNK + instances): the service-time stream's next draws
+    draw_pos: np.ndarray
+    draw_end: np.ndarray  # draws[s, draw_pos:draw_end] are still unused
+    b_ids: np.ndarray  # (slots, instances, max batch): the requests of each executor's batch
+    b_size: np.ndarray  # (slots, instances): 0 = idle executor
+    b_start: np.ndarray
+    ready: np.ndarray  # the balancer's slots, in the order of RealtimeFleet.ready
+    drained_slot: np.ndarray  # drained reports of the last call
+    drained_s: np.ndarray
+    # the event heap
+    h_time: np.ndarray
+    h_seq: np.ndarray
+    h_kind: np.ndarray
+    h_slot: np.ndarray
+    h_aux: np.ndarray
+    # service times and balancer draws
+    scale_s: np.ndarray
+    levels: np.ndarray
+    quantiles_s: np.ndarray
+    lb_draws: np.ndarray
+
+
+class LogColumns(NamedTuple):
+    """The request log's columns the kernel writes (capsim.metrics.request_log.RequestLog)."""
+
+    arrival_s: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    replica: np.ndarray
+    batch_size: np.ndarray
+    outcome: np.ndarray
+
+
+def _grown(old: np.ndarray, shape: tuple[int, ...], fill: float | int) -> np.ndarray:
+    new = np.full(shape, fill, dtype=old.dtype)
+    new[tuple(slice(0, n) for n in old.shape)] = old
+    return new
+
+
+def allocate(
+    cfg_i: np.ndarray,
+    cfg_f: np.ndarray,
+    scale_s: np.ndarray,
+    levels: np.ndarray,
+    quantiles_s: np.ndarray,
+    slots: int = 8,
+    queue_capacity: int = 256,
+    heap_capacity: int = 256,
+) -> Plane:
+    """A fresh plane with every slot free."""
+    instances, max_batch = int(cfg_i[k.C_INSTANCES]), int(cfg_i[k.C_MAX_BATCH])
+    floats = np.zeros(k.N_FLOATS)
+    floats[k.F_NEXT] = np.inf
+    i64 = np.int64
+    return Plane(
+        ints=np.zeros(k.N_INTS, dtype=i64),
+        floats=floats,
+        cfg_i=cfg_i,
+        cfg_f=cfg_f,
+        slot_replica=np.full(slots, -1, dtype=i64),
+        slot_state=np.zeros(slots, dtype=i64),
+        q_ids=np.zeros((slots, queue_capacity), dtype=i64),
+        q_head=np.zeros(slots, dtype=i64),
+        q_len=np.zeros(slots, dtype=i64),
+        idle=np.zeros(slots, dtype=i64),
+        in_service=np.zeros(slots, dtype=i64),
+        loads=np.zeros(slots, dtype=i64),
+        forming=np.zeros(slots, dtype=i64),
+        forming_token=np.zeros(slots, dtype=i64),
+        draws=np.zeros((slots, DRAW_CHUNK + instances)),
+        draw_pos=np.zeros(slots, dtype=i64),
+        draw_end=np.zeros(slots, dtype=i64),
+        b_ids=np.zeros((slots, instances, max_batch), dtype=i64),
+        b_size=np.zeros((slots, instances), dtype=i64),
+        b_start=np.zeros((slots, instances)),
+        ready=np.zeros(slots, dtype=i64),
+        drained_slot=np.zeros(slots, dtype=i64),
+        drained_s=np.zeros(slots),
+        h_time=np.zeros(heap_capacity),
+        h_seq=np.zeros(heap_capacity, dtype=i64),
+        h_kind=np.zeros(heap_capacity, dtype=i64),
+        h_slot=np.zeros(heap_capacity, dtype=i64),
+        h_aux=np.zeros(heap_capacity, dtype=i64),
+        scale_s=scale_s,
+        levels=levels,
+        quantiles_s=quantiles_s,
+        lb_draws=np.zeros(DRAW_CHUNK + 2),
+    )
+
+
+def with_more_slots(p: Plane) -> Plane:
+    """The same plane with twice the slots (the new ones free)."""
+    slots = 2 * p.slot_state.shape[0]
+    grow = {
+        name: _grown(getattr(p, name), (slots, *getattr(p, name).shape[1:]), fill)
+        for name, fill in (
+            ("slot_replica", -1), ("slot_state", k.FREE), ("q_ids", 0), ("q_head", 0), ("q_len", 0), ("idle", 0),
+            ("in_service", 0), ("loads", 0), ("forming", 0), ("forming_token", 0), ("draws", 0.0),
+            ("draw_pos", 0), ("draw_end", 0), ("b_ids", 0), ("b_size", 0), ("b_start", 0.0), ("ready", 0),
+            ("drained_slot", 0), ("drained_s", 0.0),
+        )
+    }  # fmt: skip
+    return p._replace(**grow)
+
+
+def with_room(p: Plane) -> Plane:
+    """The same plane with twice the queue capacity (rings unrolled to start at 0) and twice the
+    heap capacity where either is nearly full."""
+    ints = p.ints
+    if ints[k.I_LOW_ROOM]:
+        slots, cap = p.q_ids.shape
+        new_q = np.zeros((slots, 2 * cap), dtype=p.q_ids.dtype)
+        for s in range(slots):
+            length = int(p.q_len[s])
+            if length:
+                order = (int(p.q_head[s]) + np.arange(length)) % cap
+                new_q[s, :length] = p.q_ids[s, order]
+        p.q_head[:] = 0
+        ints[k.I_LOW_ROOM] = 0
+        p = p._replace(q_ids=new_q)
+    if ints[k.I_HEAP_N] + int(p.cfg_i[k.C_INSTANCES]) + 2 > p.h_time.shape[0]:
+        size = 2 * p.h_time.shape[0]
+        p = p._replace(**{name: _grown(getattr(p, name), (size,), 0) for name in
+                          ("h_time", "h_seq", "h_kind", "h_slot", "h_aux")})  # fmt: skip
+    return p
+
+
+def next_event_s(p: Plane, arr_t: np.ndarray) -> float:
+    """When the kernel's next event is due (inf: none; the arrival chunk's next counts)."""
+    ints = p.ints
+    t_heap = float(p.h_time[0]) if ints[k.I_HEAP_N] > 0 else np.inf
+    pos = int(ints[k.I_ARR_POS])
+    t_arrival = float(arr_t[pos]) if pos < ints[k.I_ARR_N] else np.inf
+    return min(t_heap, t_arrival)
