@@ -243,7 +243,7 @@ class CompiledFleet(RealtimeFleet):
         while True:
             self._live_to_plane()
             self.plane.ints[k.I_BASE] = self.log.base
-            status = advance(self.plane, self.columns, self._arr_t, self._arr_id, env.peek())
+            status = advance(self.plane, self.columns, self._arr_t, self._arr_id, env.peek(), -1, 0.0)
             self._live_from_plane()
             if status == k.RAN_TO_STOP:
                 break
@@ -269,10 +269,13 @@ class CompiledFleet(RealtimeFleet):
         elif status == k.NO_READY:
             self._hold_in_activator(int(p.ints[k.I_AUX]), float(p.floats[k.F_AUX]))
 
-    def _settle(self) -> None:
-        """After Python changed the plane: serve whatever it needs now, then re-arm the pump."""
+    def _serve_needs(self) -> None:
         while (status := k.needs_python(self.plane)) >= 0:
             self._handle(status)
+
+    def _settle(self) -> None:
+        """After Python changed the plane: serve whatever it needs now, then re-arm the pump."""
+        self._serve_needs()
         self._finished(0)
         self._arm_pump()
 
@@ -318,9 +321,10 @@ class CompiledFleet(RealtimeFleet):
 
     def _route(self, request_id: int, t: float) -> None:
         # The activator hands a request over (RealtimeFleet._flush_buffer).
+        self._serve_needs()  # the kernel routes only with its buffers ready
         self._live_to_plane()
         self.plane.ints[k.I_BASE] = self.log.base
-        k.route_one(self.plane, self.columns, request_id, t)
+        k.advance(self.plane, self.columns, self._arr_t, self._arr_id, math.inf, request_id, t)
         self._live_from_plane()
         self._settle()
 

@@ -16,6 +16,13 @@ sample path (tests/serving/test_dataplane_equivalence.py checks request by reque
 
 State lives in the arrays of a `Plane` (capsim/serving/dataplane/plane.py); its scalar slots are
 named by the I_*, F_*, C_* and K_* indexes below.
+
+Why one long event loop instead of a function per rule: numba counts references to every array a
+function binds, and a helper taking the whole plane re-binds all its arrays on every call — with
+helpers per rule, that atomic reference counting took more time than the simulation itself (2 µs
+per request). `advance` binds each array once per call and handles the hot path (arrival, routing,
+batching, batch completion) in its own body; helpers take only the few arrays they touch, and the
+ones taking the plane (`_expire_plane` and friends) serve Python's rare calls.
 """
 
 from __future__ import annotations
@@ -110,98 +117,87 @@ CLOCK_SLACK_S = 1e-12
 # -- the event heap: (time, seq) order -------------------------------------------------------------
 
 
-@njit(cache=True)
-def _heap_less(p, a, b):  # type: ignore[no-untyped-def]
-    return p.h_time[a] < p.h_time[b] or (p.h_time[a] == p.h_time[b] and p.h_seq[a] < p.h_seq[b])
-
-
-@njit(cache=True)
-def _heap_swap(p, a, b):  # type: ignore[no-untyped-def]
-    p.h_time[a], p.h_time[b] = p.h_time[b], p.h_time[a]
-    p.h_seq[a], p.h_seq[b] = p.h_seq[b], p.h_seq[a]
-    p.h_kind[a], p.h_kind[b] = p.h_kind[b], p.h_kind[a]
-    p.h_slot[a], p.h_slot[b] = p.h_slot[b], p.h_slot[a]
-    p.h_aux[a], p.h_aux[b] = p.h_aux[b], p.h_aux[a]
-
-
-@njit(cache=True)
-def _heap_push(p, t, kind, slot, aux):  # type: ignore[no-untyped-def]
-    ints = p.ints
+@njit(cache=True, inline="always", error_model="numpy")
+def _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, t, kind, slot, aux):  # type: ignore[no-untyped-def]
     i = ints[I_HEAP_N]
     ints[I_HEAP_N] = i + 1
-    p.h_time[i] = t
-    p.h_seq[i] = ints[I_SEQ]
-    ints[I_SEQ] += 1
-    p.h_kind[i] = kind
-    p.h_slot[i] = slot
-    p.h_aux[i] = aux
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _heap_less(p, i, parent):
+    seq = ints[I_SEQ]
+    ints[I_SEQ] = seq + 1
+    while i > 0:  # sift up: move parents down until the new entry's place is found
+        parent = (i - 1) >> 1
+        if h_time[parent] < t or (h_time[parent] == t and h_seq[parent] < seq):
             break
-        _heap_swap(p, i, parent)
+        h_time[i], h_seq[i], h_kind[i], h_slot[i], h_aux[i] = (
+            h_time[parent],
+            h_seq[parent],
+            h_kind[parent],
+            h_slot[parent],
+            h_aux[parent],
+        )
         i = parent
+    h_time[i], h_seq[i], h_kind[i], h_slot[i], h_aux[i] = t, seq, kind, slot, aux
 
 
-@njit(cache=True)
-def _heap_pop(p):  # type: ignore[no-untyped-def]
-    """Remove the top entry (read it first); restores the heap order."""
-    ints = p.ints
+@njit(cache=True, inline="always", error_model="numpy")
+def _heap_pop(h_time, h_seq, h_kind, h_slot, h_aux, ints):  # type: ignore[no-untyped-def]
+    """Remove the top entry (read it first)."""
     n = ints[I_HEAP_N] - 1
     ints[I_HEAP_N] = n
     if n == 0:
         return
-    _heap_swap(p, 0, n)
+    t, seq, kind, slot, aux = h_time[n], h_seq[n], h_kind[n], h_slot[n], h_aux[n]
     i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= n:
+    while True:  # sift down the last entry from the root
+        child = 2 * i + 1
+        if child >= n:
             break
-        child = left
-        right = left + 1
-        if right < n and _heap_less(p, right, left):
+        right = child + 1
+        if right < n and (
+            h_time[right] < h_time[child] or (h_time[right] == h_time[child] and h_seq[right] < h_seq[child])
+        ):
             child = right
-        if not _heap_less(p, child, i):
+        if t < h_time[child] or (t == h_time[child] and seq < h_seq[child]):
             break
-        _heap_swap(p, i, child)
+        h_time[i], h_seq[i], h_kind[i], h_slot[i], h_aux[i] = (
+            h_time[child],
+            h_seq[child],
+            h_kind[child],
+            h_slot[child],
+            h_aux[child],
+        )
         i = child
+    h_time[i], h_seq[i], h_kind[i], h_slot[i], h_aux[i] = t, seq, kind, slot, aux
 
 
 # -- running integrals (capsim.metrics.live.RunningIntegral) ---------------------------------------
 
 
-@njit(cache=True)
-def _integral_add(f, at, t, delta):  # type: ignore[no-untyped-def]
-    """Change the level stored at f[at] (value, last change, area) by `delta` at `t`."""
-    if t > f[at + 1]:
-        f[at + 2] += f[at] * (t - f[at + 1])
-        f[at + 1] = t
-    f[at] += delta
+@njit(cache=True, inline="always", error_model="numpy")
+def _integral_add(floats, at, t, delta):  # type: ignore[no-untyped-def]
+    """Change the level stored at floats[at] (value, last change, area) by `delta` at `t`."""
+    if t > floats[at + 1]:
+        floats[at + 2] += floats[at] * (t - floats[at + 1])
+        floats[at + 1] = t
+    floats[at] += delta
 
 
-# -- one replica's queue, batcher and executors (capsim.serving.replica.Replica) -------------------
+# -- rules on a replica's queue (capsim.serving.replica.Replica) ------------------------------------
 
 
-@njit(cache=True)
-def _finished(p, count):  # type: ignore[no-untyped-def]
-    p.ints[I_PENDING] -= count
+@njit(cache=True, error_model="numpy")
+def _check_drained(ints, slot_state, q_len, in_service, drained_slot, drained_s, s, now):  # type: ignore[no-untyped-def]
+    if slot_state[s] == DRAINING and q_len[s] == 0 and in_service[s] == 0:
+        slot_state[s] = DRAINED_SLOT
+        n = ints[I_DRAINED_N]
+        drained_slot[n] = s
+        drained_s[n] = now
+        ints[I_DRAINED_N] = n + 1
 
 
-@njit(cache=True)
-def _check_drained(p, s, now):  # type: ignore[no-untyped-def]
-    if p.slot_state[s] == DRAINING and p.q_len[s] == 0 and p.in_service[s] == 0:
-        p.slot_state[s] = DRAINED_SLOT
-        n = p.ints[I_DRAINED_N]
-        p.drained_slot[n] = s
-        p.drained_s[n] = now
-        p.ints[I_DRAINED_N] = n + 1
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _expire(p, log, s, now):  # type: ignore[no-untyped-def]
-    """Queued requests of slot `s` past their deadline leave, each booked at its deadline."""
-    if p.cfg_i[C_HAS_TIMEOUT] == 0:
-        return
+    """Queued requests of slot `s` past their deadline leave, each booked at its deadline.
+    (Only with timeouts; it takes the plane, so each call costs its reference counting.)"""
     timeout_s = p.cfg_f[C_TIMEOUT_S]
     base = p.ints[I_BASE]
     cap = p.q_ids.shape[1]
@@ -211,7 +207,7 @@ def _expire(p, log, s, now):  # type: ignore[no-untyped-def]
         row = p.q_ids[s, head] - base
         deadline = log.arrival_s[row] + timeout_s
         if deadline - now > CLOCK_SLACK_S:
-            break
+            break  # (a deadline a rounding error away counts as reached: it must expire, not start)
         p.q_head[s] = head + 1 if head + 1 < cap else 0
         p.q_len[s] -= 1
         log.outcome[row] = TIMED_OUT
@@ -222,317 +218,315 @@ def _expire(p, log, s, now):  # type: ignore[no-untyped-def]
         last = p.floats[F_CONC_LAST]
         _integral_add(p.floats, F_CONC_V, now if now > last else last, -expired)
         p.loads[s] -= expired
-        _finished(p, expired)
-        if p.slot_state[s] == DRAINING:
-            _check_drained(p, s, now)
+        p.ints[I_PENDING] -= expired
+        _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.drained_slot, p.drained_s, s, now)
 
 
-@njit(cache=True)
-def _service_s(p, s, size):  # type: ignore[no-untyped-def]
-    form = p.cfg_i[C_FORM]
-    if form == FORM_TABLE:
-        return p.scale_s[size]
-    pos = p.draw_pos[s]
-    x = p.draws[s, pos]
-    p.draw_pos[s] = pos + 1
-    if form == FORM_EXPONENTIAL:
-        return p.scale_s[size] * x
-    if form == FORM_LOGNORMAL:
-        return p.scale_s[size] * math.exp(p.cfg_f[C_LOC] + p.cfg_f[C_SIGMA] * x)
-    # FORM_QUANTILE (capsim.servicetime.profile.ProfileService.sampler)
-    levels = p.levels
-    n_levels = levels.shape[0]
-    j = np.searchsorted(levels, x, side="right")
-    if j >= n_levels:
-        return p.quantiles_s[size, n_levels - 1]
-    lo_level = levels[j - 1]
-    hi_level = levels[j]
-    w = (x - lo_level) / (hi_level - lo_level)
-    lo = p.quantiles_s[size, j - 1]
-    return lo + w * (p.quantiles_s[size, j] - lo)
-
-
-@njit(cache=True)
-def _start_batch(p, s, size, now):  # type: ignore[no-untyped-def]
-    p.idle[s] -= 1
-    p.in_service[s] += size
-    e = 0
-    while p.b_size[s, e] != 0:
-        e += 1
-    cap = p.q_ids.shape[1]
-    head = p.q_head[s]
-    for j in range(size):
-        p.b_ids[s, e, j] = p.q_ids[s, head]
-        head = head + 1 if head + 1 < cap else 0
-    p.q_head[s] = head
-    p.q_len[s] -= size
-    p.b_size[s, e] = size
-    p.b_start[s, e] = now
-    _integral_add(p.floats, F_BUSY_V, now, 1.0)
-    done_s = now + _service_s(p, s, size)
-    _heap_push(p, done_s, EV_DONE, s, e)
-    if p.cfg_i[C_DRAWS] and p.draw_end[s] - p.draw_pos[s] < p.cfg_i[C_INSTANCES]:
-        p.ints[I_LOW_DRAWS] = 1
-        p.ints[I_AUX] = s
-
-
-@njit(cache=True)
-def _dispatch(p, log, s, now):  # type: ignore[no-untyped-def]
-    """Start batches while an executor is free and the batching rule allows one."""
-    max_batch = p.cfg_i[C_MAX_BATCH]
-    max_wait_s = p.cfg_f[C_MAX_WAIT_S]
-    while p.idle[s] > 0 and p.q_len[s] > 0:
-        waiting = p.q_len[s]
-        if waiting < max_batch and max_wait_s > 0:
-            if p.forming[s]:
-                return  # the forming batch waits for its timer or for more requests
-            oldest_s = log.arrival_s[p.q_ids[s, p.q_head[s]] - p.ints[I_BASE]]
-            due_s = oldest_s + max_wait_s
-            if p.cfg_i[C_HAS_TIMEOUT] and p.cfg_f[C_TIMEOUT_S] < max_wait_s:
-                due_s = min(due_s, oldest_s + p.cfg_f[C_TIMEOUT_S])
-            if due_s - now > CLOCK_SLACK_S:
-                p.forming[s] = 1
-                p.forming_token[s] += 1
-                _heap_push(p, due_s, EV_TIMER, s, p.forming_token[s])
-                return
-        p.forming[s] = 0  # a full (or due) batch goes now; a pending timer is stale
-        _start_batch(p, s, waiting if waiting < max_batch else max_batch, now)
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _reject(p, log, s, request_id, now):  # type: ignore[no-untyped-def]
     row = request_id - p.ints[I_BASE]
     log.outcome[row] = REJECTED
     log.end_s[row] = now
     log.replica[row] = p.slot_replica[s]
-    _finished(p, 1)
+    p.ints[I_PENDING] -= 1
 
 
-@njit(cache=True)
-def _enqueue(p, log, s, request_id, now):  # type: ignore[no-untyped-def]
-    """A request reaches slot `s` at `now`: queue it (maybe starting a batch) or reject it."""
-    if p.cfg_i[C_HAS_TIMEOUT]:
-        _expire(p, log, s, now)
-    capacity = p.cfg_i[C_CAPACITY]
-    if capacity >= 0 and p.q_len[s] >= capacity and p.idle[s] == 0:
-        _reject(p, log, s, request_id, now)  # no room to wait, and no executor to start at once
-        return
-    cap = p.q_ids.shape[1]
-    tail = p.q_head[s] + p.q_len[s]
-    if tail >= cap:
-        tail -= cap
-    p.q_ids[s, tail] = request_id
-    p.q_len[s] += 1
-    if p.q_len[s] >= cap - 1:
-        p.ints[I_LOW_ROOM] = 1
-    p.loads[s] += 1
-    _integral_add(p.floats, F_CONC_V, now, 1.0)
-    if p.idle[s] > 0:
-        if p.q_len[s] == 1 and p.cfg_f[C_MAX_WAIT_S] == 0:
-            _start_batch(p, s, 1, now)  # greedy batching, alone in the queue: it goes at once
-        elif p.forming[s] == 0 or p.q_len[s] >= p.cfg_i[C_MAX_BATCH]:
-            _dispatch(p, log, s, now)
-    if capacity >= 0 and p.q_len[s] > capacity:
-        # The capacity counts waiting requests: the newcomer did not start and finds no room.
-        p.q_len[s] -= 1
-        p.loads[s] -= 1
-        _integral_add(p.floats, F_CONC_V, now, -1.0)
-        _reject(p, log, s, request_id, now)
+@njit(cache=True, inline="always", error_model="numpy")
+def _service_s(form, scale_s, cfg_f, levels, quantiles_s, size, x):  # type: ignore[no-untyped-def]
+    """One batch's service time from its draw x (capsim.servicetime.base.BatchTimeTable)."""
+    if form == FORM_TABLE:
+        return scale_s[size]
+    if form == FORM_EXPONENTIAL:
+        return scale_s[size] * x
+    if form == FORM_LOGNORMAL:
+        return scale_s[size] * math.exp(cfg_f[C_LOC] + cfg_f[C_SIGMA] * x)
+    # FORM_QUANTILE (capsim.servicetime.profile.ProfileService.sampler)
+    n_levels = levels.shape[0]
+    j = np.searchsorted(levels, x, side="right")
+    if j >= n_levels:
+        return quantiles_s[size, n_levels - 1]
+    w = (x - levels[j - 1]) / (levels[j] - levels[j - 1])
+    lo = quantiles_s[size, j - 1]
+    return lo + w * (quantiles_s[size, j] - lo)
 
 
-@njit(cache=True)
-def _on_batch_done(p, log, s, e, now):  # type: ignore[no-untyped-def]
-    size = p.b_size[s, e]
-    start_s = p.b_start[s, e]
-    end_s = now + p.cfg_f[C_OVERHEAD_S]
-    base = p.ints[I_BASE]
-    replica = p.slot_replica[s]
-    for j in range(size):
-        row = p.b_ids[s, e, j] - base
-        log.start_s[row] = start_s
-        log.end_s[row] = end_s
-        log.batch_size[row] = size
-        log.replica[row] = replica
-        log.outcome[row] = COMPLETED
-    p.b_size[s, e] = 0
-    _integral_add(p.floats, F_BUSY_V, now, -1.0)
-    _integral_add(p.floats, F_CONC_V, now, -size)
-    p.in_service[s] -= size
-    p.loads[s] -= size
-    p.idle[s] += 1
-    _finished(p, size)
-    if p.q_len[s] > 0:
-        if p.cfg_i[C_HAS_TIMEOUT]:
-            _expire(p, log, s, now)
-        _dispatch(p, log, s, now)
-    elif p.slot_state[s] == DRAINING:
-        _check_drained(p, s, now)
-
-
-@njit(cache=True)
-def _on_timer(p, log, s, token, now):  # type: ignore[no-untyped-def]
-    if p.forming[s] == 0 or p.forming_token[s] != token:
-        return  # the batch already went (it filled up): this timer is stale
-    p.forming[s] = 0
-    if p.cfg_i[C_HAS_TIMEOUT]:
-        _expire(p, log, s, now)
-    _dispatch(p, log, s, now)
-
-
-# -- the balancer (capsim.serving.balancer) --------------------------------------------------------
-
-
-@njit(cache=True)
-def _lb_draw(p):  # type: ignore[no-untyped-def]
-    pos = p.ints[I_LB_POS]
-    p.ints[I_LB_POS] = pos + 1
-    return p.lb_draws[pos]
-
-
-@njit(cache=True)
-def _pick(p):  # type: ignore[no-untyped-def]
-    """The ready slot that gets the next request (n >= 1 ready)."""
-    ints = p.ints
+@njit(cache=True, inline="always", error_model="numpy")
+def _pick(ints, cfg_i, ready, loads, lb_draws):  # type: ignore[no-untyped-def]
+    """The ready slot that gets the next request, n >= 2 ready (capsim.serving.balancer)."""
     n = ints[I_N_READY]
-    kind = p.cfg_i[C_BALANCER]
-    if kind == K_ROUND_ROBIN:
-        i = ints[I_LB_NEXT] % n
-        ints[I_LB_NEXT] = i + 1
-        return p.ready[i]
-    if kind == K_RANDOM:
-        i = min(int(_lb_draw(p) * n), n - 1)
-        return p.ready[i]
+    kind = cfg_i[C_BALANCER]
     if kind == K_LEAST_OUTSTANDING:
         start = ints[I_LB_NEXT]
         if start >= n:
             start = 0  # the fleet may have shrunk
         ints[I_LB_NEXT] = start + 1 if start + 1 < n else 0
         best = start
-        best_load = p.loads[p.ready[start]]
+        best_load = loads[ready[start]]
         if best_load == 0:
-            return p.ready[best]
+            return ready[best]
         for step in range(1, n):
             i = start + step
             if i >= n:
                 i -= n
-            load = p.loads[p.ready[i]]
+            load = loads[ready[i]]
             if load < best_load:
                 best = i
                 best_load = load
                 if load == 0:
                     break
-        return p.ready[best]
+        return ready[best]
+    if kind == K_ROUND_ROBIN:
+        i = ints[I_LB_NEXT] % n
+        ints[I_LB_NEXT] = i + 1
+        return ready[i]
+    pos = ints[I_LB_POS]
+    if kind == K_RANDOM:
+        ints[I_LB_POS] = pos + 1
+        return ready[min(int(lb_draws[pos] * n), n - 1)]
     # K_POWER_OF_TWO
-    if n == 1:
-        return p.ready[0]
-    a = min(int(_lb_draw(p) * n), n - 1)
-    b = min(int(_lb_draw(p) * (n - 1)), n - 2)
+    ints[I_LB_POS] = pos + 2
+    a = min(int(lb_draws[pos] * n), n - 1)
+    b = min(int(lb_draws[pos + 1] * (n - 1)), n - 2)
     if b >= a:
-        b += 1
-    return p.ready[a] if p.loads[p.ready[a]] <= p.loads[p.ready[b]] else p.ready[b]
+        b += 1  # a second replica distinct from the first, uniformly
+    return ready[a] if loads[ready[a]] <= loads[ready[b]] else ready[b]
 
 
-@njit(cache=True)
-def _route(p, log, request_id, t):  # type: ignore[no-untyped-def]
-    """Send a request to a ready replica (at least one is ready), as RealtimeFleet._route."""
-    n = p.ints[I_N_READY]
-    if n == 1:
-        _enqueue(p, log, p.ready[0], request_id, t)
-        return
-    if p.cfg_i[C_HAS_TIMEOUT]:
-        for k in range(n):
-            _expire(p, log, p.ready[k], t)
-    _enqueue(p, log, _pick(p), request_id, t)
-
-
-@njit(cache=True)
-def needs_python(p):  # type: ignore[no-untyped-def]
+@njit(cache=True, inline="always", error_model="numpy")
+def _needs_python(ints, cfg_i, h_time):  # type: ignore[no-untyped-def]
     """The status to return between two events, or -1 to go on."""
-    ints = p.ints
     if ints[I_DRAINED_N] > 0:
         return DRAINED
     if ints[I_LOW_DRAWS]:
         return NEED_DRAWS
-    if p.cfg_i[C_LB_DRAWS] and ints[I_LB_END] - ints[I_LB_POS] < 2:
+    if cfg_i[C_LB_DRAWS] and ints[I_LB_END] - ints[I_LB_POS] < 2:
         ints[I_AUX] = -1
         return NEED_DRAWS
-    if ints[I_LOW_ROOM] or ints[I_HEAP_N] + p.cfg_i[C_INSTANCES] + 2 > p.h_time.shape[0]:
+    if ints[I_LOW_ROOM] or ints[I_HEAP_N] + cfg_i[C_INSTANCES] + 2 > h_time.shape[0]:
         return NEED_ROOM
     return -1
 
 
-@njit(cache=True)
-def advance(p, log, arr_t, arr_id, stop_s):  # type: ignore[no-untyped-def]
-    """Handle every data-plane event before `stop_s` in time order (see the module docstring)."""
-    ints = p.ints
-    status = needs_python(p)
+# -- the event loop --------------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore[no-untyped-def]
+    """Handle every data-plane event before `stop_s` in time order (see the module docstring).
+    With `inject_id` >= 0, route only that request at `inject_s` (the activator hands it over);
+    pass -1 and 0.0 otherwise (always the same types: numba compiles one version)."""
+    ints, floats, cfg_i, cfg_f = p.ints, p.floats, p.cfg_i, p.cfg_f
+    slot_replica, slot_state = p.slot_replica, p.slot_state
+    q_ids, q_head, q_len = p.q_ids, p.q_head, p.q_len
+    idle, in_service, loads, forming, forming_token = p.idle, p.in_service, p.loads, p.forming, p.forming_token
+    draws, draw_pos, draw_end = p.draws, p.draw_pos, p.draw_end
+    b_ids, b_size, b_start = p.b_ids, p.b_size, p.b_start
+    ready, drained_slot, drained_s = p.ready, p.drained_slot, p.drained_s
+    h_time, h_seq, h_kind, h_slot, h_aux = p.h_time, p.h_seq, p.h_kind, p.h_slot, p.h_aux
+    scale_s, levels, quantiles_s, lb_draws = p.scale_s, p.levels, p.quantiles_s, p.lb_draws
+    arrival_s, start_col, end_col, replica_col = log.arrival_s, log.start_s, log.end_s, log.replica
+    size_col, outcome_col = log.batch_size, log.outcome
+
+    instances = cfg_i[C_INSTANCES]
+    max_batch = cfg_i[C_MAX_BATCH]
+    capacity = cfg_i[C_CAPACITY]
+    form = cfg_i[C_FORM]
+    takes_draw = cfg_i[C_DRAWS] != 0
+    has_timeout = cfg_i[C_HAS_TIMEOUT] != 0
+    max_wait_s = cfg_f[C_MAX_WAIT_S]
+    timeout_s = cfg_f[C_TIMEOUT_S]
+    overhead_s = cfg_f[C_OVERHEAD_S]
+    base = ints[I_BASE]
+    cap = q_ids.shape[1]
+
+    status = _needs_python(ints, cfg_i, h_time)
     if status >= 0:
         return status
     while True:
-        if ints[I_ARR_POS] < ints[I_ARR_N]:
-            t_arrival = arr_t[ints[I_ARR_POS]]
-        elif ints[I_ARRIVALS_DONE]:
-            t_arrival = np.inf
+        # -- the next event: an arrival (or the injected request), a batch completion or a timer
+        now = 0.0
+        s = -1
+        arriving = -1  # the request arriving in this event, if one is
+        dispatch = False
+        if inject_id >= 0:
+            now = inject_s
+            arriving = inject_id
+            inject_id = -2  # handled below, then the call returns
         else:
-            return NEED_ARRIVALS
-        t_heap = p.h_time[0] if ints[I_HEAP_N] > 0 else np.inf
-        if t_arrival < t_heap:  # (a tie goes to the event already scheduled, as in SimPy)
-            if t_arrival >= stop_s:
-                p.floats[F_NEXT] = t_arrival
-                return RAN_TO_STOP
-            k = ints[I_ARR_POS]
-            ints[I_ARR_POS] = k + 1
-            request_id = arr_id[k]
-            ints[I_ARRIVED] += 1
-            ints[I_PENDING] += 1
-            if ints[I_N_READY] == 0:
-                ints[I_AUX] = request_id
-                p.floats[F_AUX] = t_arrival
-                return NO_READY
-            _route(p, log, request_id, t_arrival)
-        else:
-            if t_heap >= stop_s:  # (also when nothing is left: both are inf)
-                p.floats[F_NEXT] = t_heap
-                return RAN_TO_STOP
-            kind = p.h_kind[0]
-            s = p.h_slot[0]
-            aux = p.h_aux[0]
-            _heap_pop(p)
-            if kind == EV_DONE:
-                _on_batch_done(p, log, s, aux, t_heap)
+            if inject_id == -2:
+                return _needs_python(ints, cfg_i, h_time)
+            if ints[I_ARR_POS] < ints[I_ARR_N]:
+                t_arrival = arr_t[ints[I_ARR_POS]]
+            elif ints[I_ARRIVALS_DONE]:
+                t_arrival = np.inf
             else:
-                _on_timer(p, log, s, aux, t_heap)
-        status = needs_python(p)
-        if status >= 0:
+                return NEED_ARRIVALS
+            t_heap = h_time[0] if ints[I_HEAP_N] > 0 else np.inf
+            if t_arrival < t_heap:  # (a tie goes to the event already scheduled, as in SimPy)
+                if t_arrival >= stop_s:
+                    floats[F_NEXT] = t_arrival
+                    return RAN_TO_STOP
+                k = ints[I_ARR_POS]
+                ints[I_ARR_POS] = k + 1
+                now = t_arrival
+                arriving = arr_id[k]
+                ints[I_ARRIVED] += 1
+                ints[I_PENDING] += 1
+                if ints[I_N_READY] == 0:
+                    ints[I_AUX] = arriving
+                    floats[F_AUX] = now
+                    return NO_READY
+            else:
+                if t_heap >= stop_s:  # (also when nothing is left: both are inf)
+                    floats[F_NEXT] = t_heap
+                    return RAN_TO_STOP
+                now = t_heap
+                kind = h_kind[0]
+                s = h_slot[0]
+                aux = h_aux[0]
+                _heap_pop(h_time, h_seq, h_kind, h_slot, h_aux, ints)
+                if kind == EV_DONE:
+                    # -- a batch finishes: its requests are answered (after the fixed overhead)
+                    size = b_size[s, aux]
+                    started_s = b_start[s, aux]
+                    answered_s = now + overhead_s
+                    replica = slot_replica[s]
+                    for j in range(size):
+                        row = b_ids[s, aux, j] - base
+                        start_col[row] = started_s
+                        end_col[row] = answered_s
+                        size_col[row] = size
+                        replica_col[row] = replica
+                        outcome_col[row] = COMPLETED
+                    b_size[s, aux] = 0
+                    _integral_add(floats, F_BUSY_V, now, -1.0)
+                    _integral_add(floats, F_CONC_V, now, -size)
+                    in_service[s] -= size
+                    loads[s] -= size
+                    idle[s] += 1
+                    ints[I_PENDING] -= size
+                    if q_len[s] > 0:
+                        if has_timeout:
+                            _expire(p, log, s, now)
+                        dispatch = True
+                    elif slot_state[s] == DRAINING:
+                        _check_drained(ints, slot_state, q_len, in_service, drained_slot, drained_s, s, now)
+                elif forming[s] != 0 and forming_token[s] == aux:
+                    # -- the forming batch's window closed (a stale timer does nothing)
+                    forming[s] = 0
+                    if has_timeout:
+                        _expire(p, log, s, now)
+                    dispatch = True
+
+        if arriving >= 0:
+            # -- route it (RealtimeFleet._route) and queue it (Replica.enqueue)
+            n = ints[I_N_READY]
+            if n == 1:
+                s = ready[0]
+            else:
+                if has_timeout:
+                    for r in range(n):
+                        _expire(p, log, ready[r], now)
+                s = _pick(ints, cfg_i, ready, loads, lb_draws)
+            if has_timeout:
+                _expire(p, log, s, now)
+            if capacity >= 0 and q_len[s] >= capacity and idle[s] == 0:
+                _reject(p, log, s, arriving, now)  # no room to wait, and no executor to start at once
+                arriving = -1
+            else:
+                tail = q_head[s] + q_len[s]
+                if tail >= cap:
+                    tail -= cap
+                q_ids[s, tail] = arriving
+                q_len[s] += 1
+                if q_len[s] >= cap - 1:
+                    ints[I_LOW_ROOM] = 1
+                loads[s] += 1
+                _integral_add(floats, F_CONC_V, now, 1.0)
+                # While a batch is forming only a full queue can start it early.
+                dispatch = idle[s] > 0 and (forming[s] == 0 or q_len[s] >= max_batch)
+
+        if dispatch:
+            # -- start batches while an executor is free and the batching rule allows (Replica._dispatch)
+            while idle[s] > 0 and q_len[s] > 0:
+                waiting = q_len[s]
+                if waiting < max_batch and max_wait_s > 0:
+                    if forming[s] != 0:
+                        break  # the forming batch waits for its timer or for more requests
+                    oldest_s = arrival_s[q_ids[s, q_head[s]] - base]
+                    due_s = oldest_s + max_wait_s
+                    if has_timeout and timeout_s < max_wait_s:
+                        due_s = min(due_s, oldest_s + timeout_s)
+                    if due_s - now > CLOCK_SLACK_S:
+                        forming[s] = 1
+                        forming_token[s] += 1
+                        _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, due_s, EV_TIMER, s, forming_token[s])
+                        break
+                forming[s] = 0  # a full (or due) batch goes now; a pending timer is stale
+                size = waiting if waiting < max_batch else max_batch
+                idle[s] -= 1
+                in_service[s] += size
+                e = 0
+                while b_size[s, e] != 0:
+                    e += 1
+                head = q_head[s]
+                for j in range(size):
+                    b_ids[s, e, j] = q_ids[s, head]
+                    head = head + 1 if head + 1 < cap else 0
+                q_head[s] = head
+                q_len[s] -= size
+                b_size[s, e] = size
+                b_start[s, e] = now
+                _integral_add(floats, F_BUSY_V, now, 1.0)
+                x = 0.0
+                if takes_draw:
+                    x = draws[s, draw_pos[s]]
+                    draw_pos[s] += 1
+                    if draw_end[s] - draw_pos[s] < instances:
+                        ints[I_LOW_DRAWS] = 1
+                        ints[I_AUX] = s
+                done_s = now + _service_s(form, scale_s, cfg_f, levels, quantiles_s, size, x)
+                _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, done_s, EV_DONE, s, e)
+
+        if arriving >= 0 and capacity >= 0 and q_len[s] > capacity:
+            # The capacity counts waiting requests: the newcomer did not start and finds no room.
+            q_len[s] -= 1
+            loads[s] -= 1
+            _integral_add(floats, F_CONC_V, now, -1.0)
+            _reject(p, log, s, arriving, now)
+
+        status = _needs_python(ints, cfg_i, h_time)
+        if status >= 0 and inject_id != -2:
             return status
 
 
 # -- entry points for Python's control plane -------------------------------------------------------
 
 
-@njit(cache=True)
-def route_one(p, log, request_id, t):  # type: ignore[no-untyped-def]
-    """The activator hands a buffered request to the (now non-empty) fleet at `t`."""
-    _route(p, log, request_id, t)
-    return needs_python(p)
+@njit(cache=True, error_model="numpy")
+def needs_python(p):  # type: ignore[no-untyped-def]
+    """What Python must do before the next event (a status above), or -1: nothing."""
+    return _needs_python(p.ints, p.cfg_i, p.h_time)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def expire_slot(p, log, s, now):  # type: ignore[no-untyped-def]
     """Time out slot `s`'s queued requests past their deadline at `now`."""
-    _expire(p, log, s, now)
+    if p.cfg_i[C_HAS_TIMEOUT]:
+        _expire(p, log, s, now)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def begin_draining(p, log, s, now):  # type: ignore[no-untyped-def]
     """Slot `s` leaves the balancer (Python has already removed it from `ready`): it finishes its
     queue and batches, then reports drained (maybe at once)."""
     p.slot_state[s] = DRAINING
-    _expire(p, log, s, now)
-    _check_drained(p, s, now)
+    if p.cfg_i[C_HAS_TIMEOUT]:
+        _expire(p, log, s, now)
+    _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.drained_slot, p.drained_s, s, now)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def book_in_service(p, log, s):  # type: ignore[no-untyped-def]
     """End of run: book the start of slot `s`'s batches still in service (they stay in flight)."""
     base = p.ints[I_BASE]
