@@ -23,6 +23,7 @@ import yaml
 
 from capsim.errors import CapsimInputError
 from capsim.scenario import Scenario, load_scenario
+from capsim.serving.dataplane.support import EngineChoice, choose_engine
 
 MAX_VARIANTS = 10_000
 """A grid larger than this is almost certainly a typo in a range."""
@@ -148,10 +149,10 @@ def summary_row(variant: dict[str, Any], summary: dict[str, Any]) -> dict[str, A
     }
 
 
-def _run_variant(scenario: Scenario, seed: int | None, replications: int) -> dict[str, Any]:
+def _run_variant(scenario: Scenario, seed: int | None, replications: int, engine: EngineChoice) -> dict[str, Any]:
     from capsim.engine import simulate  # in the worker process
 
-    return simulate(scenario, seed=seed, replications=replications, keep_requests=False).summary
+    return simulate(scenario, seed=seed, replications=replications, keep_requests=False, engine=engine).summary
 
 
 def load_variants(
@@ -179,6 +180,7 @@ def run_sweep(
     jobs: int | None = None,
     catalogue: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: EngineChoice = "auto",
 ) -> SweepResult:
     """Simulate every variant of the grid (bounded-memory mode) on up to `jobs` processes.
 
@@ -187,16 +189,19 @@ def run_sweep(
     """
     variants = grid(axes)
     scenarios = load_variants(scenario_path, overrides, variants, catalogue)
+    for scenario in scenarios:  # an engine that cannot run a variant is an error before anything runs
+        if scenario.serving.mode == "realtime":
+            choose_engine(scenario, engine)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(scenarios)))
     summaries: list[dict[str, Any] | None] = [None] * len(scenarios)
     if jobs == 1:
         for i, scenario in enumerate(scenarios):
-            summaries[i] = _run_variant(scenario, seed, replications)
+            summaries[i] = _run_variant(scenario, seed, replications, engine)
             if progress is not None:
                 progress(i + 1, len(scenarios))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_run_variant, s, seed, replications): i for i, s in enumerate(scenarios)}
+            futures = {pool.submit(_run_variant, s, seed, replications, engine): i for i, s in enumerate(scenarios)}
             for done, future in enumerate(as_completed(futures), start=1):
                 summaries[futures[future]] = future.result()
                 if progress is not None:

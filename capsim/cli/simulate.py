@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from capsim.cli.app import app
-from capsim.cli.options import CatalogueOption, require_positive, scenario_from_cli
+from capsim.cli.options import CatalogueOption, EngineOption, engine_from_cli, require_positive, scenario_from_cli
 from capsim.engine import ProgressCallback, simulate
 from capsim.errors import CapsimInputError
 from capsim.report.tables import print_summary
@@ -91,6 +91,7 @@ def simulate_command(
         ),
     ] = None,
     catalogue: CatalogueOption = None,
+    engine: EngineOption = "auto",
     solve: Annotated[
         str | None,
         typer.Option(
@@ -104,6 +105,7 @@ def simulate_command(
     if seed is not None and seed < 0:
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
     loaded = scenario_from_cli(scenario, set_, catalogue)
+    chosen_engine = engine_from_cli(engine)
     if solve is not None:
         from capsim.cli.solve import solve_command
 
@@ -114,7 +116,9 @@ def simulate_command(
     callback: ProgressCallback | None = progress_bar
     try:
         keep = keep_every_request(loaded, request_log, err)
-        result = simulate(loaded, seed=seed, replications=replications, keep_requests=keep, progress=callback)
+        result = simulate(
+            loaded, seed=seed, replications=replications, keep_requests=keep, progress=callback, engine=chosen_engine
+        )
     finally:
         if progress_bar is not None:
             progress_bar.close()

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from capsim.cli.app import app
-from capsim.cli.options import CatalogueOption, require_positive
+from capsim.cli.options import CatalogueOption, EngineOption, engine_from_cli, require_positive
 from capsim.errors import CapsimInputError
 from capsim.sweep import parse_axis, run_sweep
 
@@ -32,6 +32,7 @@ def sweep_command(
     json_output: Annotated[bool, typer.Option("--json", help="print only JSON on stdout")] = False,
     out: Annotated[Path | None, typer.Option(help="write sweep.csv, sweep.parquet, summaries.json, a chart")] = None,
     catalogue: CatalogueOption = None,
+    engine: EngineOption = "auto",
 ) -> None:
     """Simulate every combination of the varied fields (same seed for all, bounded-memory mode) and
     mark the cheapest variant that meets the scenario's SLO."""
@@ -39,6 +40,7 @@ def sweep_command(
     require_positive(jobs, "--jobs")
     if seed is not None and seed < 0:
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
+    chosen_engine = engine_from_cli(engine)
     axes = [parse_axis(text) for text in vary]
     err = Console(stderr=True)
     with Progress(TextColumn("sweeping {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -49,7 +51,7 @@ def sweep_command(
             bar.update(task, completed=done, total=total)
 
         result = run_sweep(scenario, axes, set_ or [], seed=seed, replications=replications, jobs=jobs,
-                           catalogue=catalogue, progress=progress)  # fmt: skip
+                           catalogue=catalogue, progress=progress, engine=chosen_engine)  # fmt: skip
     written = []
     if out is not None:
         from capsim.report.sweep import write_sweep_folder

@@ -1,0 +1,173 @@
+"""The compiled engine (capsim/serving/dataplane) against the SimPy engine: the same scenario and
+seed must give the same requests — every arrival, batch start, answer time, replica, batch size and
+outcome — and the same summary. Both engines read the same random streams in the same order, so
+any rule implemented differently shows up as a differing row."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from capsim import simulate
+from capsim.errors import CapsimInputError
+from capsim.scenario import Scenario, load_scenario
+from capsim.serving.dataplane.support import AUTO_MIN_REQUESTS, choose_engine, compiled_unsupported
+from tests.property.strategies import scenarios, settings_for
+from tests.scenario_helpers import make_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def _without_engine(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "engine"}
+
+
+def assert_same_run(scenario: Scenario, replications: int = 1) -> tuple[Any, Any]:
+    """Run both engines; every request column and the summary must agree."""
+    simpy_run = simulate(scenario, replications=replications, engine="simpy")
+    compiled_run = simulate(scenario, replications=replications, engine="compiled")
+    assert simpy_run.summary["engine"] == "simpy" and compiled_run.summary["engine"] == "compiled"
+    a, b = simpy_run.requests_frame(), compiled_run.requests_frame()
+    assert len(a) == len(b) > 0
+    for column in a.columns:
+        x, y = a[column].to_numpy(), b[column].to_numpy()
+        if x.dtype.kind == "f":
+            # Equal but for float rounding: a batch's completion is scheduled as now + service in one
+            # engine and (now - clock) + service + clock in the other.
+            differ = ~np.isclose(x, y, rtol=1e-12, atol=1e-12, equal_nan=True)
+        else:
+            differ = x != y
+        assert not differ.any(), f"{column}: {differ.sum()} of {len(x)} rows differ, first {np.flatnonzero(differ)[:5]}"
+    assert _summaries_close(_without_engine(simpy_run.summary), _without_engine(compiled_run.summary))
+    return simpy_run, compiled_run
+
+
+def _summaries_close(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_summaries_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_summaries_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
+
+
+BUSY = ("duration_s=20", "workload.arrival.rate_rps=700")
+
+
+@pytest.mark.parametrize("balancer", ["round_robin", "random", "least_outstanding", "power_of_two"])
+@pytest.mark.parametrize(
+    ("service", "batching"),
+    [
+        ({"kind": "exponential", "mean_ms": 8.0}, {"max_batch_size": 1, "max_wait_ms": 0}),
+        ({"kind": "lognormal", "mean_ms": 9.0, "cv": 0.6}, {"max_batch_size": 4, "max_wait_ms": 0}),
+        ({"kind": "linear", "base_ms": 4.0, "per_item_ms": 1.0, "cv": 0.3}, {"max_batch_size": 8, "max_wait_ms": 2}),
+        ({"kind": "deterministic", "mean_ms": 6.0, "per_item_ms": 0.5}, {"max_batch_size": 16, "max_wait_ms": 5}),
+    ],
+)
+def test_batching_and_balancers(balancer: str, service: dict[str, Any], batching: dict[str, Any]) -> None:
+    scenario = make_scenario(
+        *BUSY, "serving.replicas=3", "serving.instances_per_replica=2", f"serving.load_balancer={balancer}",
+        service=service, serving={"mode": "realtime", "replicas": 3, "batching": batching},
+    )  # fmt: skip
+    assert_same_run(scenario)
+
+
+def test_timeouts_queue_capacity_cache_and_overhead() -> None:
+    scenario = make_scenario(
+        *BUSY, "workload.arrival.rate_rps=3000",
+        service={"kind": "linear", "base_ms": 5.0, "per_item_ms": 1.5, "cv": 0.5},
+        serving={"mode": "realtime", "replicas": 2, "instances_per_replica": 2, "load_balancer": "power_of_two",
+                 "batching": {"max_batch_size": 8, "max_wait_ms": 4}, "queue_capacity": 12, "timeout_ms": 8.0,
+                 "cache": {"hit_ratio": 0.3, "latency_ms": 0.4}, "overhead_ms": 1.2},
+    )  # fmt: skip
+    simpy_run, _ = assert_same_run(scenario)
+    requests = simpy_run.summary["requests"]
+    assert requests["rejected"] > 0 and requests["timed_out"] > 0  # both rules were exercised
+
+
+def test_measured_profile_and_replications() -> None:
+    scenario = load_scenario(SCENARIOS / "measured-cnn-cpu.yaml", ["duration_s=60"])
+    assert_same_run(scenario, replications=2)
+
+
+def test_overload_grows_queues_and_refills_draws() -> None:
+    # Twice the capacity for 30 s: queues grow far beyond their first allocation (256), and each
+    # replica runs through several 4,096-draw chunks of service times.
+    scenario = make_scenario(
+        "duration_s=30", "workload.arrival.rate_rps=900",
+        service={"kind": "exponential", "mean_ms": 4.0},
+        serving={"mode": "realtime", "replicas": 2, "load_balancer": "random"},
+    )  # fmt: skip
+    simpy_run, _ = assert_same_run(scenario)
+    assert simpy_run.summary["queue_wait_ms"]["max"] > 5000  # thousands queued at once
+
+
+@pytest.mark.parametrize(
+    "autoscaling",
+    [
+        {"kind": "hpa", "min_replicas": 1, "max_replicas": 20, "metric": "utilization", "target": 0.5},
+        {"kind": "kpa", "min_replicas": 0, "max_replicas": 12, "target": 2, "metric": "concurrency"},
+        {"kind": "keda", "min_replicas": 1, "max_replicas": 12, "target": 5, "polling_interval_s": 5},
+        {"kind": "ray_serve", "min_replicas": 1, "max_replicas": 12, "target_ongoing_requests": 2,
+         "upscale_delay_s": 10, "downscale_delay_s": 60},
+    ],
+    ids=["hpa", "kpa-to-zero", "keda", "ray_serve"],
+)
+def test_autoscaled_fleets(autoscaling: dict[str, Any]) -> None:
+    # Traffic that steps up tenfold and back to nothing: replicas start (cold), scale past the
+    # plane's first 8 slots, drain, and (where allowed) scale to zero with the activator buffering.
+    scenario = make_scenario(
+        "duration_s=600",
+        workload={"arrival": {"kind": "steps", "steps": [{"start_s": 0, "rate_rps": 20},
+                                                          {"start_s": 100, "rate_rps": 400},
+                                                          {"start_s": 300, "rate_rps": 5},
+                                                          {"start_s": 450, "rate_rps": 0}]}},
+        service={"kind": "linear", "base_ms": 10.0, "per_item_ms": 5.0, "cv": 0.2},
+        serving={"mode": "realtime", "replicas": 1 if autoscaling["min_replicas"] else 0,
+                 "batching": {"max_batch_size": 4, "max_wait_ms": 2}, "load_balancer": "least_outstanding",
+                 "autoscaling": autoscaling, "timeout_ms": 30000,
+                 "cold_start": {"warm_pool": 2, "provisioning_s": {"kind": "uniform", "low_s": 20, "high_s": 40},
+                                "image_pull_s": {"kind": "fixed", "value_s": 5},
+                                "model_load_s": {"kind": "fixed", "value_s": 3}}},
+    )  # fmt: skip
+    simpy_run, _ = assert_same_run(scenario)
+    replicas = simpy_run.summary["replicas"]
+    assert replicas["cold_starts"] > 0 and replicas["max"] > 1
+
+
+@settings_for(max_examples=40)
+@given(scenarios())
+def test_random_scenarios_run_identically(scenario: Scenario) -> None:
+    assert_same_run(scenario)
+
+
+# -- choosing the engine -------------------------------------------------------------------------
+
+
+def test_auto_takes_the_compiled_engine_for_long_runs_only() -> None:
+    short = make_scenario()
+    long = make_scenario(f"duration_s={AUTO_MIN_REQUESTS / 10.0 + 1}")  # 10 req/s
+    assert choose_engine(short, "auto") == "simpy"
+    assert choose_engine(long, "auto") == "compiled"
+    assert choose_engine(long, "simpy") == "simpy"
+    assert simulate(short).summary["engine"] == "simpy"
+
+
+def test_mechanisms_the_kernel_lacks_go_to_simpy_or_are_refused() -> None:
+    spot = load_scenario(SCENARIOS / "spot-heavy-fleet.yaml")
+    assert compiled_unsupported(spot) is not None and "serving.spot" in str(compiled_unsupported(spot))
+    frontend = make_scenario(serving={"mode": "realtime", "replicas": 1,
+                                      "frontend": {"workers": 1, "per_request_ms": 0.5}})  # fmt: skip
+    assert "serving.frontend" in str(compiled_unsupported(frontend))
+    streaming = load_scenario(SCENARIOS / "iot-anomaly-streaming.yaml")
+    assert "serving.mode" in str(compiled_unsupported(streaming))
+    long_spot = load_scenario(SCENARIOS / "spot-heavy-fleet.yaml")
+    assert choose_engine(long_spot, "auto") == "simpy"
+    with pytest.raises(CapsimInputError, match=r"--engine: the compiled engine cannot run this scenario: serving\.spot"):
+        choose_engine(spot, "compiled")
