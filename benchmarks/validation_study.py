@@ -116,14 +116,17 @@ def _row(model: str, study: str, role: str, row: dict[str, Any]) -> dict[str, An
 
 
 FRONTEND_SUFFIX = " + front end"
+LATENESS_SUFFIX = " + front end + late window"
 
 
 def analyse(
     by_model: dict[str, list[Path]], black_box_evaluations: int, frontend: str = "both",
+    window_lateness: bool = False,
 ) -> list[dict[str, Any]]:
     """Calibrate and predict per model; one row per (study, point). White-box studies run with the
     fitted front end (`serving.frontend`, study name ending in " + front end"), with the constant
-    overhead only, or both (`frontend`: on, off, both)."""
+    overhead only, or both (`frontend`: on, off, both); with `window_lateness` also with the front
+    end and its late batching timer (" + front end + late window")."""
     rows: list[dict[str, Any]] = []
     for model, run_dirs in sorted(by_model.items()):
         white: list[tuple[str, dict[str, Any]]] = [
@@ -141,6 +144,9 @@ def analyse(
                 studies.append((name, {**options, "frontend": False}))
             if frontend in ("on", "both"):
                 studies.append((name.replace(",", FRONTEND_SUFFIX + ",", 1), {**options, "frontend": True}))
+            if window_lateness:
+                studies.append((name.replace(",", LATENESS_SUFFIX + ",", 1),
+                                {**options, "frontend": True, "window_lateness": True}))
         if black_box_evaluations > 0:
             studies.append(("black box, held out by load", {"method": "black-box", "holdout": "alternate",
                                                             "max_evaluations": black_box_evaluations}))
@@ -270,6 +276,30 @@ def frontend_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def added_markdown(rows: list[dict[str, Any]], suffix: str = LATENESS_SUFFIX, what: str = "late window") -> str:
+    """The white-box verdicts with the front end, without → with a mechanism added to it (the study
+    name's `suffix`; empty unless both ran)."""
+    lines = [f"| model | held out by | points | throughput: front end → + {what} | p50: front end → + {what} | "
+             f"p99: front end → + {what} |", "|---|---|---|---|---|---|"]
+    limits = {"throughput_rps": TARGETS["throughput_rps"], "p50_ms": TARGETS["latency_ms.p50"],
+              "p99_ms": TARGETS["latency_ms.p99"]}  # fmt: skip
+
+    def cell(value: float | None, key: str) -> str:
+        return "–" if value is None else f"{100 * value:.1f}% {'✓' if value <= limits[key] else '✗'}"
+
+    for model in sorted({r["model"] for r in rows}):
+        for split in ("load", "configuration"):
+            cells, points = [], 0
+            for key in limits:
+                before, points = _worst_held(rows, model, f"white box{FRONTEND_SUFFIX}, held out by {split}", key)
+                after, after_points = _worst_held(rows, model, f"white box{suffix}, held out by {split}", key)
+                points = min(points, after_points)
+                cells.append(f"{cell(before, key)} → {cell(after, key)}")
+            if points:
+                lines.append(f"| {model} | {split} | {points} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main() -> None:
     """Measure (unless --from-runs), analyse, print Markdown, write study.json."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -285,6 +315,9 @@ def main() -> None:
     parser.add_argument("--black-box-evaluations", type=int, default=100, help="replays per black-box fit (0: skip)")
     parser.add_argument("--frontend", choices=("on", "off", "both"), default="both",
                         help="white box: replay with the fitted front end (serving.frontend), without it, or both")
+    parser.add_argument("--window-lateness", action="store_true",
+                        help="white box: also fit and replay the batching timer's lateness "
+                             "(serving.frontend.window_late_quantiles_ms)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     root = args.from_runs or args.out
@@ -293,7 +326,7 @@ def main() -> None:
     by_model = {m: dirs for m, dirs in discover(root).items() if args.from_runs is not None or m in models}
     if not by_model:
         sys.exit(f"no run folders under {root}")
-    rows = analyse(by_model, args.black_box_evaluations, args.frontend)
+    rows = analyse(by_model, args.black_box_evaluations, args.frontend, args.window_lateness)
     notes = diagnostics(by_model)
     json_path = args.json or (None if args.from_runs else args.out / "study.json")
     if json_path is not None:
@@ -305,6 +338,10 @@ def main() -> None:
     side_by_side = frontend_markdown(rows)
     if side_by_side:
         print(side_by_side)
+        print()
+    added = added_markdown(rows)
+    if added:
+        print(added)
         print()
     print(diagnostics_markdown(notes))
 

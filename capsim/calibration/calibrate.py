@@ -20,6 +20,7 @@ from capsim.calibration.accuracy import ReplayModel, aggregate_errors, evaluate_
 from capsim.calibration.blackbox import fit_black_box, profile_from_linear
 from capsim.calibration.frontend_fit import frontend_estimate
 from capsim.calibration.holdout import split
+from capsim.calibration.lateness_fit import fit_lateness
 from capsim.calibration.profile_checks import check_profile_for
 from capsim.calibration.provenance import build_provenance, common_model, profile_metadata
 from capsim.calibration.replay import ReplayWorkspace
@@ -68,11 +69,14 @@ def choose_method(points: list[LoadPoint], method: Method) -> str:
 def calibrate(
     run_dirs: list[Path], *, method: Method = "auto", holdout: str | None = None, server: ServerSettings | None = None,
     overhead_ms: float | None = None, seed: int = 0, replications: int = 3, max_evaluations: int = 150,
-    frontend: bool = True, echo: Echo = lambda _: None,
+    frontend: bool = True, window_lateness: bool = False,
+    echo: Echo = lambda _: None,
 ) -> CalibrationResult:
     """Calibrate a profile from `run_dirs` (see the module docstring). With `frontend` (white box
     only) the server's front end is fitted from the batch log's queue-entry times and replayed as
-    `serving.frontend`; the overhead is then only what lies outside it (frontend_fit.py)."""
+    `serving.frontend`; the overhead is then only what lies outside it (frontend_fit.py). With
+    `window_lateness` as well, how late the server's batching timer fires (lateness_fit.py),
+    replayed as the front end's `window_late_quantiles_ms`."""
     points = read_run_folders(run_dirs, server)
     common_model(points)
     for point in points:
@@ -88,9 +92,18 @@ def calibrate(
         if chosen == "white-box":
             profile, fit_detail = fit_white_box(fit_points, **profile_metadata(fit_points, chosen))
             fitted = frontend_estimate(fit_points) if frontend else None
+            if window_lateness and fitted is None:
+                warnings.append("the batching timer runs on the front end's loop, and no front end was fitted: its "
+                                "lateness is not modelled")
+            late = fit_lateness(fit_points) if fitted is not None and window_lateness else None
             if fitted is not None:
                 frontend_spec = fitted.spec()
                 fit_detail["frontend"] = fitted.as_dict()
+                if late is not None:
+                    fit_detail["window_late"] = late.as_dict()
+                    frontend_spec = {**frontend_spec, **late.spec()}
+                    echo(f"batching timer: {late.median_ms:.3f} ms late (median; p90 {late.p90_ms:.3f} ms, "
+                         f"{late.batches} batches): replayed as window_late_quantiles_ms")
                 echo(f"front end: {fitted.workers} worker(s), {fitted.per_request_ms:.3f} ms/request "
                      f"(cv {fitted.cv:.2f}; {fitted.workers * 1000.0 / fitted.per_request_ms:.0f} req/s at most), "
                      f"overhead outside it {fitted.overhead_ms:.3f} ms")

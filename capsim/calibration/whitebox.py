@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from capsim.calibration.runfolder import LoadPoint
 from capsim.errors import CapsimInputError
@@ -44,22 +45,31 @@ class OverheadEstimate:
                 "from_point": self.lightest, "per_point": self.per_point}  # fmt: skip
 
 
+def batches_inside(point: LoadPoint) -> pd.DataFrame | None:
+    """The batches of `point` that started inside its measured interval and did not fail (None: no
+    batch log)."""
+    batches = point.batches
+    if batches is None:
+        return None
+    if "error" in batches.columns:  # a batch the model failed on says nothing about its speed
+        batches = batches[batches["error"].isna()]
+    lo, hi = point.window_s
+    start = batches["start_s"].to_numpy(dtype=float)
+    return batches[(start >= lo) & (start < hi)]
+
+
 def batch_service_samples_ms(points: list[LoadPoint]) -> dict[int, np.ndarray]:
     """Service times (ms) of the batches that started inside each point's measured interval, by size."""
     by_size: dict[int, list[np.ndarray]] = {}
     for point in points:
-        batches = point.batches
-        if batches is None:
+        inside = batches_inside(point)
+        if inside is None:
             raise CapsimInputError(
                 "white-box calibration needs the reference server's batch log (batches.parquet), which this run "
                 "does not have; use --method black-box for other targets", source=str(point.run_dir))
-        if "error" in batches.columns:  # a batch the model failed on says nothing about its speed
-            batches = batches[batches["error"].isna()]
-        lo, hi = point.window_s
-        start = batches["start_s"].to_numpy(dtype=float)
-        inside = (start >= lo) & (start < hi)
-        sizes = batches["size"].to_numpy(dtype=np.int64)[inside]
-        busy_ms = (batches["end_s"].to_numpy(dtype=float)[inside] - start[inside]) * 1000.0
+        start = inside["start_s"].to_numpy(dtype=float)
+        sizes = inside["size"].to_numpy(dtype=np.int64)
+        busy_ms = (inside["end_s"].to_numpy(dtype=float) - start) * 1000.0
         for size in np.unique(sizes):
             by_size.setdefault(int(size), []).append(busy_ms[sizes == size])
     return {size: np.concatenate(parts) for size, parts in sorted(by_size.items())}
@@ -104,9 +114,20 @@ def overhead_estimate(points: list[LoadPoint]) -> OverheadEstimate:
 def window_lateness_ms(points: list[LoadPoint]) -> dict[str, float | int] | None:
     """How late the server's batching window closes: for batches that left the queue below the
     maximum size (the window, not a full batch, released them), the oldest request's wait minus
-    `max_wait_ms`. The simulator closes the window exactly on time; a server's timer fires late by
-    its event loop's latency, which shows up as extra queue wait (a diagnostic: the replay does not
-    add it, so that validation judges the model a scenario would use)."""
+    `max_wait_ms`. A server's timer fires late by its event loop's latency, which shows up as extra
+    queue wait; the simulator closes the window on time unless the front end's loop is given a
+    lateness (`serving.frontend.window_late_quantiles_ms`, fitted by lateness_fit.py from
+    `window_lateness_samples_ms`)."""
+    values = window_lateness_samples_ms(points)
+    if values.size == 0:
+        return None
+    p50, p90 = np.percentile(values, [50, 90])
+    return {"median_ms": float(p50), "p90_ms": float(p90), "batches": int(values.size)}
+
+
+def window_lateness_samples_ms(points: list[LoadPoint]) -> np.ndarray:
+    """Per batch released by the window's timer (below the maximum size, executor idle before it)
+    inside the measured intervals: the oldest request's wait minus `max_wait_ms` (ms, ≥ 0)."""
     parts = []
     for point in points:
         server = point.server
@@ -126,11 +147,7 @@ def window_lateness_ms(points: list[LoadPoint]) -> dict[str, float | int] | None
         oldest_ms = np.array([max(w) if len(w) else np.nan for w in ordered["queue_wait_ms"][by_window]], dtype=float)
         late = oldest_ms - server.max_wait_ms
         parts.append(late[np.isfinite(late) & (late >= 0)])
-    values = np.concatenate(parts) if parts else np.empty(0)
-    if values.size == 0:
-        return None
-    p50, p90 = np.percentile(values, [50, 90])
-    return {"median_ms": float(p50), "p90_ms": float(p90), "batches": int(values.size)}
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def fit_white_box(points: list[LoadPoint], **metadata: object) -> tuple[Profile, dict[str, object]]:

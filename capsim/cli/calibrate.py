@@ -95,6 +95,9 @@ def calibrate_command(
                                                       "server (default: measured from the timing headers)")] = None,
     frontend: Annotated[bool, typer.Option("--frontend/--no-frontend", help="white box: fit the server's front "
                                            "end (serving.frontend) from the batch log's queue-entry times")] = True,
+    window_lateness: Annotated[bool, typer.Option("--window-lateness", help="white box, with the front end: fit "
+                                                  "how late the server's batching timer fires and replay it "
+                                                  "(serving.frontend.window_late_quantiles_ms)")] = False,
     seed: Annotated[int, typer.Option(help="seed of the replays")] = 0,
     replications: Annotated[int, typer.Option(help="replications per replay when judging the fit")] = 3,
     max_evaluations: Annotated[int, typer.Option(help="black box: replays the parameter search may use")] = 150,
@@ -115,7 +118,7 @@ def calibrate_command(
     method_choice: Method = method  # type: ignore[assignment]
     result = calibrate(run_dirs, method=method_choice, holdout=holdout, server=server, overhead_ms=overhead_ms,
                        seed=seed, replications=replications, max_evaluations=max_evaluations, frontend=frontend,
-                       echo=lambda line: err.print(line))  # fmt: skip
+                       window_lateness=window_lateness, echo=lambda line: err.print(line))  # fmt: skip
     result.profile.write(output)
     calibration = result.profile.provenance["calibration"]
     if json_output:

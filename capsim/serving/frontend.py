@@ -17,12 +17,13 @@ from when its scheduler receives a request. A replica's front end saturates at
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Callable
 
 import numpy as np
 import simpy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from capsim.rng import buffered
 
@@ -34,6 +35,21 @@ class FrontEndSpec(BaseModel):
     workers: int = Field(default=1, ge=1, description="requests handled at once (a single Python event loop: 1)")
     per_request_ms: float = Field(gt=0, description="front-end time of one request: decode, route, encode")
     cv: float = Field(default=0.0, ge=0, description="coefficient of variation of that time (lognormal); 0: fixed")
+    window_late_quantiles_ms: list[float] | None = Field(
+        default=None, min_length=2,
+        description="the batching window's timer runs on the front end's loop and fires late: quantiles of that "
+                    "lateness (ms, non-decreasing, ≥ 0) at evenly spaced probabilities from 0 to 1; none: on time",
+    )  # fmt: skip
+
+    @field_validator("window_late_quantiles_ms")
+    @classmethod
+    def _quantiles_ordered(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if any(v < 0 or not math.isfinite(v) for v in value):
+                raise ValueError("expected finite lateness quantiles >= 0 (ms)")
+            if any(b < a for a, b in itertools.pairwise(value)):
+                raise ValueError("expected non-decreasing quantiles (ms), from the 0th to the 100th percentile")
+        return value
 
     @property
     def capacity_rps(self) -> float:
@@ -41,13 +57,39 @@ class FrontEndSpec(BaseModel):
         return self.workers / (self.per_request_ms / 1000.0)
 
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
-        """Seconds of front-end time for the next request."""
+        """Seconds of front-end time for the next request. With `window_late_quantiles_ms` the
+        callable is a `FrontEndDraws`, which also carries the lateness draws to the replica (the fleet
+        hands the replica nothing else of the front end's spec)."""
         mean_s = self.per_request_ms / 1000.0
+        draw: Callable[[], float]
         if self.cv == 0:
-            return lambda: mean_s
-        sigma = math.sqrt(math.log1p(self.cv * self.cv))
-        mu = math.log(mean_s) - sigma * sigma / 2  # so that the mean is mean_s
-        return buffered(lambda n: rng.lognormal(mu, sigma, n)).__next__
+            draw = lambda: mean_s  # noqa: E731
+        else:
+            sigma = math.sqrt(math.log1p(self.cv * self.cv))
+            mu = math.log(mean_s) - sigma * sigma / 2  # so that the mean is mean_s
+            draw = buffered(lambda n: rng.lognormal(mu, sigma, n)).__next__
+        if self.window_late_quantiles_ms is not None:
+            # Inverse CDF through the quantiles, linear in between: the measured distribution, no
+            # parametric tail beyond what was measured.
+            late_s = np.asarray(self.window_late_quantiles_ms, dtype=float) / 1000.0
+            grid = np.linspace(0.0, 1.0, late_s.size)
+            return FrontEndDraws(draw, buffered(lambda n: np.interp(rng.random(n), grid, late_s)).__next__)
+        return draw
+
+
+class FrontEndDraws:
+    """A front end's draws (seconds per request) and, because its loop fires the batching timer
+    late, the lateness draws (seconds per timer): the replica unwraps it, so that the front end's own
+    hot path calls the plain draw, and delays every batching timer by a lateness draw."""
+
+    __slots__ = ("draw", "window_late_s")
+
+    def __init__(self, draw: Callable[[], float], window_late_s: Callable[[], float]) -> None:
+        self.draw = draw
+        self.window_late_s = window_late_s
+
+    def __call__(self) -> float:
+        return self.draw()
 
 
 class FrontEnd:

@@ -29,7 +29,7 @@ import simpy
 from capsim.metrics.live import LiveMetrics
 from capsim.metrics.request_log import REJECTED, TIMED_OUT, BatchBook, RequestLog
 from capsim.servicetime.base import BatchSampler
-from capsim.serving.frontend import FrontEnd
+from capsim.serving.frontend import FrontEnd, FrontEndDraws
 
 APPLY_AT = BatchBook.APPLY_AT
 
@@ -99,6 +99,13 @@ class Replica:
         # batcher's queue later than they arrived, and the batching window counts from that entry.
         # Without one, `enqueue` is the queue's own entry and nothing on the hot path changes.
         self._frontend: FrontEnd | None = None
+        # A front end whose loop fires the batching timer late (serving.frontend.
+        # window_late_quantiles_ms) comes as `FrontEndDraws`: every batching timer is then delayed by
+        # a lateness draw. None: one None check per batching timer, nothing else.
+        self._window_late_s: Callable[[], float] | None = None
+        if isinstance(frontend_sample_s, FrontEndDraws):
+            self._window_late_s = frontend_sample_s.window_late_s
+            frontend_sample_s = frontend_sample_s.draw
         if config.frontend_workers and frontend_sample_s is not None:
             self._frontend = FrontEnd(env, config.frontend_workers, frontend_sample_s, self._from_frontend)
 
@@ -269,7 +276,10 @@ class Replica:
                     arrival_s = oldest_s if self._frontend is None else self._log.arrival_time_s(queue[0])
                     due_s = min(due_s, arrival_s + config.timeout_s)
                 if due_s - now > _CLOCK_SLACK_S:
-                    timer = self._forming_timer = self.env.timeout(due_s - self.env.now)
+                    # A late timer closes the window later; a batch that fills up meanwhile still goes
+                    # at once (enqueue), and when the timer fires the batch is due (it passed due_s).
+                    fire_s = due_s if self._window_late_s is None else due_s + self._window_late_s()
+                    timer = self._forming_timer = self.env.timeout(fire_s - self.env.now)
                     timer.callbacks.append(self._on_max_wait)
                     return
             self._forming_timer = None  # a full (or due) batch goes now; a pending timer is stale
