@@ -85,10 +85,10 @@ def test_round_trip_recovers_the_lateness(run: Path) -> None:
     result = calibrate([run], holdout="alternate", replications=2, window_lateness=True)
     assert result.frontend is not None
     quantiles = np.asarray(result.frontend["window_late_quantiles_ms"])
-    assert quantiles.size == 101
+    assert quantiles.size == 1001
     # Uniform 0–4 ms: every quantile recovered within 0.2 ms (batches that filled during the
     # lateness are not timer-released and drop out, which thins the upper end a little).
-    assert np.abs(quantiles - np.linspace(0.0, 4.0, 101)).max() < 0.2
+    assert np.abs(quantiles - np.linspace(0.0, 4.0, 1001)).max() < 0.2
     late = result.profile.provenance["calibration"]["fit_detail"]["window_late"]
     assert late["median_ms"] == pytest.approx(2.0, abs=0.1)
     held = result.holdout_errors
@@ -105,7 +105,7 @@ def test_cli_calibrate_records_it_and_validate_replays_it(run: Path, tmp_path: P
     profile = tmp_path / "p.json"
     assert main(["calibrate", str(run), "-o", str(profile), "--window-lateness", "--replications", "1"]) == 0
     calibration = read_profile(profile).provenance["calibration"]
-    assert len(calibration["frontend"]["window_late_quantiles_ms"]) == 101
+    assert len(calibration["frontend"]["window_late_quantiles_ms"]) == 1001
     assert calibration["fit_detail"]["window_late"]["batches"] > 1000
     assert main(["validate", str(run), "--profile", str(profile), "--replications", "1"]) == 0
     document = json.loads((run / "validation.json").read_text())
