@@ -88,6 +88,21 @@ class FrontEndEstimate:
                 "overhead_from_point": self.lightest, "per_point": self.per_point}  # fmt: skip
 
 
+def describe_frontend(spec: dict[str, object]) -> str:
+    """A `serving.frontend` mapping in one short line: the late window's quantile table (1001
+    numbers when calibrated) as its count, median and p90 rather than in full."""
+    quantiles = spec.get("window_late_quantiles_ms")
+    shown = {k: v for k, v in spec.items() if k != "window_late_quantiles_ms"}
+    text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+    if isinstance(quantiles, list) and quantiles:
+        values = np.asarray(quantiles, dtype=float)
+        grid = np.linspace(0.0, 1.0, values.size)
+        median_ms, p90_ms = np.interp([0.5, 0.9], grid, values)
+        text += (f"; batching timer late by {median_ms:.3f} ms median, {p90_ms:.3f} ms p90 "
+                 f"(window_late_quantiles_ms: {values.size} quantiles)")
+    return text
+
+
 def split_point(point: LoadPoint) -> FrontEndSplit | None:
     """Pre / service / post per completed measured request of `point`; None when the batch log has
     no queue-entry times or they cannot be matched to the requests one for one."""

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from capsim.calibration.accuracy import error_line
 from capsim.calibration.calibrate import Method, calibrate, check_output_path
+from capsim.calibration.frontend_fit import describe_frontend
 from capsim.calibration.runfolder import ServerSettings
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
@@ -132,9 +133,10 @@ def calibrate_command(
             console.print("[bold]held out:[/bold] " + error_line(result.holdout_errors))
         console.print(f"overhead outside the server: {result.overhead_ms:.3f} ms (set serving.overhead_ms to it)")
         if result.frontend is not None:
-            console.print(f"front end: {result.frontend} (set serving.frontend to it)")
+            console.print(f"front end: {describe_frontend(result.frontend)} (set serving.frontend to the profile's "
+                          "provenance.calibration.frontend)")
         late = calibration["fit_detail"].get("window_lateness")
-        if late:
+        if late and not (result.frontend or {}).get("window_late_quantiles_ms"):
             console.print(f"the server's batching window closed {late['median_ms']:.3f} ms late (median; p90 "
                           f"{late['p90_ms']:.3f} ms); the simulator closes it on time (docs/validation.md)")
         console.print(f"wrote {output}")

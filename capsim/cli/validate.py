@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from capsim.calibration.accuracy import error_line
+from capsim.calibration.frontend_fit import describe_frontend
 from capsim.calibration.validate import record_in_profile, validate_run, write_validation
 from capsim.cli.app import app
 from capsim.cli.calibrate import (
@@ -129,7 +130,7 @@ def validate_command(
         console.print(f"overhead {doc['overhead_ms']:.3f} ms ({doc['overhead_source']}); "
                       f"{doc['replications']} replication(s) pooled")
         if doc["frontend"]:
-            console.print(f"front end (serving.frontend, from the profile): {doc['frontend']}")
+            console.print(f"front end (serving.frontend, from the profile): {describe_frontend(doc['frontend'])}")
         console.print("wrote " + ", ".join(str(p) for p in written))
     for warning in doc["warnings"]:
         err.print(f"warning: {warning}")

@@ -101,9 +101,16 @@ def test_round_trip_recovers_the_lateness(run: Path) -> None:
     assert on_time.holdout_errors["all"]["latency_ms.p50"]["max_abs"] > 2 * held["all"]["latency_ms.p50"]["max_abs"]
 
 
-def test_cli_calibrate_records_it_and_validate_replays_it(run: Path, tmp_path: Path) -> None:
+def test_cli_calibrate_records_it_and_validate_replays_it(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
     profile = tmp_path / "p.json"
     assert main(["calibrate", str(run), "-o", str(profile), "--window-lateness", "--replications", "1"]) == 0
+    # The table of 1001 quantiles stays in the profile; the console says what it amounts to.
+    out = capsys.readouterr().out
+    words = " ".join(out.split())  # (the console wraps long lines)
+    assert "window_late_quantiles_ms: 1001 quantiles" in words and "batching timer late by" in words
+    assert len(out) < 20000
     calibration = read_profile(profile).provenance["calibration"]
     assert len(calibration["frontend"]["window_late_quantiles_ms"]) == 1001
     assert calibration["fit_detail"]["window_late"]["batches"] > 1000
