@@ -9,6 +9,9 @@ Every measurement is repeated (--repeat, default 3) and the fastest run reported
 and the baselines: on a shared machine the minimum is the least disturbed estimate. Wall time and the
 process's CPU time are both printed (ratios in both): on a shared machine CPU time is the steadier one.
 
+capsim is measured with both engines: the compiled one (`--engine compiled`, what `auto` picks for
+runs this long) and the SimPy one (`--engine simpy`); they give identical results.
+
 Run: python benchmarks/simulate_speed.py [--requests N] [--repeat R]   (prints figures; asserts nothing)
 """
 
@@ -23,6 +26,7 @@ import simpy
 
 from capsim import simulate
 from capsim.scenario import validate_scenario
+from capsim.serving.dataplane.support import EngineChoice
 
 C = 8
 MEAN_SERVICE_S = 1.0
@@ -48,10 +52,10 @@ Run = tuple[float, float, int, float]
 """(wall_s, cpu_s, requests simulated, mean queue wait in seconds)"""
 
 
-def run_capsim(requests: int, keep_requests: bool) -> Run:
+def run_capsim(requests: int, keep_requests: bool, engine: EngineChoice) -> Run:
     scenario = validate_scenario(mmc_scenario(requests), "bench")
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = simulate(scenario, keep_requests=keep_requests)
+    result = simulate(scenario, keep_requests=keep_requests, engine=engine)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     arrived = result.summary["requests"]["arrived"] / 0.9  # warm-up requests are simulated too
     return wall, cpu, int(arrived), result.summary["queue_wait_ms"]["mean"] / 1000.0
@@ -147,32 +151,42 @@ def main() -> None:
 
     print(f"(a) M/M/{C}, rho = {RHO}; Erlang C mean wait = {erlang_c_wait_s() * 1000:.1f} ms")
     rows = []
-    for label, fn, n in (
-        ("capsim (request log)", lambda n: run_capsim(n, True), args.requests),
-        ("capsim (--no-request-log)", lambda n: run_capsim(n, False), args.requests),
+    capsim_runs: list[tuple[str, EngineChoice, bool]] = [
+        ("compiled engine, request log", "compiled", True),
+        ("compiled engine, --no-request-log", "compiled", False),
+        ("SimPy engine, request log", "simpy", True),
+        ("SimPy engine, --no-request-log", "simpy", False),
+    ]
+    simulate(validate_scenario(mmc_scenario(1000), "warm"), engine="compiled")  # load (or compile) numba first
+    measured = [(f"capsim {label}", lambda n, e=engine, k=keep: run_capsim(n, k, e), args.requests)
+                for label, engine, keep in capsim_runs]  # fmt: skip
+    measured += [
         ("plain SimPy, process per request", run_plain_simpy, baseline_requests),
         ("Ciw", run_ciw, baseline_requests),
-    ):
+    ]
+    for label, fn, n in measured:
         wall, cpu, count, wait_s = fastest(fn, n)
         rows.append((count / wall, count / cpu))
-        print(f"  {label:34s} {count / wall:>10,.0f} req/s   ({count:,} requests in {wall:.2f} s wall, "
+        print(f"  {label:40s} {count / wall:>10,.0f} req/s   ({count:,} requests in {wall:.2f} s wall, "
               f"{cpu:.2f} s CPU; mean wait {wait_s * 1000:.1f} ms)")  # fmt: skip
-    for label, (wall_rate, cpu_rate) in (("request log", rows[0]), ("--no-request-log", rows[1])):
-        print(f"  capsim ({label}): {wall_rate / rows[2][0]:.2f}x plain SimPy (CPU time: "
-              f"{cpu_rate / rows[2][1]:.2f}x; target >= 3x), {wall_rate / rows[3][0]:.2f}x Ciw "
-              f"(CPU time: {cpu_rate / rows[3][1]:.2f}x; target >= 5x)")  # fmt: skip
+    simpy_rates, ciw_rates = rows[len(capsim_runs)], rows[len(capsim_runs) + 1]
+    for (label, _, _), (wall_rate, cpu_rate) in zip(capsim_runs, rows, strict=False):
+        print(f"  capsim {label}: {wall_rate / simpy_rates[0]:.2f}x plain SimPy (CPU time: "
+              f"{cpu_rate / simpy_rates[1]:.2f}x; target >= 3x), {wall_rate / ciw_rates[0]:.2f}x Ciw "
+              f"(CPU time: {cpu_rate / ciw_rates[1]:.2f}x; target >= 5x)")  # fmt: skip
 
     scenario = validate_scenario(batching_scenario(), "bench")
-    walls, cpus = [], []
-    for _ in range(args.repeat):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        result = simulate(scenario, keep_requests=False)
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu_start)
-    s = result.summary
-    print(f"(b) batching, 4 replicas, least_outstanding, 1 h at 1,000 req/s: {min(walls):.2f} s wall, "
-          f"{min(cpus):.2f} s CPU (target < 10 s); {s['requests']['arrived']:,} requests, "
-          f"mean batch {s['batch_size']['mean']:.1f}, p99 {s['latency_ms']['p99']:.1f} ms")  # fmt: skip
+    for engine in ("compiled", "simpy"):
+        walls, cpus = [], []
+        for _ in range(args.repeat):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result = simulate(scenario, keep_requests=False, engine=engine)
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu_start)
+        s = result.summary
+        print(f"(b) {engine} engine: batching, 4 replicas, least_outstanding, 1 h at 1,000 req/s: {min(walls):.2f} s "
+              f"wall, {min(cpus):.2f} s CPU (target < 10 s); {s['requests']['arrived']:,} requests, "
+              f"mean batch {s['batch_size']['mean']:.1f}, p99 {s['latency_ms']['p99']:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

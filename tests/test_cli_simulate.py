@@ -99,3 +99,19 @@ def test_a_run_too_large_to_log_every_request_defaults_to_histograms() -> None:
     assert "432,000,000 requests" in notes.getvalue()
     assert keep_every_request(large, True, err) is True  # --request-log forces it
     assert keep_every_request(small, False, err) is False  # --no-request-log
+
+
+def test_engine_flag_forces_an_engine_and_refuses_what_it_cannot_run() -> None:
+    proc = capsim("simulate", "scenarios/quickstart.yaml", "--json", "--set", "duration_s=30", "--set", "warmup_s=5",
+                  "--engine", "compiled")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["engine"] == "compiled"
+    proc = capsim("simulate", "scenarios/quickstart.yaml", "--engine", "fast")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --engine: expected one of auto, simpy, compiled, got 'fast'" or (
+        "--engine: expected one of auto, simpy, compiled, got 'fast'" in proc.stderr and "Traceback" not in proc.stderr
+    )
+    proc = capsim("simulate", "scenarios/spot-heavy-fleet.yaml", "--engine", "compiled")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "the compiled engine cannot run this scenario: serving.spot" in proc.stderr

@@ -132,15 +132,26 @@ class DiurnalArrival(ArrivalProcess):
         shape = 0.5 * (1.0 + np.cos(2.0 * math.pi * phase_s / self.period_s))
         return self.base_rps + (self.peak_rps - self.base_rps) * shape
 
+    def _max_rate_rps(self, start_s: float, end_s: float) -> float:
+        """The rate's maximum over [start_s, end_s]: the peak when a peak falls inside, else the
+        larger end (the raised cosine is monotone between a trough and a peak)."""
+        offset_s = (self.start_time_h - self.peak_time_h) / 24.0 * self.period_s
+        if math.floor((offset_s + end_s) / self.period_s) >= math.ceil((offset_s + start_s) / self.period_s):
+            return self.peak_rps
+        return float(np.max(self.rate_rps(np.array([start_s, end_s]))))
+
     def chunks(
         self, rng: np.random.Generator, duration_s: float, chunk: int = DEFAULT_CHUNK
     ) -> Iterator[np.ndarray]:
+        # Thinning against the rate's maximum over each short piece (not the day's peak): exact for
+        # any bound at or above the rate, and at night it draws a fraction of the candidates.
         piece_s = chunk / self.peak_rps
         t = 0.0
         while t < duration_s:
             end = min(t + piece_s, duration_s)
-            candidates = poisson_segment(rng, self.peak_rps, t, end)
-            keep = rng.random(candidates.size) * self.peak_rps < self.rate_rps(candidates)
+            bound_rps = self._max_rate_rps(t, end)
+            candidates = poisson_segment(rng, bound_rps, t, end)
+            keep = rng.random(candidates.size) * bound_rps < self.rate_rps(candidates)
             if keep.any():
                 yield candidates[keep]
             t = end

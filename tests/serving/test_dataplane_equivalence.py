@@ -36,12 +36,9 @@ def assert_same_run(scenario: Scenario, replications: int = 1) -> tuple[Any, Any
     assert len(a) == len(b) > 0
     for column in a.columns:
         x, y = a[column].to_numpy(), b[column].to_numpy()
-        if x.dtype.kind == "f":
-            # Equal but for float rounding: a batch's completion is scheduled as now + service in one
-            # engine and (now - clock) + service + clock in the other.
-            differ = ~np.isclose(x, y, rtol=1e-12, atol=1e-12, equal_nan=True)
-        else:
-            differ = x != y
+        # Floats equal but for rounding: a batch's completion is scheduled as now + service in one
+        # engine and (now - clock) + service + clock in the other.
+        differ = ~np.isclose(x, y, rtol=1e-12, atol=1e-12, equal_nan=True) if x.dtype.kind == "f" else x != y
         assert not differ.any(), f"{column}: {differ.sum()} of {len(x)} rows differ, first {np.flatnonzero(differ)[:5]}"
     assert _summaries_close(_without_engine(simpy_run.summary), _without_engine(compiled_run.summary))
     return simpy_run, compiled_run
@@ -169,5 +166,6 @@ def test_mechanisms_the_kernel_lacks_go_to_simpy_or_are_refused() -> None:
     assert "serving.mode" in str(compiled_unsupported(streaming))
     long_spot = load_scenario(SCENARIOS / "spot-heavy-fleet.yaml")
     assert choose_engine(long_spot, "auto") == "simpy"
-    with pytest.raises(CapsimInputError, match=r"--engine: the compiled engine cannot run this scenario: serving\.spot"):
+    refused = r"--engine: the compiled engine cannot run this scenario: serving\.spot"
+    with pytest.raises(CapsimInputError, match=refused):
         choose_engine(spot, "compiled")

@@ -90,6 +90,12 @@ def test_lag_is_never_negative_and_counts_arrived_unscored_events(scaled_run: Ru
     assert (lag >= 0).all() and lag.max() > 100
     arrival = np.sort(r["arrival_s"])
     end = np.sort(r["end_s"])
-    expected = np.searchsorted(arrival, ticks, side="right") - np.searchsorted(end, ticks, side="right")
-    np.testing.assert_array_equal(lag, expected)
+    arrived = np.searchsorted(arrival, ticks, side="right")
+    expected = arrived - np.searchsorted(end, ticks, side="right")
+    # A batch committed at exactly a tick instant (a rebalance pause or fetch wait can end on one)
+    # may be read before or after the tick's lag read, which SimPy orders by scheduling: either count
+    # is right there, and only there.
+    committed_before = arrived - np.searchsorted(end, ticks, side="left")
+    assert ((lag == expected) | (lag == committed_before)).all()
+    assert (lag == expected).mean() > 0.99
     assert scaled_run.summary["lag"]["max"] >= scaled_run.summary["lag"]["p99"] >= 0

@@ -142,3 +142,15 @@ def test_named_streams_are_independent_and_reproducible() -> None:
     r1 = RandomStreams(7, 1).stream("arrivals").random(5)
     np.testing.assert_array_equal(a1, a2)
     assert not np.allclose(a1, b) and not np.allclose(a1, r1)
+
+
+def test_diurnal_thinning_bound_dominates_the_rate_on_every_piece() -> None:
+    # Thinning is exact only against a bound at or above the rate everywhere on the piece.
+    process = DiurnalArrival(base_rps=5, peak_rps=900, peak_time_h=14, start_time_h=3, period_s=7200)
+    generator = rng()
+    for _ in range(300):
+        start = float(generator.uniform(0, 20_000))
+        end = start + float(generator.uniform(0.1, 3000))
+        bound = process._max_rate_rps(start, end)
+        assert bound >= process.rate_rps(np.linspace(start, end, 2001)).max() - 1e-9
+        assert bound <= process.peak_rps + 1e-9
