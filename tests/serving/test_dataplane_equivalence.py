@@ -169,3 +169,17 @@ def test_mechanisms_the_kernel_lacks_go_to_simpy_or_are_refused() -> None:
     refused = r"--engine: the compiled engine cannot run this scenario: serving\.spot"
     with pytest.raises(CapsimInputError, match=refused):
         choose_engine(spot, "compiled")
+
+
+def test_check_says_which_engine_auto_runs_and_why() -> None:
+    from typer.testing import CliRunner
+
+    from capsim.cli.main import app
+
+    def check(name: str) -> str:
+        return " ".join(CliRunner().invoke(app, ["check", str(SCENARIOS / name)]).output.split())
+
+    assert "engine (--engine auto): compiled (19,872,000 expected requests)" in check("diurnal-a10g-hpa.yaml")
+    assert ("engine (--engine auto): simpy (180,000 expected requests; the compiled engine from 1,000,000)"
+            in check("quickstart.yaml"))  # fmt: skip
+    assert "simpy (serving.spot (not modelled by the compiled engine))" in check("spot-heavy-fleet.yaml")
