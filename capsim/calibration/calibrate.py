@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from capsim.calibration.accuracy import ReplayModel, aggregate_errors, evaluate_points
 from capsim.calibration.blackbox import fit_black_box, profile_from_linear
+from capsim.calibration.correlation_fit import CorrelationForm, fit_correlation
 from capsim.calibration.frontend_fit import frontend_estimate
 from capsim.calibration.holdout import split
 from capsim.calibration.lateness_fit import fit_lateness
@@ -46,6 +47,7 @@ class CalibrationResult:
     fit_errors: dict[str, Any]
     holdout_errors: dict[str, Any] | None
     warnings: list[str]
+    correlation: dict[str, float] | None = None  # the fitted `service.correlation`, when asked and found
 
 
 def _white_box_possible(points: list[LoadPoint]) -> bool:
@@ -69,14 +71,16 @@ def choose_method(points: list[LoadPoint], method: Method) -> str:
 def calibrate(
     run_dirs: list[Path], *, method: Method = "auto", holdout: str | None = None, server: ServerSettings | None = None,
     overhead_ms: float | None = None, seed: int = 0, replications: int = 3, max_evaluations: int = 150,
-    frontend: bool = True, window_lateness: bool = False,
+    frontend: bool = True, window_lateness: bool = False, batch_correlation: CorrelationForm | None = None,
     echo: Echo = lambda _: None,
 ) -> CalibrationResult:
     """Calibrate a profile from `run_dirs` (see the module docstring). With `frontend` (white box
     only) the server's front end is fitted from the batch log's queue-entry times and replayed as
     `serving.frontend`; the overhead is then only what lies outside it (frontend_fit.py). With
     `window_lateness` as well, how late the server's batching timer fires (lateness_fit.py),
-    replayed as the front end's `window_late_quantiles_ms`."""
+    replayed as the front end's `window_late_quantiles_ms`. With `batch_correlation` (white box), how
+    batch times run slow together (correlation_fit.py, `latent` or `ar1`), replayed as the profile
+    service's `correlation`."""
     points = read_run_folders(run_dirs, server)
     common_model(points)
     for point in points:
@@ -89,6 +93,7 @@ def calibrate(
     with ReplayWorkspace() as workspace:
         fit_detail: dict[str, Any]
         frontend_spec: dict[str, Any] | None = None
+        correlation_spec: dict[str, float] | None = None
         if chosen == "white-box":
             profile, fit_detail = fit_white_box(fit_points, **profile_metadata(fit_points, chosen))
             fitted = frontend_estimate(fit_points) if frontend else None
@@ -112,6 +117,17 @@ def calibrate(
             elif frontend:
                 warnings.append("the batch log has no queue-entry times matching the requests one for one, so the "
                                 "front end was not fitted; the overhead is a constant")
+            if batch_correlation is not None:
+                correlated = fit_correlation(fit_points, batch_correlation)
+                if correlated is None:
+                    warnings.append("the batch log shows no correlation between successive batch times (or too few "
+                                    "batches to tell): batch times stay independent")
+                else:
+                    correlation_spec = correlated.spec()
+                    fit_detail["batch_correlation"] = correlated.as_dict()
+                    echo(f"batch times: lag-1 autocorrelation {correlated.lag1:.3f}, decay {correlated.decay:.3f} per "
+                         f"batch ({correlated.form}; measured lag 1 / {len(correlated.acf)}: "
+                         f"{correlated.acf[0]:.3f} / {correlated.acf[-1]:.3f}): replayed as service.correlation")
             # The whole time outside the server as one constant: the overhead when there is no
             # front end, and recorded beside it when there is (what a replay without it needs).
             estimate = overhead_estimate(fit_points)
@@ -119,6 +135,8 @@ def calibrate(
             if overhead_ms is None:
                 overhead_ms = estimate.median_ms
         else:
+            if batch_correlation is not None:
+                warnings.append("--batch-correlation needs the batch log (white box); batch times stay independent")
             largest = max(require_server(p).max_batch_size for p in points)
             fit = fit_black_box(fit_points, workspace, max_evaluations=max_evaluations, seed=seed)
             fit_detail = fit.as_dict()
@@ -133,19 +151,22 @@ def calibrate(
         profile_path = workspace.write_profile(profile)
         for point in points:
             warnings += check_profile_for(profile, "the calibrated profile", point)
-        model = ReplayModel(service={"kind": "profile", "path": str(profile_path)}, overhead_ms=overhead_ms,
-                            frontend=frontend_spec)
+        service: dict[str, Any] = {"kind": "profile", "path": str(profile_path)}
+        if correlation_spec is not None:
+            service["correlation"] = correlation_spec
+        model = ReplayModel(service=service, overhead_ms=overhead_ms, frontend=frontend_spec)
         fit_rows = evaluate_points(fit_points, model, workspace, seed=seed, replications=replications)
         holdout_rows = evaluate_points(holdout_points, model, workspace, seed=seed, replications=replications)
     fit_errors = aggregate_errors(fit_rows)
     holdout_errors = aggregate_errors(holdout_rows) if holdout_rows else None
     provenance = build_provenance(chosen, fit_points, holdout_points, overhead_ms, fit_detail, fit_errors,
-                                  holdout_errors, fit_rows, holdout_rows, holdout, frontend_spec)
+                                  holdout_errors, fit_rows, holdout_rows, holdout, frontend_spec,
+                                  correlation=correlation_spec)
     profile = profile.model_copy(update={"provenance": provenance})
     return CalibrationResult(profile=profile, method=chosen, overhead_ms=overhead_ms, frontend=frontend_spec,
                              fit_rows=fit_rows,
                              holdout_rows=holdout_rows, fit_errors=fit_errors, holdout_errors=holdout_errors,
-                             warnings=warnings)
+                             warnings=warnings, correlation=correlation_spec)
 
 
 def check_output_path(path: Path) -> None:

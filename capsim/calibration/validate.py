@@ -8,7 +8,8 @@ to `validation_cdf.png`.
 The fixed overhead comes from `--overhead-ms` when given, else from the profile's calibration
 provenance, else 0 (a profile from `capsim profile` measured the model alone). The server's front
 end (`serving.frontend`) comes from the provenance too when the calibration fitted one, unless
-`frontend=False`.
+`frontend=False`; so does the correlation of successive batch times (`service.correlation`,
+`--batch-correlation`) unless `batch_correlation=False`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def frontend_from_profile(profile: Profile) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
+def correlation_from_profile(profile: Profile) -> dict[str, float] | None:
+    """The batch-time correlation (`service.correlation` mapping) a calibration recorded, if any."""
+    calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
+    value = calibration.get("service_correlation") if isinstance(calibration, dict) else None
+    return dict(value) if isinstance(value, dict) else None
+
+
 def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
     """What the measured server did that the replay's replica does not (reference server only): the
     spread of the per-request time outside the server against the constant overhead the replay adds,
@@ -80,7 +88,7 @@ def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
 
 def validate_run(
     run_dir: Path, profile_path: Path, *, server: ServerSettings | None = None, overhead_ms: float | None = None,
-    seed: int = 0, replications: int = 3, frontend: bool = True,
+    seed: int = 0, replications: int = 3, frontend: bool = True, batch_correlation: bool = True,
 ) -> ValidationResult:
     """Replay every step of `run_dir` with the profile and compare (nothing is written here)."""
     profile = read_profile(Path(profile_path), field="--profile")
@@ -101,7 +109,10 @@ def validate_run(
         else "none (0 ms): the profile records no overhead; give --overhead-ms"
     overhead = overhead_ms if overhead_ms is not None else recorded if recorded is not None else 0.0
     frontend_spec = frontend_from_profile(profile) if frontend else None
-    service = {"kind": "profile", "path": str(Path(profile_path).resolve())}
+    service: dict[str, Any] = {"kind": "profile", "path": str(Path(profile_path).resolve())}
+    correlation = correlation_from_profile(profile) if batch_correlation else None
+    if correlation is not None:
+        service["correlation"] = correlation
     rows = []
     latencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with ReplayWorkspace() as workspace:
@@ -127,6 +138,7 @@ def validate_run(
         "overhead_ms": overhead,
         "overhead_source": overhead_source,
         "frontend": frontend_spec,
+        "service_correlation": correlation,
         "seed": seed,
         "replications": replications,
         "points": rows,
@@ -155,6 +167,7 @@ def record_in_profile(profile_path: Path, result: ValidationResult) -> None:
     errors = result.document["errors"]
     entry = {"run_dir": result.document["run_dir"], "created_utc": result.document["created_utc"],
              "overhead_ms": result.document["overhead_ms"], "frontend": result.document.get("frontend"),
+             "service_correlation": result.document.get("service_correlation"),
              "utilization_le_80": errors["utilization_le_80"],
              "all": errors["all"]}  # fmt: skip
     provenance = dict(profile.provenance)
