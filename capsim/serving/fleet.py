@@ -248,7 +248,7 @@ class RealtimeFleet:
         self.spot.discard(replica)  # it no longer counts toward the fleet's spot share
         reclaim_s = self._reclaimed_at.pop(replica, now)
         if reclaim_s > now:
-            self.env.timeout(reclaim_s - now, on_spot).callbacks.append(self._on_reclaimed)
+            self.env.timeout(reclaim_s - self.env.now, on_spot).callbacks.append(self._on_reclaimed)
         else:
             self._stop_billing(on_spot, now)
 

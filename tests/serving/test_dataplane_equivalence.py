@@ -55,6 +55,7 @@ def _summaries_close(a: Any, b: Any) -> bool:
 
 
 BUSY = ("duration_s=20", "workload.arrival.rate_rps=700")
+FRONTEND = ("serving.frontend.workers=1", "serving.frontend.per_request_ms=0.5")
 
 
 @pytest.mark.parametrize("balancer", ["round_robin", "random", "least_outstanding", "power_of_two"])
@@ -157,18 +158,16 @@ def test_auto_takes_the_compiled_engine_for_long_runs_only() -> None:
 
 
 def test_mechanisms_the_kernel_lacks_go_to_simpy_or_are_refused() -> None:
-    spot = load_scenario(SCENARIOS / "spot-heavy-fleet.yaml")
-    assert compiled_unsupported(spot) is not None and "serving.spot" in str(compiled_unsupported(spot))
     frontend = make_scenario(serving={"mode": "realtime", "replicas": 1,
                                       "frontend": {"workers": 1, "per_request_ms": 0.5}})  # fmt: skip
     assert "serving.frontend" in str(compiled_unsupported(frontend))
     streaming = load_scenario(SCENARIOS / "iot-anomaly-streaming.yaml")
     assert "serving.mode" in str(compiled_unsupported(streaming))
-    long_spot = load_scenario(SCENARIOS / "spot-heavy-fleet.yaml")
-    assert choose_engine(long_spot, "auto") == "simpy"
-    refused = r"--engine: the compiled engine cannot run this scenario: serving\.spot"
+    long_frontend = load_scenario(SCENARIOS / "quickstart.yaml", ["duration_s=100000", *FRONTEND])
+    assert choose_engine(long_frontend, "auto") == "simpy"
+    refused = r"--engine: the compiled engine cannot run this scenario: serving\.frontend"
     with pytest.raises(CapsimInputError, match=refused):
-        choose_engine(spot, "compiled")
+        choose_engine(frontend, "compiled")
 
 
 def test_check_says_which_engine_auto_runs_and_why() -> None:
@@ -176,10 +175,17 @@ def test_check_says_which_engine_auto_runs_and_why() -> None:
 
     from capsim.cli.main import app
 
-    def check(name: str) -> str:
-        return " ".join(CliRunner().invoke(app, ["check", str(SCENARIOS / name)]).output.split())
+    def check(name: str, *overrides: str) -> str:
+        args = ["check", str(SCENARIOS / name), *(a for o in overrides for a in ("--set", o))]
+        return " ".join(CliRunner().invoke(app, args).output.split())
 
     assert "engine (--engine auto): compiled (19,872,000 expected requests)" in check("diurnal-a10g-hpa.yaml")
     assert ("engine (--engine auto): simpy (180,000 expected requests; the compiled engine from 1,000,000)"
             in check("quickstart.yaml"))  # fmt: skip
-    assert "simpy (serving.spot (not modelled by the compiled engine))" in check("spot-heavy-fleet.yaml")
+    assert "simpy (serving.frontend (not modelled by the compiled engine))" in check("quickstart.yaml", *FRONTEND)
+
+
+def test_spot_fleet_with_interruptions_runs_identically() -> None:
+    scenario = load_scenario(SCENARIOS / "spot-heavy-fleet.yaml")
+    simpy_run, _ = assert_same_run(scenario)
+    assert simpy_run.summary["replicas"]["spot_interruptions"] > 0

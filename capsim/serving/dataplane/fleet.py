@@ -12,6 +12,7 @@ plane can happen in between, so handling them in one compiled loop changes no re
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 
 import numpy as np
@@ -73,6 +74,19 @@ class KernelReplica(Replica):
     def book_in_service(self) -> None:
         if self.slot >= 0:
             k.book_in_service(self.fleet.plane, self.fleet.columns, self.slot)
+
+    @property
+    def queue(self) -> deque[int]:  # type: ignore[override]  # a snapshot, read when a spot replica hands over
+        """The queued request ids, oldest first."""
+        if self.slot < 0:
+            return deque()
+        p = self.fleet.plane
+        cap = p.q_ids.shape[1]
+        order = (int(p.q_head[self.slot]) + np.arange(int(p.q_len[self.slot]))) % cap
+        return deque(int(i) for i in p.q_ids[self.slot, order])
+
+    def hand_over_queue(self) -> None:
+        self.fleet.hand_over_queue(self)
 
 
 class CompiledFleet(RealtimeFleet):
@@ -193,6 +207,13 @@ class CompiledFleet(RealtimeFleet):
         """`replica` has left the balancer: it finishes its work, then reports drained."""
         self._live_to_plane()
         k.begin_draining(self.plane, self.columns, replica.slot, now)
+        self._live_from_plane()
+        self._settle()
+
+    def hand_over_queue(self, replica: KernelReplica) -> None:
+        """`replica` gives up its queued requests (the caller re-routes them)."""
+        self._live_to_plane()
+        k.hand_over_queue(self.plane, replica.slot, self.env.now)
         self._live_from_plane()
         self._settle()
 

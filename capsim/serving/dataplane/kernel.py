@@ -527,6 +527,20 @@ def begin_draining(p, log, s, now):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
+def hand_over_queue(p, s, now):  # type: ignore[no-untyped-def]
+    """Slot `s` gives up every queued request (Python re-routes them; Replica.hand_over_queue):
+    a spot replica at its interruption notice. Batches in service stay."""
+    count = p.q_len[s]
+    p.q_len[s] = 0
+    p.q_head[s] = 0
+    p.loads[s] -= count
+    last = p.floats[F_CONC_LAST]
+    _integral_add(p.floats, F_CONC_V, now if now > last else last, -count)
+    p.forming[s] = 0  # a pending window timer is stale
+    _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.drained_slot, p.drained_s, s, now)
+
+
+@njit(cache=True, error_model="numpy")
 def book_in_service(p, log, s):  # type: ignore[no-untyped-def]
     """End of run: book the start of slot `s`'s batches still in service (they stay in flight)."""
     base = p.ints[I_BASE]

@@ -26,7 +26,7 @@ _SUPPORTED: dict[type[BaseModel], set[str]] = {
     RealtimeServing: {
         "mode", "replicas", "instances_per_replica", "batching", "queue_capacity", "timeout_ms",
         "load_balancer", "cache", "overhead_ms", "autoscaling", "schedule", "clock_start_h", "cold_start",
-        "zero_replicas",
+        "zero_replicas", "spot",
     },
     Batching: {"max_batch_size", "max_wait_ms"},
     Cache: {"hit_ratio", "latency_ms"},
