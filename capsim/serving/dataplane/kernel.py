@@ -222,6 +222,13 @@ def _expire(p, log, s, now):  # type: ignore[no-untyped-def]
         _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.drained_slot, p.drained_s, s, now)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, s, now):  # type: ignore[no-untyped-def]
+    """Whether slot `s`'s oldest queued request has reached its deadline: the cheap test before
+    `_expire`, whose plane argument costs its reference counting on every call."""
+    return q_len[s] > 0 and arrival_s[q_ids[s, q_head[s]] - base] + timeout_s - now <= CLOCK_SLACK_S
+
+
 @njit(cache=True, error_model="numpy")
 def _reject(p, log, s, request_id, now):  # type: ignore[no-untyped-def]
     row = request_id - p.ints[I_BASE]
@@ -406,7 +413,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     idle[s] += 1
                     ints[I_PENDING] -= size
                     if q_len[s] > 0:
-                        if has_timeout:
+                        if has_timeout and _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, s, now):
                             _expire(p, log, s, now)
                         dispatch = True
                     elif slot_state[s] == DRAINING:
@@ -414,7 +421,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                 elif forming[s] != 0 and forming_token[s] == aux:
                     # -- the forming batch's window closed (a stale timer does nothing)
                     forming[s] = 0
-                    if has_timeout:
+                    if has_timeout and _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, s, now):
                         _expire(p, log, s, now)
                     dispatch = True
 
@@ -426,9 +433,10 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
             else:
                 if has_timeout:
                     for r in range(n):
-                        _expire(p, log, ready[r], now)
+                        if _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, ready[r], now):
+                            _expire(p, log, ready[r], now)
                 s = _pick(ints, cfg_i, ready, loads, lb_draws)
-            if has_timeout:
+            if has_timeout and _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, s, now):
                 _expire(p, log, s, now)
             if capacity >= 0 and q_len[s] >= capacity and idle[s] == 0:
                 _reject(p, log, s, arriving, now)  # no room to wait, and no executor to start at once
