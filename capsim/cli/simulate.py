@@ -18,6 +18,7 @@ from capsim.engine import ProgressCallback, simulate
 from capsim.errors import CapsimInputError
 from capsim.report.tables import print_summary
 from capsim.scenario import Scenario
+from capsim.serving.dataplane.support import choose_engine, compiled_engine_is_cached
 
 _PROGRESS_AFTER_S = 1.5  # short runs finish before a bar would be worth drawing
 
@@ -112,6 +113,9 @@ def simulate_command(
         solve_command(loaded, solve, seed, replications, json_output, out, str(scenario))
         return
     err = Console(stderr=True)
+    if (loaded.serving.mode == "realtime" and choose_engine(loaded, chosen_engine) == "compiled"
+            and not compiled_engine_is_cached()):  # fmt: skip
+        err.print("compiling the simulation's event loop (once per machine, ~10 s)")
     progress_bar = _LazyProgress(err, f"simulating {loaded.name}") if err.is_terminal else None
     callback: ProgressCallback | None = progress_bar
     try:

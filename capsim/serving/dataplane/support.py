@@ -5,6 +5,7 @@ long enough for it to pay (its first run on a machine also compiles it, ~20 s, c
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -64,6 +65,16 @@ def compiled_unsupported(scenario: Scenario) -> str | None:
     if importlib.util.find_spec("numba") is None:
         return "numba is not installed (pip install numba)"
     return None
+
+
+def compiled_engine_is_cached() -> bool:
+    """Whether numba's cache holds the compiled event loop (else the next compiled run compiles it,
+    ~10 s; numba may still recompile if its version or the CPU changed)."""
+    spec = importlib.util.find_spec("capsim.serving.dataplane.kernel")
+    if spec is None or spec.origin is None:
+        return False
+    cache = Path(spec.origin).parent / "__pycache__"
+    return any(cache.glob("kernel.advance-*.nbi"))
 
 
 def expected_arrivals(scenario: Scenario) -> float:
