@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from capsim import simulate
 from capsim.errors import CapsimInputError
-from capsim.scenario import Scenario, load_scenario
+from capsim.scenario import Scenario, load_scenario, validate_scenario
 from capsim.serving.dataplane.support import AUTO_MIN_REQUESTS, choose_engine, compiled_unsupported
 from tests.property.strategies import scenarios, settings_for
 from tests.scenario_helpers import make_scenario
@@ -189,3 +190,53 @@ def test_spot_fleet_with_interruptions_runs_identically() -> None:
     scenario = load_scenario(SCENARIOS / "spot-heavy-fleet.yaml")
     simpy_run, _ = assert_same_run(scenario)
     assert simpy_run.summary["replicas"]["spot_interruptions"] > 0
+
+
+@st.composite
+def autoscaled_scenarios(draw: st.DrawFn) -> Scenario:
+    """Small fleets under a random autoscaler, traffic that rises and falls, random cold starts."""
+    kind = draw(st.sampled_from(["hpa", "kpa", "keda", "ray_serve"]))
+    min_replicas = draw(st.sampled_from([0, 1, 2])) if kind in ("kpa", "keda") else draw(st.sampled_from([1, 2]))
+    autoscaling: dict[str, Any] = {"kind": kind, "min_replicas": min_replicas, "max_replicas": draw(st.integers(3, 14))}
+    if kind == "hpa":
+        autoscaling.update(metric=draw(st.sampled_from(["utilization", "concurrency", "rps", "queue_length"])),
+                           target=draw(st.sampled_from([0.5, 2.0, 40.0])))  # fmt: skip
+    elif kind == "kpa":
+        autoscaling.update(target=draw(st.sampled_from([1.0, 3.0])))
+    elif kind == "keda":
+        autoscaling.update(target=draw(st.sampled_from([2.0, 10.0])), polling_interval_s=5, cooldown_period_s=30)
+    else:
+        autoscaling.update(target_ongoing_requests=2, upscale_delay_s=5, downscale_delay_s=30)
+    peak = draw(st.sampled_from([50.0, 200.0, 600.0]))
+    serving: dict[str, Any] = {
+        "mode": "realtime",
+        "replicas": max(min_replicas, 1) if kind not in ("kpa", "keda") or min_replicas else 0,
+        "instances_per_replica": draw(st.integers(1, 2)),
+        "batching": {"max_batch_size": draw(st.sampled_from([1, 4])), "max_wait_ms": draw(st.sampled_from([0, 3]))},
+        "load_balancer": draw(st.sampled_from(["round_robin", "random", "least_outstanding", "power_of_two"])),
+        "autoscaling": autoscaling,
+        "cold_start": {"warm_pool": draw(st.integers(0, 2)),
+                       "provisioning_s": {"kind": "uniform", "low_s": 5, "high_s": 20},
+                       "model_load_s": {"kind": "fixed", "value_s": draw(st.sampled_from([1, 4]))}},
+        "zero_replicas": {"action": draw(st.sampled_from(["buffer", "reject"]))},
+    }  # fmt: skip
+    if draw(st.booleans()):
+        serving["timeout_ms"] = draw(st.sampled_from([50.0, 2000.0]))
+    if draw(st.booleans()):
+        serving["spot"] = {"fraction": 0.5, "usd_per_hour": 0.3, "interruptions_per_hour": 20, "notice_s": 10}
+    data = {
+        "name": "autoscaled", "duration_s": 240, "seed": draw(st.integers(0, 2**31)),
+        "workload": {"arrival": {"kind": "steps", "steps": [
+            {"start_s": 0, "rate_rps": peak / 10}, {"start_s": 60, "rate_rps": peak},
+            {"start_s": 150, "rate_rps": draw(st.sampled_from([0.0, peak / 20]))}]}},
+        "service": {"kind": "linear", "base_ms": 8.0, "per_item_ms": 4.0, "cv": 0.3},
+        "hardware": {"name": "hw", "usd_per_hour": 1.0},
+        "serving": serving,
+    }  # fmt: skip
+    return validate_scenario(data, "hypothesis")
+
+
+@settings_for(max_examples=12)
+@given(autoscaled_scenarios())
+def test_random_autoscaled_fleets_run_identically(scenario: Scenario) -> None:
+    assert_same_run(scenario)
