@@ -125,9 +125,9 @@ def calibrate(
                 else:
                     correlation_spec = correlated.spec()
                     fit_detail["batch_correlation"] = correlated.as_dict()
-                    echo(f"batch times: lag-1 autocorrelation {correlated.lag1:.3f}, decay {correlated.decay:.3f} per "
-                         f"batch ({correlated.form}; measured lag 1 / {len(correlated.acf)}: "
-                         f"{correlated.acf[0]:.3f} / {correlated.acf[-1]:.3f}): replayed as service.correlation")
+                    echo(f"batch times: {correlated.describe()} (measured autocorrelation at lag 1 / "
+                         f"{len(correlated.acf)}: {correlated.acf[0]:.3f} / {correlated.acf[-1]:.3f}): replayed as "
+                         "service.correlation")
             # The whole time outside the server as one constant: the overhead when there is no
             # front end, and recorded beside it when there is (what a replay without it needs).
             estimate = overhead_estimate(fit_points)

@@ -52,8 +52,12 @@ class CorrelationEstimate:
 
     def as_dict(self) -> dict[str, object]:
         """For provenance."""
-        return {"form": self.form, "lag1": self.lag1, "decay": self.decay, "acf_measured": self.acf,
-                "pairs": self.pairs, "max_lag": MAX_LAG, "per_point": self.per_point}  # fmt: skip
+        return {"form": self.form, **self.spec(), "acf_measured": self.acf, "pairs": self.pairs, "max_lag": MAX_LAG,
+                "per_point": self.per_point}  # fmt: skip
+
+    def describe(self) -> str:
+        """One line for the console."""
+        return f"lag-1 autocorrelation {self.lag1:.3f}, decay {self.decay:.3f} per batch ({self.form})"
 
 
 def normal_score_sequences(point: LoadPoint) -> list[np.ndarray]:
