@@ -112,7 +112,8 @@ def test_engine_flag_forces_an_engine_and_refuses_what_it_cannot_run() -> None:
         "--engine: expected one of auto, simpy, compiled, got 'fast'" in proc.stderr and "Traceback" not in proc.stderr
     )
     proc = capsim("simulate", "scenarios/quickstart.yaml", "--engine", "compiled",
-                  "--set", "serving.frontend.workers=1", "--set", "serving.frontend.per_request_ms=0.5")  # fmt: skip
+                  "--set", "serving.frontend.workers=1", "--set", "serving.frontend.per_request_ms=0.5",
+                  "--set", "serving.frontend.window_late_quantiles_ms=[0, 1.5]")  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert "the compiled engine cannot run this scenario: serving.frontend" in proc.stderr
+    assert "the compiled engine cannot run this scenario: serving.frontend.window_late_quantiles_ms" in proc.stderr

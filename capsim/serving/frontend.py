@@ -56,6 +56,11 @@ class FrontEndSpec(BaseModel):
         """Requests per second one replica's front end can take."""
         return self.workers / (self.per_request_ms / 1000.0)
 
+    def lognormal_mu_sigma(self) -> tuple[float, float]:
+        """(mu, sigma) of the lognormal front-end time in seconds (cv > 0): its mean is per_request_ms."""
+        sigma = math.sqrt(math.log1p(self.cv * self.cv))
+        return math.log(self.per_request_ms / 1000.0) - sigma * sigma / 2, sigma
+
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
         """Seconds of front-end time for the next request. With `window_late_quantiles_ms` the
         callable is a `FrontEndDraws`, which also carries the lateness draws to the replica (the fleet
@@ -65,8 +70,7 @@ class FrontEndSpec(BaseModel):
         if self.cv == 0:
             draw = lambda: mean_s  # noqa: E731
         else:
-            sigma = math.sqrt(math.log1p(self.cv * self.cv))
-            mu = math.log(mean_s) - sigma * sigma / 2  # so that the mean is mean_s
+            mu, sigma = self.lognormal_mu_sigma()
             draw = buffered(lambda n: rng.lognormal(mu, sigma, n)).__next__
         if self.window_late_quantiles_ms is not None:
             # Inverse CDF through the quantiles, linear in between: the measured distribution, no

@@ -56,7 +56,8 @@ def _summaries_close(a: Any, b: Any) -> bool:
 
 
 BUSY = ("duration_s=20", "workload.arrival.rate_rps=700")
-FRONTEND = ("serving.frontend.workers=1", "serving.frontend.per_request_ms=0.5")
+FRONTEND = ("serving.frontend.workers=1", "serving.frontend.per_request_ms=0.5",
+            "serving.frontend.window_late_quantiles_ms=[0, 1.5]")  # (the late window: SimPy engine only)
 
 
 @pytest.mark.parametrize("balancer", ["round_robin", "random", "least_outstanding", "power_of_two"])
@@ -88,6 +89,24 @@ def test_timeouts_queue_capacity_cache_and_overhead() -> None:
     simpy_run, _ = assert_same_run(scenario)
     requests = simpy_run.summary["requests"]
     assert requests["rejected"] > 0 and requests["timed_out"] > 0  # both rules were exercised
+
+
+@pytest.mark.parametrize(
+    "frontend", [{"workers": 1, "per_request_ms": 1.0}, {"workers": 2, "per_request_ms": 2.0, "cv": 0.8}]
+)
+@pytest.mark.parametrize("limits", [{}, {"timeout_ms": 15.0, "queue_capacity": 6}])
+def test_front_end_before_the_batcher(frontend: dict[str, Any], limits: dict[str, Any]) -> None:
+    # Requests queue for the front end's workers first; the batching window counts from the batcher's
+    # queue, the deadline from the arrival.
+    scenario = make_scenario(
+        "duration_s=20", "workload.arrival.rate_rps=900",
+        service={"kind": "linear", "base_ms": 4.0, "per_item_ms": 1.0, "cv": 0.3},
+        serving={"mode": "realtime", "replicas": 2, "load_balancer": "least_outstanding",
+                 "batching": {"max_batch_size": 8, "max_wait_ms": 3}, "frontend": frontend, **limits},
+    )  # fmt: skip
+    simpy_run, _ = assert_same_run(scenario)
+    if limits:
+        assert simpy_run.summary["requests"]["rejected"] > 0 and simpy_run.summary["requests"]["timed_out"] > 0
 
 
 def test_measured_profile_and_replications() -> None:
@@ -159,14 +178,13 @@ def test_auto_takes_the_compiled_engine_for_long_runs_only() -> None:
 
 
 def test_mechanisms_the_kernel_lacks_go_to_simpy_or_are_refused() -> None:
-    frontend = make_scenario(serving={"mode": "realtime", "replicas": 1,
-                                      "frontend": {"workers": 1, "per_request_ms": 0.5}})  # fmt: skip
-    assert "serving.frontend" in str(compiled_unsupported(frontend))
+    frontend = make_scenario(*FRONTEND)
+    assert "serving.frontend.window_late_quantiles_ms" in str(compiled_unsupported(frontend))
     streaming = load_scenario(SCENARIOS / "iot-anomaly-streaming.yaml")
     assert "serving.mode" in str(compiled_unsupported(streaming))
     long_frontend = load_scenario(SCENARIOS / "quickstart.yaml", ["duration_s=100000", *FRONTEND])
     assert choose_engine(long_frontend, "auto") == "simpy"
-    refused = r"--engine: the compiled engine cannot run this scenario: serving\.frontend"
+    refused = r"--engine: the compiled engine cannot run this scenario: serving\.frontend\.window_late_quantiles_ms"
     with pytest.raises(CapsimInputError, match=refused):
         choose_engine(frontend, "compiled")
 
@@ -183,7 +201,8 @@ def test_check_says_which_engine_auto_runs_and_why() -> None:
     assert "engine (--engine auto): compiled (19,872,000 expected requests)" in check("diurnal-a10g-hpa.yaml")
     assert ("engine (--engine auto): simpy (180,000 expected requests; the compiled engine from 1,000,000)"
             in check("quickstart.yaml"))  # fmt: skip
-    assert "simpy (serving.frontend (not modelled by the compiled engine))" in check("quickstart.yaml", *FRONTEND)
+    assert ("simpy (serving.frontend.window_late_quantiles_ms (not modelled by the compiled engine))"
+            in check("quickstart.yaml", *FRONTEND))  # fmt: skip
 
 
 def test_spot_fleet_with_interruptions_runs_identically() -> None:
@@ -222,6 +241,9 @@ def autoscaled_scenarios(draw: st.DrawFn) -> Scenario:
     }  # fmt: skip
     if draw(st.booleans()):
         serving["timeout_ms"] = draw(st.sampled_from([50.0, 2000.0]))
+    if draw(st.booleans()):
+        serving["frontend"] = {"workers": draw(st.integers(1, 2)), "per_request_ms": 1.0,
+                               "cv": draw(st.sampled_from([0.0, 0.5]))}  # fmt: skip
     if draw(st.booleans()):
         serving["spot"] = {"fraction": 0.5, "usd_per_hour": 0.3, "interruptions_per_hour": 20, "notice_s": 10}
     data = {

@@ -58,7 +58,7 @@ class KernelReplica(Replica):
         if self.slot < 0:
             return 0
         p = self.fleet.plane
-        return int(p.q_len[self.slot] + p.in_service[self.slot])
+        return int(p.q_len[self.slot] + p.in_service[self.slot] + p.fe_inside[self.slot])
 
     def attach(self, loads: list[int], slot: int) -> None:
         """Nothing to do: the kernel keeps every slot's load itself."""
@@ -114,12 +114,18 @@ class CompiledFleet(RealtimeFleet):
         cfg_i[k.C_DRAWS] = table.draw is not None
         cfg_i[k.C_HAS_TIMEOUT] = serving.timeout_ms is not None
         cfg_i[k.C_LB_DRAWS] = serving.load_balancer in ("random", "power_of_two")
+        frontend = serving.frontend
+        cfg_i[k.C_FRONTEND] = frontend.workers if frontend is not None else 0
+        cfg_i[k.C_FE_DRAWS] = frontend is not None and frontend.cv > 0
         cfg_f = np.zeros(k.N_CFG_F)
         cfg_f[k.C_MAX_WAIT_S] = batching.max_wait_ms / 1000.0
         cfg_f[k.C_TIMEOUT_S] = serving.timeout_ms / 1000.0 if serving.timeout_ms is not None else math.inf
         cfg_f[k.C_OVERHEAD_S] = serving.overhead_ms / 1000.0
         cfg_f[k.C_LOC] = table.loc
         cfg_f[k.C_SIGMA] = table.sigma
+        cfg_f[k.C_FE_FIXED_S] = frontend.per_request_ms / 1000.0 if frontend is not None else 0.0
+        self._fe_lognormal = frontend.lognormal_mu_sigma() if frontend is not None and frontend.cv > 0 else None
+        self._fe_rng: dict[int, np.random.Generator] = {}
         self.plane: Plane = allocate(cfg_i, cfg_f, table.scale_s, table.levels, table.quantiles_s)
         self._slot_rng: dict[int, np.random.Generator] = {}
         self._slot_handle: dict[int, KernelReplica] = {}
@@ -193,6 +199,13 @@ class CompiledFleet(RealtimeFleet):
             rng = self._slot_rng[slot] = self._streams.stream(f"service/replica-{index}")
             p.draws[slot, :DRAW_CHUNK] = getattr(rng, self._draw)(DRAW_CHUNK)
             p.draw_pos[slot], p.draw_end[slot] = 0, DRAW_CHUNK
+        p.fe_free[slot] = 0.0
+        p.fe_inside[slot] = 0
+        if self._fe_lognormal is not None:
+            # The front end's stream and chunks, as FrontEndSpec.sampler draws them.
+            fe_rng = self._fe_rng[slot] = self._streams.stream(f"frontend/replica-{index}")
+            p.fe_draws[slot, :DRAW_CHUNK] = fe_rng.lognormal(*self._fe_lognormal, DRAW_CHUNK)
+            p.fe_pos[slot], p.fe_end[slot] = 0, DRAW_CHUNK
         replica = self._slot_handle[slot] = KernelReplica(self, index, slot)
         self.all_replicas.append(replica)
         return replica
@@ -233,6 +246,7 @@ class CompiledFleet(RealtimeFleet):
         for slot, t in reports:
             replica = self._slot_handle.pop(slot)
             self._slot_rng.pop(slot, None)
+            self._fe_rng.pop(slot, None)
             p.slot_state[slot] = k.FREE
             replica.slot = -1
             self._drained(replica, t)
@@ -279,8 +293,10 @@ class CompiledFleet(RealtimeFleet):
             self._load_arrivals()
         elif status == k.NEED_DRAWS:
             slot = int(p.ints[k.I_AUX])
-            if slot < 0:
+            if slot == -1:
                 self._refill_balancer()
+            elif slot <= -2:
+                self._refill_frontend(-2 - slot)
             else:
                 self._refill_slot(slot)
         elif status == k.NEED_ROOM:
@@ -308,6 +324,16 @@ class CompiledFleet(RealtimeFleet):
         assert self._draw is not None
         p.draws[slot, left : left + DRAW_CHUNK] = getattr(self._slot_rng[slot], self._draw)(DRAW_CHUNK)
         p.draw_pos[slot], p.draw_end[slot] = 0, left + DRAW_CHUNK
+        p.ints[k.I_LOW_DRAWS] = 0
+
+    def _refill_frontend(self, slot: int) -> None:
+        p = self.plane
+        pos, end = int(p.fe_pos[slot]), int(p.fe_end[slot])
+        left = end - pos
+        p.fe_draws[slot, :left] = p.fe_draws[slot, pos:end]
+        assert self._fe_lognormal is not None
+        p.fe_draws[slot, left : left + DRAW_CHUNK] = self._fe_rng[slot].lognormal(*self._fe_lognormal, DRAW_CHUNK)
+        p.fe_pos[slot], p.fe_end[slot] = 0, left + DRAW_CHUNK
         p.ints[k.I_LOW_DRAWS] = 0
 
     def _refill_balancer(self) -> None:
@@ -354,7 +380,7 @@ class CompiledFleet(RealtimeFleet):
     def in_flight_now(self) -> int:
         p = self.plane
         slots = [r.slot for r in (*self.ready, *self.draining)]
-        return int(p.q_len[slots].sum() + p.in_service[slots].sum()) + len(self.buffer)
+        return int(p.q_len[slots].sum() + p.in_service[slots].sum() + p.fe_inside[slots].sum()) + len(self.buffer)
 
     def sample(self) -> dict[str, float]:
         now = self.env.now

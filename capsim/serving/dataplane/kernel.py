@@ -38,7 +38,7 @@ from capsim.servicetime.base import FORM_EXPONENTIAL, FORM_LOGNORMAL, FORM_TABLE
 # -- what `advance` returns ----------------------------------------------------------------------
 RAN_TO_STOP = 0  # every event before stop_s is handled; F_NEXT holds the next event's time
 NEED_ARRIVALS = 1  # the arrival chunk is used up: give the next (or set I_ARRIVALS_DONE)
-NEED_DRAWS = 2  # a draw buffer runs low: slot in I_AUX (-1: the balancer's); refill it
+NEED_DRAWS = 2  # a draw buffer runs low: slot in I_AUX (-1: the balancer's; -2 - slot: a front end's)
 NEED_ROOM = 3  # a queue or the event heap is nearly full: grow them
 DRAINED = 4  # draining replicas finished: I_DRAINED_N entries in drained_slot / drained_s
 NO_READY = 5  # the arrival (id in I_AUX, time in F_AUX) found no ready replica: the activator takes it
@@ -82,13 +82,16 @@ C_FORM = 4  # service-time form (capsim.servicetime.base.BatchTimeTable.FORM_*)
 C_DRAWS = 5  # 1 when the service time takes one draw per batch
 C_HAS_TIMEOUT = 6
 C_LB_DRAWS = 7  # 1 when the balancer draws random numbers (random, power_of_two)
-N_CFG_I = 8
+C_FRONTEND = 8  # front-end workers per replica (0: no front end)
+C_FE_DRAWS = 9  # 1 when front-end times are drawn (lognormal), 0 when fixed
+N_CFG_I = 10
 C_MAX_WAIT_S = 0
 C_TIMEOUT_S = 1
 C_OVERHEAD_S = 2
 C_LOC = 3
 C_SIGMA = 4
-N_CFG_F = 5
+C_FE_FIXED_S = 5  # the front-end time when it is fixed
+N_CFG_F = 6
 
 K_ROUND_ROBIN = 0
 K_RANDOM = 1
@@ -104,6 +107,7 @@ DRAINED_SLOT = 3  # drained and reported; freed by Python
 
 EV_DONE = 0
 EV_TIMER = 1
+EV_FRONT = 2  # a request leaves its replica's front end (capsim.serving.frontend.FrontEnd)
 
 # Request outcomes, as in capsim.metrics.request_log.
 COMPLETED = 1
@@ -185,8 +189,8 @@ def _integral_add(floats, at, t, delta):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def _check_drained(ints, slot_state, q_len, in_service, drained_slot, drained_s, s, now):  # type: ignore[no-untyped-def]
-    if slot_state[s] == DRAINING and q_len[s] == 0 and in_service[s] == 0:
+def _check_drained(ints, slot_state, q_len, in_service, fe_inside, drained_slot, drained_s, s, now):  # type: ignore[no-untyped-def]
+    if slot_state[s] == DRAINING and q_len[s] == 0 and in_service[s] == 0 and fe_inside[s] == 0:
         slot_state[s] = DRAINED_SLOT
         n = ints[I_DRAINED_N]
         drained_slot[n] = s
@@ -219,7 +223,7 @@ def _expire(p, log, s, now):  # type: ignore[no-untyped-def]
         _integral_add(p.floats, F_CONC_V, now if now > last else last, -expired)
         p.loads[s] -= expired
         p.ints[I_PENDING] -= expired
-        _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.drained_slot, p.drained_s, s, now)
+        _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.fe_inside, p.drained_slot, p.drained_s, s, now)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -329,6 +333,9 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
     draws, draw_pos, draw_end = p.draws, p.draw_pos, p.draw_end
     b_ids, b_size, b_start = p.b_ids, p.b_size, p.b_start
     ready, drained_slot, drained_s = p.ready, p.drained_slot, p.drained_s
+    q_entered, fe_free, fe_inside, fe_draws, fe_pos, fe_end = (
+        p.q_entered, p.fe_free, p.fe_inside, p.fe_draws, p.fe_pos, p.fe_end
+    )
     h_time, h_seq, h_kind, h_slot, h_aux = p.h_time, p.h_seq, p.h_kind, p.h_slot, p.h_aux
     scale_s, levels, quantiles_s, lb_draws = p.scale_s, p.levels, p.quantiles_s, p.lb_draws
     arrival_s, start_col, end_col, replica_col = log.arrival_s, log.start_s, log.end_s, log.replica
@@ -345,6 +352,8 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
     overhead_s = cfg_f[C_OVERHEAD_S]
     base = ints[I_BASE]
     cap = q_ids.shape[1]
+    fe_workers = cfg_i[C_FRONTEND]
+    fe_drawn = cfg_i[C_FE_DRAWS] != 0
 
     status = _needs_python(ints, cfg_i, h_time)
     if status >= 0:
@@ -354,6 +363,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
         now = 0.0
         s = -1
         arriving = -1  # the request arriving in this event, if one is
+        from_front = False  # (it comes from its replica's front end: already routed)
         dispatch = False
         if inject_id >= 0:
             now = inject_s
@@ -417,7 +427,27 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                             _expire(p, log, s, now)
                         dispatch = True
                     elif slot_state[s] == DRAINING:
-                        _check_drained(ints, slot_state, q_len, in_service, drained_slot, drained_s, s, now)
+                        _check_drained(ints, slot_state, q_len, in_service, fe_inside, drained_slot, drained_s, s, now)
+                elif kind == EV_FRONT:
+                    # -- a request leaves the front end for the batcher's queue (Replica._from_frontend)
+                    fe_inside[s] -= 1
+                    loads[s] -= 1  # (counted again as it joins the queue)
+                    _integral_add(floats, F_CONC_V, now, -1.0)
+                    arriving = aux
+                    from_front = True
+                    if has_timeout:
+                        deadline_s = arrival_s[aux - base] + timeout_s
+                        if deadline_s - now <= CLOCK_SLACK_S:  # its deadline passed in the front end
+                            row = aux - base
+                            outcome_col[row] = TIMED_OUT
+                            end_col[row] = deadline_s if deadline_s < now else now
+                            replica_col[row] = slot_replica[s]
+                            ints[I_PENDING] -= 1
+                            arriving = -1
+                            if slot_state[s] == DRAINING:
+                                _check_drained(
+                                    ints, slot_state, q_len, in_service, fe_inside, drained_slot, drained_s, s, now
+                                )
                 elif forming[s] != 0 and forming_token[s] == aux:
                     # -- the forming batch's window closed (a stale timer does nothing)
                     forming[s] = 0
@@ -425,8 +455,8 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                         _expire(p, log, s, now)
                     dispatch = True
 
-        if arriving >= 0:
-            # -- route it (RealtimeFleet._route) and queue it (Replica.enqueue)
+        if arriving >= 0 and not from_front:
+            # -- route it (RealtimeFleet._route)
             n = ints[I_N_READY]
             if n == 1:
                 s = ready[0]
@@ -436,6 +466,31 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                         if _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, ready[r], now):
                             _expire(p, log, ready[r], now)
                 s = _pick(ints, cfg_i, ready, loads, lb_draws)
+            if fe_workers > 0:
+                # -- into the replica's front end first (Replica._admit, FrontEnd.admit): FIFO
+                # servers, so the time it leaves is known now: the earliest free server takes it.
+                loads[s] += 1
+                _integral_add(floats, F_CONC_V, now, 1.0)
+                w = 0
+                for v in range(1, fe_workers):
+                    if fe_free[s, v] < fe_free[s, w]:
+                        w = v
+                begin_s = fe_free[s, w] if fe_free[s, w] > now else now
+                if fe_drawn:
+                    took_s = fe_draws[s, fe_pos[s]]
+                    fe_pos[s] += 1
+                    if fe_end[s] - fe_pos[s] < 1:
+                        ints[I_LOW_DRAWS] = 1
+                        ints[I_AUX] = -2 - s
+                else:
+                    took_s = cfg_f[C_FE_FIXED_S]
+                fe_free[s, w] = begin_s + took_s
+                fe_inside[s] += 1
+                _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, begin_s + took_s, EV_FRONT, s, arriving)
+                arriving = -1
+
+        if arriving >= 0:
+            # -- queue it (Replica.enqueue)
             if has_timeout and _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, s, now):
                 _expire(p, log, s, now)
             if capacity >= 0 and q_len[s] >= capacity and idle[s] == 0:
@@ -446,6 +501,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                 if tail >= cap:
                     tail -= cap
                 q_ids[s, tail] = arriving
+                q_entered[s, tail] = now  # (its batching window counts from here when a front end precedes)
                 q_len[s] += 1
                 if q_len[s] >= cap - 1:
                     ints[I_LOW_ROOM] = 1
@@ -461,10 +517,12 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                 if waiting < max_batch and max_wait_s > 0:
                     if forming[s] != 0:
                         break  # the forming batch waits for its timer or for more requests
-                    oldest_s = arrival_s[q_ids[s, q_head[s]] - base]
+                    head_arrival_s = arrival_s[q_ids[s, q_head[s]] - base]
+                    oldest_s = q_entered[s, q_head[s]] if fe_workers > 0 else head_arrival_s
                     due_s = oldest_s + max_wait_s
                     if has_timeout and timeout_s < max_wait_s:
-                        due_s = min(due_s, oldest_s + timeout_s)
+                        # (the deadline counts from the arrival, before any front end)
+                        due_s = min(due_s, head_arrival_s + timeout_s)
                     if due_s - now > CLOCK_SLACK_S:
                         forming[s] = 1
                         forming_token[s] += 1
@@ -503,6 +561,9 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
             _integral_add(floats, F_CONC_V, now, -1.0)
             _reject(p, log, s, arriving, now)
 
+        if from_front and slot_state[s] == DRAINING:
+            _check_drained(ints, slot_state, q_len, in_service, fe_inside, drained_slot, drained_s, s, now)
+
         status = _needs_python(ints, cfg_i, h_time)
         if status >= 0 and inject_id != -2:
             return status
@@ -531,7 +592,7 @@ def begin_draining(p, log, s, now):  # type: ignore[no-untyped-def]
     p.slot_state[s] = DRAINING
     if p.cfg_i[C_HAS_TIMEOUT]:
         _expire(p, log, s, now)
-    _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.drained_slot, p.drained_s, s, now)
+    _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.fe_inside, p.drained_slot, p.drained_s, s, now)
 
 
 @njit(cache=True, error_model="numpy")
@@ -545,7 +606,7 @@ def hand_over_queue(p, s, now):  # type: ignore[no-untyped-def]
     last = p.floats[F_CONC_LAST]
     _integral_add(p.floats, F_CONC_V, now if now > last else last, -count)
     p.forming[s] = 0  # a pending window timer is stale
-    _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.drained_slot, p.drained_s, s, now)
+    _check_drained(p.ints, p.slot_state, p.q_len, p.in_service, p.fe_inside, p.drained_slot, p.drained_s, s, now)
 
 
 @njit(cache=True, error_model="numpy")

@@ -47,6 +47,12 @@ class Plane(NamedTuple):
     ready: np.ndarray  # the balancer's slots, in the order of RealtimeFleet.ready
     drained_slot: np.ndarray  # drained reports of the last call
     drained_s: np.ndarray
+    q_entered: np.ndarray  # (slots, queue capacity): when each queued request joined the queue
+    fe_free: np.ndarray  # (slots, front-end workers): when each front-end worker is next free
+    fe_inside: np.ndarray  # requests in each replica's front end
+    fe_draws: np.ndarray  # (slots, DRAW_CHUNK + 1): the front-end stream's next times (seconds)
+    fe_pos: np.ndarray
+    fe_end: np.ndarray
     # the event heap
     h_time: np.ndarray
     h_seq: np.ndarray
@@ -89,6 +95,7 @@ def allocate(
 ) -> Plane:
     """A fresh plane with every slot free."""
     instances, max_batch = int(cfg_i[k.C_INSTANCES]), int(cfg_i[k.C_MAX_BATCH])
+    fe_workers = max(int(cfg_i[k.C_FRONTEND]), 1)
     floats = np.zeros(k.N_FLOATS)
     floats[k.F_NEXT] = np.inf
     i64 = np.int64
@@ -116,6 +123,12 @@ def allocate(
         ready=np.zeros(slots, dtype=i64),
         drained_slot=np.zeros(slots, dtype=i64),
         drained_s=np.zeros(slots),
+        q_entered=np.zeros((slots, queue_capacity)),
+        fe_free=np.zeros((slots, fe_workers)),
+        fe_inside=np.zeros(slots, dtype=i64),
+        fe_draws=np.zeros((slots, DRAW_CHUNK + 1)),
+        fe_pos=np.zeros(slots, dtype=i64),
+        fe_end=np.zeros(slots, dtype=i64),
         h_time=np.zeros(heap_capacity),
         h_seq=np.zeros(heap_capacity, dtype=i64),
         h_kind=np.zeros(heap_capacity, dtype=i64),
@@ -137,7 +150,8 @@ def with_more_slots(p: Plane) -> Plane:
             ("slot_replica", -1), ("slot_state", k.FREE), ("q_ids", 0), ("q_head", 0), ("q_len", 0), ("idle", 0),
             ("in_service", 0), ("loads", 0), ("forming", 0), ("forming_token", 0), ("draws", 0.0),
             ("draw_pos", 0), ("draw_end", 0), ("b_ids", 0), ("b_size", 0), ("b_start", 0.0), ("ready", 0),
-            ("drained_slot", 0), ("drained_s", 0.0),
+            ("drained_slot", 0), ("drained_s", 0.0), ("q_entered", 0.0), ("fe_free", 0.0), ("fe_inside", 0),
+            ("fe_draws", 0.0), ("fe_pos", 0), ("fe_end", 0),
         )
     }  # fmt: skip
     return p._replace(**grow)
@@ -150,14 +164,16 @@ def with_room(p: Plane) -> Plane:
     if ints[k.I_LOW_ROOM]:
         slots, cap = p.q_ids.shape
         new_q = np.zeros((slots, 2 * cap), dtype=p.q_ids.dtype)
+        new_entered = np.zeros((slots, 2 * cap))
         for s in range(slots):
             length = int(p.q_len[s])
             if length:
                 order = (int(p.q_head[s]) + np.arange(length)) % cap
                 new_q[s, :length] = p.q_ids[s, order]
+                new_entered[s, :length] = p.q_entered[s, order]
         p.q_head[:] = 0
         ints[k.I_LOW_ROOM] = 0
-        p = p._replace(q_ids=new_q)
+        p = p._replace(q_ids=new_q, q_entered=new_entered)
     if ints[k.I_HEAP_N] + int(p.cfg_i[k.C_INSTANCES]) + 2 > p.h_time.shape[0]:
         size = 2 * p.h_time.shape[0]
         p = p._replace(**{name: _grown(getattr(p, name), (size,), 0) for name in

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from capsim.errors import CapsimInputError
 from capsim.scenario import Batching, Cache, RealtimeServing, Scenario
+from capsim.serving.frontend import FrontEndSpec
 
 EngineChoice = Literal["auto", "simpy", "compiled"]
 ENGINES: tuple[EngineChoice, ...] = ("auto", "simpy", "compiled")
@@ -27,8 +28,9 @@ _SUPPORTED: dict[type[BaseModel], set[str]] = {
     RealtimeServing: {
         "mode", "replicas", "instances_per_replica", "batching", "queue_capacity", "timeout_ms",
         "load_balancer", "cache", "overhead_ms", "autoscaling", "schedule", "clock_start_h", "cold_start",
-        "zero_replicas", "spot",
+        "zero_replicas", "spot", "frontend",
     },
+    FrontEndSpec: {"workers", "per_request_ms", "cv"},
     Batching: {"max_batch_size", "max_wait_ms"},
     Cache: {"hit_ratio", "latency_ms"},
 }  # fmt: skip
