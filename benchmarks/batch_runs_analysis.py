@@ -14,7 +14,9 @@ For each load point of the reference server's runs under DIR (per executor, in s
   before the next one) at least `STALL_FACTOR` × the point's median batch time: how many, how long
   (ms, median) and how slow (median of the spell's mean cycle over the median batch time);
 - the worst queue wait and, over the interval it waited, the executor's busy share and the summed
-  dispatch gaps (how much of the wait the batch times can explain at all).
+  dispatch gaps (how much of the wait the batch times can explain at all), and the median time
+  outside the server (client latency − X-Queue-Ms − X-Compute-Ms: the front end) of the requests
+  sent from 60 ms before it began until it ended, against the whole point's median.
 
     python benchmarks/batch_runs_analysis.py benchmarks/data/cpu-run3
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from capsim.calibration.correlation_fit import fit_acf, normal_score_sequences, pooled_acf
 from capsim.calibration.runfolder import LoadPoint, read_run_folder
-from capsim.calibration.whitebox import batches_inside
+from capsim.calibration.whitebox import batches_inside, outside_server_ms
 from capsim.servicetime.correlation import BatchCorrelation
 
 LAGS = (1, 2, 3, 5, 10, 20)
@@ -105,6 +107,16 @@ def analyse_point(point: LoadPoint) -> dict[str, object] | None:
         out["stalls"] = _stalls(start, end, queued)
         out["worst_wait"] = {"wait_ms": round(1000 * (hi - lo), 1), "busy_share": round(busy / (hi - lo), 3),
                              "dispatch_gaps_ms": round(1000 * gaps, 1)}  # fmt: skip
+        rows = point.requests
+        if {"server_queue_ms", "server_compute_ms"} <= set(rows.columns):
+            ok = point.measured_mask() & (rows["status"].to_numpy() // 100 == 2)
+            sent_s = rows["sent_s"].to_numpy(dtype=float)[ok]
+            outside = (rows["latency_ms"] - rows["server_queue_ms"] - rows["server_compute_ms"]).to_numpy(
+                dtype=float)[ok]
+            during = (sent_s >= lo - 0.06) & (sent_s <= hi) & np.isfinite(outside)
+            if during.any():
+                out["worst_wait"]["outside_server_p50_ms"] = round(float(np.median(outside[during])), 2)
+                out["worst_wait"]["outside_server_p50_ms_all"] = round(float(np.median(outside_server_ms(point))), 2)
     return out
 
 
