@@ -63,6 +63,8 @@ def compiled_unsupported(scenario: Scenario) -> str | None:
     if serving.instances_per_replica > _MAX_INSTANCES:
         return f"serving.instances_per_replica above {_MAX_INSTANCES}"
     if scenario.service.batch_time_table(serving.batching.max_batch_size) is None:
+        if getattr(scenario.service, "correlation", None) is not None:
+            return "service.correlation (correlated batch times are not modelled by the compiled engine)"
         return f"service.kind: {getattr(scenario.service, 'kind', '?')} has no compiled form"
     if importlib.util.find_spec("numba") is None:
         return "numba is not installed (pip install numba)"
