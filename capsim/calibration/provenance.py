@@ -12,6 +12,8 @@ A profile written by `capsim calibrate` carries, under `provenance.calibration`:
   it), or null when none was fitted (black box, or a batch log without queue-entry times);
 * `service_correlation` (only when `--batch-correlation` found one): how successive batch times
   correlate, which the replay draws with (set the profile service's `correlation` to it);
+* `stalls` (only when `--stalls on` found some): the stall process the replay runs (set
+  `serving.stalls` to it; how it was detected in `fit_detail.stalls`);
 * `fit` (the fit's own residuals) and `holdout` (the prediction error on points the fit never saw):
   aggregated errors (accuracy.py) and one row per point;
 * `validation`: the headline the simulator shows — the held-out error when there is one, else the
@@ -105,6 +107,7 @@ def build_provenance(
     fit_detail: dict[str, Any], fit_errors: dict[str, Any], holdout_errors: dict[str, Any] | None,
     fit_rows: list[dict[str, Any]], holdout_rows: list[dict[str, Any]], holdout_rule: str | None,
     frontend: dict[str, Any] | None = None, correlation: dict[str, float] | None = None,
+    stalls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `provenance` object of a calibrated profile (see the module docstring)."""
     first = fit_points[0]
@@ -127,6 +130,8 @@ def build_provenance(
     }
     if correlation is not None:  # (absent otherwise: profiles calibrated without it stay as they were)
         calibration["service_correlation"] = correlation
+    if stalls is not None:  # (likewise)
+        calibration["stalls"] = stalls
     return {"calibration": calibration}
 
 

@@ -74,6 +74,13 @@ def correlation_from_profile(profile: Profile) -> dict[str, float] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
+def stalls_from_profile(profile: Profile) -> dict[str, Any] | None:
+    """The stall process (`serving.stalls` mapping) a calibration recorded, if any."""
+    calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
+    value = calibration.get("stalls") if isinstance(calibration, dict) else None
+    return dict(value) if isinstance(value, dict) else None
+
+
 def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
     """What the measured server did that the replay's replica does not (reference server only): the
     spread of the per-request time outside the server against the constant overhead the replay adds,
@@ -89,6 +96,7 @@ def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
 def validate_run(
     run_dir: Path, profile_path: Path, *, server: ServerSettings | None = None, overhead_ms: float | None = None,
     seed: int = 0, replications: int = 3, frontend: bool = True, batch_correlation: bool = True,
+    stalls: bool = True,
 ) -> ValidationResult:
     """Replay every step of `run_dir` with the profile and compare (nothing is written here)."""
     profile = read_profile(Path(profile_path), field="--profile")
@@ -113,12 +121,13 @@ def validate_run(
     correlation = correlation_from_profile(profile) if batch_correlation else None
     if correlation is not None:
         service["correlation"] = correlation
+    stall_spec = stalls_from_profile(profile) if stalls else None
     rows = []
     latencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with ReplayWorkspace() as workspace:
         for point in points:
             sim = replay(point, service, overhead, workspace, seed=seed, replications=replications,
-                         frontend=frontend_spec)
+                         frontend=frontend_spec, stalls=stall_spec)
             comparison = compare_point(point, sim)
             rows.append({"label": point.label, "step": point.step, "rate_rps": point.rate_rps,
                          "server": point.server.__dict__ if point.server else None, "valid": point.valid,
@@ -139,6 +148,7 @@ def validate_run(
         "overhead_source": overhead_source,
         "frontend": frontend_spec,
         "service_correlation": correlation,
+        "stalls": stall_spec,
         "seed": seed,
         "replications": replications,
         "points": rows,
@@ -168,6 +178,7 @@ def record_in_profile(profile_path: Path, result: ValidationResult) -> None:
     entry = {"run_dir": result.document["run_dir"], "created_utc": result.document["created_utc"],
              "overhead_ms": result.document["overhead_ms"], "frontend": result.document.get("frontend"),
              "service_correlation": result.document.get("service_correlation"),
+             "stalls": result.document.get("stalls"),
              "utilization_le_80": errors["utilization_le_80"],
              "all": errors["all"]}  # fmt: skip
     provenance = dict(profile.provenance)

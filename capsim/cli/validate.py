@@ -105,6 +105,8 @@ def validate_command(
                                                     help="replay the correlation of successive batch times the "
                                                     "profile's calibration fitted (service.correlation), if "
                                                     "any")] = True,
+    stalls: Annotated[bool, typer.Option("--stalls/--no-stalls", help="replay the stalls the profile's calibration "
+                                         "found (serving.stalls), if any")] = True,
     seed: Annotated[int, typer.Option(help="seed of the replay")] = 0,
     replications: Annotated[int, typer.Option(help="replications of the replay (pooled)")] = 3,
     plot: Annotated[bool, typer.Option("--plot", help="also write validation_cdf.png (both latency CDFs)")] = False,
@@ -119,7 +121,7 @@ def validate_command(
     server = server_from_flags(max_batch_size, max_wait_ms, instances, queue_capacity, timeout_ms)
     result = validate_run(run_dir, profile, server=server, overhead_ms=overhead_ms, seed=seed,
                           replications=replications, frontend=frontend,
-                          batch_correlation=batch_correlation)  # fmt: skip
+                          batch_correlation=batch_correlation, stalls=stalls)  # fmt: skip
     written = write_validation(run_dir, result, plot)
     if record:
         record_in_profile(profile, result)
@@ -140,6 +142,8 @@ def validate_command(
             c = doc["service_correlation"]
             console.print(f"batch times correlated (service.correlation, from the profile): lag 1 {c['lag1']:.3f}, "
                           f"decay {c.get('decay') or c['lag1']:.3f} per batch")
+        if doc.get("stalls"):
+            console.print(f"stalls (serving.stalls, from the profile): {doc['stalls']}")
         console.print("wrote " + ", ".join(str(p) for p in written))
     for warning in doc["warnings"]:
         err.print(f"warning: {warning}")
