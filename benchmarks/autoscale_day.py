@@ -2,6 +2,7 @@
 bounded-memory mode (`--no-request-log`): wall time and peak memory.
 
 Targets (issue 3): under 60 s and under 1 GB. Run: python benchmarks/autoscale_day.py [--hours H]
+[--engine auto|simpy|compiled] (auto: the compiled engine, as `capsim simulate` would choose)
 (prints figures; asserts nothing). With --hours below 24 the day is compressed into that many hours
 (same shape and peak), to measure the rate of simulation on a shorter run.
 """
@@ -42,15 +43,16 @@ def day_scenario(hours: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--engine", choices=["auto", "simpy", "compiled"], default="auto")
     args = parser.parse_args()
     scenario = validate_scenario(day_scenario(args.hours), "bench")
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = simulate(scenario, keep_requests=False)
+    result = simulate(scenario, keep_requests=False, engine=args.engine)
     wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s = result.summary
     arrived = s["requests"]["arrived"]
-    print(f"{args.hours:g} simulated hours, {arrived:,} requests, HPA, --no-request-log")
+    print(f"{args.hours:g} simulated hours, {arrived:,} requests, HPA, --no-request-log, {s['engine']} engine")
     print(f"  wall time {wall_s:.1f} s, CPU time {cpu_s:.1f} s (target < 60 s for 24 h)   "
           f"{arrived / wall_s:,.0f} simulated req/s ({arrived / cpu_s:,.0f} per CPU second)")  # fmt: skip
     if args.hours < 24:
