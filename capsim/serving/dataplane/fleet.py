@@ -133,6 +133,11 @@ class CompiledFleet(RealtimeFleet):
         self._arr_id = np.zeros(0, dtype=np.int64)
         self._pump_at = math.inf
         self._pump_token = 0
+        self._pump_event: simpy.Event | None = None
+        # Superseded pumps still in the SimPy queue: they are not events of the model, so the next
+        # event the kernel may run up to is read past them (else a run of arrivals would stop early
+        # and take timers the SimPy engine does not take, rounding its clock differently).
+        self._stale_pumps: set[simpy.Event] = set()
         self._log_ref = log
         self.columns = self._log_columns()
         super().__init__(env, serving, service, streams, log)
@@ -261,24 +266,37 @@ class CompiledFleet(RealtimeFleet):
     def _schedule_pump(self, t: float) -> None:
         # Only the latest pump is live: a new one is scheduled only earlier than the pending one,
         # so the live pump is always the earliest, and later (stale) ones do nothing when they fire.
+        if self._pump_event is not None and self._pump_at < math.inf:
+            self._stale_pumps.add(self._pump_event)
         self._pump_at = t
         self._pump_token += 1
-        self.env.timeout(max(t - self.env.now, 0.0), self._pump_token).callbacks.append(self._pump)
+        self._pump_event = self.env.timeout(max(t - self.env.now, 0.0), self._pump_token)
+        self._pump_event.callbacks.append(self._pump)
 
     def _arm_pump(self) -> None:
-        t = next_event_s(self.plane, self._arr_t)
+        t = next_event_s(self.plane)
         if t < self._pump_at:
             self._schedule_pump(t)
 
+    def _next_model_event_s(self) -> float:
+        """The SimPy queue's next event that is not a superseded pump."""
+        env = self.env
+        if not self._stale_pumps:
+            return env.peek()
+        queue = env._queue  # (SimPy's heap of (time, priority, id, event); read, never changed)
+        return min((entry[0] for entry in queue if entry[3] not in self._stale_pumps), default=math.inf)
+
     def _pump(self, event: simpy.Event) -> None:
         if event.value != self._pump_token:
+            self._stale_pumps.discard(event)
             return
         self._pump_at = math.inf
-        env, advance = self.env, k.advance
+        advance = k.advance
         while True:
             self._live_to_plane()
             self.plane.ints[k.I_BASE] = self.log.base
-            status = advance(self.plane, self.columns, self._arr_t, self._arr_id, env.peek(), -1, 0.0)
+            stop_s = self._next_model_event_s()
+            status = advance(self.plane, self.columns, self._arr_t, self._arr_id, stop_s, -1, 0.0)
             self._live_from_plane()
             if status == k.RAN_TO_STOP:
                 break

@@ -11,8 +11,12 @@ heap needs room, a draining replica has finished, or an arrival finds no ready r
 what the status asks and calls again; no event is ever half handled.
 
 Random numbers come from the same named streams, drawn by Python in the same 4,096-draw chunks as
-the SimPy engine's samplers, and are consumed in the same order: both engines produce the same
-sample path (tests/serving/test_dataplane_equivalence.py checks request by request).
+the SimPy engine's samplers, and are consumed in the same order. Event times are computed with the
+SimPy engine's own expressions from the clock it would read (`clock + (t - clock)`: an event is
+scheduled a delay ahead of the clock), the next arrival waits as one timer exactly when the SimPy
+engine's would, and equal times go in scheduling order: both engines produce the same sample path,
+bit for bit, exact ties included (tests/serving/test_dataplane_equivalence.py checks request by
+request).
 
 State lives in the arrays of a `Plane` (capsim/serving/dataplane/plane.py); its scalar slots are
 named by the I_*, F_*, C_* and K_* indexes below.
@@ -60,7 +64,11 @@ I_DRAINED_N = 12
 I_LOW_DRAWS = 13  # set when a slot's draw buffer ran low (slot in I_AUX)
 I_LOW_ROOM = 14  # set when a queue is nearly full
 I_LB_END = 15  # draws in the balancer's buffer
-N_INTS = 16
+I_IN_LOOP = 16  # 1 while handling a run of arrivals (RealtimeFleet._on_arrival's loop), 0 between them
+I_DUE = 17  # 1 when that run began with its arrival timer firing: its first arrival goes regardless
+I_TIMER_ON = 18  # 1 while the next arrival's timer is pending (kept beside the heap: one at most)
+I_TIMER_SEQ = 19  # its place in the order of scheduling
+N_INTS = 20
 
 # -- floats: scalar state --------------------------------------------------------------------------
 F_CONC_V = 0  # concurrency (outstanding requests) now, its last change and its integral since 0
@@ -71,7 +79,9 @@ F_BUSY_LAST = 4
 F_BUSY_AREA = 5
 F_AUX = 6
 F_NEXT = 7  # time of the next data-plane event (inf: none)
-N_FLOATS = 8
+F_CLOCK = 8  # what the SimPy engine's clock would read: the time of the event being handled
+F_TIMER = 9  # when the next arrival's timer fires
+N_FLOATS = 10
 
 # -- cfg_i / cfg_f: settings -----------------------------------------------------------------------
 C_INSTANCES = 0
@@ -367,23 +377,32 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
         dispatch = False
         if inject_id >= 0:
             now = inject_s
+            floats[F_CLOCK] = inject_s  # (Python hands it over during a control event, at the clock)
             arriving = inject_id
             inject_id = -2  # handled below, then the call returns
         else:
             if inject_id == -2:
                 return _needs_python(ints, cfg_i, h_time)
-            if ints[I_ARR_POS] < ints[I_ARR_N]:
-                t_arrival = arr_t[ints[I_ARR_POS]]
-            elif ints[I_ARRIVALS_DONE]:
-                t_arrival = np.inf
-            else:
-                return NEED_ARRIVALS
             t_heap = h_time[0] if ints[I_HEAP_N] > 0 else np.inf
-            if t_arrival < t_heap:  # (a tie goes to the event already scheduled, as in SimPy)
-                if t_arrival >= stop_s:
-                    floats[F_NEXT] = t_arrival
-                    return RAN_TO_STOP
+            if ints[I_IN_LOOP]:
+                # -- the next arrival of a run (RealtimeFleet._on_arrival): handled at once while it
+                # comes before every other event, else it gets a timer, scheduled as SimPy would.
+                if ints[I_ARR_POS] >= ints[I_ARR_N]:
+                    if ints[I_ARRIVALS_DONE]:
+                        ints[I_IN_LOOP] = 0
+                        continue
+                    return NEED_ARRIVALS
                 k = ints[I_ARR_POS]
+                t_arrival = arr_t[k]
+                if ints[I_DUE] == 0 and t_arrival >= (t_heap if t_heap < stop_s else stop_s):
+                    clock = floats[F_CLOCK]
+                    floats[F_TIMER] = clock + (t_arrival - clock)  # (SimPy: env.timeout(t - now))
+                    ints[I_TIMER_SEQ] = ints[I_SEQ]
+                    ints[I_SEQ] += 1
+                    ints[I_TIMER_ON] = 1
+                    ints[I_IN_LOOP] = 0
+                    continue
+                ints[I_DUE] = 0
                 ints[I_ARR_POS] = k + 1
                 now = t_arrival
                 arriving = arr_id[k]
@@ -394,10 +413,20 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     floats[F_AUX] = now
                     return NO_READY
             else:
-                if t_heap >= stop_s:  # (also when nothing is left: both are inf)
-                    floats[F_NEXT] = t_heap
+                timer_first = ints[I_TIMER_ON] != 0 and (
+                    floats[F_TIMER] < t_heap or (floats[F_TIMER] == t_heap and ints[I_TIMER_SEQ] < h_seq[0])
+                )
+                t_next = floats[F_TIMER] if timer_first else t_heap
+                if t_next >= stop_s:  # (also when nothing is left: both are inf)
+                    floats[F_NEXT] = t_next
                     return RAN_TO_STOP
-                now = t_heap
+                now = t_next
+                floats[F_CLOCK] = t_next
+                if timer_first:  # the arrival timer fires: a run of arrivals begins
+                    ints[I_TIMER_ON] = 0
+                    ints[I_IN_LOOP] = 1
+                    ints[I_DUE] = 1
+                    continue
                 kind = h_kind[0]
                 s = h_slot[0]
                 aux = h_aux[0]
@@ -486,7 +515,9 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     took_s = cfg_f[C_FE_FIXED_S]
                 fe_free[s, w] = begin_s + took_s
                 fe_inside[s] += 1
-                _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, begin_s + took_s, EV_FRONT, s, arriving)
+                clock = floats[F_CLOCK]
+                leaves_s = clock + ((begin_s + took_s) - clock)
+                _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, leaves_s, EV_FRONT, s, arriving)
                 arriving = -1
 
         if arriving >= 0:
@@ -526,7 +557,9 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     if due_s - now > CLOCK_SLACK_S:
                         forming[s] = 1
                         forming_token[s] += 1
-                        _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, due_s, EV_TIMER, s, forming_token[s])
+                        clock = floats[F_CLOCK]
+                        fires_s = clock + (due_s - clock)  # (SimPy: env.timeout(due - now) fires at now + delay)
+                        _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, fires_s, EV_TIMER, s, forming_token[s])
                         break
                 forming[s] = 0  # a full (or due) batch goes now; a pending timer is stale
                 size = waiting if waiting < max_batch else max_batch
@@ -551,7 +584,8 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     if draw_end[s] - draw_pos[s] < instances:
                         ints[I_LOW_DRAWS] = 1
                         ints[I_AUX] = s
-                done_s = now + _service_s(form, scale_s, cfg_f, levels, quantiles_s, size, x)
+                clock = floats[F_CLOCK]
+                done_s = clock + ((now - clock) + _service_s(form, scale_s, cfg_f, levels, quantiles_s, size, x))
                 _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, done_s, EV_DONE, s, e)
 
         if arriving >= 0 and capacity >= 0 and q_len[s] > capacity:

@@ -98,9 +98,11 @@ def allocate(
     fe_workers = max(int(cfg_i[k.C_FRONTEND]), 1)
     floats = np.zeros(k.N_FLOATS)
     floats[k.F_NEXT] = np.inf
+    ints = np.zeros(k.N_INTS, dtype=np.int64)
+    ints[k.I_IN_LOOP] = 1  # the first pump starts the run of arrivals (RealtimeFleet._begin)
     i64 = np.int64
     return Plane(
-        ints=np.zeros(k.N_INTS, dtype=i64),
+        ints=ints,
         floats=floats,
         cfg_i=cfg_i,
         cfg_f=cfg_f,
@@ -181,10 +183,11 @@ def with_room(p: Plane) -> Plane:
     return p
 
 
-def next_event_s(p: Plane, arr_t: np.ndarray) -> float:
-    """When the kernel's next event is due (inf: none; the arrival chunk's next counts)."""
+def next_event_s(p: Plane) -> float:
+    """When the kernel's next event is due (inf: none): the heap's first or the arrival timer; in a
+    run of arrivals (which goes on at once), now."""
     ints = p.ints
+    if ints[k.I_IN_LOOP]:
+        return float(p.floats[k.F_CLOCK])
     t_heap = float(p.h_time[0]) if ints[k.I_HEAP_N] > 0 else np.inf
-    pos = int(ints[k.I_ARR_POS])
-    t_arrival = float(arr_t[pos]) if pos < ints[k.I_ARR_N] else np.inf
-    return min(t_heap, t_arrival)
+    return min(t_heap, float(p.floats[k.F_TIMER])) if ints[k.I_TIMER_ON] else t_heap
