@@ -23,6 +23,7 @@ from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import kernel as k
+from capsim.serving.dataplane import layout
 from capsim.serving.dataplane.plane import (
     DRAW_CHUNK,
     LogColumns,
@@ -36,10 +37,10 @@ from capsim.serving.fleet import RealtimeFleet
 from capsim.serving.replica import Replica
 
 _BALANCER_CODES = {
-    "round_robin": k.K_ROUND_ROBIN,
-    "random": k.K_RANDOM,
-    "least_outstanding": k.K_LEAST_OUTSTANDING,
-    "power_of_two": k.K_POWER_OF_TWO,
+    "round_robin": layout.K_ROUND_ROBIN,
+    "random": layout.K_RANDOM,
+    "least_outstanding": layout.K_LEAST_OUTSTANDING,
+    "power_of_two": layout.K_POWER_OF_TWO,
 }
 
 
@@ -105,25 +106,25 @@ class CompiledFleet(RealtimeFleet):
         if table is None:
             raise ValueError(f"service kind {getattr(service, 'kind', '?')} has no compiled form")
         self._draw = table.draw
-        cfg_i = np.zeros(k.N_CFG_I, dtype=np.int64)
-        cfg_i[k.C_INSTANCES] = serving.instances_per_replica
-        cfg_i[k.C_MAX_BATCH] = batching.max_batch_size
-        cfg_i[k.C_CAPACITY] = -1 if serving.queue_capacity is None else serving.queue_capacity
-        cfg_i[k.C_BALANCER] = _BALANCER_CODES[serving.load_balancer]
-        cfg_i[k.C_FORM] = table.form
-        cfg_i[k.C_DRAWS] = table.draw is not None
-        cfg_i[k.C_HAS_TIMEOUT] = serving.timeout_ms is not None
-        cfg_i[k.C_LB_DRAWS] = serving.load_balancer in ("random", "power_of_two")
+        cfg_i = np.zeros(layout.N_CFG_I, dtype=np.int64)
+        cfg_i[layout.C_INSTANCES] = serving.instances_per_replica
+        cfg_i[layout.C_MAX_BATCH] = batching.max_batch_size
+        cfg_i[layout.C_CAPACITY] = -1 if serving.queue_capacity is None else serving.queue_capacity
+        cfg_i[layout.C_BALANCER] = _BALANCER_CODES[serving.load_balancer]
+        cfg_i[layout.C_FORM] = table.form
+        cfg_i[layout.C_DRAWS] = table.draw is not None
+        cfg_i[layout.C_HAS_TIMEOUT] = serving.timeout_ms is not None
+        cfg_i[layout.C_LB_DRAWS] = serving.load_balancer in ("random", "power_of_two")
         frontend = serving.frontend
-        cfg_i[k.C_FRONTEND] = frontend.workers if frontend is not None else 0
-        cfg_i[k.C_FE_DRAWS] = frontend is not None and frontend.cv > 0
-        cfg_f = np.zeros(k.N_CFG_F)
-        cfg_f[k.C_MAX_WAIT_S] = batching.max_wait_ms / 1000.0
-        cfg_f[k.C_TIMEOUT_S] = serving.timeout_ms / 1000.0 if serving.timeout_ms is not None else math.inf
-        cfg_f[k.C_OVERHEAD_S] = serving.overhead_ms / 1000.0
-        cfg_f[k.C_LOC] = table.loc
-        cfg_f[k.C_SIGMA] = table.sigma
-        cfg_f[k.C_FE_FIXED_S] = frontend.per_request_ms / 1000.0 if frontend is not None else 0.0
+        cfg_i[layout.C_FRONTEND] = frontend.workers if frontend is not None else 0
+        cfg_i[layout.C_FE_DRAWS] = frontend is not None and frontend.cv > 0
+        cfg_f = np.zeros(layout.N_CFG_F)
+        cfg_f[layout.C_MAX_WAIT_S] = batching.max_wait_ms / 1000.0
+        cfg_f[layout.C_TIMEOUT_S] = serving.timeout_ms / 1000.0 if serving.timeout_ms is not None else math.inf
+        cfg_f[layout.C_OVERHEAD_S] = serving.overhead_ms / 1000.0
+        cfg_f[layout.C_LOC] = table.loc
+        cfg_f[layout.C_SIGMA] = table.sigma
+        cfg_f[layout.C_FE_FIXED_S] = frontend.per_request_ms / 1000.0 if frontend is not None else 0.0
         self._fe_lognormal = frontend.lognormal_mu_sigma() if frontend is not None and frontend.cv > 0 else None
         self._fe_rng: dict[int, np.random.Generator] = {}
         self.plane: Plane = allocate(cfg_i, cfg_f, table.scale_s, table.levels, table.quantiles_s)
@@ -150,20 +151,20 @@ class CompiledFleet(RealtimeFleet):
     @property
     def pending(self) -> int:
         """Requests routed past the cache and not finished."""
-        return int(self.plane.ints[k.I_PENDING])
+        return int(self.plane.ints[layout.I_PENDING])
 
     @pending.setter
     def pending(self, value: int) -> None:
-        self.plane.ints[k.I_PENDING] = value
+        self.plane.ints[layout.I_PENDING] = value
 
     @property
     def arrived(self) -> int:
         """Requests routed past the cache, cumulative (the rps metric)."""
-        return int(self.plane.ints[k.I_ARRIVED])
+        return int(self.plane.ints[layout.I_ARRIVED])
 
     @arrived.setter
     def arrived(self, value: int) -> None:
-        self.plane.ints[k.I_ARRIVED] = value
+        self.plane.ints[layout.I_ARRIVED] = value
 
     def _log_columns(self) -> LogColumns:
         log = self._log_ref
@@ -175,27 +176,27 @@ class CompiledFleet(RealtimeFleet):
     def _live_to_plane(self) -> None:
         if self.live is not None:
             f = self.plane.floats
-            for at, integral in ((k.F_CONC_V, self.live.concurrency), (k.F_BUSY_V, self.live.busy)):
+            for at, integral in ((layout.F_CONC_V, self.live.concurrency), (layout.F_BUSY_V, self.live.busy)):
                 f[at], f[at + 1], f[at + 2] = integral.value, integral.last_s, integral.area
 
     def _live_from_plane(self) -> None:
         if self.live is not None:
             f = self.plane.floats
-            for at, integral in ((k.F_CONC_V, self.live.concurrency), (k.F_BUSY_V, self.live.busy)):
+            for at, integral in ((layout.F_CONC_V, self.live.concurrency), (layout.F_BUSY_V, self.live.busy)):
                 integral.value, integral.last_s, integral.area = float(f[at]), float(f[at + 1]), float(f[at + 2])
 
     # -- membership -------------------------------------------------------------------------------
 
     def _new_replica(self) -> Replica:
         p = self.plane
-        free = np.flatnonzero(p.slot_state == k.FREE)
+        free = np.flatnonzero(p.slot_state == layout.FREE)
         if free.size == 0:
             self.plane = p = with_more_slots(p)
-            free = np.flatnonzero(p.slot_state == k.FREE)
+            free = np.flatnonzero(p.slot_state == layout.FREE)
         slot = int(free[0])
         index = len(self.all_replicas)
         p.slot_replica[slot] = index
-        p.slot_state[slot] = k.READY
+        p.slot_state[slot] = layout.READY
         p.q_head[slot] = p.q_len[slot] = p.in_service[slot] = p.loads[slot] = p.forming[slot] = 0
         p.idle[slot] = self.config.instances
         p.b_size[slot] = 0
@@ -219,7 +220,7 @@ class CompiledFleet(RealtimeFleet):
         p = self.plane
         slots = [r.slot for r in self.ready]
         p.ready[: len(slots)] = slots
-        p.ints[k.I_N_READY] = len(slots)
+        p.ints[layout.I_N_READY] = len(slots)
 
     def begin_draining(self, replica: KernelReplica, now: float) -> None:
         """`replica` has left the balancer: it finishes its work, then reports drained."""
@@ -246,13 +247,13 @@ class CompiledFleet(RealtimeFleet):
 
     def _report_drained(self) -> None:
         p = self.plane
-        reports = [(int(p.drained_slot[i]), float(p.drained_s[i])) for i in range(int(p.ints[k.I_DRAINED_N]))]
-        p.ints[k.I_DRAINED_N] = 0
+        reports = [(int(p.drained_slot[i]), float(p.drained_s[i])) for i in range(int(p.ints[layout.I_DRAINED_N]))]
+        p.ints[layout.I_DRAINED_N] = 0
         for slot, t in reports:
             replica = self._slot_handle.pop(slot)
             self._slot_rng.pop(slot, None)
             self._fe_rng.pop(slot, None)
-            p.slot_state[slot] = k.FREE
+            p.slot_state[slot] = layout.FREE
             replica.slot = -1
             self._drained(replica, t)
 
@@ -294,11 +295,11 @@ class CompiledFleet(RealtimeFleet):
         advance = k.advance
         while True:
             self._live_to_plane()
-            self.plane.ints[k.I_BASE] = self.log.base
+            self.plane.ints[layout.I_BASE] = self.log.base
             stop_s = self._next_model_event_s()
             status = advance(self.plane, self.columns, self._arr_t, self._arr_id, stop_s, -1, 0.0)
             self._live_from_plane()
-            if status == k.RAN_TO_STOP:
+            if status == layout.RAN_TO_STOP:
                 break
             self._handle(status)
         self._finished(0)
@@ -307,22 +308,22 @@ class CompiledFleet(RealtimeFleet):
     def _handle(self, status: int) -> None:
         """Do what the kernel asked for (it stopped between two events)."""
         p = self.plane
-        if status == k.NEED_ARRIVALS:
+        if status == layout.NEED_ARRIVALS:
             self._load_arrivals()
-        elif status == k.NEED_DRAWS:
-            slot = int(p.ints[k.I_AUX])
+        elif status == layout.NEED_DRAWS:
+            slot = int(p.ints[layout.I_AUX])
             if slot == -1:
                 self._refill_balancer()
             elif slot <= -2:
                 self._refill_frontend(-2 - slot)
             else:
                 self._refill_slot(slot)
-        elif status == k.NEED_ROOM:
+        elif status == layout.NEED_ROOM:
             self.plane = with_room(p)
-        elif status == k.DRAINED:
+        elif status == layout.DRAINED:
             self._report_drained()
-        elif status == k.NO_READY:
-            self._hold_in_activator(int(p.ints[k.I_AUX]), float(p.floats[k.F_AUX]))
+        elif status == layout.NO_READY:
+            self._hold_in_activator(int(p.ints[layout.I_AUX]), float(p.floats[layout.F_AUX]))
 
     def _serve_needs(self) -> None:
         while (status := k.needs_python(self.plane)) >= 0:
@@ -342,7 +343,7 @@ class CompiledFleet(RealtimeFleet):
         assert self._draw is not None
         p.draws[slot, left : left + DRAW_CHUNK] = getattr(self._slot_rng[slot], self._draw)(DRAW_CHUNK)
         p.draw_pos[slot], p.draw_end[slot] = 0, left + DRAW_CHUNK
-        p.ints[k.I_LOW_DRAWS] = 0
+        p.ints[layout.I_LOW_DRAWS] = 0
 
     def _refill_frontend(self, slot: int) -> None:
         p = self.plane
@@ -352,15 +353,15 @@ class CompiledFleet(RealtimeFleet):
         assert self._fe_lognormal is not None
         p.fe_draws[slot, left : left + DRAW_CHUNK] = self._fe_rng[slot].lognormal(*self._fe_lognormal, DRAW_CHUNK)
         p.fe_pos[slot], p.fe_end[slot] = 0, left + DRAW_CHUNK
-        p.ints[k.I_LOW_DRAWS] = 0
+        p.ints[layout.I_LOW_DRAWS] = 0
 
     def _refill_balancer(self) -> None:
         p = self.plane
-        pos, end = int(p.ints[k.I_LB_POS]), int(p.ints[k.I_LB_END])
+        pos, end = int(p.ints[layout.I_LB_POS]), int(p.ints[layout.I_LB_END])
         left = end - pos
         p.lb_draws[:left] = p.lb_draws[pos:end]
         p.lb_draws[left : left + DRAW_CHUNK] = self._lb_rng.random(DRAW_CHUNK)
-        p.ints[k.I_LB_POS], p.ints[k.I_LB_END] = 0, left + DRAW_CHUNK
+        p.ints[layout.I_LB_POS], p.ints[layout.I_LB_END] = 0, left + DRAW_CHUNK
 
     def _load_arrivals(self) -> None:
         p = self.plane
@@ -376,19 +377,19 @@ class CompiledFleet(RealtimeFleet):
             if ids.size:
                 self._arr_t = np.ascontiguousarray(times, dtype=np.float64)
                 self._arr_id = ids.astype(np.int64, copy=False)
-                p.ints[k.I_ARR_POS], p.ints[k.I_ARR_N] = 0, ids.size
+                p.ints[layout.I_ARR_POS], p.ints[layout.I_ARR_N] = 0, ids.size
                 return
         self._arr_t = np.zeros(0)
         self._arr_id = np.zeros(0, dtype=np.int64)
-        p.ints[k.I_ARR_POS] = p.ints[k.I_ARR_N] = 0
-        p.ints[k.I_ARRIVALS_DONE] = 1
+        p.ints[layout.I_ARR_POS] = p.ints[layout.I_ARR_N] = 0
+        p.ints[layout.I_ARRIVALS_DONE] = 1
         self.arrivals_done = True
 
     def _route(self, request_id: int, t: float) -> None:
         # The activator hands a request over (RealtimeFleet._flush_buffer).
         self._serve_needs()  # the kernel routes only with its buffers ready
         self._live_to_plane()
-        self.plane.ints[k.I_BASE] = self.log.base
+        self.plane.ints[layout.I_BASE] = self.log.base
         k.advance(self.plane, self.columns, self._arr_t, self._arr_id, math.inf, request_id, t)
         self._live_from_plane()
         self._settle()

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from capsim.serving.dataplane import kernel as k
+from capsim.serving.dataplane import layout
 
 DRAW_CHUNK = 4096
 """Draws per refill: the SimPy engine's samplers draw in chunks of this size (capsim.rng.buffered),
@@ -94,12 +94,12 @@ def allocate(
     heap_capacity: int = 256,
 ) -> Plane:
     """A fresh plane with every slot free."""
-    instances, max_batch = int(cfg_i[k.C_INSTANCES]), int(cfg_i[k.C_MAX_BATCH])
-    fe_workers = max(int(cfg_i[k.C_FRONTEND]), 1)
-    floats = np.zeros(k.N_FLOATS)
-    floats[k.F_NEXT] = np.inf
-    ints = np.zeros(k.N_INTS, dtype=np.int64)
-    ints[k.I_IN_LOOP] = 1  # the first pump starts the run of arrivals (RealtimeFleet._begin)
+    instances, max_batch = int(cfg_i[layout.C_INSTANCES]), int(cfg_i[layout.C_MAX_BATCH])
+    fe_workers = max(int(cfg_i[layout.C_FRONTEND]), 1)
+    floats = np.zeros(layout.N_FLOATS)
+    floats[layout.F_NEXT] = np.inf
+    ints = np.zeros(layout.N_INTS, dtype=np.int64)
+    ints[layout.I_IN_LOOP] = 1  # the first pump starts the run of arrivals (RealtimeFleet._begin)
     i64 = np.int64
     return Plane(
         ints=ints,
@@ -149,7 +149,7 @@ def with_more_slots(p: Plane) -> Plane:
     grow = {
         name: _grown(getattr(p, name), (slots, *getattr(p, name).shape[1:]), fill)
         for name, fill in (
-            ("slot_replica", -1), ("slot_state", k.FREE), ("q_ids", 0), ("q_head", 0), ("q_len", 0), ("idle", 0),
+            ("slot_replica", -1), ("slot_state", layout.FREE), ("q_ids", 0), ("q_head", 0), ("q_len", 0), ("idle", 0),
             ("in_service", 0), ("loads", 0), ("forming", 0), ("forming_token", 0), ("draws", 0.0),
             ("draw_pos", 0), ("draw_end", 0), ("b_ids", 0), ("b_size", 0), ("b_start", 0.0), ("ready", 0),
             ("drained_slot", 0), ("drained_s", 0.0), ("q_entered", 0.0), ("fe_free", 0.0), ("fe_inside", 0),
@@ -163,7 +163,7 @@ def with_room(p: Plane) -> Plane:
     """The same plane with twice the queue capacity (rings unrolled to start at 0) and twice the
     heap capacity where either is nearly full."""
     ints = p.ints
-    if ints[k.I_LOW_ROOM]:
+    if ints[layout.I_LOW_ROOM]:
         slots, cap = p.q_ids.shape
         new_q = np.zeros((slots, 2 * cap), dtype=p.q_ids.dtype)
         new_entered = np.zeros((slots, 2 * cap))
@@ -174,9 +174,9 @@ def with_room(p: Plane) -> Plane:
                 new_q[s, :length] = p.q_ids[s, order]
                 new_entered[s, :length] = p.q_entered[s, order]
         p.q_head[:] = 0
-        ints[k.I_LOW_ROOM] = 0
+        ints[layout.I_LOW_ROOM] = 0
         p = p._replace(q_ids=new_q, q_entered=new_entered)
-    if ints[k.I_HEAP_N] + int(p.cfg_i[k.C_INSTANCES]) + 2 > p.h_time.shape[0]:
+    if ints[layout.I_HEAP_N] + int(p.cfg_i[layout.C_INSTANCES]) + 2 > p.h_time.shape[0]:
         size = 2 * p.h_time.shape[0]
         p = p._replace(**{name: _grown(getattr(p, name), (size,), 0) for name in
                           ("h_time", "h_seq", "h_kind", "h_slot", "h_aux")})  # fmt: skip
@@ -187,7 +187,7 @@ def next_event_s(p: Plane) -> float:
     """When the kernel's next event is due (inf: none): the heap's first or the arrival timer; in a
     run of arrivals (which goes on at once), now."""
     ints = p.ints
-    if ints[k.I_IN_LOOP]:
-        return float(p.floats[k.F_CLOCK])
-    t_heap = float(p.h_time[0]) if ints[k.I_HEAP_N] > 0 else np.inf
-    return min(t_heap, float(p.floats[k.F_TIMER])) if ints[k.I_TIMER_ON] else t_heap
+    if ints[layout.I_IN_LOOP]:
+        return float(p.floats[layout.F_CLOCK])
+    t_heap = float(p.h_time[0]) if ints[layout.I_HEAP_N] > 0 else np.inf
+    return min(t_heap, float(p.floats[layout.F_TIMER])) if ints[layout.I_TIMER_ON] else t_heap
