@@ -265,10 +265,14 @@ def _worst_held(rows: list[dict[str, Any]], model: str, study: str, key: str) ->
     return (max(errors) if errors else None), len(held)
 
 
-def frontend_markdown(rows: list[dict[str, Any]]) -> str:
-    """The white-box verdicts side by side: constant overhead → fitted front end (empty unless both ran)."""
-    lines = ["| model | held out by | points | throughput: constant → front end | p50: constant → front end | "
-             "p99: constant → front end |", "|---|---|---|---|---|---|"]
+def _comparison_markdown(
+    rows: list[dict[str, Any]], before_suffix: str, after_suffix: str, before_label: str, after_label: str
+) -> str:
+    """Two white-box studies' worst held-out errors side by side, per model and split (the study
+    names' suffixes; empty unless both ran)."""
+    lines = [f"| model | held out by | points | throughput: {before_label} → {after_label} | "
+             f"p50: {before_label} → {after_label} | p99: {before_label} → {after_label} |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     limits = {"throughput_rps": TARGETS["throughput_rps"], "p50_ms": TARGETS["latency_ms.p50"],
               "p99_ms": TARGETS["latency_ms.p99"]}  # fmt: skip
 
@@ -277,42 +281,27 @@ def frontend_markdown(rows: list[dict[str, Any]]) -> str:
 
     for model in sorted({r["model"] for r in rows}):
         for split in ("load", "configuration"):
-            base = f"white box, held out by {split}"
-            with_frontend = f"white box{FRONTEND_SUFFIX}, held out by {split}"
             cells, points = [], 0
             for key in limits:
-                constant, points = _worst_held(rows, model, base, key)
-                fitted, fitted_points = _worst_held(rows, model, with_frontend, key)
-                points = min(points, fitted_points)
-                cells.append(f"{cell(constant, key)} → {cell(fitted, key)}")
+                before, points = _worst_held(rows, model, f"white box{before_suffix}, held out by {split}", key)
+                after, after_points = _worst_held(rows, model, f"white box{after_suffix}, held out by {split}", key)
+                points = min(points, after_points)
+                cells.append(f"{cell(before, key)} → {cell(after, key)}")
             if points:
                 lines.append(f"| {model} | {split} | {points} | " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def frontend_markdown(rows: list[dict[str, Any]]) -> str:
+    """The white-box verdicts side by side: constant overhead → fitted front end (empty unless both ran)."""
+    return _comparison_markdown(rows, "", FRONTEND_SUFFIX, "constant", "front end")
 
 
 def added_markdown(rows: list[dict[str, Any]], suffix: str = LATENESS_SUFFIX, what: str = "late window",
                    base: str = FRONTEND_SUFFIX, base_what: str = "front end") -> str:
     """The white-box verdicts of the `base` study (the front end), without → with a mechanism added
     to it (the study name's `suffix`; empty unless both ran)."""
-    lines = [f"| model | held out by | points | throughput: {base_what} → + {what} | p50: {base_what} → + {what} | "
-             f"p99: {base_what} → + {what} |", "|---|---|---|---|---|---|"]
-    limits = {"throughput_rps": TARGETS["throughput_rps"], "p50_ms": TARGETS["latency_ms.p50"],
-              "p99_ms": TARGETS["latency_ms.p99"]}  # fmt: skip
-
-    def cell(value: float | None, key: str) -> str:
-        return "–" if value is None else f"{100 * value:.1f}% {'✓' if value <= limits[key] else '✗'}"
-
-    for model in sorted({r["model"] for r in rows}):
-        for split in ("load", "configuration"):
-            cells, points = [], 0
-            for key in limits:
-                before, points = _worst_held(rows, model, f"white box{base}, held out by {split}", key)
-                after, after_points = _worst_held(rows, model, f"white box{suffix}, held out by {split}", key)
-                points = min(points, after_points)
-                cells.append(f"{cell(before, key)} → {cell(after, key)}")
-            if points:
-                lines.append(f"| {model} | {split} | {points} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    return _comparison_markdown(rows, base, suffix, base_what, f"+ {what}")
 
 
 def main() -> None:
