@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import simpy
@@ -30,6 +30,7 @@ from capsim.serving.dataplane.plane import (
     Plane,
     allocate,
     next_event_s,
+    refilled,
     with_more_slots,
     with_room,
 )
@@ -200,18 +201,17 @@ class CompiledFleet(RealtimeFleet):
         p.q_head[slot] = p.q_len[slot] = p.in_service[slot] = p.loads[slot] = p.forming[slot] = 0
         p.idle[slot] = self.config.instances
         p.b_size[slot] = 0
+        p.draw_pos[slot] = p.draw_end[slot] = p.fe_pos[slot] = p.fe_end[slot] = 0
         if self._draw is not None:
             # The stream the SimPy engine's sampler of this replica reads, in the same chunks.
-            rng = self._slot_rng[slot] = self._streams.stream(f"service/replica-{index}")
-            p.draws[slot, :DRAW_CHUNK] = getattr(rng, self._draw)(DRAW_CHUNK)
-            p.draw_pos[slot], p.draw_end[slot] = 0, DRAW_CHUNK
+            self._slot_rng[slot] = self._streams.stream(f"service/replica-{index}")
+            self._refill_slot(slot)
         p.fe_free[slot] = 0.0
         p.fe_inside[slot] = 0
         if self._fe_lognormal is not None:
             # The front end's stream and chunks, as FrontEndSpec.sampler draws them.
-            fe_rng = self._fe_rng[slot] = self._streams.stream(f"frontend/replica-{index}")
-            p.fe_draws[slot, :DRAW_CHUNK] = fe_rng.lognormal(*self._fe_lognormal, DRAW_CHUNK)
-            p.fe_pos[slot], p.fe_end[slot] = 0, DRAW_CHUNK
+            self._fe_rng[slot] = self._streams.stream(f"frontend/replica-{index}")
+            self._refill_frontend(slot)
         replica = self._slot_handle[slot] = KernelReplica(self, index, slot)
         self.all_replicas.append(replica)
         return replica
@@ -222,28 +222,27 @@ class CompiledFleet(RealtimeFleet):
         p.ready[: len(slots)] = slots
         p.ints[layout.I_N_READY] = len(slots)
 
-    def begin_draining(self, replica: KernelReplica, now: float) -> None:
-        """`replica` has left the balancer: it finishes its work, then reports drained."""
+    def _change_plane(self, kernel_call: Callable[..., object], *args: object) -> None:
+        """Run one of the kernel's entry points for the control plane (the live integrals and the
+        log's base carried across), then serve what it leaves for Python and re-arm the pump."""
         self._live_to_plane()
-        k.begin_draining(self.plane, self.columns, replica.slot, now)
+        self.plane.ints[layout.I_BASE] = self.log.base
+        kernel_call(self.plane, *args)
         self._live_from_plane()
         self._settle()
+
+    def begin_draining(self, replica: KernelReplica, now: float) -> None:
+        """`replica` has left the balancer: it finishes its work, then reports drained."""
+        self._change_plane(k.begin_draining, self.columns, replica.slot, now)
 
     def hand_over_queue(self, replica: KernelReplica) -> None:
         """`replica` gives up its queued requests (the caller re-routes them)."""
-        self._live_to_plane()
-        k.hand_over_queue(self.plane, replica.slot, self.env.now)
-        self._live_from_plane()
-        self._settle()
+        self._change_plane(k.hand_over_queue, replica.slot, self.env.now)
 
     def expire_slot(self, slot: int, now: float) -> None:
         """Time out the queued requests of `slot` whose deadline has passed at `now`."""
-        if self.config.timeout_s is None:
-            return
-        self._live_to_plane()
-        k.expire_slot(self.plane, self.columns, slot, now)
-        self._live_from_plane()
-        self._settle()
+        if self.config.timeout_s is not None:
+            self._change_plane(k.expire_slot, self.columns, slot, now)
 
     def _report_drained(self) -> None:
         p = self.plane
@@ -337,31 +336,25 @@ class CompiledFleet(RealtimeFleet):
 
     def _refill_slot(self, slot: int) -> None:
         p = self.plane
-        pos, end = int(p.draw_pos[slot]), int(p.draw_end[slot])
-        left = end - pos
-        p.draws[slot, :left] = p.draws[slot, pos:end]
         assert self._draw is not None
-        p.draws[slot, left : left + DRAW_CHUNK] = getattr(self._slot_rng[slot], self._draw)(DRAW_CHUNK)
-        p.draw_pos[slot], p.draw_end[slot] = 0, left + DRAW_CHUNK
+        fresh = getattr(self._slot_rng[slot], self._draw)(DRAW_CHUNK)
+        p.draw_end[slot] = refilled(p.draws[slot], int(p.draw_pos[slot]), int(p.draw_end[slot]), fresh)
+        p.draw_pos[slot] = 0
         p.ints[layout.I_LOW_DRAWS] = 0
 
     def _refill_frontend(self, slot: int) -> None:
         p = self.plane
-        pos, end = int(p.fe_pos[slot]), int(p.fe_end[slot])
-        left = end - pos
-        p.fe_draws[slot, :left] = p.fe_draws[slot, pos:end]
         assert self._fe_lognormal is not None
-        p.fe_draws[slot, left : left + DRAW_CHUNK] = self._fe_rng[slot].lognormal(*self._fe_lognormal, DRAW_CHUNK)
-        p.fe_pos[slot], p.fe_end[slot] = 0, left + DRAW_CHUNK
+        fresh = self._fe_rng[slot].lognormal(*self._fe_lognormal, DRAW_CHUNK)
+        p.fe_end[slot] = refilled(p.fe_draws[slot], int(p.fe_pos[slot]), int(p.fe_end[slot]), fresh)
+        p.fe_pos[slot] = 0
         p.ints[layout.I_LOW_DRAWS] = 0
 
     def _refill_balancer(self) -> None:
-        p = self.plane
-        pos, end = int(p.ints[layout.I_LB_POS]), int(p.ints[layout.I_LB_END])
-        left = end - pos
-        p.lb_draws[:left] = p.lb_draws[pos:end]
-        p.lb_draws[left : left + DRAW_CHUNK] = self._lb_rng.random(DRAW_CHUNK)
-        p.ints[layout.I_LB_POS], p.ints[layout.I_LB_END] = 0, left + DRAW_CHUNK
+        ints = self.plane.ints
+        pos, end = int(ints[layout.I_LB_POS]), int(ints[layout.I_LB_END])
+        ints[layout.I_LB_END] = refilled(self.plane.lb_draws, pos, end, self._lb_rng.random(DRAW_CHUNK))
+        ints[layout.I_LB_POS] = 0
 
     def _load_arrivals(self) -> None:
         p = self.plane
@@ -388,11 +381,7 @@ class CompiledFleet(RealtimeFleet):
     def _route(self, request_id: int, t: float) -> None:
         # The activator hands a request over (RealtimeFleet._flush_buffer).
         self._serve_needs()  # the kernel routes only with its buffers ready
-        self._live_to_plane()
-        self.plane.ints[layout.I_BASE] = self.log.base
-        k.advance(self.plane, self.columns, self._arr_t, self._arr_id, math.inf, request_id, t)
-        self._live_from_plane()
-        self._settle()
+        self._change_plane(k.advance, self.columns, self._arr_t, self._arr_id, math.inf, request_id, t)
 
     # -- observation ------------------------------------------------------------------------------
 

@@ -183,6 +183,15 @@ def with_room(p: Plane) -> Plane:
     return p
 
 
+def refilled(buffer: np.ndarray, pos: int, end: int, fresh: np.ndarray) -> int:
+    """Move a draw buffer's unused draws (`buffer[pos:end]`) to its front and append `fresh` after
+    them, so the draws keep their order across chunks; returns the new end (its position is 0)."""
+    left = end - pos
+    buffer[:left] = buffer[pos:end]
+    buffer[left : left + fresh.size] = fresh
+    return left + fresh.size
+
+
 def next_event_s(p: Plane) -> float:
     """When the kernel's next event is due (inf: none): the heap's first or the arrival timer; in a
     run of arrivals (which goes on at once), now."""
