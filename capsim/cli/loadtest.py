@@ -15,7 +15,14 @@ import typer
 
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
-from capsim.loadtest.settings import ArrivalKind, LoadTestSettings, Protocol, build_arrival, parse_sweep
+from capsim.loadtest.settings import (
+    DEFAULT_SCRAPE_INTERVAL_S,
+    ArrivalKind,
+    LoadTestSettings,
+    Protocol,
+    build_arrival,
+    parse_sweep,
+)
 
 
 def _positive(value: float | None, flag: str, allow_zero: bool = False) -> None:
@@ -63,7 +70,9 @@ def loadtest_command(
     warmup: Annotated[float, typer.Option(help="seconds at the start of each step left out of the summary")] = 5.0,
     window: Annotated[float, typer.Option(help="measurement window in s for the stability check")] = 5.0,
     seed: Annotated[int, typer.Option(help="seed of the arrival schedule")] = 0,
-    scrape_interval: Annotated[float, typer.Option(help="seconds between scrapes of the target's /metrics")] = 1.0,
+    scrape_interval: Annotated[float, typer.Option(
+        help="seconds between scrapes of the target's /metrics (and the reference server's batch log); each scrape "
+        "is work on the target that delays the requests beside it")] = DEFAULT_SCRAPE_INTERVAL_S,
     request_timeout: Annotated[float, typer.Option(help="client timeout per request in s")] = 10.0,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary JSON on stdout")] = False,
 ) -> None:
