@@ -106,6 +106,13 @@ def discover(root: Path) -> dict[str, list[Path]]:
     return by_model
 
 
+def _brief(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A fitted spec for the progress line: long quantile lists (the late window's 1001) as a count."""
+    if spec is None:
+        return None
+    return {k: f"{len(v)} quantiles" if isinstance(v, list) and len(v) > 8 else v for k, v in spec.items()}
+
+
 def _row(model: str, study: str, role: str, row: dict[str, Any]) -> dict[str, Any]:
     m, s, e = row["measured"], row["simulated"], row["relative_error"]
     return {"model": model, "study": study, "role": role, "point": row["label"], "server": row["server"],
@@ -172,7 +179,7 @@ def analyse(
                 print(f"# {model} / {study}: {exc}", file=sys.stderr)
                 continue
             print(f"# {model} / {study}: {time.monotonic() - started:.0f} s, overhead {result.overhead_ms:.2f} ms, "
-                  f"front end {result.frontend}, correlation {result.correlation}, stalls {result.stalls}, "
+                  f"front end {_brief(result.frontend)}, correlation {result.correlation}, stalls {result.stalls}, "
                   f"fit detail {json.dumps(result.profile.provenance['calibration']['fit_detail'])[:300]}",
                   file=sys.stderr)
             rows += [_row(model, study, "fit", r) for r in result.fit_rows]
