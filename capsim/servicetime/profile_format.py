@@ -20,7 +20,7 @@ time: from taking the batch to finishing it) at that batch size. The levels must
 at 1, so that the table is a whole inverse CDF. A draw interpolates linearly between levels, so the
 last step, from the highest level below 1 to the maximum, spreads its share of the draws evenly up to
 the largest measured time: `from_samples` adds levels 1 − 10⁻ᵏ until that share is at most one
-sample's (`sample_levels`), or one rare stall in the measurements (a 131 ms batch among 19,000 of
+sample's (`sample_levels`), or one rare stall in the measurements (a 131 ms batch among ~20,000 of
 ~2 ms) would take 0.1% of all draws instead of 0.005%.
 """
 

@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from capsim.calibration import calibrate
+from capsim.calibration.lateness_fit import QUANTILES, mean_preserving_top
 from capsim.cli.main import main
 from capsim.engine import simulate
 from capsim.scenario import Scenario
@@ -133,3 +134,24 @@ def test_a_scenario_with_bad_quantiles_is_one_clear_line(tmp_path: Path, capsys:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "window_late_quantiles_ms" in err and "non-decreasing" in err
+
+
+def test_one_stall_keeps_its_measured_weight_in_the_quantiles() -> None:
+    # 4,999 timer releases 0–3 ms late and one 130 ms stall: the top step of the 1001 quantiles would
+    # spread 0.1% of the draws evenly up to 130 ms (mean ~66 ms), five times the stall's own weight.
+    rng = np.random.default_rng(3)
+    values_ms = np.append(rng.uniform(0.0, 3.0, 4999), 130.0)
+    raw = np.percentile(values_ms, np.linspace(0.0, 100.0, QUANTILES))
+    table = mean_preserving_top(values_ms, raw)
+    assert np.array_equal(table[:-1], raw[:-1])
+    assert raw[-2] <= table[-1] < raw[-1]
+
+    def implied_mean_ms(quantiles: np.ndarray) -> float:  # linear between evenly spaced levels
+        return float(np.mean((quantiles[:-1] + quantiles[1:]) / 2))
+
+    assert implied_mean_ms(table) == pytest.approx(values_ms.mean(), rel=0.005)
+    assert implied_mean_ms(raw) > values_ms.mean() * 1.015
+    # Fewer samples than steps: the table is left alone.
+    few = values_ms[-800:]
+    few_raw = np.percentile(few, np.linspace(0.0, 100.0, QUANTILES))
+    assert np.array_equal(mean_preserving_top(few, few_raw), few_raw)
