@@ -27,6 +27,7 @@ from capsim.calibration.provenance import build_provenance, common_model, profil
 from capsim.calibration.replay import ReplayWorkspace
 from capsim.calibration.runfolder import LoadPoint, ServerSettings, read_run_folders, require_server
 from capsim.calibration.stall_fit import fit_stalls, without_stalls
+from capsim.calibration.steadiness import spike_warning
 from capsim.calibration.whitebox import fit_white_box, overhead_estimate
 from capsim.errors import CapsimInputError
 from capsim.servicetime import Profile
@@ -93,6 +94,7 @@ def calibrate(
     chosen = choose_method(fit_points, method)
     warnings = [f"{p.label}: the load tester marked this run invalid ({'; '.join(p.invalid_reasons)})"
                 for p in points if not p.valid]  # fmt: skip
+    warnings += [w for w in map(spike_warning, points) if w]
     echo(f"calibrating ({chosen}) on {len(fit_points)} load point(s), holding out {len(holdout_points)}")
     with ReplayWorkspace() as workspace:
         fit_detail: dict[str, Any]

@@ -27,6 +27,7 @@ from capsim.calibration.compare import compare_point
 from capsim.calibration.profile_checks import check_profile_for
 from capsim.calibration.replay import ReplayWorkspace, replay
 from capsim.calibration.runfolder import LoadPoint, ServerSettings, read_run_folder
+from capsim.calibration.steadiness import spike_warning
 from capsim.calibration.whitebox import outside_server_ms, window_lateness_ms
 from capsim.servicetime import Profile, read_profile
 
@@ -107,6 +108,9 @@ def validate_run(
         if not point.valid:
             warnings.append(f"{point.label}: the load tester marked this run invalid "
                             f"({'; '.join(point.invalid_reasons)})")
+        spike = spike_warning(point)
+        if spike:
+            warnings.append(spike)
     recorded = overhead_from_profile(profile)
     source = "profile provenance"
     if not frontend and frontend_from_profile(profile) is not None and constant_overhead_from_profile(profile):
