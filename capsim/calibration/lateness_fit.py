@@ -68,7 +68,9 @@ def mean_preserving_top(values_ms: np.ndarray, quantiles_ms: np.ndarray) -> np.n
     p99.9 is 3 ms) then took 0.1% of the replayed timers at ~65 ms each instead of 0.02% at 130 ms, and
     the replayed p99 of a batching server came out twice the measured one. Lowering the maximum to
     `2 × mean(samples above the second-last value) − second-last value` keeps the step's mean — so the
-    delay it adds over all batches is the measured one — and keeps a tail.
+    delay it adds over all batches is the measured one — and keeps a tail. (A profile instead gets
+    finer top levels, `profile_format.sample_levels`; this field's quantiles sit at evenly spaced
+    probabilities, so the top step's share is fixed and only its values can change.)
     """
     if values_ms.size <= quantiles_ms.size - 1:
         return quantiles_ms  # the top step holds no more than the largest sample's own share
