@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from capsim.calibration.runfolder import LoadPoint
+from capsim.loadtest.windows import window_stats
 
 WINDOW_S = 5.0  # the load tester's own stability window
 SPIKE_RATIO = 5.0  # above the 90th percentile (4.6×) of the recorded CPU steps
@@ -26,22 +27,19 @@ MIN_WINDOWS = 3  # a median of fewer windows says nothing about the usual tail
 
 def tail_spike(point: LoadPoint) -> tuple[float, float, float, float] | None:
     """(window p99 ms, median window p99 ms, ratio, window start s after the warm-up) of the window
-    with the highest p99, when it is at least `SPIKE_RATIO` × the median window's; else None."""
+    with the highest p99, when it is at least `SPIKE_RATIO` × the median window's; else None. The
+    windows are the load tester's own (`capsim.loadtest.windows.window_stats`), the figures the
+    threshold was chosen on."""
     requests = point.requests
-    if "latency_ms" not in requests or "intended_s" not in requests:
+    if not {"intended_s", "sent_s", "latency_ms", "latency_corrected_ms", "status"} <= set(requests.columns):
         return None
-    mask = point.measured_mask()
-    if "status" in requests:
-        mask &= requests["status"].to_numpy() == 200
-    lo_s, _ = point.window_s
-    offsets_s = requests["intended_s"].to_numpy()[mask] - lo_s
-    latency_ms = requests["latency_ms"].to_numpy()[mask]
-    window = (offsets_s // WINDOW_S).astype(int)
-    p99s: list[tuple[float, int]] = []
-    for index in np.unique(window):
-        values = latency_ms[window == index]
-        if values.size >= MIN_REQUESTS_PER_WINDOW:
-            p99s.append((float(np.percentile(values, 99)), int(index)))
+    lo_s, hi_s = point.window_s
+    latency_ms = requests["latency_ms"].to_numpy()
+    windows = window_stats(requests["intended_s"].to_numpy(), requests["sent_s"].to_numpy() + latency_ms / 1000.0,
+                           requests["latency_corrected_ms"].to_numpy(), requests["status"].to_numpy() == 200,
+                           lo_s, hi_s, WINDOW_S)  # fmt: skip
+    p99s = [(float(w["p99_ms"]), int(w["index"])) for w in windows
+            if w["p99_ms"] is not None and w["arrived"] >= MIN_REQUESTS_PER_WINDOW]  # fmt: skip
     if len(p99s) < MIN_WINDOWS:
         return None
     median_ms = float(np.median([p for p, _ in p99s]))

@@ -24,7 +24,7 @@ def point(stall_at_s: float | None, stall_ms: float = 150.0) -> LoadPoint:
         hit = (intended_s >= begin_s) & (intended_s < begin_s + stall_ms / 1000)
         latency_ms[hit] += (begin_s + stall_ms / 1000 - intended_s[hit]) * 1000
     requests = pd.DataFrame({"intended_s": intended_s, "sent_s": intended_s, "latency_ms": latency_ms,
-                             "status": np.full(intended_s.size, 200)})  # fmt: skip
+                             "latency_corrected_ms": latency_ms, "status": np.full(intended_s.size, 200)})  # fmt: skip
     return LoadPoint(run_dir=Path("runs/mlp"), step=1, steps_in_run=4, rate_rps=150.0, model="mlp",
                      start_s=start_s, warmup_s=warmup_s, duration_s=65.0, requests=requests, batches=None,
                      server=None)  # fmt: skip
