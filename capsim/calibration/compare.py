@@ -6,8 +6,16 @@ send in the measured interval) — with the same code:
 * latency (ms): response − actual send, completed requests; mean, p10, p25, p50, p75, p90, p99;
 * throughput (req/s): responses that arrive inside the measured interval, per second of it (the load
   tester's definition);
-* queue wait (ms): arrival → batch start; measured from the server's `X-Queue-Ms` header (present for
-  the reference server, absent for other targets);
+* queue wait (ms): the same span on both sides, named in the comparison's `queue_wait_basis`:
+  - `send → batch start` (preferred; docs/model.md's `queue_wait_ms`, arrival → batch start, with the
+    arrival at the send instant the replay uses): the server's front end plus the batcher's queue.
+    Measured: batch-log queue entry − send + `X-Queue-Ms`; simulated: batch start − arrival, plus the
+    network hop in that the replay folds into its constant overhead (`in_hop_ms`);
+  - `queue entry → batch start` (the batcher's queue alone, when the batch log has no queue-entry
+    times and the replay has no front end): measured `X-Queue-Ms`; simulated batch start − arrival
+    (without a front end a request joins the queue on arrival);
+  - none otherwise: `X-Queue-Ms` leaves out the front end the simulated figure would include, and
+    comparing the two read +1934% on a server whose front end queued;
 * batch sizes: per batch, from each request's batch size (`X-Batch-Size`), bucketed by powers of two;
 * rejected / timed out counts.
 
@@ -20,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from capsim.calibration.frontend_fit import queue_entries_s
 from capsim.calibration.replay import SimulatedRequests
 from capsim.calibration.runfolder import LoadPoint
 from capsim.metrics.request_log import REJECTED, TIMED_OUT
@@ -61,6 +70,39 @@ def batch_distribution(request_batch_sizes: np.ndarray, max_size: int) -> dict[s
     return out
 
 
+SEND_TO_BATCH = "send → batch start"
+"""Queue wait from the request's send: the server's front end plus the batcher's queue."""
+QUEUE_TO_BATCH = "queue entry → batch start"
+"""Queue wait in the batcher's queue alone (`X-Queue-Ms`)."""
+
+
+def queue_wait_basis(point: LoadPoint, frontend_replayed: bool) -> str | None:
+    """The queue-wait span both sides can give for `point` (module docstring); None when none."""
+    if queue_entries_s(point) is not None:
+        return SEND_TO_BATCH
+    if not frontend_replayed and "server_queue_ms" in point.requests.columns:
+        return QUEUE_TO_BATCH
+    return None
+
+
+def _measured_queue_wait_ms(point: LoadPoint, completed: np.ndarray, basis: str | None) -> np.ndarray | None:
+    """Per completed request, the measured queue wait on `basis` (None when a request lacks it)."""
+    rows = point.requests
+    if basis is None or "server_queue_ms" not in rows.columns:
+        return None
+    queue_ms = rows["server_queue_ms"].to_numpy(dtype=float)
+    if basis == SEND_TO_BATCH:
+        entered_s = queue_entries_s(point)
+        if entered_s is None:
+            return None
+        answered = rows["status"].to_numpy() // 100 == 2  # the rows queue_entries_s matched
+        before_ms = np.full(len(rows), np.nan)
+        before_ms[answered] = (entered_s - rows["sent_s"].to_numpy(dtype=float)[answered]) * 1000.0
+        queue_ms = before_ms + queue_ms
+    values = queue_ms[completed]
+    return values if np.isfinite(values).all() else None
+
+
 def _summary(values: np.ndarray) -> dict[str, float | None]:
     if values.size == 0:
         return {"mean": None, **{k: None for k in PERCENTILES}}
@@ -95,8 +137,9 @@ def _stats(
     }
 
 
-def measured_stats(point: LoadPoint) -> dict[str, Any]:
-    """The measured statistics of a load point (see the module docstring)."""
+def measured_stats(point: LoadPoint, queue_basis: str | None = None) -> dict[str, Any]:
+    """The measured statistics of a load point (see the module docstring); queue wait on
+    `queue_basis` (None: no queue wait)."""
     rows = point.requests
     measured = point.measured_mask()
     status = rows["status"].to_numpy()
@@ -107,9 +150,7 @@ def measured_stats(point: LoadPoint) -> dict[str, Any]:
     completed = measured & ok_rows
     latency_ms = rows["latency_ms"].to_numpy(dtype=float)
     response_s = rows["sent_s"].to_numpy(dtype=float) + latency_ms / 1000.0
-    queue_ms = None
-    if "server_queue_ms" in rows.columns and rows.loc[completed, "server_queue_ms"].notna().all():
-        queue_ms = rows.loc[completed, "server_queue_ms"].to_numpy(dtype=float)
+    queue_ms = _measured_queue_wait_ms(point, completed, queue_basis)
     batch_sizes = None
     if "server_batch_size" in rows.columns and rows.loc[completed, "server_batch_size"].notna().all():
         batch_sizes = rows.loc[completed, "server_batch_size"].to_numpy(dtype=np.int64)
@@ -130,17 +171,21 @@ def measured_stats(point: LoadPoint) -> dict[str, Any]:
     )
 
 
-def simulated_stats(point: LoadPoint, sim: SimulatedRequests) -> dict[str, Any]:
-    """The same statistics of a replay (pooled over its replications)."""
+def simulated_stats(
+    point: LoadPoint, sim: SimulatedRequests, queue_basis: str | None = None, in_hop_ms: float = 0.0,
+) -> dict[str, Any]:
+    """The same statistics of a replay (pooled over its replications); queue wait on `queue_basis`
+    (None: none), with `in_hop_ms` of network before the server added on `SEND_TO_BATCH`."""
     n = len(point.requests)
     measured = np.tile(point.measured_mask(), sim.replications)
     assert measured.size == sim.arrival_s.size, (measured.size, sim.arrival_s.size, n)
     completed = measured & sim.completed
     latency_ms = (sim.end_s - sim.arrival_s) * 1000.0
-    queue_ms = (sim.start_s - sim.arrival_s) * 1000.0
+    queue_ms = (sim.start_s - sim.arrival_s) * 1000.0 + (in_hop_ms if queue_basis == SEND_TO_BATCH else 0.0)
     max_batch = point.server.max_batch_size if point.server else int(sim.batch_size.max())
     return _stats(
-        point.window_s, latency_ms[completed], sim.end_s[sim.completed], queue_ms[completed],
+        point.window_s, latency_ms[completed], sim.end_s[sim.completed],
+        queue_ms[completed] if queue_basis is not None else None,
         sim.batch_size[completed], rejected=int(np.count_nonzero(measured & (sim.outcome == REJECTED))),
         timed_out=int(np.count_nonzero(measured & (sim.outcome == TIMED_OUT))), max_batch=max_batch,
         replications=sim.replications, utilization=sim.utilization,
@@ -171,8 +216,14 @@ def relative_errors(measured: dict[str, Any], simulated: dict[str, Any]) -> dict
     return out
 
 
-def compare_point(point: LoadPoint, sim: SimulatedRequests) -> dict[str, Any]:
-    """Measured and simulated statistics of one point, with relative errors."""
-    measured = measured_stats(point)
-    simulated = simulated_stats(point, sim)
-    return {"measured": measured, "simulated": simulated, "relative_error": relative_errors(measured, simulated)}
+def compare_point(point: LoadPoint, sim: SimulatedRequests, in_hop_ms: float = 0.0) -> dict[str, Any]:
+    """Measured and simulated statistics of one point, with relative errors; `in_hop_ms` is the
+    network hop before the server that the replay adds to its constant overhead instead (the
+    calibrated front end's `network_floor_ms`), put back before the batch start for the queue wait."""
+    basis = queue_wait_basis(point, sim.frontend_replayed)
+    measured = measured_stats(point, basis)
+    if measured["queue_wait_ms"] is None:
+        basis = None
+    simulated = simulated_stats(point, sim, basis, in_hop_ms)
+    return {"measured": measured, "simulated": simulated, "queue_wait_basis": basis,
+            "relative_error": relative_errors(measured, simulated)}

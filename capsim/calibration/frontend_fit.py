@@ -103,9 +103,11 @@ def describe_frontend(spec: dict[str, object]) -> str:
     return text
 
 
-def split_point(point: LoadPoint) -> FrontEndSplit | None:
-    """Pre / service / post per completed measured request of `point`; None when the batch log has
-    no queue-entry times or they cannot be matched to the requests one for one."""
+def queue_entries_s(point: LoadPoint) -> np.ndarray | None:
+    """When each 2xx request of `point` joined the batcher's queue (epoch seconds, in row order of
+    the 2xx rows), from the batch log's queue-entry times matched to the requests by order (a FIFO
+    front end keeps it); None when the log has no such times, the counts differ, or the client's
+    clock is not the server's (entries before the sends: a client on another host)."""
     batches, rows = point.batches, point.requests
     if batches is None or "arrival_s" not in batches.columns or \
             not {"server_queue_ms", "server_compute_ms"} <= set(rows.columns):
@@ -117,14 +119,24 @@ def split_point(point: LoadPoint) -> FrontEndSplit | None:
         return None
     entered_s = np.sort(np.concatenate(parts))
     ok = rows["status"].to_numpy() // 100 == 2
-    sent_s = rows["sent_s"].to_numpy(dtype=float)[ok]  # rows are sorted by send time (runfolder.py)
-    if entered_s.size != sent_s.size:
+    if entered_s.size != np.count_nonzero(ok):
         return None
+    sent_s = rows["sent_s"].to_numpy(dtype=float)[ok]  # rows are sorted by send time (runfolder.py)
+    return entered_s if np.median(entered_s - sent_s) >= 0 else None
+
+
+def split_point(point: LoadPoint) -> FrontEndSplit | None:
+    """Pre / service / post per completed measured request of `point`; None when the batch log has
+    no queue-entry times or they cannot be matched to the requests one for one."""
+    entered_s = queue_entries_s(point)
+    if entered_s is None:
+        return None
+    rows = point.requests
+    ok = rows["status"].to_numpy() // 100 == 2
+    sent_s = rows["sent_s"].to_numpy(dtype=float)[ok]  # rows are sorted by send time (runfolder.py)
     previous_s = np.concatenate([[-np.inf], entered_s[:-1]])
     service_ms = (entered_s - np.maximum(sent_s, previous_s)) * 1000.0
     pre_ms = (entered_s - sent_s) * 1000.0
-    if np.median(pre_ms) < 0:  # not one clock (client on another host): no split to be had
-        return None
     post_ms = (rows["latency_ms"] - rows["server_queue_ms"] - rows["server_compute_ms"]).to_numpy(dtype=float)[ok]
     post_ms = post_ms - pre_ms
     measured = point.measured_mask()[ok] & np.isfinite(post_ms)

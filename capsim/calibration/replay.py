@@ -45,6 +45,8 @@ class SimulatedRequests:
     replication: np.ndarray
     replications: int
     utilization: float
+    # Whether the replay had a front end before the batcher (then start_s − arrival_s includes it).
+    frontend_replayed: bool = False
 
 
 class ReplayWorkspace:
@@ -151,5 +153,5 @@ def replay(
         arrival_s=stacked["arrival_s"], start_s=stacked["start_s"], end_s=stacked["end_s"],
         batch_size=stacked["batch_size"], completed=stacked["outcome"] == COMPLETED, outcome=stacked["outcome"],
         replication=stacked["replication"], replications=replications,
-        utilization=float(result.summary["utilization"]),
+        utilization=float(result.summary["utilization"]), frontend_replayed=frontend is not None,
     )

@@ -75,6 +75,16 @@ def correlation_from_profile(profile: Profile) -> dict[str, float] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
+def network_floor_from_profile(profile: Profile) -> float:
+    """The network hop before the server that the calibrated front end's fit found and the replay
+    adds to its constant overhead (`fit_detail.frontend.network_floor_ms`); 0 when none."""
+    calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
+    detail = calibration.get("fit_detail") if isinstance(calibration, dict) else None
+    frontend = detail.get("frontend") if isinstance(detail, dict) else None
+    value = frontend.get("network_floor_ms") if isinstance(frontend, dict) else None
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 def stalls_from_profile(profile: Profile) -> dict[str, Any] | None:
     """The stall process (`serving.stalls` mapping) a calibration recorded, if any."""
     calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
@@ -121,6 +131,8 @@ def validate_run(
         else "none (0 ms): the profile records no overhead; give --overhead-ms"
     overhead = overhead_ms if overhead_ms is not None else recorded if recorded is not None else 0.0
     frontend_spec = frontend_from_profile(profile) if frontend else None
+    # Queue waits count from the send on both sides: the replay moved the fitted hop in to the end.
+    in_hop_ms = network_floor_from_profile(profile) if frontend_spec is not None else 0.0
     service: dict[str, Any] = {"kind": "profile", "path": str(Path(profile_path).resolve())}
     correlation = correlation_from_profile(profile) if batch_correlation else None
     if correlation is not None:
@@ -132,7 +144,7 @@ def validate_run(
         for point in points:
             sim = replay(point, service, overhead, workspace, seed=seed, replications=replications,
                          frontend=frontend_spec, stalls=stall_spec)
-            comparison = compare_point(point, sim)
+            comparison = compare_point(point, sim, in_hop_ms=in_hop_ms)
             rows.append({"label": point.label, "step": point.step, "rate_rps": point.rate_rps,
                          "server": point.server.__dict__ if point.server else None, "valid": point.valid,
                          "utilization": point_utilization(comparison), **comparison,

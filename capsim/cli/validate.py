@@ -62,6 +62,8 @@ def comparison_table(row: dict[str, Any]) -> Table:
         table.add_column(name, justify="left" if not name else "right")
     m, s = row["measured"], row["simulated"]
     for name, key, sub in _ROWS:
+        if key == "queue_wait_ms":  # name the span: both sides measure the same one (compare.py)
+            name = name.replace("(ms)", f"(ms, {row.get('queue_wait_basis') or 'not comparable'})")
         mv, sv = _value(m, key, sub), _value(s, key, sub)
         error = (sv - mv) / mv if mv and sv is not None else None
         table.add_row(name, _fmt(mv), _fmt(sv), "–" if error is None else f"{100 * error:+.1f}%")

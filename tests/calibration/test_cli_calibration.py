@@ -77,7 +77,8 @@ def test_validate_prints_writes_and_plots_the_comparison(run_dir: Path, profile_
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(run_dir), "--profile", str(profile_path), "--plot"]) == 0
     out = capsys.readouterr().out
-    for text in ("measured", "simulated", "latency p99 (ms)", "queue wait p50 (ms)", "batches of 1", "throughput"):
+    for text in ("measured", "simulated", "latency p99 (ms)", "queue wait p50 (ms, send → batch start)",
+                 "batches of 1", "throughput"):
         assert text in out
     doc = json.loads((run_dir / "validation.json").read_text())
     assert doc["format"] == "capsim-validation/1"
