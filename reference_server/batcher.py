@@ -1,6 +1,7 @@
 """The dynamic batcher: one FIFO queue, `instances` executors pulling batches from it.
 
-The rules are the ones in DESIGN.md (and Triton's dynamic batcher), and the simulator implements
+The rules are the ones in docs/design.md and docs/model.md (after Triton's dynamic batcher,
+docs/sources.md#dynamic-batching-triton), and the simulator implements
 the same ones, so that calibration compares like with like:
 
 - When an executor is free and the queue is not empty: if `max_batch_size` requests are waiting it

@@ -1,4 +1,4 @@
-"""Every worked analysis in notebooks/ runs to its answer (DESIGN: notebooks are executed by the test suite)."""
+"""Every worked analysis in notebooks/ runs to its answer (docs/design.md: notebooks are executed by the test suite)."""
 
 from __future__ import annotations
 

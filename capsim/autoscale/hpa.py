@@ -6,7 +6,7 @@ metrics yet (still starting) counted at 0 on scale-up and at the target on scale
 if that reverses the direction. The raw recommendation then goes through `behavior`: stabilization
 windows (scale-up min over 0 s, scale-down max over 300 s) and rate-limit policies (up: +100% or +4
 pods per 15 s, whichever is more; down: −100% per 15 s), then [min, max]. Sources and exact rules:
-../shared/facts/serving-systems.md §1 (replica_calculator.go, horizontal.go).
+docs/sources.md#kubernetes-hpa (replica_calculator.go, horizontal.go).
 """
 
 from __future__ import annotations

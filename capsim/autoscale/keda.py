@@ -4,7 +4,7 @@ KEDA's operator polls the trigger every `polling_interval_s` (30 s) and owns 0โ
 active while the metric exceeds `activation_threshold`, and goes to zero only `cooldown_period_s`
 (300 s) after the last active poll. Between 1 and N, the generated HPA scales on the metric as an
 AverageValue target: desired = ceil(metric / target) outside the tolerance, through the HPA's
-`behavior` (stabilization, rate limits). Sources: ../shared/facts/serving-systems.md ยง2.
+`behavior` (stabilization, rate limits). Sources: docs/sources.md#keda.
 """
 
 from __future__ import annotations

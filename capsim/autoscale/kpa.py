@@ -6,7 +6,7 @@ scale-up rate (1000×) and max scale-down rate (2×) relative to ready pods. Whe
 demand reaches 2× the ready pods' capacity the autoscaler panics: it scales on the panic window and
 never scales down until it has been out of panic for a whole stable window. With no traffic for a
 whole stable window it scales to zero after the grace period; requests arriving at zero wait in the
-activator, which pokes the autoscaler. Sources: ../shared/facts/serving-systems.md §3.
+activator, which pokes the autoscaler. Sources: docs/sources.md#knative-kpa.
 """
 
 from __future__ import annotations

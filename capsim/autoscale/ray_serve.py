@@ -4,7 +4,7 @@ Every control-loop tick (0.1 s) the policy compares ongoing requests (queued + r
 over `look_back_period_s`) with `target_ongoing_requests` per replica, smooths the step with the
 up/downscaling factor, and applies it only after the same direction has held for
 `upscale_delay_s` (30 s) or `downscale_delay_s` (600 s). From zero it scales up at once when
-requests wait. Sources: ../shared/facts/serving-systems.md §4.
+requests wait. Sources: docs/sources.md#ray-serve.
 """
 
 from __future__ import annotations

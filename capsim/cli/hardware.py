@@ -84,7 +84,7 @@ def catalogue_table(catalogue: Catalogue) -> Table:
     )
     table.caption = (
         "Per GPU (GPUs) or per instance (CPUs); TF = dense TFLOPS, INT8 in TOPS; '~' marks [MEM], unverified or\n"
-        "estimated figures; '—' means the facts give no number. `capsim hardware NAME` shows every source."
+        "estimated figures; '—' means the sources give no number. `capsim hardware NAME` shows every source."
         + (f"\nSpot notice before termination: {notice}." if notice else "")
     )
     return table

@@ -22,7 +22,7 @@ def unit_usd_per_hour(spec: HardwareSpec, market: PriceMarket = "on_demand") -> 
     """Price of one GPU (kind gpu) or one instance (kind cpu) per hour in `market`.
 
     Raises a one-line `CapsimInputError` naming `hardware.<market>_usd_per_hour` when the catalogue
-    has no such price (the facts give no spot price for most GPUs).
+    has no such price (docs/sources.md gives no spot price for most GPUs).
     """
     field = "on_demand_usd_per_hour" if market == "on_demand" else "spot_usd_per_hour"
     return spec.require(field, f"{market.replace('_', '-')} cost")

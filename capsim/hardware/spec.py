@@ -20,7 +20,7 @@ Market = Literal["on_demand", "spot", "capacity_block"]
 Precision = Literal["fp32", "fp16", "bf16", "int8", "fp8"]
 
 # Which catalogue column gives the peak throughput at each precision. BF16 shares the FP16 tensor
-# column because the facts (and NVIDIA's datasheets) quote them together.
+# column because NVIDIA's datasheets (docs/sources.md#gpu-and-cpu-figures) quote them together.
 PRECISION_COLUMN: dict[str, str] = {
     "fp32": "fp32_tflops",
     "fp16": "fp16_tflops",
@@ -213,7 +213,7 @@ class HardwareSpec(BaseModel):
         if self.idle_power_w.value is None and self.tdp_w.value is not None:
             self.idle_power_w = Figure(
                 value=self.idle_fraction_of_tdp * self.tdp_w.value,
-                source=f"capsim assumption: idle power = {self.idle_fraction_of_tdp:g} × TDP (not in the facts)",
+                source=f"capsim assumption: idle power = {self.idle_fraction_of_tdp:g} × TDP (not in the sources)",
                 confidence="estimate",
                 note="measure idle draw (nvidia-smi) and set idle_power_w for real numbers",
             )

@@ -1,10 +1,11 @@
 """Spot capacity figures for the engine: the provider's notice period and an interruption rate.
 
-The facts (§9) give interruption frequencies as the fraction p of spot instances reclaimed over a
-month (the AWS Spot Instance Advisor buckets). Modelled as a Poisson process, an instance survives a
-month with probability 1 − p = exp(−λ × 720 h), so λ = −ln(1 − p) / 720 h. A month is 720 hours
-(30 days), the facts' convention. Each entry may give its own fraction; otherwise the provider's
-default applies (AWS: fewer than 5% across all instance types).
+The sources (docs/sources.md#spot-interruptions) give interruption frequencies as the fraction p of
+spot instances reclaimed over a month (the AWS Spot Instance Advisor buckets). Modelled as a Poisson
+process, an instance survives a month with probability 1 − p = exp(−λ × 720 h), so
+λ = −ln(1 − p) / 720 h. A month is 720 hours (30 days), the sources' convention. Each entry may give
+its own fraction; otherwise the provider's default applies (AWS: fewer than 5% across all instance
+types).
 """
 
 from __future__ import annotations

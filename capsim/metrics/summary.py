@@ -1,4 +1,4 @@
-"""The run summary: the JSON contract of `capsim simulate --json` (see DESIGN.md), for one
+"""The run summary: the JSON contract of `capsim simulate --json` (docs/design.md#contracts-other-parts-rely-on), for one
 replication and combined over replications with 95% confidence intervals."""
 
 from __future__ import annotations

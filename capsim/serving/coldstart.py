@@ -11,7 +11,7 @@ from capsim.distributions import DurationSpec, FixedDuration, UniformDuration
 
 
 class ColdStart(BaseModel):
-    """`serving.cold_start`. Defaults are mid-range figures from ../shared/facts (§6): a GPU VM takes
+    """`serving.cold_start`. Defaults are mid-range figures from docs/sources.md#cold-starts: a GPU VM takes
     60–180 s to launch and boot; pulling an ML image and loading weights take a minute and more."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

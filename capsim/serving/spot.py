@@ -2,7 +2,7 @@
 
 Interruptions of each spot replica form a Poisson process. The rate comes either directly
 (`interruptions_per_hour`) or from a monthly interruption probability p, as the AWS Spot Advisor
-reports it: rate = −ln(1 − p) / 720 h (../shared/facts/serving-systems.md §9). An interrupted
+reports it: rate = −ln(1 − p) / 720 h (docs/sources.md#spot-interruptions). An interrupted
 replica gets the provider's notice (AWS 120 s, GCP and Azure 30 s): it leaves the load balancer at
 once, its queued requests are re-sent to the other replicas (as a gateway retries them), its batches
 in service finish, and a replacement starts its cold start immediately.

@@ -69,4 +69,5 @@ def test_user_file_overrides_a_provider(tmp_path: Path) -> None:
 def test_price_record_carries_the_source() -> None:
     record = price_record(load_catalogue().get("A10G"), 1, "spot")
     assert record["usd_per_hour"] == 0.40 and record["unit"] == "GPU" and record["date"] == "2026"
-    assert record["source"].startswith("aws g5.xlarge: cloudprice.app") and record["confidence"] == "3P"
+    assert record["source"].startswith("aws g5.xlarge: AWS EC2 Spot pricing, https://aws.amazon.com/ec2/spot/pricing/")
+    assert "cloudprice.app" in record["source"] and record["confidence"] == "3P"

@@ -14,7 +14,7 @@ from capsim.metrics.request_log import COMPLETED
 from capsim.scenario import Scenario, apply_overrides, validate_scenario
 from tests.property.strategies import busy_scenarios, scenario_dicts, scenarios, settings_for
 
-HISTOGRAM_RELATIVE_ERROR = 0.01  # DESIGN.md: bounded-memory percentiles within 1%
+HISTOGRAM_RELATIVE_ERROR = 0.01  # docs/design.md#metrics: bounded-memory percentiles within 1%
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
 

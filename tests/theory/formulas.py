@@ -1,4 +1,4 @@
-"""Closed forms of the queues the simulator is validated against (see ../shared/facts/queueing.md).
+"""Closed forms of the queues the simulator is validated against (docs/sources.md#queueing-theory).
 
 Notation: arrival rate `lam`, service rate per server `mu` (E[S] = 1/mu), `c` servers, offered load
 a = lam/mu, utilization rho = a/c < 1. Wq is the wait in queue, W = Wq + E[S] the time in system.

@@ -3,7 +3,7 @@
 L and Lq come from the summary's time-weighted levels; λ and W from its per-request statistics.
 Over a finite window the two sides differ only by boundary terms (requests carried in across the
 warm-up boundary, or still in the system when arrivals stop), which have mean zero in steady state.
-The tolerance is a 99.9% confidence interval from batch means (queueing.md): the measurement window
+The tolerance is a 99.9% confidence interval from batch means (docs/sources.md#queueing-theory): the measurement window
 is cut into 20 batches, and for each batch b the difference D_b = L_b - λ_b W_b is computed from the
 per-request intervals; the summary's L - λW (which is the mean of the D_b) must lie within the
 interval's half-width of zero. Adjacent D_b are negatively correlated (what spills out of one batch

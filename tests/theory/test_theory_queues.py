@@ -2,7 +2,7 @@
 
 Every check compares a closed form with the mean of R independent replications and a 99.9% t
 interval (tests/theory/replications.py); the main figures also assert that the interval is narrow
-enough to catch a bias of a few percent. Runs are sized for ρ <= 0.75 (queueing.md: near saturation
+enough to catch a bias of a few percent. Runs are sized for ρ <= 0.75 (docs/sources.md#queueing-theory: near saturation
 the waits are too autocorrelated for a fast test); the tight, long variants are marked slow.
 """
 

@@ -2,7 +2,7 @@
 
 Members are ordered by their member id (here: the consumer's index, in the order they were started);
 partitions by number. Sources: Kafka's RangeAssignor, RoundRobinAssignor and
-CooperativeStickyAssignor (../shared/facts/serving-systems.md §10).
+CooperativeStickyAssignor (docs/sources.md#kafka-consumers).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The schema of `serving.mode: streaming`: a topic, a consumer group, Kafka's poll settings, the
 rebalance protocol and KEDA's Kafka autoscaler. Defaults are Kafka's and KEDA's own
-(../shared/facts/serving-systems.md §2 and §10); docs/model.md states the rules exactly."""
+(docs/sources.md#keda and #kafka-consumers); docs/model.md states the rules exactly."""
 
 from __future__ import annotations
 
