@@ -107,6 +107,10 @@ def simulate_command(
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
     loaded = scenario_from_cli(scenario, set_, catalogue)
     chosen_engine = engine_from_cli(engine)
+    if out is not None:  # a bad --out is refused before the run, not after it
+        from capsim.output_folder import check_output_folder
+
+        check_output_folder(out)
     if solve is not None:
         from capsim.cli.solve import solve_command
 
@@ -127,9 +131,11 @@ def simulate_command(
         if progress_bar is not None:
             progress_bar.close()
     if out is not None:
+        from capsim.output_folder import staged_output_folder
         from capsim.report.run_folder import write_run_folder  # matplotlib and pyarrow load only when needed
 
-        written = write_run_folder(result, out)
+        with staged_output_folder(out, "simulate") as folder:  # written as a whole: all files or none
+            written = write_run_folder(result, folder)
         if not json_output:
             err.print(f"wrote {len(written)} files to {out}")
     if json_output:

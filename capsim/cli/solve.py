@@ -53,7 +53,10 @@ def solve_command(
         "candidates": answers,
     }
     if out is not None:
-        atomic_write_json(out / "solve.json", result)
+        from capsim.output_folder import staged_output_folder
+
+        with staged_output_folder(out, "simulate --solve") as folder:  # written as a whole, as simulate --out
+            atomic_write_json(folder / "solve.json", result)
     if json_output:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return

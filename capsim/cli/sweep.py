@@ -42,6 +42,10 @@ def sweep_command(
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")
     chosen_engine = engine_from_cli(engine)
     axes = [parse_axis(text) for text in vary]
+    if out is not None:  # a bad --out is refused before the sweep, not after it
+        from capsim.output_folder import check_output_folder
+
+        check_output_folder(out)
     err = Console(stderr=True)
     with Progress(TextColumn("sweeping {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:  # fmt: skip
@@ -54,9 +58,11 @@ def sweep_command(
                            catalogue=catalogue, progress=progress, engine=chosen_engine)  # fmt: skip
     written = []
     if out is not None:
+        from capsim.output_folder import staged_output_folder
         from capsim.report.sweep import write_sweep_folder
 
-        written = write_sweep_folder(result, out)
+        with staged_output_folder(out, "sweep") as folder:  # written as a whole: all files or none
+            written = [out / path.relative_to(folder) for path in write_sweep_folder(result, folder)]
     if json_output:
         payload = {"best": result.best_index, "rows": result.rows}
         sys.stdout.write(json.dumps(payload, default=float) + "\n")

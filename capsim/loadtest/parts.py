@@ -8,48 +8,24 @@ parts or nothing, whatever moment the run is killed. At the end the parts are me
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from capsim.atomic import atomic_write, atomic_write_json
 from capsim.loadtest.records import REQUEST_SCHEMA
 
 
-def _temp_beside(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `data` as indented JSON via a temporary file and an atomic rename (user's umask)."""
+    atomic_write_json(path, data)
 
 
 def write_table_atomic(path: Path, table: pa.Table) -> None:
-    """Write a parquet file via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a parquet file via a temporary file and an atomic rename (user's umask)."""
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def request_part_path(parts_dir: Path, worker: int, seq: int) -> Path:

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from capsim.atomic import atomic_write_text
 from capsim.errors import CapsimInputError
 
 PROFILE_FORMAT = "capsim-profile/1"
@@ -125,13 +124,8 @@ class Profile(BaseModel):
         return cls(quantile_levels=list(levels), points=points, **metadata)
 
     def write(self, path: Path) -> None:
-        """Write atomically: a reader never sees half a profile."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.model_dump(mode="json"), handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
+        """Write atomically (a reader never sees half a profile), with the user's umask."""
+        atomic_write_text(Path(path), json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
 
 
 def read_profile(path: Path, field: str = "service.path") -> Profile:
