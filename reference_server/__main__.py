@@ -27,11 +27,45 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def warn_if_exposed(config: ServerConfig) -> None:
+    """One line on stderr when the server is reachable beyond this machine: it has no
+    authentication, and it is a measurement tool, not a hardened front end."""
+    if config.loopback_only:
+        return
+    debug = (
+        "every /debug route is on (--debug-endpoints)"
+        if config.debug_endpoints
+        else "the /debug routes are off (--debug-endpoints turns them on)"
+    )
+    print(
+        f"reference_server: warning: binding {config.host}, beyond loopback: anyone who can reach this "
+        f"address can send inference requests, unauthenticated; {debug}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def raise_file_limit(needed: int) -> None:
+    """Raise the soft limit on open files to `needed` (up to the hard limit): each connection is a
+    file descriptor, and a common soft limit (1024) is about `--max-connections`' default."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def serve(config: ServerConfig) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
     from reference_server.app import create_app
+    from reference_server.http_guard import DEFAULT_IDLE_TIMEOUT_S, HttpLimits, guarded_protocol
 
     try:
         sock = bind_socket(config.host, config.port)
@@ -39,6 +73,9 @@ def serve(config: ServerConfig) -> None:
         print(f"error: cannot bind {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(2) from None
     host, port = sock.getsockname()[:2]
+    warn_if_exposed(config)
+    # Connections, plus the batch log, telemetry and torch's own files.
+    raise_file_limit(config.max_connections + 256)
     if config.switch_interval_ms > 0:
         # The GIL's hand-over between the event loop and the executor threads, which on a GPU run
         # their batches mostly in Python (module calls, kernel launches). Measured on an H100, CNN
@@ -50,11 +87,15 @@ def serve(config: ServerConfig) -> None:
         # The batcher and executors use time.monotonic(), which is the asyncio loop's clock (and
         # not uvloop's): keep the standard loop.
         loop="asyncio",
-        http="auto",
+        # uvicorn's httptools protocol (its "auto" choice) with a header-size limit and read deadlines.
+        http=guarded_protocol(
+            HttpLimits(max_header_bytes=config.max_header_bytes, read_timeout_s=config.read_timeout_s)
+        ),
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_keep_alive=30,
+        timeout_keep_alive=int(DEFAULT_IDLE_TIMEOUT_S),
+        limit_concurrency=config.max_connections,
         backlog=4096,
     )
     server = uvicorn.Server(uv_config)

@@ -1,4 +1,4 @@
-"""The HTTP application: KServe v2 routes, the simple JSON route, /metrics and the debug hooks.
+"""The HTTP application: KServe v2 routes, the simple JSON route, /metrics and the debug routes.
 
 Handlers run on the event loop and only parse, enqueue and encode; the model runs on executor
 threads (see `executor.py`), so a slow batch never delays health checks, metrics or rejections.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
@@ -29,8 +30,10 @@ from reference_server.metrics import MetricsObserver, ServerMetrics
 from reference_server.models import MODELS, ModelSpec
 from reference_server.protocol import (
     error_body,
+    max_request_bytes,
     model_metadata,
 )
+from reference_server.queue_policy import MAX_AUTO_QUEUE_CAPACITY, QueueBounds, resolve_queue_bounds
 from reference_server.telemetry import TelemetryCollector, TelemetrySampler
 
 log = logging.getLogger("reference_server")
@@ -62,6 +65,8 @@ class ServerState:
         self.startup_error: str | None = None
         self.hardware: dict[str, Any] = {}
         self._runtime: Any = None  # reference_server.runtime.Runtime once loaded
+        self.max_body_bytes = config.max_body_bytes or max_request_bytes(self.spec, config.max_batch_size)
+        self.queue_bounds: QueueBounds | None = None  # chosen once the model's batch time is measured
 
     async def start(self) -> None:
         """Start telemetry and the batcher now; load and warm the model in the background so that
@@ -69,11 +74,12 @@ class ServerState:
         loop = asyncio.get_running_loop()
         self.telemetry.start()
         self.batcher = DynamicBatcher(
+            # Placeholder bounds: nothing is queued before the model is ready, and `_load` then sets
+            # the bounds in force (`queue_policy.resolve_queue_bounds`).
             BatcherConfig(
                 max_batch_size=self.config.max_batch_size,
                 max_wait_s=self.config.max_wait_ms / 1e3,
-                queue_capacity=self.config.queue_capacity,
-                timeout_s=self.config.timeout_s,
+                queue_capacity=self.config.queue_capacity or MAX_AUTO_QUEUE_CAPACITY,
             ),
             loop,
             MetricsObserver(self.metrics, self.batch_log),
@@ -92,6 +98,8 @@ class ServerState:
             self.hardware = runtime.hardware
             self.metrics.bind(self.batcher, len(runtime.executors))
             await loop.run_in_executor(None, runtime.warm_up)
+            max_batch_s = await loop.run_in_executor(None, runtime.max_batch_s)
+            self.apply_queue_bounds(max_batch_s)
         except Exception as exc:
             self.startup_error = f"{type(exc).__name__}: {exc}"
             log.exception("model failed to load")
@@ -101,12 +109,106 @@ class ServerState:
         self.metrics.ready.labels(self.config.model).set(1)
         print("reference_server: ready", flush=True)
 
+    def apply_queue_bounds(self, max_batch_s: float) -> QueueBounds:
+        """Set the batcher's timeout and capacity: the flags', or defaults from the measured time of a
+        full batch (`queue_policy.py`)."""
+        assert self.batcher is not None
+        cfg = self.config
+        bounds = resolve_queue_bounds(
+            cfg.timeout_ms,
+            cfg.queue_capacity,
+            max_batch_s=max_batch_s,
+            max_wait_s=cfg.max_wait_ms / 1e3,
+            max_batch_size=cfg.max_batch_size,
+            instances=cfg.instances,
+        )
+        self.batcher.config.timeout_s = bounds.timeout_s
+        self.batcher.config.queue_capacity = bounds.queue_capacity
+        self.queue_bounds = bounds
+        timeout = "none" if bounds.timeout_s is None else f"{bounds.timeout_s * 1e3:.1f} ms"
+        log.info(
+            "queue bounds: timeout %s%s, capacity %d%s (a full batch of %d took %.3f ms)",
+            timeout, " (auto)" if bounds.timeout_auto else "", bounds.queue_capacity,
+            " (auto)" if bounds.capacity_auto else "", cfg.max_batch_size, max_batch_s * 1e3,
+        )  # fmt: skip
+        return bounds
+
+    def effective_settings(self) -> dict[str, Any]:
+        """The flags as in force: auto values replaced by what the server chose (for /debug/config,
+        which the load tester records and calibration replays)."""
+        settings = {k: (str(v) if v is not None and not isinstance(v, int | float | bool | str) else v)
+                    for k, v in asdict(self.config).items()}  # fmt: skip
+        settings["max_body_bytes"] = self.max_body_bytes
+        if self.queue_bounds is not None:
+            timeout_s = self.queue_bounds.timeout_s
+            settings["timeout_ms"] = 0.0 if timeout_s is None else timeout_s * 1e3
+            settings["queue_capacity"] = self.queue_bounds.queue_capacity
+            settings["timeout_auto"] = self.queue_bounds.timeout_auto
+            settings["queue_capacity_auto"] = self.queue_bounds.capacity_auto
+        return settings
+
     async def stop(self) -> None:
         """Stop executors and telemetry, close the batch log."""
         if self._runtime is not None:
             self._runtime.stop()
         self.telemetry.stop()
         self.batch_log.close()
+
+
+def read_only_debug_routes(config: ServerConfig) -> bool:
+    """Whether GET /debug/batches, /debug/telemetry and /debug/config are served: with
+    `--debug-endpoints`, or on a loopback address. The load tester reads them (the batch log and the
+    settings that calibration replays), so on loopback they are on without a flag; bound beyond this
+    machine they would show anyone the clients' request ids and arrival times, so there they need
+    the flag. `POST /debug/stall`, which freezes the server, always needs it."""
+    return config.debug_endpoints or config.loopback_only
+
+
+# An integer in int64 range, ASCII digits only (no float syntax, no '+', no Unicode digits).
+_QUERY_INT = re.compile(r"-?[0-9]{1,18}")
+
+
+def _query_int(request: Request, name: str, default: int | None) -> int | None:
+    """An integer query parameter, once: anything else (a float, text, a repeat) is a 400."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return default
+    if len(values) > 1:
+        raise StarletteHTTPException(400, f"query parameter '{name}' given {len(values)} times, expected once")
+    text = values[0]
+    if not _QUERY_INT.fullmatch(text):
+        raise StarletteHTTPException(400, f"query parameter '{name}': expected an integer, got {text[:40]!r}")
+    return int(text)
+
+
+def add_read_only_debug_routes(app: FastAPI, state: ServerState) -> None:
+    """GET /debug/batches, /debug/telemetry and /debug/config (see `read_only_debug_routes`)."""
+
+    @app.get("/debug/batches")
+    async def debug_batches(request: Request) -> Response:
+        since = _query_int(request, "since", 0)
+        limit = _query_int(request, "limit", None)
+        lines = state.batch_log.since(since or 0, limit)
+        body = b'{"batches":[' + b",".join(lines) + b'],"last_id":' + str(state.batch_log.last_id).encode() + b"}"
+        return Response(content=body, media_type=JSON)
+
+    @app.get("/debug/telemetry")
+    async def debug_telemetry(request: Request) -> Response:
+        since = _query_int(request, "since", 0)
+        t = state.telemetry
+        return _json(
+            {
+                "nvml_available": t.nvml_available,
+                "nvml_reason": t.nvml_reason,
+                "interval_s": t.interval_s,
+                "samples": [s.as_dict() for s in t.since(since or 0)],
+            }
+        )
+
+    @app.get("/debug/config")
+    async def debug_config() -> Response:
+        return _json({"config": state.effective_settings(), "model": model_metadata(state.spec),
+                      "hardware": state.hardware, "version": __version__, "ready": state.ready})  # fmt: skip
 
 
 def create_app(config: ServerConfig) -> InferenceApp:
@@ -179,36 +281,14 @@ def create_app(config: ServerConfig) -> InferenceApp:
     async def metrics() -> Response:
         return Response(content=generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/debug/batches")
-    async def debug_batches(since: int = 0, limit: int | None = None) -> Response:
-        lines = state.batch_log.since(since, limit)
-        body = b'{"batches":[' + b",".join(lines) + b'],"last_id":' + str(state.batch_log.last_id).encode() + b"}"
-        return Response(content=body, media_type=JSON)
-
-    @app.get("/debug/telemetry")
-    async def debug_telemetry(since: int = 0) -> Response:
-        t = state.telemetry
-        return _json(
-            {
-                "nvml_available": t.nvml_available,
-                "nvml_reason": t.nvml_reason,
-                "interval_s": t.interval_s,
-                "samples": [s.as_dict() for s in t.since(since)],
-            }
-        )
-
-    @app.get("/debug/config")
-    async def debug_config() -> Response:
-        settings = {k: (str(v) if v is not None and not isinstance(v, int | float | bool | str) else v)
-                    for k, v in asdict(config).items()}  # fmt: skip
-        return _json({"config": settings, "model": model_metadata(spec), "hardware": state.hardware,
-                      "version": __version__, "ready": state.ready})  # fmt: skip
+    if read_only_debug_routes(config):
+        add_read_only_debug_routes(app, state)
 
     if config.debug_endpoints:
 
         @app.post("/debug/stall")
         async def debug_stall(seconds: float) -> Response:
-            if not 0 <= seconds <= 3600:
+            if not 0 <= seconds <= 3600:  # also refuses NaN
                 return _error(400, "seconds must be in [0, 3600]")
             if state._runtime is None or state.batcher is None:
                 return _error(503, "model is not loaded yet")

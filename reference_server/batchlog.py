@@ -19,7 +19,6 @@ bytes, not dicts: cheaper to keep and to serve.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import deque
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import IO
 import orjson
 
 from reference_server.batcher import Batch
+from reference_server.paging import page_after
 
 DEFAULT_RING_SIZE = 100_000
 
@@ -91,10 +91,7 @@ class BatchLog:
         with self._lock:
             if not self._ring:
                 return []
-            first_id = self._ring[0][0]
-            skip = max(0, batch_id - first_id + 1)
-            stop = None if limit is None else skip + max(0, limit)
-            return [line for _, line in itertools.islice(self._ring, skip, stop)]
+            return [line for _, line in page_after(self._ring, self._ring[0][0], batch_id, limit)]
 
     @property
     def last_id(self) -> int:

@@ -137,12 +137,33 @@ class Executor:
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Warm up on the executor's own thread, so the thread-local settings apply."""
+        self._run_on_thread(lambda: self.runner.warm_up(batch_sizes))
+
+    def time_batch(self, size: int, repeats: int = 5) -> float:
+        """Median seconds of a `size`-item batch on this executor's thread, as the server would run
+        it (`extra_latency_s` included); call after warm-up, before serving."""
+        example = self.runner.spec.example_batch(size)
+        times_s: list[float] = []
+
+        def timed() -> None:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                self.runner.run([example])
+                if self._extra_latency_s > 0:
+                    time.sleep(self._extra_latency_s)
+                times_s.append(time.perf_counter() - t0)
+
+        self._run_on_thread(timed)
+        return sorted(times_s)[len(times_s) // 2]
+
+    def _run_on_thread(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the executor's thread (between batches) and wait; its exception is raised here."""
         done = threading.Event()
         errors: list[BaseException] = []
 
         def job() -> None:
             try:
-                self.runner.warm_up(batch_sizes)
+                fn()
             except BaseException as exc:  # reported to the caller below
                 errors.append(exc)
             finally:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from reference_server.batcher import BatchFailed, QueueFull, QueueTimeout
 from reference_server.protocol import (
     ProtocolError,
+    checked_request_id,
     encode_simple_response,
     encode_v2_response,
     error_body,
@@ -36,6 +37,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _V2_PREFIX, _V2_SUFFIX, _PREDICT_PREFIX = "/v2/models/", "/infer", "/predict/"
 _JSON_HEADER = (b"content-type", b"application/json")
 _BINARY_HEADER = (b"content-type", b"application/octet-stream")
+_CLOSE_HEADER = (b"connection", b"close")
+# A body over the limit by at most this much is read and dropped, so that the client, still
+# writing, reads the 413 instead of a reset (Go's net/http drains 256 KiB the same way); a larger
+# one is refused at once and the connection closed, so nobody can make the server read gigabytes.
+DRAIN_BYTES = 256 * 1024
 
 
 class ClientGone(Exception):
@@ -62,6 +68,13 @@ async def read_body(scope: Scope, receive: Receive, limit_bytes: int) -> bytes:
                 declared = int(value)
             except ValueError:
                 raise ProtocolError(400, "invalid Content-Length header") from None
+
+    def refuse(size: int, close: bool) -> ProtocolError:
+        message = f"request body of {size} bytes exceeds the limit of {limit_bytes}"
+        return ProtocolError(413, message, close_connection=close)
+
+    if declared is not None and declared > limit_bytes + DRAIN_BYTES:
+        raise refuse(declared, close=True)
     too_big = declared is not None and declared > limit_bytes
     chunks: list[bytes] = []
     size = 0
@@ -75,12 +88,12 @@ async def read_body(scope: Scope, receive: Receive, limit_bytes: int) -> bytes:
         size += len(chunk)
         if size > limit_bytes:
             too_big = True
+            if size > limit_bytes + DRAIN_BYTES:  # no (honest) Content-Length: stop reading
+                raise refuse(size, close=True)
         if not too_big:
             chunks.append(chunk)
-        # Past the limit the rest is read and dropped, so the client sees the 413 rather than a reset.
     if too_big:
-        shown = declared if declared is not None else size
-        raise ProtocolError(413, f"request body of {shown} bytes exceeds the limit of {limit_bytes}")
+        raise refuse(declared if declared is not None else size, close=False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -123,13 +136,14 @@ class InferenceApp:
         state = self.state
         spec, config, metrics = state.spec, state.config, state.metrics
         try:
+            header_id = checked_request_id(_header(scope, b"x-request-id"), "X-Request-Id header")
             if name != spec.name:
                 metrics.count(endpoint, 404, model="(unknown)")
                 await _respond(send, 404, error_body(f"unknown model '{name}': this server serves '{spec.name}'"))
                 return
             if not state.ready or state.batcher is None:
                 raise ProtocolError(503, f"model '{name}' is not ready: {state.startup_error or 'warming up'}")
-            body = await read_body(scope, receive, config.max_body_bytes)
+            body = await read_body(scope, receive, state.max_body_bytes)
             binary_output = False
             if endpoint == "v2":
                 json_length = _header(scope, b"inference-header-content-length")
@@ -139,9 +153,10 @@ class InferenceApp:
                     raise ProtocolError(400, "invalid Inference-Header-Content-Length header") from None
                 parsed = parse_v2_infer(body, spec, config.max_batch_size, header_bytes)
                 items, request_id, binary_output = parsed.items, parsed.request_id, parsed.binary_output
+                body_id = checked_request_id(request_id, "id")
             else:
-                items, request_id = parse_simple(body, spec), None
-            log_id = _header(scope, b"x-request-id") if request_id is None else str(request_id)[:128]
+                items, request_id, body_id = parse_simple(body, spec), None, None
+            log_id = header_id if body_id is None else body_id
             try:
                 future = state.batcher.submit(items, log_id)
             except QueueFull as exc:
@@ -149,12 +164,13 @@ class InferenceApp:
             try:
                 result = await future
             except QueueTimeout:
-                raise ProtocolError(504, f"timed out after {config.timeout_ms:g} ms in the queue") from None
+                timeout_ms = (state.batcher.config.timeout_s or 0.0) * 1e3
+                raise ProtocolError(504, f"timed out after {timeout_ms:g} ms in the queue") from None
             except BatchFailed as exc:
                 raise ProtocolError(500, f"inference failed: {exc}") from None
         except ProtocolError as exc:
             metrics.count(endpoint, exc.status)
-            await _respond(send, exc.status, error_body(exc.message))
+            await _respond(send, exc.status, error_body(exc.message), [_CLOSE_HEADER] if exc.close_connection else None)
             return
         except ClientGone:
             metrics.count(endpoint, 499)  # nginx's code for "client closed request"

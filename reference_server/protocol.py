@@ -30,14 +30,43 @@ MODEL_VERSION = "1"
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
+# A request id (the v2 "id" or an X-Request-Id header) is kept with the request and logged with its
+# batch, so its length is bounded: 128 characters hold any UUID, W3C trace id or ULID with room to
+# spare. A longer one is refused (400) rather than cut, because a cut id no longer joins the
+# client's records to the server's.
+MAX_REQUEST_ID_CHARS = 128
+# The largest JSON body a valid request can need, per input value: "-1.2345678e-38" with a
+# separator and the indentation of a pretty-printed nested list (a value takes 10-16 bytes compact).
+JSON_BYTES_PER_VALUE = 64
+# Room for everything that is not tensor data: the envelope, id, parameters, binary-extension header.
+ENVELOPE_BYTES = 64 * 1024
+
 
 class ProtocolError(Exception):
-    """A request the server cannot accept: `status` is the HTTP code to answer with."""
+    """A request the server cannot accept: `status` is the HTTP code to answer with;
+    `close_connection` when the rest of the request will not be read."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, close_connection: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close_connection = close_connection
+
+
+def max_request_bytes(spec: ModelSpec, max_items: int) -> int:
+    """The default body limit: the largest body a valid request for `spec` (at most `max_items`
+    items, pretty-printed JSON) can need. Anything larger cannot be a valid request: 413."""
+    return ENVELOPE_BYTES + max_items * math.prod(spec.input_shape) * JSON_BYTES_PER_VALUE
+
+
+def checked_request_id(value: Any, where: str) -> str | None:
+    """The request id as text, or None when absent; 400 when longer than `MAX_REQUEST_ID_CHARS`."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_REQUEST_ID_CHARS:
+        raise ProtocolError(400, f"{where}: {len(text)} characters, at most {MAX_REQUEST_ID_CHARS} allowed")
+    return text
 
 
 def error_body(message: str) -> bytes:

@@ -86,6 +86,11 @@ class Runtime:
         for executor in self.executors:
             executor.warm_up(sizes)
 
+    def max_batch_s(self) -> float:
+        """Median time of a full (`max_batch_size`) batch on the first executor, after warm-up: what
+        the queue's default bounds are made of (`queue_policy.py`)."""
+        return self.executors[0].time_batch(self.config.max_batch_size)
+
     def stop(self) -> None:
         """Ask the executor threads to finish."""
         for executor in self.executors:

@@ -28,6 +28,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from reference_server.paging import page_after
+
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 0.1
@@ -239,8 +241,7 @@ class TelemetrySampler:
         with self._lock:
             if not self._ring:
                 return []
-            skip = max(0, seq - self._ring[0].seq + 1)
-            return list(itertools.islice(self._ring, skip, None))
+            return page_after(self._ring, self._ring[0].seq, seq)
 
     def _main(self) -> None:
         # A fixed schedule (next += interval) keeps the sample times from drifting with the time

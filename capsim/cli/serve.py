@@ -38,6 +38,20 @@ def require_server_dependencies() -> None:
         raise CapsimInputError(f"the reference server needs {', '.join(missing)}: pip install 'capsim[server]' torch")
 
 
+def auto_or_number(text: str, flag: str, minimum: float, integer: bool = False) -> str:
+    """`auto`, or a number >= `minimum` (an integer when asked), as the server's flag takes it."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value < float("inf"):  # also refuses NaN
+        kind = "an integer" if integer else "a number"
+        raise CapsimInputError(f"expected 'auto' or {kind} >= {minimum:g}, got {text!r}", field=flag)
+    return str(value) if integer else repr(value)
+
+
 def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -69,16 +83,27 @@ def serve_command(
     max_batch_size: Annotated[int, typer.Option(help="requests per batch at most")] = 1,
     max_wait_ms: Annotated[float, typer.Option(help="how long the oldest request waits for a fuller batch")] = 0.0,
     instances: Annotated[int, typer.Option(help="model executors sharing the queue")] = 1,
-    queue_capacity: Annotated[int, typer.Option(help="requests allowed to wait; more get 429")] = 1024,
-    timeout_ms: Annotated[float, typer.Option(help="queued longer than this -> 504 (0 = never)")] = 0.0,
+    queue_capacity: Annotated[
+        str, typer.Option(metavar="auto|N", help="requests allowed to wait; more get 429 (auto: from --timeout-ms)")
+    ] = "auto",
+    timeout_ms: Annotated[
+        str, typer.Option(metavar="auto|MS", help="queued longer -> 504 (0 = never; auto: 10 full batches, >= 50 ms)")
+    ] = "auto",
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 (weights and activations)")] = "float32",
     batch_log: Annotated[Path | None, typer.Option(help="append one JSON line per batch to this file")] = None,
     extra_latency_ms: Annotated[float, typer.Option(help="test hook: add this to every batch")] = 0.0,
-    debug_endpoints: Annotated[bool, typer.Option(help="test hook: enable POST /debug/stall")] = False,
+    debug_endpoints: Annotated[
+        bool, typer.Option(help="all /debug routes, on any address (else read-only ones, loopback only)")
+    ] = False,
     torch_threads: Annotated[int, typer.Option(help="threads per executor (0 = (cores-1)/instances)")] = 0,
     switch_interval_ms: Annotated[float, typer.Option(help="GIL switch interval (0 = Python's 5 ms)")] = 0.0,
-    max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 16 * 1024 * 1024,
+    max_body_bytes: Annotated[
+        str, typer.Option(metavar="auto|N", help="larger bodies get 413 (auto: the model's largest request)")
+    ] = "auto",
+    max_header_bytes: Annotated[int, typer.Option(help="a larger request line + headers gets 431")] = 16 * 1024,
+    read_timeout_s: Annotated[float, typer.Option(help="request read deadline (+ body at 100 kB/s), else 408")] = 5.0,
+    max_connections: Annotated[int, typer.Option(help="open connections at most; past it requests get 503")] = 1000,
     no_nvml: Annotated[bool, typer.Option("--no-nvml", help="do not try NVML (GPU telemetry off)")] = False,
 ) -> None:
     """Serve a bundled model (KServe v2 HTTP, dynamic batching, Prometheus /metrics)."""
@@ -90,25 +115,30 @@ def serve_command(
         "--max-batch-size": max_batch_size >= 1,
         "--max-wait-ms": max_wait_ms >= 0,
         "--instances": instances >= 1,
-        "--queue-capacity": queue_capacity >= 1,
-        "--timeout-ms": timeout_ms >= 0,
         "--extra-latency-ms": extra_latency_ms >= 0,
         "--torch-threads": torch_threads >= 0,
         "--switch-interval-ms": switch_interval_ms >= 0,
-        "--max-body-bytes": max_body_bytes >= 1,
+        "--max-header-bytes": max_header_bytes >= 1,
+        "--read-timeout-s": read_timeout_s > 0,
+        "--max-connections": max_connections >= 1,
     }
     for flag, ok in checks.items():
         if not ok:
             raise CapsimInputError("out of range (see --help)", field=flag)
+    queue_capacity = auto_or_number(queue_capacity, "--queue-capacity", 1, integer=True)
+    timeout_ms = auto_or_number(timeout_ms, "--timeout-ms", 0)
+    max_body_bytes = auto_or_number(max_body_bytes, "--max-body-bytes", 1, integer=True)
     require_server_dependencies()
     argv = [
         sys.executable, "-m", "reference_server",
         "--model", model, "--host", host, "--port", str(port),
         "--max-batch-size", str(max_batch_size), "--max-wait-ms", repr(max_wait_ms),
-        "--instances", str(instances), "--queue-capacity", str(queue_capacity),
-        "--timeout-ms", repr(timeout_ms), "--device", device, "--dtype", dtype,
+        "--instances", str(instances), "--queue-capacity", queue_capacity,
+        "--timeout-ms", timeout_ms, "--device", device, "--dtype", dtype,
         "--extra-latency-ms", repr(extra_latency_ms), "--torch-threads", str(torch_threads),
-        "--max-body-bytes", str(max_body_bytes), "--switch-interval-ms", repr(switch_interval_ms),
+        "--max-body-bytes", max_body_bytes, "--switch-interval-ms", repr(switch_interval_ms),
+        "--max-header-bytes", str(max_header_bytes), "--read-timeout-s", repr(read_timeout_s),
+        "--max-connections", str(max_connections),
     ]  # fmt: skip
     if batch_log is not None:
         argv += ["--batch-log", str(batch_log)]
