@@ -23,10 +23,25 @@
 import os
 from pathlib import Path
 
+import capsim
 from capsim import load_scenario, simulate
 from capsim.sweep import parse_axis, run_sweep
 
-ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
+
+def repo_root() -> Path:
+    """The checkout that holds scenarios/, whatever the working directory: found from this file when it
+    runs as a script, else (a Jupyter kernel has no __file__) from the working directory upwards, else
+    beside the imported capsim package (an editable install)."""
+    starts = [Path(__file__).resolve().parent] if "__file__" in globals() else []
+    starts += [Path.cwd().resolve(), Path(capsim.__file__).resolve().parent]
+    for start in starts:
+        for folder in (start, *start.parents):
+            if (folder / "scenarios" / "measured-cnn-cpu.yaml").is_file():
+                return folder
+    raise FileNotFoundError("scenarios/measured-cnn-cpu.yaml not found: run this notebook from a capsim checkout")
+
+
+ROOT = repo_root()
 FAST = os.environ.get("CAPSIM_NOTEBOOK_FAST") == "1"
 RATE_RPS = 1500
 SLO_P99_MS = 100.0
