@@ -161,6 +161,26 @@ def _ownership_problem(target: Path) -> str | None:
             "choose a new or empty folder")  # fmt: skip
 
 
+def _check_parent(path: Path, target: Path, flag: str) -> None:
+    """Refuse a destination under a file, or whose folder (the nearest that exists) cannot be written."""
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise _refuse(path, flag, f"{ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise _refuse(path, flag, f"cannot create files in {ancestor} (permission denied)")
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse (CapsimInputError, exit 2) a destination for one file (`-o PROFILE`, `--out FILE`) that
+    is a folder, lies under a file or in a folder that cannot be written: before the work, not after."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise _refuse(path, flag, "is a folder; expected a file path")
+    _check_parent(path, target, flag)
+
+
 def check_output_folder(path: Path, flag: str = "--out") -> Path:
     """Refuse (CapsimInputError, exit 2) a destination capsim must not replace; returns the real path
     the folder will have (a symbolic link to a folder is followed, and stays a link).
@@ -169,13 +189,7 @@ def check_output_folder(path: Path, flag: str = "--out") -> Path:
     target = Path(os.path.realpath(path))
     if target.parent == target:
         raise _refuse(path, flag, "is the root folder; choose a new or empty folder")
-    ancestor = target.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise _refuse(path, flag, f"{ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise _refuse(path, flag, f"cannot create files in {ancestor} (permission denied)")
+    _check_parent(path, target, flag)
     if not target.exists():
         return target
     if not target.is_dir():

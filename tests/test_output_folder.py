@@ -288,3 +288,16 @@ def test_sweep_writes_a_whole_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert marker["command"] == "sweep" and "sweep.parquet" in marker["files"]
     assert str(out / "sweep.csv") in capsys.readouterr().out  # the final paths, not the staging folder's
 
+
+
+def test_a_single_output_file_is_refused_when_it_is_a_folder_or_under_a_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    (tmp_path / "f").write_text("x")
+    profile = str(ROOT / "scenarios" / "profiles" / "cnn-h100.json")
+    transfer = ["hardware", "L4", "--transfer", profile, "--flops-per-item", "8e9", "--weight-bytes", "50e6"]
+    for out, expected in ((tmp_path, "is a folder"), (tmp_path / "f" / "l4.json", "is a file, not a folder")):
+        assert main([*transfer, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err and "--out" in err
+    assert main([*transfer, "--out", str(tmp_path / "new" / "l4.json")]) == 0
+    assert (tmp_path / "new" / "l4.json").is_file() and (tmp_path / "f").read_text() == "x"

@@ -188,7 +188,7 @@ def calibrate(
 
 
 def check_output_path(path: Path) -> None:
-    """The profile is written to a file: refuse a directory before any work is done."""
-    if path.exists() and path.is_dir():
-        raise CapsimInputError("is a directory; expected a file path for the profile", source=str(path),
-                               field="--output")
+    """The profile is written to a file: refuse a bad destination before any work is done."""
+    from capsim.output_folder import check_output_file
+
+    check_output_file(path, "--output")

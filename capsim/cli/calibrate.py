@@ -10,18 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from capsim.calibration.accuracy import error_line
-from capsim.calibration.calibrate import Method, calibrate, check_output_path
-from capsim.calibration.frontend_fit import describe_frontend
-from capsim.calibration.runfolder import ServerSettings
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
+
+if TYPE_CHECKING:
+    from capsim.calibration.calibrate import Method
+    from capsim.calibration.runfolder import ServerSettings
 
 MaxBatchOption = Annotated[int | None, typer.Option(help="the server's max batch size (when the run folder does "
                                                     "not record it)")]
@@ -35,6 +35,7 @@ TimeoutOption = Annotated[float | None, typer.Option(help="queue timeout in ms (
 def server_from_flags(max_batch_size: int | None, max_wait_ms: float | None, instances: int,
                       queue_capacity: int | None, timeout_ms: float | None) -> ServerSettings | None:
     """Server settings from flags, or None to take them from each run's manifest."""
+    from capsim.calibration.runfolder import ServerSettings
     if max_batch_size is None:
         if max_wait_ms is not None:
             raise CapsimInputError("--max-wait-ms needs --max-batch-size", field="--max-wait-ms")
@@ -61,6 +62,7 @@ def _num(value: float | None) -> str:
 
 def points_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """One line per load point: measured → simulated p50, p99, throughput, and the relative errors."""
+    from capsim.calibration.runfolder import ServerSettings
     table = Table(title=title, header_style="bold")
     for name in ("point", "server", "util.", "p50 ms meas→sim", "err", "p99 ms meas→sim", "err", "req/s meas→sim",
                  "err"):
@@ -111,6 +113,10 @@ def calibrate_command(
     json_output: Annotated[bool, typer.Option("--json", help="print only the result JSON on stdout")] = False,
 ) -> None:
     """Fit a service-time profile to measured runs and report its error (held out with --holdout)."""
+    from capsim.calibration.accuracy import error_line
+    from capsim.calibration.calibrate import calibrate, check_output_path
+    from capsim.calibration.frontend_fit import describe_frontend
+
     if method not in ("auto", "white-box", "black-box"):
         raise CapsimInputError(f"expected auto, white-box or black-box, got {method!r}", field="--method")
     if replications < 1:

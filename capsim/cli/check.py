@@ -10,13 +10,6 @@ from rich.console import Console
 
 from capsim.cli.app import app
 from capsim.cli.options import CatalogueOption, scenario_from_cli
-from capsim.serving.dataplane.support import (
-    AUTO_MIN_REQUESTS,
-    choose_engine,
-    compiled_unsupported,
-    expected_arrivals,
-)
-from capsim.stability import estimate_capacity, stability_warnings
 
 
 @app.command("check")
@@ -26,6 +19,14 @@ def check_command(
     catalogue: CatalogueOption = None,
 ) -> None:
     """Validate a scenario (exit 2 with the bad field named) and print a capacity estimate."""
+    from capsim.serving.dataplane.support import (
+        AUTO_MIN_REQUESTS,
+        choose_engine,
+        compiled_unsupported,
+        expected_arrivals,
+    )
+    from capsim.stability import estimate_capacity, stability_warnings
+
     loaded = scenario_from_cli(scenario, set_, catalogue)
     console = Console()
     console.print(f"[green]ok[/green] {scenario}: scenario '{loaded.name}' is valid")

@@ -165,6 +165,10 @@ def _transfer(target_name: str | None, profile_path: Path, catalogue: Catalogue,
     if target_name is None:
         raise CapsimInputError("name the target hardware: capsim hardware TARGET --transfer PROFILE ...",
                                source="--transfer")  # fmt: skip
+    if options["out"] is not None:
+        from capsim.output_folder import check_output_file
+
+        check_output_file(options["out"], "--out")
     measured = read_profile(profile_path, field="--transfer")
     target = catalogue.get(target_name, field="NAME")
     source = (catalogue.get(options["source"], field="--source") if options["source"]

@@ -15,14 +15,7 @@ import typer
 
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
-from capsim.loadtest.settings import (
-    DEFAULT_SCRAPE_INTERVAL_S,
-    ArrivalKind,
-    LoadTestSettings,
-    Protocol,
-    build_arrival,
-    parse_sweep,
-)
+from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, ArrivalKind, Protocol
 
 
 def _positive(value: float | None, flag: str, allow_zero: bool = False) -> None:
@@ -78,6 +71,7 @@ def loadtest_command(
 ) -> None:
     """Load test a server with Locust (open loop by default) and write a run folder."""
     from capsim.loadtest.runner import LoadTestError, run_loadtest
+    from capsim.loadtest.settings import LoadTestSettings, build_arrival, parse_sweep
 
     for value, flag in ((duration, "--duration"), (window, "--window"), (scrape_interval, "--scrape-interval"),
                         (request_timeout, "--request-timeout"), (period, "--period")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -18,6 +19,7 @@ from capsim.cli import simulate as _simulate  # noqa: F401
 from capsim.cli import sweep as _sweep  # noqa: F401
 from capsim.cli import validate as _validate  # noqa: F401
 from capsim.cli.app import app
+from capsim.cli.help_format import set_metavars, widen_when_piped
 from capsim.errors import CapsimInputError
 
 try:  # Typer >= 0.20 vendors click; its usage errors are not click's own classes
@@ -28,10 +30,50 @@ except ImportError:  # pragma: no cover - older Typer uses click itself
 EXIT_BAD_INPUT = 2
 
 
+_EXTRA_OF_MODULE = {
+    "hdrh": "loadtest", "locust": "loadtest", "requests": "loadtest", "pynvml": "loadtest",
+    "fastapi": "server", "uvicorn": "server", "prometheus_client": "server", "orjson": "server",
+    "torch": "server",
+}  # fmt: skip
+"""Optional dependencies and the extra of pyproject.toml that installs each: a command that needs one
+on a base install says which `pip install` brings it, instead of a traceback."""
+
+
+def missing_dependency_line(exc: ModuleNotFoundError) -> str | None:
+    """One line for a missing optional dependency, or None when the missing module is not one of them
+    (a bug or a broken install, reported as an internal error)."""
+    top = (exc.name or "").split(".")[0]
+    extra = _EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    torch_first = "pip install torch==2.13.0 && " if extra == "server" else ""
+    return (f"this command needs {top}, which the base install leaves out: {torch_first}"
+            f"pip install 'capsim[{extra}]' (or, in a clone, pip install -e '.[{extra}]')")  # fmt: skip
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from capsim import __version__
+
+        print(f"capsim {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print capsim's version and exit", is_eager=True,
+                                          callback=_version_callback)] = False,
+) -> None:
+    """Capacity planning for ML inference serving: simulate, serve, load test, calibrate."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    widen_when_piped(os.environ, sys.stdout.isatty())  # type: ignore[arg-type]
+    cli = typer.main.get_command(app)
+    set_metavars(cli)
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="capsim")
+        result = cli(args=argv, standalone_mode=False, prog_name="capsim")
     except CapsimInputError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -50,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        line = missing_dependency_line(exc)
+        if line is None or os.environ.get("CAPSIM_DEBUG"):
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # a bug, not bad input: one line, the traceback only on request
         if os.environ.get("CAPSIM_DEBUG"):
             raise

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from capsim.errors import CapsimInputError
-from capsim.scenario import Scenario, load_scenario
-from capsim.serving.dataplane.support import ENGINES, EngineChoice
+
+if TYPE_CHECKING:  # the schema (pydantic models, numpy, simpy) loads when a command runs, not at CLI start
+    from capsim.scenario import Scenario
+    from capsim.serving.dataplane.support import EngineChoice
 
 CatalogueOption = Annotated[
     Path | None,
@@ -29,6 +31,8 @@ EngineOption = Annotated[
 
 def engine_from_cli(text: str) -> EngineChoice:
     """The --engine value, checked (one-line error, exit 2, on anything else)."""
+    from capsim.serving.dataplane.support import ENGINES
+
     for engine in ENGINES:
         if text == engine:
             return engine
@@ -38,6 +42,8 @@ def engine_from_cli(text: str) -> EngineChoice:
 def scenario_from_cli(path: Path, overrides: list[str] | None, catalogue: Path | None = None) -> Scenario:
     """Load a scenario file with `--set` overrides and an optional user catalogue; one-line errors
     name the file and field."""
+    from capsim.scenario import load_scenario
+
     return load_scenario(path, overrides or [], catalogue)
 
 

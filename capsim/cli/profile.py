@@ -64,8 +64,9 @@ def profile_command(
         raise CapsimInputError("must be >= 3 (convergence compares three windows)", field="--max-windows")
     if torch_threads < 0:
         raise CapsimInputError("must be >= 0", field="--torch-threads")
-    if output.exists() and output.is_dir():
-        raise CapsimInputError("is a directory; expected a file path", source=str(output), field="--output")
+    from capsim.output_folder import check_output_file
+
+    check_output_file(output, "--output")
     require_server_dependencies()
     argv = [
         sys.executable, "-m", "reference_server.profile",

@@ -6,19 +6,19 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from capsim.cli.app import app
 from capsim.cli.options import CatalogueOption, EngineOption, engine_from_cli, require_positive, scenario_from_cli
-from capsim.engine import ProgressCallback, simulate
 from capsim.errors import CapsimInputError
-from capsim.report.tables import print_summary
-from capsim.scenario import Scenario
-from capsim.serving.dataplane.support import choose_engine, compiled_engine_is_cached
+
+if TYPE_CHECKING:  # the engine, numba and pandas load when a command runs, not at CLI start
+    from rich.progress import Progress
+
+    from capsim.scenario import Scenario
 
 _PROGRESS_AFTER_S = 1.5  # short runs finish before a bar would be worth drawing
 
@@ -60,6 +60,8 @@ class _LazyProgress:
         if self._progress is None:
             if time.monotonic() - self._started < _PROGRESS_AFTER_S:
                 return
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=self._console, transient=True,
@@ -102,6 +104,10 @@ def simulate_command(
     ] = None,
 ) -> None:
     """Simulate a scenario and report latency, throughput, utilization, cost and SLO attainment."""
+    from capsim.engine import ProgressCallback, simulate
+    from capsim.report.tables import print_summary
+    from capsim.serving.dataplane.support import choose_engine, compiled_engine_is_cached
+
     require_positive(replications, "--replications")
     if seed is not None and seed < 0:
         raise CapsimInputError(f"expected an integer >= 0, got {seed}", source="--seed")

@@ -9,12 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from capsim.cli.app import app
 from capsim.cli.options import CatalogueOption, EngineOption, engine_from_cli, require_positive
 from capsim.errors import CapsimInputError
-from capsim.sweep import parse_axis, run_sweep
 
 
 @app.command("sweep")
@@ -36,6 +34,10 @@ def sweep_command(
 ) -> None:
     """Simulate every combination of the varied fields (same seed for all, bounded-memory mode) and
     mark the cheapest variant that meets the scenario's SLO."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from capsim.sweep import parse_axis, run_sweep
+
     require_positive(replications, "--replications")
     require_positive(jobs, "--jobs")
     if seed is not None and seed < 0:

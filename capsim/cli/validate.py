@@ -16,9 +16,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from capsim.calibration.accuracy import error_line
-from capsim.calibration.frontend_fit import describe_frontend
-from capsim.calibration.validate import record_in_profile, validate_run, write_validation
 from capsim.cli.app import app
 from capsim.cli.calibrate import (
     InstancesOption,
@@ -116,6 +113,10 @@ def validate_command(
     json_output: Annotated[bool, typer.Option("--json", help="print only the comparison JSON on stdout")] = False,
 ) -> None:
     """Replay a measured run with a profile and print measured vs simulated with relative errors."""
+    from capsim.calibration.accuracy import error_line
+    from capsim.calibration.frontend_fit import describe_frontend
+    from capsim.calibration.validate import record_in_profile, validate_run, write_validation
+
     if replications < 1:
         raise CapsimInputError("expected an integer >= 1", field="--replications")
     if overhead_ms is not None and overhead_ms < 0:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capsim.errors import CapsimInputError
+from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, Protocol
 from capsim.workload import (
     ArrivalSpec,
     ConstantArrival,
@@ -19,12 +20,7 @@ from capsim.workload import (
     TraceArrival,
 )
 
-Protocol = Literal["json", "kserve", "generic"]
-ArrivalKind = Literal["poisson", "constant", "steps", "diurnal", "trace"]
 SWEEP_KINDS = ("poisson", "constant")
-
-
-DEFAULT_SCRAPE_INTERVAL_S = 10.0  # seconds between scrapes of the target (see LoadTestSettings)
 
 
 class LoadTestSettings(BaseModel):
