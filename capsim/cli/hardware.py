@@ -11,21 +11,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
-from capsim.hardware.catalogue import Catalogue, load_catalogue
-from capsim.hardware.roofline import ModelCost
-from capsim.hardware.spec import Figure, HardwareSpec
-from capsim.servicetime.profile_format import Profile, read_profile
-from capsim.servicetime.transfer import measured_on, transfer_profile
+
+if TYPE_CHECKING:  # numpy, pydantic and the catalogue load when the command runs, not at CLI start
+    from capsim.hardware.catalogue import Catalogue
+    from capsim.hardware.roofline import ModelCost
+    from capsim.hardware.spec import Figure, HardwareSpec
+    from capsim.servicetime.profile_format import Profile
 
 _DASH = "—"
 _PIPE_WIDTH = 180  # when stdout is not a terminal rich assumes 80 columns and would squeeze the table
@@ -119,6 +118,8 @@ def catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
 
 
 def _quantile_ms(levels: list[float], quantiles_ms: list[float], level: float) -> float:
+    import numpy as np
+
     return float(np.interp(level, levels, quantiles_ms))
 
 
@@ -146,6 +147,10 @@ def transfer_table(measured: Profile, predicted: Profile) -> Table:
 
 
 def _model_cost(flops: float | None, weights: float, activations: float, bytes_precision: str) -> ModelCost:
+    from pydantic import ValidationError
+
+    from capsim.hardware.roofline import ModelCost
+
     flags = {
         "flops_per_item": "--flops-per-item",
         "weight_bytes": "--weight-bytes",
@@ -162,6 +167,9 @@ def _model_cost(flops: float | None, weights: float, activations: float, bytes_p
 
 
 def _transfer(target_name: str | None, profile_path: Path, catalogue: Catalogue, options: dict[str, Any]) -> None:
+    from capsim.servicetime.profile_format import read_profile
+    from capsim.servicetime.transfer import measured_on, transfer_profile
+
     if target_name is None:
         raise CapsimInputError("name the target hardware: capsim hardware TARGET --transfer PROFILE ...",
                                source="--transfer")  # fmt: skip
@@ -213,6 +221,8 @@ def hardware_command(
     out: Annotated[Path | None, typer.Option("--out", help="write the predicted profile here")] = None,
 ) -> None:
     """List the hardware catalogue with sources, show one entry, or predict a profile on other hardware."""
+    from capsim.hardware.catalogue import load_catalogue
+
     catalogue = load_catalogue(catalogue_file)
     if transfer is not None:
         options = {
