@@ -269,8 +269,19 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _swap_in(staging: Path, target: Path) -> list[Path]:
-    """Put the complete `staging` folder at `target`; returns the displaced old folders to remove."""
+    """Put the complete `staging` folder at `target`; returns the displaced old folders to remove.
+    On failure the last displaced folder is put back where it was, if nothing took its place."""
     displaced: list[Path] = []
+    try:
+        return _swap_attempts(staging, target, displaced)
+    except BaseException:
+        if displaced and not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                os.rename(displaced[-1], target)
+        raise
+
+
+def _swap_attempts(staging: Path, target: Path, displaced: list[Path]) -> list[Path]:
     for _ in range(_SWAP_ATTEMPTS):
         try:
             os.rename(staging, target)  # target absent or an empty folder: one atomic step

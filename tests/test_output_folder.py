@@ -3,6 +3,7 @@ a killed run never leaves half a folder, and capsim never replaces a folder it d
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -20,6 +21,7 @@ import pytest
 import capsim.output_folder as output_folder
 from capsim.atomic import atomic_write, atomic_write_json, atomic_write_text
 from capsim.cli.main import main
+from capsim.errors import CapsimInputError
 from capsim.loadtest.parts import write_table_atomic
 from capsim.output_folder import MARKER_NAME, check_output_folder, staged_output_folder
 
@@ -168,6 +170,28 @@ def test_a_killed_run_leaves_the_previous_folder_whole(tmp_path: Path, where: st
     write_folder(out, {"summary.json": "next"})  # the next run cleans up what the dead one left
     assert contents(out) == {"summary.json": "next"}
     assert siblings(out) == []
+
+
+def test_a_failed_swap_puts_the_previous_folder_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    previous = {"summary.json": "old", "requests.parquet": "old"}
+    write_folder(out, previous)
+    monkeypatch.setattr(output_folder, "_exchange", lambda a, b: False)
+    rename = os.rename
+
+    def fail_moving_the_new_folder_in(src: Path, dst: Path) -> None:
+        if ".run.tmp-" in str(src) and not os.path.lexists(dst):  # after the old folder was moved away
+            raise OSError(errno.EIO, "Input/output error")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", fail_moving_the_new_folder_in)
+    with pytest.raises(CapsimInputError, match="could not put the results in place") as info, \
+            staged_output_folder(out, "test") as folder:  # fmt: skip
+        atomic_write_text(folder / "summary.json", "new")
+    monkeypatch.undo()
+    assert contents(out) == previous
+    (staging,) = [tmp_path / name for name in siblings(out)]
+    assert str(staging) in str(info.value) and contents(staging) == {"summary.json": "new"}
 
 
 def test_two_runs_into_one_folder_do_not_mix(tmp_path: Path, swap: bool) -> None:
