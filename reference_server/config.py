@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_auto_or(_non_negative_float),
         default=None,
         help="a request still queued this long after arrival gets 504 (0 = never; auto: 10 max-size "
-        "batch times, at least 50 ms)",
+        "batch times, at least 100 ms)",
     )
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda when available")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="precision of the weights and activations")

@@ -17,8 +17,9 @@ Defaults, from the batch time the server measures at start-up (`max_batch_s`: th
 
 - timeout = max(`QUEUE_DELAY_FLOOR_S`, `QUEUE_DELAY_BATCHES` × max_batch_s + max_wait_s): ten
   full batches' worth of waiting — at 80% load a FIFO queue of this kind rarely waits that long, so
-  the bound only bites under overload — and never under 50 ms, so that a fast model's bound is not
-  set by scheduling noise of the host;
+  the bound only bites under overload — and never under 100 ms, so that a fast model's bound is not
+  set by the host's scheduling hiccups (a stalled event loop expires every request that waited
+  through the stall; on the shared 2-vCPU development VM stalls of 50-80 ms were common);
 - queue capacity = the requests the executors can start within the timeout
   (⌈timeout / max_batch_s⌉ × max_batch_size × instances), at most `MAX_AUTO_QUEUE_CAPACITY`: a request
   that finds more waiting would time out anyway, so it is told at once.
@@ -30,7 +31,7 @@ import math
 from dataclasses import dataclass
 
 QUEUE_DELAY_BATCHES = 10
-QUEUE_DELAY_FLOOR_S = 0.050
+QUEUE_DELAY_FLOOR_S = 0.100
 MAX_AUTO_QUEUE_CAPACITY = 1024  # the server's fixed default before the queue was bounded in time
 
 

@@ -87,7 +87,7 @@ def serve_command(
         str, typer.Option(metavar="auto|N", help="requests allowed to wait; more get 429 (auto: from --timeout-ms)")
     ] = "auto",
     timeout_ms: Annotated[
-        str, typer.Option(metavar="auto|MS", help="queued longer -> 504 (0 = never; auto: 10 full batches, >= 50 ms)")
+        str, typer.Option(metavar="auto|MS", help="queued longer -> 504 (0 = never; auto: 10 full batches, >= 100 ms)")
     ] = "auto",
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 (weights and activations)")] = "float32",

@@ -29,6 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "--model", "mlp", "--device", "cpu", "--max-batch-size", "8", "--max-wait-ms", "20",
         "--instances", "2", "--batch-log", str(tmp / "batches.jsonl"), "--debug-endpoints",
         "--max-body-bytes", str(MAX_BODY_BYTES), "--torch-threads", "1",
+        "--timeout-ms", "0",  # the stall test's request must wait out the stall, not time out
     ]  # fmt: skip
     with ServerProcess(args, log_dir=tmp) as proc:
         proc.batch_log_path = tmp / "batches.jsonl"  # type: ignore[attr-defined]

@@ -258,3 +258,25 @@ def test_fuzzed_query_strings_never_give_a_500(query: bytes, route: tuple[str, s
 
     status = run(main())
     assert status < 500 or (status == 503 and path == "/debug/stall"), (path, query, status)
+
+
+# -- binding beyond loopback ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.org", False)],
+)  # fmt: skip
+def test_binding_beyond_loopback_warns_once_on_stderr(
+    host: str, loopback: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reference_server.__main__ import warn_if_exposed
+
+    config = ServerConfig(host=host)
+    assert config.loopback_only is loopback
+    warn_if_exposed(config)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    if loopback:
+        assert captured.err == ""
+    else:
+        assert len(captured.err.splitlines()) == 1 and "beyond loopback" in captured.err and host in captured.err
