@@ -16,6 +16,7 @@ from capsim.metrics.intervals import LevelAreas
 from capsim.metrics.request_log import Columns, RequestLog
 from capsim.metrics.summary import combine_replications, replication_summary
 from capsim.metrics.tally import RequestTally
+from capsim.progress import within_replication
 from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing, Scenario
 from capsim.serving.asyncqueue.run import run_async
@@ -266,10 +267,6 @@ def _energy(scenario: Scenario, level_means: dict[str, float], window_s: float) 
     return result
 
 
-def _scaled_progress(progress: ProgressCallback, replication: int, replications: int) -> ProgressCallback:
-    return lambda fraction: progress((replication + fraction) / replications)
-
-
 def simulate(
     scenario: Scenario,
     seed: int | None = None,
@@ -309,7 +306,7 @@ def simulate(
     gc.disable()
     try:
         for r in range(replications):
-            rep_progress = None if progress is None else _scaled_progress(progress, r, replications)
+            rep_progress = None if progress is None else within_replication(progress, r, replications)
             results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress, chosen))
     finally:
         if collector_was_on:

@@ -28,6 +28,11 @@ EngineOption = Annotated[
     ),
 ]
 
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="no progress on stderr (a line every few seconds, or a bar on a terminal)"),
+]
+
 
 def engine_from_cli(text: str) -> EngineChoice:
     """The --engine value, checked (one-line error, exit 2, on anything else)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,15 +11,18 @@ import typer
 from rich.console import Console
 
 from capsim.cli.app import app
-from capsim.cli.options import CatalogueOption, EngineOption, engine_from_cli, require_positive, scenario_from_cli
+from capsim.cli.options import (
+    CatalogueOption,
+    EngineOption,
+    QuietOption,
+    engine_from_cli,
+    require_positive,
+    scenario_from_cli,
+)
 from capsim.errors import CapsimInputError
 
 if TYPE_CHECKING:  # the engine, numba and pandas load when a command runs, not at CLI start
-    from rich.progress import Progress
-
     from capsim.scenario import Scenario
-
-_PROGRESS_AFTER_S = 1.5  # short runs finish before a bar would be worth drawing
 
 AUTO_REQUEST_LOG_MAX = 10_000_000
 """Above this many offered requests per replication, the request log (~50 bytes a request while the run
@@ -44,35 +46,6 @@ def keep_every_request(scenario: Scenario, request_log: bool | None, err: Consol
     err.print(f"note: {scenario.name} offers ~{offered:,.0f} requests, too many to keep each in memory: "
               "keeping histograms instead (--request-log forces the full log)")  # fmt: skip
     return False
-
-
-class _LazyProgress:
-    """A rich progress bar on stderr that appears only once a run has taken a while."""
-
-    def __init__(self, console: Console, label: str) -> None:
-        self._console = console
-        self._label = label
-        self._started = time.monotonic()
-        self._progress: Progress | None = None
-        self._task = 0
-
-    def __call__(self, fraction: float) -> None:
-        if self._progress is None:
-            if time.monotonic() - self._started < _PROGRESS_AFTER_S:
-                return
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=self._console, transient=True,
-            )  # fmt: skip
-            self._progress.start()
-            self._task = self._progress.add_task(self._label, total=1.0)
-        self._progress.update(self._task, completed=fraction)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 @app.command("simulate")
@@ -102,9 +75,11 @@ def simulate_command(
             "that meets serving.deadline_s, by simulation"
         ),
     ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Simulate a scenario and report latency, throughput, utilization, cost and SLO attainment."""
-    from capsim.engine import ProgressCallback, simulate
+    from capsim.engine import simulate
+    from capsim.progress import simulation_reporter
     from capsim.report.tables import print_summary
     from capsim.serving.dataplane.support import choose_engine, compiled_engine_is_cached
 
@@ -120,22 +95,16 @@ def simulate_command(
     if solve is not None:
         from capsim.cli.solve import solve_command
 
-        solve_command(loaded, solve, seed, replications, json_output, out, str(scenario))
+        solve_command(loaded, solve, seed, replications, json_output, out, str(scenario), quiet=quiet)
         return
     err = Console(stderr=True)
     if (loaded.serving.mode == "realtime" and choose_engine(loaded, chosen_engine) == "compiled"
             and not compiled_engine_is_cached()):  # fmt: skip
         err.print("compiling the simulation's event loop (once per machine, ~10 s)")
-    progress_bar = _LazyProgress(err, f"simulating {loaded.name}") if err.is_terminal else None
-    callback: ProgressCallback | None = progress_bar
-    try:
-        keep = keep_every_request(loaded, request_log, err)
-        result = simulate(
-            loaded, seed=seed, replications=replications, keep_requests=keep, progress=callback, engine=chosen_engine
-        )
-    finally:
-        if progress_bar is not None:
-            progress_bar.close()
+    keep = keep_every_request(loaded, request_log, err)
+    with simulation_reporter(loaded, replications, enabled=not quiet) as reporter:  # stderr only: --json stays clean
+        result = simulate(loaded, seed=seed, replications=replications, keep_requests=keep,
+                          progress=reporter.fraction, engine=chosen_engine)  # fmt: skip
     if out is not None:
         from capsim.output_folder import staged_output_folder
         from capsim.report.run_folder import write_run_folder  # matplotlib and pyarrow load only when needed

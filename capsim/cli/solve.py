@@ -25,9 +25,11 @@ def solve_command(
     json_output: bool,
     out: Path | None,
     source: str,
+    *,
+    quiet: bool = False,
 ) -> None:
     """Answer `--solve what` for a batch scenario (loaded from `source`, named in errors): print it,
-    and write `solve.json` under `out`."""
+    and write `solve.json` under `out`; unless `quiet`, the simulations run so far on stderr."""
     if what not in SOLVE_CHOICES:
         raise CapsimInputError(f"expected one of {', '.join(SOLVE_CHOICES)}, got '{what}'", source="--solve")
     if scenario.serving.mode != "batch":
@@ -35,11 +37,15 @@ def solve_command(
             f"answers batch jobs (serving.mode: batch); this scenario's mode is {scenario.serving.mode}",
             source="--solve",
         )
+    from capsim.progress import ProgressReporter, counted
     from capsim.serving.batchjob.search import cheapest_hardware, fewest_workers
 
+    # The bisection's length depends on its answers: the count of simulations run is what is known.
+    reporter = ProgressReporter(f"solving {scenario.name} for {what}", None, counted("simulations"), enabled=not quiet)
     try:
-        found = cheapest_hardware(scenario, seed, replications) if what == "hardware" else [
-            fewest_workers(scenario, seed, replications)]  # fmt: skip
+        with reporter:
+            found = cheapest_hardware(scenario, seed, replications, on_probe=reporter.step) if what == "hardware" else [
+                fewest_workers(scenario, seed, replications, on_probe=reporter.step)]  # fmt: skip
     except CapsimInputError as exc:
         raise CapsimInputError(exc.detail, source=exc.source or source, field=exc.field) from None
     answers = [a.as_dict() for a in found]

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from capsim.cli.app import app
-from capsim.cli.options import CatalogueOption, EngineOption, engine_from_cli, require_positive
+from capsim.cli.options import CatalogueOption, EngineOption, QuietOption, engine_from_cli, require_positive
 from capsim.errors import CapsimInputError
 
 
@@ -31,11 +31,11 @@ def sweep_command(
     out: Annotated[Path | None, typer.Option(help="write sweep.csv, sweep.parquet, summaries.json, a chart")] = None,
     catalogue: CatalogueOption = None,
     engine: EngineOption = "auto",
+    quiet: QuietOption = False,
 ) -> None:
     """Simulate every combination of the varied fields (same seed for all, bounded-memory mode) and
     mark the cheapest variant that meets the scenario's SLO."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from capsim.progress import ProgressReporter, counted
     from capsim.sweep import parse_axis, run_sweep
 
     require_positive(replications, "--replications")
@@ -48,16 +48,9 @@ def sweep_command(
         from capsim.output_folder import check_output_folder
 
         check_output_folder(out)
-    err = Console(stderr=True)
-    with Progress(TextColumn("sweeping {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as bar:  # fmt: skip
-        task = bar.add_task(scenario.name, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with ProgressReporter(f"sweeping {scenario.name}", None, counted("variants"), enabled=not quiet) as reporter:
         result = run_sweep(scenario, axes, set_ or [], seed=seed, replications=replications, jobs=jobs,
-                           catalogue=catalogue, progress=progress, engine=chosen_engine)  # fmt: skip
+                           catalogue=catalogue, progress=reporter.update, engine=chosen_engine)  # fmt: skip
     written = []
     if out is not None:
         from capsim.output_folder import staged_output_folder

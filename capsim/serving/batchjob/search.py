@@ -11,6 +11,7 @@ reported, not just the answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,9 +63,11 @@ def _label(scenario: Scenario) -> str:
     return scenario.hardware.name + (f" ({spot.fraction:.0%} spot)" if spot is not None and spot.fraction > 0 else "")
 
 
-def fewest_workers(scenario: Scenario, seed: int | None = None, replications: int = 1) -> WorkersAnswer:
+def fewest_workers(
+    scenario: Scenario, seed: int | None = None, replications: int = 1, *, on_probe: Callable[[], None] | None = None
+) -> WorkersAnswer:
     """Bisection over `serving.search` [min_workers, max_workers] for the fewest workers whose every
-    replication finishes by `serving.deadline_s`."""
+    replication finishes by `serving.deadline_s`; `on_probe` is called after each simulated count."""
     serving = batch_serving(scenario)
     if serving.deadline_s is None:
         raise CapsimInputError("--solve needs a deadline to meet: set serving.deadline_s", field="serving.deadline_s")
@@ -80,6 +83,8 @@ def fewest_workers(scenario: Scenario, seed: int | None = None, replications: in
         runs[workers] = summary
         met = bool(summary["deadline_met"])
         answer.probes.append(Probe(workers, met, summary["makespan_s"], float(summary["cost"]["usd"])))
+        if on_probe is not None:
+            on_probe()
         return met
 
     if not meets(high):
@@ -121,14 +126,17 @@ def candidate_scenario(scenario: Scenario, candidate: HardwareCandidate, index: 
         raise CapsimInputError(exc.detail, field=f"{field}: {exc.field}" if exc.field else field) from None
 
 
-def cheapest_hardware(scenario: Scenario, seed: int | None = None, replications: int = 1) -> list[WorkersAnswer]:
+def cheapest_hardware(
+    scenario: Scenario, seed: int | None = None, replications: int = 1, *, on_probe: Callable[[], None] | None = None
+) -> list[WorkersAnswer]:
     """The fewest workers on the scenario's hardware and on each `serving.search.hardware` candidate,
-    cheapest first (candidates that cannot meet the deadline last)."""
+    cheapest first (candidates that cannot meet the deadline last); `on_probe` as for `fewest_workers`."""
     serving = batch_serving(scenario)
     if serving.search is None or not serving.search.hardware:
         raise CapsimInputError("--solve hardware needs candidates: list them in serving.search.hardware",
                                field="serving.search.hardware")  # fmt: skip
-    answers = [fewest_workers(scenario, seed, replications)]
+    answers = [fewest_workers(scenario, seed, replications, on_probe=on_probe)]
     for i, candidate in enumerate(serving.search.hardware):
-        answers.append(fewest_workers(candidate_scenario(scenario, candidate, i), seed, replications))
+        on_candidate = candidate_scenario(scenario, candidate, i)
+        answers.append(fewest_workers(on_candidate, seed, replications, on_probe=on_probe))
     return sorted(answers, key=lambda a: (a.usd is None, a.usd if a.usd is not None else 0.0))
