@@ -135,3 +135,18 @@ def test_cli_sweep_and_solve_report_on_stderr(monkeypatch: pytest.MonkeyPatch,
     captured = capsys.readouterr()
     assert json.loads(captured.out)["solve"] == "workers"
     assert re.search(r"^solving nightly-scoring-t4 for workers: 1 simulations, \d+ s elapsed$", captured.err, re.M)
+
+
+def test_a_terminal_gets_a_live_bar_not_lines() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    clock, stream = FakeClock(), Terminal()
+    reporter = ProgressReporter("simulating x", 100.0, simulated_time, interval_s=0.0, stream=stream, clock=clock)
+    reporter.update(10.0)
+    assert stream.getvalue() == ""  # a run shorter than LIVE_AFTER_S draws nothing
+    clock.now_s += capsim.progress.LIVE_AFTER_S
+    reporter.update(50.0)
+    reporter.close()
+    assert "simulating x" in stream.getvalue() and "elapsed" not in stream.getvalue()
