@@ -7,10 +7,12 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from capsim.input_model import InputModel
 
 
-class _Duration(BaseModel):
+class _Duration(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def sample_s(self, rng: np.random.Generator) -> float:  # pragma: no cover - overridden

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
+from capsim.input_files import parse_value, read_yaml_file
+from capsim.input_model import InputModel, input_error
 from capsim.servicetime import ServiceSpec
 from capsim.serving.asyncqueue import AsyncServing
 from capsim.serving.batchjob import BatchJobServing
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from capsim.hardware.spec import HardwareSpec
 
 
-class _Strict(BaseModel):
+class _Strict(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -175,38 +176,6 @@ class Scenario(_Strict):
         return self.model_copy(update={"workload": workload, "service": self.service.resolve_paths(base_dir)})
 
 
-def _field_path(data: Any, loc: tuple[int | str, ...]) -> str:
-    """The dotted path of an error location as the user wrote it, without pydantic's union tags."""
-    parts: list[str] = []
-    current = data
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-            parts.append(str(part))
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
-            current = current[part]
-            parts.append(f"[{part}]")
-        elif isinstance(current, dict) and part in (current.get("kind"), current.get("mode")):
-            continue  # the discriminated-union tag pydantic inserts, not a key the user wrote
-        elif last or not isinstance(current, dict):
-            parts.append(str(part))
-        # otherwise it is a discriminated-union tag pydantic inserted: skip it
-    return ".".join(parts).replace(".[", "[")
-
-
-def _describe_error(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key (check the spelling; docs/scenarios.md lists the fields)"
-    if err["type"] == "missing":
-        return "required field is missing"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    value = err.get("input")
-    if isinstance(value, (int, float, str, bool)) and not message.endswith(repr(value)):
-        message += f" (got {value!r})"
-    return message
-
-
 def validate_scenario(data: Any, source: str, catalogue_path: str | Path | None = None) -> Scenario:
     """Validate a parsed scenario mapping; raise CapsimInputError naming the first bad field.
     Hardware and spot figures the file leaves out are filled in from the hardware catalogue: the
@@ -217,10 +186,7 @@ def validate_scenario(data: Any, source: str, catalogue_path: str | Path | None 
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CapsimInputError(
-            _describe_error(err), source=source, field=_field_path(data, err["loc"]) or None
-        ) from None
+        raise input_error(exc, data, source, fields_doc="docs/scenarios.md") from None
     try:
         return _with_catalogue_figures(scenario, catalogue_path)
     except CapsimInputError as exc:
@@ -349,14 +315,16 @@ def _transfer_service(scenario: Scenario, catalogue_path: str | Path | None = No
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b.c=value` → (["a", "b", "c"], value parsed as YAML, so numbers and booleans keep their type)."""
+    """`a.b.c=value` → (["a", "b", "c"], value parsed as YAML, so numbers and booleans keep their type;
+    see `capsim.input_files.parse_value`)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise CapsimInputError(f"expected --set dotted.path=value, got '{text}'", source="--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = parse_value(raw, "--set")
+    except CapsimInputError as exc:
+        field = f"{key.strip()}.{exc.field}".replace(".[", "[") if exc.field else key.strip()
+        raise CapsimInputError(exc.detail, source="--set", field=field) from None
     return [p for p in key.strip().split(".")], value
 
 
@@ -381,17 +349,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file with one-line errors (missing file, syntax error with its line)."""
-    if not path.is_file():
-        raise CapsimInputError("file not found", source=str(path))
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise CapsimInputError(f"invalid YAML: {where}{exc.problem}", source=str(path)) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CapsimInputError(f"invalid YAML: {exc}", source=str(path)) from None
+    """Parse a YAML file with one-line errors (missing, too large, syntax, duplicate keys, non-finite
+    numbers, nesting: `capsim.input_files`)."""
+    return read_yaml_file(path)
 
 
 def load_scenario(

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from capsim.errors import CapsimInputError
+from capsim.input_files import parse_value
 from capsim.scenario import Scenario, load_scenario
 from capsim.serving.dataplane.support import EngineChoice, choose_engine
 
@@ -37,28 +36,23 @@ class Axis:
     values: tuple[Any, ...]
 
 
-def _scalar(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        raise CapsimInputError(f"cannot parse the value '{text}'", source=source) from None
-
-
 def _range_values(text: str, source: str) -> tuple[Any, ...] | None:
     """`a..b` or `a..b:step`, both ends included; None when `text` is not a range."""
     body, _, step_text = text.partition(":")
     start_text, sep, stop_text = body.partition("..")
     if not sep:
         return None
-    start, stop = _scalar(start_text, source), _scalar(stop_text, source)
-    step = _scalar(step_text, source) if step_text else 1
+    start, stop = parse_value(start_text, source), parse_value(stop_text, source)
+    step = parse_value(step_text, source) if step_text else 1
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, stop, step))
     if not numbers or step <= 0 or stop < start:
         raise CapsimInputError(f"expected a range START..STOP[:STEP] with STOP >= START and STEP > 0, got '{text}'",
                                source=source)  # fmt: skip
-    count = math.floor((stop - start) / step + 1e-9) + 1
-    if count > MAX_VARIANTS:
-        raise CapsimInputError(f"the range '{text}' has {count} values (at most {MAX_VARIANTS})", source=source)
+    steps = (stop - start) / step  # finite numbers, yet 1e300 / 1e-300 overflows to inf
+    if not steps < MAX_VARIANTS:
+        raise CapsimInputError(f"the range '{text}' has more than {MAX_VARIANTS} values (at most {MAX_VARIANTS})",
+                               source=source)  # fmt: skip
+    count = math.floor(steps + 1e-9) + 1
     as_int = all(isinstance(v, int) for v in (start, stop, step))
     return tuple(start + i * step if as_int else round(start + i * step, 12) for i in range(count))
 
@@ -74,7 +68,7 @@ def parse_axis(text: str) -> Axis:
                                source=f"--vary {text}")  # fmt: skip
     values = _range_values(raw.strip(), source)
     if values is None:
-        values = tuple(_scalar(part, source) for part in raw.split(","))
+        values = tuple(parse_value(part, source) for part in raw.split(","))
     if len(set(map(repr, values))) != len(values):
         raise CapsimInputError("a value is listed twice", source=source)
     return Axis(path=path, values=values)

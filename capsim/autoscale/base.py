@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import ConfigDict, model_validator
+
+from capsim.input_model import InputModel
 
 
-class PolicyBase(BaseModel):
+class PolicyBase(InputModel):
     """Base of the policy specs; subclasses give `min_replicas` / `max_replicas` their own defaults."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

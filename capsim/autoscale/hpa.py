@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.view import FleetView
+from capsim.input_model import InputModel
 
 
-class ScalingPolicy(BaseModel):
+class ScalingPolicy(InputModel):
     """One rate limit: at most `value` pods (or percent) of change per `period_s`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -29,7 +30,7 @@ class ScalingPolicy(BaseModel):
     period_s: float = Field(gt=0, le=1800)
 
 
-class ScalingRules(BaseModel):
+class ScalingRules(InputModel):
     """`behavior.scaleUp` or `behavior.scaleDown`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

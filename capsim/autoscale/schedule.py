@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from capsim.input_model import InputModel
 
 
-class ScheduleWindow(BaseModel):
+class ScheduleWindow(InputModel):
     """From `start_h` to `end_h` (hours of the day; may wrap past midnight) keep at least
     `min_replicas`."""
 

@@ -19,11 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from capsim.errors import CapsimInputError
 from capsim.hardware.spec import PROVIDER_FIGURE_FIELDS, HardwareSpec, ProviderSpec, expand_figures
+from capsim.input_files import load_yaml, read_yaml_file
+from capsim.input_model import input_error
 
 CATALOGUE_FORMAT = "capsim-catalogue/1"
 _SHIPPED = "catalogue.yaml"
@@ -124,15 +125,13 @@ def _shipped_document() -> dict[str, Any]:
 
 
 def _parse_document(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise CapsimInputError(f"not valid YAML{where}", source=source) from None
+    return _check_document(load_yaml(text, source), source)
+
+
+def _check_document(data: Any, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CapsimInputError("expected a mapping with a 'hardware' key", source=source)
-    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
+    unknown = sorted(str(key) for key in set(data) - _TOP_LEVEL_KEYS)
     if unknown:
         raise CapsimInputError(f"unknown key (expected one of: {', '.join(sorted(_TOP_LEVEL_KEYS))})",
                                source=source, field=str(unknown[0]))  # fmt: skip
@@ -142,22 +141,25 @@ def _parse_document(text: str, source: str) -> dict[str, Any]:
         block = data.get(key) or {}
         if not isinstance(block, dict) or not all(isinstance(v, dict) for v in block.values()):
             raise CapsimInputError("expected a mapping of name → entry", source=source, field=key)
+    assumptions = data.get("assumptions") or {}
+    idle = assumptions.get("idle_fraction_of_tdp", 0.0) if isinstance(assumptions, dict) else None
+    if not isinstance(idle, (int, float)) or isinstance(idle, bool) or not 0 <= idle <= 1:
+        raise CapsimInputError(f"expected a mapping with idle_fraction_of_tdp between 0 and 1 (got {idle!r})",
+                               source=source, field="assumptions")  # fmt: skip
     return data
 
 
-def _one_line(exc: ValidationError, field: str, source: str | None = None) -> CapsimInputError:
+def _one_line(exc: ValidationError, data: Any, field: str, source: str | None = None) -> CapsimInputError:
     """The first pydantic error as a one-line `CapsimInputError` under `field`."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = "unknown field (see docs/hardware.md for the fields)" if err["type"] == "extra_forbidden" else err["msg"]
-    return CapsimInputError(msg, source=source, field=f"{field}.{loc}" if loc else field)
+    return input_error(exc, data, source, prefix=(field,), fields_doc="docs/hardware.md")
 
 
 def _validate(name: str, raw: dict[str, Any], idle_fraction: float, source: str) -> HardwareSpec:
+    data = {"idle_fraction_of_tdp": idle_fraction, **raw, "name": name}
     try:
-        return HardwareSpec.model_validate({"idle_fraction_of_tdp": idle_fraction, **raw, "name": name})
+        return HardwareSpec.model_validate(data)
     except ValidationError as exc:
-        raise _one_line(exc, f"hardware.{name}", source) from None
+        raise _one_line(exc, data, f"hardware.{name}", source) from None
 
 
 class _Merger:
@@ -179,18 +181,18 @@ class _Merger:
                 self.raw[canonical] = {}
             self.raw[canonical].update(expanded)
             self.source[canonical] = source
-            for key in [canonical, *self.raw[canonical].get("aliases", [])]:
+            aliases = self.raw[canonical].get("aliases", [])
+            if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+                raise CapsimInputError(f"expected a list of names (got {aliases!r})"[:200], source=source,
+                                       field=f"hardware.{name}.aliases")  # fmt: skip
+            for key in [canonical, *aliases]:
                 self._by_key[normalize_name(str(key))] = canonical
 
 
 def _read_user_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CapsimInputError("catalogue file not found", source=str(path), field="--catalogue")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CapsimInputError(f"cannot read ({exc})", source=str(path)) from None
-    return _parse_document(text, source=str(path))
+    return _check_document(read_yaml_file(path, "catalogue file"), str(path))
 
 
 def load_catalogue(
@@ -248,7 +250,7 @@ def _merge_providers(providers: dict[str, ProviderSpec], layer: Mapping[str, Any
         try:
             out[key] = ProviderSpec.model_validate(body)
         except ValidationError as exc:
-            raise _one_line(exc, f"providers.{name}", source) from None
+            raise _one_line(exc, body, f"providers.{name}", source) from None
     return out
 
 
@@ -274,8 +276,8 @@ def resolve_hardware(name: str, overrides: Mapping[str, Any] | None, catalogue: 
         canonical, base = name, {}
     layer = expand_figures(overrides, {"source": "inline hardware override", "confidence": "user"})
     merged = {**base, **layer}
+    data = {"idle_fraction_of_tdp": catalogue.idle_fraction_of_tdp, **merged, "name": canonical}
     try:
-        return HardwareSpec.model_validate({"idle_fraction_of_tdp": catalogue.idle_fraction_of_tdp, **merged,
-                                            "name": canonical})  # fmt: skip
+        return HardwareSpec.model_validate(data)
     except ValidationError as exc:
-        raise _one_line(exc, field) from None
+        raise _one_line(exc, data, field) from None

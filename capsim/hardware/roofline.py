@@ -18,13 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from capsim.errors import CapsimInputError
 from capsim.hardware.spec import BYTES_PER_ELEMENT, PRECISION_COLUMN, HardwareSpec, Precision
+from capsim.input_model import InputModel
 
 
-class ModelCost(BaseModel):
+class ModelCost(InputModel):
     """What one batch of a model costs, independent of hardware.
 
     `flops_per_item` counts operations (a multiply-add is 2) for one item; `weight_bytes` are read

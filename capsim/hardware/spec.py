@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from capsim.errors import CapsimInputError
+from capsim.input_model import InputModel
 
 Confidence = Literal["SRC", "DOC2", "3P", "MEM", "unverified", "estimate", "user"]
 Market = Literal["on_demand", "spot", "capacity_block"]
@@ -66,7 +67,7 @@ def expand_figures(
     return out
 
 
-class Provenance(BaseModel):
+class Provenance(InputModel):
     """Where a group of figures comes from (an entry's `spec_source`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -77,7 +78,7 @@ class Provenance(BaseModel):
     _date = field_validator("date", mode="before")(_date_text)
 
 
-class Figure(BaseModel):
+class Figure(InputModel):
     """One number with its source, date and confidence; `value` is null where no source gives one."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,7 +87,9 @@ class Figure(BaseModel):
     date: str | None = None
     confidence: Confidence | None = None
     note: str | None = None
-    range: tuple[float, float] | None = Field(default=None, description="low and high where the source gives a range")
+    range: tuple[float, float] | None = Field(
+        default=None, strict=False, description="low and high where the source gives a range"
+    )  # strict=False: YAML gives a list; the numbers in it stay strict
 
     _date = field_validator("date", mode="before")(_date_text)
 
@@ -99,7 +102,7 @@ class Figure(BaseModel):
         return self
 
 
-class PriceOffer(BaseModel):
+class PriceOffer(InputModel):
     """One way to buy the hardware: a cloud instance type at a market price, with its source."""
 
     model_config = ConfigDict(extra="forbid")
@@ -109,8 +112,8 @@ class PriceOffer(BaseModel):
     market: Market
     usd_per_hour: float | None = Field(default=None, ge=0, description="price of the whole instance")
     usd_per_gpu_hour: float | None = Field(default=None, ge=0)
-    range_usd_per_hour: tuple[float, float] | None = None
-    range_usd_per_gpu_hour: tuple[float, float] | None = None
+    range_usd_per_hour: tuple[float, float] | None = Field(default=None, strict=False)  # a YAML list
+    range_usd_per_gpu_hour: tuple[float, float] | None = Field(default=None, strict=False)
     region: str | None = None
     source: str
     date: str | None = None
@@ -138,7 +141,7 @@ class PriceOffer(BaseModel):
         return self.usd_per_hour / self.gpus
 
 
-class ProviderSpec(BaseModel):
+class ProviderSpec(InputModel):
     """Per-cloud facts that apply to every entry bought there: the spot notice period, and the
     fraction of spot instances reclaimed per month for entries that give none of their own."""
 
@@ -153,7 +156,7 @@ class ProviderSpec(BaseModel):
         return expand_figures(data, {}, PROVIDER_FIGURE_FIELDS) if isinstance(data, dict) else data
 
 
-class HardwareSpec(BaseModel):
+class HardwareSpec(InputModel):
     """One catalogue entry: a GPU (figures per GPU) or a CPU instance type (figures per instance).
 
     Units: `memory_gb` in 1e9 bytes, `memory_bandwidth_gbps` in GB/s, `*_tflops` / `int8_tops` dense

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from capsim.errors import CapsimInputError
+from capsim.input_model import InputModel
 from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, Protocol
 from capsim.workload import (
     ArrivalSpec,
@@ -23,7 +24,7 @@ from capsim.workload import (
 SWEEP_KINDS = ("poisson", "constant")
 
 
-class LoadTestSettings(BaseModel):
+class LoadTestSettings(InputModel):
     """All settings of one `capsim loadtest` invocation (recorded verbatim in manifest.json)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

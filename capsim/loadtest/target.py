@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import requests
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from capsim.errors import CapsimInputError
+from capsim.input_model import InputModel
 
 PROBE_TIMEOUT_S = 3.0
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
@@ -24,7 +25,7 @@ _NUMPY_DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "IN
                  "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
 
 
-class RequestSpec(BaseModel):
+class RequestSpec(InputModel):
     """One request as every worker sends it: method, path (relative to the base URL), body, headers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

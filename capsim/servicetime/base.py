@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from capsim.input_model import InputModel
 
 BatchSampler = Callable[[int], float]
 """Draws the service time in seconds of one batch of the given size."""
@@ -43,7 +45,7 @@ class BatchTimeTable:
     quantiles_s: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))
 
 
-class ServiceTimeModel(BaseModel):
+class ServiceTimeModel(InputModel):
     """Base of service-time specs: each subclass is both the scenario schema and the sampler."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

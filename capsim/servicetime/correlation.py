@@ -26,14 +26,15 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from capsim.input_model import InputModel
 from capsim.rng import buffered
 
 _SQRT_HALF = math.sqrt(0.5)
 
 
-class BatchCorrelation(BaseModel):
+class BatchCorrelation(InputModel):
     """`service.correlation` of a profile service: successive batch times of one replica correlated
     in batch order (see the module docstring)."""
 

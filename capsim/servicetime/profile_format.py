@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from capsim.atomic import atomic_write_text
 from capsim.errors import CapsimInputError
+from capsim.input_files import read_json_file
+from capsim.input_model import InputModel, input_error, item_error
 
 PROFILE_FORMAT = "capsim-profile/1"
 
@@ -56,7 +58,7 @@ def sample_levels(sample_count: int) -> tuple[float, ...]:
     return (*DEFAULT_QUANTILE_LEVELS[:-1], *tail, 1.0)
 
 
-class ProfilePoint(BaseModel):
+class ProfilePoint(InputModel):
     """The measured service-time distribution at one batch size."""
 
     model_config = ConfigDict(extra="forbid")
@@ -65,15 +67,20 @@ class ProfilePoint(BaseModel):
     mean_ms: float = Field(gt=0)
     quantiles_ms: list[float]
 
-    @model_validator(mode="after")
-    def _monotone(self) -> ProfilePoint:
-        q = self.quantiles_ms
-        if any(b < a for a, b in itertools.pairwise(q)) or (q and q[0] < 0):
-            raise ValueError("quantiles_ms must be non-negative and non-decreasing")
-        return self
+    @field_validator("quantiles_ms")
+    @classmethod
+    def _latencies(cls, quantiles_ms: list[float]) -> list[float]:
+        """A latency is never negative, and a higher quantile level never has a lower latency."""
+        for i, value in enumerate(quantiles_ms):
+            if value < 0:
+                raise item_error(i, f"expected a latency >= 0 ms (got {value})")
+            if i and value < quantiles_ms[i - 1]:
+                raise item_error(i, f"expected at least quantiles_ms[{i - 1}] = {quantiles_ms[i - 1]} ms: "
+                                 f"quantiles must not decrease with the level (got {value})")  # fmt: skip
+        return quantiles_ms
 
 
-class Profile(BaseModel):
+class Profile(InputModel):
     """A whole profile file (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -132,13 +139,8 @@ def read_profile(path: Path, field: str = "service.path") -> Profile:
     """Load and validate a profile file, with one-line errors naming the file and the field."""
     if not path.is_file():
         raise CapsimInputError("profile file not found", source=str(path), field=field)
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CapsimInputError(f"not valid JSON ({exc})", source=str(path)) from None
+    data = read_json_file(path, "profile file")
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise CapsimInputError(err["msg"], source=str(path), field=where) from None
+        raise input_error(exc, data, str(path)) from None

@@ -22,12 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from capsim.errors import CapsimInputError
 from capsim.hardware.catalogue import Catalogue
 from capsim.hardware.roofline import ModelCost, check_fits, check_precision, roofline_time
 from capsim.hardware.spec import PRECISION_COLUMN, HardwareSpec, Precision
+from capsim.input_model import InputModel
 from capsim.servicetime.profile_format import Profile, ProfilePoint
 
 # Framework dtype names (torch, numpy, ONNX) → catalogue precision.
@@ -175,7 +176,7 @@ def _figures_used(spec: HardwareSpec, precision: str) -> dict[str, Any]:
     return out
 
 
-class TransferSpec(BaseModel):
+class TransferSpec(InputModel):
     """A scenario's request to run a measured profile on other hardware (e.g. `service.transfer`).
 
     The target is the scenario's hardware; `source` names the measured hardware in the catalogue

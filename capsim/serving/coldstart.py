@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from capsim.distributions import DurationSpec, FixedDuration, UniformDuration
+from capsim.input_model import InputModel
 
 
-class ColdStart(BaseModel):
+class ColdStart(InputModel):
     """`serving.cold_start`. Defaults are mid-range figures from docs/sources.md#cold-starts: a GPU VM takes
     60–180 s to launch and boot; pulling an ML image and loading weights take a minute and more."""
 
@@ -21,7 +22,7 @@ class ColdStart(BaseModel):
     warm_pool: int = Field(default=0, ge=0, description="spare nodes kept running: a replica on one skips provisioning")
 
 
-class ZeroReplicas(BaseModel):
+class ZeroReplicas(InputModel):
     """`serving.zero_replicas`: requests that arrive while no replica is ready wait in the activator
     (Knative's, or a gateway's buffer) until one is, or are rejected."""
 

@@ -23,13 +23,14 @@ from collections.abc import Callable
 
 import numpy as np
 import simpy
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from capsim.input_model import InputModel
 from capsim.rng import buffered
 from capsim.serving.stalls import StallSchedule
 
 
-class FrontEndSpec(BaseModel):
+class FrontEndSpec(InputModel):
     """`serving.frontend`: the per-request CPU work in front of the batcher, and how much runs at once."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

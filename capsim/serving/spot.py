@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from capsim.input_model import InputModel
 
 
-class SpotCapacity(BaseModel):
+class SpotCapacity(InputModel):
     """`serving.spot`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

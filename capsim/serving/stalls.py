@@ -33,12 +33,13 @@ import math
 from bisect import bisect_right
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from capsim.input_model import InputModel
 from capsim.rng import buffered
 
 
-class StallSpec(BaseModel):
+class StallSpec(InputModel):
     """`serving.stalls`: rare spells in which a replica's executor and front end run `slowdown` times slower."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from capsim.input_model import InputModel
 
 DEFAULT_CHUNK = 65_536
 
 
-class ArrivalProcess(BaseModel):
+class ArrivalProcess(InputModel):
     """Base of the arrival-process specs: each subclass is both the scenario schema and the sampler."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from capsim.input_model import InputModel
 from capsim.workload.base import DEFAULT_CHUNK, ArrivalProcess, poisson_segment
 
 
@@ -56,7 +57,7 @@ class MmppArrival(ArrivalProcess):
         return max(self.on_rate_rps, self.off_rate_rps)
 
 
-class RateStep(BaseModel):
+class RateStep(InputModel):
     """From `start_s` on (until the next step), arrivals come at `rate_rps`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

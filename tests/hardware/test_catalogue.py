@@ -158,7 +158,7 @@ def test_resolve_hardware_errors_are_one_line_with_the_field() -> None:
     cat = load_catalogue()
     with pytest.raises(CapsimInputError, match=r"^hardware\.name: unknown hardware 'H10' \(did you mean"):
         resolve_hardware("H10", {"tdp_w": 100}, cat)
-    with pytest.raises(CapsimInputError, match=r"^hardware\.usd_per_hr: unknown field"):
+    with pytest.raises(CapsimInputError, match=r"^hardware\.usd_per_hr: unknown key"):
         resolve_hardware("T4", {"usd_per_hr": 1.0}, cat)
     with pytest.raises(CapsimInputError, match=r"^hardware\.tdp_w\.value: "):
         resolve_hardware("T4", {"tdp_w": "lots"}, cat)
@@ -171,13 +171,13 @@ def test_resolve_hardware_errors_are_one_line_with_the_field() -> None:
         ({"hardware": {"NewGPU": {"memory_gb": 8}}}, "hardware.NewGPU: not in the catalogue, so a new entry"),
         ({"hardware": {"H100-SMX": {"tdp_w": 650}}}, "hardware.H100-SMX: not in the catalogue, so a new entry: it must "
                                                      "say kind: gpu or cpu (did you mean: H100-SXM"),
-        ({"hardware": {"T4": {"memroy_gb": 8}}}, "hardware.T4.memroy_gb: unknown field"),
+        ({"hardware": {"T4": {"memroy_gb": 8}}}, "hardware.T4.memroy_gb: unknown key"),
         ({"hardware": {"T4": {"tdp_w": {"value": 5}}}}, None),  # a value without a source takes the user default
         ({"gpus": {}}, "gpus: unknown key"),
         ({"format": "other/2", "hardware": {}}, "format: expected 'capsim-catalogue/1'"),
         ({"hardware": {"T4": {"offers": [{"provider": "x", "instance_type": "y", "market": "spot",
                                           "source": "s", "confidence": "user"}]}}},
-         "hardware.T4.offers.0: Value error, an offer needs usd_per_hour or usd_per_gpu_hour"),
+         "hardware.T4.offers[0]: an offer needs usd_per_hour or usd_per_gpu_hour"),
     ],
 )  # fmt: skip
 def test_bad_user_files_name_file_and_field(tmp_path: Path, document: object, expected: str | None) -> None:
@@ -195,7 +195,7 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
         load_catalogue(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("hardware: {T4: [unclosed\n")
-    with pytest.raises(CapsimInputError, match=r"bad\.yaml: not valid YAML at line"):
+    with pytest.raises(CapsimInputError, match=r"bad\.yaml: invalid YAML: line 2"):
         load_catalogue(bad)
 
 

@@ -80,9 +80,9 @@ def test_profile_file_errors_name_the_file(tmp_path: Path) -> None:
     data = json.loads(write_profile(tmp_path).read_text())
     data["points"][0]["quantiles_ms"] = data["points"][0]["quantiles_ms"][::-1]
     bad.write_text(json.dumps(data))
-    with pytest.raises(CapsimInputError, match="non-decreasing") as info:
+    with pytest.raises(CapsimInputError, match="must not decrease with the level") as info:
         _ = ProfileService(path=str(bad)).profile
-    assert str(bad) in str(info.value) and "points.0" in str(info.value)
+    assert str(info.value).startswith(f"{bad}: points[0].quantiles_ms[1]: expected at least quantiles_ms[0]")
     bad.write_text("{not json")
     with pytest.raises(CapsimInputError, match="not valid JSON"):
         _ = ProfileService(path=str(bad)).profile

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from capsim.autoscale.keda import KedaPolicy
+from capsim.input_model import InputModel
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.coldstart import ColdStart
 
 
-class AsyncServing(BaseModel):
+class AsyncServing(InputModel):
     """Jobs are accepted at once, queued, scored in batches by workers, written to a result store and
     picked up by clients that poll at a fixed interval from their submission."""
 

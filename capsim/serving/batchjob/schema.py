@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from capsim.distributions import DurationSpec, FixedDuration
+from capsim.input_model import InputModel
 from capsim.servicetime import ServiceSpec
 from capsim.serving.spot import SpotCapacity
 
 
-class _Strict(BaseModel):
+class _Strict(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from capsim.autoscale.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, ScalingRules
 from capsim.autoscale.keda import KedaPolicy
+from capsim.input_model import InputModel
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.coldstart import ColdStart
 
@@ -18,7 +19,7 @@ from capsim.serving.coldstart import ColdStart
 MAX_POLL_INTERVAL_MS = 300_000.0
 
 
-class _Strict(BaseModel):
+class _Strict(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
