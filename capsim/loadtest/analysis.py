@@ -1,16 +1,18 @@
 """From one step's request rows and workers' histograms to its summary (the keys of
-`capsim simulate --json`, plus what a load test adds: uncorrected latency, send lag, validity).
+`capsim simulate --json`, plus what a load test adds: uncorrected latency, send lag, validity,
+and figures per request name).
 
 Definitions (docs/loadtest.md repeats them):
 - measured requests: intended send time in [t0 + warm-up, t0 + duration);
+- the headline figures (`requests`, `throughput_rps`, `latency_ms`, ...) are over *inference*
+  requests (`records.request_kind`); `by_name` gives every request name its own counts and latency;
 - `throughput_rps`: measured requests that completed (2xx) per second of measured time;
 - `latency_ms`: from the *intended* send (coordinated-omission corrected); `latency_uncorrected_ms`
   from the actual send; both over completed requests, from HDR histograms merged across workers;
-- `send_lag_ms`: actual minus intended send time; a send is *late* when it lags by more than 1 ms
-  (`late_share`; perf_analyzer warns above 1%);
-- `valid` is false when the generator, not the target, shaped the load: more than 1% of sends
-  lagging by more than max(1 ms, 10% of the median latency) — a lag that is small against the
-  response time does not change what the server sees — or the in-flight cap held sends back.
+- `send_lag_ms`: actual minus intended send time; `late_share` is the share of sends more than 1 ms
+  late (perf_analyzer's figure, reported, not judged);
+- `valid` is false when the generator, not the target, shaped what was measured (`judge_lateness`),
+  when the in-flight cap held sends back, or when the run was interrupted.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ import numpy as np
 import pyarrow as pa
 
 from capsim.loadtest.histogram import LatencyHistogram, merge_all
-from capsim.loadtest.records import REJECTED_STATUSES, outcome
+from capsim.loadtest.records import INFERENCE, REJECTED_STATUSES, outcome
 from capsim.loadtest.windows import stability, window_stats
 
-LATE_SEND_MS = 1.0
-LATE_SHARE_LIMIT = 0.01
-LAG_LIMIT_FRACTION = 0.10
+LATE_SEND_MS = 1.0  # the `late_share` figure's threshold (perf_analyzer's), reported only
+LATENESS_PERCENTILE = 99.0  # the tail percentile a load test reports and calibration fits
+LATENCY_SHIFT_LIMIT = 0.05  # lateness may move the reported percentile by at most 5% of it
+GAP_FRACTION = 0.10  # a spacing changed by more than 10% of the mean inter-arrival gap is distorted...
+DISTORTED_GAP_LIMIT = 0.01  # ...and at most 1% of consecutive sends may be
 GENERATOR_CPU_WARN_PERCENT = 90.0
+GENERATOR_CPU_BUSY_PERCENT = 70.0  # above this a worker process is the bottleneck: add --workers
+MAX_NAMES = 100  # names reported in `by_name`, most frequent first
+# The summary's count key of each request outcome (records.outcome).
+OUTCOME_KEYS = {"completed": "completed", "rejected": "rejected", "timed_out": "timed_out",
+                "interrupted": "interrupted", "error": "errors"}
 
 
 def read_worker_status(parts_dir: Path) -> list[dict[str, Any]]:
@@ -58,6 +67,85 @@ def _round(x: float | None, digits: int = 4) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), digits)
 
 
+def judge_lateness(
+    lag_ms: np.ndarray, latency_ms: float | None, uncorrected_ms: float | None, mean_gap_ms: float,
+    percentile: float = LATENESS_PERCENTILE,
+) -> dict[str, Any]:
+    """Whether the generator's send lateness distorted what an open-loop step measured.
+
+    `lag_ms`: each measured send's lag (actual − intended send, ≥ 0) in intended-send order;
+    `latency_ms` / `uncorrected_ms`: the step's corrected and uncorrected latency at `percentile`;
+    `mean_gap_ms`: the mean inter-arrival gap of the schedule (1 / offered rate).
+
+    Lateness is harmless in itself: the corrected latency already counts from the intended send, so a
+    late send is charged its lag and never hides a slow server. It matters in two ways only, and
+    each has a limit:
+
+    1. *It inflates the reported latency* by the client's own delay. Per request the corrected
+       latency is the uncorrected one plus the lag, so the difference of the two percentiles is
+       exactly how far lateness moved the reported figure. Valid when
+       `p99(corrected) − p99(uncorrected) ≤ 5% of p99(corrected)`.
+    2. *It changes the arrival process the server sees* when sends move relative to each other (a
+       constant lag only shifts the whole process). The spacing of two consecutive sends changes by
+       the difference of their lags. Valid when at most 1% of consecutive sends have their spacing
+       changed by more than 10% of the mean inter-arrival gap.
+
+    Returns `{"valid", "reasons", "percentile", "latency_shift_ms", "latency_shift_share",
+    "latency_shift_limit", "gap_threshold_ms", "distorted_gap_share", "distorted_gap_limit"}`.
+    """
+    lag_ms = np.asarray(lag_ms, dtype=np.float64)
+    reasons: list[str] = []
+    shift_ms = shift_share = None
+    if latency_ms is not None and uncorrected_ms is not None and latency_ms > 0:
+        shift_ms = max(float(latency_ms) - float(uncorrected_ms), 0.0)
+        shift_share = shift_ms / float(latency_ms)
+        if shift_share > LATENCY_SHIFT_LIMIT:
+            reasons.append(f"generator lag: send lateness moved the p{percentile:g} latency by {shift_ms:.3g} ms "
+                           f"({shift_share:.1%} of {latency_ms:.3g} ms; limit {LATENCY_SHIFT_LIMIT:.0%})")
+    gap_threshold_ms = GAP_FRACTION * mean_gap_ms
+    distorted = float(np.mean(np.abs(np.diff(lag_ms)) > gap_threshold_ms)) if lag_ms.size > 1 else 0.0
+    if distorted > DISTORTED_GAP_LIMIT:
+        reasons.append(f"generator lag: {distorted:.1%} of consecutive sends moved apart by more than "
+                       f"{gap_threshold_ms:.3g} ms (10% of the mean gap; limit {DISTORTED_GAP_LIMIT:.0%}), so the "
+                       "server saw a different arrival process")
+    return {"valid": not reasons, "reasons": reasons, "percentile": percentile,
+            "latency_shift_ms": _round(shift_ms), "latency_shift_share": _round(shift_share, 6),
+            "latency_shift_limit": LATENCY_SHIFT_LIMIT, "gap_threshold_ms": _round(gap_threshold_ms),
+            "distorted_gap_share": round(distorted, 6), "distorted_gap_limit": DISTORTED_GAP_LIMIT}
+
+
+def lateness_remedy(cpu_percent_max: float, workers: int, load_average: float | None, cpus: int | None) -> str:
+    """How to get a valid run after `judge_lateness` said no, from what held the generator back."""
+    if load_average is not None and cpus and load_average > cpus:
+        return (f"the machine was busy (load average {load_average:.1f} on {cpus} CPUs): run the generator on "
+                "idle cores or on another machine than the server, or lower the rate")
+    if cpu_percent_max > GENERATOR_CPU_BUSY_PERCENT:
+        return (f"a worker process used {cpu_percent_max:.0f}% of a core: add worker processes (--workers "
+                f"{max(2 * workers, 2)}) or run the generator on another machine, or lower the rate")
+    return ("the generator's wake-ups were late: run it on another machine than the server (or on idle cores), "
+            "add worker processes (--workers), or lower the rate")
+
+
+def _counts(mask: np.ndarray, outcomes: np.ndarray) -> dict[str, int]:
+    return {key: int(np.count_nonzero(mask & (outcomes == name))) for name, key in OUTCOME_KEYS.items()}
+
+
+def _by_name(names: np.ndarray, kinds: np.ndarray, outcomes: np.ndarray, inside: np.ndarray,
+             corrected_ms: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Measured counts and corrected latency of every request name (a custom locustfile's requests,
+    health checks included), each with its kind."""
+    out: dict[str, dict[str, Any]] = {}
+    seen, frequency = np.unique(names[inside].astype(str), return_counts=True)
+    # The most frequent names (a locustfile that names requests by URL can make thousands).
+    for name in sorted(seen[np.argsort(-frequency, kind="stable")][:MAX_NAMES]):
+        mine = inside & (names == name)
+        ok = mine & (outcomes == "completed")
+        counts = _counts(mine, outcomes)
+        out[name] = {"kind": str(kinds[mine][0]), "arrived": int(np.count_nonzero(mine)), **counts,
+                     "latency_ms": LatencyHistogram.from_values_ms(corrected_ms[ok]).summary_ms()}
+    return out
+
+
 def summarize_step(
     table: pa.Table,
     statuses: list[dict[str, Any]],
@@ -75,52 +163,59 @@ def summarize_step(
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in
             ("intended_s", "sent_s", "latency_ms", "latency_corrected_ms", "status", "worker")}
     errors = table.column("error").to_pylist()
+    names = np.asarray(table.column("name").to_pylist(), dtype=object)
+    # Folders written before the `kind` column held inference requests only.
+    kinds = (np.asarray(table.column("kind").to_pylist(), dtype=object) if "kind" in table.column_names
+             else np.full(table.num_rows, INFERENCE, dtype=object))
+    kinds[kinds == None] = INFERENCE  # noqa: E711  (element-wise: rows written without a kind)
+    inference = kinds == INFERENCE
     measure_lo = start_s + warmup_s
     measure_hi = start_s + duration_s
     if partial and cols["intended_s"].size:
         # Up to the last request recorded (inclusive; the µs absorbs float rounding of epoch times).
         measure_hi = min(measure_hi, float(np.max(cols["intended_s"])) + 1e-6)
     span_s = max(measure_hi - measure_lo, 1e-9)
-    inside = (cols["intended_s"] >= measure_lo) & (cols["intended_s"] < measure_hi)
+    inside_any = (cols["intended_s"] >= measure_lo) & (cols["intended_s"] < measure_hi)
+    inside = inside_any & inference
     outcomes = np.array([outcome(int(s), e) for s, e in zip(cols["status"], errors, strict=True)], dtype=object)
-    ok = outcomes == "completed"
+    ok = (outcomes == "completed") & inference
     good = inside & ok
-    counts = {k: int(np.count_nonzero(inside & (outcomes == k))) for k in ("completed", "rejected", "timed_out")}
-    error_count = int(np.count_nonzero(inside & (outcomes == "error")))
+    counts = _counts(inside, outcomes)
 
     all_final = bool(statuses) and all(s.get("final") for s in statuses) and not partial
     corrected = _histograms(statuses, "latency_corrected_ms", cols["latency_corrected_ms"][good],
                             cols["worker"][good], all_final)
     uncorrected = _histograms(statuses, "latency_ms", cols["latency_ms"][good], cols["worker"][good], all_final)
-    lag_ms = np.maximum(cols["sent_s"][inside] - cols["intended_s"][inside], 0.0) * 1000.0
-    lag = _histograms(statuses, "send_lag_ms", lag_ms, cols["worker"][inside], all_final)
+    order = np.argsort(cols["intended_s"][inside], kind="stable")
+    lag_ms = (np.maximum(cols["sent_s"][inside] - cols["intended_s"][inside], 0.0) * 1000.0)[order]
+    lag = _histograms(statuses, "send_lag_ms", lag_ms, cols["worker"][inside][order], all_final)
     late_share = float(np.mean(lag_ms > LATE_SEND_MS)) if lag_ms.size else 0.0
-    # Validity: lag must be small against the latency being measured, and never above 1 ms at worst.
-    p50_ms = uncorrected.percentile_ms(50.0) if uncorrected.count else 0.0
-    lag_limit_ms = max(LATE_SEND_MS, LAG_LIMIT_FRACTION * p50_ms)
-    over_limit_share = float(np.mean(lag_ms > lag_limit_ms)) if lag_ms.size else 0.0
+    q = LATENESS_PERCENTILE
+    lateness = judge_lateness(
+        lag_ms, corrected.percentile_ms(q) if corrected.count else None,
+        uncorrected.percentile_ms(q) if uncorrected.count else None,
+        mean_gap_ms=1000.0 / offered_rps if offered_rps > 0 else float("inf"), percentile=q)
 
     cap_hits = int(sum(s.get("cap_hits", 0) for s in statuses))
     cpu_max = max((float(s.get("cpu_percent_max", 0.0)) for s in statuses), default=0.0)
     reasons = []
     warnings = []
-    if mode == "open" and over_limit_share > LATE_SHARE_LIMIT:
-        reasons.append(f"generator lag: {over_limit_share:.1%} of sends more than {lag_limit_ms:.3g} ms late "
-                       f"(limit {LATE_SHARE_LIMIT:.0%})")
-    elif mode == "open" and late_share > LATE_SHARE_LIMIT:
-        warnings.append(f"{late_share:.1%} of sends more than {LATE_SEND_MS:g} ms late: small against the "
-                        f"{p50_ms:.3g} ms median latency, but above perf_analyzer's 1% threshold")
+    if mode == "open":
+        reasons.extend(lateness["reasons"])
     if cap_hits:
         reasons.append(f"in-flight cap reached {cap_hits} times: sends were held back")
     if partial:
         reasons.append("partial run (interrupted)")
+    if not np.any(inside) and np.any(inside_any):
+        warnings.append("no measured request is an inference request (the v2 infer route, /predict/MODEL or a "
+                        "name given with --inference-name): the headline figures are empty, see by_name")
 
-    sent_inside = (cols["sent_s"] >= measure_lo) & (cols["sent_s"] < measure_hi)
+    sent_inside = (cols["sent_s"] >= measure_lo) & (cols["sent_s"] < measure_hi) & inference
     # Throughput counts completions *during* the measured time, whenever the request was meant to go.
-    done_s = cols["sent_s"] + cols["latency_ms"] / 1000.0
+    done_s = cols["sent_s"] + cols["latency_ms"] / 1000.0  # NaN for interrupted requests: never inside
     completed_inside = ok & (done_s >= measure_lo) & (done_s < measure_hi)
-    windows = window_stats(cols["intended_s"], done_s, cols["latency_corrected_ms"], ok, measure_lo, measure_hi,
-                           window_s)
+    windows = window_stats(cols["intended_s"][inference], done_s[inference],
+                           cols["latency_corrected_ms"][inference], ok[inference], measure_lo, measure_hi, window_s)
     planned = None
     if scheduled is not None:
         planned = int(np.count_nonzero((scheduled >= warmup_s) & (scheduled < measure_hi - start_s)))
@@ -129,16 +224,16 @@ def summarize_step(
         "mode": mode,
         "partial": partial,
         "measured_s": round(span_s, 6),
-        "requests": {"arrived": arrived, **counts, "errors": error_count,
-                     "scheduled": planned, "not_recorded": (planned - arrived) if planned is not None else None},
+        "requests": {"arrived": arrived, **counts, "scheduled": planned,
+                     "not_recorded": (planned - arrived) if planned is not None else None},
         "offered_rps": _round(offered_rps),
         "achieved_rps": _round(np.count_nonzero(sent_inside) / span_s),
         "throughput_rps": _round(np.count_nonzero(completed_inside) / span_s),
         "latency_ms": corrected.summary_ms(),
         "latency_uncorrected_ms": uncorrected.summary_ms(),
         "send_lag_ms": {**{k: lag.summary_ms()[k] for k in ("p50", "p99", "max")},
-                        "late_share": round(late_share, 6), "late_threshold_ms": LATE_SEND_MS,
-                        "limit_ms": round(lag_limit_ms, 4), "over_limit_share": round(over_limit_share, 6)},
+                        "late_share": round(late_share, 6), "late_threshold_ms": LATE_SEND_MS},
+        "lateness": {k: v for k, v in lateness.items() if k != "reasons"} if mode == "open" else None,
         "rejected_statuses": sorted(REJECTED_STATUSES),
         "generator": {"workers": len(statuses), "cap_hits": cap_hits,
                       "in_flight_max": int(max((s.get("in_flight_max", 0) for s in statuses), default=0)),
@@ -154,4 +249,5 @@ def summarize_step(
         "invalid_reasons": reasons,
         "warnings": warnings,
         "windows": {"window_s": window_s, "per_window": windows, **stability(windows)},
+        "by_name": _by_name(names, kinds, outcomes, inside_any, cols["latency_corrected_ms"]),
     }

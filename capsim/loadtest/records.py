@@ -4,8 +4,10 @@ Each request yields one row: when it was meant to be sent (`intended_s`, from th
 schedule), when it was actually sent (`sent_s`), how long the response took from the actual send
 (`latency_ms`) and from the intended send (`latency_corrected_ms`, the coordinated-omission
 correction of wrk2: a request held back by a slow generator or a full connection pool is charged
-the time it waited), plus status, response bytes and error text. Times are epoch seconds
-(`time.time()`), the clock the telemetry scraper and the reference server's batch log also use.
+the time it waited), plus status, response bytes, error text, the request's name and its *kind*
+(`inference` or `other`, see `request_kind`). Times are epoch seconds (`time.time()`), the clock the
+telemetry scraper and the reference server's batch log also use. A request still in flight when the
+run is stopped is recorded as `interrupted`: its send time, no latency (see `record_interrupted`).
 
 The recorder buffers rows as plain lists (appending is the cheapest thing a greenlet can do between
 sends) and keeps HDR histograms of the measured (post-warm-up) requests, so that the summary can be
@@ -14,8 +16,11 @@ computed from histograms merged exactly across workers.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +43,8 @@ REQUEST_SCHEMA = pa.schema(
         ("server_queue_ms", pa.float64()),
         ("server_compute_ms", pa.float64()),
         ("server_batch_size", pa.int32()),
+        # `inference` or `other` (health checks, metadata, metrics...): calibration keeps only inference.
+        ("kind", pa.string()),
     ]
 )
 SERVER_HEADERS: dict[str, str] = {"x-queue-ms": "server_queue_ms", "x-compute-ms": "server_compute_ms",
@@ -65,10 +72,35 @@ COLUMNS: tuple[str, ...] = tuple(REQUEST_SCHEMA.names)
 REJECTED_STATUSES = frozenset({429, 503})
 TIMED_OUT_STATUSES = frozenset({408, 504})
 STATUS_TIMEOUT = 0  # status recorded when no response came back (connection error or client timeout)
+INTERRUPTED = "interrupted"  # error text (and outcome) of a request still in flight when the run stopped
+
+INFERENCE = "inference"
+OTHER = "other"
+# KServe v2 / Triton infer (`/v2/models/M/infer`, `/v2/models/M/versions/V/infer`) and capsim's
+# JSON route (`/predict/M`, the reference server's): the routes that run the model.
+_INFERENCE_ROUTE = re.compile(r"^(/v2/models/[^/]+(/versions/[^/]+)?/infer|/predict/[^/]+)/?$")
+
+
+def request_kind(name: str, url: str | None, inference_names: Iterable[str] = ()) -> str:
+    """`inference` or `other`: which requests measure the model (and may be fitted by calibration).
+
+    A request is inference when its name (Locust's `name`, the URL path by default) is one the user
+    marked (`--inference-name`, and the request capsim itself sends), or when its path — the URL's,
+    else the name when it is a path — is the KServe v2 infer route `/v2/models/M[/versions/V]/infer`
+    or capsim's JSON route `/predict/M`. Everything else (health checks, metadata, `/metrics`, a
+    login...) is `other`: measured and reported per name, never fitted as the model's time.
+    """
+    if name in inference_names:
+        return INFERENCE
+    path = urlsplit(url).path if url else (name if name.startswith("/") else "")
+    return INFERENCE if _INFERENCE_ROUTE.match(path) else OTHER
 
 
 def outcome(status: int, error: str | None) -> str:
-    """`completed`, `rejected`, `timed_out` or `error`: the simulator's request outcomes plus errors."""
+    """`completed`, `rejected`, `timed_out`, `interrupted` or `error`: the simulator's request
+    outcomes, plus requests cut off by the end of the run, plus errors."""
+    if error == INTERRUPTED:
+        return "interrupted"
     if 200 <= status < 300 and not error:
         return "completed"
     if status in REJECTED_STATUSES:
@@ -117,6 +149,7 @@ class RequestRecorder:
         error: str | None,
         name: str,
         server: ServerTimes = NO_SERVER_TIMES,
+        kind: str = INFERENCE,
     ) -> None:
         """Append one finished request."""
         rows = self._rows
@@ -133,6 +166,19 @@ class RequestRecorder:
         rows["server_queue_ms"].append(server[0])
         rows["server_compute_ms"].append(server[1])
         rows["server_batch_size"].append(server[2])
+        rows["kind"].append(kind)
+        self.recorded += 1
+
+    def record_interrupted(self, intended_s: float, sent_s: float, name: str, kind: str = INFERENCE) -> None:
+        """Append a request that was sent but not answered when the run stopped: its send time is
+        known, its latency is not (null), so it is counted, never averaged."""
+        rows = self._rows
+        for column, value in (("intended_s", intended_s), ("sent_s", sent_s), ("latency_ms", None),
+                              ("latency_corrected_ms", None), ("status", STATUS_TIMEOUT), ("bytes", 0),
+                              ("error", INTERRUPTED), ("name", name), ("worker", self.worker),
+                              ("server_queue_ms", None), ("server_compute_ms", None), ("server_batch_size", None),
+                              ("kind", kind)):
+            rows[column].append(value)
         self.recorded += 1
 
     def _measure(self, rows: dict[str, list[Any]]) -> None:
@@ -140,7 +186,10 @@ class RequestRecorder:
         intended = np.asarray(rows["intended_s"], dtype=np.float64)
         if intended.size == 0:
             return
-        measured = intended >= self.start_s + self.warmup_s
+        # The histograms are the summary's headline figures: inference requests only (a custom
+        # locustfile's health checks are reported per name, apart).
+        inference = np.array([k == INFERENCE for k in rows["kind"]], dtype=bool)
+        measured = (intended >= self.start_s + self.warmup_s) & inference
         status = np.asarray(rows["status"], dtype=np.int64)
         no_error = np.array([e is None for e in rows["error"]], dtype=bool)
         ok = measured & (status >= 200) & (status < 300) & no_error

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 import capsim.loadtest as loadtest_pkg
 from capsim.errors import CapsimInputError
-from capsim.loadtest.analysis import read_worker_status, summarize_step
+from capsim.loadtest.analysis import lateness_remedy, read_worker_status, summarize_step
 from capsim.loadtest.manifest import build_manifest
 from capsim.loadtest.parts import read_request_parts, read_tables, write_json_atomic, write_table_atomic
 from capsim.loadtest.process import LocustLaunch
@@ -52,16 +52,15 @@ HIST_INTERVAL_S = 5.0
 EXTRA_WAIT_S = 30.0  # beyond the run's own length before a step is declared hung
 
 
-def _note_machine_load(summary: dict[str, Any], load_before: float) -> None:
-    """Record this machine's load average around the step; when the generator lagged on a machine
-    with more runnable processes than CPUs, say so: the lag is then the OS's doing, not capsim's."""
+def _note_machine_load(summary: dict[str, Any], load_before: float, workers: int) -> None:
+    """Record this machine's load average around the step; when the generator's lateness made the
+    step invalid, say how to get a valid one (`analysis.lateness_remedy`)."""
     cpus = os.cpu_count() or 1
     load = max(load_before, os.getloadavg()[0])
     summary["generator"]["machine"] = {"cpus": cpus, "load_average_max": round(load, 2)}
     lagged = any(r.startswith("generator lag") for r in summary["invalid_reasons"])
-    if lagged and load > cpus:
-        summary["warnings"].append(f"load average {load:.1f} on {cpus} CPUs: other processes delayed the "
-                                   "generator's wake-ups; run it on otherwise idle cores")
+    summary["remedy"] = (lateness_remedy(summary["generator"]["cpu_percent_max"], workers, load, cpus)
+                         if lagged else None)
 
 
 class LoadTestError(Exception):
@@ -188,7 +187,7 @@ class LoadTestRun:
             launch.stop()
             interrupted = True
         summary = self._summarize_step(step, step_dir, arrival, schedule, rate_rps, interrupted, launch)
-        _note_machine_load(summary, load_before)
+        _note_machine_load(summary, load_before, s.total_workers)
         return StepOutcome(summary, interrupted)
 
     def _summarize_step(
@@ -343,6 +342,13 @@ class LoadTestRun:
             f"send lag p99 {lag['p99']} ms, {lag['late_share']:.2%} late; "
             f"{'stable' if step['windows']['stable'] else 'not stable'}; {flag}"
         )
+        if step.get("remedy"):
+            self.echo(f"  for a valid run: {step['remedy']}")
+        by_name = step.get("by_name") or {}
+        if len(by_name) > 1 or any(v["kind"] != "inference" for v in by_name.values()):
+            for name, figures in by_name.items():
+                self.echo(f"    {name} ({figures['kind']}): {figures['arrived']} requests, {figures['completed']} "
+                          f"completed, p50 {figures['latency_ms']['p50']} ms, p99 {figures['latency_ms']['p99']} ms")
 
 
 def run_loadtest(settings: LoadTestSettings, out_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:

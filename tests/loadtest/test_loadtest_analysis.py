@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from capsim.loadtest.analysis import summarize_step
-from capsim.loadtest.records import REQUEST_SCHEMA, RequestRecorder, outcome
+from capsim.loadtest.analysis import judge_lateness, lateness_remedy, summarize_step
+from capsim.loadtest.records import INFERENCE, REQUEST_SCHEMA, RequestRecorder, outcome, request_kind
 from capsim.loadtest.windows import stability, window_stats
 
 T0 = 1_700_000_000.0
@@ -43,6 +43,7 @@ def test_outcomes() -> None:
     assert outcome(0, "TimeoutError: timed out") == "timed_out"
     assert outcome(0, "ConnectionRefusedError: refused") == "error"
     assert outcome(500, "HTTPError") == "error"
+    assert outcome(0, "interrupted") == "interrupted"
 
 
 def test_recorder_charges_send_lag_to_the_corrected_latency_and_skips_warmup() -> None:
@@ -93,7 +94,7 @@ def test_rejections_and_errors_are_counted_apart() -> None:
         rec.record(T0 + i * 0.1, T0 + i * 0.1, 1.0, status, 0, None if status == 200 else "HTTPError", "x")
     s = summarize(rec, warmup_s=0.0, duration_s=1.0, scheduled=None)
     assert s["requests"] | {} == {"arrived": 5, "completed": 2, "rejected": 1, "timed_out": 1, "errors": 1,
-                                  "scheduled": None, "not_recorded": None}
+                                  "interrupted": 0, "scheduled": None, "not_recorded": None}
 
 
 def test_stability_needs_three_agreeing_windows() -> None:
@@ -119,11 +120,107 @@ def test_window_stats_counts_completions_when_they_happen() -> None:
     assert out[1]["p99_ms"] is None
 
 
-def test_small_lag_against_slow_responses_is_a_warning_not_invalid() -> None:
+def test_a_constant_lag_small_against_the_latency_is_valid() -> None:
+    """Every send 4 ms late against 100 ms responses: the p99 moves by under 4% and the spacing of the
+    sends (what the server sees) does not change at all."""
     s = summarize(steady_recorder(lag_s=0.004, latency_ms=100.0))
-    assert s["valid"]
-    assert s["send_lag_ms"]["late_share"] == 1.0 and s["send_lag_ms"]["limit_ms"] == pytest.approx(10.0, rel=0.01)
-    assert "median latency" in s["warnings"][0]
+    assert s["valid"], s["invalid_reasons"]
+    assert s["send_lag_ms"]["late_share"] == 1.0  # perf_analyzer would call every send late
+    assert s["lateness"]["latency_shift_share"] == pytest.approx(4.0 / 104.0, rel=0.01)
+    assert s["lateness"]["distorted_gap_share"] == 0.0
+
+
+# ---------------------------------------------------------------- the lateness rule, on synthetic lags
+
+RNG = np.random.default_rng(7)
+GAP_MS = 25.0  # 40 req/s
+
+
+def test_judge_lateness_accepts_rare_small_lateness_on_a_shared_machine() -> None:
+    """The 2-core case of issue 13: 1.4% of sends 1-2 ms late at 40 req/s, 2 ms median latency. The
+    old rule (1% of sends > 1 ms late) called every such run invalid."""
+    lag = np.where(RNG.random(2000) < 0.014, RNG.uniform(1.0, 2.0, 2000), RNG.uniform(0.0, 0.05, 2000))
+    verdict = judge_lateness(lag, latency_ms=6.0, uncorrected_ms=5.9, mean_gap_ms=GAP_MS)
+    assert verdict["valid"] and not verdict["reasons"]
+    assert verdict["distorted_gap_share"] == 0.0  # no spacing moved by 2.5 ms
+
+
+def test_judge_lateness_rejects_a_shifted_percentile() -> None:
+    verdict = judge_lateness(np.zeros(1000), latency_ms=10.0, uncorrected_ms=9.0, mean_gap_ms=GAP_MS)
+    assert not verdict["valid"]
+    assert verdict["latency_shift_ms"] == pytest.approx(1.0) and verdict["latency_shift_share"] == pytest.approx(0.1)
+    assert "p99 latency by 1 ms" in verdict["reasons"][0]
+    # exactly at the limit (5%) is still valid
+    assert judge_lateness(np.zeros(10), 10.0, 9.5, GAP_MS)["valid"]
+
+
+def test_judge_lateness_rejects_jitter_that_reshapes_the_arrivals() -> None:
+    """3% of sends 5 ms late (twice the 2.5 ms tolerance at 40 req/s): about 6% of consecutive
+    spacings move, although the p99 latency barely does."""
+    lag = np.where(RNG.random(5000) < 0.03, 5.0, 0.0)
+    verdict = judge_lateness(lag, latency_ms=50.0, uncorrected_ms=49.5, mean_gap_ms=GAP_MS)
+    assert not verdict["valid"] and len(verdict["reasons"]) == 1
+    assert verdict["distorted_gap_share"] == pytest.approx(2 * 0.03, rel=0.25)
+    assert "arrival process" in verdict["reasons"][0]
+    # the same jitter at 4 req/s (250 ms gaps, 25 ms tolerance) leaves the arrivals as drawn
+    assert judge_lateness(lag, 50.0, 49.5, mean_gap_ms=250.0)["valid"]
+
+
+def test_judge_lateness_ignores_a_constant_lag_and_copes_with_no_latency() -> None:
+    verdict = judge_lateness(np.full(100, 30.0), latency_ms=None, uncorrected_ms=None, mean_gap_ms=GAP_MS)
+    assert verdict["valid"] and verdict["latency_shift_ms"] is None
+    assert judge_lateness(np.array([]), None, None, GAP_MS)["valid"]
+
+
+def test_lateness_remedy_names_the_cause() -> None:
+    assert "load average 6.3 on 2 CPUs" in lateness_remedy(3.0, 1, 6.3, 2)
+    assert "--workers 4" in lateness_remedy(95.0, 2, 0.5, 8)
+    assert "another machine" in lateness_remedy(10.0, 1, 0.5, 8)
+
+
+# ---------------------------------------------------------------- kinds, names, interrupted requests
+
+
+def test_request_kind() -> None:
+    assert request_kind("/v2/models/mlp/infer", None) == INFERENCE
+    assert request_kind("x", "http://h:8000/v2/models/m/versions/3/infer") == INFERENCE
+    assert request_kind("team-predict", "http://h/predict/mlp") == INFERENCE
+    assert request_kind("/v2/health/ready", "http://h/v2/health/ready") == "other"
+    assert request_kind("/v2/models/mlp", None) == "other"  # metadata, not inference
+    assert request_kind("score", "http://h/v1/score", inference_names=("score",)) == INFERENCE
+    assert request_kind("score", None) == "other"
+
+
+def test_headline_figures_are_inference_only_and_every_name_has_its_own() -> None:
+    """A custom locustfile's health checks (fast) beside inference (slow): the headline latency is
+    the inference requests' alone, and `by_name` reports both."""
+    rec = RequestRecorder()
+    rec.configure(T0, warmup_s=0.0, worker=0)
+    for i in range(200):
+        t = T0 + i * 0.01
+        rec.record(t, t, 20.0, 200, 10, None, "predict", kind=INFERENCE)
+        rec.record(t, t, 0.5, 200, 2, None, "/v2/health/ready", kind="other")
+    s = summarize(rec, warmup_s=0.0, duration_s=2.0, scheduled=None, mode="custom")
+    assert s["requests"]["arrived"] == 200
+    assert s["latency_ms"]["p50"] == pytest.approx(20.0, rel=0.01)
+    assert set(s["by_name"]) == {"predict", "/v2/health/ready"}
+    health = s["by_name"]["/v2/health/ready"]
+    assert health["kind"] == "other" and health["completed"] == 200
+    assert health["latency_ms"]["p50"] == pytest.approx(0.5, rel=0.01)
+    assert s["lateness"] is None  # no schedule, nothing to judge
+
+
+def test_interrupted_requests_are_counted_never_averaged() -> None:
+    rec = steady_recorder(n=500)
+    rec.record_interrupted(T0 + 5.001, T0 + 5.0015, "predict")
+    table = table_from(rec)
+    row = table.slice(table.num_rows - 1).to_pylist()[0]
+    assert row["error"] == "interrupted" and row["latency_ms"] is None and row["sent_s"] == T0 + 5.0015
+    statuses = [{"final": True, "histograms": rec.histograms(), "cap_hits": 0}]
+    s = summarize_step(table, statuses, start_s=T0, warmup_s=1.0, duration_s=10.0, window_s=1.0,
+                       offered_rps=100.0, scheduled=None, mode="open", partial=True)
+    assert s["requests"]["interrupted"] == 1 and s["requests"]["errors"] == 0
+    assert s["latency_ms"]["max"] == pytest.approx(5.0, rel=0.01)
 
 
 def test_server_times_from_headers() -> None:
