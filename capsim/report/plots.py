@@ -1,4 +1,5 @@
-"""PNG plots of a simulation: latency CDF with the SLO marked; queue length and utilization over time."""
+"""PNG plots of a simulation: the latency tail (CCDF) with the SLO marked; queue length and
+utilization over time; traffic, latency and replicas over time. Axes follow report/axes.py."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-from matplotlib import ticker
 
 from capsim.atomic import atomic_write
+from capsim.report.axes import (
+    TimeAxis,
+    ccdf,
+    latency_x_axis,
+    readable_log_axis,
+    slo_label,
+    tail_axes,
+    time_axis,
+)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -21,71 +29,98 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _shade_warmup_and_grid(axes: tuple[Any, ...], warmup_s: float) -> None:
+def first_replication(timeseries: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the first replication (time series are drawn for one run, not averaged)."""
+    return timeseries[timeseries["replication"] == timeseries["replication"].min()]
+
+
+def run_time_axis(timeseries: pd.DataFrame, summary: dict[str, Any], clock_start_h: float | None,
+                  since: str = "start") -> tuple[TimeAxis, float]:
+    """The x axis of a run's time series (report/axes.py) and the span it covers (seconds)."""
+    span_s = float(summary.get("simulated_s") or timeseries["time_s"].max() or 1.0)
+    return time_axis(span_s, clock_start_h, since), span_s
+
+
+def finish_time_axes(axes: tuple[Any, ...], axis: TimeAxis, span_s: float, warmup_s: float) -> None:
+    """Warm-up shaded, grid on, and the time axis on the bottom plot (the others share it)."""
     for ax in axes:
         if warmup_s > 0:
-            ax.axvspan(0, warmup_s, color="grey", alpha=0.15, lw=0)
+            ax.axvspan(float(axis.values(0.0)), float(axis.values(warmup_s)), color="grey", alpha=0.15, lw=0)
         ax.grid(alpha=0.3)
+    axis.apply(axes[-1], span_s)
 
 
 def latency_cdf(requests: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float) -> None:
-    """Empirical CDF of end-to-end latency of completed requests, with the SLO target marked."""
+    """The tail of end-to-end latency of completed requests as a CCDF (share slower than x, log
+    scale), with the SLO marked: met when the curve passes below its corner."""
     done = requests[(requests["outcome"] == "completed") & (requests["arrival_s"] >= warmup_s)]
-    latency_ms = np.sort((done["end_s"] - done["arrival_s"]).to_numpy() * 1000.0)
+    latency_ms = (done["end_s"] - done["arrival_s"]).to_numpy() * 1000.0
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    if latency_ms.size:
-        ax.plot(latency_ms, np.arange(1, latency_ms.size + 1) / latency_ms.size, lw=1.6, label="simulated")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    if latency_ms.size > 1:
+        x, share = ccdf(latency_ms)
+        ax.step(x, share, where="post", lw=1.6, label="simulated")
+    latency_x_axis(ax, latency_ms)
+    tail_axes(ax, 1.0 / max(latency_ms.size, 1))
     slo = summary.get("slo") or {}
-    if slo.get("latency_ms"):
-        ax.axvline(slo["latency_ms"], color="crimson", ls="--", lw=1.2, label=f"SLO {slo['latency_ms']:g} ms")
-        ax.axhline(slo["percentile"] / 100.0, color="crimson", ls=":", lw=1.0)
-    ax.set_xlabel("latency (ms, log scale)")
-    ax.set_ylabel("fraction of requests")
-    ax.set_ylim(0, 1.0)
-    ax.set_title(f"{summary['scenario']}: latency CDF")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right")
+    label = slo_label(slo)
+    if label is not None:
+        allowed = 1.0 - float(slo["percentile"]) / 100.0
+        ax.axvline(slo["latency_ms"], color="crimson", ls="--", lw=1.2, label=label)
+        ax.axhline(allowed, color="crimson", ls=":", lw=1.0, label=f"share allowed slower: {100 * allowed:.4g}%")
+        ax.plot([slo["latency_ms"]], [allowed], marker="o", color="crimson", ms=5)
+    ax.set_title(f"{summary['scenario']}: latency tail (1 − CDF)")
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(loc="upper right", fontsize=8)
     _save(fig, path)
 
 
-def levels_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float) -> None:
+def levels_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float,
+                     clock_start_h: float | None = None) -> None:
     """Queue length and executor utilization over time (first replication), warm-up shaded."""
-    first = timeseries[timeseries["replication"] == timeseries["replication"].min()]
+    first = first_replication(timeseries)
+    axis, span_s = run_time_axis(timeseries, summary, clock_start_h)
+    x = axis.values(first["time_s"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.2), sharex=True)
-    top.plot(first["time_s"], first["queue_length"], lw=1.0)
+    top.plot(x, first["queue_length"], lw=1.0)
     top.set_ylabel("queued requests")
-    bottom.plot(first["time_s"], first["utilization"], lw=1.0, color="darkorange")
+    bottom.plot(x, first["utilization"], lw=1.0, color="darkorange")
     bottom.set_ylabel("utilization")
     bottom.set_ylim(0, 1.05)
-    bottom.set_xlabel("simulated time (s)")
-    _shade_warmup_and_grid((top, bottom), warmup_s)
+    finish_time_axes((top, bottom), axis, span_s, warmup_s)
     top.set_title(f"{summary['scenario']}: queue and utilization (warm-up shaded)")
     _save(fig, path)
 
 
-def fleet_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float) -> None:
+def replica_steps(ax: Any, x: Any, first: pd.DataFrame) -> None:
+    """Desired, starting and ready replicas (or consumers, workers) as steps, with a legend."""
+    ax.step(x, first["replicas_desired"], where="post", lw=1.2, label="desired")
+    ax.step(x, first["replicas_starting"], where="post", lw=1.0, label="starting (cold start)")
+    ax.step(x, first["replicas"], where="post", lw=1.6, label="ready")
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def fleet_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float,
+                    clock_start_h: float | None = None) -> None:
     """Traffic and latency against replicas (desired, starting, ready) over time (first replication):
     the picture of an autoscaler lagging a load change."""
-    first = timeseries[timeseries["replication"] == timeseries["replication"].min()]
+    first = first_replication(timeseries)
+    axis, span_s = run_time_axis(timeseries, summary, clock_start_h)
+    x = axis.values(first["time_s"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
-    top.plot(first["time_s"], first["arrival_rps"], lw=1.0, color="steelblue", label="arrivals (req/s)")
+    top.plot(x, first["arrival_rps"], lw=1.0, color="steelblue", label="arrivals (req/s)")
     top.set_ylabel("requests / s")
     latency = top.twinx()
-    latency.plot(first["time_s"], first["latency_mean_ms"], lw=1.0, color="crimson", label="mean latency (ms)")
+    latency.plot(x, first["latency_mean_ms"], lw=1.0, color="crimson", label="mean latency per interval (ms)")
     latency.set_ylabel("mean latency (ms, log)", color="crimson")
     latency.set_yscale("log")
-    slo = summary.get("slo") or {}
-    if slo.get("latency_ms"):
-        latency.axhline(slo["latency_ms"], color="crimson", ls=":", lw=1.0)
-    bottom.step(first["time_s"], first["replicas_desired"], where="post", lw=1.2, label="desired")
-    bottom.step(first["time_s"], first["replicas_starting"], where="post", lw=1.0, label="starting (cold start)")
-    bottom.step(first["time_s"], first["replicas"], where="post", lw=1.6, label="ready")
+    readable_log_axis(latency.yaxis)
+    label = slo_label(summary.get("slo"))
+    if label is not None:
+        latency.axhline(summary["slo"]["latency_ms"], color="crimson", ls=":", lw=1.0, label=label)
+    handles = [*top.get_legend_handles_labels()[0], *latency.get_legend_handles_labels()[0]]
+    top.legend(handles=handles, loc="upper left", fontsize=8)
+    replica_steps(bottom, x, first)
     bottom.set_ylabel("replicas")
-    bottom.set_xlabel("simulated time (s)")
-    bottom.legend(loc="upper left", fontsize=8)
-    _shade_warmup_and_grid((top, bottom), warmup_s)
+    finish_time_axes((top, bottom), axis, span_s, warmup_s)
     top.set_title(f"{summary['scenario']}: traffic, latency and replicas over time")
     _save(fig, path)

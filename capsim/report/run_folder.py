@@ -11,6 +11,7 @@ from capsim.atomic import atomic_write, atomic_write_json
 from capsim.engine import RunResult
 from capsim.metrics.request_log import OUTCOME_NAMES
 from capsim.report.plots import fleet_over_time, latency_cdf, levels_over_time
+from capsim.scenario import Scenario
 
 
 def requests_table(result: RunResult) -> pd.DataFrame:
@@ -23,6 +24,19 @@ def requests_table(result: RunResult) -> pd.DataFrame:
     frame["latency_ms"] = (frame["end_s"] - frame["arrival_s"]) * 1000.0
     frame["queue_wait_ms"] = (frame["start_s"] - frame["arrival_s"]) * 1000.0
     return frame
+
+
+def clock_start_h(scenario: Scenario) -> float | None:
+    """The hour of the day at simulated t = 0, for time-of-day axes: `serving.clock_start_h` when
+    set, else a diurnal arrival's `start_time_h`, else the serving's default (midnight); None for a
+    scenario without a clock (a batch job)."""
+    serving_h = getattr(scenario.serving, "clock_start_h", None)
+    if serving_h is not None and "clock_start_h" in scenario.serving.model_fields_set:
+        return float(serving_h)
+    arrival_h = getattr(scenario.workload.arrival, "start_time_h", None) if scenario.workload is not None else None
+    if arrival_h is not None:
+        return float(arrival_h)
+    return None if serving_h is None else float(serving_h)
 
 
 def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
@@ -45,17 +59,18 @@ def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
         job_progress(timeseries, result.summary, progress_path)
         return [*written, progress_path]
     levels_path = out_dir / "queue_utilization.png"
-    levels_over_time(timeseries, result.summary, levels_path, warmup_s)
+    clock_h = clock_start_h(result.scenario)
+    levels_over_time(timeseries, result.summary, levels_path, warmup_s, clock_h)
     written.append(levels_path)
     if result.scenario.serving.mode in ("streaming", "async"):
         from capsim.report.backlog_plots import backlog_over_time
 
         name = "lag_over_time.png" if result.scenario.serving.mode == "streaming" else "queue_depth.png"
-        backlog_over_time(timeseries, result.summary, out_dir / name, warmup_s)
+        backlog_over_time(timeseries, result.summary, out_dir / name, warmup_s, clock_h)
         written.append(out_dir / name)
     if getattr(result.scenario.serving, "autoscaling", None) is not None:
         fleet_path = out_dir / "replicas_over_time.png"
-        fleet_over_time(timeseries, result.summary, fleet_path, warmup_s)
+        fleet_over_time(timeseries, result.summary, fleet_path, warmup_s, clock_h)
         written.append(fleet_path)
 
     requests = requests_table(result)
