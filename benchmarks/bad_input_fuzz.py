@@ -1,4 +1,4 @@
-"""Bad input at scale: thousands of mutated bundled scenarios and profiles through `capsim check`
+"""Bad input at scale: thousands of mutated bundled scenarios, profiles and traces through `capsim check`
 (and `capsim sweep` for `--vary`), in this process, with the table of docs/bad-input.md as output.
 
 Each case is one mutation class applied to one bundled file with one seed (tests/bad_input_mutations.py,
@@ -36,6 +36,8 @@ from tests.bad_input_mutations import (
     PROFILES,
     SCENARIO_CLASSES,
     SCENARIOS,
+    TRACE,
+    TRACE_CLASSES,
     Case,
     make_case,
     prepare_workdir,
@@ -128,7 +130,9 @@ def run_one(case: Case, workdir: Path, timeout_s: float, row: Row) -> None:
 def cases(per_class: int, workdir: Path) -> list[tuple[str, Path, str, int]]:
     """(kind, original, mutation, seed) for `per_class` cases of each class, cycling through the files."""
     plan = []
-    for kind, originals, classes in (("scenario", SCENARIOS, SCENARIO_CLASSES), ("profile", PROFILES, PROFILE_CLASSES)):
+    kinds = (("scenario", SCENARIOS, SCENARIO_CLASSES), ("profile", PROFILES, PROFILE_CLASSES),
+             ("trace", [TRACE], TRACE_CLASSES))  # fmt: skip
+    for kind, originals, classes in kinds:
         for mutation in classes:
             plan += [(kind, originals[seed % len(originals)], mutation, seed) for seed in range(per_class)]
     return plan

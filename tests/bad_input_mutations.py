@@ -24,8 +24,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 PROFILES = sorted((REPO / "scenarios" / "profiles").glob("*.json"))
-PROFILE_SCENARIO = {"cnn-cpu.json": "measured-cnn-cpu.yaml"}  # the scenario that reads each mutated profile
-"""Profiles are read through a scenario that names them; the other profiles are swapped in for it."""
+PROFILE_SCENARIO = ("measured-cnn-cpu.yaml", "profiles/cnn-cpu.json")
+"""Profiles are read through this scenario, the mutated one swapped in for the profile it names."""
+TRACE = REPO / "scenarios" / "data" / "azure-llm-2023-conv.csv"
+TRACE_SCENARIO = ("trace-replay-moderation.yaml", "data/azure-llm-2023-conv.csv")
+TRACE_ROWS = 2_000
+"""Traces are cut to their first rows, so that a case reads a small measurement file."""
+BAD_CELLS = ("inf", "-inf", "nan", "1e400", "", "x", "-1", "2023-13-45 99:99:99", "0", "1e300", '"', "1,2,3")
 
 BAD_NUMBERS: tuple[Any, ...] = (float("inf"), float("-inf"), float("nan"), -1, 0, -0.5, 1e300, 10**30)
 BAD_VALUES: tuple[Any, ...] = ("3", "1.5", "inf", "nan", True, False, None, [1, 2], {"a": 1}, "", "x" * 300)
@@ -42,13 +47,14 @@ PROFILE_CLASSES = (
     "drop_key", "bad_number", "bad_value", "unknown_key", "duplicate_key", "deep_nest", "truncate",
     "random_bytes", "decreasing_quantile", "negative_latency",
 )  # fmt: skip
+TRACE_CLASSES = ("bad_cell", "truncate", "random_bytes", "header", "one_instant")
 
 
 @dataclass(frozen=True)
 class Case:
     """One mutated input: what was mutated, how, and the `capsim` arguments that read it."""
 
-    kind: str  # "scenario" or "profile"
+    kind: str  # "scenario", "profile" or "trace"
     original: str  # the bundled file's name
     mutation: str
     seed: int
@@ -179,6 +185,31 @@ def _mutate_text(text: str, mutation: str, rng: random.Random, as_json: bool) ->
 _TEXT_MUTATIONS = {"truncate", "random_bytes", "huge_file", "alias_bomb", "duplicate_key"}
 
 
+def _mutate_trace(text: str, mutation: str, rng: random.Random) -> tuple[str | bytes, bool]:
+    """A mutated CSV trace, and whether no reading may accept it."""
+    header, *rows = text.splitlines()[: TRACE_ROWS + 1]
+    if mutation == "bad_cell":
+        cell = rng.choice(BAD_CELLS)
+        i = rng.randrange(len(rows))
+        rows[i] = cell + rows[i][rows[i].index(",") :]
+        return "\n".join([header, *rows]) + "\n", cell in ("inf", "-inf", "nan", "1e400", "", "x")
+    if mutation == "header":
+        return "\n".join([rng.choice(["", "time", "TIMESTAMP,TIMESTAMP,x", "a,b,c"]), *rows]) + "\n", False
+    if mutation == "one_instant":
+        stamp = rows[0].split(",")[0]
+        return "\n".join([header, *(stamp + row[row.index(",") :] for row in rows)]) + "\n", True
+    return _mutate_text("\n".join([header, *rows]) + "\n", mutation, rng, as_json=False), False
+
+
+def _reading_scenario(workdir: Path, tag: str, reads: tuple[str, str], target: Path) -> Path:
+    """A copy of a bundled scenario that reads `target` instead of the file it names."""
+    name, named = reads
+    scenario = workdir / f"reads-{tag}.yaml"
+    text = (REPO / "scenarios" / name).read_text(encoding="utf-8")
+    scenario.write_text(text.replace(named, str(target.relative_to(workdir))), encoding="utf-8")
+    return scenario
+
+
 def make_case(kind: str, original: Path, mutation: str, seed: int, workdir: Path) -> Case:
     """Write the mutated file into `workdir` (see `prepare_workdir`) and return its case."""
     rng = random.Random(f"{original.name}/{mutation}/{seed}")
@@ -200,15 +231,18 @@ def make_case(kind: str, original: Path, mutation: str, seed: int, workdir: Path
                 vary = f"{path}={rng.choice(BAD_VARY_TEXTS)}"
                 argv = ("sweep", str(target), "--vary", vary, "--vary", "duration_s=-1", "--jobs", "1", "--quiet")
             return Case(kind, original.name, mutation, seed, argv, target, True)
+    elif kind == "trace":
+        target = workdir / f"{tag}.csv"
+        argv = ("check", str(_reading_scenario(workdir, tag, TRACE_SCENARIO, target)))
+        content, must_reject = _mutate_trace(text, mutation, rng)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8")
+        return Case(kind, original.name, mutation, seed, argv, target, must_reject)
     else:
         target = workdir / "profiles" / f"{tag}.json"
-        scenario = workdir / f"reads-{tag}.yaml"
-        scenario.write_text(
-            (REPO / "scenarios" / PROFILE_SCENARIO["cnn-cpu.json"]).read_text(encoding="utf-8")
-            .replace("profiles/cnn-cpu.json", f"profiles/{target.name}"),
-            encoding="utf-8",
-        )  # fmt: skip
-        argv = ("check", str(scenario))
+        argv = ("check", str(_reading_scenario(workdir, tag, PROFILE_SCENARIO, target)))
     must_reject = mutation in _ALWAYS_REJECTED
     if mutation in _TEXT_MUTATIONS:
         content: str | bytes = _mutate_text(text, mutation, rng, as_json)

@@ -1,5 +1,5 @@
-"""Bad input never costs a traceback, a hang or the machine's memory: mutated bundled scenarios and
-profiles (tests/bad_input_mutations.py) run through `capsim check` (and `capsim sweep` for `--vary`)
+"""Bad input never costs a traceback, a hang or the machine's memory: mutated bundled scenarios,
+profiles and a trace (tests/bad_input_mutations.py) run through `capsim check` (and `capsim sweep` for `--vary`)
 in-process must exit 0 or 2, never 1; on 2, print exactly one line on stderr naming the file (or
 the flag); finish within hypothesis's deadline; and stay inside an address-space limit.
 
@@ -28,6 +28,8 @@ from tests.bad_input_mutations import (
     REPO,
     SCENARIO_CLASSES,
     SCENARIOS,
+    TRACE,
+    TRACE_CLASSES,
     Case,
     make_case,
     prepare_workdir,
@@ -98,6 +100,11 @@ def test_each_profile_mutation_class(workdir: Path, mutation: str) -> None:
                    workdir)  # fmt: skip
 
 
+@pytest.mark.parametrize("mutation", TRACE_CLASSES)
+def test_each_trace_mutation_class(workdir: Path, mutation: str) -> None:
+    assert_handled(make_case("trace", TRACE, mutation, 1, workdir), workdir)
+
+
 _SETTINGS = {"deadline": 5000, "derandomize": True, "suppress_health_check": [HealthCheck.too_slow]}
 
 
@@ -119,6 +126,7 @@ def test_mutated_profiles(workdir: Path, original: Path, mutation: str, seed: in
     kind_and_original=st.one_of(
         st.tuples(st.just("scenario"), st.sampled_from(SCENARIOS), st.sampled_from(SCENARIO_CLASSES)),
         st.tuples(st.just("profile"), st.sampled_from(PROFILES), st.sampled_from(PROFILE_CLASSES)),
+        st.tuples(st.just("trace"), st.just(TRACE), st.sampled_from(TRACE_CLASSES)),
     ),
     seed=st.integers(0, 2**30),
 )

@@ -66,7 +66,9 @@ def load_trace_offsets_s(path_str: str, mtime_ns: int, column: str | None, unit:
             offsets = (stamps - stamps.min()).dt.total_seconds().to_numpy(dtype=float)
         else:
             values = pd.to_numeric(raw, errors="raise").to_numpy(dtype=float)
-            offsets = (values - np.nanmin(values)) * UNIT_SECONDS["s" if unit == "auto" else unit]
+            finite = np.isfinite(values)
+            first = float(values[finite].min()) if finite.any() else 0.0  # inf or 1e400 rows: refused below
+            offsets = np.where(finite, values - first, np.nan) * UNIT_SECONDS["s" if unit == "auto" else unit]
     except (ValueError, TypeError) as exc:
         msg = f"column '{column}' holds values that are not timestamps ({str(exc).splitlines()[0]})"
         raise CapsimInputError(msg, source=path_str, field=f"{field}.time_column") from None
@@ -77,6 +79,9 @@ def load_trace_offsets_s(path_str: str, mtime_ns: int, column: str | None, unit:
             source=path_str,
             field=f"{field}.time_column",
         )
+    if offsets.size > 1 and not offsets.max() > 0:  # a replay's loop and mean rate need a span of time
+        raise CapsimInputError(f"all {offsets.size} timestamps in column '{column}' are equal: a trace must span "
+                               "some time", source=path_str, field=f"{field}.time_column")  # fmt: skip
     # Logs are often a little out of order (several writers); replay in time order.
     return np.sort(offsets)
 
