@@ -5,6 +5,18 @@ serving.batching.max_wait_ms=0,2,5`) over their cartesian product. Every variant
 any runs, so a bad value fails at once with the variant named; variants then run in parallel worker
 processes, each with the same seed, so that they differ only by what was varied (common random
 numbers: the comparison between two variants is much less noisy than their independent errors).
+
+What a sweep judges, and why:
+
+* the tail it compares is the SLO's own percentile (`tail_latency_ms` at `slo.percentile`: p95 for a
+  p95 SLO, p99.9 for a p99.9 one; the summary's next percentile above when it has no such key);
+* a variant whose offered load reaches its capacity (`capsim.stability`; an autoscaled fleet at its
+  `max_replicas`) is `unstable`: its queues grow for as long as the run lasts, so its figures depend
+  on the run length and it is never the chosen variant, whatever its SLO attainment;
+* when the load itself is varied (a path under `workload.`), variants at different loads answer
+  different questions: the cheapest meeting the SLO is chosen at each load level;
+* a varied field whose values leave every resolved scenario the same, labels aside (`name`,
+  `hardware.name`), changes nothing but the labels: the sweep warns, naming the field.
 """
 
 from __future__ import annotations
@@ -21,11 +33,21 @@ from typing import Any
 
 from capsim.errors import CapsimInputError
 from capsim.input_files import parse_value
+from capsim.metrics.tally import PERCENTILES
 from capsim.scenario import Scenario, load_scenario
 from capsim.serving.dataplane.support import EngineChoice, choose_engine
 
 MAX_VARIANTS = 10_000
 """A grid larger than this is almost certainly a typo in a range."""
+
+LOAD_PREFIX = "workload."
+"""Varied paths under this prefix change the offered load: the best variant is chosen per level."""
+
+LABEL_FIELDS = ("name", "hardware.name")
+"""Resolved-scenario fields that only label a run (what they imply, a catalogue price or TDP, shows
+up in other fields)."""
+ENERGY_FIELDS = ("hardware.tdp_w", "hardware.idle_w")
+"""Resolved-scenario fields that change only the energy estimate, never latency or cost."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,36 @@ class SweepResult:
     variants: list[dict[str, Any]]
     summaries: list[dict[str, Any]]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def load_axes(self) -> list[Axis]:
+        """The varied paths that change the offered load (under `workload.`)."""
+        return [axis for axis in self.axes if axis.path.startswith(LOAD_PREFIX)]
+
+    def load_levels(self) -> list[tuple[dict[str, Any], list[int]]]:
+        """Each load level ({path: value} of the load axes; {} when the load is not varied) with
+        the indices of its variants, in grid order."""
+        levels: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        for i, variant in enumerate(self.variants):
+            level = {axis.path: variant[axis.path] for axis in self.load_axes}
+            levels.setdefault(repr(sorted(level.items())), (level, []))[1].append(i)
+        return list(levels.values())
+
+    def best_in(self, indices: list[int]) -> int | None:
+        """Among `indices`, the stable variant that meets the SLO (a job: its deadline) at the lowest
+        cost (ties: the lower tail latency); None if none does."""
+        key = self.cost_key
+        meeting = [i for i in indices if self.rows[i]["slo_met"] is True and self.rows[i][key] is not None
+                   and not self.rows[i]["unstable"]]  # fmt: skip
+        if not meeting:
+            return None
+        return min(meeting, key=lambda i: (self.rows[i][key], self.rows[i]["tail_latency_ms"] or math.inf))
+
+    @property
+    def best_indices(self) -> list[int]:
+        """The chosen variant of each load level that has one (one at most when the load is not varied)."""
+        return [best for _, indices in self.load_levels() if (best := self.best_in(indices)) is not None]
 
     @property
     def is_job(self) -> bool:
@@ -111,19 +163,31 @@ class SweepResult:
 
     @property
     def best_index(self) -> int | None:
-        """The variant that meets the SLO (a job: its deadline) at the lowest cost (ties: lower p99);
-        None if none does."""
-        meeting = [i for i, row in enumerate(self.rows) if row["slo_met"] is True and row[self.cost_key] is not None]
-        if not meeting:
-            return None
-        key = self.cost_key
-        return min(meeting, key=lambda i: (self.rows[i][key], self.rows[i]["p99_ms"] or math.inf))
+        """The one chosen variant when the load is not varied (`best_in` over all); None when the
+        load is varied (see `best_indices`) or when no variant qualifies."""
+        return None if self.load_axes else self.best_in(list(range(len(self.rows))))
 
 
-def summary_row(variant: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    """The figures a capacity review compares, flat, for one variant."""
+def tail_key(percentile: float | None) -> str:
+    """The latency summary's key for an SLO percentile: its own (`p95`, `p999` for 99.9), else the
+    next one above (a conservative reading), else `max`; `p99` when there is no SLO."""
+    if percentile is None:
+        return "p99"
+    above = [(value, key) for key, value in PERCENTILES.items() if value >= percentile - 1e-9]
+    return min(above)[1] if above else "max"
+
+
+def tail_percentile(key: str) -> float:
+    """The percentile a latency summary key holds (100 for `max`)."""
+    return PERCENTILES.get(key, 100.0)
+
+
+def summary_row(variant: dict[str, Any], summary: dict[str, Any], rho: float | None = None) -> dict[str, Any]:
+    """The figures a capacity review compares, flat, for one variant; `rho` is its offered load over
+    its capacity (None when it has no offered load: a batch job)."""
     latency = summary.get("latency_ms") or {}
     slo = summary.get("slo") or {}
+    tail = tail_key(slo.get("percentile"))
     cost = summary.get("cost") or {}
     replicas = summary.get("replicas") or {}
     return {
@@ -131,6 +195,10 @@ def summary_row(variant: dict[str, Any], summary: dict[str, Any]) -> dict[str, A
         "throughput_rps": summary.get("throughput_rps"),
         "p50_ms": latency.get("p50"),
         "p99_ms": latency.get("p99"),
+        "tail_latency_ms": latency.get(tail),
+        "tail_percentile": tail_percentile(tail),
+        "rho": rho,
+        "unstable": rho is not None and rho >= 1.0,
         "slo_attainment": slo.get("attainment"),
         "slo_met": slo.get("met"),
         "utilization": summary.get("utilization"),
@@ -141,6 +209,64 @@ def summary_row(variant: dict[str, Any], summary: dict[str, Any]) -> dict[str, A
         "usd": cost.get("usd"),
         "makespan_s": summary.get("makespan_s"),
     }
+
+
+def load_over_capacity(scenario: Scenario) -> float | None:
+    """rho = offered load / capacity of the largest fleet the variant can have (capsim.stability; a
+    real-time fleet under an autoscaler at its `max_replicas`); None for a batch job."""
+    from capsim.stability import estimate_capacity
+
+    if scenario.serving.mode == "batch" or scenario.workload is None:
+        return None
+    scaler = getattr(scenario.serving, "autoscaling", None)
+    if scenario.serving.mode == "realtime" and scaler is not None:
+        serving = scenario.serving.model_copy(update={"replicas": scaler.max_replicas})
+        scenario = scenario.model_copy(update={"serving": serving})
+    return estimate_capacity(scenario).utilization
+
+
+def _without(scenario: Scenario, fields: Sequence[str]) -> str:
+    data = scenario.model_dump(mode="json")
+    for dotted in fields:
+        *parents, last = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def ineffective_axes(
+    axes: Sequence[Axis], variants: Sequence[dict[str, Any]], scenarios: Sequence[Scenario]
+) -> list[str]:
+    """Warnings naming each varied field whose values leave the resolved scenarios the same, labels
+    aside (LABEL_FIELDS), wherever the other fields are held: its variants differ only in name; or
+    the same but for the energy figures (ENERGY_FIELDS): same latency and cost."""
+    labels = [_without(s, LABEL_FIELDS) for s in scenarios]
+    energy = [_without(s, (*LABEL_FIELDS, *ENERGY_FIELDS)) for s in scenarios]
+
+    def unchanged_by(axis: Axis, resolved: list[str]) -> bool:
+        groups: dict[str, set[str]] = {}
+        for variant, text in zip(variants, resolved, strict=True):
+            others = repr([(p, v) for p, v in variant.items() if p != axis.path])
+            groups.setdefault(others, set()).add(text)
+        return all(len(texts) == 1 for texts in groups.values())
+
+    warnings = []
+    for axis in axes:
+        if len(axis.values) < 2:
+            continue
+        if unchanged_by(axis, labels):
+            what = "every variant's scenario the same (only labels differ): those variants are identical runs"
+        elif unchanged_by(axis, energy):
+            what = ("every variant's scenario the same but for the energy figures (hardware.tdp_w): latency "
+                    "and cost are identical")
+        else:
+            continue
+        warnings.append(f"--vary {axis.path}: its values leave {what}; vary what the value should change "
+                        "(a price, a service profile) instead")
+    return warnings
 
 
 def _run_variant(scenario: Scenario, seed: int | None, replications: int, engine: EngineChoice) -> dict[str, Any]:
@@ -183,6 +309,7 @@ def run_sweep(
     """
     variants = grid(axes)
     scenarios = load_variants(scenario_path, overrides, variants, catalogue)
+    warnings = ineffective_axes(axes, variants, scenarios)
     for scenario in scenarios:  # an engine that cannot run a variant is an error before anything runs
         if scenario.serving.mode == "realtime":
             choose_engine(scenario, engine)
@@ -201,5 +328,6 @@ def run_sweep(
                 if progress is not None:
                     progress(done, len(scenarios))
     finished = [s for s in summaries if s is not None]
-    rows = [summary_row(v, s) for v, s in zip(variants, finished, strict=True)]
-    return SweepResult(axes=list(axes), variants=variants, summaries=finished, rows=rows)
+    rows = [summary_row(v, s, load_over_capacity(scenario))
+            for v, s, scenario in zip(variants, finished, scenarios, strict=True)]
+    return SweepResult(axes=list(axes), variants=variants, summaries=finished, rows=rows, warnings=warnings)

@@ -58,26 +58,20 @@ def sweep_command(
 
         with staged_output_folder(out, "sweep") as folder:  # written as a whole: all files or none
             written = [out / path.relative_to(folder) for path in write_sweep_folder(result, folder)]
+    for warning in result.warnings:  # one line each, whatever the terminal's width
+        sys.stderr.write(f"warning: {warning}\n")
     if json_output:
-        payload = {"best": result.best_index, "rows": result.rows}
+        payload = {"best": result.best_index, "best_per_load": result.best_indices if result.load_axes else None,
+                   "warnings": result.warnings, "rows": result.rows}  # fmt: skip
         sys.stdout.write(json.dumps(payload, default=float) + "\n")
         return
-    from capsim.report.sweep import sweep_table
+    from capsim.report.sweep import sweep_table, verdict_lines
 
     console = Console()
     if not console.is_terminal:  # a file or a pipe: no reason to squeeze the table into 80 columns
         console = Console(width=200)
     console.print(sweep_table(result))
-    best = result.best_index
-    if best is None:
-        has_slo = any(s.get("slo") for s in result.summaries)
-        console.print("[yellow]no variant meets the SLO[/yellow]" if has_slo else
-                      "[yellow]the scenario has no slo section, so no variant is marked[/yellow]")  # fmt: skip
-    else:
-        chosen = ", ".join(f"{p}={v}" for p, v in result.variants[best].items())
-        row = result.rows[best]
-        price = f"${row['usd']:.2f} for the job" if result.is_job else f"${row['usd_per_hour']:.3f}/h"
-        goal = "the deadline" if result.is_job else "the SLO"
-        console.print(f"cheapest meeting {goal}: [bold]{chosen}[/bold] at {price}")
+    for line in verdict_lines(result):
+        console.print(line)
     if written:
         console.print(f"wrote {', '.join(str(path) for path in written)}")
