@@ -9,7 +9,8 @@ here, so that these rules hold everywhere, each written once:
   '1e3' and '2.5E-4'). Integers stay integers: a field that counts (replicas, batch size, seed) wants
   `1000000` or `1_000_000`; `1e6` is a float and is refused there (docs/bad-input.md).
 - **Only finite numbers.** `.inf`, `.nan`, `1e400` (which overflows to inf) and JSON's `NaN` and
-  `Infinity` are refused wherever they appear, even inside free-form mappings, naming the field.
+  `Infinity` are refused wherever they appear, even inside free-form mappings, naming the field;
+  so are integers outside 64 bits (`10**30` replicas would overflow the simulator's arrays).
 - **Bounded.** At most `MAX_YAML_BYTES` / `MAX_JSON_BYTES`, `MAX_DEPTH` levels of nesting, and
   `MAX_VALUES` values once YAML aliases are expanded, so a 10,000-deep document or a "billion
   laughs" alias bomb is refused before anything walks it, in milliseconds and without recursion.
@@ -151,7 +152,7 @@ def load_yaml(text: str, source: str) -> Any:
         raise CapsimInputError(f"invalid YAML: {' '.join(str(exc).split())[:200]}", source=source) from None
     finally:
         loader.dispose()
-    reject_non_finite(data, source)
+    check_numbers(data, source)
     return data
 
 
@@ -198,7 +199,7 @@ def read_json_file(path: Path, what: str = "file") -> Any:
     except ValueError as exc:  # a key twice (the hook above), or an integer of thousands of digits
         raise CapsimInputError(f"not valid JSON: {str(exc)[:200]}", source=str(path)) from None
     _check_depth(data, str(path))
-    reject_non_finite(data, str(path))
+    check_numbers(data, str(path))
     return data
 
 
@@ -222,10 +223,14 @@ def dotted_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
     return text
 
 
-def reject_non_finite(data: Any, source: str, prefix: tuple[str | int, ...] = ()) -> None:
-    """Raise naming the first float in `data` (mappings and lists, walked without recursion) that is
-    not finite. This covers free-form fields (`hardware.catalogue`, a profile's `provenance`) that no
-    schema types; typed fields are also refused by the schemas (`capsim.input_model`)."""
+INT64_MAX = 2**63 - 1
+
+
+def check_numbers(data: Any, source: str, prefix: tuple[str | int, ...] = ()) -> None:
+    """Raise naming the first number in `data` (mappings and lists, walked without recursion) that is
+    a float that is not finite, or an integer outside 64 bits. This covers free-form fields
+    (`hardware.catalogue`, a profile's `provenance`) that no schema types; typed float fields also
+    refuse non-finite values themselves (`capsim.input_model`)."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, prefix)]
     seen: set[int] = set()  # aliases share objects: walk each once
     while stack:
@@ -234,6 +239,9 @@ def reject_non_finite(data: Any, source: str, prefix: tuple[str | int, ...] = ()
             if not math.isfinite(node):
                 raise CapsimInputError(f"expected a finite number (got {node})", source=source,
                                        field=dotted_path(path) or None)  # fmt: skip
+        elif isinstance(node, int) and not -INT64_MAX <= node <= INT64_MAX:
+            raise CapsimInputError(f"expected an integer within ±{INT64_MAX:.3g} (64 bits) (got {node:.3g})",
+                                   source=source, field=dotted_path(path) or None)  # fmt: skip
         elif isinstance(node, (dict, list)):
             if id(node) in seen:
                 continue

@@ -114,7 +114,10 @@ _NON_FINITE_TEXTS = {".inf", "-.inf", ".nan", "1e400"}
 
 
 def _non_finite(value: Any) -> bool:
-    return isinstance(value, float) and not math.isfinite(value)
+    """A number no input may hold: a float that is not finite, or an integer beyond 64 bits."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, int) and abs(value) >= 2**63
 
 
 def _mutate_data(data: Any, mutation: str, rng: random.Random, as_json: bool) -> tuple[str, bool]:

@@ -45,6 +45,12 @@ def test_non_finite_numbers_are_refused_naming_the_field(text: str, field: str) 
     assert refusal(text).startswith(f"f.yaml: {field}: expected a finite number (got ")
 
 
+def test_integers_beyond_64_bits_are_refused() -> None:
+    expected = "f.yaml: a[1]: expected an integer within ±9.22e+18 (64 bits) (got 1e+23)"
+    assert refusal("a: [1, 100000000000000000000000]") == expected
+    assert load_yaml("a: 9223372036854775807", "f") == {"a": 2**63 - 1}
+
+
 def test_deep_nesting_alias_bombs_and_recursive_aliases_are_refused_at_once() -> None:
     start = time.perf_counter()
     assert refusal("[" * 100_000 + "]" * 100_000) == f"f.yaml: line 1: nested more than {MAX_DEPTH} levels deep"
