@@ -92,15 +92,18 @@ def stalls_from_profile(profile: Profile) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
-def unmodelled(point: LoadPoint, overhead_ms: float) -> dict[str, Any] | None:
-    """What the measured server did that the replay's replica does not (reference server only): the
-    spread of the per-request time outside the server against the constant overhead the replay adds,
-    and how late the batching window closed. These explain most latency misses (docs/validation.md)."""
+def unmodelled(point: LoadPoint, overhead_ms: float, frontend: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What the measured server did that the replay's replica may not (reference server only): the
+    spread of the per-request time outside the server against the constant overhead the replay adds
+    (and whether a front end is replayed beside it), and how late the batching window closed (and
+    whether that lateness is replayed). These explain most latency misses (docs/validation.md)."""
     outside = outside_server_ms(point)
     if outside.size == 0:
         return None
     p50, p99 = np.percentile(outside, [50, 99])
     return {"outside_server_ms": {"p50": float(p50), "p99": float(p99)}, "overhead_ms": overhead_ms,
+            "frontend_replayed": frontend is not None,
+            "window_late_replayed": bool(frontend and frontend.get("window_late_quantiles_ms")),
             "window_lateness_ms": window_lateness_ms([point])}  # fmt: skip
 
 
@@ -148,7 +151,7 @@ def validate_run(
             rows.append({"label": point.label, "step": point.step, "rate_rps": point.rate_rps,
                          "server": point.server.__dict__ if point.server else None, "valid": point.valid,
                          "utilization": point_utilization(comparison), **comparison,
-                         "unmodelled": unmodelled(point, overhead)})  # fmt: skip
+                         "unmodelled": unmodelled(point, overhead, frontend_spec)})  # fmt: skip
             measured_mask = point.measured_mask()
             ok = measured_mask & (point.requests["status"].to_numpy() // 100 == 2)
             sim_ok = np.tile(measured_mask, sim.replications) & sim.completed

@@ -78,12 +78,14 @@ def comparison_table(row: dict[str, Any]) -> Table:
     if extra:
         # Not modelled by the replay: shown so that a latency miss can be traced to its cause.
         outside = extra["outside_server_ms"]
+        front = " + the front end's queue" if extra.get("frontend_replayed") else ""
         table.add_row("time outside the server p50 / p99 (ms)", f"{_fmt(outside['p50'])} / {_fmt(outside['p99'])}",
-                      f"{_fmt(extra['overhead_ms'])} (constant)", "")
+                      f"{_fmt(extra['overhead_ms'])} (constant){front}", "")
         late = extra.get("window_lateness_ms")
         if late:
             table.add_row("batching window closed late p50 / p90 (ms)",
-                          f"{_fmt(late['median_ms'])} / {_fmt(late['p90_ms'])}", "0 / 0", "")
+                          f"{_fmt(late['median_ms'])} / {_fmt(late['p90_ms'])}",
+                          "as measured (replayed)" if extra.get("window_late_replayed") else "0 / 0", "")
     return table
 
 
