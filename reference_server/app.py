@@ -262,6 +262,12 @@ def create_app(config: ServerConfig) -> InferenceApp:
     async def server_metadata() -> Response:
         return _json({"name": "capsim-reference-server", "version": __version__, "extensions": []})
 
+    @app.post("/v2/repository/index")
+    async def repository_index() -> Response:
+        # Triton's model-repository index (KServe v2 extension): the one model served here, so that
+        # `capsim loadtest` can default --model to it.
+        return _json([{"name": spec.name, "version": "1", "state": "READY" if state.ready else "UNAVAILABLE"}])
+
     @app.get("/v2/models/{name}")
     async def metadata(name: str) -> Response:
         if name != spec.name:

@@ -22,6 +22,11 @@ from capsim.errors import CapsimInputError
 
 REQUIRED_FILES = ("manifest.json", "summary.json", "requests.parquet")
 REQUEST_COLUMNS = ("intended_s", "sent_s", "latency_ms", "status")
+# The load tester's `kind` of a request that runs the model (capsim.loadtest.records.request_kind:
+# the v2 infer route, /predict/MODEL, or a name marked with --inference-name). Health checks and
+# other requests of a custom locustfile are `other`: fitting them would put the client's overhead
+# and a cheap route's latency into the model's service time.
+INFERENCE_KIND = "inference"
 BATCH_COLUMNS = ("size", "start_s", "end_s")
 # A batch belongs to the step whose requests were in flight when it started (steps are sequential,
 # with Locust restarted in between, so their time spans never overlap); this much slack covers the
@@ -181,6 +186,13 @@ def read_run_folder(run_dir: Path | str, server: ServerSettings | None = None) -
     requests = _read_parquet(run_dir / "requests.parquet", REQUEST_COLUMNS)
     if requests.empty:
         raise CapsimInputError("no requests recorded (0 rows)", source=str(run_dir / "requests.parquet"))
+    if "kind" in requests.columns:  # folders written before the column held inference requests only
+        kept = requests["kind"].isna() | (requests["kind"] == INFERENCE_KIND)
+        if not kept.any():
+            raise CapsimInputError(f"no inference request among {len(requests)} rows (every kind is 'other'): "
+                                   "rerun with --inference-name NAME for your locustfile's inference requests",
+                                   source=str(run_dir / "requests.parquet"), field="kind")
+        requests = requests[kept].reset_index(drop=True)
     if "step" not in requests.columns:
         requests = requests.assign(step=0)
     batches = None

@@ -32,7 +32,8 @@ def loadtest_command(
     out: Annotated[Path, typer.Option(help="run folder to create (must not exist or be empty)")],
     protocol: Annotated[Protocol, typer.Option(help="json: POST /predict/MODEL; kserve: KServe v2 / Triton "
                                                "infer; generic: POST --payload to --target")] = "json",
-    model: Annotated[str | None, typer.Option(help="model name (json, kserve)")] = None,
+    model: Annotated[str | None, typer.Option(help="model name (json, kserve; default: the target's only "
+                                            "model, from its repository index)")] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file (default for json/kserve: an example "
                                                  "input built from the model's metadata)")] = None,
     arrival: Annotated[ArrivalKind, typer.Option(help="arrival process of the open loop")] = "poisson",
@@ -57,6 +58,9 @@ def loadtest_command(
     think_time_ms: Annotated[float, typer.Option(help="--closed-loop think time per user")] = 0.0,
     locustfile: Annotated[Path | None, typer.Option(help="your own locustfile, run with capsim's recording "
                                                     "attached")] = None,
+    inference_name: Annotated[list[str] | None, typer.Option(
+        help="a request name (Locust's name=) that is inference, besides the v2 infer route and /predict/MODEL; "
+        "repeatable. Only inference requests are summarized and calibrated")] = None,
     sweep: Annotated[str | None, typer.Option(help="rates to run one after another (10,20,40) or 'auto' "
                                               "(double from --rate until saturation)")] = None,
     sweep_max_steps: Annotated[int, typer.Option(help="most steps of --sweep auto")] = 8,
@@ -101,7 +105,8 @@ def loadtest_command(
         arrival=arrival_spec, duration_s=duration, warmup_s=warmup, window_s=window, workers=workers,
         remote_workers=remote_workers, master_bind_host=master_bind_host, master_port=master_port,
         max_in_flight=max_in_flight, closed_loop=closed_loop, users=users, think_time_ms=think_time_ms,
-        locustfile=str(locustfile) if locustfile else None, sweep=sweep_rates, sweep_max_steps=sweep_max_steps,
+        locustfile=str(locustfile) if locustfile else None, inference_names=list(inference_name or []),
+        sweep=sweep_rates, sweep_max_steps=sweep_max_steps,
         seed=seed, scrape_interval_s=scrape_interval, request_timeout_s=request_timeout,
     )
     echo = (lambda text: print(text, file=sys.stderr)) if json_output else print

@@ -28,16 +28,20 @@ from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
+from gevent.lock import Semaphore
 from locust import events
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from capsim.loadtest.parts import write_json_atomic, write_request_part
-from capsim.loadtest.records import NO_SERVER_TIMES, RequestRecorder, server_times
+from capsim.loadtest.records import NO_SERVER_TIMES, RequestRecorder, request_kind, server_times
 
 CONFIG_ENV = "CAPSIM_LOADTEST_CONFIG"
 PARENT_ENV = "CAPSIM_PARENT_PID"
 HELLO_WAIT_S = 15.0  # how long the coordinator waits for all expected workers to introduce themselves
 FLUSH_WAIT_S = 5.0  # how long the coordinator waits for workers' last rows when the run stops
+# When the run is stopped, requests in flight get this long to answer (a response due in a few ms is a
+# measurement); the rest are recorded as interrupted. Well inside FLUSH_WAIT_S.
+IN_FLIGHT_GRACE_S = 1.0
 logger = logging.getLogger("capsim.loadtest")
 
 
@@ -61,6 +65,11 @@ class WorkerState:
         self.last_cpu = (time.process_time(), time.monotonic())
         self.cpu_start: tuple[float, float] | None = None  # set when the schedule starts
         self.flusher: Any = None
+        self.inference_names: frozenset[str] = frozenset()  # names marked as inference (request_kind)
+        # The open-loop sender (locust_senders), registered by the locustfile: the final flush asks it
+        # about requests still in flight. None for closed-loop and custom locustfiles.
+        self.sender: Any = None
+        self.final_lock = Semaphore()
 
 
 class CoordinatorState:
@@ -139,10 +148,30 @@ def _flush_loop(environment: Any, interval_s: float) -> None:
             _send_records(environment, final=False)
 
 
+def final_flush(environment: Any) -> None:
+    """Stop sending and ship this worker's last rows, every request sent so far among them.
+
+    Requests still in flight get `IN_FLIGHT_GRACE_S` to answer; those that do not are recorded as
+    `interrupted` (send time, no latency) rather than lost. Called on the coordinator's flush
+    request, when Locust stops the test, and when the schedule is done; the lock makes a second
+    caller wait for the first, so that no caller returns before the last rows have gone.
+    """
+    WORKER.stopping = True
+    with WORKER.final_lock:
+        if WORKER.final_sent:
+            return
+        sender = WORKER.sender
+        if sender is not None:
+            deadline = time.monotonic() + IN_FLIGHT_GRACE_S
+            while sender.in_flight() and time.monotonic() < deadline:
+                gevent.sleep(0.005)
+            sender.abandon()
+        _send_records(environment, final=True)
+
+
 def finish(environment: Any) -> None:
     """Called by a worker's user when its schedule is done and its requests have drained."""
-    if not WORKER.final_sent:
-        _send_records(environment, final=True)
+    final_flush(environment)
     environment.runner.send_message("capsim_done", {"worker": WORKER.recorder.worker})
 
 
@@ -163,6 +192,7 @@ def note_dispatch(cap_hit: bool, in_flight: int) -> None:
 
 def _on_config(environment: Any, msg: Any) -> None:
     config = dict(msg.data)
+    WORKER.inference_names = frozenset(config.get("inference_names") or ())
     WORKER.recorder.configure(float(config["start_s"]), float(config["warmup_s"]), worker=int(config["index"]))
     WORKER.counters["scheduled"] = len(config.get("schedule") or [])
     WORKER.config.set(config)
@@ -172,9 +202,9 @@ def _on_config(environment: Any, msg: Any) -> None:
 
 
 def _on_flush(environment: Any, msg: Any) -> None:
+    # Its own greenlet: the grace for requests in flight must not hold up Locust's message loop.
     WORKER.stopping = True
-    if not WORKER.final_sent:
-        _send_records(environment, final=True)
+    gevent.spawn(final_flush, environment)
 
 
 def _error_text(exception: BaseException | None) -> str | None:
@@ -192,16 +222,17 @@ def _on_request(
     context: dict[str, Any] | None = None,
     exception: BaseException | None = None,
     start_time: float | None = None,
-    **_kwargs: Any,
+    **kwargs: Any,
 ) -> None:
     sent_s = start_time if start_time is not None else time.time() - response_time / 1000.0
     intended_s = (context or {}).get("capsim_intended_s", sent_s)
     status = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
     headers = getattr(response, "headers", None)
     server = server_times(headers.get) if headers is not None and hasattr(headers, "get") else NO_SERVER_TIMES
+    kind = request_kind(name, kwargs.get("url"), WORKER.inference_names)
     WORKER.recorder.record(
         intended_s, sent_s, float(response_time), status, int(response_length or 0), _error_text(exception), name,
-        server,
+        server, kind,
     )
 
 
@@ -283,8 +314,8 @@ def _on_test_stopping(environment: Any, **_kwargs: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         WORKER.stopping = True
-        if not WORKER.final_sent and WORKER.config.ready():
-            _send_records(environment, final=True)
+        if WORKER.config.ready():
+            final_flush(environment)
     if _runner_is_coordinator(runner):
         _collect_final_rows(environment)
 

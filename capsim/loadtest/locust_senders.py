@@ -11,7 +11,9 @@ of connections is the number of requests in flight, capped by --max-in-flight.
 geventhttpclient's connection pool; about twice the CPU per request.
 
 Neither goes through Locust's `request` event (whose per-request statistics cost ~70 µs of CPU);
-both record straight into capsim's recorder.
+both record straight into capsim's recorder. When the run is stopped, `abandon()` records every
+request still in flight as interrupted (send time, no latency) and drops its connection, so that
+no request that left is missing from the run folder and none is recorded twice.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class RawSender:
         self.idle: list[_Connection] = []
         self.busy: set[_Connection] = set()
         self.slot = Event()
+        self.stopped = False  # set by abandon(): nothing is sent after the last rows went
         self.watchdog = gevent.spawn(self._watch_timeouts)
 
     def prewarm(self) -> None:
@@ -94,9 +97,11 @@ class RawSender:
 
     def send(self, intended_s: float) -> None:
         """Send one request now (after waiting for a free slot if the cap is reached)."""
-        while self.full():
+        while self.full() and not self.stopped:
             self.slot.clear()
             self.slot.wait()
+        if self.stopped:
+            return
         conn = None
         while self.idle:
             candidate = self.idle.pop()
@@ -185,6 +190,20 @@ class RawSender:
             gevent.sleep(0.01)
         self.watchdog.kill(block=False)
 
+    def abandon(self) -> int:
+        """Record every request still in flight as interrupted and close its connection (a late
+        answer then finds no one waiting); returns how many there were."""
+        self.stopped = True
+        count = 0
+        for conn in list(self.busy):
+            if conn.pending is not None:
+                intended_s, sent_s, _ = conn.pending
+                conn.pending = None
+                self.recorder.record_interrupted(intended_s, sent_s, self.name)
+                count += 1
+            self._close(conn)
+        return count
+
 
 class PooledSender:
     """One greenlet per request through geventhttpclient (https and other cases RawSender skips)."""
@@ -199,6 +218,8 @@ class PooledSender:
         self.headers = dict(spec.get("headers") or {})
         self.pool = Pool(max_in_flight)
         self.recorder = recorder
+        self.pending: dict[Any, tuple[float, float]] = {}  # greenlet -> (intended_s, sent_s)
+        self.stopped = False  # set by abandon(): nothing is sent after the last rows went
 
     def prewarm(self) -> None:
         """Nothing to do: the pool connects on demand."""
@@ -216,7 +237,11 @@ class PooledSender:
         self.pool.spawn(self._send, intended_s)
 
     def _send(self, intended_s: float) -> None:
+        if self.stopped:
+            return
         sent_s = time.time()
+        me = gevent.getcurrent()
+        self.pending[me] = (intended_s, sent_s)
         started = time.perf_counter()
         try:
             response = self.client.request(self.spec["method"], self.spec["path"], body=self.body,
@@ -231,11 +256,22 @@ class PooledSender:
         except Exception as exc:  # connection refused, reset, timeout: a failed request, not a crash
             status, n_bytes, error, server = 0, 0, _error_text(exc), NO_SERVER_TIMES
         latency_ms = (time.perf_counter() - started) * 1000.0
+        if self.pending.pop(me, None) is None:
+            return  # abandoned meanwhile: already recorded as interrupted
         self.recorder.record(intended_s, sent_s, latency_ms, status, n_bytes, error, self.spec["name"], server)
 
     def drain(self, timeout_s: float) -> None:
         """Wait for the requests in flight, at most `timeout_s`."""
         self.pool.join(timeout=timeout_s)
+
+    def abandon(self) -> int:
+        """Record every request still in flight as interrupted and stop its greenlet."""
+        self.stopped = True
+        pending, self.pending = self.pending, {}
+        for intended_s, sent_s in pending.values():
+            self.recorder.record_interrupted(intended_s, sent_s, self.spec["name"])
+        self.pool.kill(block=False)
+        return len(pending)
 
 
 def make_sender(url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: float,

@@ -71,6 +71,7 @@ class OpenLoopUser(User):
         self._sender = make_sender(self.host or "", config["request"], int(config["max_in_flight"]),
                                    float(config["request_timeout_s"]), plugin.WORKER.recorder)
         self._sender.prewarm()
+        plugin.WORKER.sender = self._sender  # the final flush records what is still in flight
         plugin.WORKER.counters["sender"] = type(self._sender).__name__
         plugin.WORKER.counters["spin_ms"] = round(calibrate_spin() * 1000.0, 3)
         plugin.WORKER.counters["event_loop"] = str(getattr(gevent.get_hub().loop, "backend", "unknown"))
@@ -91,6 +92,8 @@ class OpenLoopUser(User):
                 break
             intended_s = start_s + offset_s
             wait_until(intended_s)
+            if plugin.WORKER.stopping:  # stopped while waiting: a send now would come after the last rows
+                break
             cap_hit = sender.full()
             sender.send(intended_s)  # waits for a free slot when the cap is reached
             plugin.note_dispatch(cap_hit, sender.in_flight())

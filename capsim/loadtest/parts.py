@@ -37,6 +37,9 @@ def write_request_part(parts_dir: Path, worker: int, seq: int, rows: dict[str, l
     """Write one batch of request rows (columns as lists); returns the path, or None when empty."""
     if not rows or not rows.get("intended_s"):
         return None
+    # A column the sender did not fill (a remote worker of an older capsim) is null, not fatal.
+    n = len(rows["intended_s"])
+    rows = {name: rows.get(name, [None] * n) for name in REQUEST_SCHEMA.names}
     table = pa.Table.from_pydict(rows, schema=REQUEST_SCHEMA)
     path = request_part_path(parts_dir, worker, seq)
     write_table_atomic(path, table)

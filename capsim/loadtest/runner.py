@@ -40,6 +40,7 @@ from capsim.loadtest.target import (
     base_url,
     build_request,
     check_reachable,
+    default_model,
     has_batch_log,
     is_local,
     server_config,
@@ -124,6 +125,8 @@ class LoadTestRun:
             "flush_interval_s": s.flush_interval_s,
             "hist_interval_s": HIST_INTERVAL_S,
             "think_time_s": s.think_time_ms / 1000.0,
+            # capsim's own request is inference by definition (whatever its path, e.g. --protocol generic)
+            "inference_names": [*s.inference_names, *([self.request.name] if self.request else [])],
         }
 
     def _launch(self, step: int, config_path: Path) -> LocustLaunch:
@@ -274,6 +277,9 @@ class LoadTestRun:
         s = self.settings
         validate_settings(s)
         check_reachable(s.target)
+        if s.mode != "custom" and s.protocol in ("json", "kserve") and not s.model:
+            s = self.settings = s.model_copy(update={"model": default_model(s.target, s.protocol)})
+            self.echo(f"model: {s.model} (the only model the target serves)")
         if s.mode != "custom":
             self.request = build_request(s.target, s.protocol, s.model, s.payload_path)
         self.batches = has_batch_log(s.target)

@@ -46,6 +46,9 @@ class LoadTestSettings(InputModel):
     users: int = Field(default=10, ge=1)
     think_time_ms: float = Field(default=0.0, ge=0)
     locustfile: str | None = None
+    # Request names (Locust's `name`) that are inference besides the v2 infer route and /predict/MODEL
+    # (records.request_kind): calibration fits only inference requests.
+    inference_names: list[str] = Field(default_factory=list)
     sweep: list[float] | Literal["auto"] | None = None
     sweep_max_steps: int = Field(default=8, ge=1)
     seed: int = Field(default=0, ge=0)
@@ -156,8 +159,6 @@ def validate_settings(settings: LoadTestSettings) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CapsimInputError(f"expected an http(s) URL like http://127.0.0.1:8000, got {settings.target!r}",
                                field="--target")
-    if settings.protocol in ("json", "kserve") and not settings.model and not settings.locustfile:
-        raise CapsimInputError(f"--protocol {settings.protocol} needs the model name", field="--model")
     if settings.protocol == "generic" and not settings.payload_path and not settings.locustfile:
         raise CapsimInputError("--protocol generic needs a request body file", field="--payload")
     if settings.payload_path and not Path(settings.payload_path).is_file():

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import requests
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from capsim.errors import CapsimInputError
 from capsim.input_model import InputModel
@@ -32,7 +32,7 @@ class RequestSpec(InputModel):
     method: str = "POST"
     path: str
     body: str | None = None
-    headers: dict[str, str] = {"Content-Type": "application/json"}
+    headers: dict[str, str] = Field(default_factory=lambda: {"Content-Type": "application/json"})
     name: str
 
 
@@ -57,6 +57,47 @@ def check_reachable(target: str) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise CapsimInputError(f"cannot connect to {parts.hostname}:{port} ({reason})", field="--target") from None
+
+
+def _names(body: Any) -> list[str] | None:
+    """Model names from a repository listing: a list of `{"name": ...}` (Triton / KServe v2
+    repository index), or `{"models": [...]}` of names or such objects (KServe v1, others)."""
+    items = body.get("models") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        return None
+    names = [item.get("name") if isinstance(item, dict) else item for item in items]
+    return list(dict.fromkeys(n for n in names if isinstance(n, str) and n))
+
+
+def served_models(target: str) -> list[str] | None:
+    """The models the target says it serves, or None when it answers no listing.
+
+    Asked in turn: `POST /v2/repository/index` (the KServe v2 / Triton model-repository extension,
+    which the reference server answers), `GET /v2/models`, `GET /v1/models` (KServe v1).
+    """
+    base = base_url(target)
+    for method, path in (("POST", "/v2/repository/index"), ("GET", "/v2/models"), ("GET", "/v1/models")):
+        try:
+            response = requests.request(method, f"{base}{path}", json={} if method == "POST" else None,
+                                        timeout=PROBE_TIMEOUT_S)
+            names = _names(response.json()) if response.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            names = None
+        if names is not None:
+            return names
+    return None
+
+
+def default_model(target: str, protocol: str) -> str:
+    """The model to load when `--model` is not given: the target's only model. Several models, or a
+    target that lists none, is a one-line error naming `--model` (with the choices, when known)."""
+    names = served_models(target)
+    if names and len(names) == 1:
+        return names[0]
+    if names:
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        raise CapsimInputError(f"the target serves {len(names)} models ({shown}); choose one", field="--model")
+    raise CapsimInputError(f"--protocol {protocol} needs the model name", field="--model")
 
 
 def _model_metadata(target: str, model: str) -> dict[str, Any]:

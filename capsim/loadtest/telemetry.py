@@ -35,7 +35,14 @@ HTTP_TIMEOUT_S = 2.0
 
 class TelemetryCollector:
     """Scrapes `/metrics` every `interval_s`, samples NVML every 100 ms when asked, and (for the
-    reference server) pages through `/debug/batches`; rows go to `parts_dir` as parquet parts."""
+    reference server) pages through `/debug/batches`; rows go to `parts_dir` as parquet parts.
+
+    The batch log holds the server's whole history (up to its ring size, 100,000 batches by default):
+    a run folder must hold only the batches of its own run, so paging starts after the last batch
+    the server had logged when the collector started (`_batch_baseline`). A server that does not
+    report its `last_id` is paged from the start, keeping only batches that ended after that moment
+    (which assumes the server's clock agrees with this machine's).
+    """
 
     def __init__(
         self, target: str, parts_dir: Path, interval_s: float, nvml: bool, batches: bool
@@ -48,6 +55,8 @@ class TelemetryCollector:
         self._rows: list[tuple[float, str, str, str, float]] = []
         self._batches: list[dict[str, Any]] = []
         self._last_batch_id = 0
+        self._baseline_known = False  # whether paging starts from the server's last_id (see start)
+        self.started_s = 0.0
         self._seen_batches: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capsim-telemetry", daemon=True)
@@ -71,8 +80,24 @@ class TelemetryCollector:
         }
 
     def start(self) -> None:
-        """Start the background thread."""
+        """Note where the server's batch log stands, then start the background thread."""
+        self.started_s = time.time()
+        if self.fetch_batches:
+            baseline = self._batch_baseline()
+            self._baseline_known = baseline is not None
+            self._last_batch_id = baseline or 0
         self._thread.start()
+
+    def _batch_baseline(self) -> int | None:
+        """The id of the server's last logged batch now (None when it does not say): the run's
+        batches come after it. Asks for no records (`limit=0`), only the log's `last_id`."""
+        try:
+            response = self._session.get(f"{self.base}/debug/batches", params={"since": 0, "limit": 0},
+                                         timeout=HTTP_TIMEOUT_S)
+            last_id = response.json().get("last_id") if response.status_code == 200 else None
+        except Exception:  # telemetry never aborts a load test: page from the start, filter by time
+            return None
+        return last_id if isinstance(last_id, int) and not isinstance(last_id, bool) and last_id >= 0 else None
 
     def stop(self) -> None:
         """Take one last scrape, write what is buffered and stop."""
@@ -106,13 +131,16 @@ class TelemetryCollector:
                 return
             # Batch ids are consecutive: a jump means the server's ring buffer dropped some between
             # two fetches (a longer --batch-ring-size or a shorter --scrape-interval keeps them).
-            first = min(int(b["batch_id"]) for b in fresh)
-            if self._last_batch_id and first > self._last_batch_id + 1:
-                self.batches_missed += first - self._last_batch_id - 1
+            previous = self._last_batch_id
+            ids = [int(b["batch_id"]) for b in fresh]
+            if (previous or self._baseline_known) and min(ids) > previous + 1:
+                self.batches_missed += min(ids) - previous - 1
+            self._last_batch_id = max(previous, *ids)
+            if not self._baseline_known:
+                fresh = [b for b in fresh if float(b.get("end_s") or 0.0) >= self.started_s]
             for batch in fresh:
                 self._seen_batches.add(int(batch["batch_id"]))
                 self._batches.append({name: batch.get(name) for name in BATCH_SCHEMA.names})
-            self._last_batch_id = max(self._last_batch_id, *(int(b["batch_id"]) for b in fresh))
 
     def _write(self) -> None:
         if self._rows:

@@ -19,8 +19,14 @@ from capsim.loadtest.nvml import NvmlSampler
 from capsim.loadtest.parts import read_tables
 from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
 
-BATCHES = [{"batch_id": i, "model": "mlp", "instance": 0, "size": 2, "start_s": 10.0 + i, "end_s": 10.5 + i,
-            "queue_wait_ms": [1.0, 2.0], "arrival_s": [9.9 + i, 9.95 + i]} for i in range(1, 8)]
+def batch(i: int, end_s: float = 0.0) -> dict:
+    end_s = end_s or 2e9 + i  # in the future: after any collector's start
+    return {"batch_id": i, "model": "mlp", "instance": 0, "size": 2, "start_s": end_s - 0.5, "end_s": end_s,
+            "queue_wait_ms": [1.0, 2.0], "arrival_s": [end_s - 0.6, end_s - 0.55]}
+
+
+BATCHES = [batch(i) for i in range(1, 8)]
+LOG = {"batches": BATCHES, "report_last_id": False}  # what the fake server's batch log holds now
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,8 +38,13 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path == "/metrics":
             body = b'# TYPE q gauge\nq{model="mlp"} 3\nserved_total 10\n'
         elif parts.path == "/debug/batches":
-            since = int(parse_qs(parts.query)["since"][0])
-            body = json.dumps({"batches": [b for b in BATCHES if b["batch_id"] > since][:3]}).encode()
+            query = parse_qs(parts.query)
+            since, limit = int(query["since"][0]), int(query.get("limit", ["3"])[0])
+            held = LOG["batches"]
+            answer: dict = {"batches": [b for b in held if b["batch_id"] > since][:min(limit, 3)]}
+            if LOG["report_last_id"]:
+                answer["last_id"] = max((b["batch_id"] for b in held), default=0)
+            body = json.dumps(answer).encode()
         else:
             self.send_response(404)
             self.end_headers()
@@ -68,6 +79,31 @@ def test_scrapes_metrics_and_pages_through_batches(tmp_path: Path, metrics_serve
     assert batches is not None
     assert sorted(batches.column("batch_id").to_pylist()) == list(range(1, 8))  # every batch once
     assert collector.describe()["nvml"]["enabled"] is False
+
+
+@pytest.fixture
+def batch_log() -> Iterator[dict]:
+    yield LOG
+    LOG.update(batches=BATCHES, report_last_id=False)
+
+
+@pytest.mark.parametrize("report_last_id", [True, False])
+def test_a_run_keeps_only_its_own_batches(tmp_path: Path, metrics_server: str, batch_log: dict,
+                                          report_last_id: bool) -> None:
+    """The server logged 50 batches before the run (ended in the past): none of them may land in
+    the run folder, whether the server reports its last id (paging starts after it) or not (batches
+    that ended before the collector started are dropped); the 5 batches of the run all do."""
+    history = [batch(i, end_s=1.7e9 + i) for i in range(1, 51)]
+    batch_log.update(batches=history, report_last_id=report_last_id)
+    collector = TelemetryCollector(metrics_server, tmp_path, interval_s=0.02, nvml=False, batches=True)
+    collector.start()
+    batch_log["batches"] = history + [batch(i) for i in range(51, 56)]
+    threading.Event().wait(0.3)
+    collector.stop()
+    batches = read_tables(list(tmp_path.glob("batches-*.parquet")), BATCH_SCHEMA)
+    assert batches is not None
+    assert sorted(batches.column("batch_id").to_pylist()) == list(range(51, 56))
+    assert collector.describe()["batches"] == {"enabled": True, "count": 5, "missed": 0}
 
 
 def test_unreachable_metrics_are_counted_not_raised(tmp_path: Path) -> None:
