@@ -188,6 +188,9 @@ def summary_row(variant: dict[str, Any], summary: dict[str, Any], rho: float | N
     latency = summary.get("latency_ms") or {}
     slo = summary.get("slo") or {}
     tail = tail_key(slo.get("percentile"))
+    unstable = rho is not None and rho >= 1.0
+    if rho is not None and not math.isfinite(rho):
+        rho = None  # no capacity at all (JSON has no infinity); `unstable` says it
     cost = summary.get("cost") or {}
     replicas = summary.get("replicas") or {}
     return {
@@ -198,7 +201,7 @@ def summary_row(variant: dict[str, Any], summary: dict[str, Any], rho: float | N
         "tail_latency_ms": latency.get(tail),
         "tail_percentile": tail_percentile(tail),
         "rho": rho,
-        "unstable": rho is not None and rho >= 1.0,
+        "unstable": unstable,
         "slo_attainment": slo.get("attainment"),
         "slo_met": slo.get("met"),
         "utilization": summary.get("utilization"),

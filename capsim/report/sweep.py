@@ -58,9 +58,9 @@ def tail_name(result: SweepResult) -> str:
 
 def _stability_cell(row: dict[str, Any]) -> str:
     rho = row.get("rho")
-    if rho is None:
-        return "—"
-    text = "∞" if math.isinf(rho) else f"{rho:.2f}"
+    if rho is None and not row.get("unstable"):
+        return "—"  # no offered load to judge (a batch job)
+    text = "∞" if rho is None else f"{rho:.2f}"  # None and unstable: no capacity at all
     return f"[red]{text} unstable[/red]" if row["unstable"] else text
 
 
