@@ -55,6 +55,7 @@ OLD_DEFAULTS = ["--timeout-ms", "0", "--queue-capacity", "1024", "--max-connecti
 # and the median latency is within 1.5x (+ 2 ms) of the baseline's.
 RECOVERY_WINDOW_S = 0.5
 LATE_FACTOR = 1.5
+SLOWLORIS_WAIT_S = 20.0  # how long a half-sent request is watched for the server to close it
 LATE_SLACK_S = 0.002
 
 
@@ -90,10 +91,13 @@ class RssWatch:
         self._thread.join()
 
 
+SERVER_ENV: dict[str, str] | None = None  # --server-code: the environment that runs another checkout's server
+
+
 @contextlib.contextmanager
 def server(extra: list[str], log_dir: Path) -> Iterator[tuple[ServerProcess, int, int]]:
     """A server on a free loopback port: (process, port, pid)."""
-    with ServerProcess([*COMMON_ARGS, *extra], log_dir=log_dir) as proc:
+    with ServerProcess([*COMMON_ARGS, *extra], log_dir=log_dir, env=SERVER_ENV) as proc:
         assert proc.proc is not None
         yield proc, proc.port, proc.proc.pid
 
@@ -244,13 +248,17 @@ async def slowloris(port: int, n: int) -> dict[str, object]:
         else:
             dripping = asyncio.create_task(drip())
         try:  # the first bytes (the 408, if it comes), then until the server closes
-            data = await asyncio.wait_for(reader.read(4096), timeout=60)
+            data = await asyncio.wait_for(reader.read(4096), timeout=SLOWLORIS_WAIT_S)
             with contextlib.suppress(ConnectionResetError):  # the dripper wrote after the close
-                await asyncio.wait_for(reader.read(), timeout=60)
-        except (ConnectionResetError, TimeoutError):
+                await asyncio.wait_for(reader.read(), timeout=SLOWLORIS_WAIT_S)
+        except ConnectionResetError:
             data = b""
+        except TimeoutError:
+            data = b"open"
         closed_after_s.append(loop.time() - t0)
         key = data[9:12].decode() if data.startswith(b"HTTP/1.1 ") else "closed"
+        if data == b"open":
+            key = f"still open after {SLOWLORIS_WAIT_S:.0f} s"
         answers[key] = answers.get(key, 0) + 1
         if dripping is not None:
             dripping.cancel()
@@ -355,9 +363,18 @@ def main() -> None:
     parser.add_argument("--huge-ids", type=int, default=500, help="requests with a 1 MB X-Request-Id")
     parser.add_argument("--slowloris", type=int, default=200, help="half-sent requests held open at once")
     parser.add_argument("--no-old-defaults", action="store_true", help="skip the run with the previous defaults")
+    parser.add_argument("--server-code", type=Path, default=None,
+                        help="run the reference_server package in this folder instead (e.g. the code before the "
+                        "limits: git archive COMMIT reference_server | tar -x -C DIR); only its defaults")  # fmt: skip
     args = parser.parse_args()
+    if args.server_code is not None:
+        global SERVER_ENV
+        SERVER_ENV = {**os.environ, "PYTHONPATH": str(args.server_code.resolve())}
+        os.chdir(args.server_code)  # `python -m` puts the working directory first on the path
+        args.no_old_defaults = True
     started = datetime.datetime.now(datetime.UTC)
-    print(f"# server_abuse  {started:%Y-%m-%d %H:%M} UTC  {machine()}  load average {os.getloadavg()[0]:.1f}")
+    code = f"  server code from {args.server_code}" if args.server_code else ""
+    print(f"# server_abuse  {started:%Y-%m-%d %H:%M} UTC  {machine()}  load average {os.getloadavg()[0]:.1f}{code}")
     with tempfile.TemporaryDirectory(prefix="server_abuse.") as tmp:
         with server([], Path(tmp) / "ab") as (_, port, pid):
             a = huge_ids(port, pid, args.huge_ids)
