@@ -304,11 +304,12 @@ def run_sweep(
     catalogue: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     engine: EngineChoice = "auto",
+    force: bool = False,
 ) -> SweepResult:
     """Simulate every variant of the grid (bounded-memory mode) on up to `jobs` processes.
 
     `progress(done, total)` is called as variants finish. Results come back in grid order whatever
-    the order of completion.
+    the order of completion. A sweep over the run budget (capsim.budget) is refused unless `force`.
     """
     variants = grid(axes)
     scenarios = load_variants(scenario_path, overrides, variants, catalogue)
@@ -317,6 +318,10 @@ def run_sweep(
         if scenario.serving.mode == "realtime":
             choose_engine(scenario, engine)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(scenarios)))
+    from capsim.budget import enforce, estimate_sweep
+
+    labels = [", ".join(f"{p}={v}" for p, v in variant.items()) for variant in variants]
+    enforce(estimate_sweep(scenarios, labels, replications, engine, jobs), force, "this sweep", str(scenario_path))
     summaries: list[dict[str, Any] | None] = [None] * len(scenarios)
     if jobs == 1:
         for i, scenario in enumerate(scenarios):

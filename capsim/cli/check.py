@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from capsim.cli.app import app
 from capsim.cli.options import CatalogueOption, scenario_from_cli
+
+if TYPE_CHECKING:
+    from capsim.scenario import Scenario
 
 
 @app.command("check")
@@ -30,6 +33,7 @@ def check_command(
     loaded = scenario_from_cli(scenario, set_, catalogue)
     console = Console()
     console.print(f"[green]ok[/green] {scenario}: scenario '{loaded.name}' is valid")
+    _print_run_budget(loaded, console)
     if loaded.serving.mode == "batch":  # a job has no offered load: its estimate is a makespan floor
         from capsim.serving.batchjob.checks import makespan_floor_s
 
@@ -56,3 +60,15 @@ def check_command(
         console.print(f"engine (--engine auto): {engine} ({why})")
     for warning in stability_warnings(loaded):
         console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _print_run_budget(loaded: Scenario, console: Console) -> None:
+    """What `simulate` (default flags) would cost, and its refusal when that exceeds this machine."""
+    from capsim.budget import estimate_simulation, over_budget
+    from capsim.cli.simulate import keep_every_request
+
+    estimate = estimate_simulation(loaded, 1, keep_every_request(loaded, None))
+    console.print(f"run budget: {estimate.describe()}", soft_wrap=True)
+    refusal = over_budget(estimate, "simulate")
+    if refusal is not None:
+        console.print(f"[yellow]warning:[/yellow] {refusal.one_line()}", soft_wrap=True)

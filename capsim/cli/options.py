@@ -32,6 +32,10 @@ QuietOption = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="no progress on stderr (a line every few seconds, or a bar on a terminal)"),
 ]
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="run even when the run budget says it exceeds this machine's memory or time"),
+]
 
 
 def engine_from_cli(text: str) -> EngineChoice:

@@ -14,6 +14,7 @@ from capsim.cli.app import app
 from capsim.cli.options import (
     CatalogueOption,
     EngineOption,
+    ForceOption,
     QuietOption,
     engine_from_cli,
     require_positive,
@@ -36,15 +37,17 @@ def expected_requests(scenario: Scenario) -> float:
     return scenario.workload.arrival.mean_rate_rps(scenario.duration_s) * scenario.duration_s
 
 
-def keep_every_request(scenario: Scenario, request_log: bool | None, err: Console) -> bool:
-    """The flag's choice, or the default: every request unless the run is too large to hold."""
+def keep_every_request(scenario: Scenario, request_log: bool | None, err: Console | None = None) -> bool:
+    """The flag's choice, or the default: every request unless the run is too large to hold (said on
+    `err` when given)."""
     if request_log is not None:
         return request_log
     offered = expected_requests(scenario)
     if offered <= AUTO_REQUEST_LOG_MAX:
         return True
-    err.print(f"note: {scenario.name} offers ~{offered:,.0f} requests, too many to keep each in memory: "
-              "keeping histograms instead (--request-log forces the full log)")  # fmt: skip
+    if err is not None:
+        err.print(f"note: {scenario.name} offers ~{offered:,.0f} requests, too many to keep each in memory: "
+                  "keeping histograms instead (--request-log forces the full log)")  # fmt: skip
     return False
 
 
@@ -75,6 +78,7 @@ def simulate_command(
             "that meets serving.deadline_s, by simulation"
         ),
     ] = None,
+    force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Simulate a scenario and report latency, throughput, utilization, cost and SLO attainment."""
@@ -92,11 +96,17 @@ def simulate_command(
         from capsim.output_folder import check_output_folder
 
         check_output_folder(out)
+    from capsim.budget import enforce, estimate_simulation, estimate_solve
+
     if solve is not None:
         from capsim.cli.solve import solve_command
 
+        if loaded.serving.mode == "batch":  # (solve_command refuses the other modes)
+            enforce(estimate_solve(loaded, replications), force, "--solve", str(scenario))
         solve_command(loaded, solve, seed, replications, json_output, out, str(scenario), quiet=quiet)
         return
+    keep = keep_every_request(loaded, request_log)  # (silent: a refused run prints only its refusal)
+    enforce(estimate_simulation(loaded, replications, keep, chosen_engine), force, source=str(scenario))
     err = Console(stderr=True)
     if (loaded.serving.mode == "realtime" and choose_engine(loaded, chosen_engine) == "compiled"
             and not compiled_engine_is_cached()):  # fmt: skip

@@ -11,7 +11,14 @@ import typer
 from rich.console import Console
 
 from capsim.cli.app import app
-from capsim.cli.options import CatalogueOption, EngineOption, QuietOption, engine_from_cli, require_positive
+from capsim.cli.options import (
+    CatalogueOption,
+    EngineOption,
+    ForceOption,
+    QuietOption,
+    engine_from_cli,
+    require_positive,
+)
 from capsim.errors import CapsimInputError
 
 
@@ -32,6 +39,7 @@ def sweep_command(
     catalogue: CatalogueOption = None,
     engine: EngineOption = "auto",
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Simulate every combination of the varied fields (same seed for all, bounded-memory mode) and
     mark the cheapest variant that meets the scenario's SLO."""
@@ -50,7 +58,8 @@ def sweep_command(
         check_output_folder(out)
     with ProgressReporter(f"sweeping {scenario.name}", None, counted("variants"), enabled=not quiet) as reporter:
         result = run_sweep(scenario, axes, set_ or [], seed=seed, replications=replications, jobs=jobs,
-                           catalogue=catalogue, progress=reporter.update, engine=chosen_engine)  # fmt: skip
+                           catalogue=catalogue, progress=reporter.update, engine=chosen_engine,
+                           force=force)  # fmt: skip
     written = []
     if out is not None:
         from capsim.output_folder import staged_output_folder

@@ -52,6 +52,15 @@ class Dataset(_Strict):
         base, extra = divmod(self.items, count)
         return [base + 1] * extra + [base] * (count - extra)
 
+    def size_counts(self, workers: int) -> list[tuple[int, int]]:
+        """`sizes` as (items, partitions of that size) runs, without a list as long as the partitions."""
+        if self.partition_sizes is not None:
+            return [(n, 1) for n in self.partition_sizes]
+        assert self.items is not None  # one of the two is set (validated)
+        count = min(self.partitions or workers, self.items)
+        base, extra = divmod(self.items, count)
+        return [(n, k) for n, k in ((base + 1, extra), (base, count - extra)) if k > 0]
+
     @property
     def total_items(self) -> int:
         """Items in the whole dataset."""
