@@ -96,7 +96,12 @@ def _auto_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """A flag type that takes `auto` (None: chosen by the server) or what `parse` takes."""
 
     def parse_auto(text: str) -> Any:
-        return None if text == AUTO else parse(text)
+        if text == AUTO:
+            return None
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
 
     parse_auto.__name__ = parse.__name__
     return parse_auto
