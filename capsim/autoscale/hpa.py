@@ -1,17 +1,27 @@
 """Kubernetes HorizontalPodAutoscaler (autoscaling/v2), as kube-controller-manager computes it.
 
 Every `sync_period_s` (15 s): a per-pod metric averaged over the scrape window is compared with the
-target; `desired = ceil(ratio × readyPods)` outside the tolerance (0.1), with pods that have no
-metrics yet (still starting) counted at 0 on scale-up and at the target on scale-down, and no change
-if that reverses the direction. The raw recommendation then goes through `behavior`: stabilization
-windows (scale-up min over 0 s, scale-down max over 300 s) and rate-limit policies (up: +100% or +4
-pods per 15 s, whichever is more; down: −100% per 15 s), then [min, max]. Sources and exact rules:
+target (replica_calculator.go): `desired = ceil(ratio × readyPods)` outside the tolerance (0.1); pods
+still starting (Pending or not ready) are left out, and counted at 0 only on a scale-up; no change if
+that would reverse the direction. A utilization is compared in whole percent, as Kubernetes
+truncates it. The raw recommendation is then normalized (horizontal.go), by one of two code paths:
+
+- without `behavior` (neither `scale_up` nor `scale_down` set, Kubernetes' default): the largest
+  recommendation of the last 300 s (the controller's downscale stabilization), at most
+  max(2 × current, 4), then [min, max];
+- with `behavior`: stabilization windows (scale-up min over 0 s, scale-down max over 300 s by
+  default) and rate-limit policies (up: +100% or +4 pods per 15 s, whichever is more; down: −100% per
+  15 s by default) from recorded scale events, then [min, max].
+
+The first reconcile also records the current replica count as a recommendation, so an HPA never
+scales down within its first stabilization window. Sources and exact rules:
 docs/sources.md#kubernetes-hpa (replica_calculator.go, horizontal.go).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import ConfigDict, Field
@@ -65,8 +75,8 @@ class HpaPolicy(PolicyBase):
     sync_period_s: float = Field(default=15.0, gt=0)
     metric_window_s: float = Field(default=15.0, gt=0, description="averaging window of the scraped metric")
     metric_delay_s: float = Field(default=0.0, ge=0, description="age of the newest metric when the HPA reads it")
-    scale_up: ScalingRules = DEFAULT_SCALE_UP
-    scale_down: ScalingRules = DEFAULT_SCALE_DOWN
+    scale_up: ScalingRules | None = Field(default=None, description="behavior.scaleUp; unset: Kubernetes' defaults")
+    scale_down: ScalingRules | None = Field(default=None, description="behavior.scaleDown; unset: Kubernetes' defaults")
 
 
     @property
@@ -86,102 +96,244 @@ class HpaPolicy(PolicyBase):
             return samples.mean("queue", self.metric_window_s, end)
         return samples.rate_per_s(self.metric_window_s, end)
 
+    @property
+    def has_behavior(self) -> bool:
+        """Whether `behavior` is set (either direction): Kubernetes then takes its behavior code path."""
+        return self.scale_up is not None or self.scale_down is not None
+
+    @property
+    def up_rules(self) -> ScalingRules:
+        """behavior.scaleUp, Kubernetes' default where only scaleDown is given."""
+        return self.scale_up or DEFAULT_SCALE_UP
+
+    @property
+    def down_rules(self) -> ScalingRules:
+        """behavior.scaleDown, Kubernetes' default where only scaleUp is given."""
+        return self.scale_down or DEFAULT_SCALE_DOWN
+
     def make_state(self) -> HpaState:
         """Fresh controller memory for one run."""
         return HpaState(self)
 
 
+DOWNSCALE_STABILIZATION_S = 300.0
+"""kube-controller-manager's `--horizontal-pod-autoscaler-downscale-stabilization` (5 min): the
+scale-down window of an HPA without `behavior`."""
+SCALE_UP_LIMIT_FACTOR = 2.0
+SCALE_UP_LIMIT_MINIMUM = 4.0
+"""Without `behavior`, one sync may raise the replicas to at most max(2 × current, 4)."""
+
+
+def _usage_ratio(total: float, pods: int, target: float, utilization: bool) -> float:
+    """The metric per pod over the target. A utilization is truncated to whole percent first, as
+    GetResourceUtilizationRatio does in integer milli-units."""
+    if utilization:
+        # Kubernetes' targets are whole percent: round away the float error of 100 × 0.3.
+        return math.floor(100.0 * total / pods + 1e-9) / round(100.0 * target, 9)
+    return total / (pods * target)
+
+
 def replica_count_for(
-    total: float, target: float, ready: int, missing: int, current: int, tolerance: float
-) -> int:
-    """replica_calculator.go for a per-pod average metric: the raw recommendation."""
+    ready_total: float,
+    target: float,
+    ready: int,
+    current: int,
+    tolerance: float,
+    unready: int = 0,
+    missing: int = 0,
+    utilization: bool = False,
+) -> int | None:
+    """The raw recommendation of replica_calculator.go for a per-pod average (GetResourceReplicas
+    when `utilization`, calcPlainMetricReplicas otherwise).
+
+    `ready_total` is the metric summed over the `ready` pods that report it. `unready` pods (Pending,
+    or a CPU-like metric's pods not yet ready) are left out, and counted at 0 only on a scale-up.
+    `missing` pods (running, no metric) count at 0 on a scale-up and at the target on a scale-down
+    (a utilization: at max(100%, target)). No change inside the tolerance, or if the pods left out
+    would reverse the direction. None when no ready pod reports the metric: the HPA does not scale.
+    """
     if ready == 0:
+        return None
+    ratio = _usage_ratio(ready_total, ready, target, utilization)
+    scale_up_with_unready = unready > 0 and ratio > 1.0
+    if not scale_up_with_unready and missing == 0:
+        if abs(1.0 - ratio) <= tolerance:
+            return current
+        return math.ceil(ratio * ready)
+    total, pods = ready_total, ready
+    if missing > 0:
+        if ratio < 1.0:
+            total += missing * (max(1.0, target) if utilization else target)
+            pods += missing
+        elif ratio > 1.0 or not utilization:
+            pods += missing  # at 0 (a pod metric counts them even at a ratio of exactly 1)
+    if scale_up_with_unready:
+        pods += unready
+    new_ratio = _usage_ratio(total, pods, target, utilization)
+    if abs(1.0 - new_ratio) <= tolerance or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
         return current
-    ratio = (total / ready) / target
-    if missing == 0:
-        return current if abs(1.0 - ratio) <= tolerance else math.ceil(ratio * ready)
-    if abs(1.0 - ratio) <= tolerance:
+    new = math.ceil(new_ratio * pods)
+    if (new_ratio < 1.0 and new > current) or (new_ratio > 1.0 and new < current):
         return current
-    # Pods without metrics count as using the target on scale-down and nothing on scale-up.
-    filled = total + (missing * target if ratio < 1.0 else 0.0)
-    new_ratio = filled / (target * (ready + missing))
-    if abs(1.0 - new_ratio) <= tolerance or (ratio > 1.0) != (new_ratio > 1.0):
+    return new
+
+
+def convert_desired_replicas_with_rules(current: int, desired: int, min_replicas: int, max_replicas: int) -> int:
+    """convertDesiredReplicasWithRules: the bounds of an HPA without `behavior`, its scale-up capped at
+    max(2 × current, 4) per sync."""
+    scale_up_limit = int(max(SCALE_UP_LIMIT_FACTOR * current, SCALE_UP_LIMIT_MINIMUM))
+    maximum = min(max_replicas, scale_up_limit)
+    if desired < min_replicas:
+        return min_replicas
+    return min(desired, maximum)
+
+
+ScaleEvent = tuple[float, int]  # (time, replicas added, or removed, > 0)
+
+
+def _change_in_period(events: list[ScaleEvent], now_s: float, period_s: float) -> int:
+    """getReplicasChangePerPeriod: the changes strictly after now − period."""
+    return sum(change for t, change in events if t > now_s - period_s)
+
+
+def scale_limit(
+    current: int, up_events: list[ScaleEvent], down_events: list[ScaleEvent], rules: ScalingRules, now_s: float,
+    up: bool,
+) -> int:
+    """calculateScaleUpLimitWithScalingRules / calculateScaleDownLimitWithBehaviors: each policy's
+    bound from the replicas at the start of its period; `select_policy` Max takes the largest change."""
+    if rules.select_policy == "Disabled":
         return current
-    return math.ceil(new_ratio * (ready + missing))
+    proposals = []
+    for rate in rules.policies:
+        start = current - _change_in_period(up_events, now_s, rate.period_s) + _change_in_period(
+            down_events, now_s, rate.period_s
+        )  # fmt: skip
+        if up:
+            # Rounded up, or a percent policy might never add a pod (Go's float64 arithmetic, same order).
+            proposal = start + rate.value if rate.type == "Pods" else math.ceil(start * (1 + rate.value / 100))
+        else:
+            proposal = start - rate.value if rate.type == "Pods" else int(start * (1 - rate.value / 100))
+        proposals.append(proposal)
+    largest_change = rules.select_policy == "Max"
+    if up:
+        return max(proposals) if largest_change else min(proposals)
+    return min(proposals) if largest_change else max(proposals)
+
+
+def convert_desired_replicas_with_behavior_rate(
+    current: int, desired: int, min_replicas: int, max_replicas: int, up_rules: ScalingRules,
+    down_rules: ScalingRules, up_events: list[ScaleEvent], down_events: list[ScaleEvent], now_s: float,
+) -> int:
+    """convertDesiredReplicasWithBehaviorRate: the rate limits of `behavior`, then [min, max]."""
+    if desired > current:
+        limit = max(scale_limit(current, up_events, down_events, up_rules, now_s, up=True), current)
+        return min(desired, max_replicas, limit)
+    if desired < current:
+        limit = min(scale_limit(current, up_events, down_events, down_rules, now_s, up=False), current)
+        return max(desired, min_replicas, limit)
+    return desired
 
 
 class HpaState:
-    """The HPA controller's memory: raw recommendations and scale events, for `behavior`."""
+    """The HPA controller's memory: recommendations (for stabilization) and, with `behavior`, scale
+    events (for the rate limits)."""
 
     def __init__(self, policy: HpaPolicy) -> None:
         self.policy = policy
-        self.recommendations: list[tuple[float, int]] = []
-        self.scale_events: list[tuple[float, int]] = []  # (time, replicas added (+) or removed (−))
+        self.recommendations: list[tuple[float, int]] | None = None  # None until the first reconcile
+        self.up_events: list[ScaleEvent] = []
+        self.down_events: list[ScaleEvent] = []
 
     def decide(self, view: FleetView) -> int:
         """The replica count the HPA sets at `view.now_s`."""
         policy = self.policy
-        current = view.current
-        if current == 0 and policy.min_replicas > 0:
-            return policy.min_replicas
-        total = policy.per_pod_total(view)
-        raw = current if math.isnan(total) else replica_count_for(
-            total, policy.target, view.ready, view.not_ready, current, policy.tolerance
-        )  # fmt: skip
-        raw = min(max(raw, policy.min_replicas), policy.max_replicas)
-        desired = self.normalize(view.now_s, current, raw)
+
+        def raw() -> int | None:
+            total = policy.per_pod_total(view)
+            if math.isnan(total):
+                return None
+            return replica_count_for(
+                total, policy.target, view.ready, view.current, policy.tolerance, unready=view.not_ready,
+                utilization=policy.metric == "utilization",
+            )  # fmt: skip
+
+        return self.reconcile(view.now_s, view.current, raw)
+
+    def reconcile(self, now_s: float, current: int, raw: Callable[[], int | None]) -> int:
+        """reconcileAutoscaler: the replica count set at `now_s`, given how to compute the raw
+        recommendation (None: no metric, no change)."""
+        policy = self.policy
+        if self.recommendations is None:  # recordInitialRecommendation
+            self.recommendations = [(now_s, current)]
+        if current == 0 and policy.min_replicas != 0:
+            return 0  # "scaling is disabled since the replica count of the target is zero"
+        if current > policy.max_replicas:
+            desired = policy.max_replicas
+        elif current < policy.min_replicas:
+            desired = policy.min_replicas
+        else:
+            recommendation = raw()
+            if recommendation is None:
+                return current
+            desired = self.normalize(now_s, current, recommendation)
         if desired != current:
-            self.scale_events.append((view.now_s, desired - current))
+            self.record_scale_event(now_s, current, desired)
         return desired
 
     def normalize(self, now_s: float, current: int, raw: int) -> int:
-        """normalizeDesiredReplicasWithBehaviors: stabilize, then rate-limit, then clamp."""
+        """normalizeDesiredReplicas (no `behavior`) or normalizeDesiredReplicasWithBehaviors."""
         policy = self.policy
-        self.recommendations.append((now_s, raw))
-        horizon = max(policy.scale_up.stabilization_window_s, policy.scale_down.stabilization_window_s)
-        # A recommendation counts while strictly newer than the window's start (timestamp.After(cutoff));
-        # the one just made always counts.
-        self.recommendations = [(t, r) for t, r in self.recommendations[:-1] if t > now_s - horizon]
-        self.recommendations.append((now_s, raw))
-        up = [r for t, r in self.recommendations if t > now_s - policy.scale_up.stabilization_window_s or t == now_s]
-        down = [
-            r for t, r in self.recommendations if t > now_s - policy.scale_down.stabilization_window_s or t == now_s
-        ]
-        up_rec = min(up or [raw])
-        down_rec = max(down or [raw])
-        stabilized = current
-        if stabilized < up_rec:
-            stabilized = up_rec
-        if stabilized > down_rec:
-            stabilized = down_rec
-        if stabilized > current:
-            limited = min(stabilized, self._limit(now_s, current, policy.scale_up, up=True))
-        elif stabilized < current:
-            limited = max(stabilized, self._limit(now_s, current, policy.scale_down, up=False))
-        else:
-            limited = current
-        return min(max(limited, policy.min_replicas), policy.max_replicas)
+        if not policy.has_behavior:
+            stabilized = self.stabilize(now_s, raw)
+            return convert_desired_replicas_with_rules(current, stabilized, policy.min_replicas, policy.max_replicas)
+        stabilized = self.stabilize_with_behaviors(now_s, current, raw)
+        return convert_desired_replicas_with_behavior_rate(
+            current, stabilized, policy.min_replicas, policy.max_replicas, policy.up_rules, policy.down_rules,
+            self.up_events, self.down_events, now_s,
+        )  # fmt: skip
 
-    def _limit(self, now_s: float, current: int, rules: ScalingRules, up: bool) -> int:
-        if rules.select_policy == "Disabled":
-            return current
-        proposals = []
-        for rate in rules.policies:
-            since = now_s - rate.period_s
-            added = sum(d for t, d in self.scale_events if t > since and d > 0)
-            removed = -sum(d for t, d in self.scale_events if t > since and d < 0)
-            period_start = current - added + removed
-            if up:
-                proposal = period_start + rate.value if rate.type == "Pods" else math.ceil(
-                    period_start * (1 + rate.value / 100.0)
-                )  # fmt: skip
-            else:
-                proposal = period_start - rate.value if rate.type == "Pods" else int(
-                    period_start * (1 - rate.value / 100.0)
-                )  # fmt: skip
-            proposals.append(proposal)
-        if up:
-            limit = max(proposals) if rules.select_policy == "Max" else min(proposals)
-            return max(limit, current)
-        limit = min(proposals) if rules.select_policy == "Max" else max(proposals)
-        return min(limit, current)
+    def stabilize(self, now_s: float, raw: int) -> int:
+        """stabilizeRecommendation (no `behavior`): the largest recommendation not older than the
+        controller's downscale stabilization window (one made exactly that long ago still counts)."""
+        cutoff = now_s - DOWNSCALE_STABILIZATION_S
+        history = self.recommendations or []
+        best = max([raw] + [r for t, r in history if not t < cutoff])
+        old = [i for i, (t, _) in enumerate(history) if t < cutoff]
+        self.recommendations = self._store(history, old, (now_s, raw))
+        return best
+
+    def stabilize_with_behaviors(self, now_s: float, current: int, raw: int) -> int:
+        """stabilizeRecommendationWithBehaviors: a recommendation counts while strictly newer than
+        now − window; scale up to at most the window's smallest, down to at least its largest."""
+        up_cutoff = now_s - self.policy.up_rules.stabilization_window_s
+        down_cutoff = now_s - self.policy.down_rules.stabilization_window_s
+        history = self.recommendations or []
+        up = min([raw] + [r for t, r in history if t > up_cutoff])
+        down = max([raw] + [r for t, r in history if t > down_cutoff])
+        old = [i for i, (t, _) in enumerate(history) if t < up_cutoff and t < down_cutoff]
+        self.recommendations = self._store(history, old, (now_s, raw))
+        return min(max(current, up), down)
+
+    @staticmethod
+    def _store(
+        history: list[tuple[float, int]], old: list[int], record: tuple[float, int]
+    ) -> list[tuple[float, int]]:
+        """Record a recommendation in the slot of the last one too old to count, else append (as
+        Kubernetes does; the list stays as long as the window needs)."""
+        if old:
+            history[old[-1]] = record
+        else:
+            history.append(record)
+        return history
+
+    def record_scale_event(self, now_s: float, current: int, desired: int) -> None:
+        """storeScaleEvent: kept only with `behavior`, and only within the longest policy period."""
+        policy = self.policy
+        if not policy.has_behavior:
+            return
+        up = desired > current
+        events, rules = (self.up_events, policy.up_rules) if up else (self.down_events, policy.down_rules)
+        longest_s = max(rate.period_s for rate in rules.policies)
+        events[:] = [(t, change) for t, change in events if not t < now_s - longest_s]
+        events.append((now_s, abs(desired - current)))

@@ -1,10 +1,13 @@
 """KEDA ScaledObject: queue-driven scaling with an HPA underneath.
 
-KEDA's operator polls the trigger every `polling_interval_s` (30 s) and owns 0↔1: the workload is
-active while the metric exceeds `activation_threshold`, and goes to zero only `cooldown_period_s`
-(300 s) after the last active poll. Between 1 and N, the generated HPA scales on the metric as an
-AverageValue target: desired = ceil(metric / target) outside the tolerance, through the HPA's
-`behavior` (stabilization, rate limits). Sources: docs/sources.md#keda.
+KEDA's operator polls the trigger every `polling_interval_s` (30 s) and owns 0↔1 (the scale
+executor): the workload is active while the metric exceeds `activation_threshold`; at zero an active
+poll scales it to max(min_replicas, 1); an idle poll scales it to zero (min_replicas 0) only once the
+last active poll is more than `cooldown_period_s` (300 s) old, and raises it to `min_replicas` if
+below. Between 1 and N, the generated HPA (min max(min_replicas, 1)) scales on the metric as an
+AverageValue target: desired = ceil(metric / target) outside the tolerance, normalized like any HPA
+(`behavior` is unset unless `scale_up` / `scale_down` are given, as KEDA copies it only from
+`advanced.horizontalPodAutoscalerConfig`). Sources: docs/sources.md#keda.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from capsim.autoscale.base import PolicyBase
-from capsim.autoscale.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, HpaPolicy, HpaState, ScalingRules
+from capsim.autoscale.hpa import HpaPolicy, HpaState, ScalingRules
 from capsim.autoscale.view import FleetView
 
 
@@ -34,8 +37,8 @@ class KedaPolicy(PolicyBase):
     cooldown_period_s: float = Field(default=300.0, ge=0)
     hpa_sync_period_s: float = Field(default=15.0, gt=0)
     tolerance: float = Field(default=0.1, ge=0, lt=1)
-    scale_up: ScalingRules = DEFAULT_SCALE_UP
-    scale_down: ScalingRules = DEFAULT_SCALE_DOWN
+    scale_up: ScalingRules | None = Field(default=None, description="the HPA's behavior.scaleUp; unset by default")
+    scale_down: ScalingRules | None = Field(default=None, description="the HPA's behavior.scaleDown; unset by default")
 
 
     @property
@@ -48,13 +51,20 @@ class KedaPolicy(PolicyBase):
         return KedaState(self)
 
 
+def average_value_replicas(metric: float, target: float, current: int, tolerance: float) -> int:
+    """GetExternalPerPodMetricReplicas (an AverageValue target): ceil(metric / target), unless
+    metric / (target × current) is within the tolerance."""
+    ratio = metric / (target * current)
+    return current if abs(1.0 - ratio) <= tolerance else math.ceil(metric / target)
+
+
 class KedaState:
-    """KEDA's activation memory plus the generated HPA's behavior memory."""
+    """KEDA's scale executor memory (the last active poll) plus the generated HPA's memory."""
 
     def __init__(self, policy: KedaPolicy) -> None:
         self.policy = policy
         hpa = HpaPolicy(
-            min_replicas=max(policy.min_replicas, 1),
+            min_replicas=max(policy.min_replicas, 1),  # GetHPAMinReplicas
             max_replicas=policy.max_replicas,
             metric="queue_length" if policy.metric == "queue_length" else "concurrency",
             target=policy.target,
@@ -66,34 +76,45 @@ class KedaState:
         self.hpa = HpaState(hpa)
         self.last_active_s: float | None = None
         self.next_poll_s = 0.0
-        self.active = False
+        self.created_s = 0.0  # the ScaledObject exists from the start of the run
 
     def _metric(self, view: FleetView, window_s: float) -> float:
         name = "queue" if self.policy.metric == "queue_length" else "concurrency"
         value = view.samples.mean(name, window_s, view.now_s)
         return 0.0 if math.isnan(value) else value
 
-    def decide(self, view: FleetView) -> int:
-        """The desired replica count at `view.now_s`."""
+    def request_scale(self, now_s: float, current: int, active: bool) -> int:
+        """scaleExecutor.RequestScale for one poll: the replica count KEDA itself sets (`current`
+        when it leaves scaling to the HPA)."""
         policy = self.policy
+        if active:
+            self.last_active_s = now_s
+            if current == 0:
+                return max(policy.min_replicas, 1)  # scaleFromZeroOrIdle
+            return current
+        if current > 0 and policy.min_replicas == 0:
+            # scaleToZeroOrIdle: only once the last activity is strictly more than the cooldown ago
+            # (LastActiveTime + cooldown Before now; never active: creation + initial cooldown 0).
+            since = self.last_active_s if self.last_active_s is not None else self.created_s
+            cooldown_s = policy.cooldown_period_s if self.last_active_s is not None else 0.0
+            return 0 if since + cooldown_s < now_s else current
+        if current < policy.min_replicas:
+            return policy.min_replicas
+        return current
+
+    def decide(self, view: FleetView) -> int:
+        """The desired replica count at `view.now_s`: KEDA's poll when one is due, else the HPA."""
+        policy = self.policy
+        current = view.current
         if view.now_s + 1e-9 >= self.next_poll_s:
             # The operator's poll reads the metric as it is now (a point read, like a queue length).
             self.next_poll_s = view.now_s + policy.polling_interval_s
-            if self._metric(view, 1.0) > policy.activation_threshold:
-                self.active = True
-                self.last_active_s = view.now_s
-            elif self.last_active_s is None or view.now_s - self.last_active_s >= policy.cooldown_period_s:
-                self.active = False
-        if policy.min_replicas == 0 and not self.active:
-            return 0
-        if view.current == 0:
-            return max(1, policy.min_replicas)
-        # AverageValue: desired = ceil(metric / target), skipped inside the tolerance.
+            active = self._metric(view, 1.0) > policy.activation_threshold
+            desired = self.request_scale(view.now_s, current, active)
+            if desired != current:
+                return desired
+        # The HPA's AverageValue over its sync period (it does nothing at zero: scaling disabled).
         metric = self._metric(view, policy.hpa_sync_period_s)
-        ratio = metric / (policy.target * view.current)
-        raw = view.current if abs(1.0 - ratio) <= policy.tolerance else math.ceil(metric / policy.target)
-        raw = min(max(raw, max(policy.min_replicas, 1)), policy.max_replicas)
-        desired = self.hpa.normalize(view.now_s, view.current, raw)
-        if desired != view.current:
-            self.hpa.scale_events.append((view.now_s, desired - view.current))
-        return desired
+        return self.hpa.reconcile(
+            view.now_s, current, lambda: average_value_replicas(metric, policy.target, current, policy.tolerance)
+        )
