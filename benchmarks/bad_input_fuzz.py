@@ -1,4 +1,4 @@
-"""Bad input at scale: thousands of mutated bundled scenarios, profiles and traces through `capsim check`
+"""Bad input at scale: thousands of mutated bundled scenarios, profiles, traces and catalogues through `capsim check`
 (and `capsim sweep` for `--vary`), in this process, with the table of docs/bad-input.md as output.
 
 Each case is one mutation class applied to one bundled file with one seed (tests/bad_input_mutations.py,
@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from capsim.cli.main import main
 from tests.bad_input_mutations import (
+    CATALOGUE,
+    CATALOGUE_CLASSES,
     PROFILE_CLASSES,
     PROFILES,
     SCENARIO_CLASSES,
@@ -131,7 +133,7 @@ def cases(per_class: int, workdir: Path) -> list[tuple[str, Path, str, int]]:
     """(kind, original, mutation, seed) for `per_class` cases of each class, cycling through the files."""
     plan = []
     kinds = (("scenario", SCENARIOS, SCENARIO_CLASSES), ("profile", PROFILES, PROFILE_CLASSES),
-             ("trace", [TRACE], TRACE_CLASSES))  # fmt: skip
+             ("trace", [TRACE], TRACE_CLASSES), ("catalogue", [CATALOGUE], CATALOGUE_CLASSES))  # fmt: skip
     for kind, originals, classes in kinds:
         for mutation in classes:
             plan += [(kind, originals[seed % len(originals)], mutation, seed) for seed in range(per_class)]

@@ -48,13 +48,17 @@ PROFILE_CLASSES = (
     "random_bytes", "decreasing_quantile", "negative_latency",
 )  # fmt: skip
 TRACE_CLASSES = ("bad_cell", "truncate", "random_bytes", "header", "one_instant")
+CATALOGUE = REPO / "capsim" / "hardware" / "catalogue.yaml"
+CATALOGUE_CLASSES = ("drop_key", "bad_number", "bad_value", "unknown_key", "duplicate_key", "deep_nest",
+                     "alias_bomb", "truncate", "random_bytes")  # fmt: skip
+"""The shipped catalogue, mutated and given as `--catalogue FILE` to the quickstart scenario."""
 
 
 @dataclass(frozen=True)
 class Case:
     """One mutated input: what was mutated, how, and the `capsim` arguments that read it."""
 
-    kind: str  # "scenario", "profile" or "trace"
+    kind: str  # "scenario", "profile", "trace" or "catalogue"
     original: str  # the bundled file's name
     mutation: str
     seed: int
@@ -243,6 +247,9 @@ def make_case(kind: str, original: Path, mutation: str, seed: int, workdir: Path
         else:
             target.write_text(content, encoding="utf-8")
         return Case(kind, original.name, mutation, seed, argv, target, must_reject)
+    elif kind == "catalogue":
+        target = workdir / f"{tag}.yaml"
+        argv = ("check", str(REPO / "scenarios" / "quickstart.yaml"), "--catalogue", str(target))
     else:
         target = workdir / "profiles" / f"{tag}.json"
         argv = ("check", str(_reading_scenario(workdir, tag, PROFILE_SCENARIO, target)))

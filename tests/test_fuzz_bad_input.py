@@ -1,7 +1,8 @@
 """Bad input never costs a traceback, a hang or the machine's memory: mutated bundled scenarios,
-profiles and a trace (tests/bad_input_mutations.py) run through `capsim check` (and `capsim sweep` for `--vary`)
-in-process must exit 0 or 2, never 1; on 2, print exactly one line on stderr naming the file (or
-the flag); finish within hypothesis's deadline; and stay inside an address-space limit.
+profiles, a trace and the hardware catalogue (tests/bad_input_mutations.py) run through `capsim
+check` (and `capsim sweep` for `--vary`) in-process must exit 0 or 2, never 1; on 2, print exactly
+one line on stderr naming the file (or the flag); finish within hypothesis's deadline; and stay
+inside an address-space limit.
 
 The default run tries every mutation class once plus ~40 hypothesis examples (well under a minute on
 one core); the `slow` variant tries many more. benchmarks/bad_input_fuzz.py runs thousands and
@@ -23,6 +24,8 @@ from hypothesis import strategies as st
 
 from capsim.cli.main import main
 from tests.bad_input_mutations import (
+    CATALOGUE,
+    CATALOGUE_CLASSES,
     PROFILE_CLASSES,
     PROFILES,
     REPO,
@@ -105,6 +108,11 @@ def test_each_trace_mutation_class(workdir: Path, mutation: str) -> None:
     assert_handled(make_case("trace", TRACE, mutation, 1, workdir), workdir)
 
 
+@pytest.mark.parametrize("mutation", CATALOGUE_CLASSES)
+def test_each_catalogue_mutation_class(workdir: Path, mutation: str) -> None:
+    assert_handled(make_case("catalogue", CATALOGUE, mutation, 1, workdir), workdir)
+
+
 _SETTINGS = {"deadline": 5000, "derandomize": True, "suppress_health_check": [HealthCheck.too_slow]}
 
 
@@ -127,6 +135,7 @@ def test_mutated_profiles(workdir: Path, original: Path, mutation: str, seed: in
         st.tuples(st.just("scenario"), st.sampled_from(SCENARIOS), st.sampled_from(SCENARIO_CLASSES)),
         st.tuples(st.just("profile"), st.sampled_from(PROFILES), st.sampled_from(PROFILE_CLASSES)),
         st.tuples(st.just("trace"), st.just(TRACE), st.sampled_from(TRACE_CLASSES)),
+        st.tuples(st.just("catalogue"), st.just(CATALOGUE), st.sampled_from(CATALOGUE_CLASSES)),
     ),
     seed=st.integers(0, 2**30),
 )
