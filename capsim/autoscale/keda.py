@@ -2,11 +2,12 @@
 
 KEDA's operator polls the trigger every `polling_interval_s` (30 s) and owns 0↔1 (the scale
 executor): the workload is active while the metric exceeds `activation_threshold`; at zero an active
-poll scales it to max(min_replicas, 1); an idle poll scales it to zero (min_replicas 0) only once the
-last active poll is more than `cooldown_period_s` (300 s) old, and raises it to `min_replicas` if
-below. Between 1 and N, the generated HPA (min max(min_replicas, 1)) scales on the metric as an
-AverageValue target: desired = ceil(metric / target) outside the tolerance, normalized like any HPA
-(`behavior` is unset unless `scale_up` / `scale_down` are given, as KEDA copies it only from
+poll scales it to max(min_replicas, 1); an idle poll scales it to zero (min_replicas 0), or to
+`idle_replica_count` when set, only once the last active poll is strictly more than
+`cooldown_period_s` (300 s) old, and raises it to `min_replicas` if below. Between 1 and N, the
+generated HPA (min max(min_replicas, 1)) scales on the metric as an AverageValue target:
+desired = ceil(metric / target) outside the tolerance, normalized like any HPA (`behavior` is unset
+unless `scale_up` / `scale_down` are given, as KEDA copies it only from
 `advanced.horizontalPodAutoscalerConfig`). Sources: docs/sources.md#keda.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.hpa import HpaPolicy, HpaState, ScalingRules
@@ -39,6 +40,18 @@ class KedaPolicy(PolicyBase):
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     scale_up: ScalingRules | None = Field(default=None, description="the HPA's behavior.scaleUp; unset by default")
     scale_down: ScalingRules | None = Field(default=None, description="the HPA's behavior.scaleDown; unset by default")
+    idle_replica_count: int | None = Field(
+        default=None, ge=0, description="replicas while idle (below min_replicas; KEDA supports only 0)"
+    )
+
+    @model_validator(mode="after")
+    def _idle_below_min(self) -> KedaPolicy:
+        # CheckReplicaCountBoundsAreValid
+        if self.idle_replica_count is not None and self.idle_replica_count >= self.min_replicas:
+            raise ValueError(
+                f"idle_replica_count ({self.idle_replica_count}) must be < min_replicas ({self.min_replicas})"
+            )
+        return self
 
 
     @property
@@ -87,18 +100,20 @@ class KedaState:
         """scaleExecutor.RequestScale for one poll: the replica count KEDA itself sets (`current`
         when it leaves scaling to the HPA)."""
         policy = self.policy
+        idle = policy.idle_replica_count
         if active:
             self.last_active_s = now_s
-            if current == 0:
+            if current == 0 or (idle is not None and current < policy.min_replicas):
                 return max(policy.min_replicas, 1)  # scaleFromZeroOrIdle
             return current
-        if current > 0 and policy.min_replicas == 0:
+        if (idle is not None and current > idle) or (current > 0 and policy.min_replicas == 0):
             # scaleToZeroOrIdle: only once the last activity is strictly more than the cooldown ago
             # (LastActiveTime + cooldown Before now; never active: creation + initial cooldown 0).
             since = self.last_active_s if self.last_active_s is not None else self.created_s
             cooldown_s = policy.cooldown_period_s if self.last_active_s is not None else 0.0
-            return 0 if since + cooldown_s < now_s else current
-        if current < policy.min_replicas:
+            rest = idle if idle is not None else policy.min_replicas
+            return rest if since + cooldown_s < now_s else current
+        if idle is None and current < policy.min_replicas:
             return policy.min_replicas
         return current
 

@@ -43,6 +43,9 @@ class KpaPolicy(PolicyBase):
     tick_s: float = Field(default=2.0, gt=0)
     scale_to_zero_grace_period_s: float = Field(default=30.0, ge=0)
     scale_down_delay_s: float = Field(default=0.0, ge=0)
+    activation_scale: int = Field(
+        default=1, ge=1, description="the smallest non-zero pod count (autoscaling.knative.dev/activation-scale)"
+    )
 
 
     @property
@@ -125,6 +128,12 @@ class KpaState:
         dppc = math.ceil(panic / target)
         desired_stable = min(max(dspc, max_down), max_up)
         desired_panic = min(max(dppc, max_down), max_up)
+        if policy.activation_scale > 1:
+            # Any demand at all asks for at least the activation scale.
+            if dspc > 0:
+                desired_stable = max(desired_stable, policy.activation_scale)
+            if dppc > 0:
+                desired_panic = max(desired_panic, policy.activation_scale)
         if dppc / pods >= policy.panic_threshold_percentage / 100.0:
             self.panic_since_s = now_s  # begin panicking, or extend the panic
         elif self.panic_since_s is not None and self.panic_since_s + policy.stable_window_s < now_s:

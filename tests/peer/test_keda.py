@@ -24,6 +24,23 @@ EXECUTOR = [
     ("TestScaleFromMinReplicasWhenActive", 0, 0, True, 1),
 ]
 
+# With an idle replica count: (test, idle, min replicas, current, active, expected)
+IDLE = [
+    ("TestScaleToIdleReplicasWhenNotActive", 0, 5, 10, False, 0),
+    ("TestScaleFromIdleToMinReplicasWhenActive", 0, 5, 0, True, 5),
+]
+
+
+@pytest.mark.parametrize(
+    ("idle", "min_replicas", "current", "active", "expected"),
+    [pytest.param(*row[1:], id=KEDA_EXECUTOR.cite(row[0])) for row in IDLE],
+)
+def test_scale_executor_with_idle_replicas(
+    idle: int, min_replicas: int, current: int, active: bool, expected: int
+) -> None:
+    policy = KedaPolicy(idle_replica_count=idle, min_replicas=min_replicas, max_replicas=20, target=5)
+    assert KedaState(policy).request_scale(NOW_S, current, active) == expected
+
 
 @pytest.mark.parametrize(
     ("min_replicas", "current", "active", "expected"),
@@ -61,18 +78,22 @@ BOUNDS = "TestCheckReplicaCountBoundsAreValid"
 
 
 @pytest.mark.parametrize(
-    ("min_count", "max_count", "valid"),
+    ("min_count", "max_count", "idle", "valid"),
     [
-        pytest.param(1, 5, True, id=KEDA_SCALEDOBJECT.cite(f"{BOUNDS}/Valid: min 1, max 5, no idle")),
-        pytest.param(2, 1, False, id=KEDA_SCALEDOBJECT.cite(f"{BOUNDS}/Invalid: min 2 > max 1")),
+        pytest.param(1, 5, None, True, id=KEDA_SCALEDOBJECT.cite(f"{BOUNDS}/Valid: min 1, max 5, no idle")),
+        pytest.param(1, 5, 0, True, id=KEDA_SCALEDOBJECT.cite(f"{BOUNDS}/Valid: min 1, max 5, idle 0")),
+        pytest.param(2, 1, None, False, id=KEDA_SCALEDOBJECT.cite(f"{BOUNDS}/Invalid: min 2 > max 1")),
+        pytest.param(1, 5, 1, False, id=KEDA_SCALEDOBJECT.cite(f"{BOUNDS}/Invalid: idle 1 == min 1")),
+        pytest.param(1, 5, 2, False, id=KEDA_SCALEDOBJECT.cite(f"{BOUNDS}/Invalid: idle 2 > min 1")),
     ],
 )
-def test_replica_count_bounds(min_count: int, max_count: int, valid: bool) -> None:
+def test_replica_count_bounds(min_count: int, max_count: int, idle: int | None, valid: bool) -> None:
+    settings = {"target": 5, "min_replicas": min_count, "max_replicas": max_count, "idle_replica_count": idle}
     if valid:
-        KedaPolicy(target=5, min_replicas=min_count, max_replicas=max_count)
+        KedaPolicy(**settings)
     else:
         with pytest.raises(ValueError, match="min_replicas"):
-            KedaPolicy(target=5, min_replicas=min_count, max_replicas=max_count)
+            KedaPolicy(**settings)
 
 
 # The generated HPA's external AverageValue metric: (source, test, current, metric total, target per
@@ -122,4 +143,4 @@ def test_cooldown_is_strictly_longer_than_the_period() -> None:
 
 
 def test_case_count() -> None:
-    assert len(EXECUTOR) + len(HPA_REPLICAS) + 2 + len(AVERAGE_VALUE) + len(RECONCILE) == 16
+    assert len(EXECUTOR) + len(IDLE) + len(HPA_REPLICAS) + 5 + len(AVERAGE_VALUE) + len(RECONCILE) == 21

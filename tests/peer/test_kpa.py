@@ -75,6 +75,7 @@ SEQUENCES: list[tuple[str, Callable[[], KpaState], list[Step]]] = [
     ("TestAutoscalerRateLimitScaleUp", lambda: autoscaler(10.0), [(0, 1000, 1001, 1, 10), (0, 1000, 1001, 10, 100)]),
     ("TestAutoscalerRateLimitScaleDown", lambda: autoscaler(10.0), [(0, 1, 1, 100, 10), (0, 1, 1, 10, 1)]),
     ("TestAutoscalerUseOnePodAsMinimumIfEndpointsNotFound", lambda: autoscaler(10.0), [(0, 1000, 888, 0, 10)]),
+    ("TestAutoscalerActivationScale", lambda: autoscaler(10.0, activation_scale=2), [(0, 0, 0, 1, 0), (0, 1, 0, 1, 2)]),
 ]  # fmt: skip
 
 
@@ -199,4 +200,4 @@ def test_panic_window_rounds_half_away_from_zero_like_go() -> None:
 
 
 def test_case_count() -> None:
-    assert len(SEQUENCES) + len(SCALE_TABLE) + 3 + len(RESOLVE_TARGET) + len(MAKE_METRIC) == 51
+    assert len(SEQUENCES) + len(SCALE_TABLE) + 3 + len(RESOLVE_TARGET) + len(MAKE_METRIC) == 52
