@@ -157,14 +157,16 @@ def load_yaml(text: str, source: str) -> Any:
 
 
 def _read_text(path: Path, max_bytes: int, what: str) -> str:
+    """The file's text, reading at most `max_bytes` + 1 bytes: the size a file reports is not trusted
+    (files under /proc report 0 bytes and can yield gigabytes)."""
     if not path.is_file():
         raise CapsimInputError(f"{what} not found", source=str(path))
     try:
-        size_bytes = path.stat().st_size
-        if size_bytes > max_bytes:
-            raise CapsimInputError(f"larger than {max_bytes // 1024 // 1024} MiB (got {size_bytes:,} bytes)",
-                                   source=str(path))  # fmt: skip
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise CapsimInputError(f"larger than {max_bytes // 1024 // 1024} MiB", source=str(path))
+        return raw.decode("utf-8-sig")  # a leading byte-order mark is not part of the text
     except UnicodeDecodeError as exc:
         raise CapsimInputError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
     except OSError as exc:

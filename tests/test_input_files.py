@@ -87,6 +87,11 @@ def test_json_refuses_nan_a_key_twice_and_depth(tmp_path: Path) -> None:
         assert info.value.one_line() == f"{path}: {expected}"
 
 
+def test_reading_stops_at_the_size_bound_whatever_size_the_file_reports() -> None:
+    with pytest.raises(CapsimInputError, match=r"^/proc/self/pagemap: larger than 2 MiB$"):
+        load_scenario("/proc/self/pagemap")  # reports 0 bytes; gigabytes if read whole
+
+
 def test_scenario_types_are_strict(tmp_path: Path) -> None:
     assert load_scenario(QUICKSTART, ["serving.replicas=4"]).serving.replicas == 4
     assert load_scenario(QUICKSTART, ["workload.arrival.rate_rps=1e3"]).workload.arrival.rate_rps == 1000.0  # type: ignore[union-attr]
