@@ -87,6 +87,7 @@ def test_json_refuses_nan_a_key_twice_and_depth(tmp_path: Path) -> None:
         assert info.value.one_line() == f"{path}: {expected}"
 
 
+@pytest.mark.skipif(not Path("/proc/self/pagemap").is_file(), reason="needs Linux /proc")
 def test_reading_stops_at_the_size_bound_whatever_size_the_file_reports() -> None:
     with pytest.raises(CapsimInputError, match=r"^/proc/self/pagemap: larger than 2 MiB$"):
         load_scenario("/proc/self/pagemap")  # reports 0 bytes; gigabytes if read whole
