@@ -46,9 +46,11 @@ def read_worker_status(parts_dir: Path) -> list[dict[str, Any]]:
     out = []
     for path in sorted(parts_dir.glob("worker-*.json")):
         try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
+            status = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        if isinstance(status, dict):  # (a damaged file of another shape counts as never sent)
+            out.append(status)
     return out
 
 
@@ -235,7 +237,9 @@ def summarize_step(
                         "late_share": round(late_share, 6), "late_threshold_ms": LATE_SEND_MS},
         "lateness": {k: v for k, v in lateness.items() if k != "reasons"} if mode == "open" else None,
         "rejected_statuses": sorted(REJECTED_STATUSES),
+        # `dispatched`: sends the workers made, warm-up included (their last status): every one has a row.
         "generator": {"workers": len(statuses), "cap_hits": cap_hits,
+                      "dispatched": int(sum(s.get("dispatched", 0) for s in statuses)),
                       "in_flight_max": int(max((s.get("in_flight_max", 0) for s in statuses), default=0)),
                       "cpu_percent_max": round(cpu_max, 1),
                       "cpu_percent_mean": max((float(s.get("cpu_percent_mean", 0.0)) for s in statuses),

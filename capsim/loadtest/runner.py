@@ -11,6 +11,7 @@ run did not finish.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -51,6 +52,7 @@ from capsim.rng import RandomStreams
 ARRIVAL_STREAM = "loadtest/arrivals"
 HIST_INTERVAL_S = 5.0
 EXTRA_WAIT_S = 30.0  # beyond the run's own length before a step is declared hung
+DAMAGED_DIR = "damaged-parts"  # where a merge moves the parts it could not read (run folder relative)
 
 
 def _note_machine_load(summary: dict[str, Any], load_before: float, workers: int) -> None:
@@ -104,6 +106,8 @@ class LoadTestRun:
         self.request: RequestSpec | None = None
         self.telemetry: TelemetryCollector | None = None
         self.batches = False
+        # Parts that could not be read (path -> what is wrong): never merged, never deleted.
+        self.damaged: dict[Path, str] = {}
 
     # ------------------------------------------------------------------ one step
 
@@ -179,17 +183,23 @@ class LoadTestRun:
         limit_s = startup_s + s.start_lead_s + s.duration_s + s.request_timeout_s + EXTRA_WAIT_S
         try:
             launch.start()
-            if launch.wait(limit_s) is None:
+            code = launch.wait(limit_s)
+            if code is None:
                 self.echo(f"step {step}: Locust did not finish within {limit_s:g} s; stopping it")
                 launch.stop()
                 interrupted = True
             else:
                 launch.reap()
+                if code < 0:  # killed by a signal (SIGKILL: -9): keep what its parts hold, say it is partial
+                    self.echo(f"step {step}: the Locust master was killed (signal {-code}); keeping what was "
+                              "measured until then")
+                    interrupted = True
         except KeyboardInterrupt:
             self.echo("interrupted: stopping Locust and keeping what was measured")
             launch.stop()
             interrupted = True
         summary = self._summarize_step(step, step_dir, arrival, schedule, rate_rps, interrupted, launch)
+        interrupted = interrupted or summary["partial"]  # a worker never sent its last rows
         _note_machine_load(summary, load_before, s.total_workers)
         return StepOutcome(summary, interrupted)
 
@@ -198,14 +208,12 @@ class LoadTestRun:
         interrupted: bool, launch: LocustLaunch | None,
     ) -> dict[str, Any]:
         s = self.settings
-        table = read_request_parts(step_dir)
+        table = read_request_parts(step_dir, self.damaged)
         statuses = read_worker_status(step_dir)
-        coord_path = step_dir / "coordinator.json"
-        if coord_path.is_file():
-            start_s = float(json.loads(coord_path.read_text(encoding="utf-8"))["start_s"])
-        elif table.num_rows:
+        start_s = _coordinator_start_s(step_dir / "coordinator.json")
+        if start_s is None and table.num_rows:
             start_s = float(pc.min(table.column("intended_s")).as_py())
-        else:
+        elif start_s is None:
             if not interrupted and launch is not None:
                 log = launch.log_dir / f"{launch.label}-master.log"
                 lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.exists() else []
@@ -224,7 +232,7 @@ class LoadTestRun:
         """Merge the parts into the run folder's files; the parts go once merged."""
         tables = []
         for step_dir in sorted(self.parts_dir.glob("step-*")):
-            table = read_request_parts(step_dir)
+            table = read_request_parts(step_dir, self.damaged)
             step = int(step_dir.name.split("-")[1])
             tables.append(table.append_column("step", pa.array(np.full(table.num_rows, step, np.int32))))
         schema = REQUEST_SCHEMA.append(pa.field("step", pa.int32()))
@@ -232,15 +240,22 @@ class LoadTestRun:
         if requests.num_rows:
             requests = requests.sort_by([("step", "ascending"), ("intended_s", "ascending")])
         write_table_atomic(self.out_dir / "requests.parquet", requests)
-        telemetry = read_tables(list(self.parts_dir.glob("telemetry-*.parquet")), TELEMETRY_SCHEMA)
+        telemetry = read_tables(list(self.parts_dir.glob("telemetry-*.parquet")), TELEMETRY_SCHEMA, self.damaged)
         assert telemetry is not None
         write_table_atomic(self.out_dir / "telemetry.parquet", telemetry.sort_by("time_s"))
         if self.batches:
-            batches = read_tables(list(self.parts_dir.glob("batches-*.parquet")), BATCH_SCHEMA)
+            batches = read_tables(list(self.parts_dir.glob("batches-*.parquet")), BATCH_SCHEMA, self.damaged)
             assert batches is not None
             write_table_atomic(self.out_dir / "batches.parquet", batches.sort_by("batch_id"))
-        # Verify before deleting: the merged file must read back with every row.
+        # Verify before deleting: the merged file must read back with every row. Unreadable parts are
+        # moved aside first, under the same names: what was measured is never deleted.
         if pq.read_metadata(self.out_dir / "requests.parquet").num_rows == requests.num_rows:
+            for path, problem in sorted(self.damaged.items()):
+                kept = self.out_dir / DAMAGED_DIR / path.relative_to(self.parts_dir)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, kept)
+                self.echo(f"warning: {path.relative_to(self.out_dir)}: {problem}; left out of the merge and "
+                          f"kept as {kept.relative_to(self.out_dir)}")
             shutil.rmtree(self.parts_dir, ignore_errors=True)
 
     def _summary(
@@ -362,24 +377,94 @@ def run_loadtest(settings: LoadTestSettings, out_dir: Path, echo: Callable[[str]
     return LoadTestRun(settings, out_dir, echo).run()
 
 
+def _coordinator_start_s(path: Path) -> float | None:
+    """When the step's schedule began (the coordinator's record), or None when it is absent or damaged
+    (the caller then takes the first intended send)."""
+    try:
+        start_s = json.loads(path.read_text(encoding="utf-8"))["start_s"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(start_s) if isinstance(start_s, (int, float)) and math.isfinite(start_s) else None
+
+
+def _finalize_settings(manifest_path: Path) -> tuple[LoadTestSettings, bool]:
+    """The run's settings and whether its target was the reference server, from `manifest.json`; a
+    damaged manifest is an error naming it (nothing is touched: the parts stay for a later try)."""
+    from pydantic import ValidationError
+
+    from capsim.input_files import read_json_file
+    from capsim.input_model import input_error
+
+    manifest = read_json_file(manifest_path)
+    source = str(manifest_path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
+        raise CapsimInputError("expected a JSON object with a settings object (written by capsim loadtest); the "
+                               "parts/ folder is untouched", source=source, field="settings")  # fmt: skip
+    target = manifest.get("target")
+    if not isinstance(target, dict):
+        raise CapsimInputError("expected an object (the load test's target)", source=source, field="target")
+    try:
+        settings = LoadTestSettings.model_validate(manifest["settings"])
+    except ValidationError as exc:
+        raise input_error(exc, manifest["settings"], source, prefix=("settings",)) from None
+    return settings, bool(target.get("reference_server"))
+
+
+def _step_config(step_dir: Path, echo: Callable[[str], None]) -> tuple[int, float | None]:
+    """(step number, its rate) from `config.json`; from the folder's name, rate unknown, when it is damaged."""
+    number = int(step_dir.name.split("-")[1])
+    try:
+        config = json.loads((step_dir / "config.json").read_text(encoding="utf-8"))
+        rate = config.get("rate_rps")
+        if rate is None or (isinstance(rate, (int, float)) and math.isfinite(rate) and rate >= 0):
+            return number, rate
+        problem = f"rate_rps is {rate!r}"
+    except (OSError, ValueError, AttributeError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    echo(f"warning: {step_dir / 'config.json'}: unreadable ({problem}); step {number} summarized at the settings' rate")
+    return number, None
+
+
+def _step_schedule(step_dir: Path, echo: Callable[[str], None]) -> np.ndarray | None:
+    """The step's planned send instants, or None when absent or damaged (lateness is then not judged)."""
+    path = step_dir / "schedule.npy"
+    if not path.is_file():
+        return None
+    try:
+        schedule = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        echo(f"warning: {path}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+             "send lateness not judged for this step")
+        return None
+    return schedule if schedule.ndim == 1 and np.issubdtype(schedule.dtype, np.number) else None
+
+
 def finalize_run(out_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Summarize a run folder whose `capsim loadtest` process died before merging (its `parts/` are
-    still there): merge the parts and write summary.json, marked partial."""
+    still there): merge the parts and write summary.json, marked partial.
+
+    A damaged part never stops it: every readable row is merged, the unreadable files are moved to
+    `damaged-parts/` and named. Only when no request row at all can be read is it an error (exit 2),
+    and then nothing is changed."""
     manifest_path = out_dir / "manifest.json"
     if not manifest_path.is_file() or not (out_dir / "parts").is_dir():
         raise CapsimInputError("not an unfinished run folder (needs manifest.json and parts/)", source=str(out_dir))
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    settings = LoadTestSettings.model_validate(manifest["settings"])
+    settings, reference_server = _finalize_settings(manifest_path)
     run = LoadTestRun(settings, out_dir, echo)
-    run.batches = bool(manifest["target"].get("reference_server"))
+    run.batches = reference_server
     steps = []
     for step_dir in sorted(run.parts_dir.glob("step-*")):
-        config = json.loads((step_dir / "config.json").read_text(encoding="utf-8"))
-        rate = config.get("rate_rps")
-        schedule_path = step_dir / "schedule.npy"
-        schedule = np.load(schedule_path) if schedule_path.is_file() else None
-        steps.append(run._summarize_step(int(config["step"]), step_dir, _step_arrival(settings, rate), schedule,
-                                         rate, True, None))
+        if not step_dir.name.split("-")[1].isdigit():
+            continue  # not a step folder of the load tester
+        number, rate = _step_config(step_dir, echo)
+        schedule = _step_schedule(step_dir, echo)
+        steps.append(run._summarize_step(number, step_dir, _step_arrival(settings, rate), schedule, rate, True, None))
+    readable = [p for p in run.parts_dir.rglob("requests-w*.parquet") if p not in run.damaged]
+    if run.damaged and not sum(pq.read_metadata(p).num_rows for p in readable):
+        first, problem = next(iter(sorted(run.damaged.items())))
+        more = f" (and {len(run.damaged) - 1} more damaged parts)" if len(run.damaged) > 1 else ""
+        raise CapsimInputError(f"{problem}{more}; no request row could be read, so nothing was changed",
+                               source=str(first))  # fmt: skip
     run._merge()
     summary = run._summary(steps, True, "finalized after the run died", status="finalized")
     write_json_atomic(out_dir / "summary.json", summary)
