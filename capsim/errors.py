@@ -13,7 +13,8 @@ class CapsimInputError(Exception):
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
-        """`file: field: message`, leaving out the parts that are unknown."""
+        """`file: field: message`, leaving out the parts that are unknown; always one line (a message
+        quoted from a library may hold line breaks)."""
         parts = [p for p in (self.source, self.field) if p]
         parts.append(self.detail)
-        return ": ".join(parts)
+        return " ".join(": ".join(parts).splitlines())

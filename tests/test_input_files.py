@@ -130,3 +130,8 @@ def test_profile_latencies_are_named_by_point_and_quantile(tmp_path: Path) -> No
     path.write_text(json.dumps(data))
     with pytest.raises(CapsimInputError, match=r"points\[3\]\.quantiles_ms\[0\]: expected a latency >= 0 ms"):
         read_profile(path)
+
+
+def test_an_error_is_always_one_line() -> None:
+    error = CapsimInputError("cannot read trace: bad\nline two", source="t.csv", field="workload.arrival")
+    assert error.one_line() == "t.csv: workload.arrival: cannot read trace: bad line two"

@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: one line, the traceback only on request
         if os.environ.get("CAPSIM_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (set CAPSIM_DEBUG=1 for the traceback)", file=sys.stderr)
+        message = " ".join(str(exc).splitlines())  # one line, as for bad input
+        print(f"internal error: {type(exc).__name__}: {message} (set CAPSIM_DEBUG=1 for the traceback)",
+              file=sys.stderr)  # fmt: skip
         return 1
     return result if isinstance(result, int) else 0
 
