@@ -59,13 +59,16 @@ def batch_distribution(request_batch_sizes: np.ndarray, max_size: int) -> dict[s
     out: dict[str, float] = {}
     if sizes.size == 0:
         return out
-    counts = np.bincount(sizes, minlength=max(max_size, int(sizes.max())) + 1).astype(float)
-    batches = counts / np.maximum(np.arange(counts.size), 1)
-    batches[0] = 0.0
+    # Per distinct size, not a dense array up to max_size: a manifest's max_batch_size of 10^12 must
+    # not allocate 8 TB (the buckets are powers of two, so there are only log2(max_size) of them).
+    distinct, counts = np.unique(sizes, return_counts=True)
+    batches = counts / distinct
     total = batches.sum()
+    edges = _bucket_edges(max(max_size, int(distinct[-1])))
+    per_bucket = np.bincount(np.searchsorted(edges, distinct, side="left"), weights=batches, minlength=len(edges))
     lo = 1
-    for hi in _bucket_edges(max(max_size, int(sizes.max()))):
-        out[bucket_label(lo, hi)] = float(batches[lo : hi + 1].sum() / total)
+    for hi, share in zip(edges, per_bucket, strict=True):
+        out[bucket_label(lo, hi)] = float(share / total)
         lo = hi + 1
     return out
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from capsim.budget import enforce, estimate_simulation
 from capsim.calibration.runfolder import LoadPoint, require_server
 from capsim.engine import simulate
 from capsim.metrics.request_log import COMPLETED
@@ -132,6 +133,9 @@ def replay(
     Pass `trace` (from `arrival_trace`) to reuse one trace file across many replays of a point."""
     trace_path, origin_s, span_s = trace or arrival_trace(point, workspace)
     scenario = replay_scenario(point, service, overhead_ms, trace_path, origin_s, span_s, seed, frontend, stalls)
+    # The measured requests bound the replay, but a damaged manifest's server settings or many
+    # --replications can still exceed the machine (CAPSIM_MAX_MEMORY_BYTES / CAPSIM_MAX_RUN_S raise it).
+    enforce(estimate_simulation(scenario, replications, keep_requests=True), what=f"replaying {point.label}")
     result = simulate(scenario, replications=replications)
     expected = len(point.requests)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("arrival_s", "start_s", "end_s", "batch_size", "outcome",

@@ -10,7 +10,6 @@ Every problem with a folder is a `CapsimInputError` naming the folder, the file 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from capsim.calibration.runfolder_schema import ManifestView, StepView, SummaryView, read_manifest, read_summary
 from capsim.errors import CapsimInputError
+from capsim.input_tables import ColumnKind, read_parquet_file
 
 REQUIRED_FILES = ("manifest.json", "summary.json", "requests.parquet")
-REQUEST_COLUMNS = ("intended_s", "sent_s", "latency_ms", "status")
+REQUEST_COLUMNS: dict[str, ColumnKind] = {"intended_s": "number", "sent_s": "number", "latency_ms": "number",
+                                           "status": "number"}  # fmt: skip
 # The load tester's `kind` of a request that runs the model (capsim.loadtest.records.request_kind:
 # the v2 infer route, /predict/MODEL, or a name marked with --inference-name). Health checks and
 # other requests of a custom locustfile are `other`: fitting them would put the client's overhead
 # and a cheap route's latency into the model's service time.
 INFERENCE_KIND = "inference"
-BATCH_COLUMNS = ("size", "start_s", "end_s")
+OPTIONAL_REQUEST_COLUMNS: dict[str, ColumnKind] = {"step": "integer", "kind": "text"}
+BATCH_COLUMNS: dict[str, ColumnKind] = {"size": "number", "start_s": "number", "end_s": "number"}
 # A batch belongs to the step whose requests were in flight when it started (steps are sequential,
 # with Locust restarted in between, so their time spans never overlap); this much slack covers the
 # network hop between the client's send and the server's arrival.
@@ -90,28 +93,6 @@ class LoadPoint:
         return replace(self, server=server)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CapsimInputError(f"cannot read it as JSON ({exc})".splitlines()[0], source=str(path)) from None
-    if not isinstance(data, dict):
-        raise CapsimInputError("expected a JSON object", source=str(path))
-    return data
-
-
-def _read_parquet(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several kinds; the user needs one line
-        raise CapsimInputError(f"cannot read parquet ({exc})".splitlines()[0], source=str(path)) from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise CapsimInputError(f"missing column(s) {', '.join(missing)}; was it written by capsim loadtest?",
-                               source=str(path))
-    return frame
-
-
 def _check_complete(run_dir: Path) -> None:
     if not run_dir.exists():
         raise CapsimInputError("run folder not found", source=str(run_dir))
@@ -132,28 +113,27 @@ def _check_complete(run_dir: Path) -> None:
                            f"{', '.join(REQUIRED_FILES)}, written by capsim loadtest)", source=str(run_dir))
 
 
-def settings_from_manifest(manifest: dict[str, Any]) -> ServerSettings | None:
+def settings_from_manifest(view: ManifestView) -> ServerSettings | None:
     """The reference server's batching settings as its `/debug/config` reported them, if recorded."""
-    reported = (manifest.get("target") or {}).get("server_config") or {}
-    config = reported.get("config") if isinstance(reported, dict) else None
-    if not isinstance(config, dict) or "max_batch_size" not in config:
+    report = view.target.server_config if view.target is not None else None
+    config = report.config if report is not None else None
+    if config is None or config.max_batch_size is None:
         return None
-    timeout_ms = float(config.get("timeout_ms") or 0.0)
+    timeout_ms = config.timeout_ms or 0.0
     return ServerSettings(
-        max_batch_size=int(config["max_batch_size"]),
-        max_wait_ms=float(config.get("max_wait_ms", 0.0)),
-        instances=int(config.get("instances", 1)),
-        queue_capacity=int(config["queue_capacity"]) if config.get("queue_capacity") is not None else None,
+        max_batch_size=config.max_batch_size,
+        max_wait_ms=config.max_wait_ms,
+        instances=config.instances,
+        queue_capacity=config.queue_capacity,
         timeout_ms=timeout_ms if timeout_ms > 0 else None,
     )
 
 
-def _step_summaries(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    steps = summary.get("steps")
-    if isinstance(steps, list) and steps:
-        return steps
-    if "start_s" in summary:
-        return [{**summary, "step": summary.get("step", 0)}]
+def _step_summaries(summary: SummaryView) -> list[StepView]:
+    if summary.steps:
+        return list(summary.steps)
+    if summary.start_s is not None:
+        return [summary]
     return []
 
 
@@ -172,18 +152,17 @@ def read_run_folder(run_dir: Path | str, server: ServerSettings | None = None) -
     a folder whose target did not report its settings needs it for anything that replays it."""
     run_dir = Path(run_dir)
     _check_complete(run_dir)
-    manifest = _read_json(run_dir / "manifest.json")
-    summary = _read_json(run_dir / "summary.json")
-    if summary.get("status") == "running":
+    view, manifest = read_manifest(run_dir / "manifest.json")
+    summary = read_summary(run_dir / "summary.json")
+    if summary.status == "running":
         raise CapsimInputError(f"summary.json says the load test is still running (or was killed); run "
                                f"`capsim loadtest-finalize {run_dir}` first", source=str(run_dir))
-    settings = manifest.get("settings") or {}
-    try:
-        warmup_s = float(settings.get("warmup_s", summary.get("warmup_s")))  # type: ignore[arg-type]
-        duration_s = float(settings.get("duration_s", summary.get("duration_s")))  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # absent (None) or not a number
-        raise CapsimInputError("no warmup_s / duration_s in settings", source=str(run_dir / "manifest.json")) from None
-    requests = _read_parquet(run_dir / "requests.parquet", REQUEST_COLUMNS)
+    settings = view.settings
+    warmup_s = settings.warmup_s if settings.warmup_s is not None else summary.warmup_s
+    duration_s = settings.duration_s if settings.duration_s is not None else summary.duration_s
+    if warmup_s is None or duration_s is None:
+        raise CapsimInputError("no warmup_s / duration_s in settings", source=str(run_dir / "manifest.json"))
+    requests = read_parquet_file(run_dir / "requests.parquet", REQUEST_COLUMNS, OPTIONAL_REQUEST_COLUMNS)
     if requests.empty:
         raise CapsimInputError("no requests recorded (0 rows)", source=str(run_dir / "requests.parquet"))
     if "kind" in requests.columns:  # folders written before the column held inference requests only
@@ -196,26 +175,28 @@ def read_run_folder(run_dir: Path | str, server: ServerSettings | None = None) -
     if "step" not in requests.columns:
         requests = requests.assign(step=0)
     batches = None
-    if (run_dir / "batches.parquet").is_file():
-        batches = _read_parquet(run_dir / "batches.parquet", BATCH_COLUMNS)
-    model = (manifest.get("target") or {}).get("model") or summary.get("model")
-    server = server or settings_from_manifest(manifest)
+    if (run_dir / "batches.parquet").exists():  # (optional: a black-box target has no batch log)
+        batches = read_parquet_file(run_dir / "batches.parquet", BATCH_COLUMNS)
+    model = (view.target.model if view.target is not None else None) or summary.model
+    server = server or settings_from_manifest(view)
     steps = _step_summaries(summary)
     if not steps:
         raise CapsimInputError("no step with a start time (start_s); was the run interrupted before it began?",
                                source=str(run_dir / "summary.json"))
     points = []
-    for step in steps:
-        number = int(step.get("step", 0))
-        rows = requests[requests["step"] == number].sort_values("sent_s", kind="stable").reset_index(drop=True)
+    for i, step in enumerate(steps):
+        if step.start_s is None:
+            raise CapsimInputError("no start_s (when the step began)", source=str(run_dir / "summary.json"),
+                                   field=f"steps[{i}].start_s" if summary.steps else "start_s")  # fmt: skip
+        rows = requests[requests["step"] == step.step].sort_values("sent_s", kind="stable").reset_index(drop=True)
         if rows.empty:
             continue
         point = LoadPoint(
-            run_dir=run_dir, step=number, steps_in_run=len(steps), rate_rps=step.get("rate_rps"), model=model,
-            start_s=float(step["start_s"]), warmup_s=warmup_s, duration_s=duration_s, requests=rows,
+            run_dir=run_dir, step=step.step, steps_in_run=len(steps), rate_rps=step.rate_rps, model=model,
+            start_s=step.start_s, warmup_s=warmup_s, duration_s=duration_s, requests=rows,
             batches=_step_batches(batches, rows), server=server, manifest=manifest,
-            valid=bool(step.get("valid", True)) and not step.get("partial", False),
-            invalid_reasons=list(step.get("invalid_reasons") or []) + (["interrupted"] if step.get("partial") else []),
+            valid=step.valid and not step.partial,
+            invalid_reasons=list(step.invalid_reasons) + (["interrupted"] if step.partial else []),
         )
         if not point.measured_mask().any():
             continue
@@ -225,7 +206,7 @@ def read_run_folder(run_dir: Path | str, server: ServerSettings | None = None) -
                                source=str(run_dir / "requests.parquet"))
     if points[0].rate_rps is None:
         for point in points:  # a single-rate run: its rate is in the settings
-            point.rate_rps = (settings.get("arrival") or {}).get("rate_rps")
+            point.rate_rps = settings.arrival.rate_rps if settings.arrival is not None else None
     return points
 
 

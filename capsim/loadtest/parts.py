@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from capsim.atomic import atomic_write, atomic_write_json
+from capsim.errors import CapsimInputError
+from capsim.input_tables import read_parquet_table
 from capsim.loadtest.records import REQUEST_SCHEMA
 
 
@@ -46,21 +48,43 @@ def write_request_part(parts_dir: Path, worker: int, seq: int, rows: dict[str, l
     return path
 
 
-def read_tables(paths: list[Path], schema: pa.Schema | None = None) -> pa.Table | None:
-    """Concatenate parquet files; unreadable ones (there should be none) are skipped, never fatal."""
+def read_tables(
+    paths: list[Path], schema: pa.Schema | None = None, damaged: dict[Path, str] | None = None
+) -> pa.Table | None:
+    """Concatenate parquet files. An unreadable one (a disk that filled, a worker killed mid-write on
+    a filesystem without atomic rename) is never fatal: it is left out and, when `damaged` is given,
+    recorded there with what is wrong, so that the caller keeps its bytes and names it."""
     tables = []
     for path in sorted(paths):
         try:
-            tables.append(pq.read_table(path))
-        except (OSError, pa.ArrowException):
-            continue
+            tables.append(_conformed(read_parquet_table(path), schema, path))
+        except CapsimInputError as exc:
+            if damaged is not None:
+                damaged[path] = exc.detail
     if not tables:
         return schema.empty_table() if schema is not None else None
     return pa.concat_tables(tables, promote_options="default")
 
 
-def read_request_parts(parts_dir: Path) -> pa.Table:
-    """All request rows written so far under `parts_dir` (any depth)."""
-    table = read_tables(list(parts_dir.rglob("requests-w*.parquet")), REQUEST_SCHEMA)
+def _conformed(table: pa.Table, schema: pa.Schema | None, path: Path) -> pa.Table:
+    """`table` with each column that `schema` names cast to the schema's type (a column the part
+    lacks stays absent: the merge fills it with nulls); one that cannot be cast damages the part."""
+    if schema is None:
+        return table
+    for field in schema:
+        i = table.schema.get_field_index(field.name)
+        if i < 0 or table.schema.field(i).type == field.type:
+            continue
+        try:
+            table = table.set_column(i, field, table.column(i).cast(field.type))
+        except (pa.ArrowException, ValueError):
+            raise CapsimInputError(f"column {field.name}: expected {field.type}, got {table.schema.field(i).type}",
+                                   source=str(path)) from None  # fmt: skip
+    return table
+
+
+def read_request_parts(parts_dir: Path, damaged: dict[Path, str] | None = None) -> pa.Table:
+    """All request rows written so far under `parts_dir` (any depth); unreadable parts go to `damaged`."""
+    table = read_tables(list(parts_dir.rglob("requests-w*.parquet")), REQUEST_SCHEMA, damaged)
     assert table is not None
     return table
