@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import ConfigDict, Field
 
@@ -47,6 +47,9 @@ class ScalingRules(InputModel):
     stabilization_window_s: float = Field(ge=0, le=3600)
     policies: list[ScalingPolicy] = Field(min_length=1)
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    tolerance: float | None = Field(
+        default=None, ge=0, description="this direction's tolerance (KEP-4951); unset: the HPA's `tolerance`"
+    )
 
 
 DEFAULT_SCALE_UP = ScalingRules(
@@ -97,6 +100,14 @@ class HpaPolicy(PolicyBase):
         return samples.rate_per_s(self.metric_window_s, end)
 
     @property
+    def tolerances(self) -> Tolerances:
+        """The scale-down and scale-up tolerances: `behavior`'s per-direction ones (KEP-4951,
+        tolerancesForHpa) where given, else the controller's `tolerance` (0.1)."""
+        down = self.scale_down.tolerance if self.scale_down is not None else None
+        up = self.scale_up.tolerance if self.scale_up is not None else None
+        return Tolerances(self.tolerance if down is None else down, self.tolerance if up is None else up)
+
+    @property
     def has_behavior(self) -> bool:
         """Whether `behavior` is set (either direction): Kubernetes then takes its behavior code path."""
         return self.scale_up is not None or self.scale_down is not None
@@ -124,6 +135,17 @@ SCALE_UP_LIMIT_MINIMUM = 4.0
 """Without `behavior`, one sync may raise the replicas to at most max(2 × current, 4)."""
 
 
+class Tolerances(NamedTuple):
+    """The band around a usage ratio of 1 where the HPA does not scale: [1 − down, 1 + up]."""
+
+    down: float
+    up: float
+
+    def within(self, ratio: float) -> bool:
+        """Tolerances.isWithin."""
+        return 1.0 - self.down <= ratio <= 1.0 + self.up
+
+
 def _usage_ratio(total: float, pods: int, target: float, utilization: bool) -> float:
     """The metric per pod over the target. A utilization is truncated to whole percent first, as
     GetResourceUtilizationRatio does in integer milli-units."""
@@ -138,7 +160,7 @@ def replica_count_for(
     target: float,
     ready: int,
     current: int,
-    tolerance: float,
+    tolerance: float | Tolerances,
     unready: int = 0,
     missing: int = 0,
     utilization: bool = False,
@@ -154,10 +176,11 @@ def replica_count_for(
     """
     if ready == 0:
         return None
+    tolerances = tolerance if isinstance(tolerance, Tolerances) else Tolerances(tolerance, tolerance)
     ratio = _usage_ratio(ready_total, ready, target, utilization)
     scale_up_with_unready = unready > 0 and ratio > 1.0
     if not scale_up_with_unready and missing == 0:
-        if abs(1.0 - ratio) <= tolerance:
+        if tolerances.within(ratio):
             return current
         return math.ceil(ratio * ready)
     total, pods = ready_total, ready
@@ -170,7 +193,7 @@ def replica_count_for(
     if scale_up_with_unready:
         pods += unready
     new_ratio = _usage_ratio(total, pods, target, utilization)
-    if abs(1.0 - new_ratio) <= tolerance or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
+    if tolerances.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
         return current
     new = math.ceil(new_ratio * pods)
     if (new_ratio < 1.0 and new > current) or (new_ratio > 1.0 and new < current):
@@ -254,7 +277,7 @@ class HpaState:
             if math.isnan(total):
                 return None
             return replica_count_for(
-                total, policy.target, view.ready, view.current, policy.tolerance, unready=view.not_ready,
+                total, policy.target, view.ready, view.current, policy.tolerances, unready=view.not_ready,
                 utilization=policy.metric == "utilization",
             )  # fmt: skip
 

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from capsim.autoscale.base import PolicyBase
-from capsim.autoscale.hpa import HpaPolicy, HpaState, ScalingRules
+from capsim.autoscale.hpa import HpaPolicy, HpaState, ScalingRules, Tolerances
 from capsim.autoscale.view import FleetView
 
 
@@ -64,11 +64,12 @@ class KedaPolicy(PolicyBase):
         return KedaState(self)
 
 
-def average_value_replicas(metric: float, target: float, current: int, tolerance: float) -> int:
+def average_value_replicas(metric: float, target: float, current: int, tolerance: float | Tolerances) -> int:
     """GetExternalPerPodMetricReplicas (an AverageValue target): ceil(metric / target), unless
     metric / (target × current) is within the tolerance."""
+    tolerances = tolerance if isinstance(tolerance, Tolerances) else Tolerances(tolerance, tolerance)
     ratio = metric / (target * current)
-    return current if abs(1.0 - ratio) <= tolerance else math.ceil(metric / target)
+    return current if tolerances.within(ratio) else math.ceil(metric / target)
 
 
 class KedaState:
@@ -130,6 +131,7 @@ class KedaState:
                 return desired
         # The HPA's AverageValue over its sync period (it does nothing at zero: scaling disabled).
         metric = self._metric(view, policy.hpa_sync_period_s)
+        tolerances = self.hpa.policy.tolerances
         return self.hpa.reconcile(
-            view.now_s, current, lambda: average_value_replicas(metric, policy.target, current, policy.tolerance)
+            view.now_s, current, lambda: average_value_replicas(metric, policy.target, current, tolerances)
         )

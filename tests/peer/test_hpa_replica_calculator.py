@@ -88,3 +88,19 @@ def test_replica_calculator_agrees_with_kubernetes(
 
 def test_cases_cite_distinct_upstream_tests() -> None:
     assert len({case[0] for case in CASES}) == len(CASES) == 25
+
+
+def test_per_direction_tolerances() -> None:
+    # KEP-4951 (behavior.scaleUp/scaleDown.tolerance): no upstream case in the file read; the rule is
+    # Tolerances.isWithin, 1 - down <= ratio <= 1 + up. At 60% against 50% (ratio 1.2) a 25% scale-up
+    # tolerance holds 3 pods that the default 10% would scale to 4.
+    from capsim.autoscale.hpa import HpaPolicy, ScalingPolicy, ScalingRules, Tolerances
+
+    assert replica_count_for(1.8, 0.5, 3, 3, Tolerances(down=0.1, up=0.25), utilization=True) == 3
+    assert replica_count_for(1.8, 0.5, 3, 3, 0.1, utilization=True) == 4
+    # ... and a 5% scale-down tolerance lets 20 pods at 47% (ratio 0.94) scale down to 19.
+    assert replica_count_for(20 * 0.47, 0.5, 20, 20, Tolerances(down=0.05, up=0.1), utilization=True) == 19
+    assert replica_count_for(20 * 0.47, 0.5, 20, 20, 0.1, utilization=True) == 20
+    rules = ScalingRules(stabilization_window_s=0, policies=[ScalingPolicy(type="Pods", value=4, period_s=15)])
+    policy = HpaPolicy(max_replicas=10, target=0.5, scale_up=rules.model_copy(update={"tolerance": 0.25}))
+    assert policy.tolerances == Tolerances(down=0.1, up=0.25)
