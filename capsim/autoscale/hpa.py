@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.view import FleetView
@@ -63,6 +63,14 @@ DEFAULT_SCALE_DOWN = ScalingRules(
 HpaMetric = Literal["utilization", "concurrency", "rps", "queue_length"]
 
 
+class MetricTarget(InputModel):
+    """One entry of `metrics`: a per-pod metric and its target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    metric: HpaMetric
+    target: float = Field(gt=0, description="per-pod target of the metric (utilization as a fraction)")
+
+
 class HpaPolicy(PolicyBase):
     """`autoscaling: {kind: hpa, ...}`. The metric is a per-pod average: `utilization` is the busy
     fraction of a replica's executors (like CPU or GPU utilization), `concurrency` the requests in
@@ -73,7 +81,12 @@ class HpaPolicy(PolicyBase):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(ge=1)
     metric: HpaMetric = "utilization"
-    target: float = Field(gt=0, description="per-pod target of the metric (utilization as a fraction)")
+    target: float | None = Field(
+        default=None, gt=0, description="per-pod target of the metric (utilization as a fraction)"
+    )
+    metrics: list[MetricTarget] = Field(
+        default_factory=list, description="several metrics instead of metric/target: the largest recommendation wins"
+    )
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     sync_period_s: float = Field(default=15.0, gt=0)
     metric_window_s: float = Field(default=15.0, gt=0, description="averaging window of the scraped metric")
@@ -82,20 +95,38 @@ class HpaPolicy(PolicyBase):
     scale_down: ScalingRules | None = Field(default=None, description="behavior.scaleDown; unset: Kubernetes' defaults")
 
 
+    @model_validator(mode="after")
+    def _one_way_to_give_targets(self) -> HpaPolicy:
+        if self.metrics and (self.target is not None or "metric" in self.model_fields_set):
+            raise ValueError("give either `metric` and `target`, or `metrics`, not both")
+        if not self.metrics and self.target is None:
+            raise ValueError("`target` is required (or `metrics`, a list of {metric, target})")
+        return self
+
     @property
     def period_s(self) -> float:
         """How often the controller asks this policy."""
         return self.sync_period_s
 
-    def per_pod_total(self, view: FleetView) -> float:
-        """The metric summed over ready pods, averaged over the scrape window (NaN if no samples)."""
+    @property
+    def targets(self) -> list[MetricTarget]:
+        """The metrics the HPA scales on: `metrics`, or the one `metric` with its `target`."""
+        if self.metrics:
+            return self.metrics
+        assert self.target is not None  # the validator guarantees it
+        return [MetricTarget(metric=self.metric, target=self.target)]
+
+    def per_pod_total(self, view: FleetView, metric: HpaMetric | None = None) -> float:
+        """A metric (default: `metric`) summed over ready pods, averaged over the scrape window (NaN if
+        no samples)."""
+        metric = metric or self.metric
         end = view.now_s - self.metric_delay_s
         samples = view.samples
-        if self.metric == "utilization":
+        if metric == "utilization":
             return samples.mean("busy", self.metric_window_s, end) / view.executors_per_replica
-        if self.metric == "concurrency":
+        if metric == "concurrency":
             return samples.mean("concurrency", self.metric_window_s, end)
-        if self.metric == "queue_length":
+        if metric == "queue_length":
             return samples.mean("queue", self.metric_window_s, end)
         return samples.rate_per_s(self.metric_window_s, end)
 
@@ -201,6 +232,19 @@ def replica_count_for(
     return new
 
 
+def replicas_for_metrics(proposals: list[int | None], current: int) -> int | None:
+    """computeReplicasForMetrics: the largest proposal of the metrics that have one (None: no
+    metric value). None — no scaling — when no metric has a value, or when some have none and the
+    others would scale down."""
+    valid = [p for p in proposals if p is not None]
+    if not valid:
+        return None
+    desired = max(valid)
+    if len(valid) < len(proposals) and desired < current:
+        return None
+    return desired
+
+
 def convert_desired_replicas_with_rules(current: int, desired: int, min_replicas: int, max_replicas: int) -> int:
     """convertDesiredReplicasWithRules: the bounds of an HPA without `behavior`, its scale-up capped at
     max(2 × current, 4) per sync."""
@@ -272,16 +316,18 @@ class HpaState:
         """The replica count the HPA sets at `view.now_s`."""
         policy = self.policy
 
-        def raw() -> int | None:
-            total = policy.per_pod_total(view)
+        def proposal(spec: MetricTarget) -> int | None:
+            total = policy.per_pod_total(view, spec.metric)
             if math.isnan(total):
                 return None
             return replica_count_for(
-                total, policy.target, view.ready, view.current, policy.tolerances, unready=view.not_ready,
-                utilization=policy.metric == "utilization",
+                total, spec.target, view.ready, view.current, policy.tolerances, unready=view.not_ready,
+                utilization=spec.metric == "utilization",
             )  # fmt: skip
 
-        return self.reconcile(view.now_s, view.current, raw)
+        return self.reconcile(
+            view.now_s, view.current, lambda: replicas_for_metrics([proposal(t) for t in policy.targets], view.current)
+        )
 
     def reconcile(self, now_s: float, current: int, raw: Callable[[], int | None]) -> int:
         """reconcileAutoscaler: the replica count set at `now_s`, given how to compute the raw

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from capsim.autoscale.hpa import HpaPolicy, HpaState, ScalingPolicy, ScalingRules, replica_count_for
+from capsim.autoscale.hpa import (
+    HpaPolicy,
+    HpaState,
+    ScalingPolicy,
+    ScalingRules,
+    replica_count_for,
+    replicas_for_metrics,
+)
 from tests.peer.upstream import K8S_HORIZONTAL as SRC
 
 NOW_S = 10_000.0
@@ -136,3 +143,56 @@ def test_cases_do_not_depend_on_the_test_binary_scale_up_factor() -> None:
 
 def test_cases_cite_distinct_upstream_tests() -> None:
     assert len({case.test for case in CASES}) == len(CASES) == 36
+
+
+Proposal = tuple[list[float], float, bool] | None  # (ready pods' values, target, utilization); None: no value
+
+# Several metrics (computeReplicasForMetrics): the largest proposal wins; a metric without a value
+# (an invalid spec, or a metrics API error upstream) blocks a scale-down, and alone blocks scaling.
+# (test, min, max, current, expected, metrics, stored recommendations)
+SEVERAL_METRICS: list[tuple[str, int, int, int, int, list[Proposal], list[tuple[int, float]] | None]] = [
+    ("TestScaleUpOneMetricInvalid", 2, 6, 3, 4, [(cpu(300, 400, 500), 0.30, True), None], None),
+    ("TestScaleUpFromZeroOneMetricInvalid", 0, 6, 0, 4, [(cpu(300, 400, 500), 0.30, True), None], []),
+    ("TestScaleUpBothMetricsEmpty", 2, 6, 3, 3, [None], None),
+    ("TestScaleUpOneMetricEmpty", 2, 6, 3, 4, [(cpu(300, 400, 500), 0.30, True), None], None),
+    ("TestNoScaleDownOneMetricInvalid", 2, 6, 5, 5, [(cpu(100, 300, 500, 250, 250), 0.50, True), None], []),
+    ("TestNoScaleDownOneMetricEmpty", 2, 6, 5, 5, [(cpu(100, 300, 500, 250, 250), 0.50, True), None], []),
+    # CPU at 2000% of a 10% target and qps 20 against 15: the CPU's 600 wins, capped at maxReplicas 5.
+    ("TestNoBackoffUpscaleCMNoBackoffCpu", 1, 5, 3, 5,
+     [(cpu(20000, 10000, 30000), 0.10, True), ([20.0, 10.0, 30.0], 15.0, False)], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("min_replicas", "max_replicas", "current", "expected", "metrics", "recommendations"),
+    [pytest.param(*row[1:], id=SRC.cite(row[0])) for row in SEVERAL_METRICS],
+)
+def test_several_metrics_agree_with_kubernetes(
+    min_replicas: int, max_replicas: int, current: int, expected: int, metrics: list[Proposal],
+    recommendations: list[tuple[int, float]] | None,
+) -> None:
+    state = HpaState(HpaPolicy(min_replicas=min_replicas, max_replicas=max_replicas, target=0.5))
+    if recommendations is not None:
+        state.recommendations = [(NOW_S - age_s, replicas) for replicas, age_s in recommendations]
+
+    def proposal(spec: Proposal) -> int | None:
+        if spec is None:
+            return None
+        values, target, utilization = spec
+        return replica_count_for(sum(values), target, len(values), current, TOLERANCE, utilization=utilization)
+
+    got = state.reconcile(NOW_S, current, lambda: replicas_for_metrics([proposal(m) for m in metrics], current))
+    assert got == expected
+    assert expected <= max(2 * current, 4)  # within the production scale-up cap (see the module docstring)
+
+
+def test_policy_takes_metric_and_target_or_a_list() -> None:
+    policy = HpaPolicy(
+        max_replicas=5, metrics=[{"metric": "utilization", "target": 0.6}, {"metric": "rps", "target": 50}]
+    )
+    assert [t.metric for t in policy.targets] == ["utilization", "rps"]
+    assert [t.target for t in HpaPolicy(max_replicas=5, metric="rps", target=50).targets] == [50]
+    with pytest.raises(ValueError, match="not both"):
+        HpaPolicy(max_replicas=5, target=0.6, metrics=[{"metric": "rps", "target": 50}])
+    with pytest.raises(ValueError, match="`target` is required"):
+        HpaPolicy(max_replicas=5)
