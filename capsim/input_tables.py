@@ -82,8 +82,10 @@ def read_parquet_table(
     except PermissionError as exc:
         raise CapsimInputError(f"cannot read ({exc.strerror})", source=source) from None
     except (pa.ArrowException, OSError, ValueError, EOFError, IndexError) as exc:
-        # pyarrow's messages are long and several lines; the first names the problem.
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        # pyarrow's messages are long and several lines; the first names the problem (after the path,
+        # which the error already names).
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first.split(f"{path}': ", 1)[-1][:200]
         raise CapsimInputError(f"not a parquet file, or damaged (truncated?): {first}", source=source) from None
     if columns:
         check_columns(table.schema, columns, source)
