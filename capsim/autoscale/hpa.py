@@ -183,7 +183,7 @@ def _usage_ratio(total: float, pods: int, target: float, utilization: bool) -> f
     if utilization:
         # Kubernetes' targets are whole percent: round away the float error of 100 × 0.3.
         return math.floor(100.0 * total / pods + 1e-9) / round(100.0 * target, 9)
-    return total / (pods * target)
+    return (total / pods) / target  # the per-pod average over the target, in GetMetricUsageRatio's order
 
 
 def replica_count_for(
