@@ -19,6 +19,7 @@ from capsim.loadtest.nvml import NvmlSampler
 from capsim.loadtest.parts import read_tables
 from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
 
+
 def batch(i: int, end_s: float = 0.0) -> dict:
     end_s = end_s or 2e9 + i  # in the future: after any collector's start
     return {"batch_id": i, "model": "mlp", "instance": 0, "size": 2, "start_s": end_s - 0.5, "end_s": end_s,
