@@ -140,3 +140,13 @@ def test_bad_budget_override_is_an_input_error(
     monkeypatch.setenv("CAPSIM_MAX_RUN_S", "soon")
     assert main(["simulate", str(QUICKSTART), "--set", "duration_s=20", "--set", "warmup_s=0"]) == 2
     assert "CAPSIM_MAX_RUN_S" in capsys.readouterr().err
+
+
+def test_a_tiny_autoscaler_period_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # Each sync is a control-plane event: 1 us over an hour was 3.6e9 of them (it ran past any timeout).
+    streaming = ROOT / "scenarios" / "iot-anomaly-streaming.yaml"
+    args = ["simulate", str(streaming), "--set", "serving.autoscaling.hpa_sync_period_s=0.000001",
+            "--set", "duration_s=3600"]  # fmt: skip
+    assert main(args) == 2
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and "serving.autoscaling.hpa_sync_period_s" in line
