@@ -426,7 +426,8 @@ def _count_text(estimate: RunEstimate, part: Part) -> str:
         reps = f" × {estimate.replications} replications" if estimate.replications > 1 else ""
         return f"{estimate.requests:.2g} requests{reps} (~{_time_text(part.amount)})"
     if part.what == "batches":
-        return f"{estimate.events:.2g} batches (~{_time_text(part.amount)})"
+        runs = f" over {estimate.replications} runs" if estimate.replications > 1 else ""
+        return f"{estimate.events:.2g} batches{runs} (~{_time_text(part.amount)})"
     return f"~{_time_text(part.amount)} of {part.what}"
 
 
