@@ -237,9 +237,9 @@ def _backlog_parts(scenario: Scenario) -> list[Part]:
     serving = scenario.serving
     if not isinstance(serving, RealtimeServing) or scenario.workload is None:
         return []
-    from capsim.stability import estimate_capacity
+    from capsim.stability import estimate_capacity, largest_fleet
 
-    est = estimate_capacity(scenario)
+    est = estimate_capacity(largest_fleet(scenario))  # an autoscaled fleet can grow to drain its queues
     excess_rps = est.offered_rps - est.capacity_rps
     if excess_rps <= 0:
         return []
@@ -248,8 +248,9 @@ def _backlog_parts(scenario: Scenario) -> list[Part]:
         queued = min(queued, float(serving.queue_capacity) * max(_peak_replicas(scenario), 1))
     if serving.timeout_ms is not None:
         queued = min(queued, est.offered_rps * serving.timeout_ms / 1000.0)
-    driver = (f"{_arrival_setting(scenario)} (offered {est.offered_rps:.3g} rps) over the capacity of serving."
-              f"replicas={serving.replicas} ({est.capacity_rps:.3g} rps) for duration_s={scenario.duration_s:g}")
+    fleet, _ = _replicas(scenario)
+    driver = (f"{_arrival_setting(scenario)} (offered {est.offered_rps:.3g} rps) over the capacity of {fleet} "
+              f"replicas ({est.capacity_rps:.3g} rps) for duration_s={scenario.duration_s:g}")
     return [Part("backlog", queued * QUEUED_BYTES_PER_REQUEST, driver,
                  "add replicas, lower the rate, or bound the queue (serving.queue_capacity or serving.timeout_ms)")]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from capsim.scenario import RealtimeServing, Scenario
@@ -38,7 +39,9 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
     miss = 1.0 - serving.cache.hit_ratio
     batch = serving.batching.max_batch_size
     executors = serving.replicas * serving.instances_per_replica
-    capacity = executors * batch / scenario.service.mean_s(batch)
+    batch_s = scenario.service.mean_s(batch)
+    # A batch that takes no time (base_ms and per_item_ms both 0) is a fleet without a limit.
+    capacity = executors * batch / batch_s if batch_s > 0 else math.inf
     if serving.frontend is not None:  # every request, cache hits aside, passes a replica's front end
         capacity = min(capacity, serving.replicas * serving.frontend.capacity_rps)
     return CapacityEstimate(
@@ -46,6 +49,16 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
         peak_offered_rps=arrival.peak_rate_rps(scenario.duration_s) * miss,
         capacity_rps=capacity,
     )
+
+
+def largest_fleet(scenario: Scenario) -> Scenario:
+    """`scenario` with its real-time fleet at the largest size it can reach (an autoscaler's
+    `max_replicas`); other scenarios unchanged."""
+    serving = scenario.serving
+    scaler = getattr(serving, "autoscaling", None)
+    if not isinstance(serving, RealtimeServing) or scaler is None:
+        return scenario
+    return scenario.model_copy(update={"serving": serving.model_copy(update={"replicas": scaler.max_replicas})})
 
 
 def stability_warnings(scenario: Scenario) -> list[str]:

@@ -217,15 +217,11 @@ def summary_row(variant: dict[str, Any], summary: dict[str, Any], rho: float | N
 def load_over_capacity(scenario: Scenario) -> float | None:
     """rho = offered load / capacity of the largest fleet the variant can have (capsim.stability; a
     real-time fleet under an autoscaler at its `max_replicas`); None for a batch job."""
-    from capsim.stability import estimate_capacity
+    from capsim.stability import estimate_capacity, largest_fleet
 
     if scenario.serving.mode == "batch" or scenario.workload is None:
         return None
-    scaler = getattr(scenario.serving, "autoscaling", None)
-    if scenario.serving.mode == "realtime" and scaler is not None:
-        serving = scenario.serving.model_copy(update={"replicas": scaler.max_replicas})
-        scenario = scenario.model_copy(update={"serving": serving})
-    return estimate_capacity(scenario).utilization
+    return estimate_capacity(largest_fleet(scenario)).utilization
 
 
 def _without(scenario: Scenario, fields: Sequence[str]) -> str:
