@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from capsim.errors import CapsimInputError
-from capsim.input_files import MAX_DEPTH, load_yaml, parse_value, read_json_file
+from capsim.input_files import MAX_DEPTH, MAX_YAML_BYTES, load_yaml, parse_value, read_json_file
 from capsim.scenario import load_scenario
 from capsim.servicetime.profile_format import read_profile
 
@@ -89,7 +89,7 @@ def test_json_refuses_nan_a_key_twice_and_depth(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/pagemap").is_file(), reason="needs Linux /proc")
 def test_reading_stops_at_the_size_bound_whatever_size_the_file_reports() -> None:
-    with pytest.raises(CapsimInputError, match=r"^/proc/self/pagemap: larger than 2 MiB$"):
+    with pytest.raises(CapsimInputError, match=rf"^/proc/self/pagemap: larger than {MAX_YAML_BYTES // 2**20} MiB$"):
         load_scenario("/proc/self/pagemap")  # reports 0 bytes; gigabytes if read whole
 
 
