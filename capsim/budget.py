@@ -17,8 +17,8 @@ The model, per replication unless said otherwise:
     most the queue capacities or the requests of one `timeout_ms`, × `QUEUED_BYTES_PER_REQUEST`;
   - the compiled engine's per-batch-size arrays: a service-time table of `max_batch_size` + 1 rows
     (× the profile's quantile levels) and each executor's batch of `max_batch_size` request ids;
-  - the fleet: peak replicas (workers, consumers) × `REPLICA_BYTES` plus their executors, and a
-    batch job's or topic's partitions × `PARTITION_BYTES`.
+  - the fleet: peak replicas (workers, consumers) × `REPLICA_BYTES` plus their executors and
+    front-end workers, and a batch job's or topic's partitions × `PARTITION_BYTES`.
 - **time** = R × replications / the engine's measured requests per second + control events /
   `CONTROL_EVENTS_PER_S`.
 
@@ -291,6 +291,10 @@ def _fleet_parts(scenario: Scenario, engine: str) -> list[Part]:
     instances = serving.instances_per_replica
     parts.append(Part("executors", replicas * (instances - 1) * EXECUTOR_BYTES,
                       f"serving.instances_per_replica={instances} on {replicas} replicas", "lower it"))  # fmt: skip
+    if serving.frontend is not None:  # each replica keeps when each of its front-end workers is next free
+        workers = serving.frontend.workers
+        parts.append(Part("front-end workers", replicas * workers * 8.0,
+                          f"serving.frontend.workers={workers} on {replicas} replicas", "lower it"))  # fmt: skip
     if engine == "compiled":
         batch = serving.batching.max_batch_size
         levels = len(getattr(getattr(scenario.service, "profile", None), "quantile_levels", ()) or ())

@@ -88,6 +88,14 @@ def test_estimate_allocates_nothing_proportional_to_field_values() -> None:
     assert estimate.memory_bytes > 1e15 and estimate.time_s > 1e6
 
 
+def test_front_end_workers_are_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    # Each replica kept a list of 10^9 free times: MemoryError (exit 1) under any limit.
+    args = ["simulate", str(QUICKSTART), "--set", "serving.frontend={workers: 1000000000, per_request_ms: 0.3}"]
+    assert main(args) == 2
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and "serving.frontend.workers" in line
+
+
 def test_estimate_follows_the_settings_that_drive_it() -> None:
     base = load_scenario(QUICKSTART, [])
     double = load_scenario(QUICKSTART, ["workload.arrival.rate_rps=600"])
