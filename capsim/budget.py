@@ -12,9 +12,11 @@ The model, per replication unless said otherwise:
   ~1,200 samples and progress steps) × replications.
 - **memory** (peak bytes) is the sum of:
   - the request log when every request is kept: R × replications × `LOG_BYTES_PER_REQUEST`;
-  - the backlog, in either mode: when the offered load exceeds the fleet's capacity, requests pile
-    up in the queues, each held until served: (offered − capacity) rps × `duration_s` requests, at
-    most the queue capacities or the requests of one `timeout_ms`, × `QUEUED_BYTES_PER_REQUEST`;
+  - the backlog, in either mode: when the mean offered load exceeds the largest fleet's capacity,
+    requests pile up in the queues, each held until served: (offered − capacity) rps × `duration_s`
+    requests, at most the queue capacities or the requests of one `timeout_ms`, ×
+    `QUEUED_BYTES_PER_REQUEST` (a burst above a capacity that the mean stays under builds a
+    temporary backlog this does not count: its length is the arrival process's, not a field's);
   - the compiled engine's per-batch-size arrays: a service-time table of `max_batch_size` + 1 rows
     (× the profile's quantile levels) and each executor's batch of `max_batch_size` request ids;
   - the fleet: peak replicas (workers, consumers) × `REPLICA_BYTES` plus their executors and
