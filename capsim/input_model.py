@@ -37,16 +37,20 @@ def user_path(data: Any, loc: tuple[int | str, ...]) -> tuple[str | int, ...]:
     `mode:` it inserts) and its `function-after[...]` steps are left out."""
     parts: list[str | int] = []
     current = data
+    tag_skipped = False  # a tag comes once per level: `arrival.steps.steps` is the field `steps`
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
+        is_tag = not tag_skipped and isinstance(current, dict) and part in (current.get("kind"), current.get("mode"))
+        if is_tag:
+            tag_skipped = True
+            continue  # the discriminated-union tag pydantic inserts, not a key the user wrote
+        tag_skipped = False
         if isinstance(current, dict) and part in current:
             current = current[part]
             parts.append(str(part))
         elif isinstance(current, list) and isinstance(part, int) and part < len(current):
             current = current[part]
             parts.append(part)
-        elif isinstance(current, dict) and part in (current.get("kind"), current.get("mode")):
-            continue  # the discriminated-union tag pydantic inserts, not a key the user wrote
         elif isinstance(part, str) and ("[" in part or part.startswith(("function-", "json-or-python"))):
             continue  # a validator or union step such as 'function-after[...]' or 'list[float]'
         elif last or not isinstance(current, dict):
@@ -80,6 +84,11 @@ def describe_error(err: Any, fields_doc: str | None = None) -> str:
         return f"expected an integer: write {int(value)}, not a float (got {value!r})"
     if kind == "finite_number":
         return f"expected a finite number (got {value!r})"
+    ctx = err.get("ctx") or {}
+    if kind == "union_tag_invalid":
+        return f"expected one of {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"
+    if kind == "union_tag_not_found":
+        return "required field is missing"
     message = str(err["msg"]).removeprefix("Value error, ")
     scalar = isinstance(value, (bool, int, float, str))
     if (scalar or kind.endswith("_type")) and not message.endswith(repr(value)):
@@ -107,7 +116,11 @@ def input_error(
     message = describe_error(err, fields_doc)
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
-    item = (err.get("ctx") or {}).get("item")
-    items = (item,) if err["type"] == "item_value" and isinstance(item, int) else ()
-    field = dotted_path((*prefix, *user_path(data, tuple(err["loc"])), *items))
+    ctx = err.get("ctx") or {}
+    below: tuple[str | int, ...] = ()  # a part of the field that pydantic's location leaves out
+    if err["type"] == "item_value" and isinstance(ctx.get("item"), int):
+        below = (ctx["item"],)
+    elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the tag is what is wrong: `service.kind`
+        below = (str(ctx.get("discriminator", "")).strip("'"),)
+    field = dotted_path((*prefix, *user_path(data, tuple(err["loc"])), *below))
     return CapsimInputError(message, source=source, field=field or None)

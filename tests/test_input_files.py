@@ -135,3 +135,18 @@ def test_profile_latencies_are_named_by_point_and_quantile(tmp_path: Path) -> No
 def test_an_error_is_always_one_line() -> None:
     error = CapsimInputError("cannot read trace: bad\nline two", source="t.csv", field="workload.arrival")
     assert error.one_line() == "t.csv: workload.arrival: cannot read trace: bad line two"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("service.kind=foo", "service.kind: expected one of 'deterministic', 'exponential', 'lognormal', 'linear', "
+                             "'profile' (got 'foo')"),
+        ("service={}", "service.kind: required field is missing"),
+        ("workload.arrival.kind=steps", "workload.arrival.steps: required field is missing (and 1 more)"),
+    ],
+)  # fmt: skip
+def test_the_kind_of_a_section_is_named_as_written(override: str, expected: str) -> None:
+    with pytest.raises(CapsimInputError) as info:
+        load_scenario(QUICKSTART, [override])
+    assert info.value.one_line() == f"{QUICKSTART}: {expected}"
