@@ -150,6 +150,11 @@ def memory_limit_bytes() -> float:
     return _env_float("CAPSIM_MAX_MEMORY_BYTES") or MEMORY_SHARE * machine_memory_bytes()
 
 
+def limits_text() -> str:
+    """The two limits in words: `12.6 GB of memory and 6 h`."""
+    return f"{_bytes_text(memory_limit_bytes())} of memory and {_time_text(time_limit_s())}"
+
+
 def time_limit_s() -> float:
     """`MAX_RUN_S`, or `CAPSIM_MAX_RUN_S`."""
     return _env_float("CAPSIM_MAX_RUN_S") or MAX_RUN_S
@@ -385,6 +390,10 @@ def estimate_sweep(
 
 
 # -- the refusal -------------------------------------------------------------------------------
+
+
+ENV_OVERRIDE = "raise CAPSIM_MAX_MEMORY_BYTES / CAPSIM_MAX_RUN_S"
+"""How to run past the budget where a command has no --force (validate's and calibrate's replays)."""
 
 
 def over_budget(estimate: RunEstimate, what: str = "this run", source: str | None = None) -> CapsimInputError | None:

@@ -158,3 +158,12 @@ def test_a_tiny_autoscaler_period_is_refused(capsys: pytest.CaptureFixture[str])
     assert main(args) == 2
     line = capsys.readouterr().err.strip()
     assert len(line.splitlines()) == 1 and "serving.autoscaling.hpa_sync_period_s" in line
+
+
+def test_validate_replay_checks_the_budget(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    run = ROOT / "benchmarks" / "data" / "h100" / "runs" / "cnn-b32-w2-u30"
+    profile = ROOT / "scenarios" / "profiles" / "cnn-h100.json"
+    monkeypatch.setenv("CAPSIM_MAX_RUN_S", "0.0001")
+    assert main(["validate", str(run), "--profile", str(profile)]) == 2
+    lines = [x for x in capsys.readouterr().err.strip().splitlines() if not x.startswith("warning")]
+    assert len(lines) == 1 and str(run) in lines[0] and "--replications" in lines[0], lines

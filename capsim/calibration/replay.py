@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from capsim.budget import enforce, estimate_simulation
+from capsim.budget import ENV_OVERRIDE, estimate_simulation, limits_text, over_budget
 from capsim.calibration.runfolder import LoadPoint, require_server
 from capsim.engine import simulate
+from capsim.errors import CapsimInputError
 from capsim.metrics.request_log import COMPLETED
 from capsim.scenario import Scenario
 from capsim.servicetime import Profile
@@ -134,8 +135,13 @@ def replay(
     trace_path, origin_s, span_s = trace or arrival_trace(point, workspace)
     scenario = replay_scenario(point, service, overhead_ms, trace_path, origin_s, span_s, seed, frontend, stalls)
     # The measured requests bound the replay, but a damaged manifest's server settings or many
-    # --replications can still exceed the machine (CAPSIM_MAX_MEMORY_BYTES / CAPSIM_MAX_RUN_S raise it).
-    enforce(estimate_simulation(scenario, replications, keep_requests=True), what=f"replaying {point.label}")
+    # --replications can still exceed the machine; the replay's scenario is not the user's, so the
+    # refusal names the run folder.
+    estimate = estimate_simulation(scenario, replications, keep_requests=True)
+    if over_budget(estimate) is not None:
+        raise CapsimInputError(f"replaying {point.label} ({estimate.describe()}) exceeds this machine's budget "
+                               f"({limits_text()}): use fewer --replications, or {ENV_OVERRIDE}",
+                               source=str(point.run_dir))  # fmt: skip
     result = simulate(scenario, replications=replications)
     expected = len(point.requests)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("arrival_s", "start_s", "end_s", "batch_size", "outcome",
