@@ -30,7 +30,10 @@ from capsim.loadtest.windows import stability, window_stats
 
 LATE_SEND_MS = 1.0  # the `late_share` figure's threshold (perf_analyzer's), reported only
 LATENESS_PERCENTILE = 99.0  # the tail percentile a load test reports and calibration fits
-LATENCY_SHIFT_LIMIT = 0.05  # lateness may move the reported percentile by at most 5% of it
+# Lateness may move the reported percentile by at most 10% of it: the calibration study's p99 target,
+# and under the p99's own repeatability on a 2-vCPU machine (a typical pair of repeated 20 s runs of
+# one point differs by 2-16% in p99; docs/validation.md, "How far apart are two measurements").
+LATENCY_SHIFT_LIMIT = 0.10
 GAP_FRACTION = 0.10  # a send later than the typical one by over 10% of the mean gap is displaced...
 DISPLACED_LIMIT = 0.01  # ...and at most 1% of sends may be
 GENERATOR_CPU_WARN_PERCENT = 90.0
@@ -86,7 +89,7 @@ def judge_lateness(
     1. *It inflates the reported latency* by the client's own delay. Per request the corrected
        latency is the uncorrected one plus the lag, so the difference of the two percentiles is
        exactly how far lateness moved the reported figure. Valid when
-       `p99(corrected) − p99(uncorrected) ≤ 5% of p99(corrected)`.
+       `p99(corrected) − p99(uncorrected) ≤ 10% of p99(corrected)` (`LATENCY_SHIFT_LIMIT`).
     2. *It changes the arrival process the server sees* when sends move relative to each other (a
        lag common to every send only shifts the whole process in time). A send is *displaced* when
        it is later than the typical send (the median lag) by more than 10% of the mean inter-arrival
