@@ -183,7 +183,9 @@ def test_finalize_keeps_every_readable_part_and_the_damaged_bytes(
     assert pq.read_table(out / "requests.parquet").num_rows == 20  # the two readable parts, every row
     kept = out / "damaged-parts" / "step-00" / damaged.name
     assert kept.read_bytes() == torn  # nothing measured is deleted
-    assert json.loads((out / "summary.json").read_text())["status"] == "finalized"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finalized"
+    assert list(summary["damaged_parts"]) == [f"damaged-parts/step-00/{damaged.name}"]
 
 
 def test_finalize_with_nothing_readable_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -285,7 +285,11 @@ class LoadTestRun:
         if s.sweep is None:
             body.pop("step", None)
         telemetry = self.telemetry.describe() if self.telemetry else None
-        return {**head, **body, "partial": partial, "status": status, "telemetry": telemetry}
+        # Rows of unreadable parts are not in these figures; the files are kept where the merge puts them.
+        damaged = {f"{DAMAGED_DIR}/{path.relative_to(self.parts_dir)}": problem
+                   for path, problem in sorted(self.damaged.items())}  # fmt: skip
+        return {**head, **body, "partial": partial, "status": status, "telemetry": telemetry,
+                **({"damaged_parts": damaged} if damaged else {})}
 
     def run(self) -> dict[str, Any]:
         """Run every step and write the folder; returns the summary (also in summary.json)."""
