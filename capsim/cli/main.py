@@ -19,6 +19,7 @@ from capsim.cli import simulate as _simulate  # noqa: F401
 from capsim.cli import sweep as _sweep  # noqa: F401
 from capsim.cli import validate as _validate  # noqa: F401
 from capsim.cli.app import app
+from capsim.cli.finite_floats import refuse_non_finite_floats
 from capsim.cli.help_format import set_metavars, widen_when_piped
 from capsim.errors import CapsimInputError
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     widen_when_piped(os.environ, sys.stdout.isatty())  # type: ignore[arg-type]
     cli = typer.main.get_command(app)
     set_metavars(cli)
+    refuse_non_finite_floats(cli)
     try:
         result = cli(args=argv, standalone_mode=False, prog_name="capsim")
     except CapsimInputError as exc:
