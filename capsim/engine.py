@@ -12,6 +12,7 @@ import numpy as np
 import simpy
 
 from capsim.autoscale.controller import AutoscaleController
+from capsim.hardware.cost import billed_cost, replica_energy
 from capsim.metrics.intervals import LevelAreas
 from capsim.metrics.request_log import Columns, RequestLog
 from capsim.metrics.summary import combine_replications, replication_summary
@@ -237,34 +238,20 @@ def _run_pull_replication(
 
 
 def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float]:
-    """Billed replica-hours in the window at on-demand and spot prices (provisioning is billed too)."""
-    hours = window_s / 3600.0
-    spot_replicas = level_means["billed_spot_replicas"]
-    assert scenario.hardware.usd_per_hour is not None  # filled in from the catalogue at validation
-    on_demand_usd = (level_means["billed_replicas"] - spot_replicas) * hours * scenario.hardware.usd_per_hour
+    """Billed replica-seconds in the window at on-demand and spot prices (`billed_cost`)."""
     spot = getattr(scenario.serving, "spot", None)  # only real-time replicas run on spot here
-    spot_usd = spot_replicas * hours * spot.price_usd_per_hour if spot is not None else 0.0
-    return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}
-
-
-# Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the catalogue's
-# own assumption (an estimate; set hardware.idle_w from measured idle draw for real numbers).
-_IDLE_SHARE_OF_TDP = 0.15
+    spot_replica_s = level_means["billed_spot_replicas"] * window_s
+    on_demand_replica_s = level_means["billed_replicas"] * window_s - spot_replica_s
+    spot_usd_per_hour = spot.price_usd_per_hour if spot is not None else 0.0
+    return billed_cost(scenario.hardware.usd_per_hour, on_demand_replica_s, spot_replica_s, spot_usd_per_hour)
 
 
 def _energy(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float] | None:
-    """Energy from power = idle + (TDP − idle) × busy share, over billed replicas (idle while starting)."""
-    hardware = scenario.hardware
-    if hardware.tdp_w is None:
-        return None
-    idle_w = hardware.idle_w if hardware.idle_w is not None else _IDLE_SHARE_OF_TDP * hardware.tdp_w
+    """Energy of the billed replicas (`replica_energy`); a replica is busy in proportion to its busy executors."""
     assert isinstance(scenario.serving, RealtimeServing)
     busy_replicas = level_means["busy_executors"] / scenario.serving.instances_per_replica
-    joules = (idle_w * level_means["billed_replicas"] + (hardware.tdp_w - idle_w) * busy_replicas) * window_s
-    result = {"joules": joules, "kwh": joules / 3.6e6, "mean_power_w": joules / window_s}
-    if hardware.usd_per_kwh is not None:
-        result["usd"] = result["kwh"] * hardware.usd_per_kwh
-    return result
+    billed_replica_s = level_means["billed_replicas"] * window_s
+    return replica_energy(scenario.hardware, billed_replica_s, busy_replicas * window_s, window_s)
 
 
 def simulate(

@@ -22,7 +22,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from capsim.errors import CapsimInputError
-from capsim.hardware.spec import PROVIDER_FIGURE_FIELDS, HardwareSpec, ProviderSpec, expand_figures
+from capsim.hardware.spec import (
+    DEFAULT_IDLE_FRACTION_OF_TDP,
+    PROVIDER_FIGURE_FIELDS,
+    HardwareSpec,
+    ProviderSpec,
+    expand_figures,
+)
 from capsim.input_files import load_yaml, read_yaml_file
 from capsim.input_model import input_error
 
@@ -63,7 +69,7 @@ class Catalogue:
     raw: dict[str, dict[str, Any]]
     files: list[str] = field(default_factory=list)
     providers: dict[str, ProviderSpec] = field(default_factory=dict)
-    idle_fraction_of_tdp: float = 0.15
+    idle_fraction_of_tdp: float = DEFAULT_IDLE_FRACTION_OF_TDP
     facts_read_on: str | None = None
 
     def __iter__(self) -> Iterator[HardwareSpec]:
@@ -206,7 +212,7 @@ def load_catalogue(
     """
     shipped = _shipped_document()
     shipped_source = f"capsim/hardware/{_SHIPPED}"
-    idle_fraction = float((shipped.get("assumptions") or {}).get("idle_fraction_of_tdp", 0.15))
+    idle_fraction = float((shipped.get("assumptions") or {}).get("idle_fraction_of_tdp", DEFAULT_IDLE_FRACTION_OF_TDP))
     merger = _Merger()
     merger.add_layer(shipped["hardware"], {}, shipped_source)
     providers = _merge_providers({}, shipped.get("providers") or {}, {}, shipped_source)

@@ -5,14 +5,17 @@ Prices are per catalogue unit (one GPU for kind gpu, one instance for kind cpu);
 when idle and its TDP when busy, so at utilization u it draws `idle + (TDP - idle) × u`. TDP is an
 upper bound on real draw (inference rarely holds a GPU at its power limit), so energy figures are
 conservative; the idle figure is a catalogue estimate unless the entry gives a measured one.
+
+Every serving mode (real-time, streaming, async, batch jobs) prices its billed replica-seconds with
+`billed_cost` and accounts its energy with `replica_energy`, so the rules live here once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from capsim.errors import CapsimInputError
-from capsim.hardware.spec import HardwareSpec, PriceOffer
+from capsim.hardware.spec import DEFAULT_IDLE_FRACTION_OF_TDP, HardwareSpec, PriceOffer
 
 PriceMarket = Literal["on_demand", "spot"]
 J_PER_KWH = 3.6e6
@@ -90,7 +93,12 @@ def energy_j(busy_s: float, idle_s: float, spec: HardwareSpec, gpus: int = 1) ->
         raise ValueError("busy_s and idle_s must be >= 0")
     tdp = spec.require("tdp_w", "energy")
     idle = spec.require("idle_power_w", "energy")
-    return gpus * (tdp * busy_s + idle * idle_s)
+    return gpus * linear_energy_j(tdp, idle, busy_s, idle_s)
+
+
+def linear_energy_j(tdp_w: float, idle_w: float, busy_s: float, idle_s: float) -> float:
+    """The linear power model's energy: `busy_s` at `tdp_w` plus `idle_s` at `idle_w`, in joules."""
+    return tdp_w * busy_s + idle_w * idle_s
 
 
 def energy_kwh(energy_joules: float) -> float:
@@ -103,3 +111,56 @@ def energy_usd(energy_joules: float, usd_per_kwh: float) -> float:
     if usd_per_kwh < 0:
         raise ValueError("usd_per_kwh must be >= 0")
     return energy_kwh(energy_joules) * usd_per_kwh
+
+
+class ReplicaPower(Protocol):
+    """A scenario's `hardware` block as the energy account reads it (per replica, filled in from the
+    catalogue at validation where the scenario leaves them out)."""
+
+    @property
+    def tdp_w(self) -> float | None: ...
+    @property
+    def idle_w(self) -> float | None: ...
+    @property
+    def usd_per_kwh(self) -> float | None: ...
+
+
+def replica_idle_w(hardware: ReplicaPower) -> float:
+    """A replica's idle draw: the scenario's or the catalogue's `idle_w`, else the catalogue's
+    default share of TDP (`DEFAULT_IDLE_FRACTION_OF_TDP`, an estimate: set hardware.idle_w from a
+    measured idle draw for real numbers). Needs `tdp_w`."""
+    assert hardware.tdp_w is not None
+    return hardware.idle_w if hardware.idle_w is not None else DEFAULT_IDLE_FRACTION_OF_TDP * hardware.tdp_w
+
+
+def replica_energy(
+    hardware: ReplicaPower, billed_replica_s: float, busy_replica_s: float, window_s: float | None = None
+) -> dict[str, float] | None:
+    """The energy block of a run summary, or None when the hardware has no TDP.
+
+    A billed replica draws its idle power, and its TDP while busy (`busy_replica_s` replica-seconds,
+    part of `billed_replica_s`); a replica still starting is billed and idle. Gives `joules`, `kwh`,
+    `usd` when the scenario sets an electricity price, and `mean_power_w` over `window_s` if given.
+    """
+    if hardware.tdp_w is None:
+        return None
+    idle_w = replica_idle_w(hardware)
+    joules = linear_energy_j(hardware.tdp_w, idle_w, busy_replica_s, billed_replica_s - busy_replica_s)
+    result = {"joules": joules, "kwh": energy_kwh(joules)}
+    if window_s is not None:
+        result["mean_power_w"] = joules / window_s
+    if hardware.usd_per_kwh is not None:
+        result["usd"] = energy_usd(joules, hardware.usd_per_kwh)
+    return result
+
+
+def billed_cost(
+    usd_per_hour: float | None, on_demand_replica_s: float, spot_replica_s: float = 0.0, spot_usd_per_hour: float = 0.0
+) -> dict[str, float]:
+    """The cost block of a run summary: billed replica-seconds at the on-demand and spot prices per
+    replica-hour (provisioning is billed too). `usd_per_hour` is filled in from the catalogue at
+    validation; None here is a bug upstream."""
+    assert usd_per_hour is not None, "hardware.usd_per_hour is filled in at validation"
+    on_demand_usd = on_demand_replica_s / 3600.0 * usd_per_hour
+    spot_usd = spot_replica_s / 3600.0 * spot_usd_per_hour if spot_replica_s else 0.0
+    return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}

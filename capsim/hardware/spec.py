@@ -39,6 +39,11 @@ FIGURE_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 PROVIDER_FIGURE_FIELDS: tuple[str, ...] = ("spot_notice_s", "spot_reclaimed_fraction_per_month")
 
+DEFAULT_IDLE_FRACTION_OF_TDP = 0.15
+"""Idle draw as a share of TDP where nothing gives one: the shipped catalogue's assumption
+(`assumptions.idle_fraction_of_tdp` in catalogue.yaml; a test keeps the two equal). Not in the
+sources: an idle GPU with a model loaded draws a small fraction of its TDP."""
+
 
 def _date_text(value: Any) -> Any:
     """YAML reads `2026-06-01` as a date; the catalogue keeps dates as the source wrote them."""
@@ -185,7 +190,9 @@ class HardwareSpec(InputModel):
     spot_reclaimed_fraction_per_month: Figure = Field(default_factory=Figure)
     offers: list[PriceOffer] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    idle_fraction_of_tdp: float = Field(default=0.15, ge=0, le=1, description="used only to derive idle_power_w")
+    idle_fraction_of_tdp: float = Field(
+        default=DEFAULT_IDLE_FRACTION_OF_TDP, ge=0, le=1, description="used only to derive idle_power_w"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -18,6 +18,7 @@ import simpy
 
 from capsim.autoscale.keda import KedaPolicy
 from capsim.autoscale.view import FleetView, MetricSamples
+from capsim.hardware.cost import billed_cost, replica_energy
 from capsim.metrics.intervals import interval_area
 from capsim.metrics.request_log import COMPLETED, Columns, RequestLog
 from capsim.metrics.summary import replication_summary
@@ -25,9 +26,6 @@ from capsim.metrics.tally import RequestTally
 from capsim.scenario import Scenario
 from capsim.serving.pool import PoolLevels
 
-# Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the same
-# assumption as the real-time mode's energy account (capsim/engine.py).
-_IDLE_SHARE_OF_TDP = 0.15
 _MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
 
 
@@ -124,8 +122,6 @@ def pull_summary(
     low, high = levels.ready.extremes_between(scenario.warmup_s, scenario.duration_s)
     replicas = {"mean": means["replicas"], "min": int(low), "max": int(high),
                 "billed_mean": means["billed_replicas"], **members}  # fmt: skip
-    assert scenario.hardware.usd_per_hour is not None  # filled in from the catalogue at validation
-    usd = means["billed_replicas"] * window_s / 3600.0 * scenario.hardware.usd_per_hour
     summary = replication_summary(
         name=scenario.name,
         seed=seed,
@@ -134,8 +130,10 @@ def pull_summary(
         tally=fold.tally,
         levels=means,
         replicas=replicas,
-        cost_usd={"usd": usd, "on_demand_usd": usd, "spot_usd": 0.0},
-        energy=_energy(scenario, means, window_s),
+        cost_usd=billed_cost(scenario.hardware.usd_per_hour, means["billed_replicas"] * window_s),
+        # One executor per member: a member is busy while its executor is.
+        energy=replica_energy(scenario.hardware, means["billed_replicas"] * window_s,
+                              means["busy_executors"] * window_s, window_s),
         slo=(scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None,
         extra={"mode": scenario.serving.mode, "service": scenario.service.describe(), "warnings": warnings, **extra},
     )
@@ -160,20 +158,6 @@ def pull_summary(
                              ("billed", levels.billed))
     }  # fmt: skip
     return summary, timeseries, changes
-
-
-def _energy(scenario: Scenario, means: dict[str, float], window_s: float) -> dict[str, float] | None:
-    """Power = idle + (TDP − idle) × busy share, over billed members (one executor each)."""
-    hardware = scenario.hardware
-    if hardware.tdp_w is None:
-        return None
-    idle_w = hardware.idle_w if hardware.idle_w is not None else _IDLE_SHARE_OF_TDP * hardware.tdp_w
-    joules = (idle_w * means["billed_replicas"] + (hardware.tdp_w - idle_w) * means["busy_executors"]) * window_s
-    result = {"joules": joules, "kwh": joules / 3.6e6, "mean_power_w": joules / window_s}
-    if hardware.usd_per_kwh is not None:
-        result["usd"] = result["kwh"] * hardware.usd_per_kwh
-    return result
-
 
 
 def run_and_drain(env: simpy.Environment, scenario: Scenario, drained: simpy.Event) -> None:

@@ -58,3 +58,33 @@ def test_energy_is_tdp_when_busy_and_the_idle_floor_otherwise() -> None:
 def test_energy_without_a_tdp_names_the_figure() -> None:
     with pytest.raises(CapsimInputError, match=r"^hardware\.tdp_w: c7i\.2xlarge has no tdp_w in the catalogue"):
         energy_j(1.0, 1.0, load_catalogue().get("c7i.2xlarge"))
+
+
+def test_replica_energy_and_billed_cost_are_the_rules_every_mode_uses() -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import yaml
+
+    import capsim.hardware
+    from capsim.hardware.cost import billed_cost, replica_energy, replica_idle_w
+    from capsim.hardware.spec import DEFAULT_IDLE_FRACTION_OF_TDP
+
+    # Two replicas billed for an hour, one of them busy half the time: 7200 s idle-floor, 1800 s at TDP.
+    hw = SimpleNamespace(tdp_w=300.0, idle_w=50.0, usd_per_kwh=0.2)
+    energy = replica_energy(hw, billed_replica_s=7200.0, busy_replica_s=1800.0, window_s=3600.0)
+    assert energy is not None
+    assert energy["joules"] == pytest.approx(300 * 1800 + 50 * 5400)
+    assert energy["kwh"] == pytest.approx(energy["joules"] / 3.6e6)
+    assert energy["usd"] == pytest.approx(energy["kwh"] * 0.2)
+    assert energy["mean_power_w"] == pytest.approx(energy["joules"] / 3600.0)
+    assert "mean_power_w" not in (replica_energy(hw, 7200.0, 1800.0) or {})
+    assert replica_energy(SimpleNamespace(tdp_w=None, idle_w=None, usd_per_kwh=None), 1.0, 1.0) is None
+    # Without an idle figure the default share of TDP applies, the same number the shipped catalogue assumes.
+    no_idle = SimpleNamespace(tdp_w=200.0, idle_w=None, usd_per_kwh=None)
+    assert replica_idle_w(no_idle) == 200.0 * DEFAULT_IDLE_FRACTION_OF_TDP
+    shipped = yaml.safe_load((Path(capsim.hardware.__file__).parent / "catalogue.yaml").read_text())
+    assert shipped["assumptions"]["idle_fraction_of_tdp"] == DEFAULT_IDLE_FRACTION_OF_TDP
+    cost = billed_cost(4.0, on_demand_replica_s=5400.0, spot_replica_s=1800.0, spot_usd_per_hour=1.0)
+    assert cost == pytest.approx({"usd": 6.0 + 0.5, "on_demand_usd": 6.0, "spot_usd": 0.5})
+    assert billed_cost(4.0, 3600.0) == {"usd": 4.0, "on_demand_usd": 4.0, "spot_usd": 0.0}

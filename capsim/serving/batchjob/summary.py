@@ -10,14 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from capsim.hardware.cost import billed_cost, replica_energy
 from capsim.metrics.summary import clean_json, t95
 from capsim.scenario import Scenario
 from capsim.serving.batchjob.checks import batch_serving
 from capsim.serving.batchjob.job import BatchJob, as_changes, step_at, step_means
 
-# Idle draw as a share of TDP when neither the scenario nor the catalogue gives one: the same
-# assumption as the real-time mode's energy account (capsim/engine.py).
-_IDLE_SHARE_OF_TDP = 0.15
 _SERIES_POINTS = 500
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
@@ -59,11 +57,9 @@ def replication_summary(scenario: Scenario, seed: int, job: BatchJob, end_s: flo
         assert worker.left_s is not None  # closed at end_s
         billed["spot" if worker.on_spot else "on_demand"] += worker.left_s - worker.launched_s
     billed_s = billed["on_demand"] + billed["spot"]
-    hardware = scenario.hardware
-    assert hardware.usd_per_hour is not None  # filled in from the catalogue at validation
-    on_demand_usd = billed["on_demand"] / 3600.0 * hardware.usd_per_hour
-    spot_usd = billed["spot"] / 3600.0 * serving.spot.price_usd_per_hour if serving.spot is not None else 0.0
-    usd = on_demand_usd + spot_usd
+    spot_usd_per_hour = serving.spot.price_usd_per_hour if serving.spot is not None else 0.0
+    cost = billed_cost(scenario.hardware.usd_per_hour, billed["on_demand"], billed["spot"], spot_usd_per_hour)
+    usd = cost["usd"]
     phases = record.phase_s
     deadline_s = serving.deadline_s
     by_deadline = sum(n for t, n in record.commits if deadline_s is not None and t <= deadline_s)
@@ -111,9 +107,7 @@ def replication_summary(scenario: Scenario, seed: int, job: BatchJob, end_s: flo
             "spot_interruptions": record.interruptions,
         },
         "cost": {
-            "usd": usd,
-            "on_demand_usd": on_demand_usd,
-            "spot_usd": spot_usd,
+            **cost,
             "usd_per_hour": usd / (end_s / 3600.0) if end_s > 0 else math.nan,
             "usd_per_million_items": usd / done * 1e6 if done else math.nan,
         },
@@ -127,13 +121,10 @@ def replication_summary(scenario: Scenario, seed: int, job: BatchJob, end_s: flo
         "warnings": warnings,
         "ci95": {},
     }
-    if hardware.tdp_w is not None:
-        idle_w = hardware.idle_w if hardware.idle_w is not None else _IDLE_SHARE_OF_TDP * hardware.tdp_w
-        joules = idle_w * billed_s + (hardware.tdp_w - idle_w) * phases["compute"]
-        summary["energy"] = {"joules": joules, "kwh": joules / 3.6e6,
-                             "joules_per_item": joules / done if done else math.nan}  # fmt: skip
-        if hardware.usd_per_kwh is not None:
-            summary["energy"]["usd"] = summary["energy"]["kwh"] * hardware.usd_per_kwh
+    # A worker is busy while it computes; reading input and waiting are billed at idle power.
+    energy = replica_energy(scenario.hardware, billed_s, phases["compute"])
+    if energy is not None:
+        summary["energy"] = {**energy, "joules_per_item": energy["joules"] / done if done else math.nan}
     return clean_json(summary)
 
 
