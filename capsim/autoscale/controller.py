@@ -12,8 +12,7 @@ from typing import Any
 import simpy
 
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow, schedule_floor
-from capsim.autoscale.view import FleetView, MetricSamples
-from capsim.serving.fleet import RealtimeFleet
+from capsim.autoscale.view import FleetView, MetricSamples, ScalableFleet
 
 SAMPLE_INTERVAL_S = 1.0  # Knative scrapes pod metrics every second; finer than every other policy needs
 
@@ -24,7 +23,7 @@ class AutoscaleController:
     def __init__(
         self,
         env: simpy.Environment,
-        fleet: RealtimeFleet,
+        fleet: ScalableFleet,
         policy: AutoscalingSpec,
         schedule: list[ScheduleWindow],
         clock_start_h: float,

@@ -1,11 +1,14 @@
 """What an autoscaling policy sees when it decides: replica counts now and metric samples from the
-recent past (scraped every `sample_interval_s`, like Knative's 1 s scrape of pod metrics)."""
+recent past (scraped every `sample_interval_s`, like Knative's 1 s scrape of pod metrics); and what
+the controller needs of a fleet (`ScalableFleet`), so that autoscaling never imports serving."""
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -72,3 +75,51 @@ class FleetView:
     executors_per_replica: int
     samples: MetricSamples
     in_flight_now: int = 0  # requests queued, in service or waiting in the activator right now
+
+
+class ReplicaShape(Protocol):
+    """A fleet's replica configuration as the controller reads it."""
+
+    @property
+    def instances(self) -> int:
+        """Model executors per replica."""
+        ...
+
+
+class ScalableFleet(Protocol):
+    """A fleet as `AutoscaleController` drives it (capsim.serving.fleet.RealtimeFleet is one)."""
+
+    on_buffered: Callable[[float], None] | None
+    """Set by the controller: called with the time when requests wait with no replica ready."""
+
+    @property
+    def current(self) -> int:
+        """The replica count last asked for."""
+        ...
+
+    @property
+    def ready(self) -> Sized:
+        """Replicas serving traffic."""
+        ...
+
+    @property
+    def starting(self) -> Sized:
+        """Replicas starting (provisioning, pulling, loading)."""
+        ...
+
+    @property
+    def config(self) -> ReplicaShape:
+        """The replicas' configuration."""
+        ...
+
+    def sample(self) -> dict[str, float]:
+        """One sample of every metric in `METRICS`."""
+        ...
+
+    def in_flight_now(self) -> int:
+        """Requests queued, in service or buffered right now."""
+        ...
+
+    def scale_to(self, desired: int) -> None:
+        """Start or drain replicas towards `desired`."""
+        ...
