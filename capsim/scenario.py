@@ -15,6 +15,7 @@ from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
 from capsim.input_files import parse_value, read_yaml_file
 from capsim.input_model import InputModel, input_error
+from capsim.scenario_catalogue import scenario_catalogue, transfer_service
 from capsim.servicetime import ServiceSpec
 from capsim.serving.asyncqueue import AsyncServing
 from capsim.serving.batchjob import BatchJobServing
@@ -193,39 +194,6 @@ def validate_scenario(data: Any, source: str, catalogue_path: str | Path | None 
         raise CapsimInputError(exc.detail, source=exc.source or source, field=exc.field) from None
 
 
-def scenario_catalogue(hardware: Hardware, catalogue_path: str | Path | None = None) -> Catalogue:
-    """The catalogue a scenario sees: shipped, then `catalogue_path`, then its inline `hardware.catalogue`.
-
-    Inline fields are keyed by the catalogue's own spelling of `hardware.name` (so 'A10G (AWS g5.xlarge)'
-    overrides the A10G entry); an unknown name with `kind:` becomes a new entry. Errors in inline fields
-    name them as the user wrote them: `hardware.catalogue.<field>`.
-    """
-    from capsim.hardware import load_catalogue
-
-    catalogue = load_catalogue(catalogue_path)
-    if not hardware.catalogue:
-        return catalogue
-    try:
-        key = catalogue.canonical_name(hardware.name)
-    except CapsimInputError:
-        if "kind" not in hardware.catalogue:
-            raise CapsimInputError(
-                f"'{hardware.name}' is not in the catalogue, so hardware.catalogue defines a new entry "
-                "and must say kind: gpu or cpu",
-                field="hardware.catalogue.kind",
-            ) from None
-        key = hardware.name.split("(", 1)[0].strip() or hardware.name
-    try:
-        return load_catalogue(catalogue_path, inline={key: hardware.catalogue})
-    except CapsimInputError as exc:
-        if exc.source != "inline hardware":
-            raise
-        field = exc.field or ""
-        prefix = f"hardware.{key}"
-        inline_field = "hardware.catalogue" + field[len(prefix):] if field.startswith(prefix) else field
-        raise CapsimInputError(exc.detail, field=inline_field) from None
-
-
 def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | None = None) -> Scenario:
     hardware = scenario.hardware
     spot: SpotCapacity | None = getattr(scenario.serving, "spot", None)
@@ -302,18 +270,6 @@ def _spot_from_catalogue(
     return spot.model_copy(update=update)
 
 
-def _transfer_service(scenario: Scenario, catalogue_path: str | Path | None = None) -> Scenario:
-    """Transfer a measured profile to the scenario's hardware when `service.transfer` asks for it."""
-    service = scenario.service
-    if getattr(service, "transfer", None) is None:
-        return scenario
-    from capsim.hardware import resolve_hardware
-
-    catalogue = scenario_catalogue(scenario.hardware, catalogue_path)
-    target = resolve_hardware(scenario.hardware.name, None, catalogue)
-    return scenario.model_copy(update={"service": service.on_hardware(target, catalogue)})  # type: ignore[union-attr]
-
-
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.c=value` → (["a", "b", "c"], value parsed as YAML, so numbers and booleans keep their type;
     see `capsim.input_files.parse_value`)."""
@@ -367,7 +323,7 @@ def load_scenario(
         data = apply_overrides(data, overrides)
     scenario = validate_scenario(data, str(path), catalogue_path).resolve_paths(path.parent)
     try:
-        scenario = _transfer_service(scenario, catalogue_path)
+        scenario = transfer_service(scenario, catalogue_path)
         if scenario.serving.mode == "batch":
             from capsim.serving.batchjob.checks import check_batch_job
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capsim.errors import CapsimInputError
-from capsim.scenario import Scenario, _transfer_service, validate_scenario
+from capsim.scenario import Scenario, validate_scenario
+from capsim.scenario_catalogue import transfer_service
 from capsim.serving.batchjob.checks import batch_serving
 from capsim.serving.batchjob.run import run_batch_job
 from capsim.serving.batchjob.schema import HardwareCandidate
@@ -121,7 +122,7 @@ def candidate_scenario(scenario: Scenario, candidate: HardwareCandidate, index: 
         data["serving"]["spot"] = candidate.spot.model_dump(mode="json", exclude_none=True)
     data["serving"]["search"] = {**data["serving"].get("search", {}), "hardware": []}
     try:
-        return _transfer_service(validate_scenario(data, field))
+        return transfer_service(validate_scenario(data, field))
     except CapsimInputError as exc:
         raise CapsimInputError(exc.detail, field=f"{field}: {exc.field}" if exc.field else field) from None
 
