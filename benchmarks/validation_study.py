@@ -124,21 +124,16 @@ def _row(model: str, study: str, role: str, row: dict[str, Any]) -> dict[str, An
 
 FRONTEND_SUFFIX = " + front end"
 LATENESS_SUFFIX = " + front end + late window"
-CORRELATION_SUFFIX = " + correlated batches ({form})"
-STALLS_SUFFIX = " + stalls"
 
 
 def analyse(
     by_model: dict[str, list[Path]], black_box_evaluations: int, frontend: str = "both",
-    window_lateness: bool = False, batch_correlation: tuple[str, ...] = (), stalls: bool = False,
+    window_lateness: bool = False,
 ) -> list[dict[str, Any]]:
     """Calibrate and predict per model; one row per (study, point). White-box studies run with the
     fitted front end (`serving.frontend`, study name ending in " + front end"), with the constant
     overhead only, or both (`frontend`: on, off, both); with `window_lateness` also with the front
-    end and its late batching timer (" + front end + late window"); with `batch_correlation` (forms:
-    latent, ar1) also with the front end (and the late timer when asked) and batch times correlated
-    in batch order (" + correlated batches (FORM)"); with `stalls` also with the front end (and the
-    late timer when asked) and the stall process fitted from the batch log (" + stalls")."""
+    end and its late batching timer (" + front end + late window")."""
     rows: list[dict[str, Any]] = []
     for model, run_dirs in sorted(by_model.items()):
         white: list[tuple[str, dict[str, Any]]] = [
@@ -159,15 +154,6 @@ def analyse(
             if window_lateness:
                 studies.append((name.replace(",", LATENESS_SUFFIX + ",", 1),
                                 {**options, "frontend": True, "window_lateness": True}))
-            for form in batch_correlation:
-                base = LATENESS_SUFFIX if window_lateness else FRONTEND_SUFFIX
-                studies.append((name.replace(",", base + CORRELATION_SUFFIX.format(form=form) + ",", 1),
-                                {**options, "frontend": True, "window_lateness": window_lateness,
-                                 "batch_correlation": form}))
-            if stalls:
-                base = LATENESS_SUFFIX if window_lateness else FRONTEND_SUFFIX
-                studies.append((name.replace(",", base + STALLS_SUFFIX + ",", 1),
-                                {**options, "frontend": True, "window_lateness": window_lateness, "stalls": True}))
         if black_box_evaluations > 0:
             studies.append(("black box, held out by load", {"method": "black-box", "holdout": "alternate",
                                                             "max_evaluations": black_box_evaluations}))
@@ -179,7 +165,7 @@ def analyse(
                 print(f"# {model} / {study}: {exc}", file=sys.stderr)
                 continue
             print(f"# {model} / {study}: {time.monotonic() - started:.0f} s, overhead {result.overhead_ms:.2f} ms, "
-                  f"front end {_brief(result.frontend)}, correlation {result.correlation}, stalls {result.stalls}, "
+                  f"front end {_brief(result.frontend)}, "
                   f"fit detail {json.dumps(result.profile.provenance['calibration']['fit_detail'])[:300]}",
                   file=sys.stderr)
             rows += [_row(model, study, "fit", r) for r in result.fit_rows]
@@ -329,16 +315,7 @@ def main() -> None:
     parser.add_argument("--window-lateness", action="store_true",
                         help="white box: also fit and replay the batching timer's lateness "
                              "(serving.frontend.window_late_quantiles_ms)")
-    parser.add_argument("--batch-correlation", default="",
-                        help="white box: also replay with batch times correlated in batch order, fitted in each "
-                             "of these forms (comma-separated: latent, ar1; service.correlation)")
-    parser.add_argument("--stalls", action="store_true",
-                        help="white box: also detect and replay stalls of the whole server (serving.stalls), on top "
-                             "of the front end (and the late window with --window-lateness)")
     args = parser.parse_args()
-    forms = tuple(f.strip() for f in args.batch_correlation.split(",") if f.strip())
-    if any(f not in ("latent", "ar1") for f in forms):
-        sys.exit(f"--batch-correlation: expected latent and/or ar1, got {args.batch_correlation!r}")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     root = args.from_runs or args.out
     if args.from_runs is None:
@@ -346,7 +323,7 @@ def main() -> None:
     by_model = {m: dirs for m, dirs in discover(root).items() if args.from_runs is not None or m in models}
     if not by_model:
         sys.exit(f"no run folders under {root}")
-    rows = analyse(by_model, args.black_box_evaluations, args.frontend, args.window_lateness, forms, args.stalls)
+    rows = analyse(by_model, args.black_box_evaluations, args.frontend, args.window_lateness)
     notes = diagnostics(by_model)
     json_path = args.json or (None if args.from_runs else args.out / "study.json")
     if json_path is not None:
@@ -363,13 +340,6 @@ def main() -> None:
     if added:
         print(added)
         print()
-    if args.stalls:
-        base = LATENESS_SUFFIX if args.window_lateness else FRONTEND_SUFFIX
-        stalled = added_markdown(rows, base + STALLS_SUFFIX, "stalls", base,
-                                 "late window" if args.window_lateness else "front end")
-        if stalled:
-            print(stalled)
-            print()
     print(diagnostics_markdown(notes))
 
 

@@ -22,7 +22,6 @@ from capsim.serving.batchjob import BatchJobServing
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
 from capsim.serving.frontend import FrontEndSpec
 from capsim.serving.spot import SpotCapacity
-from capsim.serving.stalls import StallSpec
 from capsim.serving.streaming import StreamingServing
 from capsim.workload import ArrivalSpec
 
@@ -93,9 +92,6 @@ class RealtimeServing(_Strict):
     )
     frontend: FrontEndSpec | None = Field(
         default=None, description="the server's per-request CPU work before the batcher, as a queue that saturates"
-    )
-    stalls: StallSpec | None = Field(
-        default=None, description="rare spells in which a replica's executor and front end run slower (opt-in)"
     )
     autoscaling: AutoscalingSpec | None = None
     schedule: list[ScheduleWindow] = Field(default_factory=list, description="time-of-day minimum replicas")

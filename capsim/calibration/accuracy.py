@@ -25,12 +25,11 @@ UTILIZATION_LIMIT = 0.80
 @dataclass(frozen=True)
 class ReplayModel:
     """What a replay needs besides the point: the service model (a `service:` mapping), overhead and
-    front end (a `serving.frontend` mapping, or None for none) and stalls (`serving.stalls`, or None)."""
+    front end (a `serving.frontend` mapping, or None for none)."""
 
     service: dict[str, Any]
     overhead_ms: float
     frontend: dict[str, Any] | None = None
-    stalls: dict[str, Any] | None = None
 
 
 def point_utilization(comparison: dict[str, Any]) -> float | None:
@@ -46,7 +45,7 @@ def evaluate_points(
     rows = []
     for point in points:
         sim = replay(point, model.service, model.overhead_ms, workspace, seed=seed, replications=replications,
-                     frontend=model.frontend, stalls=model.stalls)
+                     frontend=model.frontend)
         comparison = compare_point(point, sim)
         rows.append({
             "label": point.label, "run_dir": str(point.run_dir), "step": point.step, "rate_rps": point.rate_rps,

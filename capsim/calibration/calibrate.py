@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from capsim.calibration.accuracy import ReplayModel, aggregate_errors, evaluate_points
 from capsim.calibration.blackbox import fit_black_box, profile_from_linear
-from capsim.calibration.correlation_fit import CorrelationForm, fit_correlation
 from capsim.calibration.frontend_fit import frontend_estimate
 from capsim.calibration.holdout import split
 from capsim.calibration.lateness_fit import fit_lateness
@@ -26,7 +25,6 @@ from capsim.calibration.profile_checks import check_profile_for
 from capsim.calibration.provenance import build_provenance, common_model, profile_metadata
 from capsim.calibration.replay import ReplayWorkspace
 from capsim.calibration.runfolder import LoadPoint, ServerSettings, read_run_folders, require_server
-from capsim.calibration.stall_fit import fit_stalls, without_stalls
 from capsim.calibration.steadiness import spike_warning
 from capsim.calibration.whitebox import fit_white_box, overhead_estimate
 from capsim.errors import CapsimInputError
@@ -49,8 +47,6 @@ class CalibrationResult:
     fit_errors: dict[str, Any]
     holdout_errors: dict[str, Any] | None
     warnings: list[str]
-    correlation: dict[str, float] | None = None  # the fitted `service.correlation`, when asked and found
-    stalls: dict[str, Any] | None = None  # the fitted `serving.stalls`, when asked and found
 
 
 def _white_box_possible(points: list[LoadPoint]) -> bool:
@@ -74,18 +70,13 @@ def choose_method(points: list[LoadPoint], method: Method) -> str:
 def calibrate(
     run_dirs: list[Path], *, method: Method = "auto", holdout: str | None = None, server: ServerSettings | None = None,
     overhead_ms: float | None = None, seed: int = 0, replications: int = 3, max_evaluations: int = 150,
-    frontend: bool = True, window_lateness: bool = False, batch_correlation: CorrelationForm | None = None,
-    stalls: bool = False, echo: Echo = lambda _: None,
+    frontend: bool = True, window_lateness: bool = False, echo: Echo = lambda _: None,
 ) -> CalibrationResult:
     """Calibrate a profile from `run_dirs` (see the module docstring). With `frontend` (white box
     only) the server's front end is fitted from the batch log's queue-entry times and replayed as
     `serving.frontend`; the overhead is then only what lies outside it (frontend_fit.py). With
     `window_lateness` as well, how late the server's batching timer fires (lateness_fit.py),
-    replayed as the front end's `window_late_quantiles_ms`. With `batch_correlation` (white box), how
-    batch times run slow together (correlation_fit.py, `latent` or `ar1`), replayed as the profile
-    service's `correlation`. With `stalls` (white box), rare spells in which the whole server ran slow
-    (stall_fit.py), replayed as `serving.stalls`; the profile is then fitted from the batches outside
-    them."""
+    replayed as the front end's `window_late_quantiles_ms`."""
     points = read_run_folders(run_dirs, server)
     common_model(points)
     for point in points:
@@ -99,19 +90,8 @@ def calibrate(
     with ReplayWorkspace() as workspace:
         fit_detail: dict[str, Any]
         frontend_spec: dict[str, Any] | None = None
-        correlation_spec: dict[str, float] | None = None
-        stall_spec: dict[str, Any] | None = None
         if chosen == "white-box":
-            stalled = fit_stalls(fit_points) if stalls else None
-            if stalls and stalled is None:
-                warnings.append("the batch log shows no stalls (runs of slow batches): none are replayed")
-            # The stalls' slow batches belong to the stall process, not to the profile's tail.
-            profile_points = without_stalls(fit_points) if stalled is not None else fit_points
-            profile, fit_detail = fit_white_box(profile_points, **profile_metadata(fit_points, chosen))
-            if stalled is not None:
-                stall_spec = stalled.spec()
-                fit_detail["stalls"] = stalled.as_dict()
-                echo(f"stalls: {stalled.describe()}: replayed as serving.stalls")
+            profile, fit_detail = fit_white_box(fit_points, **profile_metadata(fit_points, chosen))
             fitted = frontend_estimate(fit_points) if frontend else None
             if window_lateness and fitted is None:
                 warnings.append("the batching timer runs on the front end's loop, and no front end was fitted: its "
@@ -133,17 +113,6 @@ def calibrate(
             elif frontend:
                 warnings.append("the batch log has no queue-entry times matching the requests one for one, so the "
                                 "front end was not fitted; the overhead is a constant")
-            if batch_correlation is not None:
-                correlated = fit_correlation(fit_points, batch_correlation)
-                if correlated is None:
-                    warnings.append("the batch log shows no correlation between successive batch times (or too few "
-                                    "batches to tell): batch times stay independent")
-                else:
-                    correlation_spec = correlated.spec()
-                    fit_detail["batch_correlation"] = correlated.as_dict()
-                    echo(f"batch times: {correlated.describe()} (measured autocorrelation at lag 1 / "
-                         f"{len(correlated.acf)}: {correlated.acf[0]:.3f} / {correlated.acf[-1]:.3f}): replayed as "
-                         "service.correlation")
             # The whole time outside the server as one constant: the overhead when there is no
             # front end, and recorded beside it when there is (what a replay without it needs).
             estimate = overhead_estimate(fit_points)
@@ -151,10 +120,6 @@ def calibrate(
             if overhead_ms is None:
                 overhead_ms = estimate.median_ms
         else:
-            if batch_correlation is not None:
-                warnings.append("--batch-correlation needs the batch log (white box); batch times stay independent")
-            if stalls:
-                warnings.append("--stalls on needs the batch log (white box); no stalls are replayed")
             largest = max(require_server(p).max_batch_size for p in points)
             fit = fit_black_box(fit_points, workspace, max_evaluations=max_evaluations, seed=seed)
             fit_detail = fit.as_dict()
@@ -170,21 +135,18 @@ def calibrate(
         for point in points:
             warnings += check_profile_for(profile, "the calibrated profile", point)
         service: dict[str, Any] = {"kind": "profile", "path": str(profile_path)}
-        if correlation_spec is not None:
-            service["correlation"] = correlation_spec
-        model = ReplayModel(service=service, overhead_ms=overhead_ms, frontend=frontend_spec, stalls=stall_spec)
+        model = ReplayModel(service=service, overhead_ms=overhead_ms, frontend=frontend_spec)
         fit_rows = evaluate_points(fit_points, model, workspace, seed=seed, replications=replications)
         holdout_rows = evaluate_points(holdout_points, model, workspace, seed=seed, replications=replications)
     fit_errors = aggregate_errors(fit_rows)
     holdout_errors = aggregate_errors(holdout_rows) if holdout_rows else None
     provenance = build_provenance(chosen, fit_points, holdout_points, overhead_ms, fit_detail, fit_errors,
-                                  holdout_errors, fit_rows, holdout_rows, holdout, frontend_spec,
-                                  correlation=correlation_spec, stalls=stall_spec)
+                                  holdout_errors, fit_rows, holdout_rows, holdout, frontend_spec)
     profile = profile.model_copy(update={"provenance": provenance})
     return CalibrationResult(profile=profile, method=chosen, overhead_ms=overhead_ms, frontend=frontend_spec,
                              fit_rows=fit_rows,
                              holdout_rows=holdout_rows, fit_errors=fit_errors, holdout_errors=holdout_errors,
-                             warnings=warnings, correlation=correlation_spec, stalls=stall_spec)
+                             warnings=warnings)
 
 
 def check_output_path(path: Path) -> None:

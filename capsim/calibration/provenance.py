@@ -10,10 +10,8 @@ A profile written by `capsim calibrate` carries, under `provenance.calibration`:
 * `overhead_ms`: the fixed per-request overhead the replay adds (set `serving.overhead_ms` to it);
 * `frontend`: the server's front end the replay queues requests through (set `serving.frontend` to
   it), or null when none was fitted (black box, or a batch log without queue-entry times);
-* `service_correlation` (only when `--batch-correlation` found one): how successive batch times
-  correlate, which the replay draws with (set the profile service's `correlation` to it);
-* `stalls` (only when `--stalls on` found some): the stall process the replay runs (set
-  `serving.stalls` to it; how it was detected in `fit_detail.stalls`);
+* (profiles calibrated before these mechanisms were removed may also hold `service_correlation` and
+  `stalls`: nothing reads them any more; docs/validation.md names the commit that still has them);
 * `fit` (the fit's own residuals) and `holdout` (the prediction error on points the fit never saw):
   aggregated errors (accuracy.py) and one row per point;
 * `validation`: the headline the simulator shows — the held-out error when there is one, else the
@@ -106,8 +104,7 @@ def build_provenance(
     method: str, fit_points: list[LoadPoint], holdout_points: list[LoadPoint], overhead_ms: float,
     fit_detail: dict[str, Any], fit_errors: dict[str, Any], holdout_errors: dict[str, Any] | None,
     fit_rows: list[dict[str, Any]], holdout_rows: list[dict[str, Any]], holdout_rule: str | None,
-    frontend: dict[str, Any] | None = None, correlation: dict[str, float] | None = None,
-    stalls: dict[str, Any] | None = None,
+    frontend: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `provenance` object of a calibrated profile (see the module docstring)."""
     first = fit_points[0]
@@ -128,10 +125,6 @@ def build_provenance(
         if holdout_errors is not None else None,
         "validation": headline(fit_errors, holdout_errors),
     }
-    if correlation is not None:  # (absent otherwise: profiles calibrated without it stay as they were)
-        calibration["service_correlation"] = correlation
-    if stalls is not None:  # (likewise)
-        calibration["stalls"] = stalls
     return {"calibration": calibration}
 
 

@@ -94,10 +94,10 @@ def arrival_trace(point: LoadPoint, workspace: ReplayWorkspace) -> tuple[Path, f
 
 def replay_scenario(
     point: LoadPoint, service: dict[str, Any], overhead_ms: float, trace_path: Path, origin_s: float, span_s: float,
-    seed: int = 0, frontend: dict[str, Any] | None = None, stalls: dict[str, Any] | None = None,
+    seed: int = 0, frontend: dict[str, Any] | None = None,
 ) -> Scenario:
     """The scenario that replays `point` with the given service-time model (a `service:` mapping) and,
-    when given, the server's front end (a `serving.frontend` mapping) and stalls (`serving.stalls`)."""
+    when given, the server's front end (a `serving.frontend` mapping)."""
     server = require_server(point)
     window_lo_s, window_hi_s = point.window_s
     warmup_s = max(window_lo_s - origin_s, 0.0)
@@ -109,8 +109,6 @@ def replay_scenario(
     }  # fmt: skip
     if frontend is not None:
         serving["frontend"] = frontend
-    if stalls is not None:
-        serving["stalls"] = stalls
     data = {
         "name": f"replay {point.label}",
         "duration_s": duration_s,
@@ -128,12 +126,11 @@ def replay_scenario(
 def replay(
     point: LoadPoint, service: dict[str, Any], overhead_ms: float, workspace: ReplayWorkspace, *, seed: int = 0,
     replications: int = 1, trace: tuple[Path, float, float] | None = None, frontend: dict[str, Any] | None = None,
-    stalls: dict[str, Any] | None = None,
 ) -> SimulatedRequests:
     """Simulate `point` with `service` and `overhead_ms`; per-request results on the run's clock.
     Pass `trace` (from `arrival_trace`) to reuse one trace file across many replays of a point."""
     trace_path, origin_s, span_s = trace or arrival_trace(point, workspace)
-    scenario = replay_scenario(point, service, overhead_ms, trace_path, origin_s, span_s, seed, frontend, stalls)
+    scenario = replay_scenario(point, service, overhead_ms, trace_path, origin_s, span_s, seed, frontend)
     # The measured requests bound the replay, but a damaged manifest's server settings or many
     # --replications can still exceed the machine; the replay's scenario is not the user's, so the
     # refusal names the run folder.

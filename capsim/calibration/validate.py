@@ -8,8 +8,8 @@ to `validation_cdf.png`.
 The fixed overhead comes from `--overhead-ms` when given, else from the profile's calibration
 provenance, else 0 (a profile from `capsim profile` measured the model alone). The server's front
 end (`serving.frontend`) comes from the provenance too when the calibration fitted one, unless
-`frontend=False`; so does the correlation of successive batch times (`service.correlation`,
-`--batch-correlation`) unless `batch_correlation=False`.
+`frontend=False`. Provenance keys of removed mechanisms (`service_correlation`, `stalls`) are
+ignored (docs/validation.md).
 """
 
 from __future__ import annotations
@@ -68,13 +68,6 @@ def frontend_from_profile(profile: Profile) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
-def correlation_from_profile(profile: Profile) -> dict[str, float] | None:
-    """The batch-time correlation (`service.correlation` mapping) a calibration recorded, if any."""
-    calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
-    value = calibration.get("service_correlation") if isinstance(calibration, dict) else None
-    return dict(value) if isinstance(value, dict) else None
-
-
 def network_floor_from_profile(profile: Profile) -> float:
     """The network hop before the server that the calibrated front end's fit found and the replay
     adds to its constant overhead (`fit_detail.frontend.network_floor_ms`); 0 when none."""
@@ -83,13 +76,6 @@ def network_floor_from_profile(profile: Profile) -> float:
     frontend = detail.get("frontend") if isinstance(detail, dict) else None
     value = frontend.get("network_floor_ms") if isinstance(frontend, dict) else None
     return float(value) if isinstance(value, int | float) else 0.0
-
-
-def stalls_from_profile(profile: Profile) -> dict[str, Any] | None:
-    """The stall process (`serving.stalls` mapping) a calibration recorded, if any."""
-    calibration = profile.provenance.get("calibration") if isinstance(profile.provenance, dict) else None
-    value = calibration.get("stalls") if isinstance(calibration, dict) else None
-    return dict(value) if isinstance(value, dict) else None
 
 
 def unmodelled(point: LoadPoint, overhead_ms: float, frontend: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -109,8 +95,7 @@ def unmodelled(point: LoadPoint, overhead_ms: float, frontend: dict[str, Any] | 
 
 def validate_run(
     run_dir: Path, profile_path: Path, *, server: ServerSettings | None = None, overhead_ms: float | None = None,
-    seed: int = 0, replications: int = 3, frontend: bool = True, batch_correlation: bool = True,
-    stalls: bool = True,
+    seed: int = 0, replications: int = 3, frontend: bool = True,
 ) -> ValidationResult:
     """Replay every step of `run_dir` with the profile and compare (nothing is written here)."""
     profile = read_profile(Path(profile_path), field="--profile")
@@ -137,16 +122,12 @@ def validate_run(
     # Queue waits count from the send on both sides: the replay moved the fitted hop in to the end.
     in_hop_ms = network_floor_from_profile(profile) if frontend_spec is not None else 0.0
     service: dict[str, Any] = {"kind": "profile", "path": str(Path(profile_path).resolve())}
-    correlation = correlation_from_profile(profile) if batch_correlation else None
-    if correlation is not None:
-        service["correlation"] = correlation
-    stall_spec = stalls_from_profile(profile) if stalls else None
     rows = []
     latencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with ReplayWorkspace() as workspace:
         for point in points:
             sim = replay(point, service, overhead, workspace, seed=seed, replications=replications,
-                         frontend=frontend_spec, stalls=stall_spec)
+                         frontend=frontend_spec)
             comparison = compare_point(point, sim, in_hop_ms=in_hop_ms)
             rows.append({"label": point.label, "step": point.step, "rate_rps": point.rate_rps,
                          "server": point.server.__dict__ if point.server else None, "valid": point.valid,
@@ -166,8 +147,6 @@ def validate_run(
         "overhead_ms": overhead,
         "overhead_source": overhead_source,
         "frontend": frontend_spec,
-        "service_correlation": correlation,
-        "stalls": stall_spec,
         "seed": seed,
         "replications": replications,
         "points": rows,
@@ -196,8 +175,6 @@ def record_in_profile(profile_path: Path, result: ValidationResult) -> None:
     errors = result.document["errors"]
     entry = {"run_dir": result.document["run_dir"], "created_utc": result.document["created_utc"],
              "overhead_ms": result.document["overhead_ms"], "frontend": result.document.get("frontend"),
-             "service_correlation": result.document.get("service_correlation"),
-             "stalls": result.document.get("stalls"),
              "utilization_le_80": errors["utilization_le_80"],
              "all": errors["all"]}  # fmt: skip
     provenance = dict(profile.provenance)

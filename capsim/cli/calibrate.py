@@ -101,12 +101,6 @@ def calibrate_command(
     window_lateness: Annotated[bool, typer.Option("--window-lateness", help="white box, with the front end: fit "
                                                   "how late the server's batching timer fires and replay it "
                                                   "(serving.frontend.window_late_quantiles_ms)")] = False,
-    batch_correlation: Annotated[str, typer.Option(help="white box: fit how successive batch times run slow "
-                                                   "together and replay it (service.correlation): latent (a slow "
-                                                   "state plus noise), ar1, or off")] = "off",
-    stalls: Annotated[str, typer.Option(help="white box: detect stalls of the whole server (runs of slow batches "
-                                        "and dispatch gaps) in the batch log and replay them (serving.stalls): "
-                                        "on or off")] = "off",
     seed: Annotated[int, typer.Option(help="seed of the replays")] = 0,
     replications: Annotated[int, typer.Option(help="replications per replay when judging the fit")] = 3,
     max_evaluations: Annotated[int, typer.Option(help="black box: replays the parameter search may use")] = 150,
@@ -121,10 +115,6 @@ def calibrate_command(
         raise CapsimInputError(f"expected auto, white-box or black-box, got {method!r}", field="--method")
     if replications < 1:
         raise CapsimInputError("expected an integer >= 1", field="--replications")
-    if batch_correlation not in ("off", "latent", "ar1"):
-        raise CapsimInputError(f"expected latent, ar1 or off, got {batch_correlation!r}", field="--batch-correlation")
-    if stalls not in ("on", "off"):
-        raise CapsimInputError(f"expected on or off, got {stalls!r}", field="--stalls")
     if max_evaluations < 10:
         raise CapsimInputError("expected an integer >= 10", field="--max-evaluations")
     if overhead_ms is not None and overhead_ms < 0:
@@ -135,10 +125,7 @@ def calibrate_command(
     method_choice: Method = method  # type: ignore[assignment]
     result = calibrate(run_dirs, method=method_choice, holdout=holdout, server=server, overhead_ms=overhead_ms,
                        seed=seed, replications=replications, max_evaluations=max_evaluations, frontend=frontend,
-                       window_lateness=window_lateness,
-                       batch_correlation=None if batch_correlation == "off" else batch_correlation,  # type: ignore[arg-type]
-                       stalls=stalls == "on",
-                       echo=lambda line: err.print(line))  # fmt: skip
+                       window_lateness=window_lateness, echo=lambda line: err.print(line))  # fmt: skip
     result.profile.write(output)
     calibration = result.profile.provenance["calibration"]
     if json_output:
@@ -158,13 +145,6 @@ def calibrate_command(
         if late and not (result.frontend or {}).get("window_late_quantiles_ms"):
             console.print(f"the server's batching window closed {late['median_ms']:.3f} ms late (median; p90 "
                           f"{late['p90_ms']:.3f} ms); the simulator closes it on time (docs/validation.md)")
-        if result.correlation is not None:
-            console.print(f"batch times correlated: lag 1 {result.correlation['lag1']:.3f}, decay "
-                          f"{result.correlation['decay']:.3f} per batch (set the profile service's correlation to the "
-                          "profile's provenance.calibration.service_correlation)")
-        if result.stalls is not None:
-            console.print(f"stalls: {result.stalls} (set serving.stalls to the profile's "
-                          "provenance.calibration.stalls)")
         console.print(f"wrote {output}")
     for warning in result.warnings:
         err.print(f"warning: {warning}")

@@ -102,12 +102,6 @@ def validate_command(
                                                       "calibrated value, else 0)")] = None,
     frontend: Annotated[bool, typer.Option("--frontend/--no-frontend", help="replay the front end the profile's "
                                            "calibration fitted (serving.frontend), if any")] = True,
-    batch_correlation: Annotated[bool, typer.Option("--batch-correlation/--no-batch-correlation",
-                                                    help="replay the correlation of successive batch times the "
-                                                    "profile's calibration fitted (service.correlation), if "
-                                                    "any")] = True,
-    stalls: Annotated[bool, typer.Option("--stalls/--no-stalls", help="replay the stalls the profile's calibration "
-                                         "found (serving.stalls), if any")] = True,
     seed: Annotated[int, typer.Option(help="seed of the replay")] = 0,
     replications: Annotated[int, typer.Option(help="replications of the replay (pooled)")] = 3,
     plot: Annotated[bool, typer.Option("--plot", help="also write validation_cdf.png (both latency CDFs)")] = False,
@@ -125,8 +119,7 @@ def validate_command(
         raise CapsimInputError("expected a number >= 0", field="--overhead-ms")
     server = server_from_flags(max_batch_size, max_wait_ms, instances, queue_capacity, timeout_ms)
     result = validate_run(run_dir, profile, server=server, overhead_ms=overhead_ms, seed=seed,
-                          replications=replications, frontend=frontend,
-                          batch_correlation=batch_correlation, stalls=stalls)  # fmt: skip
+                          replications=replications, frontend=frontend)
     written = write_validation(run_dir, result, plot)
     if record:
         record_in_profile(profile, result)
@@ -143,12 +136,6 @@ def validate_command(
                       f"{doc['replications']} replication(s) pooled")
         if doc["frontend"]:
             console.print(f"front end (serving.frontend, from the profile): {describe_frontend(doc['frontend'])}")
-        if doc.get("service_correlation"):
-            c = doc["service_correlation"]
-            console.print(f"batch times correlated (service.correlation, from the profile): lag 1 {c['lag1']:.3f}, "
-                          f"decay {c.get('decay') or c['lag1']:.3f} per batch")
-        if doc.get("stalls"):
-            console.print(f"stalls (serving.stalls, from the profile): {doc['stalls']}")
         console.print("wrote " + ", ".join(str(p) for p in written))
     for warning in doc["warnings"]:
         err.print(f"warning: {warning}")

@@ -14,7 +14,6 @@ from capsim.hardware.catalogue import Catalogue
 from capsim.hardware.spec import HardwareSpec
 from capsim.rng import buffered
 from capsim.servicetime.base import FORM_QUANTILE, BatchSampler, BatchTimeTable, ServiceTimeModel
-from capsim.servicetime.correlation import BatchCorrelation
 from capsim.servicetime.profile_format import Profile, read_profile
 from capsim.servicetime.transfer import TransferSpec, apply_transfer
 
@@ -46,11 +45,6 @@ class ProfileService(ServiceTimeModel):
     scale: float = Field(default=1.0, gt=0, description="multiply every time (what-if: a faster model)")
     transfer: TransferSpec | None = Field(
         default=None, description="run the measured profile on the scenario's hardware (roofline estimate)"
-    )
-    correlation: BatchCorrelation | None = Field(
-        default=None,
-        description="successive batch times of a replica correlated in batch order (runs of slow batches); "
-        "the marginal stays the profile's (capsim.servicetime.correlation). Default: independent draws",
     )
     _transferred: Profile | None = PrivateAttr(default=None)
 
@@ -101,9 +95,7 @@ class ProfileService(ServiceTimeModel):
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
         levels = list(self.profile.quantile_levels)
         curves: dict[int, list[float]] = {}
-        # Correlated uniforms replace the independent ones when asked; both are exactly uniform, so
-        # the draws below follow the profile either way.
-        uniforms = buffered(rng.random) if self.correlation is None else self.correlation.uniforms(rng)
+        uniforms = buffered(rng.random)
 
         def draw(batch_size: int) -> float:
             curve = curves.get(batch_size)
@@ -119,9 +111,7 @@ class ProfileService(ServiceTimeModel):
 
         return draw
 
-    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable | None:
-        if self.correlation is not None:
-            return None  # the compiled engine draws independent times: the SimPy engine runs this one
+    def batch_time_table(self, max_batch_size: int) -> BatchTimeTable:
         levels = np.asarray(self.profile.quantile_levels, dtype=np.float64)
         curves = np.zeros((max_batch_size + 1, levels.size))
         for k in range(1, max_batch_size + 1):
@@ -146,8 +136,6 @@ class ProfileService(ServiceTimeModel):
             "provenance": p.provenance,
             "extrapolated": bool(p.provenance.get("extrapolated", False)),
         }
-        if self.correlation is not None:
-            described["correlation"] = self.correlation.model_dump()
         calibration = p.provenance.get("calibration")
         if isinstance(calibration, dict) and calibration.get("validation"):
             # How far this profile's predictions were from measurement (held out when available).

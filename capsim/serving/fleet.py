@@ -25,7 +25,6 @@ from capsim.scenario import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.balancer import make_balancer
 from capsim.serving.replica import Replica, ReplicaConfig
-from capsim.serving.stalling_replica import StallingReplica
 
 
 class _Starting:
@@ -112,18 +111,10 @@ class RealtimeFleet:
         frontend_sample_s = (
             frontend.sampler(self._streams.stream(f"frontend/replica-{index}")) if frontend is not None else None
         )
-        replica: Replica
-        if self.serving.stalls is None:
-            replica = Replica(
-                self.env, index, self.config, sampler, self.log, self._finished, [0], self._drained, self.live,
-                frontend_sample_s,
-            )
-        else:  # (its own stream: adding stalls changes no other draw)
-            stalls = self.serving.stalls.schedule(self._streams.stream(f"stalls/replica-{index}"))
-            replica = StallingReplica(
-                self.env, index, self.config, sampler, self.log, self._finished, [0], stalls, self._drained,
-                self.live, frontend_sample_s,
-            )
+        replica = Replica(
+            self.env, index, self.config, sampler, self.log, self._finished, [0], self._drained, self.live,
+            frontend_sample_s,
+        )
         self.all_replicas.append(replica)
         return replica
 

@@ -27,7 +27,6 @@ from pydantic import ConfigDict, Field, field_validator
 
 from capsim.input_model import InputModel
 from capsim.rng import buffered
-from capsim.serving.stalls import StallSchedule
 
 
 class FrontEndSpec(InputModel):
@@ -127,23 +126,6 @@ class FrontEnd:
         self.inside += 1
         env = self._env
         env.timeout(done_s - env.now, request_id).callbacks.append(self._on_done)
-
-    def stretch_with(self, stalls: StallSchedule) -> None:
-        """From now on, stretch each request's work through `stalls` (serving.stalls: the front end
-        runs in the same process as the executor and stalls with it). Rebinds `admit`, so that a
-        front end without stalls pays nothing for the option."""
-        sample_s = self._sample_s
-
-        def admit(request_id: int, now: float) -> None:
-            free_at_s = self._free_at_s
-            start_s = free_at_s[0] if free_at_s[0] > now else now
-            done_s = stalls.end_s(start_s, sample_s())
-            heapq.heapreplace(free_at_s, done_s)
-            self.inside += 1
-            env = self._env
-            env.timeout(done_s - env.now, request_id).callbacks.append(self._on_done)
-
-        self.admit = admit  # type: ignore[method-assign]
 
     def _on_done(self, event: simpy.Event) -> None:
         self.inside -= 1

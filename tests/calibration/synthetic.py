@@ -33,8 +33,7 @@ STEP_GAP_S = 5.0
 
 
 def _step_frame(rate_rps: float, service: dict[str, Any], server: dict[str, Any], duration_s: float,
-                overhead_ms: float, seed: int, frontend: dict[str, Any] | None = None,
-                stalls: dict[str, Any] | None = None) -> pd.DataFrame:
+                overhead_ms: float, seed: int, frontend: dict[str, Any] | None = None) -> pd.DataFrame:
     data: dict[str, Any] = {
         "name": "synthetic", "duration_s": duration_s, "warmup_s": 0.0, "seed": seed,
         "workload": {"arrival": {"kind": "poisson", "rate_rps": rate_rps}},
@@ -45,8 +44,6 @@ def _step_frame(rate_rps: float, service: dict[str, Any], server: dict[str, Any]
     }  # fmt: skip
     if frontend is not None:
         data["serving"]["frontend"] = frontend
-    if stalls is not None:
-        data["serving"]["stalls"] = stalls
     return simulate(Scenario.model_validate(data)).requests_frame()
 
 
@@ -69,7 +66,6 @@ def write_run_folder(
     out: Path, rates_rps: list[float], *, service: dict[str, Any], server: dict[str, Any], overhead_ms: float,
     duration_s: float = 60.0, warmup_s: float = 5.0, model: str = "synthetic", white_box: bool = True,
     overhead_jitter: float = 0.1, seed: int = 1, frontend: dict[str, Any] | None = None,
-    stalls: dict[str, Any] | None = None,
 ) -> Path:
     """Write a run folder with one step per rate (a sweep when more than one)."""
     out.mkdir(parents=True)
@@ -78,7 +74,7 @@ def write_run_folder(
     batch_id = 0
     for step, rate in enumerate(rates_rps):
         start_s = EPOCH_S + step * (duration_s + STEP_GAP_S)
-        frame = _step_frame(rate, service, server, duration_s, overhead_ms, seed + step, frontend, stalls)
+        frame = _step_frame(rate, service, server, duration_s, overhead_ms, seed + step, frontend)
         frame = frame.assign(entered_s=queue_entry_s(frame, frontend))
         sent_s = start_s + frame["arrival_s"].to_numpy()
         outcome = frame["outcome"].to_numpy()

@@ -65,8 +65,6 @@ def compiled_unsupported(scenario: Scenario) -> str | None:
     # Whether a compiled form exists does not depend on the batch size: ask for the smallest table
     # (the full one has max_batch_size + 1 rows, and `capsim check` must allocate nothing that large).
     if scenario.service.batch_time_table(1) is None:
-        if getattr(scenario.service, "correlation", None) is not None:
-            return "service.correlation (correlated batch times are not modelled by the compiled engine)"
         return f"service.kind: {getattr(scenario.service, 'kind', '?')} has no compiled form"
     if importlib.util.find_spec("numba") is None:
         return "numba is not installed (pip install numba)"
