@@ -32,7 +32,7 @@ EXIT_BAD_INPUT = 2
 
 
 _EXTRA_OF_MODULE = {
-    "hdrh": "loadtest", "locust": "loadtest", "requests": "loadtest", "pynvml": "loadtest",
+    "hdrh": "loadtest", "locust": "loadtest", "requests": "loadtest", "pynvml": "loadtest", "scipy": "loadtest",
     "fastapi": "server", "uvicorn": "server", "prometheus_client": "server", "orjson": "server",
     "torch": "server",
 }  # fmt: skip

@@ -1,47 +1,41 @@
-"""A small parser for the Prometheus text exposition format (what `/metrics` endpoints return).
+"""Samples from the Prometheus text exposition format (what `/metrics` endpoints return), parsed by
+`prometheus_client.parser` (the `loadtest` extra; imported when a scrape is parsed, so capsim's CLI
+starts without it).
 
-Only samples are needed (name, labels, value), so HELP/TYPE lines are skipped; exemplars and
-timestamps are dropped: the scraper stamps every sample with its own clock, the same clock the
-request records use.
+Only samples are kept (name, labels, value); exemplars and timestamps are dropped: the scraper stamps
+every sample with its own clock, the same clock the request records use. A malformed line does not
+cost the whole scrape: the text is then parsed line by line and the lines that parse are kept.
 """
 
 from __future__ import annotations
 
-import math
-import re
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+from collections.abc import Iterator
+from typing import Any
 
 
-def parse_value(text: str) -> float:
-    """A sample value: a float, `+Inf`, `-Inf` or `NaN`."""
-    lowered = text.lower()
-    if lowered in ("+inf", "inf"):
-        return math.inf
-    if lowered == "-inf":
-        return -math.inf
-    return float(text)
+def _rows(text: str) -> Iterator[tuple[str, str, float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            yield sample.name, format_labels(sample.labels), float(sample.value)
+
+
+def format_labels(labels: dict[str, Any]) -> str:
+    """Labels as one string, `k=v,k=v` sorted by key (the `labels` column of telemetry.parquet)."""
+    return ",".join(f"{key}={labels[key]}" for key in sorted(labels))
 
 
 def parse_samples(text: str) -> list[tuple[str, str, float]]:
     """`(metric name, labels as "k=v,k=v" sorted by key, value)` for every sample line of `text`."""
-    samples = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        name, _, label_text, value_text = match.groups()
-        try:
-            value = parse_value(value_text)
-        except ValueError:
-            continue
-        labels = ""
-        if label_text:
-            pairs = sorted(_LABEL.findall(label_text))
-            labels = ",".join(f"{k}={v}" for k, v in pairs)
-        samples.append((name, labels, value))
-    return samples
+    try:
+        return list(_rows(text))
+    except ValueError:
+        samples: list[tuple[str, str, float]] = []
+        for line in text.splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                try:
+                    samples.extend(_rows(line + "\n"))
+                except ValueError:
+                    continue
+        return samples
