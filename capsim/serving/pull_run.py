@@ -41,9 +41,12 @@ class ScaledPool(Protocol):
 class BatchHolder(Protocol):
     """A consumer or worker with a batch in progress."""
 
-    index: int
-    batch_ids: np.ndarray
-    batch_start_s: float
+    @property
+    def index(self) -> int: ...
+    @property
+    def batch_ids(self) -> np.ndarray: ...
+    @property
+    def batch_start_s(self) -> float: ...
 
 
 class ModeRun(NamedTuple):

@@ -57,8 +57,9 @@ def test_fetch_waits_for_fetch_min_records_or_fetch_max_wait(tmp_path: Path) -> 
 
 
 def test_poll_hands_out_at_most_max_poll_records(tmp_path: Path) -> None:
-    # Ten events at once, max_poll_records 4: polls of 4, 4 and 2, each scored in 10 ms.
-    r = _run_trace(tmp_path, [0.0] * 10, max_poll_records=4)
+    # Ten events at once, max_poll_records 4: polls of 4, 4 and 2, each scored in 10 ms (an 11th
+    # event long after them gives the trace a span, as traces must have).
+    r = {k: v[:10] for k, v in _run_trace(tmp_path, [0.0] * 10 + [1.0], max_poll_records=4).items()}
     np.testing.assert_array_equal(r["batch_size"], [4] * 4 + [4] * 4 + [2] * 2)
     np.testing.assert_allclose(r["start_s"], [0.0] * 4 + [0.01] * 4 + [0.02] * 2)
     np.testing.assert_allclose(r["end_s"], [0.01] * 4 + [0.02] * 4 + [0.03] * 2)
@@ -67,11 +68,13 @@ def test_poll_hands_out_at_most_max_poll_records(tmp_path: Path) -> None:
 def test_round_robin_partitioner_and_range_assignment(tmp_path: Path) -> None:
     # 4 partitions, 2 consumers, events 0..7 at t = 0: event i is on partition i mod 4; the range
     # assignor gives partitions 0-1 to consumer 0 and 2-3 to consumer 1.
-    r = _run_trace(tmp_path, [0.0] * 8, partitions=4, consumers=2, partitioner="round_robin")
-    np.testing.assert_array_equal(r["replica"], [0, 0, 1, 1, 0, 0, 1, 1])
-    np.testing.assert_array_equal(r["batch_size"], [4] * 8)
-    r = _run_trace(tmp_path, [0.0] * 8, partitions=4, consumers=2, partitioner="round_robin", assignor="round_robin")
-    np.testing.assert_array_equal(r["replica"], [0, 1, 0, 1, 0, 1, 0, 1])
+    # A ninth event long after them gives the trace a span (event 8: partition 0, consumer 0).
+    times = [0.0] * 8 + [1.0]
+    r = _run_trace(tmp_path, times, partitions=4, consumers=2, partitioner="round_robin")
+    np.testing.assert_array_equal(r["replica"], [0, 0, 1, 1, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(r["batch_size"], [4] * 8 + [1])
+    r = _run_trace(tmp_path, times, partitions=4, consumers=2, partitioner="round_robin", assignor="round_robin")
+    np.testing.assert_array_equal(r["replica"], [0, 1, 0, 1, 0, 1, 0, 1, 0])
 
 
 def test_consumers_beyond_partitions_stay_idle_and_are_billed() -> None:

@@ -1,7 +1,9 @@
-"""The consumer group: consumers polling their partitions, scoring each poll as one batch, and the
-rebalances that every membership change causes. docs/model.md ("Streaming") states the rules.
+"""The consumer group's control plane: membership, the rebalances that every membership change
+causes, the topic's feeder and the pump that advances the compiled data plane
+(capsim/serving/streaming/kernel.py: fetches, polls, scoring, commits) up to each control event.
+docs/model.md ("Streaming") states the rules.
 
-One SimPy process per consumer and one feeding the topic; nothing is created per event. A consumer:
+A consumer (its rules are the kernel's `fetch`, `poll` and `commit`):
   1. fetches from its partitions: the broker answers as soon as `fetch_min_records` have arrived
      across them, or when `fetch_max_wait_ms` has passed since the fetch was sent with at least one
      record there (a fetch that times out empty is sent again at once);
@@ -12,6 +14,12 @@ group: eager stops every member after its current batch for the pause; cooperati
 partitions that change owner, from their old owner's commit. A partition is never fetched by two
 members, and a new owner starts at the committed offset, which equals the position because owners
 commit before giving a partition up: no event is lost or scored twice.
+
+Where the two planes meet: SimPy holds every control event (arrival chunks, cold starts, pauses,
+KEDA, samplers); the pump, a SimPy process, runs the kernel up to the next of them (`env.peek()`),
+and comes back at the time a consumer's commit has rebalance duties (NOTIFY) so that they run at
+that time on the SimPy clock. Python tells the kernel of a change by syncing the member's partitions
+and setting its wake flag; the kernel looks at woken consumers first when it is next advanced.
 """
 
 from __future__ import annotations
@@ -23,29 +31,68 @@ from typing import Any
 import numpy as np
 import simpy
 
-from capsim.metrics.request_log import COMPLETED, RequestLog
-from capsim.servicetime.base import BatchSampler
+from capsim.metrics.request_log import RequestLog
+from capsim.metrics.steps import StepSeries
+from capsim.servicetime.base import ServiceTimeModel
+from capsim.serving.dataplane import layout
+from capsim.serving.dataplane.plane import DRAW_CHUNK, refilled
 from capsim.serving.pool import ColdStarter, PoolLevels
+from capsim.serving.streaming import kernel
 from capsim.serving.streaming.assignor import range_assignment, round_robin_assignment, sticky_assignment
+from capsim.serving.streaming.kernel import StreamState
 from capsim.serving.streaming.spec import StreamingServing
-from capsim.serving.streaming.topic import Partition
+from capsim.serving.streaming.topic import Topic
 
 
 class Consumer:
-    """One member of the group (one pod running the model)."""
+    """One member of the group (one pod running the model); its poll loop is a slot of the kernel."""
 
-    __slots__ = ("batch", "batch_ids", "batch_start_s", "cursor", "index", "leaving", "owned", "sampler", "wake")
+    __slots__ = ("_group", "index", "leaving", "owned", "rng", "slot")
 
-    def __init__(self, index: int, sampler: BatchSampler) -> None:
+    def __init__(self, group: ConsumerGroup, index: int, rng: np.random.Generator) -> None:
+        self._group = group
         self.index = index
-        self.sampler = sampler
+        self.rng = rng  # the service-time stream: one draw per batch, in 4,096-draw chunks
         self.owned: list[int] = []  # partitions it may fetch from now
-        self.cursor = 0  # rotation of the partition order between polls
-        self.batch: list[int] | None = None  # partitions of the batch being scored
-        self.batch_ids = np.empty(0, dtype=np.int64)  # its events' ids
-        self.batch_start_s = 0.0
         self.leaving = False
-        self.wake: simpy.Event | None = None  # pending while it waits for records or for partitions
+        self.slot = -1
+
+    @property
+    def batch(self) -> list[int] | None:
+        """The partitions of the batch it is scoring; None when it is not scoring one."""
+        st = self._group.state
+        s = self.slot
+        if s < 0 or st.phase[s] != kernel.BUSY:
+            return None
+        return [int(p) for p in st.b_part[s, : st.b_n[s]]]
+
+    @property
+    def batch_ids(self) -> np.ndarray:
+        """The event ids of the batch it is scoring."""
+        st = self._group.state
+        s = self.slot
+        return np.concatenate([st.ids[p, st.b_from[s, j] - st.base[p] : st.b_to[s, j] - st.base[p]]
+                               for j, p in enumerate(st.b_part[s, : st.b_n[s]])])  # fmt: skip
+
+    @property
+    def batch_start_s(self) -> float:
+        """When that batch started."""
+        return float(self._group.state.b_start[self.slot])
+
+
+class BinnedLevel(StepSeries):
+    """A level whose time integral the compiled loop folds per tick interval (busy consumers, records
+    in service): it keeps no change points, only the integral up to each tick."""
+
+    def __init__(self, ticks: np.ndarray, bins: np.ndarray) -> None:
+        super().__init__(0.0)
+        self.ticks = ticks
+        self.bins = bins
+
+    def area_at(self, ticks_s: np.ndarray) -> np.ndarray:
+        """The integral from the start up to each tick (the run's own ticks)."""
+        assert ticks_s is self.ticks or np.array_equal(ticks_s, self.ticks)
+        return np.cumsum(self.bins[: self.ticks.size])
 
 
 class ConsumerGroup:
@@ -55,26 +102,30 @@ class ConsumerGroup:
         self,
         env: simpy.Environment,
         serving: StreamingServing,
-        make_sampler: Callable[[int], BatchSampler],
+        service: ServiceTimeModel,
+        make_rng: Callable[[int], np.random.Generator],
         partition_rng: np.random.Generator,
         starter_rng: np.random.Generator,
         log: RequestLog,
+        ticks: np.ndarray,
     ) -> None:
         self.env = env
         self.serving = serving
-        self.make_sampler = make_sampler
+        self.make_rng = make_rng
         self.partition_rng = partition_rng
         self.log = log
-        self.partitions = [Partition() for _ in range(serving.partitions)]
+        self.topic = Topic(serving.partitions)
+        self.state, self._draw = _allocate(serving, service, self.topic, ticks, slots=max(serving.consumers, 4))
         self.owner: list[Consumer | None] = [None] * serving.partitions
         self._transfer_token = [0] * serving.partitions
         self.members: list[Consumer] = []
         self.levels = PoolLevels(serving.consumers, serving.cold_start.warm_pool)
+        self.levels.busy = BinnedLevel(ticks, self.state.busy_area)
+        self.levels.in_service = BinnedLevel(ticks, self.state.in_service_area)
         self.starter = ColdStarter(env, serving.cold_start, starter_rng, self.levels)
         self.desired = serving.consumers
         self.next_index = 0
         self.arrived = 0
-        self.records_scored = 0
         self.rebalances = 0
         self._eager_generation = 0
         self._eager_waiting: set[Consumer] = set()
@@ -86,15 +137,47 @@ class ConsumerGroup:
         self._unowned_since: list[float | None] = [None] * serving.partitions
         self.drained = env.event()
         self._feeding = True
-        self.fetch_wait_s = serving.fetch_max_wait_ms / 1000.0
         for _ in range(serving.consumers):
             self._join(self._new_consumer(), initial=True)
         self._assign_all()
+        env.process(self._pump())
+
+    @property
+    def records_scored(self) -> int:
+        """Records scored and committed so far."""
+        return int(self.state.ints[kernel.I_SCORED])
+
+    # -- slots of the kernel ----------------------------------------------------------------------
+
+    def _take_slot(self, consumer: Consumer) -> None:
+        st = self.state
+        free = np.flatnonzero(st.phase == kernel.FREE)
+        if free.size == 0:
+            self.state = st = _with_more_slots(st)
+            self.levels.busy.bins, self.levels.in_service.bins = st.busy_area, st.in_service_area  # type: ignore[attr-defined]
+            free = np.flatnonzero(st.phase == kernel.FREE)
+        s = int(free[0])
+        consumer.slot = s
+        st.phase[s] = kernel.OUTSIDE
+        st.member_index[s] = consumer.index
+        st.leaving[s] = 0
+        st.owned_n[s] = 0
+        st.cursor[s] = 0
+        st.b_n[s] = 0
+        st.draw_pos[s] = st.draw_end[s] = 0
+        st.wake[s] = 1  # it starts its first fetch at once
+
+    def _free_slot(self, consumer: Consumer) -> None:
+        st = self.state
+        st.phase[consumer.slot] = kernel.FREE
+        st.wake[consumer.slot] = 0
+        st.notify[consumer.slot] = 0
+        consumer.slot = -1
 
     # -- membership ---------------------------------------------------------------------------
 
     def _new_consumer(self) -> Consumer:
-        consumer = Consumer(self.next_index, self.make_sampler(self.next_index))
+        consumer = Consumer(self, self.next_index, self.make_rng(self.next_index))
         self.next_index += 1
         return consumer
 
@@ -102,7 +185,7 @@ class ConsumerGroup:
         self.members.append(consumer)
         if not initial:
             self.levels.ready.set(self.env.now, len(self.members))
-        self.env.process(self._consume(consumer))
+        self._take_slot(consumer)
 
     def scale_to(self, desired: int) -> None:
         """Start or stop consumers until `desired` are running or starting."""
@@ -129,6 +212,7 @@ class ConsumerGroup:
         """A leaving consumer has committed its last batch: it is gone (and no longer billed)."""
         now = self.env.now
         self.members.remove(consumer)
+        self._free_slot(consumer)
         self.levels.ready.set(now, len(self.members))
         self.levels.billed.add(now, -1)
 
@@ -260,8 +344,7 @@ class ConsumerGroup:
         if owner is not None:
             # A new owner fetches from the committed offset, as in Kafka: records handed out but not
             # committed by the old owner would be scored again (the protocol above prevents it).
-            part = self.partitions[p]
-            part.position = part.committed
+            self.topic.position[p] = self.topic.committed[p]
         self.owner[p] = owner
 
     def unowned_partition_s(self, now: float) -> float:
@@ -269,20 +352,36 @@ class ConsumerGroup:
         open_s = sum(now - t for t in self._unowned_since if t is not None)
         return self.paused_partition_s + open_s
 
-    @staticmethod
-    def _wake(member: Consumer) -> None:
-        if member.wake is not None and not member.wake.triggered:
-            member.wake.succeed()
+    def _wake(self, member: Consumer) -> None:
+        """Tell the kernel of a change to the member's partitions: it looks again at once."""
+        st, s = self.state, member.slot
+        if s < 0:
+            return
+        st.owned_n[s] = len(member.owned)
+        st.owned[s, : len(member.owned)] = member.owned
+        st.wake[s] = 1
+
+    def _sync_duties(self) -> None:
+        """Flag the members whose next commit has rebalance duties (handovers, an eager rebalance
+        waiting for it, leaving), and the leaving ones, for the kernel."""
+        st = self.state
+        cooperative = self.serving.rebalance.protocol == "cooperative"
+        for member in self.members:
+            s = member.slot
+            st.leaving[s] = member.leaving
+            st.notify[s] = (member in self._after_commit or member in self._eager_waiting
+                            or (member.leaving and cooperative))  # fmt: skip
 
     # -- the topic -----------------------------------------------------------------------------------
 
     def feed(self, chunks: Iterator[np.ndarray]) -> Generator[simpy.Event, Any, None]:
         """Append each chunk of arrivals when the clock reaches its first event, keyed to partitions."""
         count = self.serving.partitions
+        topic = self.topic
         for times in chunks:
             if times[0] > self.env.now:
                 yield self.env.timeout(float(times[0]) - self.env.now)
-            first_id = self.log.append_arrivals(times)
+            first_id = self.log.append_arrivals(times, keep_recent=False)
             ids = np.arange(first_id, first_id + times.size, dtype=np.int64)
             if self.serving.partitioner == "round_robin":
                 keys = ids % count
@@ -290,140 +389,62 @@ class ConsumerGroup:
                 keys = self.partition_rng.integers(0, count, size=times.size)
             order = np.argsort(keys, kind="stable")
             bounds = np.searchsorted(keys[order], np.arange(count + 1))
+            grown = False
             for p in range(count):
                 rows = order[bounds[p] : bounds[p + 1]]
                 if rows.size:
-                    self.partitions[p].append(times[rows], ids[rows])
+                    grown |= topic.append(p, times[rows], ids[rows])
+            if grown:
+                self.state = self.state._replace(times=topic.times, ids=topic.ids)
             self.arrived += times.size
-            for member in self.members:
-                self._wake(member)  # a fetch waiting beyond the appended data looks again
+            self.state.wake[self.state.phase != kernel.FREE] = 1  # a fetch waiting beyond the data looks again
         self._feeding = False
+        self.state.ints[kernel.I_TARGET] = self.arrived
         self._check_drained()
 
     def lag(self, now_s: float) -> int:
         """Total consumer lag: arrived and not committed, over all partitions."""
-        return sum(p.lag(now_s) for p in self.partitions)
+        return int(kernel.lag(self.state, now_s))
 
     def _check_drained(self) -> None:
         if not self._feeding and self.records_scored == self.arrived and not self.drained.triggered:
             self.drained.succeed()
 
-    # -- a consumer's poll loop --------------------------------------------------------------------
+    # -- the pump: the data plane up to each control event ---------------------------------------------
 
-    def _available(self, member: Consumer, now: float) -> int:
-        parts = self.partitions
-        return sum(parts[p].visible_end(now) - parts[p].position for p in member.owned)
-
-    def _time_of_record(self, member: Consumer, k: int) -> float:
-        """When the k-th record after the fetch positions (over the member's partitions) arrives;
-        inf if it is not appended yet."""
-        if k == 1:  # the common case (fetch.min.bytes = 1): the earliest next record, without numpy
-            return min((part.next_s() for part in map(self.partitions.__getitem__, member.owned)),
-                       default=float("inf"))  # fmt: skip
-        upcoming = [self.partitions[p].upcoming_s(k) for p in member.owned]
-        merged = np.concatenate(upcoming) if upcoming else np.empty(0)
-        if merged.size < k:
-            return float("inf")
-        return float(np.partition(merged, k - 1)[k - 1])
-
-    def _fetch(self, member: Consumer) -> Generator[simpy.Event, Any, bool]:
-        """Wait until the fetch in progress would return records; False if the member lost its
-        partitions or must leave."""
+    def _pump(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        min_records = self.serving.fetch_min_records
-        wait_s = self.fetch_wait_s
-        sent = env.now
-        deadline = sent + wait_s
+        log = self.log
         while True:
-            if not member.owned or member.leaving:
-                return False
-            now = env.now
-            available = self._available(member, now)
-            if available >= min_records or (available > 0 and now >= deadline):
-                return True
-            if available == 0:
-                first = self._time_of_record(member, 1)
-                if first == float("inf"):
-                    member.wake = env.event()  # nothing appended yet: the feeder wakes it
-                    yield member.wake
-                    member.wake = None
-                    continue
-                if first >= deadline:
-                    # Fetches that timed out empty were re-sent back to back: the one in progress
-                    # when the first record arrives started at sent + k * wait.
-                    if wait_s > 0:
-                        k = math.floor((first - sent) / wait_s)
-                        deadline = max(sent + (k + 1) * wait_s, first)
-                    else:
-                        deadline = first
-            wake_at = min(self._time_of_record(member, min_records), deadline)
-            member.wake = env.event()
-            yield env.any_of([member.wake, env.timeout(max(wake_at - now, 0.0))])
-            member.wake = None
-
-    def _take(self, member: Consumer) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        now = self.env.now
-        budget = self.serving.max_poll_records
-        owned = member.owned
-        n = len(owned)
-        start = member.cursor % n
-        member.cursor += 1
-        taken: list[np.ndarray] = []
-        ends: list[tuple[int, int]] = []
-        for i in range(n):
-            if budget == 0:
-                break
-            p = owned[(start + i) % n]
-            part = self.partitions[p]
-            end = min(part.visible_end(now), part.position + budget)
-            if end > part.position:
-                budget -= end - part.position
-                taken.append(part.take(end))
-                ends.append((p, end))
-        return np.concatenate(taken), ends
-
-    def _consume(self, member: Consumer) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        levels = self.levels
-        while True:
-            if member.leaving and member.batch is None and member not in self.members:
-                return
-            ready = yield from self._fetch(member)
-            if not ready:
-                if member.leaving:
-                    if member in self.members and self.serving.rebalance.protocol == "cooperative":
-                        self._leave_cooperatively(member)
-                    if member not in self.members:
-                        return
-                member.wake = env.event()
-                yield member.wake
-                member.wake = None
+            if env.peek() <= env.now:
+                yield env.timeout(0)  # control events due now go first (they may change the group)
                 continue
-            ids, ends = self._take(member)
-            start_s = env.now
-            size = ids.size
-            member.batch = [p for p, _ in ends]
-            member.batch_ids = ids
-            member.batch_start_s = start_s
-            levels.busy.add(start_s, 1)
-            levels.in_service.add(start_s, size)
-            yield env.timeout(member.sampler(size))
-            end_s = env.now
-            log = self.log
-            rows = ids - log.base
-            log.start_s[rows] = start_s
-            log.end_s[rows] = end_s
-            log.batch_size[rows] = size
-            log.replica[rows] = member.index
-            log.outcome[rows] = COMPLETED
-            for p, offset in ends:
-                self.partitions[p].committed = offset
-            self.records_scored += size
-            levels.busy.add(end_s, -1)
-            levels.in_service.add(end_s, -size)
-            member.batch = None
+            self._sync_duties()
+            status = kernel.advance(self.state, env.now, env.peek(), log.base, log.start_s, log.end_s,
+                                    log.batch_size, log.replica, log.outcome)  # fmt: skip
+            st = self.state
+            if status == kernel.NEED_DRAWS:
+                self._refill(int(st.ints[kernel.I_SLOT]))
+                continue
+            at = float(st.floats[kernel.F_AT])
+            if status == kernel.RAN_TO_STOP:
+                # Every kernel event before the next control event is handled: sleep until that
+                # one (the kernel's next event, at or after it, is handled when the pump wakes).
+                yield env.timeout(env.peek() - env.now)
+                continue
+            yield env.timeout(at - env.now)  # the commit's time on the SimPy clock
+            member = next(m for m in self.members if m.slot == st.ints[kernel.I_SLOT])
             self._after_batch(member)
             self._check_drained()
+
+    def _refill(self, slot: int) -> None:
+        """The slot's next 4,096 service-time draws, as the SimPy samplers drew them (capsim.rng.buffered)."""
+        st = self.state
+        member = next(m for m in self.members if m.slot == slot)
+        assert self._draw is not None
+        fresh = getattr(member.rng, self._draw)(DRAW_CHUNK)
+        st.draw_end[slot] = refilled(st.draws[slot], int(st.draw_pos[slot]), int(st.draw_end[slot]), fresh)
+        st.draw_pos[slot] = 0
 
     def _after_batch(self, member: Consumer) -> None:
         """Rebalance duties that wait for this member's commit."""
@@ -439,6 +460,68 @@ class ConsumerGroup:
         elif member.leaving and self.serving.rebalance.protocol == "cooperative":
             self._leave_cooperatively(member)
 
+    def fold_open_batches(self) -> None:
+        """At the end of the run: the batches still being scored count as busy from their start on."""
+        st = self.state
+        for member in self.in_service_batches():
+            s = member.slot
+            kernel.add_interval(st.busy_area, st.ticks, st.b_start[s], math.inf, 1.0)
+            kernel.add_interval(st.in_service_area, st.ticks, st.b_start[s], math.inf, float(st.b_size[s]))
+
     def in_service_batches(self) -> list[Consumer]:
         """Members scoring a batch right now."""
         return [m for m in self.members if m.batch is not None]
+
+
+def _allocate(serving: StreamingServing, service: ServiceTimeModel, topic: Topic, ticks: np.ndarray,
+              slots: int) -> tuple[StreamState, str | None]:  # fmt: skip
+    """The kernel's state for a group of up to `slots` members (grown when more join), and the
+    numpy method that draws the service-time model's variates (None: it takes no draws)."""
+    table = service.batch_time_table(serving.max_poll_records)
+    if table is None:
+        raise ValueError(f"service kind {getattr(service, 'kind', '?')} has no compiled form")
+    cfg_i = np.zeros(kernel.N_CFG_I, dtype=np.int64)
+    cfg_i[kernel.C_MAX_POLL] = serving.max_poll_records
+    cfg_i[kernel.C_MIN_RECORDS] = serving.fetch_min_records
+    cfg_i[kernel.C_FORM] = table.form
+    cfg_i[kernel.C_DRAWS] = table.draw is not None
+    cfg_f = np.zeros(kernel.N_CFG_F)
+    cfg_f[kernel.C_FETCH_WAIT_S] = serving.fetch_max_wait_ms / 1000.0
+    cfg_f[layout.C_LOC] = table.loc
+    cfg_f[layout.C_SIGMA] = table.sigma
+    ints = np.zeros(kernel.N_INTS, dtype=np.int64)
+    ints[kernel.I_TARGET] = -1
+    parts = serving.partitions
+    i64 = np.int64
+    state = StreamState(
+        times=topic.times, ids=topic.ids, base=topic.base, size=topic.size,
+        position=topic.position, committed=topic.committed,
+        phase=np.zeros(slots, dtype=i64), member_index=np.zeros(slots, dtype=i64), leaving=np.zeros(slots, dtype=i64),
+        wake=np.zeros(slots, dtype=i64), notify=np.zeros(slots, dtype=i64),
+        owned=np.zeros((slots, parts), dtype=i64), owned_n=np.zeros(slots, dtype=i64),
+        cursor=np.zeros(slots, dtype=i64), next_s=np.zeros(slots), sent_s=np.zeros(slots),
+        deadline_s=np.zeros(slots), b_part=np.zeros((slots, parts), dtype=i64),
+        b_from=np.zeros((slots, parts), dtype=i64), b_to=np.zeros((slots, parts), dtype=i64),
+        b_n=np.zeros(slots, dtype=i64), b_size=np.zeros(slots, dtype=i64), b_start=np.zeros(slots),
+        draws=np.zeros((slots, 2 * DRAW_CHUNK)), draw_pos=np.zeros(slots, dtype=i64),
+        draw_end=np.zeros(slots, dtype=i64),
+        ints=ints, floats=np.zeros(kernel.N_FLOATS), cfg_i=cfg_i, cfg_f=cfg_f,
+        scale_s=table.scale_s, levels=table.levels, quantiles_s=table.quantiles_s,
+        ticks=ticks, busy_area=np.zeros(ticks.size + 1), in_service_area=np.zeros(ticks.size + 1),
+    )  # fmt: skip
+    return state, table.draw
+
+
+_PER_SLOT = ("phase", "member_index", "leaving", "wake", "notify", "owned", "owned_n", "cursor", "next_s", "sent_s",
+             "deadline_s", "b_part", "b_from", "b_to", "b_n", "b_size", "b_start", "draws", "draw_pos", "draw_end")
+
+
+def _with_more_slots(st: StreamState) -> StreamState:
+    """The same state with twice the slots (the new ones FREE)."""
+    grown = {}
+    for name in _PER_SLOT:
+        old = getattr(st, name)
+        new = np.zeros((2 * old.shape[0], *old.shape[1:]), dtype=old.dtype)
+        new[: old.shape[0]] = old
+        grown[name] = new
+    return st._replace(**grown)

@@ -62,10 +62,11 @@ def run_streaming(
 
     # Consumer i draws from the same stream as real-time replica i: a streaming and a real-time
     # scenario run with one seed see the same service times (common random numbers).
-    def make_sampler(index: int) -> Any:
-        return scenario.service.sampler(streams.stream(f"service/replica-{index}"))
+    def make_rng(index: int) -> np.random.Generator:
+        return streams.stream(f"service/replica-{index}")
 
-    group = ConsumerGroup(env, serving, make_sampler, streams.stream("partitioner"), streams.stream("coldstart"), log)
+    group = ConsumerGroup(env, serving, scenario.service, make_rng, streams.stream("partitioner"),
+                          streams.stream("coldstart"), log, ticks)  # fmt: skip
     env.process(group.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)))
     lag_samples: list[tuple[float, int]] = []
     env.process(_lag_sampler(env, group, lag_samples))
@@ -85,6 +86,7 @@ def run_streaming(
         on_env(env)
     run_and_drain(env, scenario, group.drained)
     end_s = env.now
+    group.fold_open_batches()
     close_log(log, fold, group.in_service_batches(), keep_requests)
 
     lag_area = fold.waiting_area + group.levels.in_service.area_at(ticks)

@@ -1,0 +1,322 @@
+"""The streaming data plane compiled with numba: consumers' fetches, polls (micro-batches), scoring
+and commits, event by event, with the rules docs/model.md ("Streaming") states. The control plane —
+the topic's feeder, membership, rebalances, KEDA, cold starts — stays in Python on SimPy
+(capsim/serving/streaming/group.py) and advances this loop up to its next event with `advance`.
+
+Each rule is one function below: `visible_end` (what a fetch can see), `time_of_record` (when the
+k-th record after the positions arrives), `fetch` (the broker's answer rule: fetch.min.bytes or
+fetch.max.wait.ms), `poll` (max.poll.records over the owned partitions in rotating order, and the
+batch's service time), `commit` (rows, offsets, levels) and `lag` (KEDA's metric). Event times are
+computed with the SimPy expressions the pure-SimPy implementation used (`now + delay`), and draws
+come from each consumer's named stream in the same 4,096-draw chunks, so the sample path is the same.
+
+A consumer (a *slot*: indices are reused after a consumer leaves) is in one phase at a time:
+OUTSIDE (no fetch in progress: it has no partitions or is leaving; a wake starts a fresh fetch),
+WAIT_DATA (a fetch finds nothing appended beyond its positions: the feeder's wake continues it),
+WAIT_TIMER (a fetch waits until `next_s`, when enough records are due or its deadline passes; a
+wake continues it earlier), BUSY (scoring a batch until `next_s`), FREE (no consumer).
+
+`advance` returns between two events when Python must act: a slot's draw buffer is empty
+(NEED_DRAWS), a consumer whose commit has rebalance duties committed (NOTIFY: Python runs them at
+that time), or the last record was scored after the feed ended (DRAINED).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from capsim.metrics.request_log import COMPLETED
+from capsim.serving.dataplane.kernel import _service_s  # the batch service-time rule, shared with real time
+
+# phases of a slot (in this order: the loop tests ranges of them)
+FREE = 0
+OUTSIDE = 1
+WAIT_DATA = 2
+WAIT_TIMER = 3
+BUSY = 4
+
+# what `advance` returns (the slot in ints[I_SLOT], the time in floats[F_AT])
+RAN_TO_STOP = 0
+NEED_DRAWS = 1
+NOTIFY = 2
+DRAINED = 3
+
+# ints / floats / cfg_i / cfg_f layout (loc and sigma sit where the shared `_service_s` reads them)
+I_SCORED = 0  # records scored and committed, cumulative
+I_TARGET = 1  # records arrived once the feed has ended (-1 while it goes on): DRAINED when scored
+I_SLOT = 2
+N_INTS = 3
+F_AT = 0  # time of the NOTIFY / DRAINED event, or of the next event after RAN_TO_STOP
+N_FLOATS = 1
+C_MAX_POLL = 0
+C_MIN_RECORDS = 1
+C_FORM = 2
+C_DRAWS = 3  # 1 when the service-time model takes one draw per batch
+N_CFG_I = 4
+C_FETCH_WAIT_S = 0
+# cfg_f[3], cfg_f[4]: loc and sigma (capsim.serving.dataplane.layout.C_LOC / C_SIGMA)
+N_CFG_F = 6
+
+
+class StreamState(NamedTuple):
+    """Every array the loop reads or writes (allocated and grown by Python: group.py, topic.py)."""
+
+    # the topic, per partition p: rows [0, size[p]) of times[p] / ids[p] hold offsets base[p] + row
+    times: np.ndarray
+    ids: np.ndarray
+    base: np.ndarray
+    size: np.ndarray
+    position: np.ndarray  # next offset a poll hands out
+    committed: np.ndarray  # offsets below are scored and committed
+    # per slot
+    phase: np.ndarray
+    member_index: np.ndarray  # the consumer's index (its `replica` in the request log)
+    leaving: np.ndarray
+    wake: np.ndarray  # 1: look again at the next `advance` (data appended, partitions changed)
+    notify: np.ndarray  # 1: return NOTIFY after this consumer's next commit
+    owned: np.ndarray  # (slots, partitions): owned[s, :owned_n[s]] in the member's order
+    owned_n: np.ndarray
+    cursor: np.ndarray  # rotation of the partition order between polls
+    next_s: np.ndarray  # WAIT_TIMER / BUSY: when the slot's next event is due
+    sent_s: np.ndarray  # the fetch in progress: when it was sent, and its deadline
+    deadline_s: np.ndarray
+    b_part: np.ndarray  # (slots, partitions): the batch's partitions and offset ranges
+    b_from: np.ndarray
+    b_to: np.ndarray
+    b_n: np.ndarray
+    b_size: np.ndarray
+    b_start: np.ndarray
+    draws: np.ndarray  # (slots, chunk): the consumer's service-time stream, draws[s, pos:end] unused
+    draw_pos: np.ndarray
+    draw_end: np.ndarray
+    # scalars and configuration
+    ints: np.ndarray
+    floats: np.ndarray
+    cfg_i: np.ndarray
+    cfg_f: np.ndarray
+    scale_s: np.ndarray
+    levels: np.ndarray
+    quantiles_s: np.ndarray
+    # statistics folded in the loop: per tick interval, the integral of busy consumers and of records
+    # in service (bin k covers [ticks[k-1], ticks[k]); the last bin what lies past the last tick)
+    ticks: np.ndarray
+    busy_area: np.ndarray
+    in_service_area: np.ndarray
+
+
+# -- the topic --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def visible_end(st, p, now):  # type: ignore[no-untyped-def]
+    """One past the last offset of partition p that has arrived by `now` (a record at `now` included)."""
+    lo = st.position[p] - st.base[p]
+    return st.position[p] + np.searchsorted(st.times[p, lo : st.size[p]], now, side="right")
+
+
+@njit(cache=True)
+def lag(st, now):  # type: ignore[no-untyped-def]
+    """Kafka's consumer lag at `now`: records arrived and not committed, over all partitions."""
+    total = 0
+    for p in range(st.base.shape[0]):
+        lo = st.committed[p] - st.base[p]
+        total += np.searchsorted(st.times[p, lo : st.size[p]], now, side="right")
+    return total
+
+
+@njit(cache=True)
+def time_of_record(st, s, k):  # type: ignore[no-untyped-def]
+    """When the k-th record after the fetch positions (over slot s's partitions) arrives; inf if it
+    is not appended yet. The partitions' times are sorted, so a k-step merge finds it."""
+    n = st.owned_n[s]
+    heads = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        p = st.owned[s, i]
+        heads[i] = st.position[p] - st.base[p]
+    t = math.inf
+    for _ in range(k):
+        best = -1
+        t = math.inf
+        for i in range(n):
+            p = st.owned[s, i]
+            if heads[i] < st.size[p] and st.times[p, heads[i]] < t:
+                t = st.times[p, heads[i]]
+                best = i
+        if best < 0:
+            return math.inf
+        heads[best] += 1
+    return t
+
+
+# -- the consumer's rules ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def start_fetch(st, s, now):  # type: ignore[no-untyped-def]
+    """A fresh fetch sent at `now`: the broker answers by `now + fetch.max.wait.ms` at the latest."""
+    st.sent_s[s] = now
+    st.deadline_s[s] = now + st.cfg_f[C_FETCH_WAIT_S]
+    fetch(st, s, now)
+
+
+@njit(cache=True)
+def fetch(st, s, now):  # type: ignore[no-untyped-def]
+    """The fetch in progress at `now`: the broker answers once `fetch_min_records` have arrived over
+    the consumer's partitions, or at the deadline with at least one; a fetch that timed out empty
+    was re-sent back to back. Answers with a poll, or sets when to look again."""
+    if st.owned_n[s] == 0 or st.leaving[s]:
+        st.phase[s] = OUTSIDE
+        return
+    available = 0
+    for i in range(st.owned_n[s]):
+        p = st.owned[s, i]
+        available += visible_end(st, p, now) - st.position[p]
+    min_records = st.cfg_i[C_MIN_RECORDS]
+    deadline = st.deadline_s[s]
+    if available >= min_records or (available > 0 and now >= deadline):
+        poll(st, s, now)
+        return
+    if available == 0:
+        first = time_of_record(st, s, 1)
+        if first == math.inf:
+            st.phase[s] = WAIT_DATA  # nothing appended yet: the feeder's wake continues the fetch
+            return
+        if first >= deadline:
+            # Fetches that timed out empty were re-sent back to back: the one in progress when the
+            # first record arrives started at sent + k * wait.
+            wait_s = st.cfg_f[C_FETCH_WAIT_S]
+            if wait_s > 0:
+                k = math.floor((first - st.sent_s[s]) / wait_s)
+                deadline = max(st.sent_s[s] + (k + 1) * wait_s, first)
+            else:
+                deadline = first
+            st.deadline_s[s] = deadline
+    wake_at = min(time_of_record(st, s, min_records), deadline)
+    st.phase[s] = WAIT_TIMER
+    st.next_s[s] = now + max(wake_at - now, 0.0)
+
+
+@njit(cache=True)
+def poll(st, s, now):  # type: ignore[no-untyped-def]
+    """Hand out at most `max_poll_records`, draining the owned partitions in a rotating order (one
+    further each poll), and start scoring them as one batch."""
+    budget = st.cfg_i[C_MAX_POLL]
+    n = st.owned_n[s]
+    first = st.cursor[s] % n
+    st.cursor[s] += 1
+    parts = 0
+    for i in range(n):
+        if budget == 0:
+            break
+        p = st.owned[s, (first + i) % n]
+        end = min(visible_end(st, p, now), st.position[p] + budget)
+        if end > st.position[p]:
+            budget -= end - st.position[p]
+            st.b_part[s, parts] = p
+            st.b_from[s, parts] = st.position[p]
+            st.b_to[s, parts] = end
+            parts += 1
+            st.position[p] = end
+    size = st.cfg_i[C_MAX_POLL] - budget
+    x = 0.0
+    if st.cfg_i[C_DRAWS]:
+        x = st.draws[s, st.draw_pos[s]]
+        st.draw_pos[s] += 1
+    st.b_n[s] = parts
+    st.b_size[s] = size
+    st.b_start[s] = now
+    st.phase[s] = BUSY
+    st.next_s[s] = now + _service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
+
+
+@njit(cache=True)
+def add_interval(area, ticks, start, end, weight):  # type: ignore[no-untyped-def]
+    """Add `weight` × the length of [start, end) to the tick intervals it overlaps."""
+    k = np.searchsorted(ticks, start, side="right")
+    t = start
+    while t < end:
+        upto = min(end, ticks[k]) if k < ticks.shape[0] else end
+        area[k] += weight * (upto - t)
+        t = upto
+        k += 1
+
+
+@njit(cache=True)
+def commit(st, s, now, log_base, start_s, end_s, batch_size, replica, outcome):  # type: ignore[no-untyped-def]
+    """The batch is scored at `now`: its records' rows are written, the offsets committed (offsets =
+    position, i.e. the batch's ends), and its service interval folded into the levels."""
+    size = st.b_size[s]
+    for j in range(st.b_n[s]):
+        p = st.b_part[s, j]
+        lo = st.b_from[s, j] - st.base[p]
+        for row in range(lo, st.b_to[s, j] - st.base[p]):
+            r = st.ids[p, row] - log_base
+            start_s[r] = st.b_start[s]
+            end_s[r] = now
+            batch_size[r] = size
+            replica[r] = st.member_index[s]
+            outcome[r] = COMPLETED
+        st.committed[p] = st.b_to[s, j]
+    add_interval(st.busy_area, st.ticks, st.b_start[s], now, 1.0)
+    add_interval(st.in_service_area, st.ticks, st.b_start[s], now, float(size))
+    st.ints[I_SCORED] += size
+    st.b_n[s] = 0
+    st.b_size[s] = 0
+
+
+@njit(cache=True)
+def _short_of_draws(st, s):  # type: ignore[no-untyped-def]
+    return st.cfg_i[C_DRAWS] and st.draw_pos[s] >= st.draw_end[s]
+
+
+@njit(cache=True)
+def advance(st, now, stop_s, log_base, start_s, end_s, batch_size, replica, outcome):  # type: ignore[no-untyped-def]
+    """Handle the wakes pending at `now`, then every consumer event up to `stop_s` in time order (one
+    due at `stop_s` itself before the control event there: a lag read at a commit's time counts it).
+    Returns RAN_TO_STOP (floats[F_AT]: the next event's time, after `stop_s`; inf if none) or, between two events,
+    NEED_DRAWS / NOTIFY / DRAINED (ints[I_SLOT], floats[F_AT])."""
+    slots = st.phase.shape[0]
+    for s in range(slots):
+        if not st.wake[s]:
+            continue
+        if _short_of_draws(st, s):
+            st.ints[I_SLOT] = s
+            return NEED_DRAWS
+        st.wake[s] = 0
+        phase = st.phase[s]
+        if phase == OUTSIDE:
+            start_fetch(st, s, now)
+        elif WAIT_DATA <= phase <= WAIT_TIMER:  # in a fetch
+            fetch(st, s, now)
+    while True:
+        s = -1
+        t = math.inf
+        for i in range(slots):
+            phase = st.phase[i]
+            if WAIT_TIMER <= phase <= BUSY and st.next_s[i] < t:  # a timer or a batch due
+                t = st.next_s[i]
+                s = i
+        if s < 0 or t > stop_s:
+            st.floats[F_AT] = t
+            return RAN_TO_STOP
+        if _short_of_draws(st, s):
+            st.ints[I_SLOT] = s
+            return NEED_DRAWS
+        if st.phase[s] == WAIT_TIMER:
+            fetch(st, s, t)
+            continue
+        commit(st, s, t, log_base, start_s, end_s, batch_size, replica, outcome)
+        st.ints[I_SLOT] = s
+        st.floats[F_AT] = t
+        st.phase[s] = OUTSIDE
+        if st.ints[I_SCORED] == st.ints[I_TARGET]:
+            st.wake[s] = 1
+            return DRAINED
+        if st.notify[s]:
+            st.wake[s] = 1  # its next fetch starts once Python has done the commit's duties
+            return NOTIFY
+        start_fetch(st, s, t)
