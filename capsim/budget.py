@@ -310,7 +310,7 @@ def _fleet_parts(scenario: Scenario, engine: str) -> list[Part]:
         batch_ids_bytes = float(slots) * instances * batch * 8
         parts.append(Part("per-batch-size arrays", table_bytes + batch_ids_bytes,
                           f"serving.batching.max_batch_size={batch} (compiled engine)",
-                          "lower it to the largest batch that can form, or pass --engine simpy"))  # fmt: skip
+                          "lower it to the largest batch that can form"))  # fmt: skip
     return parts
 
 

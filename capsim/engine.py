@@ -137,12 +137,9 @@ def _run_replication(
 
     log = RequestLog(flush=None if keep_requests else fold)
     env = simpy.Environment()
-    if engine == "compiled":
-        from capsim.serving.dataplane.fleet import CompiledFleet  # deferred: it imports numba
+    from capsim.serving.dataplane.fleet import CompiledFleet  # deferred: it imports numba
 
-        fleet: RealtimeFleet = CompiledFleet(env, serving, scenario.service, streams, log)
-    else:
-        fleet = RealtimeFleet(env, serving, scenario.service, streams, log)
+    fleet: RealtimeFleet = CompiledFleet(env, serving, scenario.service, streams, log)
     arrivals = scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)
     fleet.start(arrivals)
     if progress is not None:
@@ -269,9 +266,9 @@ def simulate(
     two scenarios run with the same seed share their random numbers stream by stream. With
     `keep_requests=False` only mergeable histograms are kept (bounded memory, <= 0.5% error on
     percentiles). `progress` receives the fraction of simulated time done (summed over replications).
-    `engine`: "simpy", "compiled" (the real-time data plane compiled with numba: the same results,
-    much faster on long runs; capsim/serving/dataplane) or "auto" (compiled where it can run and
-    the run is long; capsim.serving.dataplane.support.choose_engine). The summary says which ran.
+    `engine` is accepted and ignored (kept one release): a real-time run's data plane is the
+    compiled event loop (capsim/serving/dataplane), under SimPy's control plane. The summary's
+    `engine` says which ran ("compiled"; the other modes: "simpy").
     """
     if replications < 1:
         raise ValueError("replications must be >= 1")

@@ -22,15 +22,12 @@ def check_command(
     catalogue: CatalogueOption = None,
 ) -> None:
     """Validate a scenario (exit 2 with the bad field named) and print a capacity estimate."""
-    from capsim.serving.dataplane.support import (
-        AUTO_MIN_REQUESTS,
-        choose_engine,
-        compiled_unsupported,
-        expected_arrivals,
-    )
+    from capsim.serving.dataplane.support import choose_engine
     from capsim.stability import estimate_capacity, stability_warnings
 
     loaded = scenario_from_cli(scenario, set_, catalogue)
+    if loaded.serving.mode == "realtime":
+        choose_engine(loaded)  # a setting the data plane lacks is refused here, as `simulate` would
     console = Console()
     console.print(f"[green]ok[/green] {scenario}: scenario '{loaded.name}' is valid")
     _print_run_budget(loaded, console)
@@ -48,16 +45,6 @@ def check_command(
         f"offered load {est.offered_rps:.4g} rps (peak {est.peak_offered_rps:.4g}), capacity with full batches "
         f"{est.capacity_rps:.4g} rps, utilization ≈ {est.utilization:.3f}"
     )
-    if loaded.serving.mode == "realtime":
-        # Which engine `simulate` (--engine auto) will run, and why: a long run that falls back to the
-        # SimPy engine is minutes instead of seconds, and the user may want to know before starting it.
-        engine = choose_engine(loaded, "auto")
-        reason = compiled_unsupported(loaded)
-        expected = f"{expected_arrivals(loaded):,.0f} expected requests"
-        if reason is None and engine == "simpy":
-            reason = f"{expected}; the compiled engine from {AUTO_MIN_REQUESTS:,}"
-        why = expected if reason is None else reason
-        console.print(f"engine (--engine auto): {engine} ({why})")
     for warning in stability_warnings(loaded):
         console.print(f"[yellow]warning:[/yellow] {warning}")
 

@@ -23,8 +23,7 @@ EngineOption = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="auto (compiled for long real-time runs), simpy, or compiled (the real-time data plane in numba: "
-        "the same results, tens of times faster)",
+        help="accepted and ignored (kept one release): every real-time run uses the compiled data plane",
     ),
 ]
 

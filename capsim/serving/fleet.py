@@ -1,8 +1,8 @@
-"""A real-time fleet: the arrival stream, the response cache, the activator, the load balancer and
-replicas that come and go.
-
-Arrivals are drawn in numpy chunks and fed by a chain of timer events (one pending at a time);
-replicas are event-driven state machines. Nothing is ever created per request but its timer.
+"""A real-time fleet's control plane on the SimPy kernel: replicas that come and go, cold starts and
+warm pools, draining, spot interruptions, the activator (requests waiting for a first replica),
+the response cache's draws, and billing. Its data plane — arrivals, load balancing, each replica's
+front end, queue, batcher and executors — is the compiled event loop
+(capsim.serving.dataplane.fleet.CompiledFleet implements the abstract methods below).
 
 Replica lifecycle: starting (node provisioning unless a warm node is free, image pull, model load)
 → ready (in the balancer) → draining (out of the balancer, finishing its queue) → gone. Billing runs
@@ -11,8 +11,11 @@ from the start of provisioning to the end of draining; warm-pool nodes are bille
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import simpy
@@ -23,8 +26,40 @@ from capsim.metrics.steps import StepSeries
 from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
-from capsim.serving.balancer import make_balancer
-from capsim.serving.replica import Replica, ReplicaConfig
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    """What the control plane (and the autoscalers) read of a replica's shape."""
+
+    instances: int  # model executors per replica
+    timeout_s: float | None  # a request still queued this long leaves (None: never)
+
+
+class ReplicaHandle(Protocol):
+    """A replica as the control plane holds it (its requests live in the data plane)."""
+
+    index: int  # its id in the request log
+
+    def queued_or_in_service(self) -> int:
+        """Requests in its front end, queue or batches (call `expire` first when they can time out)."""
+        ...
+
+    def expire(self, now: float) -> None:
+        """Time out its queued requests past their deadline at `now`."""
+        ...
+
+    def start_draining(self, now: float) -> None:
+        """It has left the balancer: finish its work, then report drained (`RealtimeFleet._drained`)."""
+        ...
+
+    def hand_over_queue(self) -> list[int]:
+        """Give up every queued request (batches in service stay); their ids, oldest first."""
+        ...
+
+    def book_in_service(self) -> None:
+        """End of run: book its batches still in service (they stay in flight)."""
+        ...
 
 
 class _Starting:
@@ -49,8 +84,9 @@ class FleetLevels:
         self.serving_executors = StepSeries(0)  # executors of ready + draining replicas
 
 
-class RealtimeFleet:
-    """Replicas behind a load balancer, fed by one arrival stream."""
+class RealtimeFleet(ABC):
+    """Replicas behind a load balancer, fed by one arrival stream: the control plane, with the data
+    plane's entry points abstract."""
 
     def __init__(
         self,
@@ -72,17 +108,11 @@ class RealtimeFleet:
         self.cold_starts = 0
         self.config = ReplicaConfig(
             instances=serving.instances_per_replica,
-            max_batch_size=serving.batching.max_batch_size,
-            max_wait_s=serving.batching.max_wait_ms / 1000.0,
-            queue_capacity=serving.queue_capacity,
             timeout_s=None if serving.timeout_ms is None else serving.timeout_ms / 1000.0,
-            overhead_s=serving.overhead_ms / 1000.0,
-            frontend_workers=serving.frontend.workers if serving.frontend is not None else 0,
         )
-        self.all_replicas: list[Replica] = []  # every replica ever created; index = id in the request log
-        self.ready: list[Replica] = []
-        self.loads: list[int] = []  # outstanding requests of each ready replica, for the balancer
-        self.draining: set[Replica] = set()
+        self.all_replicas: list[ReplicaHandle] = []  # every replica ever created; index = id in the request log
+        self.ready: list[ReplicaHandle] = []  # in the balancer, in this order
+        self.draining: set[ReplicaHandle] = set()
         self.starting: list[_Starting] = []
         self.buffer: deque[int] = deque()  # the activator: requests waiting for a first ready replica
         self.on_buffered: Callable[[float], None] | None = None  # pokes the autoscaler (Knative's activator)
@@ -92,38 +122,43 @@ class RealtimeFleet:
         self._warm_nodes = serving.cold_start.warm_pool
         self._coldstart_rng = streams.stream("coldstart")
         self._spot_rng = streams.stream("spot")
-        self.spot: set[Replica] = set()
-        self._reclaimed_at: dict[Replica, float] = {}  # interrupted spot replicas: end of their notice
+        self.spot: set[ReplicaHandle] = set()
+        self._reclaimed_at: dict[ReplicaHandle, float] = {}  # interrupted spot replicas: end of their notice
         self._spot_starting = 0
         self.spot_interruptions = 0
         for _ in range(serving.replicas):
             on_spot = self._take_spot_slot()
             self._make_ready(self._new_replica(), on_spot)
-        self.balancer = make_balancer(serving.load_balancer, streams.stream("balancer"))
         self._cache_rng = streams.stream("cache")
 
-    # -- membership ------------------------------------------------------------------------------
+    # -- the data plane's entry points -----------------------------------------------------------
 
-    def _new_replica(self) -> Replica:
-        index = len(self.all_replicas)
-        sampler = self._service.sampler(self._streams.stream(f"service/replica-{index}"))
-        frontend = self.serving.frontend
-        frontend_sample_s = (
-            frontend.sampler(self._streams.stream(f"frontend/replica-{index}")) if frontend is not None else None
-        )
-        replica = Replica(
-            self.env, index, self.config, sampler, self.log, self._finished, [0], self._drained, self.live,
-            frontend_sample_s,
-        )
-        self.all_replicas.append(replica)
-        return replica
+    @abstractmethod
+    def _new_replica(self) -> ReplicaHandle:
+        """A new replica in the data plane (appended to `all_replicas`), not yet in the balancer."""
 
+    @abstractmethod
     def _rebuild_loads(self) -> None:
-        # Replicas write their outstanding count into this list at their slot; rebuilt on every
-        # membership change (rare) so that the hot path only does list arithmetic.
-        self.loads = [r.queued_or_in_service() for r in self.ready]
-        for slot, replica in enumerate(self.ready):
-            replica.attach(self.loads, slot)
+        """`ready` changed: the balancer's list of replicas follows it."""
+
+    @abstractmethod
+    def _route(self, request_id: int, t: float) -> None:
+        """Route one request at `t` through the balancer (the activator hands it over)."""
+
+    @abstractmethod
+    def start(self, chunks: Iterator[np.ndarray]) -> None:
+        """Begin feeding arrivals (numpy chunks of arrival times, drawn lazily) into the fleet."""
+
+    @abstractmethod
+    def in_flight_now(self) -> int:
+        """Requests queued, in service or waiting in the activator at this moment."""
+
+    @abstractmethod
+    def sample(self) -> dict[str, float]:
+        """Fleet-wide metrics now, for autoscalers: the integrals of concurrency and busy executors
+        since t = 0, the requests waiting (a gauge), and the cumulative arrivals."""
+
+    # -- membership ------------------------------------------------------------------------------
 
     def _take_spot_slot(self) -> bool:
         """Whether the next replica goes on spot capacity, keeping the spot share at the target."""
@@ -138,7 +173,7 @@ class RealtimeFleet:
             return True
         return False
 
-    def _make_ready(self, replica: Replica, on_spot: bool = False) -> None:
+    def _make_ready(self, replica: ReplicaHandle, on_spot: bool = False) -> None:
         if on_spot:
             self._spot_starting -= 1
             self.spot.add(replica)
@@ -209,17 +244,16 @@ class RealtimeFleet:
         self.levels.starting.set(self.env.now, len(self.starting))
         self._make_ready(self._new_replica(), pending.on_spot)
 
-    def _drain(self, replica: Replica) -> None:
+    def _drain(self, replica: ReplicaHandle) -> None:
         now = self.env.now
         self.ready.remove(replica)
         self._rebuild_loads()
-        replica.attach([0], 0)
         self.levels.ready.set(now, len(self.ready))
         self.draining.add(replica)
         replica.start_draining(now)
 
     def _on_interruption_notice(self, event: simpy.Event) -> None:
-        replica: Replica = event.value  # type: ignore[assignment]
+        replica: ReplicaHandle = event.value  # type: ignore[assignment]
         if replica not in self.ready:
             return  # already scaled away
         now = self.env.now
@@ -230,16 +264,14 @@ class RealtimeFleet:
         self._drain(replica)
         # Its queue goes to the others (a gateway retries); its batches in service finish within the
         # notice (seconds against 30–120 s). A replacement starts at once.
-        waiting = list(replica.queue)
-        replica.hand_over_queue()
-        for request_id in waiting:
+        for request_id in replica.hand_over_queue():
             if self.ready:
                 self._route(request_id, now)
             else:
                 self._hold_in_activator(request_id, now)
         self._start_replica(now)
 
-    def _drained(self, replica: Replica, now: float | None = None) -> None:
+    def _drained(self, replica: ReplicaHandle, now: float | None = None) -> None:
         """`replica` has finished its work, at `now` (the clock's time unless given)."""
         now = self.env.now if now is None else now
         self.draining.discard(replica)
@@ -323,111 +355,3 @@ class RealtimeFleet:
             if self.live is not None:
                 self.live.concurrency.add(now, -1)  # leaves the activator; the replica counts it again
             self._route(self.buffer.popleft(), now)
-
-    def _route(self, request_id: int, t: float) -> None:
-        ready = self.ready
-        if len(ready) == 1:
-            ready[0].enqueue(request_id, t)
-            return
-        if self.config.timeout_s is not None:
-            for replica in ready:
-                replica.expire(t)
-        ready[self.balancer.pick(self.loads)].enqueue(request_id, t)
-
-    def start(self, chunks: Iterator[np.ndarray]) -> None:
-        """Begin feeding arrivals (drawn lazily, chunk by chunk) into the fleet."""
-        self._chunks = chunks
-        self._times: list[float] = []
-        self._ids: Sequence[int] = []
-        self._next = 0
-        # Begin inside the run, once every other process is on the kernel's schedule: arrival
-        # lookahead may only skip ahead of events that already exist.
-        self.env.timeout(0).callbacks.append(self._begin)
-
-    def _begin(self, _event: simpy.Event) -> None:
-        self._on_arrival(None)
-
-    def _load_chunk(self) -> bool:
-        for times in self._chunks:
-            first_id = self.log.append_arrivals(times)
-            if self.serving.cache.hit_ratio > 0:
-                miss = self._answer_cache_hits(first_id, times)
-                self._ids = (np.flatnonzero(miss) + first_id).tolist()
-                self._times = times[miss].tolist()
-            else:  # every request goes to the model: ids in a row, times as the log already listed them
-                self._ids = range(first_id, first_id + times.size)
-                self._times = self.log.recent_s
-            self._next = 0
-            if self._ids:
-                return True
-        return False
-
-    def _on_arrival(self, due: simpy.Event | None) -> None:
-        """Route the arrival whose timer fired, then every later one that comes before the next
-        kernel event (nothing can change the fleet's state in between, so they are handled right
-        away at their own timestamps), then set the timer of the next one."""
-        env = self.env
-        times, ids = self._times, self._ids
-        count = len(times)
-        i = self._next
-        peek = env.peek
-        pick = self.balancer.pick
-        expire_first = self.config.timeout_s is not None
-        routed = 0  # counted locally and added on the way out (nothing reads the totals meanwhile)
-        # Membership only changes on kernel events, and none runs inside this loop: the ready list,
-        # the loads list and a lone replica's enqueue are read once (re-read after the activator,
-        # which may call into the autoscaler).
-        ready, loads = self.ready, self.loads
-        lone = ready[0].enqueue if len(ready) == 1 else None
-        while True:
-            if i >= count:
-                if not self._load_chunk():
-                    self.pending += routed
-                    self.arrived += routed
-                    self.arrivals_done = True
-                    self._next = i
-                    self._finished(0)
-                    return
-                times, ids, i = self._times, self._ids, 0
-                count = len(times)
-                continue
-            t = times[i]
-            if due is None and t >= peek():
-                self.pending += routed
-                self.arrived += routed
-                self._next = i
-                env.timeout(t - env.now).callbacks.append(self._on_arrival)
-                return
-            due = None
-            routed += 1
-            if lone is not None:
-                lone(ids[i], t, t)
-            elif ready:
-                if expire_first:
-                    for replica in ready:
-                        replica.expire(t)
-                ready[pick(loads)].enqueue(ids[i], t, t)  # `_route`, inlined on the hot path
-            else:
-                self._hold_in_activator(ids[i], t)
-                ready, loads = self.ready, self.loads
-                lone = ready[0].enqueue if len(ready) == 1 else None
-            i += 1
-
-    # -- observation -----------------------------------------------------------------------------
-
-    def in_flight_now(self) -> int:
-        """Requests queued, in service or waiting in the activator at this moment."""
-        return sum(self.loads) + len(self.buffer) + sum(r.queued_or_in_service() for r in self.draining)
-
-    def sample(self) -> dict[str, float]:
-        """Fleet-wide metrics now, for autoscalers: the integrals of concurrency and busy executors
-        since t = 0, the requests waiting (a gauge), and the cumulative arrivals."""
-        now = self.env.now
-        self.expire_buffer(now)
-        queued = len(self.buffer)
-        for replica in (*self.ready, *self.draining):
-            replica.expire(now)
-            queued += len(replica.queue)
-        live = self.live if self.live is not None else LiveMetrics()
-        return {"concurrency": live.concurrency.area_at(now), "busy": live.busy.area_at(now),
-                "queue": float(queued), "arrivals": float(self.arrived)}  # fmt: skip

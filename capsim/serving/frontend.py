@@ -1,4 +1,5 @@
-"""A replica's request front end: the CPU work before a request reaches the batcher, as a queue.
+"""`serving.frontend`: a replica's request front end, the CPU work before a request reaches the
+batcher, as a queue (the compiled data plane runs it: capsim/serving/dataplane/kernel.py).
 
 Why: `overhead_ms` is a fixed delay, and a fixed delay never saturates. A real server's front end
 (HTTP parsing, JSON or protobuf decoding, building the response; in a Python server one event loop
@@ -16,17 +17,13 @@ from when its scheduler receives a request. A replica's front end saturates at
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
-from collections.abc import Callable
 
 import numpy as np
-import simpy
 from pydantic import ConfigDict, Field, field_validator
 
 from capsim.input_model import InputModel
-from capsim.rng import buffered
 
 
 class FrontEndSpec(InputModel):
@@ -62,71 +59,10 @@ class FrontEndSpec(InputModel):
         sigma = math.sqrt(math.log1p(self.cv * self.cv))
         return math.log(self.per_request_ms / 1000.0) - sigma * sigma / 2, sigma
 
-    def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
-        """Seconds of front-end time for the next request. With `window_late_quantiles_ms` the
-        callable is a `FrontEndDraws`, which also carries the lateness draws to the replica (the fleet
-        hands the replica nothing else of the front end's spec)."""
-        mean_s = self.per_request_ms / 1000.0
-        draw: Callable[[], float]
-        if self.cv == 0:
-            draw = lambda: mean_s  # noqa: E731
-        else:
-            mu, sigma = self.lognormal_mu_sigma()
-            draw = buffered(lambda n: rng.lognormal(mu, sigma, n)).__next__
-        if self.window_late_quantiles_ms is not None:
-            # Inverse CDF through the quantiles, linear in between: the measured distribution, no
-            # parametric tail beyond what was measured.
-            late_s = np.asarray(self.window_late_quantiles_ms, dtype=float) / 1000.0
-            grid = np.linspace(0.0, 1.0, late_s.size)
-            return FrontEndDraws(draw, buffered(lambda n: np.interp(rng.random(n), grid, late_s)).__next__)
-        return draw
-
-
-class FrontEndDraws:
-    """A front end's draws (seconds per request) and, because its loop fires the batching timer
-    late, the lateness draws (seconds per timer): the replica unwraps it, so that the front end's own
-    hot path calls the plain draw, and delays every batching timer by a lateness draw."""
-
-    __slots__ = ("draw", "window_late_s")
-
-    def __init__(self, draw: Callable[[], float], window_late_s: Callable[[], float]) -> None:
-        self.draw = draw
-        self.window_late_s = window_late_s
-
-    def __call__(self) -> float:
-        return self.draw()
-
-
-class FrontEnd:
-    """`workers` FIFO servers; each request is handed to `deliver(request_id, now)` when done.
-
-    With first-come-first-served servers the finishing time of a request is known when it arrives
-    (start at the earliest moment a server is free), so the front end costs one kernel event per
-    request and keeps no queue of its own.
-    """
-
-    def __init__(
-        self, env: simpy.Environment, workers: int, sample_s: Callable[[], float],
-        deliver: Callable[[int, float], None],
-    ) -> None:  # fmt: skip
-        self._env = env
-        self._free_at_s = [0.0] * workers  # a min-heap: when each server is next free
-        self._sample_s = sample_s
-        self._deliver = deliver
-        self.inside = 0  # requests waiting for or holding a server
-        # When each request now in the replica's batcher queue joined it: its batching window starts there.
-        self.entered_s: dict[int, float] = {}
-
-    def admit(self, request_id: int, now: float) -> None:
-        """A request arrives at `now` (which may be ahead of the kernel clock, as in `Replica.enqueue`)."""
-        free_at_s = self._free_at_s
-        start_s = free_at_s[0] if free_at_s[0] > now else now
-        done_s = start_s + self._sample_s()
-        heapq.heapreplace(free_at_s, done_s)
-        self.inside += 1
-        env = self._env
-        env.timeout(done_s - env.now, request_id).callbacks.append(self._on_done)
-
-    def _on_done(self, event: simpy.Event) -> None:
-        self.inside -= 1
-        self._deliver(event.value, self._env.now)  # type: ignore[arg-type]
+    def window_late_s(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """`n` draws of how late the batching timer fires (seconds; `window_late_quantiles_ms` set):
+        inverse CDF through the quantiles, linear in between — the measured distribution, no
+        parametric tail beyond what was measured."""
+        assert self.window_late_quantiles_ms is not None
+        late_s = np.asarray(self.window_late_quantiles_ms, dtype=float) / 1000.0
+        return np.interp(rng.random(n), np.linspace(0.0, 1.0, late_s.size), late_s)

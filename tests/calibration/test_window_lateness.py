@@ -21,7 +21,7 @@ from capsim.cli.main import main
 from capsim.engine import simulate
 from capsim.scenario import Scenario
 from capsim.servicetime import read_profile
-from capsim.serving.frontend import FrontEndDraws, FrontEndSpec
+from capsim.serving.frontend import FrontEndSpec
 from tests.calibration.synthetic import write_run_folder
 
 SERVICE = {"kind": "linear", "base_ms": 2.0, "per_item_ms": 0.5, "cv": 0.2}
@@ -32,10 +32,8 @@ RATES_RPS = [100.0, 200.0, 300.0]
 
 
 def test_draws_follow_the_quantiles() -> None:
-    draws = FrontEndSpec(per_request_ms=1.0, window_late_quantiles_ms=[0.0, 1.0, 10.0]).sampler(
-        np.random.default_rng(1))
-    assert isinstance(draws, FrontEndDraws) and draws.window_late_s is not None
-    late_ms = np.array([draws.window_late_s() for _ in range(20000)]) * 1000.0
+    spec = FrontEndSpec(per_request_ms=1.0, window_late_quantiles_ms=[0.0, 1.0, 10.0])
+    late_ms = spec.window_late_s(np.random.default_rng(1), 20000) * 1000.0
     # Half the mass in [0, 1] ms, half in [1, 10] ms, uniform within each.
     assert np.mean(late_ms <= 1.0) == pytest.approx(0.5, abs=0.02)
     assert np.percentile(late_ms, 75) == pytest.approx(5.5, rel=0.05)
@@ -43,7 +41,7 @@ def test_draws_follow_the_quantiles() -> None:
 
 
 def test_off_by_default_and_validated() -> None:
-    assert not isinstance(FrontEndSpec(per_request_ms=1.0).sampler(np.random.default_rng(0)), FrontEndDraws)
+    assert FrontEndSpec(per_request_ms=1.0).window_late_quantiles_ms is None
     with pytest.raises(ValidationError, match="non-decreasing"):
         FrontEndSpec(per_request_ms=1.0, window_late_quantiles_ms=[1.0, 0.5])
     with pytest.raises(ValidationError, match=">= 0"):

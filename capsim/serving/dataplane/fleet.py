@@ -12,7 +12,6 @@ plane can happen in between, so handling them in one compiled loop changes no re
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -34,8 +33,7 @@ from capsim.serving.dataplane.plane import (
     with_more_slots,
     with_room,
 )
-from capsim.serving.fleet import RealtimeFleet
-from capsim.serving.replica import Replica
+from capsim.serving.fleet import RealtimeFleet, ReplicaHandle
 
 _BALANCER_CODES = {
     "round_robin": layout.K_ROUND_ROBIN,
@@ -45,10 +43,9 @@ _BALANCER_CODES = {
 }
 
 
-class KernelReplica(Replica):
-    """A replica whose queue, batcher and executors live in the compiled plane at `slot`: the
-    handle RealtimeFleet's lifecycle code holds. It overrides every Replica method the fleet and
-    the engine call, and deliberately does not run Replica.__init__ (it has no SimPy state)."""
+class KernelReplica:
+    """A replica whose front end, queue, batcher and executors live in the compiled plane at `slot`:
+    the handle (capsim.serving.fleet.ReplicaHandle) RealtimeFleet's lifecycle code holds."""
 
     def __init__(self, fleet: CompiledFleet, index: int, slot: int) -> None:
         self.fleet = fleet
@@ -62,9 +59,6 @@ class KernelReplica(Replica):
         p = self.fleet.plane
         return int(p.q_len[self.slot] + p.in_service[self.slot] + p.fe_inside[self.slot])
 
-    def attach(self, loads: list[int], slot: int) -> None:
-        """Nothing to do: the kernel keeps every slot's load itself."""
-
     def start_draining(self, now: float) -> None:
         self.draining = True
         self.fleet.begin_draining(self, now)
@@ -77,18 +71,15 @@ class KernelReplica(Replica):
         if self.slot >= 0:
             k.book_in_service(self.fleet.plane, self.fleet.columns, self.slot)
 
-    @property
-    def queue(self) -> deque[int]:  # type: ignore[override]  # a snapshot, read when a spot replica hands over
-        """The queued request ids, oldest first."""
+    def hand_over_queue(self) -> list[int]:
         if self.slot < 0:
-            return deque()
+            return []
         p = self.fleet.plane
         cap = p.q_ids.shape[1]
         order = (int(p.q_head[self.slot]) + np.arange(int(p.q_len[self.slot]))) % cap
-        return deque(int(i) for i in p.q_ids[self.slot, order])
-
-    def hand_over_queue(self) -> None:
+        waiting = [int(i) for i in p.q_ids[self.slot, order]]
         self.fleet.hand_over_queue(self)
+        return waiting
 
 
 class CompiledFleet(RealtimeFleet):
@@ -119,6 +110,8 @@ class CompiledFleet(RealtimeFleet):
         frontend = serving.frontend
         cfg_i[layout.C_FRONTEND] = frontend.workers if frontend is not None else 0
         cfg_i[layout.C_FE_DRAWS] = frontend is not None and frontend.cv > 0
+        self._late_window = frontend if frontend is not None and frontend.window_late_quantiles_ms else None
+        cfg_i[layout.C_WINDOW_LATE] = self._late_window is not None
         cfg_f = np.zeros(layout.N_CFG_F)
         cfg_f[layout.C_MAX_WAIT_S] = batching.max_wait_ms / 1000.0
         cfg_f[layout.C_TIMEOUT_S] = serving.timeout_ms / 1000.0 if serving.timeout_ms is not None else math.inf
@@ -128,6 +121,7 @@ class CompiledFleet(RealtimeFleet):
         cfg_f[layout.C_FE_FIXED_S] = frontend.per_request_ms / 1000.0 if frontend is not None else 0.0
         self._fe_lognormal = frontend.lognormal_mu_sigma() if frontend is not None and frontend.cv > 0 else None
         self._fe_rng: dict[int, np.random.Generator] = {}
+        self._late_rng: dict[int, np.random.Generator] = {}
         self.plane: Plane = allocate(cfg_i, cfg_f, table.scale_s, table.levels, table.quantiles_s)
         self._slot_rng: dict[int, np.random.Generator] = {}
         self._slot_handle: dict[int, KernelReplica] = {}
@@ -188,7 +182,7 @@ class CompiledFleet(RealtimeFleet):
 
     # -- membership -------------------------------------------------------------------------------
 
-    def _new_replica(self) -> Replica:
+    def _new_replica(self) -> ReplicaHandle:
         p = self.plane
         free = np.flatnonzero(p.slot_state == layout.FREE)
         if free.size == 0:
@@ -201,7 +195,7 @@ class CompiledFleet(RealtimeFleet):
         p.q_head[slot] = p.q_len[slot] = p.in_service[slot] = p.loads[slot] = p.forming[slot] = 0
         p.idle[slot] = self.config.instances
         p.b_size[slot] = 0
-        p.draw_pos[slot] = p.draw_end[slot] = p.fe_pos[slot] = p.fe_end[slot] = 0
+        p.draw_pos[slot] = p.draw_end[slot] = p.fe_pos[slot] = p.fe_end[slot] = p.late_pos[slot] = p.late_end[slot] = 0
         if self._draw is not None:
             # The stream the SimPy engine's sampler of this replica reads, in the same chunks.
             self._slot_rng[slot] = self._streams.stream(f"service/replica-{index}")
@@ -212,13 +206,17 @@ class CompiledFleet(RealtimeFleet):
             # The front end's stream and chunks, as FrontEndSpec.sampler draws them.
             self._fe_rng[slot] = self._streams.stream(f"frontend/replica-{index}")
             self._refill_frontend(slot)
+        if self._late_window is not None:
+            # Its own stream: the lateness changes no other draw.
+            self._late_rng[slot] = self._streams.stream(f"window-late/replica-{index}")
+            self._refill_late(slot)
         replica = self._slot_handle[slot] = KernelReplica(self, index, slot)
         self.all_replicas.append(replica)
         return replica
 
     def _rebuild_loads(self) -> None:
         p = self.plane
-        slots = [r.slot for r in self.ready]
+        slots = [self._slot_of(r) for r in self.ready]
         p.ready[: len(slots)] = slots
         p.ints[layout.I_N_READY] = len(slots)
 
@@ -252,6 +250,7 @@ class CompiledFleet(RealtimeFleet):
             replica = self._slot_handle.pop(slot)
             self._slot_rng.pop(slot, None)
             self._fe_rng.pop(slot, None)
+            self._late_rng.pop(slot, None)
             p.slot_state[slot] = layout.FREE
             replica.slot = -1
             self._drained(replica, t)
@@ -310,13 +309,7 @@ class CompiledFleet(RealtimeFleet):
         if status == layout.NEED_ARRIVALS:
             self._load_arrivals()
         elif status == layout.NEED_DRAWS:
-            slot = int(p.ints[layout.I_AUX])
-            if slot == -1:
-                self._refill_balancer()
-            elif slot <= -2:
-                self._refill_frontend(-2 - slot)
-            else:
-                self._refill_slot(slot)
+            self._refill_low_buffers()
         elif status == layout.NEED_ROOM:
             self.plane = with_room(p)
         elif status == layout.DRAINED:
@@ -334,13 +327,28 @@ class CompiledFleet(RealtimeFleet):
         self._finished(0)
         self._arm_pump()
 
+    def _refill_low_buffers(self) -> None:
+        """Refill every draw buffer that runs low. Each buffer reads its own stream, so when it is
+        refilled changes no number it holds, only how far ahead it is drawn."""
+        p = self.plane
+        instances = self.config.instances
+        for slot in self._slot_handle:
+            if slot in self._slot_rng and p.draw_end[slot] - p.draw_pos[slot] < instances:
+                self._refill_slot(slot)
+            if slot in self._fe_rng and p.fe_end[slot] - p.fe_pos[slot] < 1:
+                self._refill_frontend(slot)
+            if slot in self._late_rng and p.late_end[slot] - p.late_pos[slot] < 1:
+                self._refill_late(slot)
+        if p.cfg_i[layout.C_LB_DRAWS] and p.ints[layout.I_LB_END] - p.ints[layout.I_LB_POS] < 2:
+            self._refill_balancer()
+        p.ints[layout.I_LOW_DRAWS] = 0
+
     def _refill_slot(self, slot: int) -> None:
         p = self.plane
         assert self._draw is not None
         fresh = getattr(self._slot_rng[slot], self._draw)(DRAW_CHUNK)
         p.draw_end[slot] = refilled(p.draws[slot], int(p.draw_pos[slot]), int(p.draw_end[slot]), fresh)
         p.draw_pos[slot] = 0
-        p.ints[layout.I_LOW_DRAWS] = 0
 
     def _refill_frontend(self, slot: int) -> None:
         p = self.plane
@@ -348,7 +356,13 @@ class CompiledFleet(RealtimeFleet):
         fresh = self._fe_rng[slot].lognormal(*self._fe_lognormal, DRAW_CHUNK)
         p.fe_end[slot] = refilled(p.fe_draws[slot], int(p.fe_pos[slot]), int(p.fe_end[slot]), fresh)
         p.fe_pos[slot] = 0
-        p.ints[layout.I_LOW_DRAWS] = 0
+
+    def _refill_late(self, slot: int) -> None:
+        p = self.plane
+        assert self._late_window is not None
+        fresh = self._late_window.window_late_s(self._late_rng[slot], DRAW_CHUNK)
+        p.late_end[slot] = refilled(p.late_draws[slot], int(p.late_pos[slot]), int(p.late_end[slot]), fresh)
+        p.late_pos[slot] = 0
 
     def _refill_balancer(self) -> None:
         ints = self.plane.ints
@@ -385,9 +399,13 @@ class CompiledFleet(RealtimeFleet):
 
     # -- observation ------------------------------------------------------------------------------
 
+    def _slot_of(self, replica: ReplicaHandle) -> int:
+        assert isinstance(replica, KernelReplica)
+        return replica.slot
+
     def in_flight_now(self) -> int:
         p = self.plane
-        slots = [r.slot for r in (*self.ready, *self.draining)]
+        slots = [self._slot_of(r) for r in (*self.ready, *self.draining)]
         return int(p.q_len[slots].sum() + p.in_service[slots].sum() + p.fe_inside[slots].sum()) + len(self.buffer)
 
     def sample(self) -> dict[str, float]:
@@ -396,7 +414,7 @@ class CompiledFleet(RealtimeFleet):
         for replica in (*self.ready, *self.draining):
             replica.expire(now)
         p = self.plane
-        slots = [r.slot for r in (*self.ready, *self.draining) if r.slot >= 0]
+        slots = [s for s in map(self._slot_of, (*self.ready, *self.draining)) if s >= 0]
         queued = len(self.buffer) + int(p.q_len[slots].sum())
         live = self.live
         assert live is not None  # sampled only by autoscalers, which keep live metrics

@@ -55,6 +55,7 @@ from capsim.serving.dataplane.layout import (
     C_OVERHEAD_S,
     C_SIGMA,
     C_TIMEOUT_S,
+    C_WINDOW_LATE,
     CLOCK_SLACK_S,
     COMPLETED,
     DRAINED,
@@ -295,11 +296,26 @@ def _needs_python(ints, cfg_i, h_time):  # type: ignore[no-untyped-def]
     if ints[I_LOW_DRAWS]:
         return NEED_DRAWS
     if cfg_i[C_LB_DRAWS] and ints[I_LB_END] - ints[I_LB_POS] < 2:
-        ints[I_AUX] = -1
         return NEED_DRAWS
     if ints[I_LOW_ROOM] or ints[I_HEAP_N] + cfg_i[C_INSTANCES] + 2 > h_time.shape[0]:
         return NEED_ROOM
     return -1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _window_closes_s(ints, late_draws, late_pos, late_end, s, clock, due_s, late):  # type: ignore[no-untyped-def]
+    """When slot `s`'s batching timer fires for a window due at `due_s`. On time by default; with
+    the late window (`serving.frontend.window_late_quantiles_ms`: the server's timer runs on its
+    front end's loop) the next draw of the slot's lateness stream is added to the deadline. The
+    batch is due from `due_s` on: one that fills up meanwhile still goes at once (`dispatch`), and
+    the late timer then finds it gone (stale). Scheduled as SimPy would: a delay ahead of `clock`."""
+    fires_s = due_s
+    if late:
+        fires_s = due_s + late_draws[s, late_pos[s]]
+        late_pos[s] += 1
+        if late_end[s] - late_pos[s] < 1:
+            ints[I_LOW_DRAWS] = 1
+    return clock + (fires_s - clock)
 
 
 # -- the event loop --------------------------------------------------------------------------------
@@ -320,6 +336,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
     q_entered, fe_free, fe_inside, fe_draws, fe_pos, fe_end = (
         p.q_entered, p.fe_free, p.fe_inside, p.fe_draws, p.fe_pos, p.fe_end
     )
+    late_draws, late_pos, late_end = p.late_draws, p.late_pos, p.late_end
     h_time, h_seq, h_kind, h_slot, h_aux = p.h_time, p.h_seq, p.h_kind, p.h_slot, p.h_aux
     scale_s, levels, quantiles_s, lb_draws = p.scale_s, p.levels, p.quantiles_s, p.lb_draws
     arrival_s, start_col, end_col, replica_col = log.arrival_s, log.start_s, log.end_s, log.replica
@@ -338,6 +355,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
     cap = q_ids.shape[1]
     fe_workers = cfg_i[C_FRONTEND]
     fe_drawn = cfg_i[C_FE_DRAWS] != 0
+    window_late = cfg_i[C_WINDOW_LATE] != 0
 
     status = _needs_python(ints, cfg_i, h_time)
     if status >= 0:
@@ -484,7 +502,6 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     fe_pos[s] += 1
                     if fe_end[s] - fe_pos[s] < 1:
                         ints[I_LOW_DRAWS] = 1
-                        ints[I_AUX] = -2 - s
                 else:
                     took_s = cfg_f[C_FE_FIXED_S]
                 fe_free[s, w] = begin_s + took_s
@@ -531,8 +548,8 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     if due_s - now > CLOCK_SLACK_S:
                         forming[s] = 1
                         forming_token[s] += 1
-                        clock = floats[F_CLOCK]
-                        fires_s = clock + (due_s - clock)  # (SimPy: env.timeout(due - now) fires at now + delay)
+                        fires_s = _window_closes_s(ints, late_draws, late_pos, late_end, s, floats[F_CLOCK], due_s,
+                                                   window_late)
                         _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, fires_s, EV_TIMER, s, forming_token[s])
                         break
                 forming[s] = 0  # a full (or due) batch goes now; a pending timer is stale
@@ -557,7 +574,6 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     draw_pos[s] += 1
                     if draw_end[s] - draw_pos[s] < instances:
                         ints[I_LOW_DRAWS] = 1
-                        ints[I_AUX] = s
                 clock = floats[F_CLOCK]
                 done_s = clock + ((now - clock) + _service_s(form, scale_s, cfg_f, levels, quantiles_s, size, x))
                 _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, done_s, EV_DONE, s, e)

@@ -7,7 +7,7 @@ from __future__ import annotations
 # -- what `advance` returns ----------------------------------------------------------------------
 RAN_TO_STOP = 0  # every event before stop_s is handled; F_NEXT holds the next event's time
 NEED_ARRIVALS = 1  # the arrival chunk is used up: give the next (or set I_ARRIVALS_DONE)
-NEED_DRAWS = 2  # a draw buffer runs low: slot in I_AUX (-1: the balancer's; -2 - slot: a front end's)
+NEED_DRAWS = 2  # a draw buffer runs low (Python refills every low one: each has its own stream)
 NEED_ROOM = 3  # a queue or the event heap is nearly full: grow them
 DRAINED = 4  # draining replicas finished: I_DRAINED_N entries in drained_slot / drained_s
 NO_READY = 5  # the arrival (id in I_AUX, time in F_AUX) found no ready replica: the activator takes it
@@ -59,7 +59,8 @@ C_HAS_TIMEOUT = 6
 C_LB_DRAWS = 7  # 1 when the balancer draws random numbers (random, power_of_two)
 C_FRONTEND = 8  # front-end workers per replica (0: no front end)
 C_FE_DRAWS = 9  # 1 when front-end times are drawn (lognormal), 0 when fixed
-N_CFG_I = 10
+C_WINDOW_LATE = 10  # 1 when the batching timer fires late (serving.frontend.window_late_quantiles_ms)
+N_CFG_I = 11
 C_MAX_WAIT_S = 0
 C_TIMEOUT_S = 1
 C_OVERHEAD_S = 2

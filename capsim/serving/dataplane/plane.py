@@ -53,6 +53,9 @@ class Plane(NamedTuple):
     fe_draws: np.ndarray  # (slots, DRAW_CHUNK + 1): the front-end stream's next times (seconds)
     fe_pos: np.ndarray
     fe_end: np.ndarray
+    late_draws: np.ndarray  # (slots, DRAW_CHUNK + 1): how late each next batching timer fires (seconds)
+    late_pos: np.ndarray
+    late_end: np.ndarray
     # the event heap
     h_time: np.ndarray
     h_seq: np.ndarray
@@ -131,6 +134,9 @@ def allocate(
         fe_draws=np.zeros((slots, DRAW_CHUNK + 1)),
         fe_pos=np.zeros(slots, dtype=i64),
         fe_end=np.zeros(slots, dtype=i64),
+        late_draws=np.zeros((slots, DRAW_CHUNK + 1)),
+        late_pos=np.zeros(slots, dtype=i64),
+        late_end=np.zeros(slots, dtype=i64),
         h_time=np.zeros(heap_capacity),
         h_seq=np.zeros(heap_capacity, dtype=i64),
         h_kind=np.zeros(heap_capacity, dtype=i64),
@@ -153,7 +159,7 @@ def with_more_slots(p: Plane) -> Plane:
             ("in_service", 0), ("loads", 0), ("forming", 0), ("forming_token", 0), ("draws", 0.0),
             ("draw_pos", 0), ("draw_end", 0), ("b_ids", 0), ("b_size", 0), ("b_start", 0.0), ("ready", 0),
             ("drained_slot", 0), ("drained_s", 0.0), ("q_entered", 0.0), ("fe_free", 0.0), ("fe_inside", 0),
-            ("fe_draws", 0.0), ("fe_pos", 0), ("fe_end", 0),
+            ("fe_draws", 0.0), ("fe_pos", 0), ("fe_end", 0), ("late_draws", 0.0), ("late_pos", 0), ("late_end", 0),
         )
     }  # fmt: skip
     return p._replace(**grow)

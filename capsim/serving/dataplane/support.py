@@ -1,6 +1,8 @@
-"""Which engine runs a scenario: the SimPy engine runs everything; the compiled engine runs the
-real-time mode without the mechanisms listed below, and is chosen by `--engine auto` when a run is
-long enough for it to pay (its first run on a machine also compiles it, ~20 s, cached after)."""
+"""What the compiled data plane runs: every real-time scenario whose settings it implements. It is
+the only real-time data plane; a setting added to the schema but not to the kernel is refused with
+its name (never silently ignored). `--engine auto|simpy|compiled` is accepted and ignored for one
+release (the SimPy data plane is gone); the first run on a machine compiles the loop (~20 s,
+cached after)."""
 
 from __future__ import annotations
 
@@ -17,20 +19,15 @@ from capsim.serving.frontend import FrontEndSpec
 EngineChoice = Literal["auto", "simpy", "compiled"]
 ENGINES: tuple[EngineChoice, ...] = ("auto", "simpy", "compiled")
 
-AUTO_MIN_REQUESTS = 1_000_000
-"""`auto` takes the compiled engine from this many expected arrivals per replication: below it, the
-SimPy engine finishes in about the time numba takes to load."""
-
 # Settings the compiled kernel implements. A setting outside these that differs from its default
-# sends the scenario to the SimPy engine, so a mechanism added to the SimPy replica is never
-# silently ignored by the compiled one.
+# is refused (naming it), so a mechanism added to the schema is never silently ignored.
 _SUPPORTED: dict[type[BaseModel], set[str]] = {
     RealtimeServing: {
         "mode", "replicas", "instances_per_replica", "batching", "queue_capacity", "timeout_ms",
         "load_balancer", "cache", "overhead_ms", "autoscaling", "schedule", "clock_start_h", "cold_start",
         "zero_replicas", "spot", "frontend",
     },
-    FrontEndSpec: {"workers", "per_request_ms", "cv"},
+    FrontEndSpec: {"workers", "per_request_ms", "cv", "window_late_quantiles_ms"},
     Batching: {"max_batch_size", "max_wait_ms"},
     Cache: {"hit_ratio", "latency_ms"},
 }  # fmt: skip
@@ -81,25 +78,13 @@ def compiled_engine_is_cached() -> bool:
     return any(cache.glob("kernel.advance-*.nbi"))
 
 
-def expected_arrivals(scenario: Scenario) -> float:
-    """Arrivals a replication expects (mean rate × duration)."""
-    if scenario.workload is None:
-        return 0.0
-    return scenario.workload.arrival.mean_rate_rps(scenario.duration_s) * scenario.duration_s
-
-
 def choose_engine(
-    scenario: Scenario, requested: EngineChoice, source: str = "--engine"
-) -> Literal["simpy", "compiled"]:
-    """The engine that runs `scenario`. Asking for `compiled` where it cannot run is an input error
-    (naming why); `auto` picks it for supported scenarios of at least AUTO_MIN_REQUESTS arrivals."""
-    if requested == "simpy":
-        return "simpy"
+    scenario: Scenario, requested: EngineChoice = "auto", source: str = "--engine"
+) -> Literal["compiled"]:
+    """The data plane that runs the real-time `scenario`: always the compiled one. `requested` (the
+    old `--engine` choice) is accepted and ignored for one release. A scenario the data plane
+    cannot run is an input error naming why."""
     reason = compiled_unsupported(scenario)
-    if requested == "compiled":
-        if reason is not None:
-            raise CapsimInputError(f"{source}: the compiled engine cannot run this scenario: {reason}; use simpy")
-        return "compiled"
-    if reason is None and expected_arrivals(scenario) >= AUTO_MIN_REQUESTS:
-        return "compiled"
-    return "simpy"
+    if reason is not None:
+        raise CapsimInputError(f"the simulator cannot run this scenario: {reason}")
+    return "compiled"

@@ -1,0 +1,66 @@
+"""The real-time data plane is the compiled event loop alone (capsim/serving/dataplane): every
+real-time run uses it, `--engine` is accepted and ignored, a setting it lacks is refused by name,
+and the late batching window draws from its own stream. What the loop computes is specified by the
+trace, theory, property and golden tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capsim import simulate
+from capsim.errors import CapsimInputError
+from capsim.scenario import Cache, load_scenario
+from capsim.serving.dataplane import support
+from capsim.serving.dataplane.support import choose_engine, compiled_unsupported
+from tests.scenario_helpers import make_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def test_every_real_time_run_is_compiled_and_engine_is_a_no_op() -> None:
+    scenario = make_scenario("duration_s=5", "serving.replicas=2", "serving.load_balancer=random")
+    default = simulate(scenario)
+    assert default.summary["engine"] == "compiled"
+    for engine in ("auto", "simpy", "compiled"):
+        again = simulate(scenario, engine=engine)  # type: ignore[arg-type]
+        assert again.summary == default.summary
+        pd.testing.assert_frame_equal(again.requests_frame(), default.requests_frame())
+
+
+def test_a_setting_the_kernel_lacks_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = make_scenario("serving.cache.hit_ratio=0.2")
+    assert compiled_unsupported(scenario) is None
+    # As if `hit_ratio` had been added to the schema and not to the kernel.
+    monkeypatch.setitem(support._SUPPORTED, Cache, {"latency_ms"})
+    assert "serving.cache.hit_ratio" in str(compiled_unsupported(scenario))
+    with pytest.raises(CapsimInputError, match=r"serving\.cache\.hit_ratio"):
+        choose_engine(scenario)
+    assert choose_engine(make_scenario()) == "compiled"  # left at its default, the field is no obstacle
+    streaming = load_scenario(SCENARIOS / "iot-anomaly-streaming.yaml")
+    assert "serving.mode" in str(compiled_unsupported(streaming))
+
+
+def _frame(*overrides: str) -> pd.DataFrame:
+    scenario = make_scenario("duration_s=20", "workload.arrival.rate_rps=20", "serving.replicas=2",
+                             "serving.frontend.workers=1", "serving.frontend.per_request_ms=0.5",
+                             "serving.frontend.cv=0.5", "serving.batching.max_batch_size=8", *overrides)  # fmt: skip
+    return simulate(scenario).requests_frame()
+
+
+def test_the_late_window_changes_no_other_draw() -> None:
+    late = "serving.frontend.window_late_quantiles_ms=[0, 3]"
+    # Greedy batching sets no timer: the lateness is never drawn, and nothing else moves.
+    greedy = "serving.batching.max_wait_ms=0"
+    pd.testing.assert_frame_equal(_frame(greedy), _frame(greedy, late))
+    # With a window at light load every batch waits for its timer, which now fires 0–3 ms late
+    # (uniform: 1.5 ms on average); the arrivals are unchanged.
+    windowed = "serving.batching.max_wait_ms=2"
+    on_time, delayed = _frame(windowed), _frame(windowed, late)
+    np.testing.assert_array_equal(on_time["arrival_s"], delayed["arrival_s"])
+    wait_on_time = (on_time["start_s"] - on_time["arrival_s"]).mean()
+    wait_late = (delayed["start_s"] - delayed["arrival_s"]).mean()
+    assert 0.0012 < wait_late - wait_on_time < 0.0018
