@@ -17,6 +17,12 @@ import math
 import numpy as np
 
 
+def bucket_index(value: np.ndarray | float, min_value: float, log_gamma: float) -> np.ndarray | float:
+    """The bucket of a value above `min_value` (as a float; a value or an array): the one rule, which
+    the streaming loop compiles with numba (capsim/serving/streaming/fold.py)."""
+    return np.ceil(np.log(value / min_value) / log_gamma)
+
+
 class LogHistogram:
     """Counts of positive values in geometric buckets; values <= `min_value` share the first bucket."""
 
@@ -35,7 +41,7 @@ class LogHistogram:
         self.zero_count = 0  # values <= min_value
 
     def _index(self, values: np.ndarray) -> np.ndarray:
-        return np.ceil(np.log(values / self.min_value) / self._log_gamma).astype(np.int64)
+        return np.asarray(bucket_index(values, self.min_value, self._log_gamma)).astype(np.int64)
 
     def add(self, values: np.ndarray) -> None:
         """Record many values at once."""

@@ -31,10 +31,17 @@ def _open_areas(points: np.ndarray, weight_sets: list[np.ndarray], ticks: np.nda
     bins = ticks.size + 1
     areas = []
     for weights in weight_sets:
-        count = np.cumsum(np.bincount(first_tick, weights=weights, minlength=bins)[: ticks.size])
-        moment = np.cumsum(np.bincount(first_tick, weights=weights * points, minlength=bins)[: ticks.size])
-        areas.append(ticks * count - moment)
+        count = np.bincount(first_tick, weights=weights, minlength=bins)
+        moment = np.bincount(first_tick, weights=weights * points, minlength=bins)
+        areas.append(open_area_from_bins(count, moment, ticks))
     return areas
+
+
+def open_area_from_bins(count: np.ndarray, moment: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """sum over points p < t of w (t - p), for every tick t, from the points binned by the first
+    tick after them: per bin the sum of w (`count`) and of w·p (`moment`); a bin past the last tick
+    counts for none. The streaming loop bins its points as they happen (serving/streaming/fold.py)."""
+    return ticks * np.cumsum(count[: ticks.size]) - np.cumsum(moment[: ticks.size])
 
 
 def _open_area(points: np.ndarray, weights: np.ndarray, ticks: np.ndarray) -> np.ndarray:

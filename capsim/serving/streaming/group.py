@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from capsim.metrics.request_log import RequestLog
+from capsim.metrics.request_log import COLUMNS, Columns, RequestLog
 from capsim.metrics.steps import StepSeries
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import layout
@@ -39,6 +39,7 @@ from capsim.serving.dataplane.plane import DRAW_CHUNK, refilled
 from capsim.serving.pool import ColdStarter, PoolLevels
 from capsim.serving.streaming import kernel
 from capsim.serving.streaming.assignor import range_assignment, round_robin_assignment, sticky_assignment
+from capsim.serving.streaming.fold import I_ON, LoopFold, add_interval
 from capsim.serving.streaming.kernel import StreamState
 from capsim.serving.streaming.spec import StreamingServing
 from capsim.serving.streaming.topic import Topic
@@ -108,12 +109,15 @@ class ConsumerGroup:
         starter_rng: np.random.Generator,
         log: RequestLog,
         ticks: np.ndarray,
+        loop_fold: LoopFold,
     ) -> None:
         self.env = env
         self.serving = serving
         self.make_rng = make_rng
         self.partition_rng = partition_rng
         self.log = log
+        self.loop_fold = loop_fold  # with it on, records are folded in the loop and the log keeps no rows
+        self._rows = not loop_fold.ints[I_ON]
         self.topic = Topic(serving.partitions)
         self.state, self._draw = _allocate(serving, service, self.topic, ticks, slots=max(serving.consumers, 4))
         self.owner: list[Consumer | None] = [None] * serving.partitions
@@ -381,7 +385,7 @@ class ConsumerGroup:
         for times in chunks:
             if times[0] > self.env.now:
                 yield self.env.timeout(float(times[0]) - self.env.now)
-            first_id = self.log.append_arrivals(times, keep_recent=False)
+            first_id = self.log.append_arrivals(times, keep_recent=False) if self._rows else self.arrived
             ids = np.arange(first_id, first_id + times.size, dtype=np.int64)
             if self.serving.partitioner == "round_robin":
                 keys = ids % count
@@ -420,7 +424,7 @@ class ConsumerGroup:
                 yield env.timeout(0)  # control events due now go first (they may change the group)
                 continue
             self._sync_duties()
-            status = kernel.advance(self.state, env.now, env.peek(), log.base, log.start_s, log.end_s,
+            status = kernel.advance(self.state, self.loop_fold, env.now, env.peek(), log.base, log.start_s, log.end_s,
                                     log.batch_size, log.replica, log.outcome)  # fmt: skip
             st = self.state
             if status == kernel.NEED_DRAWS:
@@ -465,8 +469,30 @@ class ConsumerGroup:
         st = self.state
         for member in self.in_service_batches():
             s = member.slot
-            kernel.add_interval(st.busy_area, st.ticks, st.b_start[s], math.inf, 1.0)
-            kernel.add_interval(st.in_service_area, st.ticks, st.b_start[s], math.inf, float(st.b_size[s]))
+            add_interval(st.busy_area, st.ticks, st.b_start[s], math.inf, 1.0)
+            add_interval(st.in_service_area, st.ticks, st.b_start[s], math.inf, float(st.b_size[s]))
+
+    def unscored_rows(self) -> Columns:
+        """The records not scored by the end of the run, as request-log columns (start, batch size and
+        consumer set for those in a batch being scored): what the loop has not folded."""
+        st, topic = self.state, self.topic
+        parts = range(self.serving.partitions)
+        lo = [int(topic.committed[p] - topic.base[p]) for p in parts]
+        hi = [int(topic.size[p]) for p in parts]
+        arrival = np.concatenate([topic.times[p, lo[p] : hi[p]] for p in parts])
+        cols: Columns = {name: np.full(arrival.size, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
+        cols["arrival_s"] = arrival
+        first = np.cumsum([0] + [hi[p] - lo[p] for p in parts])  # where each partition's records begin
+        for member in self.in_service_batches():
+            s = member.slot
+            for j in range(int(st.b_n[s])):
+                p = int(st.b_part[s, j])
+                at = first[p] + int(st.b_from[s, j] - topic.committed[p])
+                rows = slice(at, at + int(st.b_to[s, j] - st.b_from[s, j]))
+                cols["start_s"][rows] = st.b_start[s]
+                cols["batch_size"][rows] = st.b_size[s]
+                cols["replica"][rows] = member.index
+        return cols
 
     def in_service_batches(self) -> list[Consumer]:
         """Members scoring a batch right now."""

@@ -31,6 +31,7 @@ from numba import njit
 
 from capsim.metrics.request_log import COMPLETED
 from capsim.serving.dataplane.kernel import _service_s  # the batch service-time rule, shared with real time
+from capsim.serving.streaming.fold import I_ON, add_interval, fold_scored
 
 # phases of a slot (in this order: the loop tests ranges of them)
 FREE = 0
@@ -234,26 +235,19 @@ def poll(st, s, now):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def add_interval(area, ticks, start, end, weight):  # type: ignore[no-untyped-def]
-    """Add `weight` × the length of [start, end) to the tick intervals it overlaps."""
-    k = np.searchsorted(ticks, start, side="right")
-    t = start
-    while t < end:
-        upto = min(end, ticks[k]) if k < ticks.shape[0] else end
-        area[k] += weight * (upto - t)
-        t = upto
-        k += 1
-
-
-@njit(cache=True)
-def commit(st, s, now, log_base, start_s, end_s, batch_size, replica, outcome):  # type: ignore[no-untyped-def]
-    """The batch is scored at `now`: its records' rows are written, the offsets committed (offsets =
-    position, i.e. the batch's ends), and its service interval folded into the levels."""
+def commit(st, f, s, now, log_base, start_s, end_s, batch_size, replica, outcome):  # type: ignore[no-untyped-def]
+    """The batch is scored at `now`: its records are folded into the statistics (`fold_scored`)
+    or, with a request log, their rows written; the offsets committed (offsets = position, i.e.
+    the batch's ends), and its service interval folded into the levels."""
     size = st.b_size[s]
+    folding = f.ints[I_ON]
     for j in range(st.b_n[s]):
         p = st.b_part[s, j]
         lo = st.b_from[s, j] - st.base[p]
-        for row in range(lo, st.b_to[s, j] - st.base[p]):
+        hi = st.b_to[s, j] - st.base[p]
+        if folding:
+            fold_scored(f, st.ticks, st.times[p], lo, hi, st.b_start[s], now, size)
+        for row in range(lo, hi if not folding else lo):
             r = st.ids[p, row] - log_base
             start_s[r] = st.b_start[s]
             end_s[r] = now
@@ -274,11 +268,12 @@ def _short_of_draws(st, s):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def advance(st, now, stop_s, log_base, start_s, end_s, batch_size, replica, outcome):  # type: ignore[no-untyped-def]
+def advance(st, f, now, stop_s, log_base, start_s, end_s, batch_size, replica, outcome):  # type: ignore[no-untyped-def]
     """Handle the wakes pending at `now`, then every consumer event up to `stop_s` in time order (one
     due at `stop_s` itself before the control event there: a lag read at a commit's time counts it).
-    Returns RAN_TO_STOP (floats[F_AT]: the next event's time, after `stop_s`; inf if none) or, between two events,
-    NEED_DRAWS / NOTIFY / DRAINED (ints[I_SLOT], floats[F_AT])."""
+    `f` is the statistics folded in the loop (fold.LoopFold). Returns RAN_TO_STOP (floats[F_AT]: the
+    next event's time, after `stop_s`; inf if none) or, between two events, NEED_DRAWS / NOTIFY /
+    DRAINED (ints[I_SLOT], floats[F_AT])."""
     slots = st.phase.shape[0]
     for s in range(slots):
         if not st.wake[s]:
@@ -309,7 +304,7 @@ def advance(st, now, stop_s, log_base, start_s, end_s, batch_size, replica, outc
         if st.phase[s] == WAIT_TIMER:
             fetch(st, s, t)
             continue
-        commit(st, s, t, log_base, start_s, end_s, batch_size, replica, outcome)
+        commit(st, f, s, t, log_base, start_s, end_s, batch_size, replica, outcome)
         st.ints[I_SLOT] = s
         st.floats[F_AT] = t
         st.phase[s] = OUTSIDE

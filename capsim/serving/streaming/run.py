@@ -21,6 +21,8 @@ from capsim.serving.pull_run import (
     run_and_drain,
     sampled_backlog,
 )
+from capsim.serving.streaming.fold import allocate as allocate_fold
+from capsim.serving.streaming.fold import into as fold_into
 from capsim.serving.streaming.group import ConsumerGroup
 from capsim.serving.streaming.spec import StreamingServing
 
@@ -65,8 +67,11 @@ def run_streaming(
     def make_rng(index: int) -> np.random.Generator:
         return streams.stream(f"service/replica-{index}")
 
+    slo_s = scenario.slo.latency_ms / 1000.0 if scenario.slo else None
+    horizon_s = scenario.duration_s + max(scenario.duration_s, 60.0) + 1.0  # the drain limit bounds latency
+    loop_fold = allocate_fold(fold, scenario.warmup_s, slo_s, serving.max_poll_records, horizon_s, not keep_requests)
     group = ConsumerGroup(env, serving, scenario.service, make_rng, streams.stream("partitioner"),
-                          streams.stream("coldstart"), log, ticks)  # fmt: skip
+                          streams.stream("coldstart"), log, ticks, loop_fold)  # fmt: skip
     env.process(group.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)))
     lag_samples: list[tuple[float, int]] = []
     env.process(_lag_sampler(env, group, lag_samples))
@@ -87,7 +92,11 @@ def run_streaming(
     run_and_drain(env, scenario, group.drained)
     end_s = env.now
     group.fold_open_batches()
-    close_log(log, fold, group.in_service_batches(), keep_requests)
+    if keep_requests:
+        close_log(log, fold, group.in_service_batches(), keep_requests)
+    else:  # the loop folded every scored record; the rest are still in the topic
+        fold(group.unscored_rows())
+        fold_into(loop_fold, fold)
 
     lag_area = fold.waiting_area + group.levels.in_service.area_at(ticks)
     lag_block = sampled_backlog(lag_samples, scenario, LAG_SAMPLE_S)  # the mean: from the exact integral below
