@@ -2,7 +2,6 @@
 bounded-memory mode (`--no-request-log`): wall time and peak memory.
 
 Targets (issue 3): under 60 s and under 1 GB. Run: python benchmarks/autoscale_day.py [--hours H]
-[--engine auto|simpy|compiled] (auto: the compiled engine, as `capsim simulate` would choose)
 (prints figures; asserts nothing). With --hours below 24 the day is compressed into that many hours
 (same shape and peak), to measure the rate of simulation on a shorter run.
 """
@@ -43,17 +42,15 @@ def day_scenario(hours: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--engine", choices=["auto", "simpy", "compiled"], default="auto")
     args = parser.parse_args()
     scenario = validate_scenario(day_scenario(args.hours), "bench")
-    if args.engine != "simpy":
-        # Load (or, the first time on a machine, compile) the compiled engine outside the timing:
-        # that is a one-off per machine, not a cost of simulating the day.
-        warm_start = time.perf_counter()
-        simulate(validate_scenario(day_scenario(0.01), "warm-up"), keep_requests=False, engine="compiled")
-        print(f"(compiled engine loaded in {time.perf_counter() - warm_start:.1f} s, not counted below)")
+    # Load (or, the first time on a machine, compile) the data plane outside the timing: that is a
+    # one-off per machine, not a cost of simulating the day.
+    warm_start = time.perf_counter()
+    simulate(validate_scenario(day_scenario(0.01), "warm-up"), keep_requests=False)
+    print(f"(compiled data plane loaded in {time.perf_counter() - warm_start:.1f} s, not counted below)")
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = simulate(scenario, keep_requests=False, engine=args.engine)
+    result = simulate(scenario, keep_requests=False)
     wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s = result.summary

@@ -9,8 +9,8 @@ Every measurement is repeated (--repeat, default 3) and the fastest run reported
 and the baselines: on a shared machine the minimum is the least disturbed estimate. Wall time and the
 process's CPU time are both printed (ratios in both): on a shared machine CPU time is the steadier one.
 
-capsim is measured with both engines: the compiled one (`--engine compiled`, what `auto` picks for
-runs this long) and the SimPy one (`--engine simpy`); they give identical results.
+capsim runs its one real-time data plane, the compiled event loop under the SimPy control plane
+(the SimPy data plane it replaced, 2.3-2.8x plain SimPy here, is gone: docs/model.md).
 
 Run: python benchmarks/simulate_speed.py [--requests N] [--repeat R]   (prints figures; asserts nothing)
 """
@@ -26,7 +26,6 @@ import simpy
 
 from capsim import simulate
 from capsim.scenario import validate_scenario
-from capsim.serving.dataplane.support import EngineChoice
 
 C = 8
 MEAN_SERVICE_S = 1.0
@@ -52,10 +51,10 @@ Run = tuple[float, float, int, float]
 """(wall_s, cpu_s, requests simulated, mean queue wait in seconds)"""
 
 
-def run_capsim(requests: int, keep_requests: bool, engine: EngineChoice) -> Run:
+def run_capsim(requests: int, keep_requests: bool) -> Run:
     scenario = validate_scenario(mmc_scenario(requests), "bench")
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = simulate(scenario, keep_requests=keep_requests, engine=engine)
+    result = simulate(scenario, keep_requests=keep_requests)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     arrived = result.summary["requests"]["arrived"] / 0.9  # warm-up requests are simulated too
     return wall, cpu, int(arrived), result.summary["queue_wait_ms"]["mean"] / 1000.0
@@ -151,15 +150,10 @@ def main() -> None:
 
     print(f"(a) M/M/{C}, rho = {RHO}; Erlang C mean wait = {erlang_c_wait_s() * 1000:.1f} ms")
     rows = []
-    capsim_runs: list[tuple[str, EngineChoice, bool]] = [
-        ("compiled engine, request log", "compiled", True),
-        ("compiled engine, --no-request-log", "compiled", False),
-        ("SimPy engine, request log", "simpy", True),
-        ("SimPy engine, --no-request-log", "simpy", False),
-    ]
-    simulate(validate_scenario(mmc_scenario(1000), "warm"), engine="compiled")  # load (or compile) numba first
-    measured = [(f"capsim {label}", lambda n, e=engine, k=keep: run_capsim(n, k, e), args.requests)
-                for label, engine, keep in capsim_runs]  # fmt: skip
+    capsim_runs: list[tuple[str, bool]] = [("request log", True), ("--no-request-log", False)]
+    simulate(validate_scenario(mmc_scenario(1000), "warm"))  # load (or compile) numba first
+    measured = [(f"capsim {label}", lambda n, k=keep: run_capsim(n, k), args.requests)
+                for label, keep in capsim_runs]  # fmt: skip
     measured += [
         ("plain SimPy, process per request", run_plain_simpy, baseline_requests),
         ("Ciw", run_ciw, baseline_requests),
@@ -170,23 +164,22 @@ def main() -> None:
         print(f"  {label:40s} {count / wall:>10,.0f} req/s   ({count:,} requests in {wall:.2f} s wall, "
               f"{cpu:.2f} s CPU; mean wait {wait_s * 1000:.1f} ms)")  # fmt: skip
     simpy_rates, ciw_rates = rows[len(capsim_runs)], rows[len(capsim_runs) + 1]
-    for (label, _, _), (wall_rate, cpu_rate) in zip(capsim_runs, rows, strict=False):
+    for (label, _), (wall_rate, cpu_rate) in zip(capsim_runs, rows, strict=False):
         print(f"  capsim {label}: {wall_rate / simpy_rates[0]:.2f}x plain SimPy (CPU time: "
               f"{cpu_rate / simpy_rates[1]:.2f}x; target >= 3x), {wall_rate / ciw_rates[0]:.2f}x Ciw "
               f"(CPU time: {cpu_rate / ciw_rates[1]:.2f}x; target >= 5x)")  # fmt: skip
 
     scenario = validate_scenario(batching_scenario(), "bench")
-    for engine in ("compiled", "simpy"):
-        walls, cpus = [], []
-        for _ in range(args.repeat):
-            start, cpu_start = time.perf_counter(), time.process_time()
-            result = simulate(scenario, keep_requests=False, engine=engine)
-            walls.append(time.perf_counter() - start)
-            cpus.append(time.process_time() - cpu_start)
-        s = result.summary
-        print(f"(b) {engine} engine: batching, 4 replicas, least_outstanding, 1 h at 1,000 req/s: {min(walls):.2f} s "
-              f"wall, {min(cpus):.2f} s CPU (target < 10 s); {s['requests']['arrived']:,} requests, "
-              f"mean batch {s['batch_size']['mean']:.1f}, p99 {s['latency_ms']['p99']:.1f} ms")  # fmt: skip
+    walls, cpus = [], []
+    for _ in range(args.repeat):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = simulate(scenario, keep_requests=False)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu_start)
+    s = result.summary
+    print(f"(b) batching, 4 replicas, least_outstanding, 1 h at 1,000 req/s: {min(walls):.2f} s "
+          f"wall, {min(cpus):.2f} s CPU (target < 10 s); {s['requests']['arrived']:,} requests, "
+          f"mean batch {s['batch_size']['mean']:.1f}, p99 {s['latency_ms']['p99']:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
 
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
@@ -20,6 +20,7 @@ from capsim.servicetime import ServiceSpec
 from capsim.serving.asyncqueue import AsyncServing
 from capsim.serving.batchjob import BatchJobServing
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
+from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.frontend import FrontEndSpec
 from capsim.serving.spot import SpotCapacity
 from capsim.serving.streaming import StreamingServing
@@ -71,7 +72,14 @@ class Cache(_Strict):
     latency_ms: float = Field(default=0.0, ge=0)
 
 
-LoadBalancerKind = Literal["round_robin", "random", "least_outstanding", "power_of_two"]
+def _registered_balancer(name: str) -> str:
+    if name not in BALANCERS:
+        raise ValueError(f"expected one of {', '.join(BALANCERS)}")
+    return name
+
+
+# Any balancer registered in capsim/serving/dataplane/balancers.py (adding one touches only that file).
+LoadBalancerKind = Annotated[str, AfterValidator(_registered_balancer)]
 
 
 class RealtimeServing(_Strict):

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from capsim.scenario import Scenario, validate_scenario
+from capsim.serving.dataplane.balancers import BALANCERS
 
 MAX_ARRIVALS = 1_200
 
@@ -91,7 +92,7 @@ def scenario_dicts(draw: st.DrawFn, *, price: bool = True) -> dict[str, Any]:
             "max_batch_size": draw(st.sampled_from([1, 1, 2, 3, 8])),
             "max_wait_ms": draw(st.sampled_from([0.0, 0.0, 0.05, 1.0, 5.0, round(mean_ms, 6)])),
         },
-        "load_balancer": draw(st.sampled_from(["round_robin", "random", "least_outstanding", "power_of_two"])),
+        "load_balancer": draw(st.sampled_from(list(BALANCERS))),  # every registered one
         "overhead_ms": draw(st.sampled_from([0.0, 0.0, 1.5])),
     }
     capacity = draw(st.sampled_from([None, None, 1, 2, 5, 20]))

@@ -15,6 +15,7 @@ from capsim import simulate
 from capsim.errors import CapsimInputError
 from capsim.scenario import Cache, load_scenario
 from capsim.serving.dataplane import support
+from capsim.serving.dataplane.compiled_cache import drop_stale_cache
 from capsim.serving.dataplane.support import choose_engine, compiled_unsupported
 from tests.scenario_helpers import make_scenario
 
@@ -64,3 +65,22 @@ def test_the_late_window_changes_no_other_draw() -> None:
     wait_on_time = (on_time["start_s"] - on_time["arrival_s"]).mean()
     wait_late = (delayed["start_s"] - delayed["arrival_s"]).mean()
     assert 0.0012 < wait_late - wait_on_time < 0.0018
+
+
+def test_the_compiled_cache_is_dropped_when_a_file_it_compiles_in_changes(tmp_path: Path) -> None:
+    (tmp_path / "dep.py").write_text("A = 1\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    compiled = [cache / "kern.advance-10.py311.nbi", cache / "kern.advance-10.py311.1.nbc"]
+    other = cache / "other.f-3.py311.nbi"
+    for path in (*compiled, other):
+        path.write_text("x")
+    drop_stale_cache(tmp_path, "kern", ("dep.py",))  # no record of what it was compiled with: dropped
+    assert not any(p.exists() for p in compiled) and other.exists()
+    for path in compiled:
+        path.write_text("x")  # numba compiles and caches again
+    drop_stale_cache(tmp_path, "kern", ("dep.py",))  # nothing changed: kept
+    assert all(p.exists() for p in compiled)
+    (tmp_path / "dep.py").write_text("A = 2\n")
+    drop_stale_cache(tmp_path, "kern", ("dep.py",))
+    assert not any(p.exists() for p in compiled) and other.exists()

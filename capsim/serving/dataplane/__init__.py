@@ -1,4 +1,4 @@
-"""The compiled engine: the real-time data plane (arrivals, balancing, queues, batching, executors)
-compiled with numba under the SimPy control plane. Same rules, same random numbers, same results as
-the SimPy engine, tens of times faster on long runs (benchmarks/simulate_speed.py,
-benchmarks/autoscale_day.py). `support.py` says which scenarios it runs."""
+"""The real-time data plane (arrivals, balancing, front ends, queues, batching, executors), one event
+loop compiled with numba under the SimPy control plane (capsim/serving/fleet.py): kernel.py the loop,
+balancers.py the load-balancer registry, plane.py and layout.py its state, fleet.py where it meets
+the control plane, support.py what it runs (docs/model.md)."""

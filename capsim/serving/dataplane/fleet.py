@@ -5,7 +5,7 @@ the SimPy kernel, and every per-request and per-batch event runs in capsim.servi
 The two meet through one SimPy callback, the *pump*: it runs the kernel over every data-plane event
 before the SimPy queue's next event (a control event: an autoscaler tick, a replica becoming
 ready, the progress clock), then schedules itself at the kernel's next event. This is the arrival
-lookahead of RealtimeFleet._on_arrival extended to every data-plane event: nothing in the control
+lookahead extended to every data-plane event: nothing in the control
 plane can happen in between, so handling them in one compiled loop changes no result.
 """
 
@@ -23,6 +23,7 @@ from capsim.scenario import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import kernel as k
 from capsim.serving.dataplane import layout
+from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.dataplane.plane import (
     DRAW_CHUNK,
     LogColumns,
@@ -34,13 +35,6 @@ from capsim.serving.dataplane.plane import (
     with_room,
 )
 from capsim.serving.fleet import RealtimeFleet, ReplicaHandle
-
-_BALANCER_CODES = {
-    "round_robin": layout.K_ROUND_ROBIN,
-    "random": layout.K_RANDOM,
-    "least_outstanding": layout.K_LEAST_OUTSTANDING,
-    "power_of_two": layout.K_POWER_OF_TWO,
-}
 
 
 class KernelReplica:
@@ -102,11 +96,11 @@ class CompiledFleet(RealtimeFleet):
         cfg_i[layout.C_INSTANCES] = serving.instances_per_replica
         cfg_i[layout.C_MAX_BATCH] = batching.max_batch_size
         cfg_i[layout.C_CAPACITY] = -1 if serving.queue_capacity is None else serving.queue_capacity
-        cfg_i[layout.C_BALANCER] = _BALANCER_CODES[serving.load_balancer]
+        cfg_i[layout.C_BALANCER] = k.BALANCER_CODES[serving.load_balancer]
         cfg_i[layout.C_FORM] = table.form
         cfg_i[layout.C_DRAWS] = table.draw is not None
         cfg_i[layout.C_HAS_TIMEOUT] = serving.timeout_ms is not None
-        cfg_i[layout.C_LB_DRAWS] = serving.load_balancer in ("random", "power_of_two")
+        cfg_i[layout.C_LB_DRAWS] = BALANCERS[serving.load_balancer].draws_per_pick
         frontend = serving.frontend
         cfg_i[layout.C_FRONTEND] = frontend.workers if frontend is not None else 0
         cfg_i[layout.C_FE_DRAWS] = frontend is not None and frontend.cv > 0
@@ -132,13 +126,13 @@ class CompiledFleet(RealtimeFleet):
         self._pump_event: simpy.Event | None = None
         # Superseded pumps still in the SimPy queue: they are not events of the model, so the next
         # event the kernel may run up to is read past them (else a run of arrivals would stop early
-        # and take timers the SimPy engine does not take, rounding its clock differently).
+        # and take timers SimPy would not take, rounding its clock differently).
         self._stale_pumps: set[simpy.Event] = set()
         self._log_ref = log
         self.columns = self._log_columns()
         super().__init__(env, serving, service, streams, log)
-        if serving.load_balancer in ("random", "power_of_two"):
-            self._lb_rng = streams.stream("balancer")  # the stream the SimPy engine's balancer reads
+        if BALANCERS[serving.load_balancer].draws_per_pick:
+            self._lb_rng = streams.stream("balancer")
             self._refill_balancer()
 
     # -- shared counters live in the plane ------------------------------------------------------
@@ -197,7 +191,7 @@ class CompiledFleet(RealtimeFleet):
         p.b_size[slot] = 0
         p.draw_pos[slot] = p.draw_end[slot] = p.fe_pos[slot] = p.fe_end[slot] = p.late_pos[slot] = p.late_end[slot] = 0
         if self._draw is not None:
-            # The stream the SimPy engine's sampler of this replica reads, in the same chunks.
+            # The replica's own stream, drawn in chunks.
             self._slot_rng[slot] = self._streams.stream(f"service/replica-{index}")
             self._refill_slot(slot)
         p.fe_free[slot] = 0.0
@@ -339,7 +333,7 @@ class CompiledFleet(RealtimeFleet):
                 self._refill_frontend(slot)
             if slot in self._late_rng and p.late_end[slot] - p.late_pos[slot] < 1:
                 self._refill_late(slot)
-        if p.cfg_i[layout.C_LB_DRAWS] and p.ints[layout.I_LB_END] - p.ints[layout.I_LB_POS] < 2:
+        if p.ints[layout.I_LB_END] - p.ints[layout.I_LB_POS] < p.cfg_i[layout.C_LB_DRAWS]:
             self._refill_balancer()
         p.ints[layout.I_LOW_DRAWS] = 0
 

@@ -1,6 +1,5 @@
 """The real-time data plane compiled with numba: arrivals, load balancing, queues, the dynamic
-batcher and executors, event by event, with exactly the rules of `capsim.serving.replica.Replica`
-and `capsim.serving.fleet.RealtimeFleet._on_arrival` (the SimPy engine).
+batcher and executors, event by event, with the rules of docs/model.md ("Real-time serving").
 
 Everything that happens per request or per batch runs here; everything that happens per replica
 or per control period (autoscalers, cold starts, draining decisions, the activator) stays in
@@ -10,13 +9,11 @@ Python must act: the arrival chunk is used up, a random-draw buffer runs low, a 
 heap needs room, a draining replica has finished, or an arrival finds no ready replica. Python does
 what the status asks and calls again; no event is ever half handled.
 
-Random numbers come from the same named streams, drawn by Python in the same 4,096-draw chunks as
-the SimPy engine's samplers, and are consumed in the same order. Event times are computed with the
-SimPy engine's own expressions from the clock it would read (`clock + (t - clock)`: an event is
-scheduled a delay ahead of the clock), the next arrival waits as one timer exactly when the SimPy
-engine's would, and equal times go in scheduling order: both engines produce the same sample path,
-bit for bit, exact ties included (tests/serving/test_dataplane_equivalence.py checks request by
-request).
+Random numbers come from named streams, drawn by Python in 4,096-draw chunks. Event times are
+computed as SimPy computes them from the clock it would read (`clock + (t - clock)`: an event is
+scheduled a delay ahead of the clock), the next arrival waits as one timer beside the heap, and
+equal times go in scheduling order: the loop reproduces, bit for bit, exact ties included, the SimPy
+data plane it replaced (docs/model.md, "How the control plane and the data plane meet").
 
 State lives in the arrays of a `Plane` (capsim/serving/dataplane/plane.py); its scalar slots are
 named in capsim/serving/dataplane/layout.py.
@@ -32,12 +29,17 @@ ones taking the whole plane (`_expire`, `_reject`, the entry points for Python) 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 # Service-time forms (what each means: capsim.servicetime.base.BatchTimeTable).
 from capsim.servicetime.base import FORM_EXPONENTIAL, FORM_LOGNORMAL, FORM_TABLE
+from capsim.serving.dataplane.balancers import BALANCERS
+from capsim.serving.dataplane.compiled_cache import drop_stale_cache
 from capsim.serving.dataplane.layout import (
     C_BALANCER,
     C_CAPACITY,
@@ -82,7 +84,6 @@ from capsim.serving.dataplane.layout import (
     I_HEAP_N,
     I_IN_LOOP,
     I_LB_END,
-    I_LB_NEXT,
     I_LB_POS,
     I_LOW_DRAWS,
     I_LOW_ROOM,
@@ -91,9 +92,6 @@ from capsim.serving.dataplane.layout import (
     I_SEQ,
     I_TIMER_ON,
     I_TIMER_SEQ,
-    K_LEAST_OUTSTANDING,
-    K_RANDOM,
-    K_ROUND_ROBIN,
     NEED_ARRIVALS,
     NEED_DRAWS,
     NEED_ROOM,
@@ -102,6 +100,39 @@ from capsim.serving.dataplane.layout import (
     REJECTED,
     TIMED_OUT,
 )
+
+# -- load balancers (capsim/serving/dataplane/balancers.py), compiled ---------------------------------
+
+
+# numba keys this module's cache on this file alone: drop it when what it compiles in changed.
+drop_stale_cache(Path(__file__).parent, "kernel", ("balancers.py", "layout.py"))
+
+
+def _dispatch(picks: tuple[Callable[..., int], ...]) -> Any:
+    """One compiled function calling `picks[code]`: a chain of `if code == 0` tests, inlined into
+    `advance` (numba calls no function from a tuple by a run-time index without the experimental
+    first-class function type, whose typing costs ~0.2 ms per call from Python)."""
+    first = njit(inline="always", error_model="numpy")(picks[0])
+    if len(picks) == 1:
+        return first
+    rest = _dispatch(picks[1:])
+    last = len(picks) == 2
+
+    def pick(code, ints, ready, n, loads, draws):  # type: ignore[no-untyped-def]
+        if code == 0:
+            return first(ints, ready, n, loads, draws)
+        if last:
+            return rest(ints, ready, n, loads, draws)
+        return rest(code - 1, ints, ready, n, loads, draws)
+
+    return njit(inline="always", error_model="numpy")(pick)
+
+
+_pick = _dispatch(tuple(b.pick for b in BALANCERS.values()))
+"""`_pick(cfg_i[C_BALANCER], ints, ready, n, loads, lb_draws)`: the ready slot that gets the next
+request, n >= 2 ready, by the scenario's balancer."""
+BALANCER_CODES = {name: code for code, name in enumerate(BALANCERS)}
+"""`cfg_i[C_BALANCER]` for each balancer name."""
 
 # -- the event heap: (time, seq) order -------------------------------------------------------------
 
@@ -170,7 +201,7 @@ def _integral_add(floats, at, t, delta):  # type: ignore[no-untyped-def]
     floats[at] += delta
 
 
-# -- rules on a replica's queue (capsim.serving.replica.Replica) ------------------------------------
+# -- rules on a replica's queue --------------------------------------------------------------------
 
 
 @njit(cache=True, error_model="numpy")
@@ -247,55 +278,13 @@ def _service_s(form, scale_s, cfg_f, levels, quantiles_s, size, x):  # type: ign
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _pick(ints, cfg_i, ready, loads, lb_draws):  # type: ignore[no-untyped-def]
-    """The ready slot that gets the next request, n >= 2 ready (capsim.serving.balancer)."""
-    n = ints[I_N_READY]
-    kind = cfg_i[C_BALANCER]
-    if kind == K_LEAST_OUTSTANDING:
-        start = ints[I_LB_NEXT]
-        if start >= n:
-            start = 0  # the fleet may have shrunk
-        ints[I_LB_NEXT] = start + 1 if start + 1 < n else 0
-        best = start
-        best_load = loads[ready[start]]
-        if best_load == 0:
-            return ready[best]
-        for step in range(1, n):
-            i = start + step
-            if i >= n:
-                i -= n
-            load = loads[ready[i]]
-            if load < best_load:
-                best = i
-                best_load = load
-                if load == 0:
-                    break
-        return ready[best]
-    if kind == K_ROUND_ROBIN:
-        i = ints[I_LB_NEXT] % n
-        ints[I_LB_NEXT] = i + 1
-        return ready[i]
-    pos = ints[I_LB_POS]
-    if kind == K_RANDOM:
-        ints[I_LB_POS] = pos + 1
-        return ready[min(int(lb_draws[pos] * n), n - 1)]
-    # K_POWER_OF_TWO
-    ints[I_LB_POS] = pos + 2
-    a = min(int(lb_draws[pos] * n), n - 1)
-    b = min(int(lb_draws[pos + 1] * (n - 1)), n - 2)
-    if b >= a:
-        b += 1  # a second replica distinct from the first, uniformly
-    return ready[a] if loads[ready[a]] <= loads[ready[b]] else ready[b]
-
-
-@njit(cache=True, inline="always", error_model="numpy")
 def _needs_python(ints, cfg_i, h_time):  # type: ignore[no-untyped-def]
     """The status to return between two events, or -1 to go on."""
     if ints[I_DRAINED_N] > 0:
         return DRAINED
     if ints[I_LOW_DRAWS]:
         return NEED_DRAWS
-    if cfg_i[C_LB_DRAWS] and ints[I_LB_END] - ints[I_LB_POS] < 2:
+    if ints[I_LB_END] - ints[I_LB_POS] < cfg_i[C_LB_DRAWS]:
         return NEED_DRAWS
     if ints[I_LOW_ROOM] or ints[I_HEAP_N] + cfg_i[C_INSTANCES] + 2 > h_time.shape[0]:
         return NEED_ROOM
@@ -354,6 +343,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
     base = ints[I_BASE]
     cap = q_ids.shape[1]
     fe_workers = cfg_i[C_FRONTEND]
+    balancer = cfg_i[C_BALANCER]
     fe_drawn = cfg_i[C_FE_DRAWS] != 0
     window_late = cfg_i[C_WINDOW_LATE] != 0
 
@@ -377,7 +367,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                 return _needs_python(ints, cfg_i, h_time)
             t_heap = h_time[0] if ints[I_HEAP_N] > 0 else np.inf
             if ints[I_IN_LOOP]:
-                # -- the next arrival of a run (RealtimeFleet._on_arrival): handled at once while it
+                # -- the next arrival of a run (arrival lookahead): handled at once while it
                 # comes before every other event, else it gets a timer, scheduled as SimPy would.
                 if ints[I_ARR_POS] >= ints[I_ARR_N]:
                     if ints[I_ARRIVALS_DONE]:
@@ -450,7 +440,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     elif slot_state[s] == DRAINING:
                         _check_drained(ints, slot_state, q_len, in_service, fe_inside, drained_slot, drained_s, s, now)
                 elif kind == EV_FRONT:
-                    # -- a request leaves the front end for the batcher's queue (Replica._from_frontend)
+                    # -- a request leaves the front end for the batcher's queue
                     fe_inside[s] -= 1
                     loads[s] -= 1  # (counted again as it joins the queue)
                     _integral_add(floats, F_CONC_V, now, -1.0)
@@ -477,7 +467,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     dispatch = True
 
         if arriving >= 0 and not from_front:
-            # -- route it (RealtimeFleet._route)
+            # -- route it (pick_replica: the scenario's balancer, capsim/serving/dataplane/balancers.py)
             n = ints[I_N_READY]
             if n == 1:
                 s = ready[0]
@@ -486,9 +476,9 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     for r in range(n):
                         if _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, ready[r], now):
                             _expire(p, log, ready[r], now)
-                s = _pick(ints, cfg_i, ready, loads, lb_draws)
+                s = _pick(balancer, ints, ready, n, loads, lb_draws)
             if fe_workers > 0:
-                # -- into the replica's front end first (Replica._admit, FrontEnd.admit): FIFO
+                # -- into the replica's front end first (serving.frontend): FIFO
                 # servers, so the time it leaves is known now: the earliest free server takes it.
                 loads[s] += 1
                 _integral_add(floats, F_CONC_V, now, 1.0)
@@ -512,7 +502,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                 arriving = -1
 
         if arriving >= 0:
-            # -- queue it (Replica.enqueue)
+            # -- queue it
             if has_timeout and _head_due(q_ids, q_head, q_len, arrival_s, base, timeout_s, s, now):
                 _expire(p, log, s, now)
             if capacity >= 0 and q_len[s] >= capacity and idle[s] == 0:
@@ -533,7 +523,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                 dispatch = idle[s] > 0 and (forming[s] == 0 or q_len[s] >= max_batch)
 
         if dispatch:
-            # -- start batches while an executor is free and the batching rule allows (Replica._dispatch)
+            # -- dispatch: start batches while an executor is free and the batching rule allows
             while idle[s] > 0 and q_len[s] > 0:
                 waiting = q_len[s]
                 if waiting < max_batch and max_wait_s > 0:
@@ -621,7 +611,7 @@ def begin_draining(p, log, s, now):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, error_model="numpy")
 def hand_over_queue(p, s, now):  # type: ignore[no-untyped-def]
-    """Slot `s` gives up every queued request (Python re-routes them; Replica.hand_over_queue):
+    """Slot `s` gives up every queued request (Python re-routes them; ReplicaHandle.hand_over_queue):
     a spot replica at its interruption notice. Batches in service stay."""
     count = p.q_len[s]
     p.q_len[s] = 0

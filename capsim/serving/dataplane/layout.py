@@ -29,7 +29,7 @@ I_DRAINED_N = 12
 I_LOW_DRAWS = 13  # set when a slot's draw buffer ran low (slot in I_AUX)
 I_LOW_ROOM = 14  # set when a queue is nearly full
 I_LB_END = 15  # draws in the balancer's buffer
-I_IN_LOOP = 16  # 1 while handling a run of arrivals (RealtimeFleet._on_arrival's loop), 0 between them
+I_IN_LOOP = 16  # 1 while handling a run of arrivals (arrival lookahead), 0 between them
 I_DUE = 17  # 1 when that run began with its arrival timer firing: its first arrival goes regardless
 I_TIMER_ON = 18  # 1 while the next arrival's timer is pending (kept beside the heap: one at most)
 I_TIMER_SEQ = 19  # its place in the order of scheduling
@@ -44,7 +44,7 @@ F_BUSY_LAST = 4
 F_BUSY_AREA = 5
 F_AUX = 6
 F_NEXT = 7  # time of the next data-plane event (inf: none)
-F_CLOCK = 8  # what the SimPy engine's clock would read: the time of the event being handled
+F_CLOCK = 8  # what SimPy's clock would read: the time of the event being handled
 F_TIMER = 9  # when the next arrival's timer fires
 N_FLOATS = 10
 
@@ -52,11 +52,11 @@ N_FLOATS = 10
 C_INSTANCES = 0
 C_MAX_BATCH = 1
 C_CAPACITY = 2  # -1: unbounded
-C_BALANCER = 3  # K_* below
+C_BALANCER = 3  # the balancer's place in the registry (kernel.BALANCER_CODES)
 C_FORM = 4  # service-time form (capsim.servicetime.base.BatchTimeTable.FORM_*)
 C_DRAWS = 5  # 1 when the service time takes one draw per batch
 C_HAS_TIMEOUT = 6
-C_LB_DRAWS = 7  # 1 when the balancer draws random numbers (random, power_of_two)
+C_LB_DRAWS = 7  # random draws one pick of the balancer may take (balancers.Balancer.draws_per_pick)
 C_FRONTEND = 8  # front-end workers per replica (0: no front end)
 C_FE_DRAWS = 9  # 1 when front-end times are drawn (lognormal), 0 when fixed
 C_WINDOW_LATE = 10  # 1 when the batching timer fires late (serving.frontend.window_late_quantiles_ms)
@@ -68,11 +68,6 @@ C_LOC = 3
 C_SIGMA = 4
 C_FE_FIXED_S = 5  # the front-end time when it is fixed
 N_CFG_F = 6
-
-K_ROUND_ROBIN = 0
-K_RANDOM = 1
-K_LEAST_OUTSTANDING = 2
-K_POWER_OF_TWO = 3
 
 
 # -- slot states -----------------------------------------------------------------------------------
@@ -90,5 +85,5 @@ COMPLETED = 1
 REJECTED = 2
 TIMED_OUT = 3
 
-# A batching deadline a rounding error away counts as reached (as in capsim.serving.replica).
+# A batching deadline a rounding error away counts as reached.
 CLOCK_SLACK_S = 1e-12

@@ -14,10 +14,11 @@ from typing import NamedTuple
 import numpy as np
 
 from capsim.serving.dataplane import layout
+from capsim.serving.dataplane.balancers import BALANCERS
 
 DRAW_CHUNK = 4096
-"""Draws per refill: the SimPy engine's samplers draw in chunks of this size (capsim.rng.buffered),
-so both engines read the same numbers in the same order."""
+"""Draws per refill, the chunk size of capsim.rng.buffered (the SimPy data plane's samplers, which
+this loop reproduced number for number)."""
 
 
 class Plane(NamedTuple):
@@ -102,7 +103,7 @@ def allocate(
     floats = np.zeros(layout.N_FLOATS)
     floats[layout.F_NEXT] = np.inf
     ints = np.zeros(layout.N_INTS, dtype=np.int64)
-    ints[layout.I_IN_LOOP] = 1  # the first pump starts the run of arrivals (RealtimeFleet._begin)
+    ints[layout.I_IN_LOOP] = 1  # the first pump starts the run of arrivals (arrival lookahead)
     i64 = np.int64
     return Plane(
         ints=ints,
@@ -145,7 +146,7 @@ def allocate(
         scale_s=scale_s,
         levels=levels,
         quantiles_s=quantiles_s,
-        lb_draws=np.zeros(DRAW_CHUNK + 2),
+        lb_draws=np.zeros(DRAW_CHUNK + max(b.draws_per_pick for b in BALANCERS.values())),
     )
 
 
