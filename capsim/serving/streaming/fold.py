@@ -90,7 +90,7 @@ def _record(counts, stats, row, value, min_value, log_gamma):  # type: ignore[no
         counts[row, int(_bucket(value, min_value, log_gamma))] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fold_scored(f, ticks, arrival_s, lo, hi, start_s, end_s, size):  # type: ignore[no-untyped-def]
     """Records arrival_s[lo:hi] (non-decreasing: one partition's part of a batch), polled at
     `start_s` in a batch of `size` and scored at `end_s`, folded by ItemFold's rules."""
@@ -130,7 +130,7 @@ def fold_scored(f, ticks, arrival_s, lo, hi, start_s, end_s, size):  # type: ign
     by_size[size] += scored
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def add_interval(area, ticks, start, end, weight):  # type: ignore[no-untyped-def]
     """Add `weight` × the length of [start, end) to the tick intervals it overlaps (bin k covers
     [ticks[k-1], ticks[k]); the last bin what lies past the last tick): a level's time integral up

@@ -118,7 +118,7 @@ class ConsumerGroup:
         self.log = log
         self.loop_fold = loop_fold  # with it on, records are folded in the loop and the log keeps no rows
         self._rows = not loop_fold.ints[I_ON]
-        self.topic = Topic(serving.partitions)
+        self.topic = Topic(serving.partitions, with_ids=self._rows)
         self.state, self._draw = _allocate(serving, service, self.topic, ticks, slots=max(serving.consumers, 4))
         self.owner: list[Consumer | None] = [None] * serving.partitions
         self._transfer_token = [0] * serving.partitions

@@ -112,11 +112,31 @@ class StreamState(NamedTuple):
 # -- the topic --------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def visible_end(st, p, now):  # type: ignore[no-untyped-def]
     """One past the last offset of partition p that has arrived by `now` (a record at `now` included)."""
-    lo = st.position[p] - st.base[p]
-    return st.position[p] + np.searchsorted(st.times[p, lo : st.size[p]], now, side="right")
+    base = st.base[p]
+    return base + _first_after(st.times[p], st.position[p] - base, st.size[p], now)
+
+
+@njit(cache=True, inline="always")
+def _first_after(times, lo, hi, now):  # type: ignore[no-untyped-def]
+    """The first row in [lo, hi) of the sorted `times` later than `now` (hi if none). A galloping
+    search from lo: what a fetch sees is usually a few records past its position, while the
+    partition holds a whole arrival chunk ahead, and a plain binary search over that misses the
+    cache at every step."""
+    step = 1
+    while lo + step <= hi and times[lo + step - 1] <= now:
+        lo += step
+        step *= 2
+    hi = min(lo + step, hi)
+    while lo < hi:  # times[lo - 1] <= now (or lo is the start); the answer lies in [lo, hi]
+        mid = (lo + hi) >> 1
+        if times[mid] <= now:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @njit(cache=True)
@@ -129,7 +149,7 @@ def lag(st, now):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def time_of_record(st, s, k):  # type: ignore[no-untyped-def]
     """When the k-th record after the fetch positions (over slot s's partitions) arrives; inf if it
     is not appended yet. The partitions' times are sorted, so a k-step merge finds it."""
@@ -156,7 +176,7 @@ def time_of_record(st, s, k):  # type: ignore[no-untyped-def]
 # -- the consumer's rules ---------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def start_fetch(st, s, now):  # type: ignore[no-untyped-def]
     """A fresh fetch sent at `now`: the broker answers by `now + fetch.max.wait.ms` at the latest."""
     st.sent_s[s] = now
@@ -164,7 +184,7 @@ def start_fetch(st, s, now):  # type: ignore[no-untyped-def]
     fetch(st, s, now)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fetch(st, s, now):  # type: ignore[no-untyped-def]
     """The fetch in progress at `now`: the broker answers once `fetch_min_records` have arrived over
     the consumer's partitions, or at the deadline with at least one; a fetch that timed out empty
@@ -201,7 +221,7 @@ def fetch(st, s, now):  # type: ignore[no-untyped-def]
     st.next_s[s] = now + max(wake_at - now, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def poll(st, s, now):  # type: ignore[no-untyped-def]
     """Hand out at most `max_poll_records`, draining the owned partitions in a rotating order (one
     further each poll), and start scoring them as one batch."""
@@ -234,7 +254,7 @@ def poll(st, s, now):  # type: ignore[no-untyped-def]
     st.next_s[s] = now + _service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def commit(st, f, s, now, log_base, start_s, end_s, batch_size, replica, outcome):  # type: ignore[no-untyped-def]
     """The batch is scored at `now`: its records are folded into the statistics (`fold_scored`)
     or, with a request log, their rows written; the offsets committed (offsets = position, i.e.
@@ -262,7 +282,7 @@ def commit(st, f, s, now, log_base, start_s, end_s, batch_size, replica, outcome
     st.b_size[s] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _short_of_draws(st, s):  # type: ignore[no-untyped-def]
     return st.cfg_i[C_DRAWS] and st.draw_pos[s] >= st.draw_end[s]
 
@@ -287,13 +307,14 @@ def advance(st, f, now, stop_s, log_base, start_s, end_s, batch_size, replica, o
             start_fetch(st, s, now)
         elif WAIT_DATA <= phase <= WAIT_TIMER:  # in a fetch
             fetch(st, s, now)
+    phases, next_s = st.phase, st.next_s  # bound once: numba counts references at each binding
     while True:
         s = -1
         t = math.inf
         for i in range(slots):
-            phase = st.phase[i]
-            if WAIT_TIMER <= phase <= BUSY and st.next_s[i] < t:  # a timer or a batch due
-                t = st.next_s[i]
+            phase = phases[i]
+            if WAIT_TIMER <= phase <= BUSY and next_s[i] < t:  # a timer or a batch due
+                t = next_s[i]
                 s = i
         if s < 0 or t > stop_s:
             st.floats[F_AT] = t

@@ -16,9 +16,11 @@ import numpy as np
 class Topic:
     """Row r of partition p (r < size[p]) holds offset base[p] + r: its arrival time and event id."""
 
-    def __init__(self, partitions: int, capacity: int = 1024) -> None:
+    def __init__(self, partitions: int, with_ids: bool, capacity: int = 1024) -> None:
+        # Ids are the request log's rows: without a log (statistics folded in the loop) none are kept.
+        self.with_ids = with_ids
         self.times = np.zeros((partitions, capacity))
-        self.ids = np.zeros((partitions, capacity), dtype=np.int64)
+        self.ids = np.zeros((partitions, capacity if with_ids else 1), dtype=np.int64)
         self.base = np.zeros(partitions, dtype=np.int64)
         self.size = np.zeros(partitions, dtype=np.int64)
         self.position = np.zeros(partitions, dtype=np.int64)
@@ -36,7 +38,8 @@ class Topic:
                 grown = True
         row = int(self.size[p])
         self.times[p, row : row + n] = times
-        self.ids[p, row : row + n] = ids
+        if self.with_ids:
+            self.ids[p, row : row + n] = ids
         self.size[p] = row + n
         return grown
 
@@ -45,7 +48,8 @@ class Topic:
         if drop > 0:
             keep = int(self.size[p]) - drop
             self.times[p, :keep] = self.times[p, drop : drop + keep]
-            self.ids[p, :keep] = self.ids[p, drop : drop + keep]
+            if self.with_ids:
+                self.ids[p, :keep] = self.ids[p, drop : drop + keep]
             self.base[p] += drop
             self.size[p] = keep
 
@@ -54,7 +58,9 @@ class Topic:
         while capacity < needed:
             capacity *= 2
         times = np.zeros((self.times.shape[0], capacity))
-        ids = np.zeros((self.times.shape[0], capacity), dtype=np.int64)
         times[:, : self.times.shape[1]] = self.times
-        ids[:, : self.ids.shape[1]] = self.ids
-        self.times, self.ids = times, ids
+        self.times = times
+        if self.with_ids:
+            ids = np.zeros((self.times.shape[0], capacity), dtype=np.int64)
+            ids[:, : self.ids.shape[1]] = self.ids
+            self.ids = ids
