@@ -59,8 +59,8 @@ class ServiceTimeModel(InputModel):
         """A function drawing batch service times from `rng` (buffered: draws come in numpy chunks)."""
 
     def batch_time_table(self, max_batch_size: int) -> BatchTimeTable | None:
-        """The model in the compiled engine's form for batches of 1..`max_batch_size`; None when it
-        has none (the SimPy engine then runs it)."""
+        """The model in the compiled data plane's form for batches of 1..`max_batch_size`; None when
+        it has none (a real-time scenario using it is then refused, naming `service.kind`)."""
         return None
 
     def resolve_paths(self, base_dir: Path) -> ServiceTimeModel:

@@ -292,19 +292,14 @@ def _needs_python(ints, cfg_i, h_time):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _window_closes_s(ints, late_draws, late_pos, late_end, s, clock, due_s, late):  # type: ignore[no-untyped-def]
-    """When slot `s`'s batching timer fires for a window due at `due_s`. On time by default; with
-    the late window (`serving.frontend.window_late_quantiles_ms`: the server's timer runs on its
-    front end's loop) the next draw of the slot's lateness stream is added to the deadline. The
-    batch is due from `due_s` on: one that fills up meanwhile still goes at once (`dispatch`), and
-    the late timer then finds it gone (stale). Scheduled as SimPy would: a delay ahead of `clock`."""
-    fires_s = due_s
-    if late:
-        fires_s = due_s + late_draws[s, late_pos[s]]
-        late_pos[s] += 1
-        if late_end[s] - late_pos[s] < 1:
-            ints[I_LOW_DRAWS] = 1
-    return clock + (fires_s - clock)
+def _window_closes_s(clock, due_s, late_s):  # type: ignore[no-untyped-def]
+    """When a batching timer for a window due at `due_s` fires: `late_s` after it (the late window,
+    `serving.frontend.window_late_quantiles_ms`: the server's timer runs on its front end's loop;
+    0 without it). The batch is due from `due_s` on: one that fills up meanwhile still goes at once
+    (dispatch), and the late timer then finds it gone (stale). Scheduled as SimPy would: a delay
+    ahead of `clock`. (Scalars only: an array argument would cost its reference counting on every
+    timer, ~10% of a day's run.)"""
+    return clock + ((due_s + late_s) - clock)
 
 
 # -- the event loop --------------------------------------------------------------------------------
@@ -538,8 +533,13 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                     if due_s - now > CLOCK_SLACK_S:
                         forming[s] = 1
                         forming_token[s] += 1
-                        fires_s = _window_closes_s(ints, late_draws, late_pos, late_end, s, floats[F_CLOCK], due_s,
-                                                   window_late)
+                        late_s = 0.0
+                        if window_late:  # the slot's next lateness draw (its own stream)
+                            late_s = late_draws[s, late_pos[s]]
+                            late_pos[s] += 1
+                            if late_end[s] - late_pos[s] < 1:
+                                ints[I_LOW_DRAWS] = 1
+                        fires_s = _window_closes_s(floats[F_CLOCK], due_s, late_s)
                         _heap_push(h_time, h_seq, h_kind, h_slot, h_aux, ints, fires_s, EV_TIMER, s, forming_token[s])
                         break
                 forming[s] = 0  # a full (or due) batch goes now; a pending timer is stale
