@@ -391,14 +391,7 @@ class ConsumerGroup:
                 keys = ids % count
             else:
                 keys = self.partition_rng.integers(0, count, size=times.size)
-            order = np.argsort(keys, kind="stable")
-            bounds = np.searchsorted(keys[order], np.arange(count + 1))
-            grown = False
-            for p in range(count):
-                rows = order[bounds[p] : bounds[p + 1]]
-                if rows.size:
-                    grown |= topic.append(p, times[rows], ids[rows])
-            if grown:
+            if topic.append_chunk(keys, times, ids):
                 self.state = self.state._replace(times=topic.times, ids=topic.ids)
             self.arrived += times.size
             self.state.wake[self.state.phase != kernel.FREE] = 1  # a fetch waiting beyond the data looks again
@@ -472,27 +465,29 @@ class ConsumerGroup:
             add_interval(st.busy_area, st.ticks, st.b_start[s], math.inf, 1.0)
             add_interval(st.in_service_area, st.ticks, st.b_start[s], math.inf, float(st.b_size[s]))
 
-    def unscored_rows(self) -> Columns:
-        """The records not scored by the end of the run, as request-log columns (start, batch size and
-        consumer set for those in a batch being scored): what the loop has not folded."""
+    def unscored_blocks(self, max_rows: int = 1 << 20) -> Iterator[Columns]:
+        """The records not scored by the end of the run, as request-log columns in blocks of at most
+        `max_rows` (start, batch size and consumer set for those in a batch being scored): what the
+        loop has not folded. Blocks keep the memory of a run that ends with a long lag small."""
         st, topic = self.state, self.topic
-        parts = range(self.serving.partitions)
-        lo = [int(topic.committed[p] - topic.base[p]) for p in parts]
-        hi = [int(topic.size[p]) for p in parts]
-        arrival = np.concatenate([topic.times[p, lo[p] : hi[p]] for p in parts])
-        cols: Columns = {name: np.full(arrival.size, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
-        cols["arrival_s"] = arrival
-        first = np.cumsum([0] + [hi[p] - lo[p] for p in parts])  # where each partition's records begin
-        for member in self.in_service_batches():
-            s = member.slot
-            for j in range(int(st.b_n[s])):
-                p = int(st.b_part[s, j])
-                at = first[p] + int(st.b_from[s, j] - topic.committed[p])
-                rows = slice(at, at + int(st.b_to[s, j] - st.b_from[s, j]))
-                cols["start_s"][rows] = st.b_start[s]
-                cols["batch_size"][rows] = st.b_size[s]
-                cols["replica"][rows] = member.index
-        return cols
+        batches = [(member, j) for member in self.in_service_batches() for j in range(int(st.b_n[member.slot]))]
+        for p in range(self.serving.partitions):
+            first = int(topic.committed[p])
+            for lo in range(first, int(topic.base[p] + topic.size[p]), max_rows):
+                hi = min(lo + max_rows, int(topic.base[p] + topic.size[p]))
+                arrival = topic.times[p, lo - topic.base[p] : hi - topic.base[p]]
+                cols: Columns = {name: np.full(arrival.size, fill, dtype=dtype)
+                                 for name, (dtype, fill) in COLUMNS.items()}  # fmt: skip
+                cols["arrival_s"] = arrival
+                for member, j in batches:
+                    s = member.slot
+                    if st.b_part[s, j] != p:
+                        continue
+                    rows = slice(max(int(st.b_from[s, j]), lo) - lo, max(min(int(st.b_to[s, j]), hi) - lo, 0))
+                    cols["start_s"][rows] = st.b_start[s]
+                    cols["batch_size"][rows] = st.b_size[s]
+                    cols["replica"][rows] = member.index
+                yield cols
 
     def in_service_batches(self) -> list[Consumer]:
         """Members scoring a batch right now."""

@@ -95,7 +95,8 @@ def run_streaming(
     if keep_requests:
         close_log(log, fold, group.in_service_batches(), keep_requests)
     else:  # the loop folded every scored record; the rest are still in the topic
-        fold(group.unscored_rows())
+        for block in group.unscored_blocks():
+            fold(block)
         fold_into(loop_fold, fold)
 
     lag_area = fold.waiting_area + group.levels.in_service.area_at(ticks)

@@ -11,6 +11,7 @@ dropped when its rows fill up, so memory follows the lag, not the run length.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
 class Topic:
@@ -26,21 +27,19 @@ class Topic:
         self.position = np.zeros(partitions, dtype=np.int64)
         self.committed = np.zeros(partitions, dtype=np.int64)
 
-    def append(self, p: int, times: np.ndarray, ids: np.ndarray) -> bool:
-        """Append events to partition p (times non-decreasing, after every event there); True when
-        the arrays were replaced by larger ones (the compiled loop must be given the new ones)."""
-        n = times.size
+    def append_chunk(self, keys: np.ndarray, times: np.ndarray, ids: np.ndarray) -> bool:
+        """Append a chunk of events (times non-decreasing, after every event there), event i to
+        partition keys[i]; True when the arrays were replaced by larger ones (the compiled loop
+        must be given the new ones)."""
+        counts = np.bincount(keys, minlength=self.size.size)
         grown = False
-        if self.size[p] + n > self.times.shape[1]:
-            self._drop_committed(p)
-            if self.size[p] + n > self.times.shape[1]:
-                self._grow(int(self.size[p]) + n)
-                grown = True
-        row = int(self.size[p])
-        self.times[p, row : row + n] = times
-        if self.with_ids:
-            self.ids[p, row : row + n] = ids
-        self.size[p] = row + n
+        for p in np.flatnonzero(self.size + counts > self.times.shape[1]):
+            self._drop_committed(int(p))
+        needed = int((self.size + counts).max())
+        if needed > self.times.shape[1]:
+            self._grow(needed)
+            grown = True
+        _scatter(self.times, self.ids, self.size, keys, times, ids, self.with_ids)
         return grown
 
     def _drop_committed(self, p: int) -> None:
@@ -64,3 +63,15 @@ class Topic:
             ids = np.zeros((self.times.shape[0], capacity), dtype=np.int64)
             ids[:, : self.ids.shape[1]] = self.ids
             self.ids = ids
+
+
+@njit(cache=True)
+def _scatter(times2d, ids2d, size, keys, times, ids, with_ids):  # type: ignore[no-untyped-def]
+    """Event i to the end of partition keys[i], in order (one pass: no sort by key)."""
+    for i in range(keys.shape[0]):
+        p = keys[i]
+        row = size[p]
+        times2d[p, row] = times[i]
+        if with_ids:
+            ids2d[p, row] = ids[i]
+        size[p] = row + 1
