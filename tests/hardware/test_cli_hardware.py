@@ -44,7 +44,9 @@ def test_json_and_user_catalogue(tmp_path: Path) -> None:
     assert by_name["L4"]["on_demand_usd_per_hour"]["source"] == f"user catalogue {extra}"
     assert by_name["TPU-x"]["memory_gb"]["value"] == 32
     assert by_name["H100-SXM"]["fp16_tflops"] == {
-        "value": 989.0, "source": "NVIDIA H100 datasheet, https://www.nvidia.com/en-us/data-center/h100/ (read via Glenn Lockwood's copy)",
+        "value": 989.0,
+        "source": "NVIDIA H100 datasheet, https://www.nvidia.com/en-us/data-center/h100/ "
+                  "(read via Glenn Lockwood's copy)",
         "date": None, "confidence": "DOC2",
         "note": "1,979 with sparsity", "range": None,
     }  # fmt: skip

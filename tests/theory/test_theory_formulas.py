@@ -12,7 +12,8 @@ from tests.theory import formulas as f
 
 
 def erlang_c_by_factorials(c: int, a: Fraction) -> Fraction:
-    """C(c, a) from P0 with exact factorials (docs/sources.md#queueing-theory, the first form), for cross-checking the recursion."""
+    """C(c, a) from P0 with exact factorials (docs/sources.md#queueing-theory, the first form), for
+    cross-checking the recursion."""
     rho = a / c
     tail = a**c / (math.factorial(c) * (1 - rho))
     p0 = 1 / (sum(a**k / math.factorial(k) for k in range(c)) + tail)
