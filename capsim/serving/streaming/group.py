@@ -72,7 +72,7 @@ class Consumer:
         """The event ids of the batch it is scoring."""
         st = self._group.state
         s = self.slot
-        return np.concatenate([st.ids[p, st.b_from[s, j] - st.base[p] : st.b_to[s, j] - st.base[p]]
+        return np.concatenate([st.ids[st.b_from[s, j] - st.origin[p] : st.b_to[s, j] - st.origin[p]]
                                for j, p in enumerate(st.b_part[s, : st.b_n[s]])])  # fmt: skip
 
     @property
@@ -392,7 +392,7 @@ class ConsumerGroup:
             else:
                 keys = self.partition_rng.integers(0, count, size=times.size)
             if topic.append_chunk(keys, times, ids):
-                self.state = self.state._replace(times=topic.times, ids=topic.ids)
+                self.state = self.state._replace(times=topic.times, ids=topic.ids)  # origin/end: updated in place
             self.arrived += times.size
             self.state.wake[self.state.phase != kernel.FREE] = 1  # a fetch waiting beyond the data looks again
         self._feeding = False
@@ -473,9 +473,9 @@ class ConsumerGroup:
         batches = [(member, j) for member in self.in_service_batches() for j in range(int(st.b_n[member.slot]))]
         for p in range(self.serving.partitions):
             first = int(topic.committed[p])
-            for lo in range(first, int(topic.base[p] + topic.size[p]), max_rows):
-                hi = min(lo + max_rows, int(topic.base[p] + topic.size[p]))
-                arrival = topic.times[p, lo - topic.base[p] : hi - topic.base[p]]
+            for lo in range(first, topic.log_end(p), max_rows):
+                hi = min(lo + max_rows, topic.log_end(p))
+                arrival = topic.times[lo - topic.origin[p] : hi - topic.origin[p]]
                 cols: Columns = {name: np.full(arrival.size, fill, dtype=dtype)
                                  for name, (dtype, fill) in COLUMNS.items()}  # fmt: skip
                 cols["arrival_s"] = arrival
@@ -515,7 +515,7 @@ def _allocate(serving: StreamingServing, service: ServiceTimeModel, topic: Topic
     parts = serving.partitions
     i64 = np.int64
     state = StreamState(
-        times=topic.times, ids=topic.ids, base=topic.base, size=topic.size,
+        times=topic.times, ids=topic.ids, origin=topic.origin, end=topic.end,
         position=topic.position, committed=topic.committed,
         phase=np.zeros(slots, dtype=i64), member_index=np.zeros(slots, dtype=i64), leaving=np.zeros(slots, dtype=i64),
         wake=np.zeros(slots, dtype=i64), notify=np.zeros(slots, dtype=i64),

@@ -66,11 +66,11 @@ N_CFG_F = 6
 class StreamState(NamedTuple):
     """Every array the loop reads or writes (allocated and grown by Python: group.py, topic.py)."""
 
-    # the topic, per partition p: rows [0, size[p]) of times[p] / ids[p] hold offsets base[p] + row
+    # the topic (topic.py): offset o of partition p at flat row o - origin[p]; rows in use end at end[p]
     times: np.ndarray
     ids: np.ndarray
-    base: np.ndarray
-    size: np.ndarray
+    origin: np.ndarray
+    end: np.ndarray
     position: np.ndarray  # next offset a poll hands out
     committed: np.ndarray  # offsets below are scored and committed
     # per slot
@@ -115,8 +115,8 @@ class StreamState(NamedTuple):
 @njit(cache=True, inline="always")
 def visible_end(st, p, now):  # type: ignore[no-untyped-def]
     """One past the last offset of partition p that has arrived by `now` (a record at `now` included)."""
-    base = st.base[p]
-    return base + _first_after(st.times[p], st.position[p] - base, st.size[p], now)
+    origin = st.origin[p]
+    return origin + _first_after(st.times, st.position[p] - origin, st.end[p], now)
 
 
 @njit(cache=True, inline="always")
@@ -143,9 +143,9 @@ def _first_after(times, lo, hi, now):  # type: ignore[no-untyped-def]
 def lag(st, now):  # type: ignore[no-untyped-def]
     """Kafka's consumer lag at `now`: records arrived and not committed, over all partitions."""
     total = 0
-    for p in range(st.base.shape[0]):
-        lo = st.committed[p] - st.base[p]
-        total += np.searchsorted(st.times[p, lo : st.size[p]], now, side="right")
+    for p in range(st.origin.shape[0]):
+        lo = st.committed[p] - st.origin[p]
+        total += np.searchsorted(st.times[lo : st.end[p]], now, side="right")
     return total
 
 
@@ -157,15 +157,15 @@ def time_of_record(st, s, k):  # type: ignore[no-untyped-def]
     heads = np.empty(n, dtype=np.int64)
     for i in range(n):
         p = st.owned[s, i]
-        heads[i] = st.position[p] - st.base[p]
+        heads[i] = st.position[p] - st.origin[p]
     t = math.inf
     for _ in range(k):
         best = -1
         t = math.inf
         for i in range(n):
             p = st.owned[s, i]
-            if heads[i] < st.size[p] and st.times[p, heads[i]] < t:
-                t = st.times[p, heads[i]]
+            if heads[i] < st.end[p] and st.times[heads[i]] < t:
+                t = st.times[heads[i]]
                 best = i
         if best < 0:
             return math.inf
@@ -263,12 +263,12 @@ def commit(st, f, s, now, log_base, start_s, end_s, batch_size, replica, outcome
     folding = f.ints[I_ON]
     for j in range(st.b_n[s]):
         p = st.b_part[s, j]
-        lo = st.b_from[s, j] - st.base[p]
-        hi = st.b_to[s, j] - st.base[p]
+        lo = st.b_from[s, j] - st.origin[p]
+        hi = st.b_to[s, j] - st.origin[p]
         if folding:
-            fold_scored(f, st.ticks, st.times[p], lo, hi, st.b_start[s], now, size)
+            fold_scored(f, st.ticks, st.times, lo, hi, st.b_start[s], now, size)
         for row in range(lo, hi if not folding else lo):
-            r = st.ids[p, row] - log_base
+            r = st.ids[row] - log_base
             start_s[r] = st.b_start[s]
             end_s[r] = now
             batch_size[r] = size
