@@ -144,6 +144,8 @@ def load_yaml(text: str, source: str) -> Any:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
+        if "maximum nesting depth" in (exc.problem or ""):  # PyYAML >= 6.0.4's scanner stops deep flow
+            raise _refuse(source, mark, f"nested more than {MAX_DEPTH} levels deep") from None  # nesting first
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = f"{exc.context}, {exc.problem}" if exc.context and exc.problem else exc.problem or exc.context
         raise CapsimInputError(f"invalid YAML: {where}{what}", source=source) from None

@@ -45,9 +45,9 @@ def test_a_launch_bound_profile_warns_when_transferred() -> None:
         "hardware": {"name": "L4"},
         "serving": {"mode": "realtime", "replicas": 1},
     }  # fmt: skip
-    from capsim.scenario import _transfer_service
+    from capsim.scenario_catalogue import transfer_service
 
-    scenario = _transfer_service(validate_scenario(data, "t.yaml"))
+    scenario = transfer_service(validate_scenario(data, "t.yaml"))
     share = scenario.service.profile.provenance["roofline_share"]  # type: ignore[union-attr]
     assert 0 < share < 0.1  # the CNN's batches on an H100 are ~7% device work at best
     [warning] = extrapolation_warnings(scenario)
