@@ -109,6 +109,7 @@ class ProgressReporter:
         self._last_line_s = self._started_s
         self._lines = 0
         self._done = 0.0
+        self._first_report: tuple[float, float] | None = None  # (clock, done) at the first update
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
@@ -124,6 +125,8 @@ class ProgressReporter:
         if not self._enabled:
             return
         now_s = self._clock()
+        if self._first_report is None:
+            self._first_report = (now_s, done)
         if self._live:
             self._update_bar(now_s)
         elif now_s - self._last_line_s >= self._interval_s:
@@ -145,11 +148,23 @@ class ProgressReporter:
             done_share = min(max(self._done / self.total, 0.0), 1.0)
             parts[0] += f" ({done_share:.0%})"
             parts.append(f"{duration_text(elapsed_s)} elapsed")
-            if 0.0 < done_share < 1.0:  # a straight-line estimate from the pace so far
-                parts.append(f"~{duration_text(elapsed_s * (1.0 - done_share) / done_share)} left")
+            left_s = self.time_left_s(now_s)
+            if left_s is not None:
+                parts.append(f"~{duration_text(left_s)} left")
         else:
             parts.append(f"{duration_text(elapsed_s)} elapsed")
         return ", ".join(parts)
+
+    def time_left_s(self, now_s: float) -> float | None:
+        """A straight-line estimate from the pace since the first report — not since the start, which
+        may hold set-up such as compiling the event loop (~20 s before the first simulated second) — or
+        None before there is a pace to go by."""
+        if self._first_report is None or not self.total or self._done >= self.total:
+            return None
+        first_s, first_done = self._first_report
+        if self._done <= first_done or now_s <= first_s:
+            return None
+        return (now_s - first_s) * (self.total - self._done) / (self._done - first_done)
 
     def _write_line(self, now_s: float) -> None:
         out = self._out()

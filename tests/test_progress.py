@@ -46,13 +46,24 @@ def test_plain_lines_every_interval_with_share_elapsed_and_time_left() -> None:
         clock.now_s = 100.0 + t_s
         reporter.update(done_s)
     assert stream.getvalue().splitlines() == [
-        "simulating x: 3 h of 24 h simulated (12%), 5 s elapsed, ~35 s left",
-        "simulating x: 6 h of 24 h simulated (25%), 10 s elapsed, ~31 s left",
+        "simulating x: 3 h of 24 h simulated (12%), 5 s elapsed, ~31 s left",
+        "simulating x: 6 h of 24 h simulated (25%), 10 s elapsed, ~29 s left",
     ]
     clock.now_s = 100.0 + 14
     reporter.fraction(1.0)
     reporter.close()
     assert stream.getvalue().splitlines()[-1] == "simulating x: done, 24 h of 24 h simulated in 14 s"
+
+
+def test_time_left_leaves_out_the_set_up_before_the_first_report() -> None:
+    reporter, stream, clock = _plain(600.0, simulated_time)
+    clock.now_s += 20.0  # compiling the event loop: nothing simulated yet
+    reporter.update(3.0)
+    assert stream.getvalue() == "simulating x: 3 s of 10 min simulated (0%), 20 s elapsed\n"  # not "~67 min left"
+    clock.now_s += 5.0
+    reporter.update(303.0)
+    last = stream.getvalue().splitlines()[-1]
+    assert last == "simulating x: 5 min of 10 min simulated (50%), 25 s elapsed, ~5 s left"
 
 
 def test_a_short_run_prints_nothing_and_quiet_prints_nothing() -> None:
@@ -78,7 +89,11 @@ def test_counts_with_an_unknown_total_and_shares() -> None:
     sweep, sweep_stream, sweep_clock = _plain(None, counted("variants"), label="sweeping s.yaml")
     sweep_clock.now_s += 5.0
     sweep.update(3, 12)  # the sweep learns its total with its first result
-    assert sweep_stream.getvalue() == "sweeping s.yaml: 3 of 12 variants (25%), 5 s elapsed, ~15 s left\n"
+    assert sweep_stream.getvalue() == "sweeping s.yaml: 3 of 12 variants (25%), 5 s elapsed\n"  # no pace yet
+    sweep_clock.now_s += 5.0
+    sweep.update(6)
+    last = sweep_stream.getvalue().splitlines()[-1]
+    assert last == "sweeping s.yaml: 6 of 12 variants (50%), 10 s elapsed, ~10 s left"
     assert share("the job's items")(0.41, 1.0) == "41% of the job's items"
 
 

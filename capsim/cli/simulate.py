@@ -110,7 +110,7 @@ def simulate_command(
     err = Console(stderr=True)
     if (loaded.serving.mode == "realtime" and choose_engine(loaded, chosen_engine) == "compiled"
             and not compiled_engine_is_cached()):  # fmt: skip
-        err.print("compiling the simulation's event loop (once per machine, ~10 s)")
+        err.print("compiling the simulation's event loop (once per machine, ~20 s)")
     keep = keep_every_request(loaded, request_log, err)
     with simulation_reporter(loaded, replications, enabled=not quiet) as reporter:  # stderr only: --json stays clean
         result = simulate(loaded, seed=seed, replications=replications, keep_requests=keep,
