@@ -154,6 +154,14 @@ def time_of_record(st, s, k):  # type: ignore[no-untyped-def]
     """When the k-th record after the fetch positions (over slot s's partitions) arrives; inf if it
     is not appended yet. The partitions' times are sorted, so a k-step merge finds it."""
     n = st.owned_n[s]
+    if k == 1:  # the common case (fetch.min.bytes = 1): the earliest next record, with no scratch array
+        t = math.inf
+        for i in range(n):
+            p = st.owned[s, i]
+            row = st.position[p] - st.origin[p]
+            if row < st.end[p] and st.times[row] < t:
+                t = st.times[row]
+        return t
     heads = np.empty(n, dtype=np.int64)
     for i in range(n):
         p = st.owned[s, i]
