@@ -9,7 +9,8 @@ autoscaler panics: it scales on the larger of the two windows and never scales d
 been out of panic for a whole stable window. An autoscaler created over more than one ready pod
 starts in panic (it has no metric history yet). With no traffic for a whole stable window it scales
 to zero after the grace period; requests arriving at zero wait in the activator, which pokes the
-autoscaler. Sources: docs/sources.md#knative-kpa.
+autoscaler. With an initial scale above 1, the minimum is raised to it until the revision has once had
+that many pods ready (the scale target is initialized). Sources: docs/sources.md#knative-kpa.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from capsim.autoscale.base import PolicyBase
 from capsim.autoscale.view import FleetView
@@ -46,7 +47,22 @@ class KpaPolicy(PolicyBase):
     activation_scale: int = Field(
         default=1, ge=1, description="the smallest non-zero pod count (autoscaling.knative.dev/activation-scale)"
     )
+    initial_scale: int = Field(
+        default=1,
+        ge=0,
+        description="pods the revision must reach (ready) before the autoscaler may go below them "
+        "(autoscaling.knative.dev/initial-scale; the `initial-scale` config, default 1)",
+    )
+    allow_zero_initial_scale: bool = Field(
+        default=False, description="whether initial_scale may be 0 (the `allow-zero-initial-scale` config)"
+    )
 
+    @model_validator(mode="after")
+    def _initial_scale_zero(self) -> KpaPolicy:
+        # annotation_validation.go validateInitialScale
+        if self.initial_scale == 0 and not self.allow_zero_initial_scale:
+            raise ValueError("initial_scale 0 needs allow_zero_initial_scale: true")
+        return self
 
     @property
     def period_s(self) -> float:
@@ -91,6 +107,7 @@ class KpaState:
         self.max_panic_pods = 0
         self.recent: list[tuple[float, int]] = []  # desired values within scale_down_delay_s
         self.last_traffic_s = 0.0
+        self.scale_target_initialized = False  # the revision has once had its initial scale ready
         self._created = False
         if ready_at_creation is not None:
             self.create(ready_at_creation, created_s)
@@ -150,6 +167,19 @@ class KpaState:
             desired = max(d for _, d in self.recent)
         return desired
 
+    def apply_bounds(self, desired: int, ready: int) -> int:
+        """scaler.go scale's bounds, then computeActiveCondition's bookkeeping: until the scale target
+        is initialized, an initial scale above 1 raises the minimum to it; the target becomes
+        initialized once `ready` reaches max(min_replicas, initial_scale) (activeThreshold), which
+        takes effect from the next decision (Knative checks the status before it updates it)."""
+        policy = self.policy
+        min_scale = policy.min_replicas
+        if policy.initial_scale > 1 and not self.scale_target_initialized:
+            min_scale = max(min_scale, policy.initial_scale)
+        if ready >= max(policy.min_replicas, policy.initial_scale):
+            self.scale_target_initialized = True
+        return min(max(desired, min_scale), policy.max_replicas)
+
     def decide(self, view: FleetView) -> int:
         """The desired pod count at `view.now_s` (the autoscaler, then the KPA's scale-to-zero rules)."""
         policy = self.policy
@@ -169,4 +199,4 @@ class KpaState:
         if view.current == 0 and view.in_flight_now > 0:
             # The activator holds requests: wake up at once, enough pods for what is waiting.
             desired = max(desired, math.ceil(view.in_flight_now / policy.per_pod_target), 1)
-        return min(max(desired, policy.min_replicas), policy.max_replicas)
+        return self.apply_bounds(desired, view.ready)

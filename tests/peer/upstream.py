@@ -51,3 +51,12 @@ KEDA_SCALEDOBJECT = Upstream(
 RAY_TEST_FILE = "python/ray/serve/tests/unit/test_autoscaling_policy.py"
 RAY_POLICY = Upstream("ray-project/ray", "01624ad4bacdc5cf9a284a2cb376a4aff0682ccd", RAY_TEST_FILE)
 RAY_POLICY_OLD = Upstream("ray-project/ray", "8244b65991b1b74e1c7a1fc1cb3d3590c9a0f67b", RAY_TEST_FILE)
+KEDA_FALLBACK = Upstream("kedacore/keda", "8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a", "pkg/fallback/fallback_test.go")
+KNATIVE_SCALER = Upstream(
+    "knative/serving", "98e5ef90aa7033797aa0a61ef97f3ff7e49a3944", "pkg/reconciler/autoscaling/kpa/scaler_test.go"
+)
+KNATIVE_DECIDER = Upstream(
+    "knative/serving",
+    "98e5ef90aa7033797aa0a61ef97f3ff7e49a3944",
+    "pkg/reconciler/autoscaling/kpa/resources/decider_test.go",
+)
