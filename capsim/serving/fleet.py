@@ -24,7 +24,7 @@ from capsim.metrics.live import LiveMetrics
 from capsim.metrics.request_log import COMPLETED, REJECTED, TIMED_OUT, RequestLog
 from capsim.metrics.steps import StepSeries
 from capsim.rng import RandomStreams
-from capsim.scenario import RealtimeServing
+from capsim.scenario.schema import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 
 

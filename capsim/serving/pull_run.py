@@ -11,7 +11,7 @@ not yet taken into a batch: its time integral is the total waiting time, summed 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import simpy
@@ -23,8 +23,10 @@ from capsim.metrics.intervals import interval_area
 from capsim.metrics.request_log import COMPLETED, Columns, RequestLog
 from capsim.metrics.summary import replication_summary
 from capsim.metrics.tally import RequestTally
-from capsim.scenario import Scenario
 from capsim.serving.pool import PoolLevels
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 _MIN_DRAIN_S = 60.0  # as the real-time mode: the run goes on after the last arrival to finish work
 

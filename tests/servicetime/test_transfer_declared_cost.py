@@ -45,7 +45,7 @@ def test_a_launch_bound_profile_warns_when_transferred() -> None:
         "hardware": {"name": "L4"},
         "serving": {"mode": "realtime", "replicas": 1},
     }  # fmt: skip
-    from capsim.scenario_catalogue import transfer_service
+    from capsim.scenario.catalogue import transfer_service
 
     scenario = transfer_service(validate_scenario(data, "t.yaml"))
     share = scenario.service.profile.provenance["roofline_share"]  # type: ignore[union-attr]

@@ -1,6 +1,6 @@
 """`serving.mode: async`: accept with 202, queue, workers pull batches, clients poll for the result.
 
-Only the schema is imported here (the scenario module needs it); the simulation is in
+Only the schema is imported here (`capsim.scenario.schema` composes it); the simulation is in
 `capsim.serving.asyncqueue.run`.
 """
 

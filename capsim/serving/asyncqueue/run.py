@@ -4,7 +4,7 @@ queue, and the summary (latency = submit → result seen by the polling client).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -12,7 +12,6 @@ import simpy
 from capsim.metrics.request_log import RequestLog
 from capsim.metrics.tally import ExactValues, HistogramValues, ValueDistribution
 from capsim.rng import RandomStreams
-from capsim.scenario import Scenario
 from capsim.serving.asyncqueue.spec import AsyncServing
 from capsim.serving.asyncqueue.workers import AsyncQueue
 from capsim.serving.pull_run import (
@@ -24,6 +23,9 @@ from capsim.serving.pull_run import (
     run_and_drain,
     sampled_backlog,
 )
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 QUEUE_SAMPLE_S = 1.0  # the queue depth is read once a second: for the autoscaler and the depth percentiles
 

@@ -3,9 +3,13 @@ when a scenario is loaded (so errors name the file) and again by `simulate`."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from capsim.errors import CapsimInputError
-from capsim.scenario import Scenario
 from capsim.serving.batchjob.schema import BatchJobServing
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 
 def batch_serving(scenario: Scenario) -> BatchJobServing:

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
 
 from capsim.progress import within_replication
 from capsim.rng import RandomStreams
-from capsim.scenario import Scenario
 from capsim.serving.batchjob.checks import batch_serving, check_batch_job
 from capsim.serving.batchjob.job import BatchJob
 from capsim.serving.batchjob.summary import combine_replications, replication_summary, timeseries
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 
 @dataclass

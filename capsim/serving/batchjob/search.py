@@ -7,20 +7,26 @@ is always checked on both sides: it meets the deadline and, unless it is `min_wo
 fewer was simulated and missed it. Makespan can rise with workers in corner cases (a partition count
 that stops dividing evenly, spot interruptions drawn differently), which is why the probes are
 reported, not just the answer.
+
+Of the batch-job modules only this one imports the scenario loader at run time (it builds and
+validates candidate scenarios); it sits above `capsim.scenario`, which imports just the batch schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capsim.errors import CapsimInputError
-from capsim.scenario import Scenario, validate_scenario
-from capsim.scenario_catalogue import transfer_service
+from capsim.scenario.catalogue import transfer_service
+from capsim.scenario.load import validate_scenario
 from capsim.serving.batchjob.checks import batch_serving
 from capsim.serving.batchjob.run import run_batch_job
 from capsim.serving.batchjob.schema import HardwareCandidate
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 
 @dataclass(frozen=True)

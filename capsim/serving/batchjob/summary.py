@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from capsim.hardware.cost import billed_cost, replica_energy
 from capsim.metrics.summary import clean_json, t95
-from capsim.scenario import Scenario
 from capsim.serving.batchjob.checks import batch_serving
 from capsim.serving.batchjob.job import BatchJob, as_changes, step_at, step_means
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 _SERIES_POINTS = 500
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}

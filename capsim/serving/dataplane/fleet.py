@@ -19,7 +19,7 @@ import simpy
 
 from capsim.metrics.request_log import RequestLog
 from capsim.rng import RandomStreams
-from capsim.scenario import RealtimeServing
+from capsim.scenario.schema import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import kernel as k
 from capsim.serving.dataplane import layout

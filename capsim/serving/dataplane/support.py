@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from capsim.errors import CapsimInputError
-from capsim.scenario import Batching, Cache, RealtimeServing, Scenario
+from capsim.scenario.schema import Batching, Cache, RealtimeServing, Scenario
 from capsim.serving.frontend import FrontEndSpec
 
 EngineChoice = Literal["auto", "simpy", "compiled"]

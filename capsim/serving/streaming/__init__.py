@@ -1,6 +1,6 @@
 """`serving.mode: streaming`: a Kafka topic consumed by a consumer group that scores every event.
 
-Only the schema is imported here (the scenario module needs it); the simulation is in
+Only the schema is imported here (`capsim.scenario.schema` composes it); the simulation is in
 `capsim.serving.streaming.run`.
 """
 

@@ -4,14 +4,13 @@ KEDA's lag autoscaler, and the summary (latency = event time → scored)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
 
 from capsim.metrics.request_log import RequestLog
 from capsim.rng import RandomStreams
-from capsim.scenario import Scenario
 from capsim.serving.pull_run import (
     ItemFold,
     ModeRun,
@@ -25,6 +24,9 @@ from capsim.serving.streaming.fold import allocate as allocate_fold
 from capsim.serving.streaming.fold import into as fold_into
 from capsim.serving.streaming.group import ConsumerGroup
 from capsim.serving.streaming.spec import StreamingServing
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 LAG_SAMPLE_S = 1.0  # lag is read once a second: for the autoscaler and for the lag percentiles
 

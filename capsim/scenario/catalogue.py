@@ -1,6 +1,6 @@
 """The hardware catalogue as one scenario sees it, and the profile transfer it drives.
 
-Kept apart from `capsim.scenario` (which fills the catalogue's prices and power into a validated
+Kept apart from `capsim.scenario.load` (which fills the catalogue's prices and power into a validated
 scenario) because the batch-job search builds candidate scenarios on other hardware and needs the
 same transfer step: it imports this small module instead of a private function of the loader.
 """
@@ -14,7 +14,7 @@ from capsim.errors import CapsimInputError
 
 if TYPE_CHECKING:
     from capsim.hardware.catalogue import Catalogue
-    from capsim.scenario import Hardware, Scenario
+    from capsim.scenario.schema import Hardware, Scenario
 
 
 def scenario_catalogue(hardware: Hardware, catalogue_path: str | Path | None = None) -> Catalogue:

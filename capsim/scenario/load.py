@@ -1,184 +1,26 @@
-"""Scenario files: the pydantic v2 schema, YAML loading, and `--set dotted.path=value` overrides.
-
-Unknown keys are rejected everywhere (extra="forbid"), so a typo never silently falls back to a
-default. Errors name the file, the dotted field path and what was expected.
+"""Loading a scenario: YAML reading, `--set dotted.path=value` overrides, validation against the
+schema (`capsim.scenario.schema`) with errors naming the file and field, and the figures the file
+leaves out filled in from the hardware catalogue (`capsim.scenario.catalogue`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.errors import CapsimInputError
 from capsim.input_files import parse_value, read_yaml_file
-from capsim.input_model import InputModel, input_error
-from capsim.scenario_catalogue import scenario_catalogue, transfer_service
-from capsim.servicetime import ServiceSpec
-from capsim.serving.asyncqueue import AsyncServing
-from capsim.serving.batchjob import BatchJobServing
-from capsim.serving.coldstart import ColdStart, ZeroReplicas
-from capsim.serving.dataplane.balancers import BALANCERS
-from capsim.serving.frontend import FrontEndSpec
+from capsim.input_model import input_error
+from capsim.scenario.catalogue import scenario_catalogue, transfer_service
+from capsim.scenario.schema import Scenario
+from capsim.serving.batchjob.checks import check_batch_job
 from capsim.serving.spot import SpotCapacity
-from capsim.serving.streaming import StreamingServing
-from capsim.workload import ArrivalSpec
 
 if TYPE_CHECKING:
     from capsim.hardware.catalogue import Catalogue
     from capsim.hardware.spec import HardwareSpec
-
-
-class _Strict(InputModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Workload(_Strict):
-    """Where requests come from."""
-
-    arrival: ArrivalSpec
-
-
-class Hardware(_Strict):
-    """What one replica runs on and what it costs. Figures left out are taken from the hardware
-    catalogue (`capsim hardware`) when `name` is in it."""
-
-    name: str = Field(min_length=1)
-    gpus_per_replica: int = Field(default=1, ge=1, description="GPUs (or instances) per replica: the price scales")
-    usd_per_hour: float | None = Field(default=None, ge=0, description="price of one replica per hour (on demand)")
-    tdp_w: float | None = Field(default=None, gt=0, description="power of one replica at full load, for energy")
-    idle_w: float | None = Field(default=None, ge=0, description="power of an idle replica (default 30% of TDP)")
-    usd_per_kwh: float | None = Field(default=None, ge=0, description="electricity price, for the energy bill")
-    catalogue: dict[str, Any] | None = Field(
-        default=None,
-        description="catalogue fields for this hardware, inline: override figures of a catalogue entry "
-        "(fp16_tflops: 120, offers: [...]) or, with `kind: gpu|cpu`, define hardware the catalogue lacks",
-    )
-
-
-class Batching(_Strict):
-    """Dynamic batching as Triton does it (see docs/model.md): `max_wait_ms: 0` is greedy."""
-
-    max_batch_size: int = Field(default=1, ge=1)
-    max_wait_ms: float = Field(default=0.0, ge=0)
-
-
-class Cache(_Strict):
-    """A response cache in front of the replicas: hits are answered without the model."""
-
-    hit_ratio: float = Field(default=0.0, ge=0, lt=1)
-    latency_ms: float = Field(default=0.0, ge=0)
-
-
-def _registered_balancer(name: str) -> str:
-    if name not in BALANCERS:
-        raise ValueError(f"expected one of {', '.join(BALANCERS)}")
-    return name
-
-
-# Any balancer registered in capsim/serving/dataplane/balancers.py (adding one touches only that file).
-LoadBalancerKind = Annotated[str, AfterValidator(_registered_balancer)]
-
-
-class RealtimeServing(_Strict):
-    """Request/response serving: a fixed fleet of replicas behind a load balancer."""
-
-    mode: Literal["realtime"] = "realtime"
-    replicas: int = Field(ge=0, description="replicas at t = 0 (ready); the initial count under autoscaling")
-    instances_per_replica: int = Field(default=1, ge=1, description="model executors sharing one queue")
-    batching: Batching = Batching()
-    queue_capacity: int | None = Field(
-        default=None, ge=0, description="max requests waiting per replica (not counting those in service)"
-    )
-    timeout_ms: float | None = Field(default=None, gt=0, description="a request still queued this long leaves")
-    load_balancer: LoadBalancerKind = "round_robin"
-    cache: Cache = Cache()
-    overhead_ms: float = Field(
-        default=0.0, ge=0, description="fixed time outside the model on every request: network, (de)serialization"
-    )
-    frontend: FrontEndSpec | None = Field(
-        default=None, description="the server's per-request CPU work before the batcher, as a queue that saturates"
-    )
-    autoscaling: AutoscalingSpec | None = None
-    schedule: list[ScheduleWindow] = Field(default_factory=list, description="time-of-day minimum replicas")
-    clock_start_h: float = Field(default=0.0, ge=0, lt=24, description="time of day at simulated t = 0")
-    cold_start: ColdStart = ColdStart()
-    zero_replicas: ZeroReplicas = ZeroReplicas()
-    spot: SpotCapacity | None = None
-
-    @model_validator(mode="after")
-    def _replicas_within_bounds(self) -> RealtimeServing:
-        scaler = self.autoscaling
-        if scaler is None and self.replicas < 1:
-            raise ValueError("replicas must be >= 1 (only an autoscaler can start from zero)")
-        if scaler is not None and not scaler.min_replicas <= self.replicas <= scaler.max_replicas:
-            raise ValueError(
-                f"replicas ({self.replicas}) is the initial count and must lie within autoscaling "
-                f"[min_replicas, max_replicas] = [{scaler.min_replicas}, {scaler.max_replicas}]"
-            )
-        if self.schedule and scaler is None:
-            raise ValueError("schedule sets minimum replicas for an autoscaler: add an autoscaling section")
-        return self
-
-
-ServingSpec = Annotated[
-    RealtimeServing | BatchJobServing | StreamingServing | AsyncServing, Field(discriminator="mode")
-]
-
-
-class Slo(_Strict):
-    """The latency objective: `percentile` % of requests within `latency_ms`."""
-
-    latency_ms: float = Field(gt=0)
-    percentile: float = Field(default=99.0, gt=0, lt=100)
-
-
-class Scenario(_Strict):
-    """One what-if question: traffic, model speed, hardware and serving configuration."""
-
-    name: str = Field(min_length=1)
-    description: str = ""
-    duration_s: float = Field(gt=0, description="simulated time during which requests arrive")
-    warmup_s: float = Field(default=0.0, ge=0, description="discarded from every statistic")
-    seed: int = Field(default=0, ge=0)
-    workload: Workload | None = Field(default=None, description="required by every mode but batch")
-    service: ServiceSpec
-    hardware: Hardware
-    serving: ServingSpec
-    slo: Slo | None = None
-
-    @model_validator(mode="after")
-    def _warmup_inside_run(self) -> Scenario:
-        if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s ({self.warmup_s}) must be less than duration_s ({self.duration_s})")
-        return self
-
-    @model_validator(mode="after")
-    def _workload_fits_mode(self) -> Scenario:
-        # A batch job reads a dataset (serving.dataset); every other mode is fed by arrivals.
-        if isinstance(self.serving, BatchJobServing):
-            if self.workload is not None:
-                raise ValueError("workload: a batch job reads serving.dataset, not arrivals: remove workload")
-            if self.warmup_s > 0:
-                raise ValueError("warmup_s: a batch job is measured whole, from submission: remove warmup_s")
-            deadline_s = self.serving.deadline_s
-            if deadline_s is not None and deadline_s > self.duration_s:
-                raise ValueError(
-                    f"duration_s ({self.duration_s}) is the simulated horizon and must reach "
-                    f"serving.deadline_s ({deadline_s}), or the deadline could not be judged"
-                )
-        elif self.workload is None:
-            raise ValueError(f"workload: required field is missing (serving.mode {self.serving.mode})")
-        return self
-
-    def resolve_paths(self, base_dir: Path) -> Scenario:
-        """A copy whose relative paths (traces, profiles) are taken relative to `base_dir`."""
-        workload = self.workload
-        if workload is not None:
-            workload = workload.model_copy(update={"arrival": workload.arrival.resolve_paths(base_dir)})
-        return self.model_copy(update={"workload": workload, "service": self.service.resolve_paths(base_dir)})
 
 
 def validate_scenario(data: Any, source: str, catalogue_path: str | Path | None = None) -> Scenario:
@@ -329,8 +171,6 @@ def load_scenario(
     try:
         scenario = transfer_service(scenario, catalogue_path)
         if scenario.serving.mode == "batch":
-            from capsim.serving.batchjob.checks import check_batch_job
-
             check_batch_job(scenario)
         return scenario
     except CapsimInputError as exc:
