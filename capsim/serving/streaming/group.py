@@ -525,7 +525,7 @@ def _allocate(serving: StreamingServing, service: ServiceTimeModel, topic: Topic
         b_from=np.zeros((slots, parts), dtype=i64), b_to=np.zeros((slots, parts), dtype=i64),
         b_n=np.zeros(slots, dtype=i64), b_size=np.zeros(slots, dtype=i64), b_start=np.zeros(slots),
         draws=np.zeros((slots, 2 * DRAW_CHUNK)), draw_pos=np.zeros(slots, dtype=i64),
-        draw_end=np.zeros(slots, dtype=i64),
+        draw_end=np.zeros(slots, dtype=i64), heads=np.zeros((slots, parts), dtype=i64),
         ints=ints, floats=np.zeros(kernel.N_FLOATS), cfg_i=cfg_i, cfg_f=cfg_f,
         scale_s=table.scale_s, levels=table.levels, quantiles_s=table.quantiles_s,
         ticks=ticks, busy_area=np.zeros(ticks.size + 1), in_service_area=np.zeros(ticks.size + 1),
@@ -534,7 +534,8 @@ def _allocate(serving: StreamingServing, service: ServiceTimeModel, topic: Topic
 
 
 _PER_SLOT = ("phase", "member_index", "leaving", "wake", "notify", "owned", "owned_n", "cursor", "next_s", "sent_s",
-             "deadline_s", "b_part", "b_from", "b_to", "b_n", "b_size", "b_start", "draws", "draw_pos", "draw_end")
+             "deadline_s", "b_part", "b_from", "b_to", "b_n", "b_size", "b_start", "draws", "draw_pos", "draw_end",
+             "heads")
 
 
 def _with_more_slots(st: StreamState) -> StreamState:
