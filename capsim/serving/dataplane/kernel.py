@@ -24,6 +24,8 @@ helpers per rule, that atomic reference counting took more time than the simulat
 per request). `advance` binds each array once per call and handles the hot path (arrival, routing,
 batching, batch completion) in its own body; helpers take only the few arrays they touch, and the
 ones taking the whole plane (`_expire`, `_reject`, the entry points for Python) serve rare paths.
+`advance` itself is compiled with `_nrt=False` (no reference counting at all): it allocates nothing
+and Python holds every array it reads across the call, so none needs counting.
 """
 
 from __future__ import annotations
@@ -305,7 +307,14 @@ def _window_closes_s(clock, due_s, late_s):  # type: ignore[no-untyped-def]
 # -- the event loop --------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+# Compiled without numba's reference counting (NRT): every read of one of the plane's arrays inside
+# the inlined rules took an atomic increment and decrement through a call (as in the streaming loop,
+# capsim/serving/streaming/kernel.py). The loop allocates nothing (all its state is the plane's
+# arrays, allocated by Python) and Python holds every array across the call, so no reference needs
+# counting; an allocation added here fails to compile rather than leak. The helpers it calls
+# without inlining (`_expire`, `_reject`, `_check_drained`) keep their own counting, balanced
+# within each call.
+@njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload]  # a numba option its stubs do not list
 def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore[no-untyped-def]
     """Handle every data-plane event before `stop_s` in time order (see the module docstring).
     With `inject_id` >= 0, route only that request at `inject_s` (the activator hands it over);
