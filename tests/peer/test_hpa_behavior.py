@@ -23,19 +23,10 @@ from capsim.autoscale.hpa import (
     convert_desired_replicas_with_rules,
     scale_limit,
 )
+from tests.peer.hpa_rules import rules
 from tests.peer.upstream import K8S_HORIZONTAL as SRC
 
 NOW_S = 10_000.0
-
-
-def rules(pods: int, pods_period: int, percent: int, percent_period: int, window: int) -> ScalingRules:
-    """generateScalingRules."""
-    policies = []
-    if pods:
-        policies.append(ScalingPolicy(type="Pods", value=pods, period_s=pods_period))
-    if percent:
-        policies.append(ScalingPolicy(type="Percent", value=percent, period_s=percent_period))
-    return ScalingRules(stabilization_window_s=window, policies=policies)
 
 
 def events(changes: list[int], period_s: int) -> list[tuple[float, int]]:

@@ -18,11 +18,11 @@ import pytest
 from capsim.autoscale.hpa import (
     HpaPolicy,
     HpaState,
-    ScalingPolicy,
     ScalingRules,
     replica_count_for,
     replicas_for_metrics,
 )
+from tests.peer.hpa_rules import rules
 from tests.peer.upstream import K8S_HORIZONTAL as SRC
 
 NOW_S = 10_000.0
@@ -32,16 +32,6 @@ TOLERANCE = 0.1
 def cpu(*levels: int) -> list[float]:
     """Per-pod utilization: milli-CPU per pod against a 1.0-CPU request."""
     return [level / 1000 for level in levels]
-
-
-def rules(pods: int, pods_period: int, percent: int, percent_period: int, window: int) -> ScalingRules:
-    """generateScalingRules: a Pods and/or a Percent policy, select Max."""
-    policies = []
-    if pods:
-        policies.append(ScalingPolicy(type="Pods", value=pods, period_s=pods_period))
-    if percent:
-        policies.append(ScalingPolicy(type="Percent", value=percent, period_s=percent_period))
-    return ScalingRules(stabilization_window_s=window, policies=policies)
 
 
 @dataclass(frozen=True)
