@@ -20,15 +20,11 @@ import pandas as pd
 from capsim.calibration.runfolder_schema import ManifestView, StepView, SummaryView, read_manifest, read_summary
 from capsim.errors import CapsimInputError
 from capsim.input_tables import ColumnKind, read_parquet_file
+from capsim.loadtest.records import INFERENCE
 
 REQUIRED_FILES = ("manifest.json", "summary.json", "requests.parquet")
 REQUEST_COLUMNS: dict[str, ColumnKind] = {"intended_s": "number", "sent_s": "number", "latency_ms": "number",
                                            "status": "number"}  # fmt: skip
-# The load tester's `kind` of a request that runs the model (capsim.loadtest.records.request_kind:
-# the v2 infer route, /predict/MODEL, or a name marked with --inference-name). Health checks and
-# other requests of a custom locustfile are `other`: fitting them would put the client's overhead
-# and a cheap route's latency into the model's service time.
-INFERENCE_KIND = "inference"
 OPTIONAL_REQUEST_COLUMNS: dict[str, ColumnKind] = {"step": "integer", "kind": "text"}
 BATCH_COLUMNS: dict[str, ColumnKind] = {"size": "number", "start_s": "number", "end_s": "number"}
 # A batch belongs to the step whose requests were in flight when it started (steps are sequential,
@@ -165,8 +161,11 @@ def read_run_folder(run_dir: Path | str, server: ServerSettings | None = None) -
     requests = read_parquet_file(run_dir / "requests.parquet", REQUEST_COLUMNS, OPTIONAL_REQUEST_COLUMNS)
     if requests.empty:
         raise CapsimInputError("no requests recorded (0 rows)", source=str(run_dir / "requests.parquet"))
+    # Only inference requests (records.request_kind: the v2 infer route, /predict/MODEL or a name marked
+    # with --inference-name) are fitted: health checks and other requests of a custom locustfile would
+    # put the client's overhead and a cheap route's latency into the model's service time.
     if "kind" in requests.columns:  # folders written before the column held inference requests only
-        kept = requests["kind"].isna() | (requests["kind"] == INFERENCE_KIND)
+        kept = requests["kind"].isna() | (requests["kind"] == INFERENCE)
         if not kept.any():
             raise CapsimInputError(f"no inference request among {len(requests)} rows (every kind is 'other'): "
                                    "rerun with --inference-name NAME for your locustfile's inference requests",
