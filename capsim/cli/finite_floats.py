@@ -14,6 +14,8 @@ import types
 import typing
 from typing import Any
 
+from capsim.cli.app import command_tree
+
 
 def holds_floats(annotation: Any) -> bool:
     """Whether a parameter annotated `annotation` takes floats: float, float | None, list[float]."""
@@ -37,11 +39,10 @@ def _check_finite(ctx: Any, param: Any, value: Any, then: Any) -> Any:
 
 def refuse_non_finite_floats(command: Any) -> None:
     """Put the finite-number check in front of every float parameter of `command` and its subcommands."""
-    for param in getattr(command, "params", []):
-        descriptor = getattr(param, "type_descriptor", None)
-        if descriptor is None or not holds_floats(descriptor.annotation):
-            continue
-        previous = param.callback
-        param.callback = lambda ctx, p, value, then=previous: _check_finite(ctx, p, value, then)
-    for sub in getattr(command, "commands", {}).values():
-        refuse_non_finite_floats(sub)
+    for node in command_tree(command):
+        for param in getattr(node, "params", []):
+            descriptor = getattr(param, "type_descriptor", None)
+            if descriptor is None or not holds_floats(descriptor.annotation):
+                continue
+            previous = param.callback
+            param.callback = lambda ctx, p, value, then=previous: _check_finite(ctx, p, value, then)

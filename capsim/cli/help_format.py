@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
+from capsim.cli.app import command_tree
+
 _PLACEHOLDERS: dict[type, str] = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
 
 
@@ -34,25 +36,27 @@ def set_metavars(command: Any) -> None:
     included, none) and every argument its upper-case name, unless one was set by hand."""
     import typer
 
-    params = list(getattr(command, "params", []))
-    help_option = command.get_help_option(typer.Context(command))  # built once per command, then cached
-    if help_option is not None:
-        params.append(help_option)
-    for param in params:
-        if param.metavar is not None:
-            continue
-        if getattr(param, "is_flag", False):
-            param.metavar = ""
-        elif param.param_type_name == "argument":
-            param.metavar = param.name.upper()  # Typer adds the "..." of a repeated argument itself
-            # Typer takes an argument's type column from its annotation and ignores metavar there: this
-            # instance gets the same rule (tests/test_cli_startup.py fails if a Typer release changes it).
-            shown = placeholder(param.type_descriptor.annotation)
-            param.display_type_rich = lambda ctx, shown=shown: shown
-        else:
-            param.metavar = placeholder(param.type_descriptor.annotation)
-    for sub in getattr(command, "commands", {}).values():
-        set_metavars(sub)
+    for node in command_tree(command):
+        params = list(getattr(node, "params", []))
+        help_option = node.get_help_option(typer.Context(node))  # built once per command, then cached
+        if help_option is not None:
+            params.append(help_option)
+        for param in params:
+            if param.metavar is None:
+                _set_placeholder(param)
+
+
+def _set_placeholder(param: Any) -> None:
+    if getattr(param, "is_flag", False):
+        param.metavar = ""
+    elif param.param_type_name == "argument":
+        param.metavar = param.name.upper()  # Typer adds the "..." of a repeated argument itself
+        # Typer takes an argument's type column from its annotation and ignores metavar there: this
+        # instance gets the same rule (tests/test_cli_startup.py fails if a Typer release changes it).
+        shown = placeholder(param.type_descriptor.annotation)
+        param.display_type_rich = lambda ctx, shown=shown: shown
+    else:
+        param.metavar = placeholder(param.type_descriptor.annotation)
 
 
 PIPE_WIDTH_COLUMNS = 120
