@@ -26,10 +26,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from reference_server.config import DEFAULT_MAX_HEADER_BYTES, DEFAULT_READ_TIMEOUT_S
+from reference_server.protocol import error_body
 
 # The slowest body the deadline allows for: 100 kB/s, a 1 Mbit/s link (Apache mod_reqtimeout's
 # default minimum is 500 B/s; this server's bodies are at most a few MB, on fast links).
@@ -56,7 +56,7 @@ class HttpLimits:
 
 def error_response(status: int, message: str) -> bytes:
     """A complete HTTP/1.1 response with the server's JSON error body, closing the connection."""
-    body = orjson.dumps({"error": message})
+    body = error_body(message)
     length = str(len(body)).encode()
     head = b"content-type: application/json\r\ncontent-length: " + length + b"\r\nconnection: close\r\n\r\n"
     return STATUS_LINE[status] + head + body
