@@ -186,7 +186,7 @@ def estimate_run(
     docstring); `engine` is the one that will run it (only the real-time mode has two)."""
     if scenario.serving.mode == "batch":
         return _batch_job_estimate(scenario, replications)
-    requests = _requests(scenario)
+    requests = expected_requests(scenario)
     arrivals = _arrival_driver(scenario)
     memory: list[Part] = []
     time: list[Part] = []
@@ -215,7 +215,8 @@ def _estimate(
                        time_s=sum(p.amount for p in time), memory=memory, time=time, unit=unit)  # fmt: skip
 
 
-def _requests(scenario: Scenario) -> float:
+def expected_requests(scenario: Scenario) -> float:
+    """Requests one replication is offered (0 for a batch job, whose records are per batch)."""
     if scenario.workload is None:
         return 0.0
     return scenario.workload.arrival.mean_rate_rps(scenario.duration_s) * scenario.duration_s

@@ -30,18 +30,13 @@ AUTO_REQUEST_LOG_MAX = 10_000_000
 lasts) would need gigabytes: the default is then the bounded-memory mode."""
 
 
-def expected_requests(scenario: Scenario) -> float:
-    """Requests one replication is offered (0 for a batch job, whose records are per batch)."""
-    if scenario.workload is None:
-        return 0.0
-    return scenario.workload.arrival.mean_rate_rps(scenario.duration_s) * scenario.duration_s
-
-
 def keep_every_request(scenario: Scenario, request_log: bool | None, err: Console | None = None) -> bool:
     """The flag's choice, or the default: every request unless the run is too large to hold (said on
     `err` when given)."""
     if request_log is not None:
         return request_log
+    from capsim.budget import expected_requests
+
     offered = expected_requests(scenario)
     if offered <= AUTO_REQUEST_LOG_MAX:
         return True
