@@ -231,17 +231,12 @@ def remove_abandoned(target: Path) -> list[Path]:
 
 
 def _write_marker(staging: Path, command: str) -> None:
-    from importlib.metadata import PackageNotFoundError, version
-
+    from capsim import __version__
     from capsim.atomic import atomic_write_json
 
-    try:
-        capsim_version = version("capsim")
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree that is not installed
-        capsim_version = "unknown"
     files = sorted(rel for rel in _files(staging) if rel != MARKER_NAME)
     atomic_write_json(staging / MARKER_NAME, {
-        "format": MARKER_FORMAT, "command": command, "capsim_version": capsim_version,
+        "format": MARKER_FORMAT, "command": command, "capsim_version": __version__,
         "written_utc": datetime.now(UTC).isoformat(timespec="seconds"), "files": files,
     })  # fmt: skip
 
