@@ -80,7 +80,7 @@ def simulate_command(
     from capsim.engine import simulate
     from capsim.progress import simulation_reporter
     from capsim.report.tables import print_summary
-    from capsim.serving.dataplane.support import choose_engine, compiled_engine_is_cached
+    from capsim.serving.dataplane.support import compiled_engine_is_cached
 
     require_positive(replications, "--replications")
     if seed is not None and seed < 0:
@@ -103,8 +103,8 @@ def simulate_command(
     keep = keep_every_request(loaded, request_log)  # (silent: a refused run prints only its refusal)
     enforce(estimate_simulation(loaded, replications, keep, chosen_engine), force, source=str(scenario))
     err = Console(stderr=True)
-    if (loaded.serving.mode == "realtime" and choose_engine(loaded, chosen_engine) == "compiled"
-            and not compiled_engine_is_cached()):  # fmt: skip
+    # (estimate_simulation above has checked that the compiled data plane, the only one, can run it)
+    if loaded.serving.mode == "realtime" and not compiled_engine_is_cached():
         err.print("compiling the simulation's event loop (once per machine, ~20 s)")
     keep = keep_every_request(loaded, request_log, err)
     with simulation_reporter(loaded, replications, enabled=not quiet) as reporter:  # stderr only: --json stays clean
