@@ -107,6 +107,11 @@ def grid(axes: Sequence[Axis]) -> list[dict[str, Any]]:
     return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*(a.values for a in axes))]
 
 
+def values_text(values: dict[str, Any]) -> str:
+    """`serving.replicas=4, serving.batching.max_wait_ms=2`: varied values as a label."""
+    return ", ".join(f"{path}={value}" for path, value in values.items())
+
+
 def override_text(path: str, value: Any) -> str:
     """`--set` text that sets `path` to exactly `value` (JSON is YAML, so types survive)."""
     return f"{path}={json.dumps(value)}"
@@ -316,7 +321,7 @@ def run_sweep(
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(scenarios)))
     from capsim.budget import enforce, estimate_sweep
 
-    labels = [", ".join(f"{p}={v}" for p, v in variant.items()) for variant in variants]
+    labels = [values_text(variant) for variant in variants]
     enforce(estimate_sweep(scenarios, labels, replications, engine, jobs), force, "this sweep", str(scenario_path))
     summaries: list[dict[str, Any] | None] = [None] * len(scenarios)
     if jobs == 1:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from capsim.atomic import atomic_write, atomic_write_json
 from capsim.report.axes import percentile_name, slo_label
-from capsim.sweep import SweepResult, tail_key
+from capsim.sweep import SweepResult, tail_key, values_text
 
 # (row key, header, format); "{tail}" in a header is the SLO's percentile ("p95").
 _METRICS: list[tuple[str, str, str]] = [
@@ -62,10 +62,6 @@ def _stability_cell(row: dict[str, Any]) -> str:
         return "—"  # no offered load to judge (a batch job)
     text = "∞" if rho is None else f"{rho:.2f}"  # None and unstable: no capacity at all
     return f"[red]{text} unstable[/red]" if row["unstable"] else text
-
-
-def _level_text(level: dict[str, Any]) -> str:
-    return ", ".join(f"{path}={value}" for path, value in level.items())
 
 
 def _short_names(result: SweepResult) -> dict[str, str]:
@@ -119,13 +115,13 @@ def verdict_lines(result: SweepResult) -> list[str]:
     goal = "the deadline" if result.is_job else "the SLO"
     lines = []
     for level, indices in result.load_levels():
-        at = f"at {_level_text(level)}: " if level else ""
+        at = f"at {values_text(level)}: " if level else ""
         best = result.best_in(indices)
         if best is None:
             lines.append(f"[yellow]{at}no stable variant meets {goal}[/yellow]")
             continue
         varied = {p: v for p, v in result.variants[best].items() if p not in level}
-        chosen = _level_text(varied) or "the only variant"
+        chosen = values_text(varied) or "the only variant"
         row = result.rows[best]
         price = f"${row['usd']:.2f} for the job" if result.is_job else f"${row['usd_per_hour']:.3f}/h"
         lines.append(f"{at}cheapest meeting {goal}: [bold]{chosen}[/bold] at {price}")
