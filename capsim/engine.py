@@ -259,6 +259,7 @@ def simulate(
     keep_requests: bool = True,
     progress: ProgressCallback | None = None,
     engine: EngineChoice = "auto",
+    first_replication: int = 0,
 ) -> RunResult:
     """Run `replications` independent replications of `scenario` and summarize them.
 
@@ -268,7 +269,11 @@ def simulate(
     percentiles). `progress` receives the fraction of simulated time done (summed over replications).
     `engine` is accepted and ignored (kept one release): a real-time run's data plane is the
     compiled event loop (capsim/serving/dataplane), under SimPy's control plane. The summary's
-    `engine` says which ran ("compiled"; the other modes: "simpy").
+    `engine` says which ran ("compiled"; the other modes: "simpy"). `first_replication` numbers the
+    replications from there (streams keyed by (seed, first_replication + i)), so a caller can add
+    replications to a run it already has (capsim.plan) and combine the summaries
+    (`capsim.metrics.summary.combine_replications`) into what one longer run would give; batch jobs
+    always start at 0.
     """
     if replications < 1:
         raise ValueError("replications must be >= 1")
@@ -289,9 +294,9 @@ def simulate(
     collector_was_on = gc.isenabled()
     gc.disable()
     try:
-        for r in range(replications):
-            rep_progress = None if progress is None else within_replication(progress, r, replications)
-            results.append(_run_replication(scenario, seed, r, keep_requests, rep_progress, chosen))
+        for i in range(replications):
+            rep_progress = None if progress is None else within_replication(progress, i, replications)
+            results.append(_run_replication(scenario, seed, first_replication + i, keep_requests, rep_progress, chosen))
     finally:
         if collector_was_on:
             gc.enable()
