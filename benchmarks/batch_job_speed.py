@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsim import load_scenario, simulate
-from capsim.serving.batchjob.search import cheapest_hardware
+from capsim.plan.batchjob_search import cheapest_hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 

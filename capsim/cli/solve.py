@@ -1,5 +1,5 @@
 """`capsim simulate --solve workers|hardware`: the inverse question of a batch job, answered by
-simulation (capsim/serving/batchjob/search.py) and printed as a table or JSON."""
+simulation (capsim/plan/batchjob_search.py) and printed as a table or JSON."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def solve_command(
             f"answers batch jobs (serving.mode: batch); this scenario's mode is {scenario.serving.mode}",
             source="--solve",
         )
+    from capsim.plan.batchjob_search import cheapest_hardware, fewest_workers
     from capsim.progress import ProgressReporter, counted
-    from capsim.serving.batchjob.search import cheapest_hardware, fewest_workers
 
     # The bisection's length depends on its answers: the count of simulations run is what is known.
     reporter = ProgressReporter(f"solving {scenario.name} for {what}", None, counted("simulations"), enabled=not quiet)

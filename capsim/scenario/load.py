@@ -21,6 +21,7 @@ from capsim.serving.spot import SpotCapacity
 if TYPE_CHECKING:
     from capsim.hardware.catalogue import Catalogue
     from capsim.hardware.spec import HardwareSpec
+    from capsim.serving.batchjob.schema import HardwareCandidate
 
 
 def validate_scenario(data: Any, source: str, catalogue_path: str | Path | None = None) -> Scenario:
@@ -171,7 +172,47 @@ def load_scenario(
     try:
         scenario = transfer_service(scenario, catalogue_path)
         if scenario.serving.mode == "batch":
-            check_batch_job(scenario)
+            check_batch_scenario(scenario)
         return scenario
     except CapsimInputError as exc:
         raise CapsimInputError(exc.detail, source=exc.source or str(path), field=exc.field) from None
+
+
+def candidate_scenario(scenario: Scenario, candidate: HardwareCandidate, index: int) -> Scenario:
+    """A batch job on one of its `serving.search.hardware` candidates (number `index`): the
+    candidate's price (or the catalogue's), its service time (or the scenario's profile transferred
+    to it by roofline), its spot terms (or none); errors name the candidate."""
+    field = f"serving.search.hardware[{index}]"
+    if candidate.service is None and getattr(scenario.service, "transfer", None) is None:
+        raise CapsimInputError(
+            "give this hardware's service time (service: ...): the scenario's is not a profile transferred "
+            "by roofline (service.transfer), so it says nothing about other hardware",
+            field=f"{field}.service",
+        )
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["hardware"] = candidate.hardware_fields()
+    if scenario.hardware.usd_per_kwh is not None:  # the electricity price is the site's, not the hardware's
+        data["hardware"]["usd_per_kwh"] = scenario.hardware.usd_per_kwh
+    if candidate.service is not None:
+        data["service"] = candidate.service.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["serving"].pop("spot", None)
+    if candidate.spot is not None:
+        data["serving"]["spot"] = candidate.spot.model_dump(mode="json", exclude_none=True)
+    data["serving"]["search"] = {**data["serving"].get("search", {}), "hardware": []}
+    try:
+        return transfer_service(validate_scenario(data, field))
+    except CapsimInputError as exc:
+        raise CapsimInputError(exc.detail, field=f"{field}: {exc.field}" if exc.field else field) from None
+
+
+def check_batch_scenario(scenario: Scenario) -> None:
+    """The load-time checks of a batch job: each `serving.search.hardware` candidate is a valid
+    scenario of its own (`candidate_scenario`) that passes `check_batch_job`, and so does the job."""
+    search = getattr(scenario.serving, "search", None)
+    for i, candidate in enumerate(search.hardware if search is not None else ()):
+        on_candidate = candidate_scenario(scenario, candidate, i)  # its errors name the candidate already
+        try:
+            check_batch_job(on_candidate)
+        except CapsimInputError as exc:
+            raise CapsimInputError(exc.detail, field=f"serving.search.hardware[{i}]: {exc.field}") from None
+    check_batch_job(scenario)

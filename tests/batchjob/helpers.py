@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from capsim.scenario import Scenario, apply_overrides, validate_scenario
-from capsim.serving.batchjob.checks import check_batch_job
+from capsim.scenario.load import check_batch_scenario
 
 BASE: dict[str, Any] = {
     "name": "job",
@@ -30,5 +30,5 @@ def batch_dict(*overrides: str, service: dict[str, Any] | None = None, **serving
 def batch_scenario(*overrides: str, service: dict[str, Any] | None = None, **serving: Any) -> Scenario:
     """A validated batch scenario built like `batch_dict` (with the load-time checks)."""
     scenario = validate_scenario(batch_dict(*overrides, service=service, **serving), "test")
-    check_batch_job(scenario)
+    check_batch_scenario(scenario)
     return scenario

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from capsim import simulate
 from capsim.errors import CapsimInputError
+from capsim.plan.batchjob_search import cheapest_hardware, fewest_workers
 from capsim.scenario import Scenario
-from capsim.serving.batchjob.search import cheapest_hardware, fewest_workers
 from tests.batchjob.helpers import batch_dict, batch_scenario
 from tests.property.strategies import settings_for
 

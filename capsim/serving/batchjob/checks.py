@@ -35,20 +35,12 @@ def one_batch_s(scenario: Scenario) -> tuple[int, float, float]:
     return items, scenario.service.mean_s(items), read_s(serving, items)
 
 
-def check_batch_job(scenario: Scenario, candidates: bool = True) -> None:
-    """Raise a one-line `CapsimInputError` when no number of workers could meet the deadline (it is
-    shorter than the job's start-up plus one batch: its mean service time and its read), or, with
-    `candidates`, when a `serving.search.hardware` candidate is not a valid scenario of its own."""
+def check_batch_job(scenario: Scenario) -> None:
+    """Raise a one-line `CapsimInputError` when no number of workers could meet the deadline: it is
+    shorter than the job's start-up plus one batch (its mean service time and its read). The
+    `serving.search.hardware` candidates are checked by the loader (`capsim.scenario.load`), which
+    builds each as a scenario of its own and runs this check on it."""
     serving = batch_serving(scenario)
-    if candidates and serving.search is not None:
-        from capsim.serving.batchjob.search import candidate_scenario  # search imports this module
-
-        for i, candidate in enumerate(serving.search.hardware):
-            on_candidate = candidate_scenario(scenario, candidate, i)
-            try:
-                check_batch_job(on_candidate, candidates=False)
-            except CapsimInputError as exc:
-                raise CapsimInputError(exc.detail, field=f"serving.search.hardware[{i}]: {exc.field}") from None
     if serving.deadline_s is None:
         return
     items, service_s, reading_s = one_batch_s(scenario)

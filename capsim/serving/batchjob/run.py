@@ -64,7 +64,7 @@ def run_batch_job(
 ) -> BatchJobRun:
     """`replications` independent runs of the job (streams keyed by (seed, replication)); `progress`
     receives the share of all replications' items done."""
-    check_batch_job(scenario, candidates=False)  # also checked at load time; here for scenarios built in code
+    check_batch_job(scenario)  # also checked at load time; here for scenarios built in code
     runs = []
     for r in range(replications):
         within = None if progress is None else within_replication(progress, r, replications)

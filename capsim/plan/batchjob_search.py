@@ -8,8 +8,8 @@ fewer was simulated and missed it. Makespan can rise with workers in corner case
 that stops dividing evenly, spot interruptions drawn differently), which is why the probes are
 reported, not just the answer.
 
-Of the batch-job modules only this one imports the scenario loader at run time (it builds and
-validates candidate scenarios); it sits above `capsim.scenario`, which imports just the batch schema.
+It lives in `capsim.plan`, above the batch-job model (`capsim.serving.batchjob`) and the scenario
+loader, which builds each candidate's scenario (`capsim.scenario.load.candidate_scenario`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from capsim.errors import CapsimInputError
-from capsim.scenario.catalogue import transfer_service
-from capsim.scenario.load import validate_scenario
+from capsim.scenario.load import candidate_scenario
 from capsim.serving.batchjob.checks import batch_serving
 from capsim.serving.batchjob.run import run_batch_job
-from capsim.serving.batchjob.schema import HardwareCandidate
 
 if TYPE_CHECKING:
     from capsim.scenario.schema import Scenario
@@ -105,32 +103,6 @@ def fewest_workers(
     answer.workers = high
     answer.summary = runs[high]
     return answer
-
-
-def candidate_scenario(scenario: Scenario, candidate: HardwareCandidate, index: int) -> Scenario:
-    """The scenario on a candidate's hardware: its price (or the catalogue's), its service time (or
-    the scenario's profile transferred to it by roofline), its spot terms (or none)."""
-    field = f"serving.search.hardware[{index}]"
-    if candidate.service is None and getattr(scenario.service, "transfer", None) is None:
-        raise CapsimInputError(
-            "give this hardware's service time (service: ...): the scenario's is not a profile transferred "
-            "by roofline (service.transfer), so it says nothing about other hardware",
-            field=f"{field}.service",
-        )
-    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["hardware"] = candidate.hardware_fields()
-    if scenario.hardware.usd_per_kwh is not None:  # the electricity price is the site's, not the hardware's
-        data["hardware"]["usd_per_kwh"] = scenario.hardware.usd_per_kwh
-    if candidate.service is not None:
-        data["service"] = candidate.service.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["serving"].pop("spot", None)
-    if candidate.spot is not None:
-        data["serving"]["spot"] = candidate.spot.model_dump(mode="json", exclude_none=True)
-    data["serving"]["search"] = {**data["serving"].get("search", {}), "hardware": []}
-    try:
-        return transfer_service(validate_scenario(data, field))
-    except CapsimInputError as exc:
-        raise CapsimInputError(exc.detail, field=f"{field}: {exc.field}" if exc.field else field) from None
 
 
 def cheapest_hardware(
