@@ -16,7 +16,7 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.input_model import InputModel
-from capsim.plan.spec import PlanSpec
+from capsim.scenario.plan_section import PlanSpec
 from capsim.servicetime import ServiceSpec
 from capsim.serving.asyncqueue.spec import AsyncServing
 from capsim.serving.batchjob.schema import BatchJobServing
@@ -145,7 +145,7 @@ class Scenario(_Strict):
     hardware: Hardware
     serving: ServingSpec
     slo: Slo | None = None
-    plan: PlanSpec | None = Field(default=None, description="the space `capsim plan` searches (capsim/plan/spec.py)")
+    plan: PlanSpec | None = Field(default=None, description="the space `capsim plan` searches")
 
     @model_validator(mode="after")
     def _warmup_inside_run(self) -> Scenario:

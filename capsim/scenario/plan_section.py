@@ -9,8 +9,8 @@ plan:
   max_replicas: 32                   # upper bound of the searched replica count
 ```
 
-Kept in its own small module (it imports only the batch schema's `HardwareCandidate`) so that the
-scenario schema can compose it without importing the planner.
+Lives in the scenario package (it imports only the batch schema's `HardwareCandidate`): the planner
+(capsim.plan) imports the scenario package, never the reverse.
 """
 
 from __future__ import annotations
