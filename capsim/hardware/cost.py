@@ -19,6 +19,9 @@ from capsim.hardware.spec import DEFAULT_IDLE_FRACTION_OF_TDP, HardwareSpec, Pri
 
 PriceMarket = Literal["on_demand", "spot"]
 J_PER_KWH = 3.6e6
+HOURS_PER_MONTH = 730.0
+"""A month of always-on billing: 8,760 hours a year over 12, the convention of cloud price lists (AWS and
+Google Cloud quote monthly estimates at 730 hours)."""
 
 
 def unit_usd_per_hour(spec: HardwareSpec, market: PriceMarket = "on_demand") -> float:
@@ -56,6 +59,11 @@ def price_record(spec: HardwareSpec, gpus_per_replica: int = 1, market: PriceMar
         "date": figure.date,
         "confidence": figure.confidence,
     }
+
+
+def monthly_usd(usd_per_hour: float, hours_per_month: float = HOURS_PER_MONTH) -> float:
+    """A cost rate per hour as a monthly bill: `usd_per_hour × hours_per_month` (730 h by default)."""
+    return usd_per_hour * hours_per_month
 
 
 def spot_discount(spec: HardwareSpec) -> float:
