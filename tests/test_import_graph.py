@@ -1,5 +1,7 @@
-"""The import graph of capsim's modules: no cycles among module-level imports, and autoscaling sees
-fleets through a protocol (capsim.autoscale.view.ScalableFleet), never by importing serving.
+"""The import graph of capsim's modules: no cycles among module-level imports, none among packages
+(capsim.scenario, capsim.serving.batchjob, capsim.serving.dataplane, ...: a package that imports
+another may not be imported back by it, through any of their modules), and autoscaling sees fleets
+through a protocol (capsim.autoscale.view.ScalableFleet), never by importing serving.
 
 The graph is read with `ast`, without importing anything: an edge is an `import` or `from ... import`
 run when the module is imported (at its top level, also inside top-level `if`/`try`/`with`), not one
@@ -90,6 +92,30 @@ def import_graph(package_dir: Path, *, module_level_only: bool = True) -> dict[s
     return graph
 
 
+def package_of(module: str, path: Path, top: str) -> str:
+    """The package `module` belongs to: its folder's package. Modules directly under the top package
+    (capsim.engine, capsim.rng, capsim.errors, ...) stand alone: the design's layers name them one
+    by one, and as one package they would put every subpackage on a cycle through capsim.engine."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return module if package == top else package
+
+
+def package_graph(package_dir: Path) -> tuple[dict[str, set[str]], dict[tuple[str, str], tuple[str, str]]]:
+    """Package → the packages its modules import at module level, and for each package edge one
+    module edge that makes it (to name it in a failure)."""
+    modules = module_files(package_dir)
+    packages = {m: package_of(m, path, package_dir.name) for m, path in modules.items()}
+    graph: dict[str, set[str]] = {p: set() for p in packages.values()}
+    witness: dict[tuple[str, str], tuple[str, str]] = {}
+    for module, targets in import_graph(package_dir).items():
+        for target in sorted(targets):
+            edge = (packages[module], packages[target])
+            if edge[0] != edge[1]:
+                graph[edge[0]].add(edge[1])
+                witness.setdefault(edge, (module, target))
+    return graph, witness
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One import cycle as [a, b, ..., a], or None (iterative depth-first search)."""
     state: dict[str, int] = {}  # 1 on the current path, 2 done
@@ -118,6 +144,15 @@ def test_capsim_has_no_import_cycles() -> None:
     assert len(graph) > 100 and sum(map(len, graph.values())) > 200  # the reader found the imports
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_capsim_packages_have_no_import_cycles() -> None:
+    graph, witness = package_graph(CAPSIM)
+    assert {"capsim.scenario", "capsim.serving.batchjob", "capsim.serving.dataplane", "capsim.plan"} <= set(graph)
+    assert "capsim.serving.batchjob" in graph["capsim.scenario"]  # the schema is composed from each mode's spec
+    cycle = find_cycle(graph)
+    edges = [" imports ".join(witness[edge]) for edge in zip(cycle or [], (cycle or [])[1:], strict=False)]
+    assert cycle is None, "package import cycle: " + " -> ".join(cycle or []) + " (" + "; ".join(edges) + ")"
 
 
 def test_autoscale_imports_nothing_from_serving() -> None:
@@ -153,3 +188,28 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 )  # fmt: skip
 def test_cycle_finder(tmp_path: Path, files: dict[str, str], cycle: list[str] | None) -> None:
     assert find_cycle(import_graph(_write(tmp_path, files))) == cycle
+
+
+@pytest.mark.parametrize(
+    ("files", "cycle"),
+    [
+        # No module imports itself back, but the packages a and b import each other.
+        ({"pkg/__init__.py": "", "pkg/a/__init__.py": "", "pkg/a/x.py": "from pkg.b.y import f\n",
+          "pkg/a/w.py": "", "pkg/b/__init__.py": "", "pkg/b/y.py": "", "pkg/b/z.py": "import pkg.a.w\n"},
+         ["pkg.a", "pkg.b", "pkg.a"]),
+        # Modules directly under the top package stand alone: pkg.m -> pkg.a -> pkg.n is no cycle.
+        ({"pkg/__init__.py": "", "pkg/m.py": "from pkg.a.x import f\n", "pkg/n.py": "",
+          "pkg/a/__init__.py": "", "pkg/a/x.py": "from pkg import n\n"},
+         None),
+        # Annotation-only imports make no package edge.
+        ({"pkg/__init__.py": "", "pkg/a/__init__.py": "", "pkg/a/x.py": "from pkg.b.y import f\n",
+          "pkg/b/__init__.py": "",
+          "pkg/b/y.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a.x\n"},
+         None),
+    ],
+)  # fmt: skip
+def test_package_cycle_finder(tmp_path: Path, files: dict[str, str], cycle: list[str] | None) -> None:
+    graph, witness = package_graph(_write(tmp_path, files))
+    assert find_cycle(graph) == cycle
+    if cycle is not None:
+        assert witness[("pkg.b", "pkg.a")] == ("pkg.b.z", "pkg.a.w")

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import simpy
@@ -24,8 +24,10 @@ from capsim.metrics.live import LiveMetrics
 from capsim.metrics.request_log import COMPLETED, REJECTED, TIMED_OUT, RequestLog
 from capsim.metrics.steps import StepSeries
 from capsim.rng import RandomStreams
-from capsim.scenario.schema import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import RealtimeServing
 
 
 @dataclass(frozen=True)

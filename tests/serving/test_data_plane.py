@@ -13,7 +13,7 @@ import pytest
 
 from capsim import simulate
 from capsim.errors import CapsimInputError
-from capsim.scenario import Cache, load_scenario
+from capsim.scenario import RealtimeServing, load_scenario
 from capsim.serving.dataplane import support
 from capsim.serving.dataplane.compiled_cache import drop_stale_cache
 from capsim.serving.dataplane.support import choose_engine, compiled_unsupported
@@ -36,13 +36,23 @@ def test_a_setting_the_kernel_lacks_is_refused_by_name(monkeypatch: pytest.Monke
     scenario = make_scenario("serving.cache.hit_ratio=0.2")
     assert compiled_unsupported(scenario) is None
     # As if `hit_ratio` had been added to the schema and not to the kernel.
-    monkeypatch.setitem(support._SUPPORTED, Cache, {"latency_ms"})
+    monkeypatch.setitem(support._SUPPORTED, "serving.cache", {"latency_ms"})
     assert "serving.cache.hit_ratio" in str(compiled_unsupported(scenario))
     with pytest.raises(CapsimInputError, match=r"serving\.cache\.hit_ratio"):
         choose_engine(scenario)
     assert choose_engine(make_scenario()) == "compiled"  # left at its default, the field is no obstacle
     streaming = load_scenario(SCENARIOS / "iot-anomaly-streaming.yaml")
     assert "serving.mode" in str(compiled_unsupported(streaming))
+
+
+def test_every_supported_section_names_a_field_of_realtime_serving() -> None:
+    # The table is keyed by path: a misspelt section would never be looked into.
+    for path, names in support._SUPPORTED.items():
+        section = path.split(".")
+        assert section[0] == "serving" and len(section) <= 2, path
+        if len(section) == 2:
+            assert section[1] in RealtimeServing.model_fields and section[1] in support._SUPPORTED["serving"], path
+        assert names, path
 
 
 def _frame(*overrides: str) -> pd.DataFrame:

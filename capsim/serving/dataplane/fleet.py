@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
 from capsim.metrics.request_log import RequestLog
 from capsim.rng import RandomStreams
-from capsim.scenario.schema import RealtimeServing
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import kernel as k
 from capsim.serving.dataplane import layout
@@ -35,6 +35,9 @@ from capsim.serving.dataplane.plane import (
     with_room,
 )
 from capsim.serving.fleet import RealtimeFleet, ReplicaHandle
+
+if TYPE_CHECKING:
+    from capsim.scenario.schema import RealtimeServing
 
 
 class KernelReplica:

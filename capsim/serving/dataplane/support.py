@@ -8,41 +8,43 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from capsim.errors import CapsimInputError
-from capsim.scenario.schema import Batching, Cache, RealtimeServing, Scenario
-from capsim.serving.frontend import FrontEndSpec
+
+if TYPE_CHECKING:  # the scenario schema imports this package's balancer registry
+    from capsim.scenario.schema import Scenario
 
 EngineChoice = Literal["auto", "simpy", "compiled"]
 ENGINES: tuple[EngineChoice, ...] = ("auto", "simpy", "compiled")
 
 # Settings the compiled kernel implements. A setting outside these that differs from its default
-# is refused (naming it), so a mechanism added to the schema is never silently ignored.
-_SUPPORTED: dict[type[BaseModel], set[str]] = {
-    RealtimeServing: {
+# is refused (naming it), so a mechanism added to the schema is never silently ignored. Keyed by
+# the section's path in a real-time scenario.
+_SUPPORTED: dict[str, set[str]] = {
+    "serving": {
         "mode", "replicas", "instances_per_replica", "batching", "queue_capacity", "timeout_ms",
         "load_balancer", "cache", "overhead_ms", "autoscaling", "schedule", "clock_start_h", "cold_start",
         "zero_replicas", "spot", "frontend",
     },
-    FrontEndSpec: {"workers", "per_request_ms", "cv", "window_late_quantiles_ms"},
-    Batching: {"max_batch_size", "max_wait_ms"},
-    Cache: {"hit_ratio", "latency_ms"},
+    "serving.frontend": {"workers", "per_request_ms", "cv", "window_late_quantiles_ms"},
+    "serving.batching": {"max_batch_size", "max_wait_ms"},
+    "serving.cache": {"hit_ratio", "latency_ms"},
 }  # fmt: skip
 
 _MAX_INSTANCES = 1024  # executors per replica the kernel's draw buffers are sized for
 
 
 def _unsupported_settings(model: BaseModel, where: str) -> str | None:
-    supported = _SUPPORTED[type(model)]
+    supported = _SUPPORTED[where]
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         if name not in supported:
             if value != info.get_default(call_default_factory=True):
                 return f"{where}.{name}"
-        elif isinstance(value, BaseModel) and type(value) in _SUPPORTED:
+        elif isinstance(value, BaseModel) and f"{where}.{name}" in _SUPPORTED:
             inner = _unsupported_settings(value, f"{where}.{name}")
             if inner is not None:
                 return inner
@@ -52,7 +54,7 @@ def _unsupported_settings(model: BaseModel, where: str) -> str | None:
 def compiled_unsupported(scenario: Scenario) -> str | None:
     """Why the compiled engine cannot run `scenario` (None when it can)."""
     serving = scenario.serving
-    if not isinstance(serving, RealtimeServing):
+    if serving.mode != "realtime":
         return f"serving.mode: {serving.mode} (the compiled engine runs realtime serving)"
     setting = _unsupported_settings(serving, "serving")
     if setting is not None:
