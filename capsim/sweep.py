@@ -3,8 +3,10 @@
 A sweep varies dotted scenario paths (`--vary serving.replicas=2..8`, `--vary
 serving.batching.max_wait_ms=0,2,5`) over their cartesian product. Every variant is validated before
 any runs, so a bad value fails at once with the variant named; variants then run in parallel worker
-processes, each with the same seed, so that they differ only by what was varied (common random
-numbers: the comparison between two variants is much less noisy than their independent errors).
+processes or on a Dask cluster (capsim.plan.executor), each with the same seed, so that they differ only
+by what was varied (common random numbers: the comparison between two variants is much less noisy than
+their independent errors). A sweep interrupted by Ctrl-C raises `SweepInterrupted` holding the variants
+that finished, marked partial, so that the CLI still writes and shows them.
 
 What a sweep judges, and why:
 
@@ -24,9 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,13 @@ class SweepResult:
     summaries: list[dict[str, Any]]
     rows: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    variants_total: int | None = None
+    """The grid's size when the sweep was interrupted (`partial`); None when every variant ran."""
+
+    @property
+    def partial(self) -> bool:
+        """Whether the sweep was interrupted: only the variants that finished are here."""
+        return self.variants_total is not None
 
     @property
     def load_axes(self) -> list[Axis]:
@@ -273,10 +280,35 @@ def ineffective_axes(
     return warnings
 
 
-def _run_variant(scenario: Scenario, seed: int | None, replications: int, engine: EngineChoice) -> dict[str, Any]:
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: `result` holds the variants that finished (`result.partial` is true)."""
+
+    def __init__(self, result: SweepResult) -> None:
+        super().__init__(f"sweep interrupted after {len(result.rows)} of {result.variants_total} variants")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """What a worker process needs to run one variant (picklable: the scenario is a pydantic model)."""
+
+    scenario: Scenario
+    label: str
+    seed: int | None
+    replications: int
+    engine: EngineChoice
+
+
+def run_variant(run: VariantRun) -> dict[str, Any]:
+    """One variant's summary (bounded-memory mode); bad input found only as it runs names the variant."""
     from capsim.engine import simulate  # in the worker process
 
-    return simulate(scenario, seed=seed, replications=replications, keep_requests=False, engine=engine).summary
+    try:
+        return simulate(run.scenario, seed=run.seed, replications=run.replications, keep_requests=False,
+                        engine=run.engine).summary  # fmt: skip
+    except CapsimInputError as exc:
+        raise CapsimInputError(f"{exc.detail} (in the variant {run.label})", source=exc.source,
+                               field=exc.field) from None  # fmt: skip
 
 
 def load_variants(
@@ -306,37 +338,47 @@ def run_sweep(
     progress: Callable[[int, int], None] | None = None,
     engine: EngineChoice = "auto",
     force: bool = False,
+    cluster: str | None = None,
+    on_row: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> SweepResult:
-    """Simulate every variant of the grid (bounded-memory mode) on up to `jobs` processes.
+    """Simulate every variant of the grid (bounded-memory mode) on up to `jobs` processes (default: one
+    per CPU), or on a Dask cluster (`cluster`: `local` or a scheduler address; capsim.plan.executor).
 
-    `progress(done, total)` is called as variants finish. Results come back in grid order whatever
-    the order of completion. A sweep over the run budget (capsim.budget) is refused unless `force`.
+    `progress(done, total)` and `on_row(grid index, row)` are called as variants finish. Results come
+    back in grid order whatever the order of completion. A sweep over the run budget (capsim.budget) is
+    refused unless `force`. Ctrl-C raises `SweepInterrupted` with the variants that finished.
     """
+    from capsim.plan.executor import Interrupted, check_cluster, default_jobs, run_variants
+
     variants = grid(axes)
     scenarios = load_variants(scenario_path, overrides, variants, catalogue)
     warnings = ineffective_axes(axes, variants, scenarios)
     for scenario in scenarios:  # an engine that cannot run a variant is an error before anything runs
         if scenario.serving.mode == "realtime":
             choose_engine(scenario, engine)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(scenarios)))
+    check_cluster(cluster)  # a malformed address is refused before the budget estimate
+    jobs = max(1, min(jobs or default_jobs(), len(scenarios)))
     from capsim.budget import enforce, estimate_sweep
 
     labels = [values_text(variant) for variant in variants]
     enforce(estimate_sweep(scenarios, labels, replications, engine, jobs), force, "this sweep", str(scenario_path))
-    summaries: list[dict[str, Any] | None] = [None] * len(scenarios)
-    if jobs == 1:
-        for i, scenario in enumerate(scenarios):
-            summaries[i] = _run_variant(scenario, seed, replications, engine)
-            if progress is not None:
-                progress(i + 1, len(scenarios))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_run_variant, s, seed, replications, engine): i for i, s in enumerate(scenarios)}
-            for done, future in enumerate(as_completed(futures), start=1):
-                summaries[futures[future]] = future.result()
-                if progress is not None:
-                    progress(done, len(scenarios))
-    finished = [s for s in summaries if s is not None]
-    rows = [summary_row(v, s, load_over_capacity(scenario))
-            for v, s, scenario in zip(variants, finished, scenarios, strict=True)]
-    return SweepResult(axes=list(axes), variants=variants, summaries=finished, rows=rows, warnings=warnings)
+    runs = [VariantRun(s, label, seed, replications, engine) for s, label in zip(scenarios, labels, strict=True)]
+    rows: dict[int, dict[str, Any]] = {}
+
+    def finished(index: int, summary: dict[str, Any]) -> None:
+        rows[index] = summary_row(variants[index], summary, load_over_capacity(scenarios[index]))
+        if on_row is not None:
+            on_row(index, rows[index])
+        if progress is not None:
+            progress(len(rows), len(runs))
+
+    try:
+        summaries = run_variants(run_variant, runs, jobs=jobs, cluster=cluster, on_result=finished)
+    except Interrupted as stop:
+        done = sorted(i for i in stop.finished if i in rows)  # Ctrl-C may fall between the two
+        partial = SweepResult(axes=list(axes), variants=[variants[i] for i in done],
+                              summaries=[stop.finished[i] for i in done], rows=[rows[i] for i in done],
+                              warnings=warnings, variants_total=len(runs))  # fmt: skip
+        raise SweepInterrupted(partial) from None
+    return SweepResult(axes=list(axes), variants=variants, summaries=summaries,
+                       rows=[rows[i] for i in range(len(runs))], warnings=warnings)  # fmt: skip

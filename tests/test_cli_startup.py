@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # What `pip install -e .` does not install (pyproject.toml's extras): a base install must never need them.
 OPTIONAL_MODULES = ("scipy", "hdrh", "locust", "gevent", "fastapi", "uvicorn", "prometheus_client", "orjson",
-                    "torch", "requests", "pynvml", "ciw", "hypothesis", "pytest")  # fmt: skip
+                    "torch", "requests", "pynvml", "ciw", "hypothesis", "pytest", "dask", "distributed")  # fmt: skip
 
 # Heavy modules the CLI loads only when a command runs: `capsim --help` stays a fraction of a second.
 HEAVY_MODULES = ("numpy", "pandas", "pyarrow", "numba", "matplotlib", "simpy", "pydantic", "scipy", "yaml")

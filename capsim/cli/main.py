@@ -34,7 +34,7 @@ EXIT_BAD_INPUT = 2
 _EXTRA_OF_MODULE = {
     "hdrh": "loadtest", "locust": "loadtest", "requests": "loadtest", "pynvml": "loadtest", "scipy": "loadtest",
     "fastapi": "server", "uvicorn": "server", "prometheus_client": "server", "orjson": "server",
-    "torch": "server",
+    "torch": "server", "dask": "cluster", "distributed": "cluster",
 }  # fmt: skip
 """Optional dependencies and the extra of pyproject.toml that installs each: a command that needs one
 on a base install says which `pip install` brings it, instead of a traceback."""

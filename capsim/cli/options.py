@@ -35,6 +35,15 @@ ForceOption = Annotated[
     bool,
     typer.Option("--force", help="run even when the run budget says it exceeds this machine's memory or time"),
 ]
+JobsOption = Annotated[
+    int | None,
+    typer.Option("--jobs", help="worker processes, here or in --cluster local (default: one per CPU)"),
+]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option("--cluster", help="run the variants on Dask: 'local' (a LocalCluster of --jobs processes) or a "
+                 "scheduler address such as tcp://HOST:8786 (pip install 'capsim[cluster]')"),
+]  # fmt: skip
 
 
 def engine_from_cli(text: str) -> EngineChoice:

@@ -13,8 +13,10 @@ from rich.console import Console
 from capsim.cli.app import app
 from capsim.cli.options import (
     CatalogueOption,
+    ClusterOption,
     EngineOption,
     ForceOption,
+    JobsOption,
     QuietOption,
     engine_from_cli,
     require_positive,
@@ -33,7 +35,8 @@ def sweep_command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field in every variant")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed for every variant (overrides the scenario's)")] = None,
     replications: Annotated[int, typer.Option(help="replications per variant")] = 1,
-    jobs: Annotated[int | None, typer.Option(help="worker processes (default: one per CPU)")] = None,
+    jobs: JobsOption = None,
+    cluster: ClusterOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="print only JSON on stdout")] = False,
     out: Annotated[Path | None, typer.Option(help="write sweep.csv, sweep.parquet, summaries.json, a chart")] = None,
     catalogue: CatalogueOption = None,
@@ -42,9 +45,10 @@ def sweep_command(
     force: ForceOption = False,
 ) -> None:
     """Simulate every combination of the varied fields (same seed for all, bounded-memory mode) and
-    mark the cheapest variant that meets the scenario's SLO."""
+    mark the cheapest variant that meets the scenario's SLO. Ctrl-C keeps the variants that finished:
+    they are shown and written, marked partial (exit code 130)."""
     from capsim.progress import ProgressReporter, counted
-    from capsim.sweep import parse_axis, run_sweep
+    from capsim.sweep import SweepInterrupted, parse_axis, run_sweep
 
     require_positive(replications, "--replications")
     require_positive(jobs, "--jobs")
@@ -57,11 +61,14 @@ def sweep_command(
 
         check_output_folder(out)
     with ProgressReporter(f"sweeping {scenario.name}", None, counted("variants"), enabled=not quiet) as reporter:
-        result = run_sweep(scenario, axes, set_ or [], seed=seed, replications=replications, jobs=jobs,
-                           catalogue=catalogue, progress=reporter.update, engine=chosen_engine,
-                           force=force)  # fmt: skip
+        try:
+            result = run_sweep(scenario, axes, set_ or [], seed=seed, replications=replications, jobs=jobs,
+                               catalogue=catalogue, progress=reporter.update, engine=chosen_engine, force=force,
+                               cluster=cluster)  # fmt: skip
+        except SweepInterrupted as stop:
+            result = stop.result
     written = []
-    if out is not None:
+    if out is not None and result.rows:  # interrupted before any variant finished: nothing to write
         from capsim.output_folder import staged_output_folder
         from capsim.report.sweep import write_sweep_folder
 
@@ -71,8 +78,10 @@ def sweep_command(
         sys.stderr.write(f"warning: {warning}\n")
     if json_output:
         payload = {"best": result.best_index, "best_per_load": result.best_indices if result.load_axes else None,
-                   "warnings": result.warnings, "rows": result.rows}  # fmt: skip
+                   "warnings": result.warnings, "partial": result.partial,
+                   "variants_total": result.variants_total or len(result.rows), "rows": result.rows}  # fmt: skip
         sys.stdout.write(json.dumps(payload, default=float) + "\n")
+        _exit_if_partial(result.partial)
         return
     from capsim.report.sweep import sweep_table, verdict_lines
 
@@ -84,3 +93,9 @@ def sweep_command(
         console.print(line)
     if written:
         console.print(f"wrote {', '.join(str(path) for path in written)}")
+    _exit_if_partial(result.partial)
+
+
+def _exit_if_partial(partial: bool) -> None:
+    if partial:  # what finished has been shown and written; the exit code still says Ctrl-C stopped it
+        raise typer.Exit(130)

@@ -110,10 +110,15 @@ def sweep_table(result: SweepResult) -> Table:
 def verdict_lines(result: SweepResult) -> list[str]:
     """What the sweep concludes, in lines for the terminal (rich markup): the chosen variant (one
     per load level), or why none is, and how many variants are unstable."""
-    if not result.is_job and not sweep_slo(result):
-        return ["[yellow]the scenario has no slo section, so no variant is marked[/yellow]"]
-    goal = "the deadline" if result.is_job else "the SLO"
     lines = []
+    if result.partial:
+        lines.append(f"[yellow]interrupted: {len(result.rows)} of {result.variants_total} variants finished; "
+                     "any ★ is chosen among those only[/yellow]")  # fmt: skip
+    if not result.rows:
+        return lines
+    if not result.is_job and not sweep_slo(result):
+        return [*lines, "[yellow]the scenario has no slo section, so no variant is marked[/yellow]"]
+    goal = "the deadline" if result.is_job else "the SLO"
     for level, indices in result.load_levels():
         at = f"at {values_text(level)}: " if level else ""
         best = result.best_in(indices)
@@ -218,8 +223,9 @@ def chart_name(result: SweepResult) -> str:
 
 def write_sweep_folder(result: SweepResult, out_dir: Path) -> list[Path]:
     """`sweep.csv`, `sweep.parquet` (one row per variant, `best` marking the chosen ones),
-    `summaries.json` (every full summary with its varied values) and the chart (`chart_name`);
-    each written atomically."""
+    `summaries.json` (every full summary with its varied values; `partial` when the sweep was
+    interrupted and holds only the variants that finished) and the chart (`chart_name`); each
+    written atomically."""
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -235,6 +241,8 @@ def write_sweep_folder(result: SweepResult, out_dir: Path) -> list[Path]:
         "best": result.best_index,
         "best_per_load": result.best_indices if result.load_axes else None,
         "warnings": result.warnings,
+        "partial": result.partial,  # interrupted: only the variants that finished are listed
+        "variants_total": result.variants_total or len(result.rows),
         "variants": [{"varied": v, "summary": s} for v, s in zip(result.variants, result.summaries, strict=True)],
     })  # fmt: skip
     _cost_latency_chart(result, written[3])
