@@ -178,11 +178,11 @@ def load_scenario(
         raise CapsimInputError(exc.detail, source=exc.source or str(path), field=exc.field) from None
 
 
-def candidate_scenario(scenario: Scenario, candidate: HardwareCandidate, index: int) -> Scenario:
-    """A batch job on one of its `serving.search.hardware` candidates (number `index`): the
-    candidate's price (or the catalogue's), its service time (or the scenario's profile transferred
-    to it by roofline), its spot terms (or none); errors name the candidate."""
-    field = f"serving.search.hardware[{index}]"
+def on_candidate_hardware(scenario: Scenario, candidate: HardwareCandidate, field: str) -> dict[str, Any]:
+    """The scenario's data (unvalidated) moved to a candidate's hardware: the candidate's price (or
+    the catalogue's), its service time (or the scenario's profile, which `transfer_service` moves by
+    roofline once validated), its spot terms (or none). Used by the batch job's hardware search and
+    by `capsim plan`; `field` names the candidate in errors."""
     if candidate.service is None and getattr(scenario.service, "transfer", None) is None:
         raise CapsimInputError(
             "give this hardware's service time (service: ...): the scenario's is not a profile transferred "
@@ -198,6 +198,15 @@ def candidate_scenario(scenario: Scenario, candidate: HardwareCandidate, index: 
     data["serving"].pop("spot", None)
     if candidate.spot is not None:
         data["serving"]["spot"] = candidate.spot.model_dump(mode="json", exclude_none=True)
+    return data
+
+
+def candidate_scenario(scenario: Scenario, candidate: HardwareCandidate, index: int) -> Scenario:
+    """A batch job on one of its `serving.search.hardware` candidates (number `index`): the
+    candidate's price (or the catalogue's), its service time (or the scenario's profile transferred
+    to it by roofline), its spot terms (or none); errors name the candidate."""
+    field = f"serving.search.hardware[{index}]"
+    data = on_candidate_hardware(scenario, candidate, field)
     data["serving"]["search"] = {**data["serving"].get("search", {}), "hardware": []}
     try:
         return transfer_service(validate_scenario(data, field))
