@@ -20,6 +20,12 @@ def backlog_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: P
                       clock_start_h: float | None = None) -> None:
     """Arrivals, backlog (lag or queue depth, time-averaged per interval) and members over time
     (first replication), warm-up shaded."""
+    _save(backlog_figure(timeseries, summary, warmup_s, clock_start_h), path)
+
+
+def backlog_figure(timeseries: pd.DataFrame, summary: dict[str, Any], warmup_s: float,
+                   clock_start_h: float | None = None) -> Any:
+    """The figure `backlog_over_time` writes."""
     column, backlog_label, rate_label, member_label, title = _LABELS[summary["mode"]]
     first = first_replication(timeseries)
     axis, span_s = run_time_axis(timeseries, summary, clock_start_h)
@@ -33,4 +39,4 @@ def backlog_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: P
     bottom.set_ylabel(member_label)
     finish_time_axes((top, middle, bottom), axis, span_s, warmup_s)
     top.set_title(f"{summary['scenario']}: arrivals, {title} and {member_label} over time")
-    _save(fig, path)
+    return fig

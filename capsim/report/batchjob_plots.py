@@ -14,6 +14,11 @@ from capsim.report.plots import _save, first_replication, plt
 
 def job_progress(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path) -> None:
     """Items done over time (deadline marked) above workers busy and billed over time."""
+    _save(job_progress_figure(timeseries, summary), path)
+
+
+def job_progress_figure(timeseries: pd.DataFrame, summary: dict[str, Any]) -> Any:
+    """The figure `job_progress` writes."""
     first = first_replication(timeseries)
     deadline_s = summary.get("deadline_s")
     # past the deadline, so that its line is not hidden in the frame
@@ -39,4 +44,4 @@ def job_progress(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path) 
         ax.grid(alpha=0.3)
     axis.apply(bottom, span_s)
     top.set_title(f"{summary['scenario']}: job progress")
-    _save(fig, path)
+    return fig

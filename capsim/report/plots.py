@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from capsim.atomic import atomic_write
@@ -50,33 +51,53 @@ def finish_time_axes(axes: tuple[Any, ...], axis: TimeAxis, span_s: float, warmu
     axis.apply(axes[-1], span_s)
 
 
+def measured_latency_ms(requests: pd.DataFrame, warmup_s: float) -> Any:
+    """End-to-end latency (ms) of the completed requests that arrived after the warm-up."""
+    done = requests[(requests["outcome"] == "completed") & (requests["arrival_s"] >= warmup_s)]
+    return (done["end_s"] - done["arrival_s"]).to_numpy() * 1000.0
+
+
 def latency_cdf(requests: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float) -> None:
     """The tail of end-to-end latency of completed requests as a CCDF (share slower than x, log
     scale), with the SLO marked: met when the curve passes below its corner."""
-    done = requests[(requests["outcome"] == "completed") & (requests["arrival_s"] >= warmup_s)]
-    latency_ms = (done["end_s"] - done["arrival_s"]).to_numpy() * 1000.0
+    title = f"{summary['scenario']}: latency tail (1 − CDF)"
+    _save(latency_ccdf_figure({"simulated": measured_latency_ms(requests, warmup_s)}, summary.get("slo"), title), path)
+
+
+def latency_ccdf_figure(latencies_ms: dict[str, Any], slo: dict[str, Any] | None, title: str) -> Any:
+    """The latency tails of one or more runs (label → latencies in ms) as CCDFs on one chart, with
+    the SLO's corner marked (its latency, and the share allowed slower at its percentile)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    if latency_ms.size > 1:
-        x, share = ccdf(latency_ms)
-        ax.step(x, share, where="post", lw=1.6, label="simulated")
-    latency_x_axis(ax, latency_ms)
-    tail_axes(ax, 1.0 / max(latency_ms.size, 1))
-    slo = summary.get("slo") or {}
+    every = [values for values in latencies_ms.values() if values.size]
+    for name, values in latencies_ms.items():
+        if values.size > 1:
+            x, share = ccdf(values)
+            ax.step(x, share, where="post", lw=1.6, label=name)
+    shown = np.concatenate(every) if every else np.empty(0)
+    latency_x_axis(ax, shown)
+    tail_axes(ax, 1.0 / max(max((v.size for v in every), default=1), 1))
+    slo = slo or {}
     label = slo_label(slo)
     if label is not None:
         allowed = 1.0 - float(slo["percentile"]) / 100.0
         ax.axvline(slo["latency_ms"], color="crimson", ls="--", lw=1.2, label=label)
         ax.axhline(allowed, color="crimson", ls=":", lw=1.0, label=f"share allowed slower: {100 * allowed:.4g}%")
         ax.plot([slo["latency_ms"]], [allowed], marker="o", color="crimson", ms=5)
-    ax.set_title(f"{summary['scenario']}: latency tail (1 − CDF)")
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="major")
     ax.legend(loc="upper right", fontsize=8)
-    _save(fig, path)
+    return fig
 
 
 def levels_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float,
                      clock_start_h: float | None = None) -> None:
     """Queue length and executor utilization over time (first replication), warm-up shaded."""
+    _save(levels_figure(timeseries, summary, warmup_s, clock_start_h), path)
+
+
+def levels_figure(timeseries: pd.DataFrame, summary: dict[str, Any], warmup_s: float,
+                  clock_start_h: float | None = None) -> Any:
+    """The figure `levels_over_time` writes."""
     first = first_replication(timeseries)
     axis, span_s = run_time_axis(timeseries, summary, clock_start_h)
     x = axis.values(first["time_s"])
@@ -88,7 +109,7 @@ def levels_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Pa
     bottom.set_ylim(0, 1.05)
     finish_time_axes((top, bottom), axis, span_s, warmup_s)
     top.set_title(f"{summary['scenario']}: queue and utilization (warm-up shaded)")
-    _save(fig, path)
+    return fig
 
 
 def replica_steps(ax: Any, x: Any, first: pd.DataFrame) -> None:
@@ -103,6 +124,12 @@ def fleet_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Pat
                     clock_start_h: float | None = None) -> None:
     """Traffic and latency against replicas (desired, starting, ready) over time (first replication):
     the picture of an autoscaler lagging a load change."""
+    _save(fleet_figure(timeseries, summary, warmup_s, clock_start_h), path)
+
+
+def fleet_figure(timeseries: pd.DataFrame, summary: dict[str, Any], warmup_s: float,
+                 clock_start_h: float | None = None) -> Any:
+    """The figure `fleet_over_time` writes."""
     first = first_replication(timeseries)
     axis, span_s = run_time_axis(timeseries, summary, clock_start_h)
     x = axis.values(first["time_s"])
@@ -123,4 +150,4 @@ def fleet_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Pat
     bottom.set_ylabel("replicas")
     finish_time_axes((top, bottom), axis, span_s, warmup_s)
     top.set_title(f"{summary['scenario']}: traffic, latency and replicas over time")
-    _save(fig, path)
+    return fig
