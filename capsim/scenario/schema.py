@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
+from capsim.hardware.model_catalogue import ModelRef
 from capsim.input_model import InputModel
 from capsim.scenario.plan_section import PlanSpec
 from capsim.servicetime import ServiceSpec
@@ -142,6 +143,8 @@ class Scenario(_Strict):
     seed: int = Field(default=0, ge=0)
     workload: Workload | None = Field(default=None, description="required by every mode but batch")
     service: ServiceSpec
+    model: ModelRef | None = Field(default=None, description="the LLM served (serving.mode llm): a catalogue name "
+                                   "or an inline shape (`capsim hardware --models`)")  # fmt: skip
     hardware: Hardware
     serving: ServingSpec
     slo: Slo | None = None
@@ -169,6 +172,20 @@ class Scenario(_Strict):
                 )
         elif self.workload is None:
             raise ValueError(f"workload: required field is missing (serving.mode {self.serving.mode})")
+        return self
+
+    @model_validator(mode="after")
+    def _llm_service_fits_mode(self) -> Scenario:
+        # An LLM step-time model times engine steps; the other kinds time batches of requests.
+        llm_service = self.service.kind.startswith("llm_")
+        llm_mode = self.serving.mode == "llm"
+        if llm_service and not llm_mode:
+            raise ValueError(f"service.kind {self.service.kind} times LLM engine steps: it needs serving.mode: llm")
+        if llm_mode and not llm_service:
+            raise ValueError(f"service.kind {self.service.kind} times batches: serving.mode llm needs llm_linear, "
+                             "llm_roofline or llm_fitted")  # fmt: skip
+        if self.service.kind == "llm_roofline" and self.model is None:
+            raise ValueError("model: llm_roofline computes the step from the model's shape: add model: {name: ...}")
         return self
 
     def resolve_paths(self, base_dir: Path) -> Scenario:

@@ -7,12 +7,20 @@ from typing import Annotated
 from pydantic import Field
 
 from capsim.servicetime.base import BatchSampler, ServiceTimeModel
+from capsim.servicetime.llm_service import LlmFittedService, LlmLinearService, LlmRooflineService
 from capsim.servicetime.parametric import DeterministicService, ExponentialService, LinearService, LognormalService
 from capsim.servicetime.profile import ProfileService
 from capsim.servicetime.profile_format import Profile, ProfilePoint, read_profile
 
 ServiceSpec = Annotated[
-    DeterministicService | ExponentialService | LognormalService | LinearService | ProfileService,
+    DeterministicService
+    | ExponentialService
+    | LognormalService
+    | LinearService
+    | ProfileService
+    | LlmLinearService
+    | LlmRooflineService
+    | LlmFittedService,
     Field(discriminator="kind"),
 ]
 
@@ -21,6 +29,9 @@ __all__ = [
     "DeterministicService",
     "ExponentialService",
     "LinearService",
+    "LlmFittedService",
+    "LlmLinearService",
+    "LlmRooflineService",
     "LognormalService",
     "Profile",
     "ProfilePoint",
