@@ -8,7 +8,8 @@ The contract, for every command that writes a result folder (`simulate --out`, `
   the previous complete folder or none, never a summary without its parquet files.
 - Two runs into the same folder each have their own staging folder; the last to finish wins whole.
 - A rerun replaces the folder: files the new run does not write are gone.
-- The folder holds `capsim-output.json` (the marker: command, version, time and the files written).
+- The folder holds `capsim-output.json` (the marker: command, version, time, the files written and,
+  when run from the CLI, the command line that reproduces the folder).
   capsim replaces only a folder that is empty or holds nothing but files capsim wrote, so `--out ~`
   or `--out .` is refused (exit 2, one line) rather than deleting anything of the user's; so are a
   destination that is a file, under a file, or in a folder that cannot be written.
@@ -26,12 +27,14 @@ arrives so that nothing measured is lost when a run dies.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import errno
 import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -230,14 +233,25 @@ def remove_abandoned(target: Path) -> list[Path]:
     return removed
 
 
+_COMMAND_LINE: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("capsim_argv", default=None)
+
+
+def record_command_line(argv: list[str]) -> None:
+    """Remember the CLI's arguments (capsim/cli/main.py calls this), so that a folder's marker says
+    how to reproduce it (`command_line`, for the report's provenance)."""
+    _COMMAND_LINE.set(tuple(argv))
+
+
 def _write_marker(staging: Path, command: str) -> None:
     from capsim import __version__
     from capsim.atomic import atomic_write_json
 
     files = sorted(rel for rel in _files(staging) if rel != MARKER_NAME)
+    argv = _COMMAND_LINE.get()
     atomic_write_json(staging / MARKER_NAME, {
         "format": MARKER_FORMAT, "command": command, "capsim_version": __version__,
         "written_utc": datetime.now(UTC).isoformat(timespec="seconds"), "files": files,
+        **({"command_line": shlex.join(["capsim", *argv])} if argv is not None else {}),
     })  # fmt: skip
 
 

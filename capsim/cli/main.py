@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     cli = typer.main.get_command(app)
     set_metavars(cli)
     refuse_non_finite_floats(cli)
+    from capsim.output_folder import record_command_line
+
+    record_command_line(sys.argv[1:] if argv is None else argv)  # the markers of --out folders quote it
     try:
         result = cli(args=argv, standalone_mode=False, prog_name="capsim")
     except CapsimInputError as exc:

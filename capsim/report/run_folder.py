@@ -1,5 +1,6 @@
-"""Writing a simulation's results to a folder: summary.json, requests.parquet, timeseries.parquet
-and PNG plots. Every file is written atomically."""
+"""Writing a simulation's results to a folder: summary.json, scenario.json (the scenario as it ran:
+overrides applied, catalogue filled in), requests.parquet, timeseries.parquet and PNG plots. Every
+file is written atomically."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from capsim.engine import RunResult
 from capsim.metrics.request_log import OUTCOME_NAMES
 from capsim.report.plots import fleet_over_time, latency_cdf, levels_over_time
 from capsim.scenario import Scenario
+
+SCENARIO_FILE = "scenario.json"
 
 
 def requests_table(result: RunResult) -> pd.DataFrame:
@@ -47,6 +50,10 @@ def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
     summary_path = out_dir / "summary.json"
     atomic_write_json(summary_path, result.summary)
     written.append(summary_path)
+    # What ran, for the report's provenance and time axes: the file on disk may change after the run.
+    scenario_path = out_dir / SCENARIO_FILE
+    atomic_write_json(scenario_path, result.scenario.model_dump(mode="json", exclude_none=True))
+    written.append(scenario_path)
 
     timeseries = result.timeseries_frame()
     ts_path = out_dir / "timeseries.parquet"

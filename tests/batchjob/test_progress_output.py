@@ -47,7 +47,7 @@ def test_out_writes_summary_series_and_progress_plot(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "makespan" in proc.stdout and "deadline" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "capsim-output.json", "job_progress.png", "summary.json", "timeseries.parquet"]  # fmt: skip
+        "capsim-output.json", "job_progress.png", "scenario.json", "summary.json", "timeseries.parquet"]  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "batch" and summary["makespan_s"] == pytest.approx(5.0)
     frame = pd.read_parquet(out / "timeseries.parquet")
