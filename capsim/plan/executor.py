@@ -171,6 +171,7 @@ def _run_on_dask(
     """Every task on a Dask cluster (`local`: a LocalCluster of `workers` processes); `collect` as each finishes."""
     import logging
 
+    import dask  # noqa: F401  # first: without the extra, the one-line error names dask, the package to install
     from distributed import Client, LocalCluster, as_completed
 
     local = None
