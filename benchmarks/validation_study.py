@@ -148,12 +148,12 @@ def analyse(
         studies: list[tuple[str, dict[str, Any]]] = []
         for name, options in white:
             if frontend in ("off", "both"):
-                studies.append((name, {**options, "frontend": False}))
+                studies.append((name, {**options, "mechanisms": ()}))
             if frontend in ("on", "both"):
-                studies.append((name.replace(",", FRONTEND_SUFFIX + ",", 1), {**options, "frontend": True}))
+                studies.append((name.replace(",", FRONTEND_SUFFIX + ",", 1), {**options, "mechanisms": ("frontend",)}))
             if window_lateness:
                 studies.append((name.replace(",", LATENESS_SUFFIX + ",", 1),
-                                {**options, "frontend": True, "window_lateness": True}))
+                                {**options, "mechanisms": ("frontend", "window_late")}))
         if black_box_evaluations > 0:
             studies.append(("black box, held out by load", {"method": "black-box", "holdout": "alternate",
                                                             "max_evaluations": black_box_evaluations}))

@@ -3,7 +3,9 @@
 1. Read the load points of every run folder (runfolder.py) and split them into fit and held-out
    points (holdout.py).
 2. Fit: white box from the batch log (whitebox.py) when every fit point has one and the server's
-   timing headers, else black box through the simulator (blackbox.py); `method` forces either.
+   timing headers, else black box through the simulator (blackbox.py); `method` forces either. The
+   white box also fits the mechanisms asked for (mechanisms.py: the front end, the batching timer's
+   lateness), which the replay then simulates.
 3. Replay every point with the result (replay.py) and compare with the measurement (compare.py,
    accuracy.py): residuals on the fit points, prediction error on the held-out ones.
 4. Put the provenance and both errors into the profile (provenance.py).
@@ -11,16 +13,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from capsim.calibration.accuracy import ReplayModel, aggregate_errors, evaluate_points
 from capsim.calibration.blackbox import fit_black_box, profile_from_linear
-from capsim.calibration.frontend_fit import frontend_estimate
 from capsim.calibration.holdout import split
-from capsim.calibration.lateness_fit import fit_lateness
+from capsim.calibration.mechanisms import default_mechanisms, fit_mechanisms
 from capsim.calibration.profile_checks import check_profile_for
 from capsim.calibration.provenance import build_provenance, common_model, profile_metadata
 from capsim.calibration.replay import ReplayWorkspace
@@ -70,13 +71,12 @@ def choose_method(points: list[LoadPoint], method: Method) -> str:
 def calibrate(
     run_dirs: list[Path], *, method: Method = "auto", holdout: str | None = None, server: ServerSettings | None = None,
     overhead_ms: float | None = None, seed: int = 0, replications: int = 3, max_evaluations: int = 150,
-    frontend: bool = True, window_lateness: bool = False, echo: Echo = lambda _: None,
+    mechanisms: Collection[str] | None = None, echo: Echo = lambda _: None,
 ) -> CalibrationResult:
-    """Calibrate a profile from `run_dirs` (see the module docstring). With `frontend` (white box
-    only) the server's front end is fitted from the batch log's queue-entry times and replayed as
-    `serving.frontend`; the overhead is then only what lies outside it (frontend_fit.py). With
-    `window_lateness` as well, how late the server's batching timer fires (lateness_fit.py),
-    replayed as the front end's `window_late_quantiles_ms`."""
+    """Calibrate a profile from `run_dirs` (see the module docstring). The white box also fits the
+    `mechanisms` named (by default `frontend`: the server's front end from the batch log's queue-entry
+    times, replayed as `serving.frontend`, the overhead then only what lies outside it; `window_late`:
+    how late the batching timer fires, replayed as the front end's `window_late_quantiles_ms`)."""
     points = read_run_folders(run_dirs, server)
     common_model(points)
     for point in points:
@@ -92,27 +92,13 @@ def calibrate(
         frontend_spec: dict[str, Any] | None = None
         if chosen == "white-box":
             profile, fit_detail = fit_white_box(fit_points, **profile_metadata(fit_points, chosen))
-            fitted = frontend_estimate(fit_points) if frontend else None
-            if window_lateness and fitted is None:
-                warnings.append("the batching timer runs on the front end's loop, and no front end was fitted: its "
-                                "lateness is not modelled")
-            late = fit_lateness(fit_points) if fitted is not None and window_lateness else None
-            if fitted is not None:
-                frontend_spec = fitted.spec()
-                fit_detail["frontend"] = fitted.as_dict()
-                if late is not None:
-                    fit_detail["window_late"] = late.as_dict()
-                    frontend_spec = {**frontend_spec, **late.spec()}
-                    echo(f"batching timer: {late.median_ms:.3f} ms late (median; p90 {late.p90_ms:.3f} ms, "
-                         f"{late.batches} batches): replayed as window_late_quantiles_ms")
-                echo(f"front end: {fitted.workers} worker(s), {fitted.per_request_ms:.3f} ms/request "
-                     f"(cv {fitted.cv:.2f}; {fitted.workers * 1000.0 / fitted.per_request_ms:.0f} req/s at most), "
-                     f"overhead outside it {fitted.overhead_ms:.3f} ms")
-                if overhead_ms is None:
-                    overhead_ms = fitted.overhead_ms
-            elif frontend:
-                warnings.append("the batch log has no queue-entry times matching the requests one for one, so the "
-                                "front end was not fitted; the overhead is a constant")
+            wanted = default_mechanisms() if mechanisms is None else mechanisms
+            fits = fit_mechanisms(fit_points, holdout_points, wanted, echo)
+            fit_detail.update(fits.detail)
+            warnings += fits.warnings
+            frontend_spec = fits.serving_patch.get("frontend")
+            if overhead_ms is None:
+                overhead_ms = fits.serving_patch.get("overhead_ms")
             # The whole time outside the server as one constant: the overhead when there is no
             # front end, and recorded beside it when there is (what a replay without it needs).
             estimate = overhead_estimate(fit_points)

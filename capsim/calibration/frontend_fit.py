@@ -33,14 +33,16 @@ FIFO front end keeps it); a point whose counts differ (requests lost before the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from capsim.calibration.mechanism import ERROR_PERCENTILES, Mechanism, quantile_log_error
 from capsim.calibration.runfolder import LoadPoint
 
 REFERENCE_SERVER_WORKERS = 1  # one asyncio event loop holding the GIL
-_PERCENTILES = (50.0, 90.0, 99.0)  # of the pre-queue time, matched by the fit
 _MEAN_FACTORS = np.geomspace(0.3, 1.25, 14)  # × the moment estimate of the mean (floor 0)
 _CVS = np.concatenate([[0.0], np.geomspace(0.25, 6.0, 14)])
 _REFINE_MEAN = np.geomspace(0.9, 1.1, 9)
@@ -80,6 +82,24 @@ class FrontEndEstimate:
     def spec(self) -> dict[str, float | int]:
         """The `serving.frontend` mapping a scenario takes."""
         return {"workers": self.workers, "per_request_ms": self.per_request_ms, "cv": self.cv}
+
+    def scenario_patch(self) -> dict[str, Any]:
+        """The front end and the constant overhead left outside it."""
+        return {"frontend": self.spec(), "overhead_ms": self.overhead_ms}
+
+    def describe(self) -> str:
+        """The fitted front end in one line."""
+        return (f"front end: {self.workers} worker(s), {self.per_request_ms:.3f} ms/request (cv {self.cv:.2f}; "
+                f"{self.workers * 1000.0 / self.per_request_ms:.0f} req/s at most), "
+                f"overhead outside it {self.overhead_ms:.3f} ms")
+
+    def error(self, points: list[LoadPoint]) -> float | None:
+        """The fit's loss on `points`: pre-queue percentiles through this front end against the
+        measured ones (None when no point has matching queue-entry times)."""
+        splits = [s for _, s in _usable(points)]
+        if not splits:
+            return None
+        return pre_queue_error(splits, self.network_floor_ms, self.per_request_ms, self.cv)
 
     def as_dict(self) -> dict[str, object]:
         """For provenance."""
@@ -157,21 +177,33 @@ def _pre_percentiles_ms(
     service_s = np.exp(np.log(mean_ms / 1000.0) - sigma * sigma / 2 + sigma * normal)
     arrival_s = split.sent_s + floor_ms / 1000.0
     pre_ms = floor_ms + (fifo_departures_s(arrival_s, service_s) - arrival_s)[split.measured] * 1000.0
-    return np.percentile(pre_ms, _PERCENTILES)
+    return np.percentile(pre_ms, ERROR_PERCENTILES)
+
+
+def _loss_function(splits: list[FrontEndSplit]) -> Callable[[float, float, float], float]:
+    """loss(floor ms, mean ms, cv): `quantile_log_error` of the pre-queue times through that front
+    end, averaged over the points; the same normal draws (common random numbers) at every call."""
+    rng = np.random.default_rng(_FIT_SEED)
+    normals = [rng.standard_normal(s.sent_s.size) for s in splits]
+    measured = [np.percentile(s.pre_ms, ERROR_PERCENTILES) for s in splits]
+
+    def loss(floor_ms: float, mean_ms: float, cv: float) -> float:
+        return float(np.mean([quantile_log_error(_pre_percentiles_ms(s, z, mean_ms, cv, floor_ms), target)
+                              for s, z, target in zip(splits, normals, measured, strict=True)]))  # fmt: skip
+
+    return loss
+
+
+def pre_queue_error(splits: list[FrontEndSplit], floor_ms: float, mean_ms: float, cv: float) -> float:
+    """The fit's loss of one front end (network floor, mean, cv) on `splits`."""
+    return _loss_function(splits)(floor_ms, mean_ms, cv)
 
 
 def fit_front_end(splits: list[FrontEndSplit], moment_mean_ms: float) -> tuple[float, float, float, float]:
     """(floor ms, mean ms, cv, loss) of the network floor plus i.i.d. lognormal FIFO server whose
     pre-queue times best match the measured ones at every point (see the module docstring)."""
-    rng = np.random.default_rng(_FIT_SEED)
-    normals = [rng.standard_normal(s.sent_s.size) for s in splits]
-    targets = [np.log(np.maximum(np.percentile(s.pre_ms, _PERCENTILES), 1e-3)) for s in splits]
+    loss_of = _loss_function(splits)
     least_ms = max(float(np.percentile(np.concatenate([s.pre_ms for s in splits]), 1)), 0.0)
-
-    def loss_of(floor_ms: float, mean_ms: float, cv: float) -> float:
-        simulated = [np.log(np.maximum(_pre_percentiles_ms(s, z, mean_ms, cv, floor_ms), 1e-3))
-                     for s, z in zip(splits, normals, strict=True)]  # fmt: skip
-        return float(np.mean([np.mean((sim - t) ** 2) for sim, t in zip(simulated, targets, strict=True)]))
 
     best = (0.0, moment_mean_ms, 0.0, np.inf)
     for share in _FLOOR_SHARES:
@@ -190,9 +222,13 @@ def fit_front_end(splits: list[FrontEndSplit], moment_mean_ms: float) -> tuple[f
     return best
 
 
+def _usable(points: list[LoadPoint]) -> list[tuple[LoadPoint, FrontEndSplit]]:
+    return [(point, s) for point in points if (s := split_point(point)) is not None and s.service_ms.size]
+
+
 def frontend_estimate(points: list[LoadPoint]) -> FrontEndEstimate | None:
     """The front end fitted from `points` (see the module docstring); None when no point allows it."""
-    usable = [(point, s) for point in points if (s := split_point(point)) is not None and s.service_ms.size]
+    usable = _usable(points)
     if not usable:
         return None
     service_ms = np.concatenate([s.service_ms for _, s in usable])
@@ -214,3 +250,13 @@ def frontend_estimate(points: list[LoadPoint]) -> FrontEndEstimate | None:
     return FrontEndEstimate(REFERENCE_SERVER_WORKERS, mean_ms, cv, overhead_ms, floor_ms,
                             {"per_request_ms": moment_mean_ms, "cv": moment_cv}, loss, int(service_ms.size),
                             lightest.label, per_point)
+
+
+MECHANISM = Mechanism(
+    name="frontend",
+    title="the front end",
+    fit=frontend_estimate,
+    default=True,
+    unfitted="the batch log has no queue-entry times matching the requests one for one, so the front end was not "
+             "fitted; the overhead is a constant",
+)  # fmt: skip

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from capsim.calibration.mechanism import ERROR_PERCENTILES, Mechanism, quantile_log_error
 from capsim.calibration.runfolder import LoadPoint
 from capsim.calibration.whitebox import window_lateness_samples_ms
 
@@ -49,9 +50,24 @@ class LatenessEstimate:
         """The 90th percentile."""
         return self.quantiles_ms[round(0.9 * (len(self.quantiles_ms) - 1))]
 
-    def spec(self) -> dict[str, list[float]]:
+    def scenario_patch(self) -> dict[str, dict[str, list[float]]]:
         """The `serving.frontend` field."""
-        return {"window_late_quantiles_ms": self.quantiles_ms}
+        return {"frontend": {"window_late_quantiles_ms": self.quantiles_ms}}
+
+    def describe(self) -> str:
+        """The fitted lateness in one line."""
+        return (f"batching timer: {self.median_ms:.3f} ms late (median; p90 {self.p90_ms:.3f} ms, "
+                f"{self.batches} batches): replayed as window_late_quantiles_ms")
+
+    def error(self, points: list[LoadPoint]) -> float | None:
+        """The table's percentiles (drawn as the simulator draws: linear between quantiles) against
+        those of the lateness measured at `points`; None with fewer than `MIN_LATE_BATCHES` there."""
+        values = window_lateness_samples_ms(points)
+        if values.size < MIN_LATE_BATCHES:
+            return None
+        grid = np.linspace(0.0, 100.0, len(self.quantiles_ms))
+        modelled = np.interp(ERROR_PERCENTILES, grid, self.quantiles_ms)
+        return quantile_log_error(modelled, np.percentile(values, ERROR_PERCENTILES))
 
     def as_dict(self) -> dict[str, object]:
         """For provenance."""
@@ -98,3 +114,13 @@ def fit_lateness(points: list[LoadPoint]) -> LatenessEstimate | None:
             p50, p90 = np.percentile(own, [50, 90])
             per_point[point.label] = {"median_ms": float(p50), "p90_ms": float(p90), "batches": int(own.size)}
     return LatenessEstimate([round(float(q), 6) for q in quantiles], int(values.size), per_point)
+
+
+MECHANISM = Mechanism(
+    name="window_late",
+    title="the batching timer's lateness",
+    fit=fit_lateness,
+    requires=("frontend",),  # the timer runs on the front end's event loop
+    unfitted=f"fewer than {MIN_LATE_BATCHES} batches were released by the batching timer, or it fired on time: "
+             "its lateness is not modelled",
+)  # fmt: skip

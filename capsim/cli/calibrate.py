@@ -123,9 +123,10 @@ def calibrate_command(
     server = server_from_flags(max_batch_size, max_wait_ms, instances, queue_capacity, timeout_ms)
     err = Console(stderr=True)
     method_choice: Method = method  # type: ignore[assignment]
+    asked = {"frontend": frontend, "window_late": window_lateness}  # calibration/mechanisms.py's names
     result = calibrate(run_dirs, method=method_choice, holdout=holdout, server=server, overhead_ms=overhead_ms,
-                       seed=seed, replications=replications, max_evaluations=max_evaluations, frontend=frontend,
-                       window_lateness=window_lateness, echo=lambda line: err.print(line))  # fmt: skip
+                       seed=seed, replications=replications, max_evaluations=max_evaluations,
+                       mechanisms=[name for name, on in asked.items() if on], echo=lambda line: err.print(line))
     result.profile.write(output)
     calibration = result.profile.provenance["calibration"]
     if json_output:

@@ -73,7 +73,7 @@ def test_white_box_recovers_the_front_end(run: Path) -> None:
     assert held["all"]["throughput_rps"]["max_abs"] < 0.03
 
     # A constant overhead in its place mispredicts the held-out load: the front end's queueing matters.
-    constant = calibrate([run], holdout="alternate", replications=2, frontend=False)
+    constant = calibrate([run], holdout="alternate", replications=2, mechanisms=())
     assert constant.frontend is None
     assert constant.holdout_errors is not None
     assert constant.holdout_errors["all"]["latency_ms.p99"]["max_abs"] > held["all"]["latency_ms.p99"]["max_abs"]
