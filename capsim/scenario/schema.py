@@ -27,6 +27,8 @@ from capsim.serving.frontend import FrontEndSpec
 from capsim.serving.spot import SpotCapacity
 from capsim.serving.streaming.spec import StreamingServing
 from capsim.workload import ArrivalSpec
+from capsim.workload.sessions import SessionSpec
+from capsim.workload.tokens import TokensSpec
 
 
 class _Strict(InputModel):
@@ -34,9 +36,24 @@ class _Strict(InputModel):
 
 
 class Workload(_Strict):
-    """Where requests come from."""
+    """Where requests come from (and, for LLM serving, how many tokens each brings and asks for)."""
 
     arrival: ArrivalSpec
+    tokens: TokensSpec | None = Field(default=None, description="LLM prompt and output token counts per request")
+    session: SessionSpec | None = Field(default=None, description="multi-turn conversations (needs tokens)")
+
+    @model_validator(mode="after")
+    def _tokens_fit_arrival(self) -> Workload:
+        if self.tokens is not None and self.tokens.needs_trace() and self.arrival.kind != "trace":
+            raise ValueError("tokens: kind trace reads the trace arrival's columns: it needs arrival kind: trace")
+        if self.session is not None and self.tokens is None:
+            raise ValueError("session: each turn's new input and reply come from workload.tokens: add tokens")
+        return self
+
+    def resolve_paths(self, base_dir: Path) -> Workload:
+        """A copy whose relative paths (trace, empirical token files) are taken relative to `base_dir`."""
+        tokens = None if self.tokens is None else self.tokens.resolve_paths(base_dir)
+        return self.model_copy(update={"arrival": self.arrival.resolve_paths(base_dir), "tokens": tokens})
 
 
 class Hardware(_Strict):
@@ -190,7 +207,5 @@ class Scenario(_Strict):
 
     def resolve_paths(self, base_dir: Path) -> Scenario:
         """A copy whose relative paths (traces, profiles) are taken relative to `base_dir`."""
-        workload = self.workload
-        if workload is not None:
-            workload = workload.model_copy(update={"arrival": workload.arrival.resolve_paths(base_dir)})
+        workload = None if self.workload is None else self.workload.resolve_paths(base_dir)
         return self.model_copy(update={"workload": workload, "service": self.service.resolve_paths(base_dir)})

@@ -32,21 +32,34 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise CapsimInputError(f"expected a .csv or .parquet file, got '{path.suffix}'", source=str(path))
 
 
-@lru_cache(maxsize=8)
-def load_trace_offsets_s(path_str: str, mtime_ns: int, column: str | None, unit: str) -> np.ndarray:
-    """Seconds since the first arrival, sorted. Cached by (path, modification time)."""
-    import pandas as pd
-
-    path = Path(path_str)
-    field = "workload.arrival"
+@lru_cache(maxsize=4)
+def load_trace_table(path_str: str, mtime_ns: int) -> pd.DataFrame:
+    """The trace file as a frame, in file order. Cached by (path, modification time)."""
     try:
-        table = _read_table(path)
+        table = _read_table(Path(path_str))
     except CapsimInputError:
         raise
     except Exception as exc:  # pandas raises many kinds; the user needs one line
         raise CapsimInputError(f"cannot read trace: {exc}".splitlines()[0], source=path_str) from None
     if table.empty:
         raise CapsimInputError("trace has no rows", source=path_str)
+    return table
+
+
+@lru_cache(maxsize=8)
+def load_trace_offsets_s(path_str: str, mtime_ns: int, column: str | None, unit: str) -> np.ndarray:
+    """Seconds since the first arrival, sorted. Cached by (path, modification time)."""
+    # Logs are often a little out of order (several writers); replay in time order.
+    return np.sort(trace_offsets_in_file_order(path_str, mtime_ns, column, unit))
+
+
+def trace_offsets_in_file_order(path_str: str, mtime_ns: int, column: str | None, unit: str) -> np.ndarray:
+    """Seconds since the first arrival, one per row in file order (the replay sorts them; readers of
+    the trace's other columns use the same order, `np.argsort(..., kind="stable")`)."""
+    import pandas as pd
+
+    field = "workload.arrival"
+    table = load_trace_table(path_str, mtime_ns)
     if column is None:
         lowered = {c.lower(): c for c in table.columns}
         column = next((lowered[g] for g in TIME_COLUMN_GUESSES if g in lowered), table.columns[0])
@@ -82,8 +95,7 @@ def load_trace_offsets_s(path_str: str, mtime_ns: int, column: str | None, unit:
     if offsets.size > 1 and not offsets.max() > 0:  # a replay's loop and mean rate need a span of time
         raise CapsimInputError(f"all {offsets.size} timestamps in column '{column}' are equal: a trace must span "
                                "some time", source=path_str, field=f"{field}.time_column")  # fmt: skip
-    # Logs are often a little out of order (several writers); replay in time order.
-    return np.sort(offsets)
+    return offsets
 
 
 class TraceArrival(ArrivalProcess):
