@@ -2,12 +2,15 @@
 request. Buckets grow geometrically by gamma = (1 + a) / (1 - a); reporting each bucket by
 2·gamma^i / (gamma + 1) keeps the relative error of any quantile within `a` (the DDSketch bound).
 
-Why not HdrHistogram, which the load tester uses (capsim/loadtest/histogram.py): the simulator runs
-on the base install, which leaves `hdrhistogram` out; and its bucket rule, one `log` and one `ceil`,
-compiles with numba, so a compiled event loop can fold each finished request as it happens.
+Why not HdrHistogram, which the load tester uses (capsim/loadtest/histogram.py): the compiled
+loops fold each finished record as it happens (the streaming loop, capsim/serving/streaming/fold.py;
+the LLM loop's inter-token latencies, capsim/serving/llm/plane.py), and numba's nopython code cannot
+call `hdrh`, while this bucket rule, one `log` and one `ceil`, compiles. It is also needed for speed:
 benchmarks/histogram_fold.py, 1M latencies one at a time on the 2-core VM: this rule in numba
-6.5 ns/value, `HdrHistogram.record_value` 870 ns/value (133x, and not callable from nopython
-code); in bulk both are vectorized (0.010 s and 0.021 s for 1M values).
+6.5 ns/value, `HdrHistogram.record_value` 870 ns/value (133x); run again 2026-12-07 with other jobs
+on the machine (load ~3.9): 14.8 vs 2,048 ns/value (139x). In bulk both are vectorized (0.010 s
+and 0.021 s for 1M values; 0.027 s and 0.057 s on the loaded machine). And the simulator runs on
+the base install, which leaves `hdrhistogram` out.
 """
 
 from __future__ import annotations
