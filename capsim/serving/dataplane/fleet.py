@@ -34,6 +34,7 @@ from capsim.serving.dataplane.plane import (
     with_more_slots,
     with_room,
 )
+from capsim.serving.dataplane.rules import BALANCER_CODES
 from capsim.serving.fleet import RealtimeFleet, ReplicaHandle
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class CompiledFleet(RealtimeFleet):
         cfg_i[layout.C_INSTANCES] = serving.instances_per_replica
         cfg_i[layout.C_MAX_BATCH] = batching.max_batch_size
         cfg_i[layout.C_CAPACITY] = -1 if serving.queue_capacity is None else serving.queue_capacity
-        cfg_i[layout.C_BALANCER] = k.BALANCER_CODES[serving.load_balancer]
+        cfg_i[layout.C_BALANCER] = BALANCER_CODES[serving.load_balancer]
         cfg_i[layout.C_FORM] = table.form
         cfg_i[layout.C_DRAWS] = table.draw is not None
         cfg_i[layout.C_HAS_TIMEOUT] = serving.timeout_ms is not None
