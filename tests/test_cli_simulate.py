@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from capsim.cli.options import ENGINE_DEPRECATED
+
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_KEYS = {
     "scenario", "seed", "replications", "simulated_s", "requests", "throughput_rps", "latency_ms",
@@ -107,6 +109,10 @@ def test_engine_flag_is_accepted_and_ignored_and_checked() -> None:
                   "--engine", "simpy")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["engine"] == "compiled"
+    notes = [line for line in proc.stderr.splitlines() if "--engine" in line]
+    assert notes == [ENGINE_DEPRECATED] and notes[0].startswith("note: --engine is deprecated and ignored")
+    proc = capsim("simulate", "scenarios/quickstart.yaml", "--json", "--set", "duration_s=30", "--set", "warmup_s=5")
+    assert proc.returncode == 0 and "--engine" not in proc.stderr  # not given: no note
     proc = capsim("simulate", "scenarios/quickstart.yaml", "--engine", "fast")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --engine: expected one of auto, simpy, compiled, got 'fast'" or (

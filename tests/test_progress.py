@@ -119,7 +119,7 @@ def test_cli_simulate_prints_progress_lines_on_a_non_terminal_stderr(
     stdout is exactly the JSON summary."""
     monkeypatch.setattr(capsim.progress, "PLAIN_INTERVAL_S", 0.0)
     argv = ["simulate", str(ROOT / "scenarios/quickstart.yaml"), "--json", "--set", "duration_s=30",
-            "--set", "warmup_s=3", "--engine", "simpy"]  # fmt: skip
+            "--set", "warmup_s=3"]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["scenario"] == "quickstart"
@@ -139,7 +139,7 @@ def test_cli_sweep_and_solve_report_on_stderr(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     monkeypatch.setattr(capsim.progress, "PLAIN_INTERVAL_S", 0.0)
     sweep = ["sweep", str(ROOT / "scenarios/quickstart.yaml"), "--vary", "serving.replicas=1,2", "--jobs", "1",
-             "--json", "--set", "duration_s=10", "--set", "warmup_s=1", "--engine", "simpy"]  # fmt: skip
+             "--json", "--set", "duration_s=10", "--set", "warmup_s=1"]  # fmt: skip
     assert main(sweep) == 0
     captured = capsys.readouterr()
     assert len(json.loads(captured.out)["rows"]) == 2

@@ -56,8 +56,7 @@ def test_check_with_a_billion_max_batch_size_answers_without_the_table() -> None
     assert "run budget:" in proc.stdout
     assert wall_s < 60
     # ... and the compiled engine, whose arrays that table and each executor's batch are, is refused.
-    proc, _ = capsim_limited("simulate", str(QUICKSTART), "--engine", "compiled",
-                             "--set", "serving.batching.max_batch_size=1000000000")  # fmt: skip
+    proc, _ = capsim_limited("simulate", str(QUICKSTART), "--set", "serving.batching.max_batch_size=1000000000")
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "serving.batching.max_batch_size" in proc.stderr
@@ -126,7 +125,7 @@ def test_force_lets_an_over_budget_run_through(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CAPSIM_MAX_MEMORY_BYTES", "1000000")  # 1 MB: this run's request log alone needs ~2 MB
-    args = ["simulate", str(QUICKSTART), "--json", "--engine", "simpy", "--request-log",
+    args = ["simulate", str(QUICKSTART), "--json", "--request-log",
             "--set", "duration_s=60", "--set", "warmup_s=0"]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

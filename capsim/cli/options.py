@@ -20,12 +20,14 @@ CatalogueOption = Annotated[
 
 
 EngineOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--engine",
-        help="accepted and ignored (kept one release): every real-time run uses the compiled data plane",
+        help="deprecated: accepted and ignored for one release (every real-time run uses the compiled data plane)",
     ),
 ]
+ENGINE_DEPRECATED = ("note: --engine is deprecated and ignored: every real-time run uses the compiled data plane; "
+                     "the option goes in the next release")  # fmt: skip
 
 QuietOption = Annotated[
     bool,
@@ -46,12 +48,16 @@ ClusterOption = Annotated[
 ]  # fmt: skip
 
 
-def engine_from_cli(text: str) -> EngineChoice:
-    """The --engine value, checked (one-line error, exit 2, on anything else)."""
+def engine_from_cli(text: str | None) -> EngineChoice:
+    """The --engine value, checked (one-line error, exit 2, on anything else); when it is given, a
+    one-line deprecation note on stderr (`ENGINE_DEPRECATED`). "auto" when it is not."""
     from capsim.serving.dataplane.support import ENGINES
 
+    if text is None:
+        return "auto"
     for engine in ENGINES:
         if text == engine:
+            typer.echo(ENGINE_DEPRECATED, err=True)
             return engine
     raise CapsimInputError(f"expected one of {', '.join(ENGINES)}, got {text!r}", source="--engine")
 

@@ -65,7 +65,7 @@ def simulate_command(
         ),
     ] = None,
     catalogue: CatalogueOption = None,
-    engine: EngineOption = "auto",
+    engine: EngineOption = None,
     solve: Annotated[
         str | None,
         typer.Option(

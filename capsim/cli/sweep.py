@@ -40,7 +40,7 @@ def sweep_command(
     json_output: Annotated[bool, typer.Option("--json", help="print only JSON on stdout")] = False,
     out: Annotated[Path | None, typer.Option(help="write sweep.csv, sweep.parquet, summaries.json, a chart")] = None,
     catalogue: CatalogueOption = None,
-    engine: EngineOption = "auto",
+    engine: EngineOption = None,
     quiet: QuietOption = False,
     force: ForceOption = False,
 ) -> None:
