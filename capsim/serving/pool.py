@@ -80,3 +80,18 @@ class ColdStarter:
 
     def _refill(self, _event: simpy.Event) -> None:
         self.warm_nodes += 1
+
+
+class BinnedLevel(StepSeries):
+    """A level whose time integral the compiled loop folds per tick interval (busy consumers, records
+    in service): it keeps no change points, only the integral up to each tick."""
+
+    def __init__(self, ticks: np.ndarray, bins: np.ndarray) -> None:
+        super().__init__(0.0)
+        self.ticks = ticks
+        self.bins = bins
+
+    def area_at(self, ticks_s: np.ndarray) -> np.ndarray:
+        """The integral from the start up to each tick (the run's own ticks)."""
+        assert ticks_s is self.ticks or np.array_equal(ticks_s, self.ticks)
+        return np.cumsum(self.bins[: self.ticks.size])

@@ -165,11 +165,16 @@ def pull_summary(
     return summary, timeseries, changes
 
 
+def drain_limit_s(scenario: Scenario) -> float:
+    """When the run stops at the latest: arrivals stop at `duration_s`, work goes on for as long again
+    (at least a minute), as in the real-time mode."""
+    return scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
+
+
 def run_and_drain(env: simpy.Environment, scenario: Scenario, drained: simpy.Event) -> None:
     """Run while items arrive, then until the work is done or the drain limit (as the real-time mode)."""
     env.run(until=scenario.duration_s)
-    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
-    env.run(until=env.any_of([drained, env.timeout(drain_limit_s - env.now)]))
+    env.run(until=env.any_of([drained, env.timeout(drain_limit_s(scenario) - env.now)]))
 
 
 def close_log(log: RequestLog, fold: ItemFold, in_service: Iterable[BatchHolder], keep_requests: bool) -> None:

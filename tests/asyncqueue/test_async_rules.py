@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from capsim.engine import simulate
-from capsim.serving.asyncqueue.workers import seen_time_s
+from capsim.serving.asyncqueue.kernel import poll_seen
 from tests.scenario_helpers import make_scenario, rows, trace_arrivals
 
 
@@ -58,8 +58,8 @@ def test_a_free_worker_waits_for_a_full_batch_or_the_oldest_job_s_wait(tmp_path:
 
 def test_poll_tie_sees_a_result_stored_at_the_poll() -> None:
     # A result stored exactly at submit + 2 intervals is seen by that poll, not the next one.
-    np.testing.assert_allclose(seen_time_s(np.array([0.1, 0.0]), 0.7, 0.3), [0.7, 0.9])
-    assert seen_time_s(np.array([5.0]), 5.0001, 2.0)[0] == pytest.approx(7.0)
+    np.testing.assert_allclose(poll_seen(np.array([0.1, 0.0]), 0.7, 0.3), [0.7, 0.9])
+    assert poll_seen(np.array([5.0]), 5.0001, 2.0)[0] == pytest.approx(7.0)
 
 
 def test_keda_scales_workers_on_queue_length_within_bounds() -> None:
@@ -103,9 +103,9 @@ def test_the_concurrency_metric_is_the_exact_integral_of_unfinished_jobs() -> No
     import simpy
 
     from capsim.metrics.request_log import RequestLog
-    from capsim.metrics.tally import ExactValues
     from capsim.rng import RandomStreams
     from capsim.serving.asyncqueue.workers import AsyncQueue
+    from capsim.serving.pull_run import ItemFold
 
     # Polls every microsecond: a job's end_s is within 1 µs of its result being stored.
     scenario = make_scenario(
@@ -116,8 +116,8 @@ def test_the_concurrency_metric_is_the_exact_integral_of_unfinished_jobs() -> No
     )  # fmt: skip
     streams = RandomStreams(3)
     env, log = simpy.Environment(), RequestLog()
-    queue = AsyncQueue(env, scenario.serving, lambda i: scenario.service.sampler(streams.stream(f"s{i}")),  # type: ignore[arg-type]
-                       streams.stream("c"), log, 0.0, ExactValues(), ExactValues())  # fmt: skip
+    queue = AsyncQueue(env, scenario, lambda i: streams.stream(f"s{i}"), streams.stream("c"), log,
+                       ItemFold(scenario, np.array([30.0]), exact=True), keep_requests=True)  # fmt: skip
     env.process(queue.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), 30.0)))  # type: ignore[union-attr]
     checks = []
     for t in (5.0, 12.5, 30.0):
@@ -152,5 +152,5 @@ def test_workers_pulling_one_queue_are_the_core_replica_with_the_same_batcher(
     assert a["arrival_s"].size > 5000
     np.testing.assert_array_equal(a["start_s"], b["start_s"])
     np.testing.assert_array_equal(a["batch_size"], b["batch_size"])
-    seen = [seen_time_s(np.array([s]), e, 0.1)[0] for s, e in zip(a["arrival_s"], b["end_s"], strict=True)]
+    seen = [poll_seen(np.array([s]), e, 0.1)[0] for s, e in zip(a["arrival_s"], b["end_s"], strict=True)]
     np.testing.assert_allclose(a["end_s"], seen)

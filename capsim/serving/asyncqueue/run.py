@@ -1,5 +1,6 @@
-"""One replication of an async-queue scenario: submissions, the queue, the workers, KEDA on the
-queue, and the summary (latency = submit → result seen by the polling client)."""
+"""One replication of an async-queue scenario: submissions, the queue and its workers (a compiled data
+plane under a SimPy control plane: workers.py, kernel.py), KEDA on the queue, the depth sampler, and
+the summary (latency = submit → result seen by the polling client)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from capsim.serving.asyncqueue.workers import AsyncQueue
 from capsim.serving.pull_run import (
     ItemFold,
     ModeRun,
-    close_log,
     keda_controller,
     pull_summary,
     run_and_drain,
@@ -51,17 +51,16 @@ def run_async(
     assert isinstance(serving, AsyncServing) and scenario.workload is not None
     streams = RandomStreams(seed, replication)
     fold = ItemFold(scenario, ticks, exact=keep_requests)
-    log = RequestLog(flush=None if keep_requests else fold)
+    log = RequestLog()
     env = simpy.Environment()
     make: Callable[[], ValueDistribution] = ExactValues if keep_requests else HistogramValues
     result_ms, poll_delay_ms = make(), make()
 
     # Worker i draws from the same stream as real-time replica i (common random numbers across modes).
-    def make_sampler(index: int) -> Any:
-        return scenario.service.sampler(streams.stream(f"service/replica-{index}"))
+    def make_rng(index: int) -> np.random.Generator:
+        return streams.stream(f"service/replica-{index}")
 
-    queue = AsyncQueue(env, serving, make_sampler, streams.stream("coldstart"), log, scenario.warmup_s,
-                       result_ms, poll_delay_ms)  # fmt: skip
+    queue = AsyncQueue(env, scenario, make_rng, streams.stream("coldstart"), log, fold, keep_requests)
     env.process(queue.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)))
     depth_samples: list[tuple[float, int]] = []
     env.process(_depth_sampler(env, queue, depth_samples))
@@ -78,7 +77,7 @@ def run_async(
     if on_env is not None:
         on_env(env)
     run_and_drain(env, scenario, queue.drained)
-    close_log(log, fold, queue.busy_workers(), keep_requests)
+    queue.close(result_ms, poll_delay_ms, scenario.warmup_s)
 
     measured = fold.tally.completed
     depth_block = sampled_backlog(depth_samples, scenario, QUEUE_SAMPLE_S)  # the mean: filled in below

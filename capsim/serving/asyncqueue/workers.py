@@ -1,265 +1,402 @@
-"""The async queue and its workers. docs/model.md ("Async queue") states the rules.
+"""The async queue's control plane: the feeder that appends submissions in chunks, the worker pool
+(cold starts, scale-down: a free worker leaves at once, a busy one after its batch), the reads KEDA
+and the depth sampler take, and the pump that advances the compiled data plane
+(capsim/serving/asyncqueue/kernel.py: the queue, the dispatcher, service, store writes, polling
+clients) up to each control event. docs/model.md ("Async queue") states the rules.
 
-The API tier accepts every job at its arrival (202): the job id joins a FIFO queue at once. One
-dispatcher process hands batches to free workers, so no process exists per job or per worker:
-  - when a worker is free and jobs wait: if `max_batch_size` wait, the longest-free worker takes
-    them now; otherwise it takes up to `max_batch_size` once that many wait or the oldest has waited
-    `batch_wait_ms` (the real-time batcher's rule; 0 takes what is there);
-  - the batch takes the service time of its size, then `store_write_ms` to write results; the job's
-    result is ready at the end of the write, and the worker is free again;
-  - the client polls at submit + k × poll_interval (k = 1, 2, ...) and sees the result at the first
-    poll at or after it is ready: seen = submit + max(1, ceil((ready − submit) / interval)) × interval.
-Workers come and go like Kafka consumers (capsim/serving/pool.py): a removed worker finishes its
-batch first. The queue is FIFO over job ids, which increase with arrival time, so it is the range
-[head, arrived) of the request log and costs nothing to keep.
+Where the two planes meet, as in streaming (capsim/serving/streaming/group.py): SimPy holds every
+control event (arrival chunks, cold starts, KEDA, the samplers, the progress clock); the pump, a
+SimPy process, runs the kernel up to the next of them (`env.peek()`) after the control events due
+now, so a worker that becomes ready or a chunk appended at an instant is seen by the dispatcher at
+that instant, after the reads taken there. Python tells the kernel of a change by writing the
+worker's slot or waking the dispatcher (`kernel.wake_dispatcher`).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Generator, Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
 
-from capsim.metrics.live import RunningIntegral
-from capsim.metrics.request_log import COMPLETED, RequestLog
-from capsim.metrics.tally import ValueDistribution
-from capsim.servicetime.base import BatchSampler
+from capsim.metrics.request_log import COLUMNS, COMPLETED, IN_FLIGHT, Columns, RequestLog
+from capsim.metrics.tally import HistogramValues, ValueDistribution
+from capsim.serving.asyncqueue import kernel
+from capsim.serving.asyncqueue.fold import HISTOGRAMS, R_POLL_DELAY, R_RESULT
+from capsim.serving.asyncqueue.kernel import QueueState
 from capsim.serving.asyncqueue.spec import AsyncServing
-from capsim.serving.pool import ColdStarter, PoolLevels
+from capsim.serving.dataplane import layout
+from capsim.serving.dataplane.plane import DRAW_CHUNK, refilled
+from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
+from capsim.serving.pull_run import ItemFold, close_log, drain_limit_s
+from capsim.serving.streaming.fold import add_interval, histogram_row
+from capsim.serving.streaming.fold import allocate as allocate_fold
+from capsim.serving.streaming.fold import into as fold_into
 
-# A poll that lands within this of the moment the result is stored sees it (float noise in
-# submit + k × interval must not cost a whole interval).
-_POLL_TIE_S = 1e-9
+if TYPE_CHECKING:
+    from capsim.scenario.schema import Scenario
 
 
 class Worker:
-    """One worker pod: its service-time draws and whether it is leaving."""
+    """One worker pod: its service-time stream and whether it is leaving; its state is a slot of the kernel."""
 
-    __slots__ = ("batch_ids", "batch_start_s", "busy", "index", "leaving", "sampler")
+    __slots__ = ("_queue", "index", "leaving", "rng", "slot")
 
-    def __init__(self, index: int, sampler: BatchSampler) -> None:
+    def __init__(self, queue: AsyncQueue, index: int, rng: np.random.Generator) -> None:
+        self._queue = queue
         self.index = index
-        self.sampler = sampler
-        self.busy = False
+        self.rng = rng  # one draw per batch, in 4,096-draw chunks
         self.leaving = False
-        self.batch_ids = np.empty(0, dtype=np.int64)
-        self.batch_start_s = 0.0
+        self.slot = -1
 
+    @property
+    def busy(self) -> bool:
+        """Whether it is processing a batch (service or store write)."""
+        return bool(self._queue.state.phase[self.slot] == kernel.BUSY)
 
-def seen_time_s(submit_s: np.ndarray, ready_s: float, interval_s: float) -> np.ndarray:
-    """When each client's poll first finds the result: the first poll at submit + k × interval
-    (k >= 1) at or after `ready_s`."""
-    k = np.maximum(np.ceil((ready_s - submit_s) / interval_s - _POLL_TIE_S / interval_s), 1.0)
-    return submit_s + k * interval_s
+    @property
+    def batch_ids(self) -> np.ndarray:
+        """The job ids of its batch."""
+        st = self._queue.state
+        first = int(st.b_first[self.slot])
+        return np.arange(first, first + int(st.b_size[self.slot]), dtype=np.int64)
+
+    @property
+    def batch_start_s(self) -> float:
+        """When that batch started."""
+        return float(self._queue.state.b_start[self.slot])
 
 
 class AsyncQueue:
-    """The queue, the dispatcher and the worker pool of one replication."""
+    """The queue's control plane for one replication: the pool, the feeder, the reads and the pump.
+
+    With `keep_requests` each job's row goes to `log`; otherwise finished jobs are folded in the
+    loop and only the jobs still queued or in a batch are kept."""
 
     def __init__(
         self,
         env: simpy.Environment,
-        serving: AsyncServing,
-        make_sampler: Any,
+        scenario: Scenario,
+        make_rng: Callable[[int], np.random.Generator],
         starter_rng: np.random.Generator,
         log: RequestLog,
-        warmup_s: float,
-        result_ms: ValueDistribution,
-        poll_delay_ms: ValueDistribution,
+        fold: ItemFold,
+        keep_requests: bool,
     ) -> None:
+        serving = scenario.serving
+        assert isinstance(serving, AsyncServing)
         self.env = env
         self.serving = serving
-        self.make_sampler = make_sampler
+        self.make_rng = make_rng
         self.log = log
-        self.warmup_s = warmup_s
-        self.result_ms = result_ms
-        self.poll_delay_ms = poll_delay_ms
+        self.fold = fold
+        self.keep_requests = keep_requests
+        slo_s = scenario.slo.latency_ms / 1000.0 if scenario.slo else None
+        horizon_s = drain_limit_s(scenario) + serving.poll_interval_ms / 1000.0 + 1.0  # bounds every latency
+        self.loop_fold = allocate_fold(fold, scenario.warmup_s, slo_s, serving.max_batch_size, horizon_s,
+                                       not keep_requests, histograms=HISTOGRAMS)  # fmt: skip
+        self.state, self._draw = _allocate(scenario, fold.ticks, slots=max(serving.workers, 4))
+        self._ready_s = np.zeros(log.capacity if keep_requests else 0)  # rows' result-stored times
         self.levels = PoolLevels(serving.workers, serving.cold_start.warm_pool)
+        self.levels.busy = BinnedLevel(fold.ticks, self.state.busy_area)
+        self.levels.in_service = BinnedLevel(fold.ticks, self.state.in_service_area)
         self.starter = ColdStarter(env, serving.cold_start, starter_rng, self.levels)
         self.workers: list[Worker] = []
-        self.free: deque[Worker] = deque()
         self.next_index = 0
         self.desired = serving.workers
-        self.head = 0  # id of the oldest job not yet taken
-        self.appended = 0  # jobs appended to the log (arrived, or due within the current chunk)
-        self.finished = 0  # jobs whose result is stored
-        self.polls = 0  # client polls (of jobs arrived after warm-up), the API tier's read load
-        self.done = RunningIntegral()  # jobs with stored results: for the in-flight integral
-        self._arrived_area = 0.0
-        self._arrived_count = 0
-        self._area_at_s = 0.0
-        self._unread: deque[np.ndarray] = deque()  # arrival times not yet folded into _arrived_area
-        self._track_in_flight = serving.autoscaling is not None and serving.autoscaling.metric == "concurrency"
-        self._wake: simpy.Event | None = None
-        self._feeding = True
         self.drained = env.event()
-        self.batch_wait_s = serving.batch_wait_ms / 1000.0
-        self.write_s = serving.store_write_ms / 1000.0
-        self.interval_s = serving.poll_interval_ms / 1000.0
+        self._feeding = True
+        # KEDA's concurrency metric: the integral of submitted jobs, summed up to _area_upto so far
+        self._track_in_flight = serving.autoscaling is not None and serving.autoscaling.metric == "concurrency"
+        self._area_upto = 0
+        self._arrived_area = 0.0
+        self._area_at_s = 0.0
         for _ in range(serving.workers):
             self._add_worker(initial=True)
-        env.process(self._dispatch())
+        env.process(self._pump())
 
-    # -- pool ------------------------------------------------------------------------------------
+    # -- reads ----------------------------------------------------------------------------------------
+
+    @property
+    def appended(self) -> int:
+        """Jobs appended so far (arrived, or due within the current chunk)."""
+        return int(self.state.ints[kernel.I_END])
+
+    @property
+    def polls(self) -> int:
+        """Client polls of jobs submitted after warm-up, so far."""
+        return int(self.state.ints[kernel.I_POLLS])
+
+    def _arrived_by(self, first_id: int, now: float) -> int:
+        st = self.state
+        return int(kernel.arrived_by(st.times, int(st.ints[kernel.I_ORIGIN]), first_id, self.appended, now))
+
+    def waiting(self, now: float) -> int:
+        """Jobs accepted and not yet taken by a worker (the queue depth)."""
+        head = int(self.state.ints[kernel.I_HEAD])
+        return self._arrived_by(head, now) - head
+
+    def in_flight_area(self, now: float) -> float:
+        """The time integral up to `now` (called with non-decreasing times) of jobs accepted and
+        without a stored result: the integral of submissions, minus that of stored results."""
+        st = self.state
+        origin = int(st.ints[kernel.I_ORIGIN])
+        self._arrived_area += self._area_upto * (now - self._area_at_s)  # ids 0.._area_upto-1 arrived
+        upto = self._arrived_by(self._area_upto, now)
+        self._arrived_area += float(np.sum(now - st.times[self._area_upto - origin : upto - origin]))
+        self._area_upto, self._area_at_s = upto, now
+        floats = st.floats
+        done = floats[kernel.F_DONE_AREA] + floats[kernel.F_DONE_VALUE] * max(now - floats[kernel.F_DONE_LAST_S], 0.0)
+        return self._arrived_area - float(done)
+
+    # -- the pool --------------------------------------------------------------------------------------
 
     def _add_worker(self, initial: bool = False) -> None:
-        worker = Worker(self.next_index, self.make_sampler(self.next_index))
+        worker = Worker(self, self.next_index, self.make_rng(self.next_index))
         self.next_index += 1
         self.workers.append(worker)
-        self.free.append(worker)
+        self._take_slot(worker)
         if not initial:
-            self.levels.ready.set(self.env.now, len(self.workers))
-            self._poke()
+            now = self.env.now
+            self.levels.ready.set(now, len(self.workers))
+            kernel.wake_dispatcher(self.state, now)
+
+    def _take_slot(self, worker: Worker) -> None:
+        st = self.state
+        free = np.flatnonzero(st.phase == kernel.FREE)
+        if free.size == 0:
+            self.state = st = _with_more_slots(st)
+            free = np.flatnonzero(st.phase == kernel.FREE)
+        s = int(free[0])
+        worker.slot = s
+        st.phase[s] = kernel.IDLE  # it joins the free queue's end
+        st.free_seq[s] = st.ints[kernel.I_SEQ]
+        st.ints[kernel.I_SEQ] += 1
+        st.member_index[s] = worker.index
+        st.leaving[s] = 0
+        st.draw_pos[s] = st.draw_end[s] = 0
 
     def scale_to(self, desired: int) -> None:
         """Start or stop workers until `desired` are running or starting."""
         now = self.env.now
+        st = self.state
         self.desired = desired
         self.levels.desired.set(now, desired)
-        running = [w for w in self.workers if not w.leaving]
-        current = len(running) + len(self.starter.pending)
+        current = sum(not w.leaving for w in self.workers) + len(self.starter.pending)
         for _ in range(desired - current):
             self.starter.start(self._add_worker)
         for _ in range(current - desired):
             if self.starter.cancel_one():
                 continue
-            # A free worker leaves at once; otherwise the newest finishes its batch and leaves.
-            idle = [w for w in self.free if not w.leaving]
-            worker = idle[-1] if idle else max((w for w in self.workers if not w.leaving), key=lambda w: w.index)
-            worker.leaving = True
-            if not worker.busy:
-                self.free.remove(worker)
-                self._remove(worker)
+            # The most recently freed worker leaves at once; if none is free, the newest finishes
+            # its batch and leaves.
+            idle = [w for w in self.workers if st.phase[w.slot] == kernel.IDLE]
+            if idle:
+                self._remove(max(idle, key=lambda w: int(st.free_seq[w.slot])), now)
+            else:
+                worker = max((w for w in self.workers if not w.leaving), key=lambda w: w.index)
+                worker.leaving = True
+                st.leaving[worker.slot] = 1
 
-    def _remove(self, worker: Worker) -> None:
-        now = self.env.now
+    def _remove(self, worker: Worker, at_s: float) -> None:
         self.workers.remove(worker)
-        self.levels.ready.set(now, len(self.workers))
-        self.levels.billed.add(now, -1)
-
-    # -- arrivals --------------------------------------------------------------------------------
-
-    def feed(self, chunks: Iterator[np.ndarray]) -> Generator[simpy.Event, Any, None]:
-        """Append each chunk of submissions when the clock reaches its first one."""
-        for times in chunks:
-            if times[0] > self.env.now:
-                yield self.env.timeout(float(times[0]) - self.env.now)
-            self.log.append_arrivals(times)
-            if self._track_in_flight:
-                self._unread.append(times)
-            self.appended += times.size
-            self._poke()
-        self._feeding = False
-        self._check_drained()
-
-    def _poke(self) -> None:
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
-
-    def _arrival_s(self, job_id: int) -> float:
-        return float(self.log.arrival_s[job_id - self.log.base])
-
-    def _arrived_by(self, now: float) -> int:
-        """Jobs submitted by `now` (the queue's tail)."""
-        log = self.log
-        lo, hi = self.head - log.base, self.appended - log.base
-        return self.head + int(np.searchsorted(log.arrival_s[lo:hi], now, side="right"))
-
-    def waiting(self, now: float) -> int:
-        """Jobs accepted and not yet taken by a worker (the queue depth)."""
-        return self._arrived_by(now) - self.head
-
-    def in_flight_area(self, now: float) -> float:
-        """The time integral up to `now` (called with non-decreasing times) of jobs accepted and
-        without a stored result: the integral of arrivals, minus that of stored results."""
-        self._arrived_area += self._arrived_count * (now - self._area_at_s)
-        while self._unread:
-            times = self._unread[0]
-            due = times[: int(np.searchsorted(times, now, side="right"))]
-            self._arrived_area += float(np.sum(now - due))
-            self._arrived_count += due.size
-            if due.size < times.size:
-                self._unread[0] = times[due.size :]
-                break
-            self._unread.popleft()
-        self._area_at_s = now
-        return self._arrived_area - self.done.area_at(now)
-
-    # -- dispatch -----------------------------------------------------------------------------------
-
-    def _dispatch(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        batch = self.serving.max_batch_size
-        while True:
-            if not self.free or self.head >= self.appended:
-                self._wake = env.event()
-                yield self._wake
-                self._wake = None
-                continue
-            now = env.now
-            tail = self._arrived_by(now)
-            queued = tail - self.head
-            oldest_s = self._arrival_s(self.head)
-            if queued >= batch or (queued > 0 and now >= oldest_s + self.batch_wait_s):
-                self._start(self.free.popleft(), min(queued, batch), now)
-                continue
-            full_id = self.head + batch - 1
-            full_s = self._arrival_s(full_id) if full_id < self.appended else math.inf
-            wake_at = min(full_s, oldest_s + self.batch_wait_s)
-            self._wake = env.event()
-            yield env.any_of([self._wake, env.timeout(max(wake_at - now, 0.0))])
-            self._wake = None
-
-    def _start(self, worker: Worker, size: int, now: float) -> None:
-        ids = np.arange(self.head, self.head + size, dtype=np.int64)
-        self.head += size
-        worker.busy = True
-        worker.batch_ids = ids
-        worker.batch_start_s = now
-        self.levels.busy.add(now, 1)
-        self.levels.in_service.add(now, size)
-        duration_s = worker.sampler(size) + self.write_s
-        self.env.timeout(duration_s, worker).callbacks.append(self._finish)
-
-    def _finish(self, event: simpy.Event) -> None:
-        worker: Worker = event.value  # type: ignore[assignment]
-        ready_s = self.env.now
-        ids, size = worker.batch_ids, worker.batch_ids.size
-        log = self.log
-        rows = ids - log.base
-        submit_s = log.arrival_s[rows]
-        seen_s = seen_time_s(submit_s, ready_s, self.interval_s)
-        log.start_s[rows] = worker.batch_start_s
-        log.end_s[rows] = seen_s
-        log.batch_size[rows] = size
-        log.replica[rows] = worker.index
-        log.outcome[rows] = COMPLETED
-        measured = submit_s >= self.warmup_s
-        if measured.any():
-            self.result_ms.add((ready_s - submit_s[measured]) * 1000.0)
-            self.poll_delay_ms.add((seen_s[measured] - ready_s) * 1000.0)
-            self.polls += int(np.rint((seen_s[measured] - submit_s[measured]) / self.interval_s).sum())
-        self.finished += size
-        self.done.add(ready_s, size)
-        self.levels.busy.add(ready_s, -1)
-        self.levels.in_service.add(ready_s, -size)
-        worker.busy = False
-        worker.batch_ids = np.empty(0, dtype=np.int64)
-        if worker.leaving:
-            self._remove(worker)
-        else:
-            self.free.append(worker)
-            self._poke()
-        self._check_drained()
-
-    def _check_drained(self) -> None:
-        if not self._feeding and self.finished == self.appended and not self.drained.triggered:
-            self.drained.succeed()
+        self.state.phase[worker.slot] = kernel.FREE
+        worker.slot = -1
+        self.levels.ready.set(at_s, len(self.workers))
+        self.levels.billed.add(at_s, -1)
 
     def busy_workers(self) -> list[Worker]:
         """Workers with a batch in progress."""
         return [w for w in self.workers if w.busy]
+
+    # -- submissions -----------------------------------------------------------------------------------
+
+    def feed(self, chunks: Iterator[np.ndarray]) -> Generator[simpy.Event, Any, None]:
+        """Append each chunk of submissions when the clock reaches its first one."""
+        log = self.log
+        for times in chunks:
+            if times[0] > self.env.now:
+                yield self.env.timeout(float(times[0]) - self.env.now)
+            self._make_room(times.size)
+            if self.keep_requests:
+                log.append_arrivals(times, keep_recent=False)
+                if self._ready_s.size < log.capacity:
+                    grown = np.zeros(log.capacity)
+                    grown[: self._ready_s.size] = self._ready_s
+                    self._ready_s = grown
+            kernel.enqueue(self.state, times, self.env.now)
+        self._feeding = False
+        self.state.ints[kernel.I_TARGET] = self.appended
+        self._check_drained()
+
+    def _make_room(self, needed: int) -> None:
+        """Room for `needed` more jobs in the kernel's `times`: the rows of jobs no longer read (taken
+        and finished, and summed into the concurrency integral) are dropped, and the array doubled
+        while the rest would fill more than half of it."""
+        st = self.state
+        origin, end = int(st.ints[kernel.I_ORIGIN]), self.appended
+        if end - origin + needed <= st.times.size:
+            return
+        busy = st.phase == kernel.BUSY
+        low = min([int(st.ints[kernel.I_HEAD]), *st.b_first[busy].tolist()])
+        if self._track_in_flight:
+            low = min(low, self._area_upto)
+        keep = end - low
+        capacity = st.times.size
+        while keep + needed > capacity // 2:
+            capacity *= 2
+        times = st.times if capacity == st.times.size else np.zeros(capacity)
+        times[:keep] = st.times[low - origin : end - origin]
+        st.ints[kernel.I_ORIGIN] = low
+        if times is not st.times:
+            self.state = st._replace(times=times)
+
+    # -- the pump: the data plane up to each control event ---------------------------------------------
+
+    def _pump(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        log = self.log
+        while True:
+            if env.peek() <= env.now:
+                yield env.timeout(0)  # control events due now go first (they may change the pool)
+                continue
+            status = kernel.advance(self.state, self.loop_fold, env.peek(), log.base, log.start_s, log.end_s,
+                                    log.batch_size, log.replica, log.outcome, self._ready_s)  # fmt: skip
+            st = self.state
+            if status == kernel.NEED_DRAWS:
+                self._refill(int(st.ints[kernel.I_SLOT]))
+                continue
+            if status == kernel.RAN_TO_STOP:
+                delay_s = env.peek() - env.now
+                if delay_s == math.inf:
+                    return  # nothing left to happen
+                yield env.timeout(delay_s)  # the kernel's next event, at or after it, is handled then
+                continue
+            at_s = float(st.floats[kernel.F_AT])
+            if status == kernel.LEFT:
+                slot = int(st.ints[kernel.I_SLOT])
+                self._remove(next(w for w in self.workers if w.slot == slot), at_s)
+            if self._all_finished():
+                yield env.timeout(at_s - env.now)  # the last result is stored then
+                self._check_drained()
+
+    def _refill(self, slot: int) -> None:
+        """The slot's next 4,096 service-time draws, as the SimPy samplers drew them (capsim.rng.buffered)."""
+        st = self.state
+        worker = next(w for w in self.workers if w.slot == slot)
+        assert self._draw is not None
+        fresh = getattr(worker.rng, self._draw)(DRAW_CHUNK)
+        st.draw_end[slot] = refilled(st.draws[slot], int(st.draw_pos[slot]), int(st.draw_end[slot]), fresh)
+        st.draw_pos[slot] = 0
+
+    def _all_finished(self) -> bool:
+        return not self._feeding and int(self.state.ints[kernel.I_FINISHED]) == self.appended
+
+    def _check_drained(self) -> None:
+        if self._all_finished() and not self.drained.triggered:
+            self.drained.succeed()
+
+    # -- the end of the run ------------------------------------------------------------------------------
+
+    def close(self, result_ms: ValueDistribution, poll_delay_ms: ValueDistribution, warmup_s: float) -> None:
+        """Fold every job into the statistics: the batches still in progress count as busy from
+        their start on and their jobs as in flight; `result_ms` and `poll_delay_ms` get the jobs
+        submitted after warm-up whose results were stored."""
+        st = self.state
+        for worker in self.busy_workers():
+            s = worker.slot
+            add_interval(st.busy_area, st.ticks, st.b_start[s], math.inf, 1.0)
+            add_interval(st.in_service_area, st.ticks, st.b_start[s], math.inf, float(st.b_size[s]))
+        if self.keep_requests:
+            close_log(self.log, self.fold, self.busy_workers(), keep_requests=True)
+            rows = self.log.view()
+            submit_s = rows["arrival_s"]
+            ready_s = self._ready_s[: submit_s.size]
+            measured = (submit_s >= warmup_s) & (rows["outcome"] == COMPLETED)
+            result_ms.add((ready_s - submit_s)[measured] * 1000.0)
+            poll_delay_ms.add((rows["end_s"] - ready_s)[measured] * 1000.0)
+            return
+        for block in self._unfinished_blocks():
+            self.fold(block)
+        fold_into(self.loop_fold, self.fold)
+        for row, dist in ((R_RESULT, result_ms), (R_POLL_DELAY, poll_delay_ms)):
+            assert isinstance(dist, HistogramValues)
+            dist.histogram.merge(histogram_row(self.loop_fold, row))
+
+    def _unfinished_blocks(self, max_rows: int = 1 << 20) -> Iterator[Columns]:
+        """The jobs without a stored result at the end, as request-log columns: each batch in
+        progress (start, size, worker set), then the queue in blocks of at most `max_rows`."""
+        st = self.state
+        origin = int(st.ints[kernel.I_ORIGIN])
+
+        def block(first: int, last: int) -> Columns:
+            cols: Columns = {name: np.full(last - first, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
+            cols["arrival_s"] = st.times[first - origin : last - origin]
+            cols["outcome"][:] = IN_FLIGHT
+            return cols
+
+        for worker in self.busy_workers():
+            ids = worker.batch_ids
+            cols = block(int(ids[0]), int(ids[-1]) + 1)
+            cols["start_s"][:] = worker.batch_start_s
+            cols["batch_size"][:] = ids.size
+            cols["replica"][:] = worker.index
+            yield cols
+        head = int(st.ints[kernel.I_HEAD])
+        for first in range(head, self.appended, max_rows):
+            yield block(first, min(first + max_rows, self.appended))
+
+
+def _allocate(scenario: Scenario, ticks: np.ndarray, slots: int) -> tuple[QueueState, str | None]:
+    """The kernel's state for up to `slots` workers (grown when more are ready), and the numpy
+    method that draws the service-time model's variates (None: it takes no draws)."""
+    serving = scenario.serving
+    assert isinstance(serving, AsyncServing)
+    table = scenario.service.batch_time_table(serving.max_batch_size)
+    if table is None:
+        raise ValueError(f"service kind {getattr(scenario.service, 'kind', '?')} has no compiled form")
+    cfg_i = np.zeros(kernel.N_CFG_I, dtype=np.int64)
+    cfg_i[kernel.C_BATCH] = serving.max_batch_size
+    cfg_i[kernel.C_FORM] = table.form
+    cfg_i[kernel.C_DRAWS] = table.draw is not None
+    cfg_f = np.zeros(kernel.N_CFG_F)
+    cfg_f[kernel.C_WAIT_S] = serving.batch_wait_ms / 1000.0
+    cfg_f[kernel.C_WRITE_S] = serving.store_write_ms / 1000.0
+    cfg_f[kernel.C_INTERVAL_S] = serving.poll_interval_ms / 1000.0
+    cfg_f[layout.C_LOC] = table.loc
+    cfg_f[layout.C_SIGMA] = table.sigma
+    cfg_f[kernel.C_WARMUP_S] = scenario.warmup_s
+    ints = np.zeros(kernel.N_INTS, dtype=np.int64)
+    ints[kernel.I_TARGET] = -1
+    floats = np.zeros(kernel.N_FLOATS)
+    floats[kernel.F_DISPATCH_AT] = math.inf
+    i64 = np.int64
+    state = QueueState(
+        times=np.zeros(1 << 16),
+        phase=np.zeros(slots, dtype=i64), member_index=np.zeros(slots, dtype=i64), leaving=np.zeros(slots, dtype=i64),
+        free_seq=np.zeros(slots, dtype=i64), b_first=np.zeros(slots, dtype=i64), b_size=np.zeros(slots, dtype=i64),
+        b_start=np.zeros(slots), b_seq=np.zeros(slots, dtype=i64), next_s=np.zeros(slots),
+        draws=np.zeros((slots, 2 * DRAW_CHUNK)), draw_pos=np.zeros(slots, dtype=i64),
+        draw_end=np.zeros(slots, dtype=i64),
+        ints=ints, floats=floats, cfg_i=cfg_i, cfg_f=cfg_f,
+        scale_s=table.scale_s, levels=table.levels, quantiles_s=table.quantiles_s,
+        ticks=ticks, busy_area=np.zeros(ticks.size + 1), in_service_area=np.zeros(ticks.size + 1),
+    )  # fmt: skip
+    return state, table.draw
+
+
+_PER_SLOT = ("phase", "member_index", "leaving", "free_seq", "b_first", "b_size", "b_start", "b_seq", "next_s",
+             "draws", "draw_pos", "draw_end")  # fmt: skip
+
+
+def _with_more_slots(st: QueueState) -> QueueState:
+    """The same state with twice the slots (the new ones FREE)."""
+    grown = {}
+    for name in _PER_SLOT:
+        old = getattr(st, name)
+        new = np.zeros((2 * old.shape[0], *old.shape[1:]), dtype=old.dtype)
+        new[: old.shape[0]] = old
+        grown[name] = new
+    return st._replace(**grown)

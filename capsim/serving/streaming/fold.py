@@ -58,8 +58,9 @@ class LoopFold(NamedTuple):
 
 
 def allocate(fold: ItemFold, warmup_s: float, slo_s: float | None, max_batch: int, horizon_s: float,
-             on: bool) -> LoopFold:  # fmt: skip
-    """Empty statistics for a run whose latencies stay below `horizon_s` (its drain limit)."""
+             on: bool, histograms: int = 2) -> LoopFold:  # fmt: skip
+    """Empty statistics for a run whose latencies stay below `horizon_s` (its drain limit); rows of
+    `hist_counts` beyond the first two are the mode's own distributions (the async queue's)."""
     sketch = LogHistogram()
     ints = np.zeros(N_INTS, dtype=np.int64)
     ints[I_ON] = on
@@ -69,11 +70,11 @@ def allocate(fold: ItemFold, warmup_s: float, slo_s: float | None, max_batch: in
     floats[F_MIN_VALUE] = sketch.min_value
     floats[F_LOG_GAMMA] = math.log(sketch.gamma)
     buckets = int(bucket_index(horizon_s * 1000.0, sketch.min_value, math.log(sketch.gamma))) + 2
-    stats = np.zeros((2, 4))
+    stats = np.zeros((histograms, 4))
     stats[:, H_MAX] = -math.inf
     stats[:, H_MIN] = math.inf
     ticks = fold.ticks.size
-    return LoopFold(ints, floats, np.zeros((2, buckets if on else 1), dtype=np.int64), stats,
+    return LoopFold(ints, floats, np.zeros((histograms, buckets if on else 1), dtype=np.int64), stats,
                     np.zeros(max_batch + 1), np.zeros(ticks), np.zeros(ticks), np.zeros((2, ticks + 1)),
                     np.zeros((2, ticks + 1)))  # fmt: skip
 
@@ -161,12 +162,7 @@ def into(f: LoopFold, fold: ItemFold) -> None:
         tally.batches_by_size[: sizes.size] += sizes
     for row, dist in enumerate((tally.latency_ms, tally.queue_wait_ms)):
         histogram: LogHistogram = dist.histogram  # type: ignore[attr-defined]
-        part = LogHistogram()
-        part.counts = f.hist_counts[row].copy()
-        part.total = count
-        part.sum, part.max, part.min = (float(v) for v in f.hist_stats[row, :H_ZERO])
-        part.zero_count = int(f.hist_stats[row, H_ZERO])
-        histogram.merge(part)
+        histogram.merge(histogram_row(f, row))
     fold.arrived += f.arrived
     fold.completed += f.arrived
     fold.latency_sum_s += f.latency_sum_s
@@ -174,3 +170,14 @@ def into(f: LoopFold, fold: ItemFold) -> None:
     fold.waiting_area += open_area_from_bins(f.wait_open[0], f.wait_open[1], ticks) - open_area_from_bins(
         f.wait_close[0], f.wait_close[1], ticks
     )
+
+
+def histogram_row(f: LoopFold, row: int) -> LogHistogram:
+    """Histogram `row` of the loop's statistics as a LogHistogram (one value per record counted in
+    `I_COUNT`), to merge into a distribution's own."""
+    part = LogHistogram()
+    part.counts = f.hist_counts[row].copy()
+    part.total = int(f.ints[I_COUNT])
+    part.sum, part.max, part.min = (float(v) for v in f.hist_stats[row, :H_ZERO])
+    part.zero_count = int(f.hist_stats[row, H_ZERO])
+    return part

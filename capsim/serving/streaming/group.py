@@ -32,11 +32,10 @@ import numpy as np
 import simpy
 
 from capsim.metrics.request_log import COLUMNS, Columns, RequestLog
-from capsim.metrics.steps import StepSeries
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import layout
 from capsim.serving.dataplane.plane import DRAW_CHUNK, refilled
-from capsim.serving.pool import ColdStarter, PoolLevels
+from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
 from capsim.serving.streaming import kernel
 from capsim.serving.streaming.assignor import range_assignment, round_robin_assignment, sticky_assignment
 from capsim.serving.streaming.fold import I_ON, LoopFold, add_interval
@@ -79,21 +78,6 @@ class Consumer:
     def batch_start_s(self) -> float:
         """When that batch started."""
         return float(self._group.state.b_start[self.slot])
-
-
-class BinnedLevel(StepSeries):
-    """A level whose time integral the compiled loop folds per tick interval (busy consumers, records
-    in service): it keeps no change points, only the integral up to each tick."""
-
-    def __init__(self, ticks: np.ndarray, bins: np.ndarray) -> None:
-        super().__init__(0.0)
-        self.ticks = ticks
-        self.bins = bins
-
-    def area_at(self, ticks_s: np.ndarray) -> np.ndarray:
-        """The integral from the start up to each tick (the run's own ticks)."""
-        assert ticks_s is self.ticks or np.array_equal(ticks_s, self.ticks)
-        return np.cumsum(self.bins[: self.ticks.size])
 
 
 class ConsumerGroup:
