@@ -11,7 +11,8 @@ from capsim.serving.llm.fleet import ArrivalChunk, EngineSettings, LlmFleet, new
 MS = 1e-3
 
 
-def linear_params(base_ms: float = 5.0, per_prefill_token_ms: float = 0.1, per_decode_seq_ms: float = 0.1) -> np.ndarray:
+def linear_params(base_ms: float = 5.0, per_prefill_token_ms: float = 0.1,
+                  per_decode_seq_ms: float = 0.1) -> np.ndarray:  # fmt: skip
     """`llm_linear`'s step-time parameters: base + per prefill token x T + per decoding sequence x D."""
     params = np.zeros(N_PARAMS)
     params[P_BASE_S] = base_ms * MS

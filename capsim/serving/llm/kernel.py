@@ -85,11 +85,13 @@ from capsim.serving.llm.plane import (
     NEED_ROOM,
     RAN_TO_STOP,
     REJECTED,
+    compiled,
 )
 
 # numba keys this module's cache on this file alone: drop it when what it compiles in changed.
-drop_stale_cache(Path(__file__).parent, "kernel",
-                 ("kvcache.py", "plane.py", "../../servicetime/llm_step.py", "../dataplane/balancers.py", "../dataplane/rules.py"))  # fmt: skip
+_COMPILED_IN = ("kvcache.py", "plane.py", "../../servicetime/llm_step.py", "../dataplane/balancers.py",
+                "../dataplane/rules.py")
+drop_stale_cache(Path(__file__).parent, "kernel", _COMPILED_IN)
 
 _bucket = njit(cache=True)(bucket_index)
 
@@ -97,7 +99,7 @@ _bucket = njit(cache=True)(bucket_index)
 # -- statistics ------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@compiled
 def add_levels(p, now):  # type: ignore[no-untyped-def]
     """Integrate the fleet's levels (running, waiting, KV blocks used and in service, busy replicas), constant
     since F_LEVEL_S, up to `now`, split over the tick bins."""
@@ -120,7 +122,7 @@ def add_levels(p, now):  # type: ignore[no-untyped-def]
     floats[F_LEVEL_S] = max(now, floats[F_LEVEL_S])
 
 
-@njit(cache=True)
+@compiled
 def fold_itl(p, gap_s):  # type: ignore[no-untyped-def]
     """Add one inter-token gap to the ITL histogram (LogHistogram's bucket rule, in seconds)."""
     st = p.itl_stats
@@ -137,7 +139,7 @@ def fold_itl(p, gap_s):  # type: ignore[no-untyped-def]
     p.itl_counts[i] += 1
 
 
-@njit(cache=True)
+@compiled
 def write_row(p, row, now, outcome, replica):  # type: ignore[no-untyped-def]
     """One output row for a finished (COMPLETED) or refused (REJECTED) request."""
     n = p.ints[I_OUT_N]
@@ -163,7 +165,7 @@ def _release_row(p, row):  # type: ignore[no-untyped-def]
 # -- arrivals --------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@compiled
 def too_long(p, prompt, output):  # type: ignore[no-untyped-def]
     """Whether a request is refused at arrival: prompt + output over max_model_len (vLLM's API
     server answers 400), more KV blocks than a replica has (it could never run: vLLM refuses to
@@ -179,7 +181,7 @@ def too_long(p, prompt, output):  # type: ignore[no-untyped-def]
     return p.cfg_i[C_CHUNKED] == 0 and total > p.cfg_i[C_MAX_TOKENS]
 
 
-@njit(cache=True)
+@compiled
 def admit(p, s, row):  # type: ignore[no-untyped-def]
     """Request `row` joins the back of slot s's waiting queue; an idle replica will start a step
     at this instant, once every request arriving now has joined."""
@@ -194,7 +196,7 @@ def admit(p, s, row):  # type: ignore[no-untyped-def]
         p.ints[I_PENDING] = 1
 
 
-@njit(cache=True)
+@compiled
 def arrive(p, now, request_id, prompt, output, key):  # type: ignore[no-untyped-def]
     """A request arrives: refused (`too_long`, or no replica ready) or routed by the scenario's
     balancer over the ready replicas (load = waiting + running) and admitted."""
@@ -226,7 +228,7 @@ def arrive(p, now, request_id, prompt, output, key):  # type: ignore[no-untyped-
 # -- the scheduler ---------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@compiled
 def preempt(p, s, now):  # type: ignore[no-untyped-def]
     """Preempt the last of slot s's running requests (vLLM V1, FCFS: `self.running.pop()`) by
     recompute: its blocks are freed, its computed tokens reset to 0, and it goes to the front of
@@ -250,7 +252,7 @@ def preempt(p, s, now):  # type: ignore[no-untyped-def]
     return row
 
 
-@njit(cache=True)
+@compiled
 def schedule_step(p, s, now):  # type: ignore[no-untyped-def]
     """Choose the tokens of slot s's next step (vLLM V1 `Scheduler.schedule()`), recording them in
     rq_sched. Returns (prefill tokens, decoding sequences, context tokens, requests scheduled for
@@ -337,7 +339,7 @@ def schedule_step(p, s, now):  # type: ignore[no-untyped-def]
     return prefill, decode, context, fresh, pairs
 
 
-@njit(cache=True)
+@compiled
 def start_step(p, s, now):  # type: ignore[no-untyped-def]
     """Schedule slot s's next step at `now` and set when it ends (`llm_step_time_s` of what it
     holds); with nothing to schedule the replica goes idle."""
@@ -354,7 +356,7 @@ def start_step(p, s, now):  # type: ignore[no-untyped-def]
     p.ints[I_MAX_BATCH] = max(p.ints[I_MAX_BATCH], batch)
 
 
-@njit(cache=True)
+@compiled
 def finish_step(p, s, now):  # type: ignore[no-untyped-def]
     """Slot s's step ends at `now`: each scheduled request's computed tokens advance; one that has
     caught up with its known tokens emits one (the first sets its TTFT; later ones add an ITL gap);
@@ -394,7 +396,7 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
 # -- the loop ---------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@compiled
 def advance(p, arr_t, arr_prompt, arr_output, arr_key, arr_id, stop_s):  # type: ignore[no-untyped-def]
     """Handle every data-plane event before `stop_s` in time order — at one instant, step ends
     first, then arrivals, then the steps that start — or return earlier when Python must act

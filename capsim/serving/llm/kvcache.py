@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from capsim.serving.llm.plane import C_BLOCK, C_BLOCKS, C_KEY_W, C_PREFIX, I_USED_BLOCKS, MAX_SLOTS
+from capsim.serving.llm.plane import C_BLOCK, C_BLOCKS, C_KEY_W, C_PREFIX, I_USED_BLOCKS, MAX_SLOTS, compiled
 
 _MIX = -7046029254386353131  # 0x9E3779B97F4A7C15 (Fibonacci hashing) as a signed 64-bit integer
 
@@ -38,7 +38,7 @@ def _home(p, key):  # type: ignore[no-untyped-def]
     return (h ^ (h >> 29)) & (p.ht_key.shape[0] - 1)
 
 
-@njit(cache=True)
+@compiled
 def cache_lookup(p, key):  # type: ignore[no-untyped-def]
     """The block cached under `key`, or -1."""
     mask = p.ht_key.shape[0] - 1
@@ -50,7 +50,7 @@ def cache_lookup(p, key):  # type: ignore[no-untyped-def]
     return -1
 
 
-@njit(cache=True)
+@compiled
 def cache_insert(p, key, block):  # type: ignore[no-untyped-def]
     """Cache `block` under `key` unless the key is taken (the first block keeps it); True if cached."""
     mask = p.ht_key.shape[0] - 1
@@ -65,7 +65,7 @@ def cache_insert(p, key, block):  # type: ignore[no-untyped-def]
     return True
 
 
-@njit(cache=True)
+@compiled
 def cache_remove(p, key):  # type: ignore[no-untyped-def]
     """Drop `key` from the table (linear probing with backward-shift deletion: no tombstones)."""
     mask = p.ht_key.shape[0] - 1
@@ -89,7 +89,7 @@ def cache_remove(p, key):  # type: ignore[no-untyped-def]
 # -- the free queue -------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@compiled
 def init_slot_blocks(p, s):  # type: ignore[no-untyped-def]
     """Every block of slot s free and uncached, in index order."""
     n = p.cfg_i[C_BLOCKS]
@@ -148,7 +148,7 @@ def _push_front(p, s, b):  # type: ignore[no-untyped-def]
     p.free_n[s] += 1
 
 
-@njit(cache=True)
+@compiled
 def evict_lru(p, s):  # type: ignore[no-untyped-def]
     """Take the front of slot s's free queue (the least recently used free block) for a new use;
     its prefix-cache key, if any, is dropped: its contents are about to be overwritten."""
@@ -161,7 +161,7 @@ def evict_lru(p, s):  # type: ignore[no-untyped-def]
     return b
 
 
-@njit(cache=True)
+@compiled
 def free_blocks(p, s, row):  # type: ignore[no-untyped-def]
     """Release the request's blocks, tail first: a block nobody else holds goes back to the free
     queue, at the front if it has no prefix key (reused first), at the back if it has one."""
@@ -181,7 +181,7 @@ def free_blocks(p, s, row):  # type: ignore[no-untyped-def]
 # -- requests' blocks -------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@compiled
 def match_prefix(p, s, row):  # type: ignore[no-untyped-def]
     """How many leading blocks of the request (not yet holding any) are cached on slot s: the
     longest run, at most (tokens − 1) // block_size. Their ids go to rq_blocks[row, :hits]; they are
@@ -200,7 +200,7 @@ def match_prefix(p, s, row):  # type: ignore[no-untyped-def]
     return hits
 
 
-@njit(cache=True)
+@compiled
 def allocate_blocks(p, s, row, hits, new_tokens):  # type: ignore[no-untyped-def]
     """Give the request the blocks for `new_tokens` more tokens beyond its computed ones — after
     taking its `hits` prefix-cache blocks (from `match_prefix`; 0 when it already holds blocks) — if
@@ -233,7 +233,7 @@ def allocate_blocks(p, s, row, hits, new_tokens):  # type: ignore[no-untyped-def
     return True
 
 
-@njit(cache=True)
+@compiled
 def cache_full_blocks(p, s, row, tokens):  # type: ignore[no-untyped-def]
     """Give the prefix-cache key to every block of the request that `tokens` fill and has none yet."""
     if p.cfg_i[C_PREFIX] == 0:

@@ -106,4 +106,4 @@ def itl_histogram() -> LogHistogram:
 def itl_buckets(horizon_s: float) -> int:
     """Buckets enough for any gap up to `horizon_s`."""
     hist = itl_histogram()
-    return int(math.ceil(math.log(horizon_s / hist.min_value) / math.log(hist.gamma))) + 2
+    return math.ceil(math.log(horizon_s / hist.min_value) / math.log(hist.gamma)) + 2
