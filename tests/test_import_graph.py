@@ -13,6 +13,8 @@ left out, or every module would sit on a cycle through `capsim/__init__.py`.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +155,17 @@ def test_capsim_packages_have_no_import_cycles() -> None:
     cycle = find_cycle(graph)
     edges = [" imports ".join(witness[edge]) for edge in zip(cycle or [], (cycle or [])[1:], strict=False)]
     assert cycle is None, "package import cycle: " + " -> ".join(cycle or []) + " (" + "; ".join(edges) + ")"
+
+
+def test_the_schema_reads_the_balancer_registry_without_the_compiled_loop() -> None:
+    # scenario.schema validates serving.load_balancer against dataplane/balancers.py (adding a
+    # balancer stays one function there); loading a scenario must not import numba or the loop.
+    code = ("import sys, capsim.scenario.schema as s; assert 'round_robin' in s.BALANCERS; "
+            "print(sorted(m for m in ('numba', 'capsim.serving.dataplane.kernel') if m in sys.modules))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          cwd=CAPSIM.parent, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_autoscale_imports_nothing_from_serving() -> None:
