@@ -38,6 +38,13 @@ scaling factor (ai-dynamo/aiconfigurator `aic-core/.../systems/h100_sxm.yaml`, @
 AICONFIGURATOR_NVLINK_GBPS = 450.0
 """GPU-to-GPU bandwidth for tensor-parallel all-reduces: NVLink 450 GB/s per direction on H100 SXM
 (AIConfigurator `systems/h100_sxm.yaml`); set `interconnect_gbps` for other GPUs (A100 SXM: 300)."""
+BLIS_STEP_OVERHEAD_US = 126.0
+"""BLIS trained-physics β7, fixed time per step (inference-sim `defaults.yaml`, fitted on 15 H100 vLLM runs)."""
+BLIS_LAYER_OVERHEAD_US = 32.1
+"""BLIS trained-physics β5, fixed time per layer per step (same fit)."""
+BLIS_INGRESS_MS = 15.563
+"""BLIS trained-physics α0, time per request outside the engine: HTTP, validation, queueing at the API
+server (same fit). Part of a client-measured TTFT; capsim's engine step has no such term."""
 VIDUR_ALLREDUCE_LAUNCH_US = 20.0
 """Fixed cost of one all-reduce: Vidur's NCCL CPU launch overhead, 0.02 ms (microsoft/vidur
 `vidur/config/config.py`)."""
@@ -124,7 +131,9 @@ class LlmRooflineService(_LlmService):
     """Step time from the model's shape and the GPU's peak compute and bandwidth (see
     `capsim.servicetime.llm_step`, docs/model.md "LLM step time"). Efficiency defaults and their
     sources: MFU per GPU from BLIS (`BLIS_MFU`), bandwidth efficiency 0.8 and NVLink 450 GB/s from
-    AIConfigurator, all-reduce launch 20 µs from Vidur. Overheads default to 0."""
+    AIConfigurator, all-reduce launch 20 µs from Vidur. Overheads default to 0; BLIS's fitted ones (126 µs per step and
+32.1 µs per layer, `BLIS_STEP_OVERHEAD_US` / `BLIS_LAYER_OVERHEAD_US`) are what docs/validation.md
+"LLM step time against published vLLM measurements" uses."""
 
     kind: Literal["llm_roofline"] = "llm_roofline"
     precision: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="weights (fp8 uses the FP8 peak)")
@@ -134,6 +143,7 @@ class LlmRooflineService(_LlmService):
     bandwidth_efficiency: float = Field(default=AICONFIGURATOR_BANDWIDTH_EFFICIENCY, gt=0, le=1)
     overlap: Literal["max", "sum"] = Field(default="max", description="max(compute, memory) or their sum")
     base_ms: float = Field(default=0.0, ge=0, description="fixed time of every step (scheduling, launch)")
+    per_layer_us: float = Field(default=0.0, ge=0, description="fixed time per layer of every step (kernel launches)")
     per_request_ms: float = Field(default=0.0, ge=0, description="per request scheduled for the first time")
     interconnect_gbps: float = Field(default=AICONFIGURATOR_NVLINK_GBPS, gt=0, description="tp > 1 all-reduces")
     allreduce_latency_us: float = Field(default=VIDUR_ALLREDUCE_LAUNCH_US, ge=0)

@@ -179,7 +179,7 @@ def _roofline_params(service: LlmRooflineService, model: ModelShape, hardware: H
     h, layers = float(model.hidden_size), float(model.layers)
     params = np.zeros(N_PARAMS)
     params[P_KIND] = KIND_ROOFLINE
-    params[P_BASE_S] = service.base_ms / 1e3
+    params[P_BASE_S] = service.base_ms / 1e3 + service.per_layer_us * model.layers / 1e6
     params[P_PER_REQUEST_S] = service.per_request_ms / 1e3
     params[P_FLOPS_PER_TOKEN] = 2.0 * (active - outside) / tp
     params[P_ATTN_FLOPS_PER_PAIR] = 4.0 * layers * model.attention_heads * model.head_size / tp
