@@ -10,6 +10,8 @@ A profile written by `capsim calibrate` carries, under `provenance.calibration`:
 * `overhead_ms`: the fixed per-request overhead the replay adds (set `serving.overhead_ms` to it);
 * `frontend`: the server's front end the replay queues requests through (set `serving.frontend` to
   it), or null when none was fitted (black box, or a batch log without queue-entry times);
+* `fit_detail`: the fit's own figures, and under each calibration mechanism's name (`frontend`,
+  `window_late`: mechanisms.py) what it fitted and its `error` on the fit and held-out points;
 * (profiles calibrated before these mechanisms were removed may also hold `service_correlation` and
   `stalls`: nothing reads them any more; docs/validation.md names the commit that still has them);
 * `fit` (the fit's own residuals) and `holdout` (the prediction error on points the fit never saw):
