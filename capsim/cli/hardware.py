@@ -1,6 +1,8 @@
 """`capsim hardware [NAME] [--json] [--catalogue FILE]`: list the hardware catalogue, or one entry
 with the source, date and confidence of every figure.
 
+`capsim hardware --models [NAME] [--json]` lists the LLM model catalogue (shapes from config.json).
+
 `capsim hardware TARGET --transfer PROFILE --flops-per-item F [--weight-bytes W ...] [--out FILE]`
 predicts a measured profile on TARGET with the roofline transfer (docs/hardware.md) and prints
 measured against predicted latency per batch size; `--out` writes the predicted profile, which a
@@ -219,8 +221,14 @@ def hardware_command(
     efficiency: Annotated[float, typer.Option("--scaling-efficiency", help="multi-GPU efficiency")] = 0.9,
     overhead_ms: Annotated[float | None, typer.Option("--overhead-ms", help="default: estimated")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="write the predicted profile here")] = None,
+    models: Annotated[bool, typer.Option("--models", help="list the LLM model catalogue (or show model NAME)")] = False,
 ) -> None:
     """List the hardware catalogue with sources, show one entry, or predict a profile on other hardware."""
+    if models:
+        from capsim.cli.hardware_models import show_models
+
+        show_models(name, as_json)
+        return
     from capsim.hardware.catalogue import load_catalogue
 
     catalogue = load_catalogue(catalogue_file)

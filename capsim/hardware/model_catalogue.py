@@ -188,12 +188,14 @@ def suggest_models(name: str, n: int = 3) -> list[str]:
 SHAPE_FIELDS: tuple[str, ...] = tuple(f for f in ModelShape.model_fields if f not in {"name", "aliases"})
 
 
-def resolve_model(name: str, overrides: dict[str, Any] | None = None, field: str = "model") -> ModelShape:
+def resolve_model(name: str, overrides: dict[str, Any] | None = None, field: str = "model",
+                  name_field: str | None = None) -> ModelShape:  # fmt: skip
     """The model a scenario's `model:` block describes: the catalogue entry `name` with `overrides`
     applied, or — for a name the catalogue lacks — a model defined entirely by `overrides`.
 
     Errors are one line naming `field`: an unknown key, a name the catalogue lacks given without its
-    shape (with the nearest names), or a bad value (`model.kv_heads: ...`)."""
+    shape (with the nearest names; named `name_field`, default `<field>.name`), or a bad value
+    (`model.kv_heads: ...`)."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(SHAPE_FIELDS))
     if unknown:
@@ -207,7 +209,7 @@ def resolve_model(name: str, overrides: dict[str, Any] | None = None, field: str
             f"unknown model '{name}'{did_you_mean}; `capsim hardware --models` lists them, or describe it "
             f"inline (layers, hidden_size, intermediate_size, attention_heads, kv_heads, vocab_size, "
             f"max_context, params_total)",
-            field=f"{field}.name",
+            field=name_field or f"{field}.name",
         )
     data = {**(base.model_dump(exclude={"name"}) if base is not None else {"confidence": "user"}), **overrides}
     data["name"] = base.name if base is not None else name
