@@ -88,7 +88,8 @@ def sweep_command(
     console = Console()
     if not console.is_terminal:  # a file or a pipe: no reason to squeeze the table into 80 columns
         console = Console(width=200)
-    console.print(sweep_table(result))
+    if result.rows:  # none when interrupted before the first variant finished
+        console.print(sweep_table(result))
     for line in verdict_lines(result):
         console.print(line)
     if written:

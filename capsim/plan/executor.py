@@ -176,12 +176,14 @@ def _run_on_dask(
 
     local = None
     if cluster == "local":
-        # No dashboard (it would take port 8787, or warn that it is taken) and no worker log: a task's
-        # error comes back through its future (one line for bad input), and the worker would print it
-        # again, with its traceback, as 'Compute Failed'.
+        # On 127.0.0.1 only; no dashboard, and the scheduler's HTTP routes on a free port (by default
+        # they take 8787, or warn that it is taken); no worker log: a task's error comes back through
+        # its future (one line for bad input), and the worker would print it again, with its
+        # traceback, as 'Compute Failed'.
         with _interrupts_ignored():  # the worker processes start with Ctrl-C ignored: see _ignore_interrupts
-            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                 silence_logs=logging.CRITICAL)  # fmt: skip
+            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                 dashboard_address=None, silence_logs=logging.CRITICAL,
+                                 scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})  # fmt: skip
         client = Client(local, set_as_default=False)
     else:
         client = _connect(Client, cluster)
@@ -204,12 +206,19 @@ def _connect(client_type: Any, address: str) -> Any:
     """A Dask client on the scheduler at `address`; one line naming --cluster when it cannot be reached."""
     try:
         _probe(address)
-        return client_type(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        client = client_type(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CapsimInputError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S:.0f} s "
                                f"({reason}); start one with 'dask scheduler' and 'dask worker ADDRESS', or use "
                                "--cluster local", source=CLUSTER_SOURCE) from None  # fmt: skip
+    try:  # a scheduler without workers would leave the run waiting for ever at 0 done
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        client.close()
+        raise CapsimInputError(f"the Dask scheduler at {address} has no workers after {CONNECT_TIMEOUT_S:.0f} s; "
+                               f"start some with 'dask worker {address}'", source=CLUSTER_SOURCE) from None  # fmt: skip
+    return client
 
 
 def _probe(address: str) -> None:
