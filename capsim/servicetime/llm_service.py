@@ -131,9 +131,9 @@ class LlmRooflineService(_LlmService):
     """Step time from the model's shape and the GPU's peak compute and bandwidth (see
     `capsim.servicetime.llm_step`, docs/model.md "LLM step time"). Efficiency defaults and their
     sources: MFU per GPU from BLIS (`BLIS_MFU`), bandwidth efficiency 0.8 and NVLink 450 GB/s from
-    AIConfigurator, all-reduce launch 20 µs from Vidur. Overheads default to 0; BLIS's fitted ones (126 µs per step and
-32.1 µs per layer, `BLIS_STEP_OVERHEAD_US` / `BLIS_LAYER_OVERHEAD_US`) are what docs/validation.md
-"LLM step time against published vLLM measurements" uses."""
+    AIConfigurator, all-reduce launch 20 µs from Vidur. Overheads default to 0; BLIS's fitted ones
+    (126 µs per step and 32.1 µs per layer, `BLIS_STEP_OVERHEAD_US` / `BLIS_LAYER_OVERHEAD_US`) are
+    what docs/validation.md "LLM step time against published vLLM measurements" uses."""
 
     kind: Literal["llm_roofline"] = "llm_roofline"
     precision: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="weights (fp8 uses the FP8 peak)")
