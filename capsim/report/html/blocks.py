@@ -17,10 +17,17 @@ FIGURE_DPI = 130  # crisp on a laptop screen when shown at ~900 px, ~60-120 kB a
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: its header and whether it holds numbers (right-aligned)."""
+    """A table column: its header, whether it holds numbers (right-aligned), or remarks (`note`:
+    smaller, wrapped)."""
 
     header: str
     numeric: bool = False
+    note: bool = False
+
+    def cell(self, text: str) -> str:
+        """One cell of this column as HTML."""
+        css = ' class="num"' if self.numeric else ' class="note"' if self.note else ""
+        return f"<td{css}>{esc(text)}</td>"
 
 
 def table(columns: Sequence[Column], rows: Sequence[Sequence[str]], row_classes: Sequence[str] | None = None,
@@ -31,8 +38,7 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[str]], row_classes:
     lines = []
     for i, row in enumerate(rows):
         css = row_classes[i] if row_classes and row_classes[i] else ""
-        cells = "".join(f'<td class="num">{esc(cell)}</td>' if col.numeric else f"<td>{esc(cell)}</td>"
-                        for col, cell in zip(columns, row, strict=True))  # fmt: skip
+        cells = "".join(col.cell(cell) for col, cell in zip(columns, row, strict=True))
         lines.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
     title = f"<caption>{esc(caption)}</caption>" if caption else ""
     body = "\n".join(lines)

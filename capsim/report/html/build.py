@@ -67,7 +67,7 @@ def single_report(run: RunFolder) -> str:
     """The document for one run folder."""
     report = kind_report(run.kind)
     head = report.headline(run)
-    sections = [*report.sections(run), _provenance_section(run, report, "Assumptions and provenance")]
+    sections = [*report.sections(run), _provenance_section(run, report)]
     return page(head.title, f"{report.kicker} · {run.name}", head.question, sections, _footer([run]))
 
 

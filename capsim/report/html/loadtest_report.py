@@ -159,7 +159,8 @@ def loadtest_sections(run: RunFolder) -> list[Section]:
                    "Share of requests slower than each latency: solid from the intended send (what a user "
                    "waited), dashed from the actual send (what hides a late generator).")
                    + blocks.figure(_rate_figure(run, measured), "Requests per second the schedule meant to send "
-                                   "and the generator sent, per one-second bin.")))  # fmt: skip
+                                   "and the generator sent, per one-second bin (warm-ups and the pauses "
+                                   "between load points left out).")))  # fmt: skip
     notes = [f"{_rate_label(p)}: {reason}" for p in points for reason in p.get("invalid_reasons") or []]
     notes += [f"{_rate_label(p)}: {w}" for p in points for w in p.get("warnings") or []]
     remedy = run.json("summary.json").get("remedy")

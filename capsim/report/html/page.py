@@ -22,7 +22,7 @@ STYLE = """
 body { margin: 0; color: var(--ink); background: #fff;
        font: 15px/1.55 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans",
              "Liberation Sans", sans-serif; }
-main { max-width: 1060px; margin: 0 auto; padding: 28px 32px 64px; }
+main { max-width: 1120px; margin: 0 auto; padding: 28px 32px 64px; }
 header.doc { border-bottom: 3px solid var(--accent); padding-bottom: 14px; margin-bottom: 22px; }
 header.doc .kicker { color: var(--muted); font-size: 13px; letter-spacing: .04em; text-transform: uppercase; }
 header.doc h1 { font-size: 26px; line-height: 1.25; margin: 4px 0 6px; }
@@ -37,6 +37,7 @@ table { border-collapse: collapse; margin: 10px 0 6px; font-size: 13.5px; font-v
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--rule); vertical-align: top; }
 th { text-align: left; font-weight: 600; background: var(--band); border-bottom: 2px solid var(--rule); }
 td.num, th.num { text-align: right; white-space: nowrap; }
+td.note { font-size: 12.5px; color: var(--muted); min-width: 16em; }
 tr.pick td { background: #eaf4ec; font-weight: 600; }
 tr.fail td { color: var(--muted); }
 .table-wrap { overflow-x: auto; }
@@ -48,7 +49,7 @@ dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "Liberation Mono", monospace;
               font-size: 13px; }
-pre { background: var(--band); padding: 10px 12px; overflow-x: auto; font-size: 13px; }
+pre { background: var(--band); padding: 10px 12px; font-size: 13px; white-space: pre-wrap; overflow-wrap: anywhere; }
 ul.notes { padding-left: 20px; }
 ul.notes li { margin: 4px 0; max-width: 90ch; }
 .warn { color: var(--warn); }
@@ -86,7 +87,7 @@ def page(title: str, kicker: str, question: str, sections: list[Section], footer
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{esc(CONTENT_SECURITY_POLICY)}">
+<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="capsim report">
 <title>{esc(title)}</title>
