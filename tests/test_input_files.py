@@ -141,7 +141,7 @@ def test_an_error_is_always_one_line() -> None:
     ("override", "expected"),
     [
         ("service.kind=foo", "service.kind: expected one of 'deterministic', 'exponential', 'lognormal', 'linear', "
-                             "'profile' (got 'foo')"),
+                             "'profile', 'llm_linear', 'llm_roofline', 'llm_fitted' (got 'foo')"),
         ("service={}", "service.kind: required field is missing"),
         ("workload.arrival.kind=steps", "workload.arrival.steps: required field is missing (and 1 more)"),
     ],
