@@ -190,14 +190,15 @@ class ProgressReporter:
         assert self._task is not None  # added with the bar
         self._bar.update(self._task, completed=self._done, total=self.total, amount=said)
 
-    def close(self) -> None:
-        """End of the run: remove the bar, or say how long it took if progress lines were written."""
+    def close(self, outcome: str = "done") -> None:
+        """End of the run: remove the bar, or say how it ended (`outcome`: 'done', 'interrupted') and
+        how long it took if progress lines were written. Closing again writes nothing."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
         elif self._lines:
             out = self._out()
-            out.write(f"{self.label}: done, {self._amount(self._done, self.total)} "
+            out.write(f"{self.label}: {outcome}, {self._amount(self._done, self.total)} "
                       f"in {duration_text(self._clock() - self._started_s)}\n")  # fmt: skip
             out.flush()
             self._lines = 0

@@ -55,6 +55,15 @@ def test_plain_lines_every_interval_with_share_elapsed_and_time_left() -> None:
     assert stream.getvalue().splitlines()[-1] == "simulating x: done, 24 h of 24 h simulated in 14 s"
 
 
+def test_an_interrupted_run_says_so_once() -> None:
+    reporter, stream, clock = _plain(10.0, counted("variants"))
+    clock.now_s += 6.0
+    reporter.update(3)
+    reporter.close("interrupted")
+    reporter.close()  # the `with` block's exit after the caller's own close: nothing more
+    assert stream.getvalue().splitlines()[-1] == "simulating x: interrupted, 3 of 10 variants in 6 s"
+
+
 def test_time_left_leaves_out_the_set_up_before_the_first_report() -> None:
     reporter, stream, clock = _plain(600.0, simulated_time)
     clock.now_s += 20.0  # compiling the event loop: nothing simulated yet

@@ -67,6 +67,7 @@ def sweep_command(
                                cluster=cluster)  # fmt: skip
         except SweepInterrupted as stop:
             result = stop.result
+            reporter.close("interrupted")
     written = []
     if out is not None and result.rows:  # interrupted before any variant finished: nothing to write
         from capsim.output_folder import staged_output_folder
