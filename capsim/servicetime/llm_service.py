@@ -46,6 +46,8 @@ BLIS_INGRESS_MS = 15.563
 """BLIS trained-physics α0, time per request outside the engine: HTTP, validation, queueing at the API
 server (same fit). Part of a client-measured TTFT; capsim's engine step has no such term."""
 VIDUR_ALLREDUCE_LAUNCH_US = 20.0
+ACTIVATION_DTYPE = "bf16"
+"""Activations (and the KV cache by default) stay 16-bit when the weights are FP8."""
 """Fixed cost of one all-reduce: Vidur's NCCL CPU launch overhead, 0.02 ms (microsoft/vidur
 `vidur/config/config.py`)."""
 
@@ -137,7 +139,9 @@ class LlmRooflineService(_LlmService):
 
     kind: Literal["llm_roofline"] = "llm_roofline"
     precision: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="weights (fp8 uses the FP8 peak)")
-    kv_cache_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(default=None, description="default: precision")
+    kv_cache_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(
+        default=None, description="default: the activations' dtype (vLLM's kv_cache_dtype auto)"
+    )
     mfu_prefill: float | None = Field(default=None, gt=0, le=1, description="default: BLIS's figure for the GPU")
     mfu_decode: float | None = Field(default=None, gt=0, le=1, description="default: BLIS's figure for the GPU")
     bandwidth_efficiency: float = Field(default=AICONFIGURATOR_BANDWIDTH_EFFICIENCY, gt=0, le=1)
@@ -147,6 +151,13 @@ class LlmRooflineService(_LlmService):
     per_request_ms: float = Field(default=0.0, ge=0, description="per request scheduled for the first time")
     interconnect_gbps: float = Field(default=AICONFIGURATOR_NVLINK_GBPS, gt=0, description="tp > 1 all-reduces")
     allreduce_latency_us: float = Field(default=VIDUR_ALLREDUCE_LAUNCH_US, ge=0)
+
+    def kv_cache_dtype_resolved(self) -> str:
+        """The KV cache's dtype: `kv_cache_dtype`, else the activations' — vLLM's `kv_cache_dtype: auto`
+        keeps the cache in the model's dtype, 16-bit even for FP8 weights."""
+        if self.kv_cache_dtype is not None:
+            return self.kv_cache_dtype
+        return ACTIVATION_DTYPE if self.precision == "fp8" else self.precision
 
 
 def default_mfu(service: LlmRooflineService, hardware: HardwareSpec) -> tuple[float, float]:

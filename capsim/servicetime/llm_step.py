@@ -44,6 +44,7 @@ from numba import njit
 
 from capsim.errors import CapsimInputError
 from capsim.servicetime.llm_service import (
+    ACTIVATION_DTYPE,
     LlmFittedService,
     LlmLinearService,
     LlmRooflineService,
@@ -172,7 +173,8 @@ def _roofline_params(service: LlmRooflineService, model: ModelShape, hardware: H
     from capsim.hardware.spec import BYTES_PER_ELEMENT
 
     weight_b = float(BYTES_PER_ELEMENT[service.precision])
-    kv_b = float(BYTES_PER_ELEMENT[service.kv_cache_dtype or service.precision])
+    kv_b = float(BYTES_PER_ELEMENT[service.kv_cache_dtype_resolved()])
+    act_b = float(BYTES_PER_ELEMENT[ACTIVATION_DTYPE])  # FP8 weights still compute in 16-bit activations
     mfu_prefill, mfu_decode = default_mfu(service, hardware)
     total, active = shape_params(model)
     outside = embedding_params(model)
@@ -196,7 +198,7 @@ def _roofline_params(service: LlmRooflineService, model: ModelShape, hardware: H
     # same matrix when tied) is read whole.
     params[P_DENSE_WEIGHT_BYTES] = (dense - model.vocab_size * h * (0 if model.tied_embeddings else 1)) * weight_b / tp
     params[P_KV_BYTES_PER_TOKEN] = kv_bytes_per_token(model, kv_b, tp)
-    params[P_ACTIVATION_BYTES_PER_TOKEN] = layers * h * weight_b / tp
+    params[P_ACTIVATION_BYTES_PER_TOKEN] = layers * h * act_b / tp
     peak = peak_ops_per_s(hardware, "fp8" if service.precision == "fp8" else "bf16")
     params[P_PREFILL_FLOPS_PER_S] = peak * mfu_prefill
     params[P_DECODE_FLOPS_PER_S] = peak * mfu_decode
@@ -205,7 +207,7 @@ def _roofline_params(service: LlmRooflineService, model: ModelShape, hardware: H
         # Two all-reduces per layer (after attention and after the MLP), each a ring all-reduce of the
         # tokens' hidden states: 2(tp − 1)/tp × bytes per GPU over the GPU-to-GPU link.
         params[P_ALLREDUCE_S_PER_STEP] = 2.0 * layers * service.allreduce_latency_us / 1e6
-        ring_bytes = 2.0 * (tp - 1) / tp * h * weight_b
+        ring_bytes = 2.0 * (tp - 1) / tp * h * act_b
         params[P_ALLREDUCE_S_PER_TOKEN] = 2.0 * layers * ring_bytes / (service.interconnect_gbps * 1e9)
     params[P_OVERLAP] = 1.0 if service.overlap == "max" else 0.0
     return params

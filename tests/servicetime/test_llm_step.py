@@ -185,3 +185,21 @@ def test_llm_kinds_need_the_llm_mode_in_a_scenario() -> None:
                                "per_decode_seq_ms": 0.1})  # fmt: skip
     with pytest.raises(CapsimInputError, match="times LLM engine steps"):
         LLM_CHECK.mean_s(1)
+
+
+def test_fp8_weights_halve_the_weight_bytes_but_keep_a_16_bit_kv_cache() -> None:
+    def figure(value: float) -> dict[str, object]:
+        return {"value": value, "source": "test", "confidence": "user"}
+
+    gpu = HardwareSpec.model_validate({"name": "tiny-gpu", "kind": "gpu", "fp16_tflops": figure(1.0),
+                                       "fp8_tflops": figure(2.0), "memory_bandwidth_gbps": figure(100.0)})  # fmt: skip
+    fp8 = step_params(roofline(precision="fp8"), tiny(), gpu)
+    # weights at 1 byte, KV (vLLM's kv_cache_dtype auto) and activations at 2 bytes
+    memory_s = (WEIGHT_BYTES / 2 + KV_BYTES * 10 + ACT_BYTES) / (BANDWIDTH * BW_EFF)
+    assert step_time_breakdown(fp8, 0, 1, 10, 0, 10.0).memory_ms == pytest.approx(memory_s * 1e3, rel=1e-12)
+    # the FP8 peak (2 TFLOPS) runs the prefill's FLOPs
+    compute_s = (FLOPS_PER_TOKEN * 100 + LM_HEAD_FLOPS + ATTN_FLOPS_PER_PAIR * 5050) / (2 * PEAK * MFU_PREFILL)
+    assert step_time_breakdown(fp8, 100, 0, 100, 1, 5050.0).compute_ms == pytest.approx(compute_s * 1e3, rel=1e-12)
+    fp8_kv = step_params(roofline(precision="fp8", kv_cache_dtype="fp8"), tiny(), gpu)
+    memory_fp8_kv_s = (WEIGHT_BYTES / 2 + KV_BYTES / 2 * 10 + ACT_BYTES) / (BANDWIDTH * BW_EFF)
+    assert step_time_breakdown(fp8_kv, 0, 1, 10, 0, 10.0).memory_ms == pytest.approx(memory_fp8_kv_s * 1e3)
