@@ -17,22 +17,16 @@ import capsim.plan.executor
 from capsim.cli.main import main
 from capsim.errors import CapsimInputError
 from capsim.sweep import SweepInterrupted, parse_axis, run_sweep
+from tests.scenario_helpers import scenario_dict
 from tests.test_cli_startup import run_base_install
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Five simulated seconds of 40 req/s: a variant takes milliseconds, so 200 of them take seconds.
-TINY = {
-    "name": "tiny",
-    "duration_s": 5,
-    "warmup_s": 1,
-    "seed": 7,
-    "workload": {"arrival": {"kind": "poisson", "rate_rps": 40}},
-    "service": {"kind": "exponential", "mean_ms": 20},
-    "hardware": {"name": "cpu", "usd_per_hour": 0.5},
-    "serving": {"mode": "realtime", "replicas": 1, "load_balancer": "random"},
-    "slo": {"latency_ms": 100, "percentile": 99},
-}
+TINY = scenario_dict("duration_s=5", "warmup_s=1", "seed=7", "workload.arrival.rate_rps=40",
+                     "hardware.usd_per_hour=0.5", "serving.load_balancer=random",
+                     service={"kind": "exponential", "mean_ms": 20},
+                     slo={"latency_ms": 100, "percentile": 99})  # fmt: skip
 GRID_200 = ["serving.replicas=1..10", "service.mean_ms=5..100:5"]  # 10 × 20 variants
 
 
