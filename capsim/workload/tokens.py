@@ -37,6 +37,7 @@ from capsim.input_model import InputModel
 
 if TYPE_CHECKING:
     from capsim.rng import RandomStreams
+    from capsim.workload.base import ArrivalProcess
     from capsim.workload.trace import TraceArrival
 
 INPUT_STREAM = "tokens.input"
@@ -256,14 +257,17 @@ def _draw(dist: object, side: str, n: int, rng: np.random.Generator, trace: Trac
 
 
 def sample_token_counts(spec: TokensSpec, n: int, streams: RandomStreams,
-                        trace: TraceArrival | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                        arrival: ArrivalProcess | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(input_tokens, output_tokens) for the first `n` requests, each int64[n] of counts >= 1.
 
     Request i gets entry i of each. The sides draw from their own streams ("tokens.input",
     "tokens.output"), so each side's counts depend only on its own spec and the seed; a draw never
-    depends on `n` beyond truncation (the first k of n draws are the k draws). `trace` is the
-    scenario's `trace` arrival, needed by `kind: trace`."""
+    depends on `n` beyond truncation (the first k of n draws are the k draws). `arrival` is the
+    scenario's `workload.arrival`: `kind: trace` token counts read a `trace` arrival's file."""
     if n < 0:
         raise ValueError("n must be >= 0")
+    from capsim.workload.trace import TraceArrival
+
+    trace = arrival if isinstance(arrival, TraceArrival) else None
     return (_draw(spec.input, "input", n, streams.stream(INPUT_STREAM), trace),
             _draw(spec.output, "output", n, streams.stream(OUTPUT_STREAM), trace))  # fmt: skip

@@ -13,6 +13,7 @@ import pytest
 
 from capsim.errors import CapsimInputError
 from capsim.rng import RandomStreams
+from capsim.workload.renewal import PoissonArrival
 from capsim.workload.sessions import SessionSpec, conversation_prompts, sample_sessions
 from capsim.workload.tokens import LognormalTokens, TokensSpec, sample_token_counts
 from capsim.workload.trace import TraceArrival
@@ -24,7 +25,7 @@ def spec(input_: dict[str, object], output: dict[str, object] | None = None) -> 
 
 
 def draw(tokens: TokensSpec, n: int, seed: int = 3, trace: TraceArrival | None = None) -> tuple[np.ndarray, ...]:
-    return sample_token_counts(tokens, n, RandomStreams(seed), trace)
+    return sample_token_counts(tokens, n, RandomStreams(seed), arrival=trace)
 
 
 def test_fixed_counts() -> None:
@@ -116,6 +117,11 @@ def test_trace_columns_follow_the_replay_order(tmp_path: Path) -> None:
         draw(tokens, 5, trace=arrival)
     with pytest.raises(CapsimInputError, match=r"needs workload\.arrival kind: trace"):
         draw(tokens, 5)
+    poisson = PoissonArrival(rate_rps=1.0)
+    with pytest.raises(CapsimInputError, match=r"needs workload\.arrival kind: trace"):
+        sample_token_counts(tokens, 5, RandomStreams(1), arrival=poisson)
+    fixed = spec({"kind": "fixed", "value": 9})
+    assert sample_token_counts(fixed, 2, RandomStreams(1), arrival=poisson)[0].tolist() == [9, 9]
 
 
 def test_the_bundled_azure_conversation_trace_has_the_published_means() -> None:
