@@ -15,9 +15,11 @@ llm-d-benchmark capacity planner"): 5.5 GiB activation for dense models and 8.0 
 experts, 0.15 GiB non-torch memory at tp 1 and 0.6 GiB above. CUDA-graph memory is captured after
 the KV cache is allocated and is not subtracted (as in vLLM v0.11).
 
-The figure is an estimate (`total` is the catalogue's datasheet memory_gb × 1e9): the number the
-engine logs at start-up ("GPU KV cache size: N tokens") is better, and a scenario that gives
-`kv_cache_blocks` uses it instead. See docs/model.md, "KV cache capacity".
+The figure is an estimate. `total` is the catalogue's datasheet memory_gb × 1e9, while vLLM takes the
+total torch reports, which on the 80 GB parts is about 79.1–79.3 GiB (85e9 bytes: the "GB" of those
+datasheets are GiB, less a reserve) — so the estimate is low by up to ~10% of the KV space there. The
+number the engine logs at start-up ("GPU KV cache size: N tokens") is better, and a scenario that
+gives `kv_cache_blocks` uses it instead. See docs/model.md, "Models and KV cache capacity".
 """
 
 from __future__ import annotations
