@@ -71,6 +71,20 @@ def slots_of(block_table: list[int], start: int, stop: int, block_size: int) -> 
     return [block_table[t // block_size] * block_size + t % block_size for t in range(start, stop)]
 
 
+def context_slots(tables: list[list[int]], lengths: list[int], block_size: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Cache slots of the first `lengths[i]` tokens of each sequence with block table `tables[i]`,
+    padded to the longest: (slots [n, C_max] long, with 0 as padding; valid [n, C_max] bool).
+    Built on the device: a long context is thousands of slots per sequence per step."""
+    width = max(len(t) for t in tables)
+    table = torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=torch.long, device=device)
+    c_max = max(lengths)
+    pos = torch.arange(c_max, device=device)
+    slots = table[:, pos // block_size] * block_size + pos % block_size
+    valid = pos[None, :] < torch.tensor(lengths, device=device)[:, None]
+    return slots.masked_fill(~valid, 0), valid
+
+
 def paged_attention(q: torch.Tensor, cache: PagedKVCache, layer: int, batch: AttentionBatch) -> torch.Tensor:
     """Attention of the step's queries ([T, heads, head_dim]) over keys and values gathered from the
     cache (written for this layer before the call); returns [T, heads, head_dim]."""

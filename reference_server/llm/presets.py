@@ -5,8 +5,8 @@ Imports nothing heavy: the server's flag parsing and `capsim serve` read the nam
 | preset | shape | parameters | meant for |
 |---|---|---|---|
 | `llm-tiny` | 4 layers, hidden 256, 8 heads / 2 KV heads of 32, FFN 688, vocab 512 | 3.0M | tests on a CPU |
-| `llm-small` | 8 layers, hidden 512, 8 heads / 4 KV heads of 64, FFN 1408, vocab 4096 | 21.8M | CPU studies |
-| `llm-1b` | Llama-3.2-1B's shape: 16 layers, hidden 2048, 32 heads / 8 KV heads of 64, FFN 8192, vocab 128256, tied embeddings | 1.24B | one GPU |
+| `llm-small` | 8 layers, hidden 512, 8 heads / 4 KV heads of 64, FFN 1408, vocab 4096 | 27.8M | CPU studies |
+| `llm-1b` | Llama-3.2-1B's: 16 layers, hidden 2048, 32/8 KV heads of 64, FFN 8192, vocab 128256, tied | 1.24B | GPU |
 
 Llama-3.2-1B's shape is its `config.json` (https://huggingface.co/meta-llama/Llama-3.2-1B,
 config.json: hidden_size 2048, intermediate_size 8192, num_hidden_layers 16, num_attention_heads 32,

@@ -70,6 +70,7 @@ class StepPlan:
     """What one step computes: each scheduled sequence with its token count, in the order run."""
 
     seqs: list[Sequence] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # tokens scheduled for seqs[i]
     prefill_tokens: int = 0  # every scheduled token that is not a decode
     decode_seqs: int = 0  # sequences scheduled for exactly their next token after their first
     context_tokens: int = 0  # Σ (computed + scheduled) over scheduled sequences
@@ -156,6 +157,7 @@ class Scheduler:
     def _take(self, plan: StepPlan, seq: Sequence, n: int, decode: bool) -> None:
         seq.scheduled = n
         plan.seqs.append(seq)
+        plan.counts.append(n)
         plan.context_tokens += seq.computed + n
         plan.attention_pairs += attention_pairs_of(seq.computed, n)
         if decode:

@@ -14,9 +14,10 @@ MS = 1e-3
 
 
 def engine(**kw: object) -> SchedulerConfig:
-    """The simulator test's defaults: 256 seqs, 8,192 tokens, chunked on, block 16, 4,096 blocks, no prefix cache."""
-    base: dict[str, object] = dict(max_num_seqs=256, max_num_batched_tokens=8192, chunked_prefill=True,
-                                   block_size=16, num_blocks=4096, prefix_caching=False, max_model_len=131072)  # fmt: skip
+    """The simulator test's defaults: 256 seqs, 8,192 tokens, chunked on, block 16, 4,096 blocks,
+    no prefix cache."""
+    base: dict[str, object] = dict(max_num_seqs=256, max_num_batched_tokens=8192, chunked_prefill=True, block_size=16,
+                                   num_blocks=4096, prefix_caching=False, max_model_len=131072)
     base.update(kw)
     return SchedulerConfig(**base)  # type: ignore[arg-type]
 
@@ -46,7 +47,9 @@ class Trace:
         return (self.first_sched_s - self.arrival_s) / MS
 
 
-def run(config: SchedulerConfig, arrival_s: list[float], prompts: list[list[int]], outputs: list[int]) -> tuple[Trace, Scheduler]:  # fmt: skip
+def run(
+    config: SchedulerConfig, arrival_s: list[float], prompts: list[list[int]], outputs: list[int]
+) -> tuple[Trace, Scheduler]:
     """Drive the scheduler: an idle engine starts a step at an arrival instant after every request of
     that instant has joined; a busy one admits arrivals at its next step boundary (arrivals at a
     step's end join the next step). Each sampled token is a fresh id (no accidental prefix sharing)."""
@@ -109,7 +112,8 @@ def test_light_load_llm_check_ttft_tpot_e2e_exact() -> None:
 
 
 def test_chunked_prefill_splits_a_prompt_by_the_token_budget() -> None:
-    """1,000 tokens under a 512 budget: 512 then 488 (56.2 + 53.8 ms), first token at 110 ms; refused without chunking."""
+    """1,000 tokens under a 512 budget: 512 then 488 (56.2 + 53.8 ms), first token at 110 ms;
+    refused without chunking."""
     trace, _ = run(engine(max_num_batched_tokens=512), [0.0], prompts(1, 1000), [3])
     np.testing.assert_allclose(trace.ttft_ms, [110.0])
     np.testing.assert_allclose(trace.e2e_ms, [110.0 + 2 * 5.1])
@@ -164,7 +168,7 @@ def test_prefix_cache_skips_the_shared_full_blocks(prefix_caching: bool) -> None
     tokens: its two full blocks hit, so it prefills 8 tokens: TTFT 5.8 ms (9.0 without the cache). An
     unrelated 40-token prompt gets no hit. The server hashes contents where the simulator uses keys."""
     turn1 = prompts(1, 32)[0]
-    turn2 = turn1 + [7, 7, 7, 7, 8, 8, 8, 8]
+    turn2 = [*turn1, 7, 7, 7, 7, 8, 8, 8, 8]
     other = prompts(1, 40, start=50)[0]
     trace, _ = run(engine(prefix_caching=prefix_caching), [0.0, 0.1, 0.2], [turn1, turn2, other], [2, 2, 2])
     np.testing.assert_allclose(trace.ttft_ms, [8.2, 5.8 if prefix_caching else 9.0, 9.0])

@@ -1,0 +1,110 @@
+"""The reference LLM: shapes and parameter counts by hand, and attention over the paged KV cache equal
+to plain causal attention on the same inputs (prefill in chunks, decodes, interleaved block tables)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reference_server.batchlog import BatchLog
+from reference_server.llm.engine import LlmEngine
+from reference_server.llm.metrics import LlmMetrics
+from reference_server.llm.model import LlamaModel, build_model
+from reference_server.llm.paged_attention import PagedKVCache
+from reference_server.llm.presets import PRESETS, parameter_count
+from reference_server.llm.scheduler import Scheduler, SchedulerConfig, Sequence
+
+TINY = PRESETS["llm-tiny"]
+
+
+def test_tiny_parameter_count_by_hand() -> None:
+    """llm-tiny: embedding 512 x 256 = 131,072; per layer q 256x256 + k, v 2 x 256x64 + o 256x256 =
+    163,840, SwiGLU 3 x 256 x 688 = 528,384, norms 512: 692,736; x 4 = 2,770,944; final norm 256;
+    untied head 131,072: 3,033,344 — and the module holds exactly that many."""
+    assert parameter_count(TINY) == 131_072 + 4 * 692_736 + 256 + 131_072 == 3_033_344
+    with torch.device("meta"):
+        model = LlamaModel(TINY)
+    assert sum(p.numel() for p in model.parameters()) == 3_033_344
+
+
+def test_1b_is_llama_3_2_1b_shaped() -> None:
+    """llm-1b has Llama-3.2-1B's shape; its card says 1.24B parameters (tied embeddings); counted on
+    the meta device (no memory)."""
+    shape = PRESETS["llm-1b"]
+    with torch.device("meta"):
+        model = LlamaModel(shape)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == parameter_count(shape) == 1_235_814_400
+    assert model.lm_head is None and shape.kv_bytes_per_token(2) == 32_768  # the facts' KV B/token at bf16
+
+
+def test_forward_shapes_and_seeded_weights() -> None:
+    a = build_model(TINY, seed=1, device=torch.device("cpu"), dtype=torch.float32)
+    b = build_model(TINY, seed=1, device=torch.device("cpu"), dtype=torch.float32)
+    c = build_model(TINY, seed=2, device=torch.device("cpu"), dtype=torch.float32)
+    tokens = torch.arange(10)
+    logits = a.forward_dense(tokens)
+    assert logits.shape == (10, TINY.vocab)
+    assert torch.equal(logits, b.forward_dense(tokens))
+    assert not torch.allclose(logits, c.forward_dense(tokens))
+    assert a.layers[0].attn.k.weight.shape == (TINY.kv_dim, TINY.hidden)  # 2 KV heads of 32: GQA
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LlamaModel:
+    return build_model(TINY, seed=7, device=torch.device("cpu"), dtype=torch.float32)
+
+
+def make_engine(model: LlamaModel, config: SchedulerConfig) -> LlmEngine:
+    cpu = torch.device("cpu")
+    shape = model.shape
+    cache = PagedKVCache(shape.layers, config.num_blocks, config.block_size, shape.kv_heads, shape.head_dim,
+                         torch.float32, cpu)  # fmt: skip
+    return LlmEngine(model, cache, Scheduler(config), LlmMetrics(shape.name), BatchLog(None), cpu, seed=0)
+
+
+@pytest.mark.parametrize("budget", [16, 64])
+def test_paged_attention_equals_unpaged(tiny: LlamaModel, budget: int) -> None:
+    """Two sequences (37 and 21 tokens) through the scheduler with blocks of 4 and a small budget:
+    prefill in chunks sharing steps, block tables interleaved in the pool, then 4 decodes each. At every
+    sampled row the logits equal the dense, cache-free forward of the same tokens."""
+    config = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=budget, block_size=4, num_blocks=64,
+                             prefix_caching=False, max_model_len=256)  # fmt: skip
+    engine, model = make_engine(tiny, config), tiny
+    gen = torch.Generator().manual_seed(3)
+    seqs = [Sequence(str(i), torch.randint(0, 256, (n,), generator=gen).tolist(), max_tokens=5, ignore_eos=True)
+            for i, n in enumerate((37, 21))]  # fmt: skip
+    for seq in seqs:
+        engine.scheduler.add(seq)
+    compared = 0
+    with torch.inference_mode():
+        while engine.scheduler.has_work:
+            plan = engine.scheduler.schedule(0.0)
+            tokens, positions, batch, rows, sample_seqs = engine.step_inputs(plan)
+            logits = model.forward_step(tokens, positions, engine.cache, batch, rows)
+            sampled = {}
+            for i, seq in enumerate(sample_seqs):
+                dense = model.forward_dense(torch.tensor(seq.tokens))[-1]
+                torch.testing.assert_close(logits[i], dense, rtol=1e-4, atol=1e-4)
+                sampled[seq] = int(dense.argmax())
+                compared += 1
+            engine.scheduler.finish_step(plan, sampled)
+    assert compared == 10 and all(len(s.output) == 5 for s in seqs)
+    assert engine.scheduler.pool.used == 0  # finished sequences gave every block back
+
+
+def test_block_tables_interleave_under_chunked_prefill() -> None:
+    """With a 16-token budget, sequence 0's first chunk takes blocks 0-3, then it has 16 of 37 done; the
+    next step gives it 4 more blocks before sequence 1 gets any: tables are not ranges of one sequence."""
+    config = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=24, block_size=4, num_blocks=64,
+                             prefix_caching=False, max_model_len=256)  # fmt: skip
+    sched = Scheduler(config)
+    a, b = Sequence("a", list(range(30)), max_tokens=2), Sequence("b", list(range(100, 130)), max_tokens=2)
+    sched.add(a)
+    sched.add(b)
+    plan = sched.schedule(0.0)
+    assert plan.counts == [24]
+    sched.finish_step(plan, {})
+    plan = sched.schedule(0.0)
+    assert plan.counts == [6, 18]
+    assert a.blocks.table == [0, 1, 2, 3, 4, 5, 6, 7] and b.blocks.table == [8, 9, 10, 11, 12]
