@@ -14,7 +14,7 @@ import simpy
 from capsim.autoscale.controller import AutoscaleController
 from capsim.hardware.cost import billed_cost, replica_energy
 from capsim.metrics.intervals import LevelAreas
-from capsim.metrics.request_log import Columns, RequestLog
+from capsim.metrics.request_log import Columns, RequestLog, without_folded
 from capsim.metrics.summary import combine_replications, replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.progress import within_replication
@@ -132,14 +132,20 @@ def _run_replication(
     levels = LevelAreas(ticks, overhead_s)
 
     def fold(cols: Columns) -> None:
+        cols = without_folded(cols)  # (bounded-memory mode: the loop folded completed requests itself)
         levels.add(cols)
         tally.add(cols, overhead_s)
 
     log = RequestLog(flush=None if keep_requests else fold)
     env = simpy.Environment()
-    from capsim.serving.dataplane.fleet import CompiledFleet  # deferred: it imports numba
+    from capsim.serving.dataplane.fleet import CompiledFleet  # deferred: they import numba
+    from capsim.serving.dataplane.fold import allocate, into
 
-    fleet: RealtimeFleet = CompiledFleet(env, serving, scenario.service, streams, log)
+    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
+    # Latencies end by the drain limit (plus the overhead): the loop's histograms span that.
+    loop_fold = allocate(ticks, scenario.warmup_s, slo_s, serving.batching.max_batch_size,
+                         drain_limit_s + overhead_s, on=not keep_requests)  # fmt: skip
+    fleet: RealtimeFleet = CompiledFleet(env, serving, scenario.service, streams, log, loop_fold)
     arrivals = scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)
     fleet.start(arrivals)
     if progress is not None:
@@ -147,7 +153,6 @@ def _run_replication(
     if serving.autoscaling is not None:
         AutoscaleController(env, fleet, serving.autoscaling, serving.schedule, serving.clock_start_h)
     env.run(until=scenario.duration_s)
-    drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
     env.run(until=env.any_of([fleet.drained, env.timeout(drain_limit_s - env.now)]))
     fleet.expire_buffer(env.now)
     for replica in fleet.all_replicas:
@@ -157,6 +162,7 @@ def _run_replication(
         fold(log.view())
     else:
         log.flush_all()
+        into(loop_fold, tally, levels)
 
     window_s = scenario.duration_s - scenario.warmup_s
     warm = int(np.searchsorted(ticks, scenario.warmup_s))

@@ -17,6 +17,9 @@ COMPLETED = 1
 REJECTED = 2
 TIMED_OUT = 3
 OUTCOME_NAMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", REJECTED: "rejected", TIMED_OUT: "timed_out"}
+FOLDED = 4
+"""Bounded-memory mode only: a completed request whose statistics the compiled loop folded as it
+finished (capsim/serving/dataplane/fold.py); its row holds only its arrival time."""
 
 COLUMNS: dict[str, tuple[type, float | int | bool]] = {
     "arrival_s": (np.float64, np.nan),
@@ -175,3 +178,13 @@ class RequestLog:
         self._apply_batches()
         return {name: col[: self.size] for name, col in self.columns.items()}
 
+
+
+def without_folded(cols: Columns) -> Columns:
+    """The rows of a block that still need folding: all but those the compiled loop folded (FOLDED)."""
+    outcome = cols["outcome"]
+    folded = outcome == FOLDED
+    if not folded.any():
+        return cols
+    keep = np.flatnonzero(~folded)
+    return {name: col[keep] for name, col in cols.items()}

@@ -24,6 +24,7 @@ from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import kernel as k
 from capsim.serving.dataplane import layout
 from capsim.serving.dataplane.balancers import BALANCERS
+from capsim.serving.dataplane.fold import RequestFold
 from capsim.serving.dataplane.plane import (
     DRAW_CHUNK,
     LogColumns,
@@ -90,6 +91,7 @@ class CompiledFleet(RealtimeFleet):
         service: ServiceTimeModel,
         streams: RandomStreams,
         log: RequestLog,
+        fold: RequestFold,
     ) -> None:
         batching = serving.batching
         table = service.batch_time_table(batching.max_batch_size)
@@ -133,6 +135,7 @@ class CompiledFleet(RealtimeFleet):
         # and take timers SimPy would not take, rounding its clock differently).
         self._stale_pumps: set[simpy.Event] = set()
         self._log_ref = log
+        self.fold = fold  # where the loop folds finished requests when it keeps no rows for them
         self.columns = self._log_columns()
         super().__init__(env, serving, service, streams, log)
         if BALANCERS[serving.load_balancer].draws_per_pick:
@@ -293,7 +296,7 @@ class CompiledFleet(RealtimeFleet):
             self._live_to_plane()
             self.plane.ints[layout.I_BASE] = self.log.base
             stop_s = self._next_model_event_s()
-            status = advance(self.plane, self.columns, self._arr_t, self._arr_id, stop_s, -1, 0.0)
+            status = advance(self.plane, self.columns, self.fold, self._arr_t, self._arr_id, stop_s, -1, 0.0)
             self._live_from_plane()
             if status == layout.RAN_TO_STOP:
                 break
@@ -393,7 +396,7 @@ class CompiledFleet(RealtimeFleet):
     def _route(self, request_id: int, t: float) -> None:
         # The activator hands a request over (RealtimeFleet._flush_buffer).
         self._serve_needs()  # the kernel routes only with its buffers ready
-        self._change_plane(k.advance, self.columns, self._arr_t, self._arr_id, math.inf, request_id, t)
+        self._change_plane(k.advance, self.columns, self.fold, self._arr_t, self._arr_id, math.inf, request_id, t)
 
     # -- observation ------------------------------------------------------------------------------
 
@@ -409,11 +412,11 @@ class CompiledFleet(RealtimeFleet):
     def sample(self) -> dict[str, float]:
         now = self.env.now
         self.expire_buffer(now)
-        for replica in (*self.ready, *self.draining):
-            replica.expire(now)
-        p = self.plane
-        slots = [s for s in map(self._slot_of, (*self.ready, *self.draining)) if s >= 0]
-        queued = len(self.buffer) + int(p.q_len[slots].sum())
+        if self.config.timeout_s is not None:
+            for replica in (*self.ready, *self.draining):
+                replica.expire(now)
+        # Every queued request is at a ready or draining replica: a drained or free slot's queue is empty.
+        queued = len(self.buffer) + int(self.plane.q_len.sum())
         live = self.live
         assert live is not None  # sampled only by autoscalers, which keep live metrics
         return {"concurrency": live.concurrency.area_at(now), "busy": live.busy.area_at(now),

@@ -77,7 +77,11 @@ from capsim.serving.dataplane.rules import (
 from capsim.serving.dataplane.rules import service_s as _service_s  # noqa: F401  (streaming/kernel.py's import)
 
 # numba keys this module's cache on this file alone: drop it when what it compiles in changed.
-drop_stale_cache(Path(__file__).parent, "kernel", ("balancers.py", "layout.py", "heap.py", "rules.py"))
+drop_stale_cache(
+    Path(__file__).parent,
+    "kernel",
+    ("balancers.py", "layout.py", "heap.py", "rules.py", "fold.py", "../streaming/fold.py"),
+)
 
 
 # Compiled without numba's reference counting (NRT): every read of one of the plane's arrays inside
@@ -88,10 +92,12 @@ drop_stale_cache(Path(__file__).parent, "kernel", ("balancers.py", "layout.py", 
 # here fails to compile rather than leak. The rules it calls without inlining (`expire`, `reject`,
 # `check_drained`: rare paths) keep their own counting, balanced within each call.
 @njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload]  # a numba option its stubs do not list
-def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore[no-untyped-def]
-    """Handle every data-plane event before `stop_s` in time order (see the module docstring).
-    With `inject_id` >= 0, route only that request at `inject_s` (the activator hands it over);
-    pass -1 and 0.0 otherwise (always the same types: numba compiles one version)."""
+def advance(p, log, f, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore[no-untyped-def]
+    """Handle every data-plane event before `stop_s` in time order (see the module docstring),
+    writing finished requests to the request log's columns `log` or folding them into `f`
+    (capsim/serving/dataplane/fold.py: a RequestFold, on without a request log). With
+    `inject_id` >= 0, route only that request at `inject_s` (the activator hands it over); pass -1
+    and 0.0 otherwise (always the same types: numba compiles one version)."""
     ints, floats, h_time, h_seq = p.ints, p.floats, p.h_time, p.h_seq
     fe_workers = p.cfg_i[C_FRONTEND]
 
@@ -161,7 +167,7 @@ def advance(p, log, arr_t, arr_id, stop_s, inject_id, inject_s):  # type: ignore
                 aux = p.h_aux[0]
                 heap_pop(p)
                 if kind == EV_DONE:
-                    look = complete(p, log, s, aux, now)
+                    look = complete(p, log, f, s, aux, now)
                 elif kind == EV_FRONT:
                     request = leave_front_end(p, log, s, aux, now)
                     if request >= 0:

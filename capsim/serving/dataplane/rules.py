@@ -24,6 +24,7 @@ from numba import njit
 # Service-time forms (what each means: capsim.servicetime.base.BatchTimeTable).
 from capsim.servicetime.base import FORM_EXPONENTIAL, FORM_LOGNORMAL, FORM_TABLE
 from capsim.serving.dataplane.balancers import BALANCERS
+from capsim.serving.dataplane.fold import I_ON, fold_batch
 from capsim.serving.dataplane.heap import heap_push
 from capsim.serving.dataplane.layout import (
     C_BALANCER,
@@ -408,23 +409,28 @@ def window_closed(p, log, s, token, now):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", error_model="numpy")
-def complete(p, log, s, e, now):  # type: ignore[no-untyped-def]
+def complete(p, log, f, s, e, now):  # type: ignore[no-untyped-def]
     """Executor `e` of slot `s` finishes its batch: every request in it is answered `overhead_ms`
-    later (start, end, batch size, replica booked), the executor is free; returns whether the
+    later — booked in the request log (start, end, batch size, replica), or without one folded
+    into the statistics `f` (fold.fold_batch) — and the executor is free; returns whether the
     batcher should look at the queue (requests wait) — a draining replica left with nothing is
     reported drained instead."""
     size = p.b_size[s, e]
     started_s = p.b_start[s, e]
-    answered_s = now + p.cfg_f[C_OVERHEAD_S]
-    replica = p.slot_replica[s]
-    base = p.ints[I_BASE]
-    for j in range(size):
-        row = p.b_ids[s, e, j] - base
-        log.start_s[row] = started_s
-        log.end_s[row] = answered_s
-        log.batch_size[row] = size
-        log.replica[row] = replica
-        log.outcome[row] = COMPLETED
+    overhead_s = p.cfg_f[C_OVERHEAD_S]
+    answered_s = now + overhead_s
+    if f.ints[I_ON] != 0:
+        fold_batch(f, p, log, s, e, started_s, answered_s, overhead_s)
+    else:
+        replica = p.slot_replica[s]
+        base = p.ints[I_BASE]
+        for j in range(size):
+            row = p.b_ids[s, e, j] - base
+            log.start_s[row] = started_s
+            log.end_s[row] = answered_s
+            log.batch_size[row] = size
+            log.replica[row] = replica
+            log.outcome[row] = COMPLETED
     p.b_size[s, e] = 0
     integral_add(p.floats, F_BUSY_V, now, -1.0)
     integral_add(p.floats, F_CONC_V, now, -size)
