@@ -1,9 +1,11 @@
 """How fast capsim simulates the streaming and async modes: an hour of the bundled IoT topic around
 its evening peak (~28M events, 12 partitions, KEDA and rebalances), the same with greedy polls of
-one record (the worst case: one batch per event), and four hours of the async image queue.
+one record (the worst case: one batch per event), four hours of the async image queue, and a day of
+it at ten times the job rate (up to 120 workers: ~15M jobs, a queue that grows to ~10^5 at peaks).
 
-Run: python benchmarks/streaming_async_speed.py [--repeat N] (prints the fastest of N runs and the
-simulated events per wall-clock second; asserts nothing). Runs use --no-request-log (histograms).
+Run: python benchmarks/streaming_async_speed.py [--repeat N] [--only TEXT] (prints the fastest of N
+runs and the simulated events per wall-clock second; asserts nothing; --only runs the cases whose
+label contains TEXT, e.g. async). Runs use --no-request-log (histograms).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--only", default="", help="run only the cases whose label contains this text")
     args = parser.parse_args()
     iot = ROOT / "scenarios" / "iot-anomaly-streaming.yaml"
     peak_hour = ["duration_s=3600", "warmup_s=300", "workload.arrival.start_time_h=18.5"]
@@ -30,8 +33,14 @@ def main() -> None:
                              "serving.max_poll_records=1", "serving.autoscaling=null", "serving.consumers=12",
                              "service.base_ms=0.05", "service.per_item_ms=0.1"])),
         ("async-image-processing, 4 h", load_scenario(ROOT / "scenarios" / "async-image-processing.yaml")),
+        ("async-image-processing, 24 h at 600/80 jobs/s, up to 120 workers",
+         load_scenario(ROOT / "scenarios" / "async-image-processing.yaml",
+                       ["duration_s=86400", "warmup_s=600", "workload.arrival.on_rate_rps=600",
+                        "workload.arrival.off_rate_rps=80", "serving.autoscaling.max_replicas=120"])),
     ]  # fmt: skip
     for label, scenario in cases:
+        if args.only not in label:
+            continue
         best = float("inf")
         events = 0
         for _ in range(args.repeat):

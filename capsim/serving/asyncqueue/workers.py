@@ -28,9 +28,10 @@ from capsim.serving.asyncqueue.fold import HISTOGRAMS, R_POLL_DELAY, R_RESULT
 from capsim.serving.asyncqueue.kernel import QueueState
 from capsim.serving.asyncqueue.spec import AsyncServing
 from capsim.serving.dataplane import layout
-from capsim.serving.dataplane.plane import DRAW_CHUNK, refilled
+from capsim.serving.dataplane.plane import DRAW_CHUNK
 from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
 from capsim.serving.pull_run import ItemFold, close_log, drain_limit_s
+from capsim.serving.slots import refill_draws, with_more_slots
 from capsim.serving.streaming.fold import add_interval, histogram_row
 from capsim.serving.streaming.fold import allocate as allocate_fold
 from capsim.serving.streaming.fold import into as fold_into
@@ -167,7 +168,7 @@ class AsyncQueue:
         st = self.state
         free = np.flatnonzero(st.phase == kernel.FREE)
         if free.size == 0:
-            self.state = st = _with_more_slots(st)
+            self.state = st = with_more_slots(st, _PER_SLOT)
             free = np.flatnonzero(st.phase == kernel.FREE)
         s = int(free[0])
         worker.slot = s
@@ -283,13 +284,9 @@ class AsyncQueue:
                 self._check_drained()
 
     def _refill(self, slot: int) -> None:
-        """The slot's next 4,096 service-time draws, as the SimPy samplers drew them (capsim.rng.buffered)."""
-        st = self.state
-        worker = next(w for w in self.workers if w.slot == slot)
         assert self._draw is not None
-        fresh = getattr(worker.rng, self._draw)(DRAW_CHUNK)
-        st.draw_end[slot] = refilled(st.draws[slot], int(st.draw_pos[slot]), int(st.draw_end[slot]), fresh)
-        st.draw_pos[slot] = 0
+        worker = next(m for m in self.workers if m.slot == slot)
+        refill_draws(self.state, slot, worker.rng, self._draw)
 
     def _all_finished(self) -> bool:
         return not self._feeding and int(self.state.ints[kernel.I_FINISHED]) == self.appended
@@ -389,14 +386,3 @@ def _allocate(scenario: Scenario, ticks: np.ndarray, slots: int) -> tuple[QueueS
 
 _PER_SLOT = ("phase", "member_index", "leaving", "free_seq", "b_first", "b_size", "b_start", "b_seq", "next_s",
              "draws", "draw_pos", "draw_end")  # fmt: skip
-
-
-def _with_more_slots(st: QueueState) -> QueueState:
-    """The same state with twice the slots (the new ones FREE)."""
-    grown = {}
-    for name in _PER_SLOT:
-        old = getattr(st, name)
-        new = np.zeros((2 * old.shape[0], *old.shape[1:]), dtype=old.dtype)
-        new[: old.shape[0]] = old
-        grown[name] = new
-    return st._replace(**grown)

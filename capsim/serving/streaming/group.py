@@ -34,8 +34,9 @@ import simpy
 from capsim.metrics.request_log import COLUMNS, Columns, RequestLog
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import layout
-from capsim.serving.dataplane.plane import DRAW_CHUNK, refilled
+from capsim.serving.dataplane.plane import DRAW_CHUNK
 from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
+from capsim.serving.slots import refill_draws, with_more_slots
 from capsim.serving.streaming import kernel
 from capsim.serving.streaming.assignor import range_assignment, round_robin_assignment, sticky_assignment
 from capsim.serving.streaming.fold import I_ON, LoopFold, add_interval
@@ -141,7 +142,7 @@ class ConsumerGroup:
         st = self.state
         free = np.flatnonzero(st.phase == kernel.FREE)
         if free.size == 0:
-            self.state = st = _with_more_slots(st)
+            self.state = st = with_more_slots(st, _PER_SLOT)
             self.levels.busy.bins, self.levels.in_service.bins = st.busy_area, st.in_service_area  # type: ignore[attr-defined]
             free = np.flatnonzero(st.phase == kernel.FREE)
         s = int(free[0])
@@ -419,13 +420,9 @@ class ConsumerGroup:
             self._check_drained()
 
     def _refill(self, slot: int) -> None:
-        """The slot's next 4,096 service-time draws, as the SimPy samplers drew them (capsim.rng.buffered)."""
-        st = self.state
-        member = next(m for m in self.members if m.slot == slot)
         assert self._draw is not None
-        fresh = getattr(member.rng, self._draw)(DRAW_CHUNK)
-        st.draw_end[slot] = refilled(st.draws[slot], int(st.draw_pos[slot]), int(st.draw_end[slot]), fresh)
-        st.draw_pos[slot] = 0
+        member = next(m for m in self.members if m.slot == slot)
+        refill_draws(self.state, slot, member.rng, self._draw)
 
     def _after_batch(self, member: Consumer) -> None:
         """Rebalance duties that wait for this member's commit."""
@@ -520,14 +517,3 @@ def _allocate(serving: StreamingServing, service: ServiceTimeModel, topic: Topic
 _PER_SLOT = ("phase", "member_index", "leaving", "wake", "notify", "owned", "owned_n", "cursor", "next_s", "sent_s",
              "deadline_s", "b_part", "b_from", "b_to", "b_n", "b_size", "b_start", "draws", "draw_pos", "draw_end",
              "heads")
-
-
-def _with_more_slots(st: StreamState) -> StreamState:
-    """The same state with twice the slots (the new ones FREE)."""
-    grown = {}
-    for name in _PER_SLOT:
-        old = getattr(st, name)
-        new = np.zeros((2 * old.shape[0], *old.shape[1:]), dtype=old.dtype)
-        new[: old.shape[0]] = old
-        grown[name] = new
-    return st._replace(**grown)
