@@ -7,7 +7,7 @@ the file itself and `data:` URLs is aborted and recorded, so a report that tried
 network fails the test instead of reaching it.
 
 Also a script, to refresh the screenshot committed under docs/:
-    python3 -m tests.report.chromium reports/quickstart-plan.html docs/report-screenshot.png
+    python3 -m tests.report.chromium reports/flash-crowd-hpa-plan.html docs/report-screenshot.png 1100 2300
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ class PageVisit:
     title: str = ""
 
 
-def visit(html_path: Path, screenshot: Path, width: int = 1200) -> PageVisit:
-    """Load `html_path` from disk, wait until it is loaded, screenshot the whole page."""
+def visit(html_path: Path, screenshot: Path, width: int = 1200, height: int | None = None) -> PageVisit:
+    """Load `html_path` from disk, wait until it is loaded, screenshot the whole page (or only its
+    first `height` pixels)."""
     from playwright.sync_api import sync_playwright
 
     url = html_path.resolve().as_uri()
@@ -55,7 +56,7 @@ def visit(html_path: Path, screenshot: Path, width: int = 1200) -> PageVisit:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": 900})
+            page = browser.new_page(viewport={"width": width, "height": height or 900})
 
             def route(handle: object) -> None:
                 request_url = handle.request.url  # type: ignore[attr-defined]
@@ -75,12 +76,13 @@ def visit(html_path: Path, screenshot: Path, width: int = 1200) -> PageVisit:
             seen.images = page.evaluate("document.images.length")
             seen.broken_images = page.evaluate(
                 "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
-            page.screenshot(path=str(screenshot), full_page=True)
+            page.screenshot(path=str(screenshot), full_page=height is None)
         finally:
             browser.close()
     return seen
 
 
 if __name__ == "__main__":
-    result = visit(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1200)
+    size = [int(arg) for arg in sys.argv[3:5]]
+    result = visit(Path(sys.argv[1]), Path(sys.argv[2]), *size)
     print(result)

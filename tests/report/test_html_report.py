@@ -116,7 +116,7 @@ def test_plan_report(plan_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     doc = json.loads((plan_dir / "plan.json").read_text())
     pick = doc["levels"][0]["pick"]
     assert pick is not None
-    for heading in ("Recommendation", "Alternatives", "Cost against latency", "The pick over the day", "Traps found",
+    for heading in ("Recommendation", "Alternatives", "Cost against latency", "The pick over time", "Traps found",
                     "Assumptions", "Provenance"):  # fmt: skip
         assert f"<h2>{heading}</h2>" in html
     assert html.count('<tr class="pick">') == 1

@@ -35,7 +35,7 @@ def _command_line(run: RunFolder) -> str | None:
 def provenance_facts(run: RunFolder, report: KindReport) -> list[tuple[str, str]]:
     """What every folder records about its making, then the kind's own facts."""
     about = run.about
-    items = [("folder", str(run.path.resolve())), ("kind", run.kind)]
+    items = [("folder", str(run.path)), ("kind", run.kind)]
     if run.kind in ("loadtest", "validate"):
         versions = about.get("versions") or {}
         items.append(("measured", f"{about.get('start_utc', '–')} with capsim {versions.get('capsim', '–')}"))
@@ -77,7 +77,7 @@ def _change(first: Metric, other: Metric) -> tuple[str, str]:
     if not (formats.is_number(a) and formats.is_number(b)):
         return formats.MISSING, formats.MISSING
     assert a is not None and b is not None
-    difference = f"{'−' if b < a else '+'}{other.write(abs(b - a))}"
+    difference = f"{'−' if b < a else '+'}{(formats.points if other.share else other.write)(abs(b - a))}"
     return difference, formats.signed_percent((b - a) / a) if a else formats.MISSING
 
 

@@ -46,6 +46,11 @@ def percent(share: Any, digits: int = 3) -> str:
     return MISSING if not is_number(share) else f"{100 * share:.{digits}g}%"
 
 
+def points(difference: Any) -> str:
+    """A difference of two shares in percentage points: `25.5 pp` (a change of 58% to 32.5%)."""
+    return MISSING if not is_number(difference) else f"{100 * difference:.3g} pp"
+
+
 def signed_percent(change: Any) -> str:
     """A relative change (−0.22 → `−22.1%`), with its sign always written."""
     return MISSING if not is_number(change) else f"{100 * change:+.1f}%".replace("-", "−")

@@ -19,12 +19,13 @@ from capsim.report.html.run_folders import RunFolder
 class Metric:
     """One headline figure of a run, for the side-by-side table: its name, value and how to write it
     (a capsim/report/html/formats.py function); `lower_is_better` says which way a change is good
-    (None: neither)."""
+    (None: neither); `share`: the value is a fraction, so differences are percentage points."""
 
     name: str
     value: float | None
     write: Callable[[object], str]
     lower_is_better: bool | None = None
+    share: bool = False
 
 
 @dataclass(frozen=True)

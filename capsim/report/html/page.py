@@ -36,8 +36,9 @@ p { margin: 8px 0; max-width: 78ch; }
 table { border-collapse: collapse; margin: 10px 0 6px; font-size: 13.5px; font-variant-numeric: tabular-nums; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--rule); vertical-align: top; }
 th { text-align: left; font-weight: 600; background: var(--band); border-bottom: 2px solid var(--rule); }
-td.num, th.num { text-align: right; white-space: nowrap; }
-td.note { font-size: 12.5px; color: var(--muted); min-width: 16em; }
+td.num, th.num { text-align: right; }
+td.num { white-space: nowrap; }
+td.note { font-size: 12.5px; color: var(--muted); }
 tr.pick td { background: #eaf4ec; font-weight: 600; }
 tr.fail td { color: var(--muted); }
 .table-wrap { overflow-x: auto; }

@@ -247,7 +247,7 @@ def _level_sections(doc: dict[str, Any], run: RunFolder, index: int, level: dict
             "configurations on the frontier are the only ones worth paying for.")))
     day = _pick_day(run, index)
     if day:
-        out.append(Section(f"The pick over the day{at}", "\n".join(day)))
+        out.append(Section(f"The pick over time{at}", "\n".join(day)))
     return out
 
 
@@ -325,8 +325,9 @@ def metrics(run: RunFolder) -> list[Metric]:
     return [Metric("pick cost per month", pick.get("cost_usd_per_month"), formats.usd, True),
             Metric("pick cost per hour", pick.get("cost_usd_per_h"), lambda v: formats.usd(v, "h"), True),
             Metric(f"pick {_tail_name(doc)}", pick.get("tail_ms"), formats.ms, True),
-            Metric("pick SLO attainment", pick.get("slo_attainment"), lambda v: formats.percent(v, 5), False),
-            Metric("pick headroom", pick.get("headroom"), formats.percent, False),
+            Metric("pick SLO attainment", pick.get("slo_attainment"), lambda v: formats.percent(v, 5), False,
+                   share=True),
+            Metric("pick headroom", pick.get("headroom"), formats.percent, False, share=True),
             Metric("requests simulated", doc.get("requests_simulated"), formats.number, True)]  # fmt: skip
 
 

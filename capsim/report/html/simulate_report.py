@@ -248,7 +248,7 @@ def metrics(run: RunFolder) -> list[Metric]:
         return [Metric("makespan (h)", s["makespan_s"] / 3600.0 if formats.is_number(s.get("makespan_s")) else None,
                        formats.number, True),
                 Metric("throughput (items/s)", s.get("throughput_rps"), formats.number, False),
-                Metric("utilization", s.get("utilization"), formats.percent),
+                Metric("utilization", s.get("utilization"), formats.percent, share=True),
                 Metric("cost of the job", cost.get("usd"), formats.usd, True)]  # fmt: skip
     latency, slo, replicas = s["latency_ms"], s.get("slo") or {}, s.get("replicas") or {}
     per_h = cost.get("usd_per_hour")
@@ -257,8 +257,8 @@ def metrics(run: RunFolder) -> list[Metric]:
         Metric("latency p50", latency.get("p50"), formats.ms, True),
         Metric("latency p99", latency.get("p99"), formats.ms, True),
         Metric("latency p99.9", latency.get("p999"), formats.ms, True),
-        Metric("SLO attainment", slo.get("attainment"), lambda v: formats.percent(v, 5), False),
-        Metric("utilization", s.get("utilization"), formats.percent),
+        Metric("SLO attainment", slo.get("attainment"), lambda v: formats.percent(v, 5), False, share=True),
+        Metric("utilization", s.get("utilization"), formats.percent, share=True),
         Metric("replicas (mean)", replicas.get("mean"), formats.number, True),
         Metric("cold starts", replicas.get("cold_starts"), formats.number),
         Metric("cost per hour", per_h, lambda v: formats.usd(v, "h"), True),

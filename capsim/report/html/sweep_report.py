@@ -84,7 +84,7 @@ def metrics(run: RunFolder) -> list[Metric]:
             Metric("unstable variants", unstable, formats.number, True),
             Metric("★ cost per hour", row.get("usd_per_hour"), lambda v: formats.usd(v, "h"), True),
             Metric("★ tail latency", row.get("tail_latency_ms"), formats.ms, True),
-            Metric("★ utilization", row.get("utilization"), formats.percent)]  # fmt: skip
+            Metric("★ utilization", row.get("utilization"), formats.percent, share=True)]  # fmt: skip
 
 
 def provenance(run: RunFolder) -> list[tuple[str, str]]:

@@ -78,7 +78,7 @@ def metrics(run: RunFolder) -> list[Metric]:
     """The worst relative errors (≤ 80% utilization when any point qualifies)."""
     errors = _document(run)["errors"]
     part = errors["utilization_le_80"] if errors["utilization_le_80"].get("points") else errors["all"]
-    return [Metric(f"worst |error| {name}", (part.get(key) or {}).get("max_abs"), formats.percent, True)
+    return [Metric(f"worst |error| {name}", (part.get(key) or {}).get("max_abs"), formats.percent, True, share=True)
             for key, name in (("latency_ms.p50", "p50"), ("latency_ms.p99", "p99"),
                               ("throughput_rps", "throughput"))]  # fmt: skip
 
