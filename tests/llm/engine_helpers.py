@@ -82,7 +82,7 @@ def run_engine(
     seed: int = 0,
 ) -> Run:
     """Run the engine over `arrivals` until `until_s` (advancing `step_s` at a time and calling
-    `on_step(fleet)` between, when given)."""
+    `on_step(fleet)` between, when given, until every request has finished)."""
     plane = new_plane(settings, linear_params() if params is None else params, load_balancer=load_balancer,
                       slots=replicas, ticks=np.array([until_s]), warmup_s=warmup_s, horizon_s=until_s)  # fmt: skip
     blocks: list[dict[str, np.ndarray]] = []
@@ -94,7 +94,7 @@ def run_engine(
         fleet.advance_to(until_s)
     else:
         t = 0.0
-        while t < until_s:
+        while t < until_s and not fleet.finished():
             t = min(t + step_s, until_s)
             fleet.advance_to(t)
             on_step(fleet)  # type: ignore[operator]

@@ -226,6 +226,11 @@ class LlmFleet:
         """Requests waiting or running."""
         return int(self.plane.ints[I_RUNNING] + self.plane.ints[I_WAITING])
 
+    def finished(self) -> bool:
+        """Whether every arrival has been handled and nothing is left in flight (valid after `advance_to`)."""
+        p = self.plane
+        return bool(p.ints[I_ARRIVALS_DONE]) and self.in_flight() == 0
+
     def unfinished_rows(self) -> dict[str, np.ndarray]:
         """Arrival times of the requests still in flight (for the run's in-flight count)."""
         p = self.plane
