@@ -11,8 +11,24 @@ import contextlib
 import logging
 import socket
 import sys
+from typing import Any, Protocol
 
 from reference_server.config import ServerConfig, parse_config
+
+
+class ListenSettings(Protocol):
+    """What binding and guarding the HTTP server needs: the Triton-style server's config and the LLM
+    server's (`reference_server/llm/config.py`) both have it."""
+
+    host: str
+    port: int
+    debug_endpoints: bool
+    max_connections: int
+    max_header_bytes: int
+    read_timeout_s: float
+
+    @property
+    def loopback_only(self) -> bool: ...
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -27,7 +43,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def warn_if_exposed(config: ServerConfig) -> None:
+def warn_if_exposed(config: ListenSettings) -> None:
     """One line on stderr when the server is reachable beyond this machine: it has no
     authentication, and it is a measurement tool, not a hardened front end."""
     if config.loopback_only:
@@ -62,9 +78,21 @@ def raise_file_limit(needed: int) -> None:
 
 def serve(config: ServerConfig) -> None:
     """Run the server until interrupted."""
+    from reference_server.app import create_app
+
+    if config.switch_interval_ms > 0:
+        # The GIL's hand-over between the event loop and the executor threads, which on a GPU run
+        # their batches mostly in Python (module calls, kernel launches). Measured on an H100, CNN
+        # at saturation: 0.5 ms vs Python's 5 ms made no difference beyond machine noise (1917 vs
+        # 1865 req/s); the calibration runs in benchmarks/data/h100 used 0.5 ms (docs/reference_server.md).
+        sys.setswitchinterval(config.switch_interval_ms / 1e3)
+    serve_app(create_app(config), config)
+
+
+def serve_app(app: Any, config: ListenSettings) -> None:
+    """Bind, warn beyond loopback, and run `app` under uvicorn with the HTTP guard until interrupted."""
     import uvicorn
 
-    from reference_server.app import create_app
     from reference_server.http_guard import DEFAULT_IDLE_TIMEOUT_S, HttpLimits, guarded_protocol
 
     try:
@@ -76,14 +104,8 @@ def serve(config: ServerConfig) -> None:
     warn_if_exposed(config)
     # Connections, plus the batch log, telemetry and torch's own files.
     raise_file_limit(config.max_connections + 256)
-    if config.switch_interval_ms > 0:
-        # The GIL's hand-over between the event loop and the executor threads, which on a GPU run
-        # their batches mostly in Python (module calls, kernel launches). Measured on an H100, CNN
-        # at saturation: 0.5 ms vs Python's 5 ms made no difference beyond machine noise (1917 vs
-        # 1865 req/s); the calibration runs in benchmarks/data/h100 used 0.5 ms (docs/reference_server.md).
-        sys.setswitchinterval(config.switch_interval_ms / 1e3)
     uv_config = uvicorn.Config(
-        create_app(config),
+        app,
         # The batcher and executors use time.monotonic(), which is the asyncio loop's clock (and
         # not uvloop's): keep the standard loop.
         loop="asyncio",
@@ -106,8 +128,23 @@ def serve(config: ServerConfig) -> None:
         server.run(sockets=[sock])
 
 
+def llm_model_requested(argv: list[str]) -> bool:
+    """Whether the flags ask for an LLM preset (`--model llm-...`): the LLM server has flags of its own."""
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            return argv[i + 1].startswith("llm-")
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1].startswith("llm-")
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse flags and serve."""
+    if llm_model_requested(sys.argv[1:] if argv is None else argv):
+        from reference_server.llm.server import main as llm_main
+
+        llm_main(argv)
+        return
     config = parse_config(argv)
     logging.basicConfig(
         level=config.log_level.upper(),

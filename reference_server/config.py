@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m reference_server",
         description="capsim's reference inference server: bundled PyTorch models behind a dynamic "
-        "batcher, KServe v2 HTTP protocol, Prometheus metrics and NVML telemetry.",
+        "batcher, KServe v2 HTTP protocol, Prometheus metrics and NVML telemetry. The LLM presets "
+        "(--model llm-tiny, llm-small, llm-1b) take flags of their own: --model llm-tiny --help.",
     )
     p.add_argument("--model", choices=MODEL_NAMES, default="mlp", help="bundled model to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; any other warns)")

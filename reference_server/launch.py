@@ -48,7 +48,7 @@ class ServerProcess:
         self.stderr_path = self.log_dir / "server.stderr"
 
     def start(self) -> ServerProcess:
-        """Launch, learn the port from the first stdout line, wait for /v2/health/ready."""
+        """Launch, learn the port from the first stdout line, wait until ready (`ready_path`)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -70,9 +70,16 @@ class ServerProcess:
         self.stop()
         raise ServerFailed(f"server not ready after {self.ready_timeout_s:.0f} s\n{self.logs()}")
 
+    @property
+    def ready_path(self) -> str:
+        """The readiness route: the LLM server's `/health`, or KServe v2's."""
+        from reference_server.__main__ import llm_model_requested
+
+        return "/health" if llm_model_requested(self.args) else "/v2/health/ready"
+
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url + "/v2/health/ready", timeout=2) as resp:
+            with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as resp:
                 return resp.status == 200 and json.loads(resp.read()).get("ready") is True
         except (urllib.error.URLError, OSError, ValueError):
             return False
