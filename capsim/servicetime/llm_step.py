@@ -108,9 +108,12 @@ def _roofline_s(params: np.ndarray, prefill_tokens: float, decode_seqs: float, c
                 new_requests: float, attention_pairs: float) -> float:  # fmt: skip
     """Roofline time of one step on one GPU (module docstring; docs/model.md "LLM step time").
 
-    compute = [2P·T + LM(N) + attention]/(peak·mfu_prefill) + [2P·D + LM(D) (+ attention if T = 0)]
-              /(peak·mfu_decode), where LM(x) = 2·hidden·vocab·x (the LM head runs on sampled positions:
-              one per decode, one per prompt a step completes — taken as the new requests);
+    compute = [2P·T + LM(N) + att·max(A − C, 0)]/(peak·mfu_prefill) + [2P·D + LM(D) + att·C]
+              /(peak·mfu_decode), where att = 4·layers·q heads·head dim per (query, key) pair and
+              LM(x) = 2·hidden·vocab·x (the LM head runs on sampled positions: one per decode, one per
+              prompt a step completes — taken as the new requests). C pairs are one per context token
+              (all of a decode's attention); A − C are the prompt chunks' own (chunk × cached prefix
+              and the causal square);
     memory  = weights + C × KV bytes + (T + D) × activation bytes, over bandwidth × efficiency, where
               a MoE reads its dense weights plus E·(1 − (1 − k/E)^(T+D)) experts per layer — the
               expected number of distinct experts T + D tokens route to under uniform routing;
@@ -119,13 +122,14 @@ def _roofline_s(params: np.ndarray, prefill_tokens: float, decode_seqs: float, c
     if attention_pairs < 0.0:
         shares = max(new_requests, 1.0)
         attention_pairs = context_tokens - prefill_tokens + prefill_tokens * (prefill_tokens / shares + 1.0) * 0.5
-    attention_flops = params[P_ATTN_FLOPS_PER_PAIR] * attention_pairs
-    prefill_flops = params[P_FLOPS_PER_TOKEN] * prefill_tokens + params[P_LM_HEAD_FLOPS] * new_requests
-    decode_flops = (params[P_FLOPS_PER_TOKEN] + params[P_LM_HEAD_FLOPS]) * decode_seqs
-    if prefill_tokens > 0.0:
-        prefill_flops += attention_flops
-    else:
-        decode_flops += attention_flops
+    # C of the pairs are one per context token (a decode's whole attention); the rest, A − C, are the
+    # prompt chunks' own: the chunk × its cached prefix and its causal square. Each side at its own MFU,
+    # so that more work of either kind never shortens a step.
+    prompt_pairs = max(attention_pairs - context_tokens, 0.0)
+    prefill_flops = (params[P_FLOPS_PER_TOKEN] * prefill_tokens + params[P_LM_HEAD_FLOPS] * new_requests
+                     + params[P_ATTN_FLOPS_PER_PAIR] * prompt_pairs)  # fmt: skip
+    decode_flops = ((params[P_FLOPS_PER_TOKEN] + params[P_LM_HEAD_FLOPS]) * decode_seqs
+                    + params[P_ATTN_FLOPS_PER_PAIR] * context_tokens)  # fmt: skip
     compute_s = prefill_flops / params[P_PREFILL_FLOPS_PER_S] + decode_flops / params[P_DECODE_FLOPS_PER_S]
     weights = params[P_DENSE_WEIGHT_BYTES]
     experts = params[P_EXPERTS]

@@ -5,6 +5,8 @@ mixture-of-experts weight traffic, and the fitted form's provenance checks."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim.errors import CapsimInputError
 from capsim.hardware.catalogue import load_catalogue
@@ -94,7 +96,9 @@ def test_roofline_decode_by_hand_is_memory_bound() -> None:
 def test_roofline_prefill_by_hand_is_compute_bound() -> None:
     params = step_params(roofline(), tiny(), tiny_gpu())
     pairs = 100 * 101 / 2
-    compute_s = (FLOPS_PER_TOKEN * 100 + LM_HEAD_FLOPS * 1 + ATTN_FLOPS_PER_PAIR * pairs) / (PEAK * MFU_PREFILL)
+    # one pair per context token at the decode MFU, the other 4,950 (the causal square) at the prefill MFU
+    compute_s = ((FLOPS_PER_TOKEN * 100 + LM_HEAD_FLOPS + ATTN_FLOPS_PER_PAIR * (pairs - 100)) / (PEAK * MFU_PREFILL)
+                 + ATTN_FLOPS_PER_PAIR * 100 / (PEAK * MFU_DECODE))  # fmt: skip
     memory_s = (WEIGHT_BYTES + KV_BYTES * 100 + ACT_BYTES * 100) / (BANDWIDTH * BW_EFF)
     assert compute_s > memory_s
     assert llm_step_time_s(params, 100, 0, 100, 1, pairs) == pytest.approx(compute_s, rel=1e-12)
@@ -106,7 +110,8 @@ def test_roofline_prefill_by_hand_is_compute_bound() -> None:
 
 def test_roofline_overlap_sum_and_fixed_overheads() -> None:
     params = step_params(roofline(overlap="sum", base_ms=1.0, per_request_ms=0.5), tiny(), tiny_gpu())
-    compute_s = (FLOPS_PER_TOKEN * 100 + LM_HEAD_FLOPS + ATTN_FLOPS_PER_PAIR * 5050) / (PEAK * MFU_PREFILL)
+    compute_s = ((FLOPS_PER_TOKEN * 100 + LM_HEAD_FLOPS + ATTN_FLOPS_PER_PAIR * 4950) / (PEAK * MFU_PREFILL)
+                 + ATTN_FLOPS_PER_PAIR * 100 / (PEAK * MFU_DECODE))  # fmt: skip
     memory_s = (WEIGHT_BYTES + KV_BYTES * 100 + ACT_BYTES * 100) / (BANDWIDTH * BW_EFF)
     expected = 1.0 * MS + 0.5 * MS + compute_s + memory_s
     assert llm_step_time_s(params, 100, 0, 100, 1, 5050.0) == pytest.approx(expected, rel=1e-12)
@@ -198,8 +203,27 @@ def test_fp8_weights_halve_the_weight_bytes_but_keep_a_16_bit_kv_cache() -> None
     memory_s = (WEIGHT_BYTES / 2 + KV_BYTES * 10 + ACT_BYTES) / (BANDWIDTH * BW_EFF)
     assert step_time_breakdown(fp8, 0, 1, 10, 0, 10.0).memory_ms == pytest.approx(memory_s * 1e3, rel=1e-12)
     # the FP8 peak (2 TFLOPS) runs the prefill's FLOPs
-    compute_s = (FLOPS_PER_TOKEN * 100 + LM_HEAD_FLOPS + ATTN_FLOPS_PER_PAIR * 5050) / (2 * PEAK * MFU_PREFILL)
+    compute_s = ((FLOPS_PER_TOKEN * 100 + LM_HEAD_FLOPS + ATTN_FLOPS_PER_PAIR * 4950) / (2 * PEAK * MFU_PREFILL)
+                 + ATTN_FLOPS_PER_PAIR * 100 / (2 * PEAK * MFU_DECODE))  # fmt: skip
     assert step_time_breakdown(fp8, 100, 0, 100, 1, 5050.0).compute_ms == pytest.approx(compute_s * 1e3, rel=1e-12)
     fp8_kv = step_params(roofline(precision="fp8", kv_cache_dtype="fp8"), tiny(), gpu)
     memory_fp8_kv_s = (WEIGHT_BYTES / 2 + KV_BYTES / 2 * 10 + ACT_BYTES) / (BANDWIDTH * BW_EFF)
     assert step_time_breakdown(fp8_kv, 0, 1, 10, 0, 10.0).memory_ms == pytest.approx(memory_fp8_kv_s * 1e3)
+
+
+@given(prefill=st.integers(0, 20_000), decode=st.integers(0, 512), context=st.integers(0, 2_000_000),
+       new=st.integers(0, 64), extra=st.integers(1, 5000), which=st.sampled_from(["prefill", "decode", "context"]))
+@settings(max_examples=200, deadline=None)
+def test_more_work_never_takes_less_time(prefill: int, decode: int, context: int, new: int, extra: int,
+                                         which: str) -> None:  # fmt: skip
+    """Property: adding prompt tokens, decoding sequences or context never shortens a step (roofline on
+    Llama-3.1-8B / H100 with TP 2 and a MoE, and linear)."""
+    catalogue = load_catalogue()
+    models = (find_model("Llama-3.1-8B"), find_model("Mixtral-8x7B"))
+    all_params = [step_params(LlmRooflineService(), m, catalogue.get("H100-SXM"), tp) for m in models for tp in (1, 2)]
+    all_params.append(step_params(LLM_CHECK, None, None))
+    more = {"prefill": (extra, 0, extra), "decode": (0, extra, extra), "context": (0, 0, extra)}[which]
+    for params in all_params:
+        before = llm_step_time_s(params, prefill, decode, context, new)
+        after = llm_step_time_s(params, prefill + more[0], decode + more[1], context + more[2], new)
+        assert after >= before
