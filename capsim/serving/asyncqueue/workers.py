@@ -31,10 +31,10 @@ from capsim.serving.dataplane import layout
 from capsim.serving.dataplane.plane import DRAW_CHUNK
 from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
 from capsim.serving.pull_run import ItemFold, close_log, drain_limit_s
-from capsim.serving.slots import refill_draws, with_more_slots
 from capsim.serving.streaming.fold import add_interval, histogram_row
 from capsim.serving.streaming.fold import allocate as allocate_fold
 from capsim.serving.streaming.fold import into as fold_into
+from capsim.serving.streaming.slots import refill_draws, with_more_slots
 
 if TYPE_CHECKING:
     from capsim.scenario.schema import Scenario

@@ -36,11 +36,11 @@ from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import layout
 from capsim.serving.dataplane.plane import DRAW_CHUNK
 from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
-from capsim.serving.slots import refill_draws, with_more_slots
 from capsim.serving.streaming import kernel
 from capsim.serving.streaming.assignor import range_assignment, round_robin_assignment, sticky_assignment
 from capsim.serving.streaming.fold import I_ON, LoopFold, add_interval
 from capsim.serving.streaming.kernel import StreamState
+from capsim.serving.streaming.slots import refill_draws, with_more_slots
 from capsim.serving.streaming.spec import StreamingServing
 from capsim.serving.streaming.topic import Topic
 

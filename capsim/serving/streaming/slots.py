@@ -1,6 +1,7 @@
-"""The per-slot state of the pull-mode compiled loops (streaming consumers, async workers): a slot
-is one member's row in the loop's arrays, reused after the member leaves. Python grows the arrays
-when a member finds no free slot and refills a slot's service-time draws when the loop asks.
+"""The per-slot state of the pull-mode compiled loops (streaming consumers, and the async queue's
+workers, which import it from here): a slot is one member's row in the loop's arrays, reused after
+the member leaves. Python grows the arrays when a member finds no free slot and refills a slot's
+service-time draws when the loop asks.
 """
 
 from __future__ import annotations
