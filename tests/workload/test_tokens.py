@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim.errors import CapsimInputError
 from capsim.rng import RandomStreams
@@ -189,3 +191,15 @@ def test_the_scenario_checks_token_and_session_sections() -> None:
         make_scenario(workload={"arrival": arrival, "tokens": {"input": {"kind": "lognormal", "mean": 5, "cv": 1,
                                                                          "max": 0},
                                                                "output": {"kind": "fixed", "value": 4}}})  # fmt: skip
+
+
+@given(mean=st.floats(1.0, 5000.0), cv=st.floats(0.05, 4.0), cap=st.integers(1, 20_000), seed=st.integers(0, 99))
+@settings(max_examples=60, deadline=None)
+def test_lognormal_counts_are_whole_and_within_bounds(mean: float, cv: float, cap: int, seed: int) -> None:
+    """Property: whatever the spec a validation accepts, every count is a whole number in [1, max]."""
+    try:
+        law = LognormalTokens(mean=mean, cv=cv, max=cap)
+    except ValueError:
+        return  # a max keeping less than one draw in a million is refused, as documented
+    inputs, _ = draw(TokensSpec(input=law, output=law), 500, seed)
+    assert inputs.dtype == np.int64 and inputs.min() >= 1 and inputs.max() <= cap
