@@ -87,6 +87,8 @@ def run_variants(
     check_cluster(cluster)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if not tasks:  # no cluster started, no connection made, for nothing to run
+        return []
     finished: dict[int, R] = {}
 
     def collect(index: int, result: R) -> None:
@@ -96,8 +98,8 @@ def run_variants(
 
     try:
         if cluster is not None:
-            _run_on_dask(run_one, tasks, min(jobs, max(1, len(tasks))), cluster, collect)
-        elif jobs == 1 or len(tasks) <= 1:
+            _run_on_dask(run_one, tasks, min(jobs, len(tasks)), cluster, collect)
+        elif jobs == 1 or len(tasks) == 1:
             for index, task in enumerate(tasks):
                 collect(index, run_one(task))
         else:

@@ -86,3 +86,7 @@ def test_an_unreachable_scheduler_is_one_line_naming_cluster() -> None:
 def test_a_malformed_cluster_is_refused_before_anything_runs(address: str) -> None:
     with pytest.raises(CapsimInputError, match="expected 'local' or a Dask scheduler address"):
         check_cluster(address)
+
+
+def test_no_tasks_start_no_cluster() -> None:
+    assert run_variants(late_first, [], jobs=2, cluster="tcp://127.0.0.1:1") == []  # no connection tried
