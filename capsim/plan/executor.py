@@ -11,21 +11,24 @@ it, so every rule below holds for both:
   in the SimPy control plane).
 * `cluster="tcp://HOST:PORT"` (any `scheme://` address Dask knows): an existing Dask scheduler; its
   workers are whatever the cluster has, so `jobs` is not used. A scheduler that cannot be reached
-  within `CONNECT_TIMEOUT_S` is bad input naming `--cluster`, not a traceback.
+  within `CONNECT_TIMEOUT_S`, or that has no worker by then, is bad input naming `--cluster`, not a
+  traceback (nor a run waiting for ever).
 
 Dask is an optional extra (`pip install 'capsim[cluster]'`), imported only when a cluster is asked for.
 `run_one` must be a module-level function and every task picklable (scenarios are pydantic models, which
 are): Dask and the process pool both send them to other processes by pickling. On a remote cluster the
-workers unpickle `run_one` by name, so they need the same capsim version installed; each worker process
-compiles the data planes once (numba's on-disk cache, `cache=True`, is shared by the workers of one
-machine) and reuses them for every variant it runs.
+workers unpickle `run_one` by name, so they need the same capsim version installed, and any file a
+task names (a trace, a profile) at the same path; each worker process compiles the data planes once
+(numba's on-disk cache, `cache=True`, is shared by the workers of one machine) and reuses them for
+every variant it runs.
 
 Results stream: `on_result(index, result)` is called in this process as each task finishes, so a
-caller can show progress or write a row at once. A task that raises stops the run: the tasks not yet
-started are cancelled and the error is raised here — a `CapsimInputError` stays one (one line for the
-CLI), whichever process raised it. Ctrl-C cancels what has not finished and raises `Interrupted`, a
-`KeyboardInterrupt` that carries the results already in, so the caller can keep them (a sweep writes
-them, marked partial).
+caller can show progress or write a row at once. A task that raises stops the run: the tasks not
+finished are cancelled (local workers still running one are ended) and the error is raised here; a
+`CapsimInputError` stays one (one line for the CLI), whichever process raised it. Ctrl-C cancels what
+has not finished and raises `Interrupted`, a `KeyboardInterrupt` that carries the results already in,
+so the caller can keep them (a sweep writes them, marked partial); the local worker processes ignore
+Ctrl-C themselves, so that this process alone decides what it means and none prints a traceback.
 """
 
 from __future__ import annotations
