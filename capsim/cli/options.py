@@ -41,10 +41,12 @@ JobsOption = Annotated[
     int | None,
     typer.Option("--jobs", help="worker processes, here or in --cluster local (default: one per CPU)"),
 ]
+# `\[` keeps rich's help from reading "[cluster]" as markup (and dropping it).
 ClusterOption = Annotated[
     str | None,
     typer.Option("--cluster", help="run the variants on Dask: 'local' (a LocalCluster of --jobs processes) or a "
-                 "scheduler address such as tcp://HOST:8786 (pip install 'capsim[cluster]')"),
+                 "scheduler address such as tcp://HOST:8786 (needs the cluster extra: "
+                 "pip install 'capsim\\[cluster]')"),
 ]  # fmt: skip
 
 
