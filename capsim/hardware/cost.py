@@ -12,6 +12,7 @@ Every serving mode (real-time, streaming, async, batch jobs) prices its billed r
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Protocol
 
 from capsim.errors import CapsimInputError
@@ -172,3 +173,10 @@ def billed_cost(
     on_demand_usd = on_demand_replica_s / 3600.0 * usd_per_hour
     spot_usd = spot_replica_s / 3600.0 * spot_usd_per_hour if spot_replica_s else 0.0
     return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}
+
+
+def usd_per_million(usd: float, count: float) -> float:
+    """What a million units cost — requests, input tokens or output tokens — when `count` of them
+    cost `usd` in all: usd / count × 10⁶ (NaN when there were none). The one rule behind every
+    summary's `usd_per_million_*` figures."""
+    return usd / count * 1e6 if count else math.nan

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from capsim.hardware.cost import usd_per_million
 from capsim.metrics.tally import RequestTally
 
 # Two-sided 95% Student t quantiles for 1..30 degrees of freedom (the standard 3-decimal table).
@@ -95,7 +96,7 @@ def replication_summary(
         "cost": {
             **cost_usd,
             "usd_per_hour": usd / (window_s / 3600.0),
-            "usd_per_million_requests": usd / tally.completed * 1e6 if tally.completed else math.nan,
+            "usd_per_million_requests": usd_per_million(usd, tally.completed),
         },
         "slo": slo_block,
         "levels": {
