@@ -4,7 +4,8 @@ and what they cost, shared by the streaming and async modes.
 A member is billed from the start of its cold start (node provisioning unless a warm node is free,
 image pull, model load, as in the real-time fleet) until it has left; it serves only once ready. A
 member asked to leave finishes the batch it is processing first. Counts are kept as exact step
-series so that time averages (utilization, billed members, cost) are exact integrals.
+series, and the work in progress as the integrals the compiled loops fold per tick interval, so
+that time averages (utilization, billed members, cost) are exact integrals.
 """
 
 from __future__ import annotations
@@ -18,16 +19,33 @@ from capsim.metrics.steps import StepSeries
 from capsim.serving.coldstart import ColdStart
 
 
-class PoolLevels:
-    """Member counts and work in progress over time, as exact step series."""
+class BinnedLevel(StepSeries):
+    """A level whose time integral the compiled loop folds per tick interval (busy consumers, records
+    in service): it keeps no change points, only the integral up to each tick."""
 
-    def __init__(self, ready: int, warm_pool: int) -> None:
+    def __init__(self, ticks: np.ndarray, bins: np.ndarray) -> None:
+        super().__init__(0.0)
+        self.ticks = ticks
+        self.bins = bins
+
+    def area_at(self, ticks_s: np.ndarray) -> np.ndarray:
+        """The integral from the start up to each tick (the run's own ticks)."""
+        assert ticks_s is self.ticks or np.array_equal(ticks_s, self.ticks)
+        return np.cumsum(self.bins[: self.ticks.size])
+
+
+class PoolLevels:
+    """Member counts over time as exact step series, and the work in progress (`busy_area`,
+    `in_service_area`: the integrals the compiled loop folds per tick interval of `ticks`)."""
+
+    def __init__(self, ready: int, warm_pool: int, ticks: np.ndarray, busy_area: np.ndarray,
+                 in_service_area: np.ndarray) -> None:  # fmt: skip
         self.desired = StepSeries(ready)
         self.starting = StepSeries(0)
         self.ready = StepSeries(ready)  # members that serve (or wait for work)
         self.billed = StepSeries(ready + warm_pool)  # nodes paid for: starting, ready, leaving, warm pool
-        self.busy = StepSeries(0)  # members processing a batch
-        self.in_service = StepSeries(0)  # items inside batches being processed
+        self.busy = BinnedLevel(ticks, busy_area)  # members processing a batch
+        self.in_service = BinnedLevel(ticks, in_service_area)  # items inside batches being processed
 
 
 class ColdStarter:
@@ -81,17 +99,3 @@ class ColdStarter:
     def _refill(self, _event: simpy.Event) -> None:
         self.warm_nodes += 1
 
-
-class BinnedLevel(StepSeries):
-    """A level whose time integral the compiled loop folds per tick interval (busy consumers, records
-    in service): it keeps no change points, only the integral up to each tick."""
-
-    def __init__(self, ticks: np.ndarray, bins: np.ndarray) -> None:
-        super().__init__(0.0)
-        self.ticks = ticks
-        self.bins = bins
-
-    def area_at(self, ticks_s: np.ndarray) -> np.ndarray:
-        """The integral from the start up to each tick (the run's own ticks)."""
-        assert ticks_s is self.ticks or np.array_equal(ticks_s, self.ticks)
-        return np.cumsum(self.bins[: self.ticks.size])

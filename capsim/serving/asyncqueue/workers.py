@@ -29,7 +29,7 @@ from capsim.serving.asyncqueue.kernel import QueueState
 from capsim.serving.asyncqueue.spec import AsyncServing
 from capsim.serving.dataplane import layout
 from capsim.serving.dataplane.plane import DRAW_CHUNK
-from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
+from capsim.serving.pool import ColdStarter, PoolLevels
 from capsim.serving.pull_run import ItemFold, close_log, drain_limit_s
 from capsim.serving.streaming.fold import add_interval, histogram_row
 from capsim.serving.streaming.fold import allocate as allocate_fold
@@ -100,9 +100,8 @@ class AsyncQueue:
                                        not keep_requests, histograms=HISTOGRAMS)  # fmt: skip
         self.state, self._draw = _allocate(scenario, fold.ticks, slots=max(serving.workers, 4))
         self._ready_s = np.zeros(log.capacity if keep_requests else 0)  # rows' result-stored times
-        self.levels = PoolLevels(serving.workers, serving.cold_start.warm_pool)
-        self.levels.busy = BinnedLevel(fold.ticks, self.state.busy_area)
-        self.levels.in_service = BinnedLevel(fold.ticks, self.state.in_service_area)
+        self.levels = PoolLevels(serving.workers, serving.cold_start.warm_pool, fold.ticks, self.state.busy_area,
+                                 self.state.in_service_area)  # fmt: skip
         self.starter = ColdStarter(env, serving.cold_start, starter_rng, self.levels)
         self.workers: list[Worker] = []
         self.next_index = 0

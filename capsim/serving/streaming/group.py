@@ -35,7 +35,7 @@ from capsim.metrics.request_log import COLUMNS, Columns, RequestLog
 from capsim.servicetime.base import ServiceTimeModel
 from capsim.serving.dataplane import layout
 from capsim.serving.dataplane.plane import DRAW_CHUNK
-from capsim.serving.pool import BinnedLevel, ColdStarter, PoolLevels
+from capsim.serving.pool import ColdStarter, PoolLevels
 from capsim.serving.streaming import kernel
 from capsim.serving.streaming.assignor import range_assignment, round_robin_assignment, sticky_assignment
 from capsim.serving.streaming.fold import I_ON, LoopFold, add_interval
@@ -108,9 +108,8 @@ class ConsumerGroup:
         self.owner: list[Consumer | None] = [None] * serving.partitions
         self._transfer_token = [0] * serving.partitions
         self.members: list[Consumer] = []
-        self.levels = PoolLevels(serving.consumers, serving.cold_start.warm_pool)
-        self.levels.busy = BinnedLevel(ticks, self.state.busy_area)
-        self.levels.in_service = BinnedLevel(ticks, self.state.in_service_area)
+        self.levels = PoolLevels(serving.consumers, serving.cold_start.warm_pool, ticks, self.state.busy_area,
+                                 self.state.in_service_area)  # fmt: skip
         self.starter = ColdStarter(env, serving.cold_start, starter_rng, self.levels)
         self.desired = serving.consumers
         self.next_index = 0
@@ -142,8 +141,7 @@ class ConsumerGroup:
         st = self.state
         free = np.flatnonzero(st.phase == kernel.FREE)
         if free.size == 0:
-            self.state = st = with_more_slots(st, _PER_SLOT)
-            self.levels.busy.bins, self.levels.in_service.bins = st.busy_area, st.in_service_area  # type: ignore[attr-defined]
+            self.state = st = with_more_slots(st, _PER_SLOT)  # the levels' bins are not per slot: kept
             free = np.flatnonzero(st.phase == kernel.FREE)
         s = int(free[0])
         consumer.slot = s
