@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import simpy
 
 from capsim.engine import simulate
-from capsim.metrics.request_log import COMPLETED, RequestLog
-from capsim.rng import RandomStreams
-from capsim.serving.asyncqueue.workers import AsyncQueue
-from capsim.serving.pull_run import ItemFold
+from capsim.metrics.request_log import COMPLETED
+from tests.asyncqueue.queue_helpers import in_flight_areas
 from tests.scenario_helpers import make_scenario, rows
 
 # 2,000 jobs/s for 60 s against ~400 jobs/s of capacity: ~95,000 jobs wait at the end of the feed.
@@ -50,16 +47,8 @@ def test_the_concurrency_integral_stays_exact_over_a_compacted_backlog() -> None
     serving = {**SERVING, "poll_interval_ms": 0.001,
                "autoscaling": {"kind": "keda", "metric": "concurrency", "target": 5, "max_replicas": 4}}  # fmt: skip
     scenario = make_scenario("duration_s=60", **OVERLOADED, serving=serving)
-    streams = RandomStreams(5)
-    env, log = simpy.Environment(), RequestLog()
-    queue = AsyncQueue(env, scenario, lambda i: streams.stream(f"s{i}"), streams.stream("c"), log,
-                       ItemFold(scenario, np.array([60.0]), exact=True), keep_requests=True)  # fmt: skip
-    env.process(queue.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), 60.0)))  # type: ignore[union-attr]
-    checks = []
-    for t in (20.0, 45.0, 60.0):
-        env.run(until=t)
-        checks.append((t, queue.in_flight_area(t)))
-    r = log.view()
+    times_s = (20.0, 45.0, 60.0)
+    areas, r = in_flight_areas(scenario, 5, times_s)
     assert r["arrival_s"].size > 100_000
     started = np.isfinite(r["start_s"])
     assert (r["start_s"][started] >= r["arrival_s"][started]).all()
@@ -69,6 +58,6 @@ def test_the_concurrency_integral_stays_exact_over_a_compacted_backlog() -> None
     polls = (r["end_s"][done] - r["arrival_s"][done]) / 1e-6  # seen at a poll: a whole number of intervals
     np.testing.assert_allclose(polls, np.rint(polls), rtol=0, atol=1e-3)
     stored = np.where(done, r["end_s"], np.inf)  # seen within 1 µs of stored
-    for t, area in checks:
+    for t, area in zip(times_s, areas, strict=True):
         expected = np.clip(np.minimum(stored, t) - r["arrival_s"], 0.0, None).sum()
         assert area == pytest.approx(expected, rel=1e-9, abs=1e-6 * r["arrival_s"].size)

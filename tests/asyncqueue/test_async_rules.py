@@ -10,6 +10,7 @@ import pytest
 
 from capsim.engine import simulate
 from capsim.serving.asyncqueue.kernel import poll_seen
+from tests.asyncqueue.queue_helpers import in_flight_areas
 from tests.scenario_helpers import make_scenario, rows, trace_arrivals
 
 
@@ -100,13 +101,6 @@ def test_bounded_memory_mode_gives_the_same_counts_and_close_percentiles() -> No
 
 
 def test_the_concurrency_metric_is_the_exact_integral_of_unfinished_jobs() -> None:
-    import simpy
-
-    from capsim.metrics.request_log import RequestLog
-    from capsim.rng import RandomStreams
-    from capsim.serving.asyncqueue.workers import AsyncQueue
-    from capsim.serving.pull_run import ItemFold
-
     # Polls every microsecond: a job's end_s is within 1 µs of its result being stored.
     scenario = make_scenario(
         "duration_s=30", workload={"arrival": {"kind": "poisson", "rate_rps": 40.0}},
@@ -114,16 +108,8 @@ def test_the_concurrency_metric_is_the_exact_integral_of_unfinished_jobs() -> No
         serving={"mode": "async", "workers": 2, "max_batch_size": 4, "poll_interval_ms": 0.001,
                  "autoscaling": {"kind": "keda", "metric": "concurrency", "target": 5, "max_replicas": 4}},
     )  # fmt: skip
-    streams = RandomStreams(3)
-    env, log = simpy.Environment(), RequestLog()
-    queue = AsyncQueue(env, scenario, lambda i: streams.stream(f"s{i}"), streams.stream("c"), log,
-                       ItemFold(scenario, np.array([30.0]), exact=True), keep_requests=True)  # fmt: skip
-    env.process(queue.feed(scenario.workload.arrival.chunks(streams.stream("arrivals"), 30.0)))  # type: ignore[union-attr]
-    checks = []
-    for t in (5.0, 12.5, 30.0):
-        env.run(until=t)
-        checks.append((t, queue.in_flight_area(t)))
-    r = log.view()
+    areas, r = in_flight_areas(scenario, 3, (5.0, 12.5, 30.0))
+    checks = list(zip((5.0, 12.5, 30.0), areas, strict=True))
     stored = np.where(r["outcome"] == 1, r["end_s"], np.inf)
     for t, area in checks:
         expected = np.clip(np.minimum(stored, t) - r["arrival_s"], 0.0, None).sum()
