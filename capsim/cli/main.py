@@ -13,6 +13,7 @@ from capsim.cli import calibrate as _calibrate  # noqa: F401  (registers the com
 from capsim.cli import check as _check  # noqa: F401
 from capsim.cli import hardware as _hardware  # noqa: F401
 from capsim.cli import loadtest as _loadtest  # noqa: F401
+from capsim.cli import plan as _plan  # noqa: F401
 from capsim.cli import profile as _profile  # noqa: F401
 from capsim.cli import report as _report  # noqa: F401
 from capsim.cli import serve as _serve  # noqa: F401
