@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from capsim.cli.app import app
+from capsim.cli.serve_llm import LLM_MODEL_NAMES, llm_server_argv
 from capsim.errors import CapsimInputError
 
 MODEL_NAMES = ("mlp", "cnn", "transformer")
@@ -77,7 +78,8 @@ def run_subprocess(argv: list[str]) -> int:
 
 @app.command("serve")
 def serve_command(
-    model: Annotated[str, typer.Option(help="bundled model: mlp, cnn or transformer")] = "mlp",
+    model: Annotated[str, typer.Option(help="bundled model: mlp, cnn, transformer, or an LLM: llm-tiny, llm-small, "
+                                            "llm-1b (OpenAI API, docs/reference_server.md 'LLM server')")] = "mlp",
     host: Annotated[str, typer.Option(help="address to bind (loopback unless told otherwise)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind; 0 picks a free one (printed on start)")] = 8000,
     max_batch_size: Annotated[int, typer.Option(help="requests per batch at most")] = 1,
@@ -90,7 +92,8 @@ def serve_command(
         str, typer.Option(metavar="auto|MS", help="queued longer -> 504 (0 = never; auto: 10 full batches, >= 100 ms)")
     ] = "auto",
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 (weights and activations)")] = "float32",
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16 (auto: float32; bfloat16 for an "
+                                            "LLM on CUDA)")] = "auto",
     batch_log: Annotated[Path | None, typer.Option(help="append one JSON line per batch to this file")] = None,
     extra_latency_ms: Annotated[float, typer.Option(help="test hook: add this to every batch")] = 0.0,
     debug_endpoints: Annotated[
@@ -105,11 +108,24 @@ def serve_command(
     read_timeout_s: Annotated[float, typer.Option(help="request read deadline (+ body at 100 kB/s), else 408")] = 5.0,
     max_connections: Annotated[int, typer.Option(help="open connections at most; past it requests get 503")] = 1000,
     no_nvml: Annotated[bool, typer.Option("--no-nvml", help="do not try NVML (GPU telemetry off)")] = False,
+    max_num_seqs: Annotated[int, typer.Option(help="LLM: sequences running at most")] = 256,
+    max_num_batched_tokens: Annotated[int, typer.Option(help="LLM: tokens per engine step at most")] = 2048,
+    enable_chunked_prefill: Annotated[
+        bool, typer.Option("--enable-chunked-prefill/--no-enable-chunked-prefill", help="LLM: split prompts over steps")
+    ] = True,
+    block_size: Annotated[int, typer.Option(help="LLM: tokens per KV block")] = 16,
+    num_gpu_blocks: Annotated[str, typer.Option(metavar="auto|N", help="LLM: KV blocks (auto: from memory)")] = "auto",
+    enable_prefix_caching: Annotated[
+        bool, typer.Option("--enable-prefix-caching/--no-enable-prefix-caching", help="LLM: reuse cached prefixes")
+    ] = True,
+    max_model_len: Annotated[str, typer.Option(metavar="auto|N", help="LLM: prompt + output tokens at most")] = "auto",
+    step_log: Annotated[Path | None, typer.Option(help="LLM: append one JSON line per engine step to this file")] = None,
 ) -> None:
-    """Serve a bundled model (KServe v2 HTTP, dynamic batching, Prometheus /metrics)."""
-    require_choice(model, MODEL_NAMES, "--model")
+    """Serve a bundled model (KServe v2 HTTP, dynamic batching, Prometheus /metrics), or an LLM preset
+    (OpenAI-compatible API, continuous batching with vLLM's scheduler rules, vLLM's metric names)."""
+    require_choice(model, MODEL_NAMES + LLM_MODEL_NAMES, "--model")
     require_choice(device, DEVICES, "--device")
-    require_choice(dtype, DTYPE_NAMES, "--dtype")
+    require_choice(dtype, (*DTYPE_NAMES, "auto"), "--dtype")
     checks = {
         "--port": 0 <= port <= 65535,
         "--max-batch-size": max_batch_size >= 1,
@@ -128,6 +144,19 @@ def serve_command(
     queue_capacity = auto_or_number(queue_capacity, "--queue-capacity", 1, integer=True)
     timeout_ms = auto_or_number(timeout_ms, "--timeout-ms", 0)
     max_body_bytes = auto_or_number(max_body_bytes, "--max-body-bytes", 1, integer=True)
+    if model in LLM_MODEL_NAMES:
+        llm_argv = llm_server_argv(
+            model=model, host=host, port=port, device=device, dtype=dtype, max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens, enable_chunked_prefill=enable_chunked_prefill,
+            block_size=block_size, num_gpu_blocks=num_gpu_blocks, enable_prefix_caching=enable_prefix_caching,
+            max_model_len=max_model_len, step_log=step_log, torch_threads=torch_threads,
+            max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes, read_timeout_s=read_timeout_s,
+            max_connections=max_connections, debug_endpoints=debug_endpoints,
+        )  # fmt: skip
+        require_server_dependencies()
+        raise typer.Exit(run_subprocess(llm_argv))
+    if dtype == "auto":
+        dtype = "float32"
     require_server_dependencies()
     argv = [
         sys.executable, "-m", "reference_server",

@@ -108,3 +108,41 @@ def test_block_tables_interleave_under_chunked_prefill() -> None:
     plan = sched.schedule(0.0)
     assert plan.counts == [6, 18]
     assert a.blocks.table == [0, 1, 2, 3, 4, 5, 6, 7] and b.blocks.table == [8, 9, 10, 11, 12]
+
+
+def greedy_outputs(model: LlamaModel, config: SchedulerConfig, prompts: list[list[int]], max_tokens: int
+                   ) -> tuple[list[list[int]], LlmEngine]:  # fmt: skip
+    """Run the engine's own `step` (greedy, ignore_eos) over prompts that all arrive at once."""
+    from reference_server.llm.engine import EngineRequest
+    from reference_server.llm.sampling import SamplingParams
+
+    engine = make_engine(model, config)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    for i, prompt in enumerate(prompts):
+        seq = Sequence(str(i), prompt, max_tokens=max_tokens, ignore_eos=True)
+        req = EngineRequest(seq, SamplingParams(max_tokens, temperature=0.0, ignore_eos=True),
+                            lambda toks, reason, now, out=outputs[i]: out.extend(toks), 0.0)  # fmt: skip
+        engine.requests[seq] = req
+        engine.scheduler.add(seq)
+    while engine.scheduler.has_work:
+        engine.step()
+    return outputs, engine
+
+
+def test_preemption_by_recompute_and_prefix_hits_give_the_same_tokens(tiny: LlamaModel) -> None:
+    """Greedy decoding is a function of the tokens: four sequences squeezed into 9 blocks of 4 (so the
+    engine preempts and recomputes), and again with prefix caching on prompts sharing 12 tokens,
+    produce exactly the tokens of an engine with room to spare."""
+    shared = list(range(40, 52))
+    prompts = [shared + [i, i + 1, i + 2] for i in range(4)]
+    roomy = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, block_size=4, num_blocks=256,
+                            prefix_caching=False, max_model_len=256)  # fmt: skip
+    expected, _ = greedy_outputs(tiny, roomy, prompts, 10)
+    tight = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, block_size=4, num_blocks=9,
+                            prefix_caching=False, max_model_len=256)  # fmt: skip
+    got, engine = greedy_outputs(tiny, tight, prompts, 10)
+    assert engine.scheduler.preemptions > 0 and got == expected
+    cached = SchedulerConfig(max_num_seqs=1, max_num_batched_tokens=64, block_size=4, num_blocks=256,
+                             prefix_caching=True, max_model_len=256)  # fmt: skip
+    got, engine = greedy_outputs(tiny, cached, prompts, 10)
+    assert engine.scheduler.prefix_hits == 3 * 12 and got == expected
