@@ -23,6 +23,10 @@ class _Duration(InputModel):
         """The expected duration in seconds."""
         raise NotImplementedError
 
+    def sample_array_s(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n durations in seconds at once: the same values n calls of `sample_s` would draw."""
+        return np.array([self.sample_s(rng) for _ in range(n)], dtype=float)
+
 
 class FixedDuration(_Duration):
     """Always `value_s`."""
@@ -35,6 +39,9 @@ class FixedDuration(_Duration):
 
     def mean_s(self) -> float:
         return self.value_s
+
+    def sample_array_s(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value_s)
 
 
 class UniformDuration(_Duration):
@@ -53,6 +60,9 @@ class UniformDuration(_Duration):
     def sample_s(self, rng: np.random.Generator) -> float:
         return float(rng.uniform(self.low_s, self.high_s))
 
+    def sample_array_s(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.uniform(self.low_s, self.high_s, size=n)
+
     def mean_s(self) -> float:
         return 0.5 * (self.low_s + self.high_s)
 
@@ -67,9 +77,15 @@ class LognormalDuration(_Duration):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    def sample_s(self, rng: np.random.Generator) -> float:
+    def _mu_sigma(self) -> tuple[float, float]:
         sigma2 = math.log1p(self.cv * self.cv)
-        return float(rng.lognormal(math.log(self.mean_s_) - 0.5 * sigma2, math.sqrt(sigma2)))
+        return math.log(self.mean_s_) - 0.5 * sigma2, math.sqrt(sigma2)
+
+    def sample_s(self, rng: np.random.Generator) -> float:
+        return float(rng.lognormal(*self._mu_sigma()))
+
+    def sample_array_s(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.lognormal(*self._mu_sigma(), size=n)
 
     def mean_s(self) -> float:
         return self.mean_s_

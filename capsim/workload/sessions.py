@@ -103,6 +103,6 @@ def sample_sessions(spec: SessionSpec, tokens: TokensSpec, sessions: int, stream
     total = int(first_turn[-1])
     new_input, output = sample_token_counts(tokens, total, streams)
     think_rng = streams.stream(THINK_STREAM)
-    think = np.array([spec.think_time_s.sample_s(think_rng) for _ in range(total)], dtype=float)
+    think = spec.think_time_s.sample_array_s(think_rng, total)
     think[first_turn[:-1]] = 0.0
     return SessionDraws(first_turn, new_input, output, think, conversation_prompts(first_turn, new_input, output))

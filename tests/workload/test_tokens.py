@@ -203,3 +203,13 @@ def test_lognormal_counts_are_whole_and_within_bounds(mean: float, cv: float, ca
         return  # a max keeping less than one draw in a million is refused, as documented
     inputs, _ = draw(TokensSpec(input=law, output=law), 500, seed)
     assert inputs.dtype == np.int64 and inputs.min() >= 1 and inputs.max() <= cap
+
+
+@pytest.mark.parametrize("duration", [{"kind": "fixed", "value_s": 2.0}, {"kind": "uniform", "low_s": 1, "high_s": 3},
+                                      {"kind": "lognormal", "mean_s": 5.0, "cv": 1.5}])  # fmt: skip
+def test_think_times_drawn_at_once_equal_one_at_a_time(duration: dict[str, object]) -> None:
+    """Sessions draw all think times in one call: the same values as one call per turn."""
+    spec = SessionSpec.model_validate({"turns": {"kind": "fixed", "value": 2}, "think_time_s": duration})
+    rng = np.random.default_rng(7)
+    scalars = [spec.think_time_s.sample_s(rng) for _ in range(500)]
+    assert spec.think_time_s.sample_array_s(np.random.default_rng(7), 500).tolist() == scalars
