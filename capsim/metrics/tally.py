@@ -133,12 +133,28 @@ class RequestTally:
         self.served_sojourn_s -= overhead_s * int(served.sum())
         sizes = cols["batch_size"][served]
         if sizes.size:
-            counts = np.bincount(sizes).astype(float)
-            if counts.size > self.batches_by_size.size:
-                counts[: self.batches_by_size.size] += self.batches_by_size
-                self.batches_by_size = counts
-            else:
-                self.batches_by_size[: counts.size] += counts
+            self._add_batch_sizes(np.bincount(sizes).astype(float))
+
+    def _add_batch_sizes(self, requests_by_size: np.ndarray) -> None:
+        if requests_by_size.size > self.batches_by_size.size:
+            requests_by_size = requests_by_size.copy()
+            requests_by_size[: self.batches_by_size.size] += self.batches_by_size
+            self.batches_by_size = requests_by_size
+        else:
+            self.batches_by_size[: requests_by_size.size] += requests_by_size
+
+    def add_counted(self, completed: int, within_slo: int, served_sojourn_s: float, requests_by_size: np.ndarray,
+                    latency_ms: LogHistogram, queue_wait_ms: LogHistogram) -> None:  # fmt: skip
+        """Fold in requests a compiled loop counted itself as they completed, all after warm-up and
+        served by a replica (bounded-memory mode: the distributions are histograms)."""
+        self.arrived += completed
+        self.completed += completed
+        self.within_slo += within_slo if self.slo_latency_s is not None else 0
+        self.served_sojourn_s += served_sojourn_s
+        self._add_batch_sizes(requests_by_size)
+        for dist, part in ((self.latency_ms, latency_ms), (self.queue_wait_ms, queue_wait_ms)):
+            assert isinstance(dist, HistogramValues)
+            dist.histogram.merge(part)
 
     def batch_size_summary(self) -> dict[str, float]:
         """Mean, median and max size of the batches that were formed (each batch counted once)."""

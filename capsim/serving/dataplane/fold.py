@@ -159,27 +159,20 @@ def fold_batch(f, p, log, s, e, started_s, answered_s, overhead_s):  # type: ign
     by_size[size] += counted
 
 
+def _histogram(f: RequestFold, row: int) -> LogHistogram:
+    """Histogram `row` of what the loop folded, as a LogHistogram."""
+    part = LogHistogram()
+    part.counts = f.hist_counts[row].copy()
+    part.total = int(f.ints[I_COUNT])
+    part.sum, part.max, part.min = (float(v) for v in f.hist_stats[row, :H_ZERO])
+    part.zero_count = int(f.hist_stats[row, H_ZERO])
+    return part
+
+
 def into(f: RequestFold, tally: RequestTally, levels: LevelAreas) -> None:
     """Add what the loop folded to `tally` and `levels` (which hold the requests folded from rows)."""
-    count = int(f.ints[I_COUNT])
-    tally.arrived += count
-    tally.completed += count
-    tally.within_slo += int(f.ints[I_WITHIN_SLO]) if tally.slo_latency_s is not None else 0
-    tally.served_sojourn_s += float(f.floats[F_SOJOURN_S])
-    sizes = f.batches_by_size
-    if sizes.size > tally.batches_by_size.size:
-        sizes = sizes.copy()
-        sizes[: tally.batches_by_size.size] += tally.batches_by_size
-        tally.batches_by_size = sizes
-    else:
-        tally.batches_by_size[: sizes.size] += sizes
-    for row, dist in ((R_LATENCY, tally.latency_ms), (R_QUEUE_WAIT, tally.queue_wait_ms)):
-        part = LogHistogram()
-        part.counts = f.hist_counts[row].copy()
-        part.total = count
-        part.sum, part.max, part.min = (float(v) for v in f.hist_stats[row, :H_ZERO])
-        part.zero_count = int(f.hist_stats[row, H_ZERO])
-        dist.histogram.merge(part)  # type: ignore[attr-defined]  # (bounded mode: HistogramValues)
+    tally.add_counted(int(f.ints[I_COUNT]), int(f.ints[I_WITHIN_SLO]), float(f.floats[F_SOJOURN_S]), f.batches_by_size,
+                      _histogram(f, R_LATENCY), _histogram(f, R_QUEUE_WAIT))  # fmt: skip
     levels.arrived += f.arrived
     levels.completed += f.arrived
     levels.latency_sum_s += f.latency_sum_s
