@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 
 INPUT_STREAM = "tokens.input"
 OUTPUT_STREAM = "tokens.output"
-MAX_REDRAW_ROUNDS = 1000
+MIN_ACCEPTANCE = 0.01
+"""A `max` must keep at least 1% of the lognormal's draws (the rest are redrawn): below that the
+spec almost surely says something else than meant, and redrawing would cost over 100 draws a count."""
+MAX_DRAWS_PER_ROUND = 1 << 22
 
 
 class _TokenSpec(InputModel):
@@ -71,10 +74,9 @@ class LognormalTokens(_TokenSpec):
 
     @model_validator(mode="after")
     def _reachable(self) -> LognormalTokens:
-        # Rejection needs a fair chance of acceptance: refuse a window holding < 1e-6 of the mass.
-        if self.acceptance() < 1e-6:
-            raise ValueError(f"max ({self.max}) keeps less than one draw in a million of lognormal(mean {self.mean:g}, "
-                             f"cv {self.cv:g}): raise max or lower mean")  # fmt: skip
+        if self.acceptance() < MIN_ACCEPTANCE:
+            raise ValueError(f"max ({self.max}) keeps {self.acceptance():.2g} of lognormal(mean {self.mean:g}, cv "
+                             f"{self.cv:g}) draws, under 1%: raise max or lower mean")  # fmt: skip
         return self
 
     def _mu_sigma(self) -> tuple[float, float]:
@@ -194,19 +196,20 @@ def _positive_counts(raw: np.ndarray, source: str, column: str, field: str) -> n
 
 def lognormal_counts(spec: LognormalTokens, n: int, rng: np.random.Generator) -> np.ndarray:
     """n rounded lognormal counts in [1, max], out-of-range draws redrawn (in order, so the result is
-    a function of the stream alone)."""
+    a function of the stream alone: the generator's lognormal sequence does not depend on how it is
+    chunked). At least `MIN_ACCEPTANCE` of the draws are kept, so this costs at most ~100 draws a count."""
     mu, sigma = spec._mu_sigma()
     upper = np.inf if spec.max is None else spec.max
-    out = np.empty(0, dtype=np.int64)
-    for _ in range(MAX_REDRAW_ROUNDS):
-        need = n - out.size
-        if need <= 0:
-            return out[:n]
-        # Draw a little more than the expected need so one round usually suffices.
-        draws = np.floor(rng.lognormal(mu, sigma, size=int(need / spec.acceptance() * 1.05) + 16) + 0.5)
-        kept = draws[(draws >= 1) & (draws <= upper)].astype(np.int64)
-        out = np.concatenate([out, kept])
-    raise AssertionError("unreachable: acceptance >= 1e-6 is checked at validation")  # pragma: no cover
+    kept: list[np.ndarray] = []
+    have = 0
+    while have < n:
+        # A little more than the expected need, so one round usually suffices; bounded memory per round.
+        size = min(int((n - have) / spec.acceptance() * 1.05) + 16, MAX_DRAWS_PER_ROUND)
+        draws = np.floor(rng.lognormal(mu, sigma, size=size) + 0.5)
+        chunk = draws[(draws >= 1) & (draws <= upper)].astype(np.int64)
+        kept.append(chunk)
+        have += chunk.size
+    return np.concatenate(kept)[:n] if kept else np.empty(0, dtype=np.int64)
 
 
 def trace_token_column(arrival: TraceArrival, column: str, field: str) -> np.ndarray:
