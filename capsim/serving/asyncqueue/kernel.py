@@ -37,7 +37,7 @@ from numba import njit
 
 from capsim.metrics.request_log import COMPLETED
 from capsim.serving.asyncqueue.fold import fold_job, fold_taken
-from capsim.serving.dataplane.kernel import _service_s  # the batch service-time rule, shared with real time
+from capsim.serving.dataplane.rules import service_s as batch_service_s  # shared with real time
 from capsim.serving.streaming.fold import I_ON, add_interval
 from capsim.serving.streaming.kernel import _first_after
 
@@ -52,7 +52,7 @@ NEED_DRAWS = 1
 LEFT = 2
 DRAINED = 3
 
-# ints / floats / cfg_i / cfg_f layout (loc and sigma sit where the shared `_service_s` reads them)
+# ints / floats / cfg_i / cfg_f layout (loc and sigma sit where the shared `service_s` reads them)
 I_HEAD = 0  # id of the oldest job not yet taken
 I_END = 1  # jobs appended (arrived, or due within the current chunk)
 I_ORIGIN = 2  # job id of row 0 of `times`
@@ -210,7 +210,7 @@ def start_batch(st, s, size, now):  # type: ignore[no-untyped-def]
     if st.cfg_i[C_DRAWS]:
         x = st.draws[s, st.draw_pos[s]]
         st.draw_pos[s] += 1
-    service_s = _service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
+    service_s = batch_service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
     st.phase[s] = BUSY
     st.next_s[s] = now + (service_s + st.cfg_f[C_WRITE_S])
 
