@@ -20,13 +20,18 @@ class ListenSettings(Protocol):
     """What binding and guarding the HTTP server needs: the Triton-style server's config and the LLM
     server's (`reference_server/llm/config.py`) both have it."""
 
-    host: str
-    port: int
-    debug_endpoints: bool
-    max_connections: int
-    max_header_bytes: int
-    read_timeout_s: float
-
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def debug_endpoints(self) -> bool: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def read_timeout_s(self) -> float: ...
     @property
     def loopback_only(self) -> bool: ...
 

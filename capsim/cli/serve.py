@@ -119,7 +119,7 @@ def serve_command(
         bool, typer.Option("--enable-prefix-caching/--no-enable-prefix-caching", help="LLM: reuse cached prefixes")
     ] = True,
     max_model_len: Annotated[str, typer.Option(metavar="auto|N", help="LLM: prompt + output tokens at most")] = "auto",
-    step_log: Annotated[Path | None, typer.Option(help="LLM: append one JSON line per engine step to this file")] = None,
+    step_log: Annotated[Path | None, typer.Option(help="LLM: append one JSON line per engine step here")] = None,
 ) -> None:
     """Serve a bundled model (KServe v2 HTTP, dynamic batching, Prometheus /metrics), or an LLM preset
     (OpenAI-compatible API, continuous batching with vLLM's scheduler rules, vLLM's metric names)."""

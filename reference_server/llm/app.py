@@ -6,7 +6,8 @@
 | `GET /v1/models` | the one model served |
 | `GET /health` | 200 `{"ready": true}` once the engine runs, else 503 |
 | `GET /metrics` | Prometheus, vLLM's names (`metrics.py`) |
-| `GET /debug/steps?since=ID&limit=N`, `GET /debug/config` | the step log's ring and the settings in force (loopback or `--debug-endpoints`) |
+| `GET /debug/steps?since=ID&limit=N` | the step log's ring (loopback or `--debug-endpoints`) |
+| `GET /debug/config` | the settings in force, auto values resolved (loopback or `--debug-endpoints`) |
 
 Handlers parse, submit and stream; the engine thread does the work (`engine.py`). A client that
 disconnects mid-stream aborts its request (its blocks are freed at the next step).

@@ -86,36 +86,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; any other warns)")
     p.add_argument("--port", type=_port, default=8000, help="port to bind; 0 picks a free one")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda when available")
-    p.add_argument("--dtype", choices=(AUTO, *DTYPE_NAMES), default=AUTO,
-                   help="weights, activations and KV cache (auto: float32 on the CPU, bfloat16 on CUDA)")
+    p.add_argument(
+        "--dtype",
+        choices=(AUTO, *DTYPE_NAMES),
+        default=AUTO,
+        help="weights, activations and KV cache (auto: float32 on the CPU, bfloat16 on CUDA)",
+    )
     p.add_argument("--max-num-seqs", type=_positive_int, default=256, help="sequences running at most")
     p.add_argument("--max-num-batched-tokens", type=_positive_int, default=2048, help="tokens per step at most")
-    p.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
-                   help="split prompts over steps by the token budget")
+    p.add_argument(
+        "--enable-chunked-prefill",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="split prompts over steps by the token budget",
+    )
     p.add_argument("--block-size", type=_positive_int, default=16, help="tokens per KV block")
-    p.add_argument("--num-gpu-blocks", type=_auto_or(_positive_int), default=None,
-                   help="KV blocks (vLLM's --num-gpu-blocks-override; auto: 256 MiB on the CPU, on CUDA 90%% of "
-                   "the memory less the weights and 1 GiB, both capped at max-num-seqs full contexts)")
-    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True,
-                   help="reuse cached full blocks of equal prefixes")
-    p.add_argument("--max-model-len", type=_auto_or(_positive_int), default=None,
-                   help="prompt + output tokens at most (auto: the preset's context)")
+    p.add_argument(
+        "--num-gpu-blocks",
+        type=_auto_or(_positive_int),
+        default=None,
+        help="KV blocks (vLLM's --num-gpu-blocks-override; auto: 256 MiB on the CPU, on CUDA 90%% of "
+        "the memory less the weights and 1 GiB, both capped at max-num-seqs full contexts)",
+    )
+    p.add_argument(
+        "--enable-prefix-caching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reuse cached full blocks of equal prefixes",
+    )
+    p.add_argument(
+        "--max-model-len",
+        type=_auto_or(_positive_int),
+        default=None,
+        help="prompt + output tokens at most (auto: the preset's context)",
+    )
     p.add_argument("--step-log", type=Path, default=None, help="append one JSON line per engine step here")
-    p.add_argument("--step-ring-size", type=_positive_int, default=100_000,
-                   help="step records kept in memory for GET /debug/steps")
+    p.add_argument(
+        "--step-ring-size", type=_positive_int, default=100_000, help="step records kept in memory for GET /debug/steps"
+    )
     p.add_argument("--seed", type=int, default=20261122, help="seed of the weights and of unseeded sampling")
-    p.add_argument("--torch-threads", type=_non_negative_int, default=0,
-                   help="intra-op CPU threads (0 = cores - 1, at least 1)")
-    p.add_argument("--max-body-bytes", type=_auto_or(_positive_int), default=None,
-                   help="larger request bodies get 413 (auto: 64 KiB + 8 bytes per token of max-model-len)")
-    p.add_argument("--max-header-bytes", type=_positive_int, default=DEFAULT_MAX_HEADER_BYTES,
-                   help="a larger request line + headers gets 431")
-    p.add_argument("--read-timeout-s", type=_positive_float, default=DEFAULT_READ_TIMEOUT_S,
-                   help="request read deadline (+ body at 100 kB/s), else 408")
-    p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
-                   help="open connections at most; past it requests get 503")
-    p.add_argument("--debug-endpoints", action="store_true",
-                   help="serve /debug/steps and /debug/config on any address (else loopback only)")
+    p.add_argument(
+        "--torch-threads", type=_non_negative_int, default=0, help="intra-op CPU threads (0 = cores - 1, at least 1)"
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=_auto_or(_positive_int),
+        default=None,
+        help="larger request bodies get 413 (auto: 64 KiB + 8 bytes per token of max-model-len)",
+    )
+    p.add_argument(
+        "--max-header-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_HEADER_BYTES,
+        help="a larger request line + headers gets 431",
+    )
+    p.add_argument(
+        "--read-timeout-s",
+        type=_positive_float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        help="request read deadline (+ body at 100 kB/s), else 408",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections at most; past it requests get 503",
+    )
+    p.add_argument(
+        "--debug-endpoints",
+        action="store_true",
+        help="serve /debug/steps and /debug/config on any address (else loopback only)",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return p  # fmt: skip
 

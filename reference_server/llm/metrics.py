@@ -1,22 +1,20 @@
 """Prometheus metrics of the reference LLM server, named as vLLM V1 names them
 (`vllm/v1/metrics/loggers.py`, v0.11.0), so dashboards and autoscaler rules written for vLLM work:
 
-| metric | kind | what |
-|---|---|---|
-| `vllm:num_requests_running` | gauge | sequences in the running list |
-| `vllm:num_requests_waiting` | gauge | sequences waiting (new or preempted) |
-| `vllm:kv_cache_usage_perc` | gauge | fraction (0–1) of KV blocks held (`vllm:gpu_cache_usage_perc` before 0.9.2, hidden in 0.11) |
-| `vllm:prompt_tokens_total`, `vllm:generation_tokens_total` | counter | prompt tokens of requests that got their first token; tokens generated |
-| `vllm:request_success_total{finished_reason}` | counter | finished requests, `length` or `stop` (`abort` for a client gone) |
-| `vllm:num_preemptions_total` | counter | preemptions by recompute |
-| `vllm:prefix_cache_queries_total`, `vllm:prefix_cache_hits_total` | counter | tokens looked up / found in the prefix cache |
-| `vllm:time_to_first_token_seconds` | histogram | request received → first token sampled |
-| `vllm:inter_token_latency_seconds` | histogram | gaps between a request's consecutive tokens (`vllm:time_per_output_token_seconds` before 0.11, which deprecated it) |
-| `vllm:request_time_per_output_token_seconds` | histogram | per request (E2E − TTFT) / (output − 1) |
-| `vllm:e2e_request_latency_seconds` | histogram | request received → last token |
-| `vllm:request_queue_time_seconds` | histogram | request received → first scheduled |
-| `vllm:request_prefill_time_seconds` | histogram | first scheduled → first token |
-| `vllm:iteration_tokens_total` | histogram | tokens per engine step |
+- gauges: `vllm:num_requests_running` (sequences in the running list), `vllm:num_requests_waiting`
+  (new or preempted), `vllm:kv_cache_usage_perc` (fraction 0–1 of KV blocks held; named
+  `vllm:gpu_cache_usage_perc` before 0.9.2, hidden in 0.11);
+- counters: `vllm:prompt_tokens_total` (prompt tokens of requests that got their first token),
+  `vllm:generation_tokens_total`, `vllm:request_success_total{finished_reason}` (`length`, `stop`;
+  `abort` for a client gone), `vllm:num_preemptions_total`, `vllm:prefix_cache_queries_total` and
+  `vllm:prefix_cache_hits_total` (tokens looked up / found);
+- histograms: `vllm:time_to_first_token_seconds` (request received → first token sampled),
+  `vllm:inter_token_latency_seconds` (gaps between a request's tokens; it replaced
+  `vllm:time_per_output_token_seconds`, deprecated in 0.11), `vllm:request_time_per_output_token_seconds`
+  (per request (E2E − TTFT)/(output − 1)), `vllm:e2e_request_latency_seconds` (received → last
+  token), `vllm:request_queue_time_seconds` (received → first scheduled),
+  `vllm:request_prefill_time_seconds` (first scheduled → first token), `vllm:iteration_tokens_total`
+  (tokens per engine step).
 
 Labels `model_name` and `engine` (always "0": one engine) as vLLM's; histogram buckets are vLLM's.
 """
@@ -76,10 +74,13 @@ class LlmMetrics:
         self.e2e = histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
                              REQUEST_BUCKETS_S)  # fmt: skip
         self.queue_time = histogram("vllm:request_queue_time_seconds",
-                                    "Histogram of time spent in WAITING phase for request.", REQUEST_BUCKETS_S)  # fmt: skip
+                                    "Histogram of time spent in WAITING phase for request.",
+                                    REQUEST_BUCKETS_S)  # fmt: skip
         self.prefill_time = histogram("vllm:request_prefill_time_seconds",
-                                      "Histogram of time spent in PREFILL phase for request.", REQUEST_BUCKETS_S)  # fmt: skip
-        self.iteration_tokens = histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
+                                      "Histogram of time spent in PREFILL phase for request.",
+                                      REQUEST_BUCKETS_S)  # fmt: skip
+        self.iteration_tokens = histogram("vllm:iteration_tokens_total",
+                                          "Histogram of number of tokens per engine_step.",
                                           ITERATION_TOKEN_BUCKETS)  # fmt: skip
 
     def bind(self, running: Callable[[], float], waiting: Callable[[], float], kv_usage: Callable[[], float]) -> None:

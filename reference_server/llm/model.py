@@ -16,6 +16,8 @@ moved, so every machine serves the same function.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -118,6 +120,11 @@ class LlamaModel(nn.Module):
         self.norm = RMSNorm(shape.hidden, shape.norm_eps)
         self.lm_head = None if shape.tied_embeddings else nn.Linear(shape.hidden, shape.vocab, bias=False)
 
+    @property
+    def blocks(self) -> list[Block]:
+        """The decoder layers, typed."""
+        return [cast(Block, b) for b in self.layers]
+
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         h = self.norm(h)
         return F.linear(h, self.embed.weight) if self.lm_head is None else self.lm_head(h)
@@ -126,7 +133,7 @@ class LlamaModel(nn.Module):
                      batch: AttentionBatch, sample_rows: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """Logits [len(sample_rows), vocab] of the flattened step's rows that sample a token."""
         h = self.embed(tokens)
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.blocks):
             h = h + layer.attn.forward_paged(layer.attn_norm(h), positions, cache, i, batch)
             h = h + layer.mlp(layer.mlp_norm(h))
         return self._logits(h[sample_rows])
@@ -135,7 +142,7 @@ class LlamaModel(nn.Module):
         """Logits [n, vocab] of every position of one sequence, without a cache."""
         positions = torch.arange(tokens.shape[0], device=tokens.device)
         h = self.embed(tokens)
-        for layer in self.layers:
+        for layer in self.blocks:
             h = h + layer.attn.forward_dense(layer.attn_norm(h), positions)
             h = h + layer.mlp(layer.mlp_norm(h))
         return self._logits(h)

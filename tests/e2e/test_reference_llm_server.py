@@ -59,8 +59,9 @@ def test_health_and_models(server: ServerProcess) -> None:
 def test_completion_stream_has_one_chunk_per_token_then_usage_then_done(server: ServerProcess) -> None:
     """ignore_eos + max_tokens 12: 12 content chunks (the last with finish_reason "length"), then the
     usage chunk with no choices (prompt: 40 ASCII characters = 40 tokens), then [DONE]."""
-    events = stream(server.url, "/v1/completions", {"model": "llm-tiny", "prompt": "x" * 40, "max_tokens": 12,
-                                                    "ignore_eos": True, "stream_options": {"include_usage": True}})  # fmt: skip
+    body = {"model": "llm-tiny", "prompt": "x" * 40, "max_tokens": 12, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    events = stream(server.url, "/v1/completions", body)
     assert events[-1] == "[DONE]"
     *content, usage = events[:-1]
     assert len(content) == 12
@@ -73,8 +74,9 @@ def test_completion_stream_has_one_chunk_per_token_then_usage_then_done(server: 
 
 def test_chat_stream_starts_with_the_role_and_counts_the_template(server: ServerProcess) -> None:
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
-    events = stream(server.url, "/v1/chat/completions", {"messages": messages, "max_completion_tokens": 5,
-                                                         "min_tokens": 5, "stream_options": {"include_usage": True}})  # fmt: skip
+    body = {"messages": messages, "max_completion_tokens": 5, "min_tokens": 5,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    events = stream(server.url, "/v1/chat/completions", body)
     content = [e for e in events[:-1] if e["choices"]]
     assert content[0]["choices"][0]["delta"]["role"] == "assistant"
     assert all(e["object"] == "chat.completion.chunk" for e in content) and len(content) == 5
@@ -123,7 +125,9 @@ def server_steps(server: ServerProcess) -> list[dict[str, Any]]:
 
 
 def test_step_log_file_and_ring_agree(server: ServerProcess) -> None:
-    requests.post(server.url + "/v1/completions", json={"prompt": "hi", "max_tokens": 2, "ignore_eos": True}, timeout=60)
+    requests.post(
+        server.url + "/v1/completions", json={"prompt": "hi", "max_tokens": 2, "ignore_eos": True}, timeout=60
+    )
     ring = requests.get(server.url + "/debug/steps?since=0", timeout=5).json()
     assert ring["steps"] == server_steps(server)[: len(ring["steps"])] and ring["last_id"] == len(ring["steps"])
     config = requests.get(server.url + "/debug/config", timeout=5).json()["config"]
@@ -131,7 +135,9 @@ def test_step_log_file_and_ring_agree(server: ServerProcess) -> None:
 
 
 def test_metrics_carry_vllms_names(server: ServerProcess) -> None:
-    requests.post(server.url + "/v1/completions", json={"prompt": "hi", "max_tokens": 3, "ignore_eos": True}, timeout=60)
+    requests.post(
+        server.url + "/v1/completions", json={"prompt": "hi", "max_tokens": 3, "ignore_eos": True}, timeout=60
+    )
     text = requests.get(server.url + "/metrics", timeout=5).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
@@ -171,8 +177,8 @@ def test_bad_requests_get_openai_style_errors(server: ServerProcess, path: str, 
 
 def test_a_client_that_disconnects_frees_its_sequence(server: ServerProcess) -> None:
     """A stream dropped after its first chunk is aborted: nothing stays running, its blocks come back."""
-    with requests.post(server.url + "/v1/completions", json={"prompt": "y" * 20, "max_tokens": 400, "ignore_eos": True,
-                                                             "stream": True}, stream=True, timeout=60) as resp:  # fmt: skip
+    body = {"prompt": "y" * 20, "max_tokens": 400, "ignore_eos": True, "stream": True}
+    with requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60) as resp:
         next(resp.iter_lines())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -16,6 +16,8 @@ import pytest
         "import capsim.cli.main",
         "import capsim.cli.serve, capsim.cli.profile",
         "import reference_server.config, reference_server.launch, reference_server.batcher",
+        "import reference_server.llm.config, reference_server.llm.scheduler, reference_server.llm.block_pool",
+        "import capsim.cli.serve_llm",
     ],
 )
 def test_no_torch_import(statement: str) -> None:

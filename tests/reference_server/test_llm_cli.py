@@ -15,7 +15,7 @@ from reference_server.llm.presets import PRESETS
 
 
 def test_capsims_llm_names_are_the_servers_presets() -> None:
-    assert LLM_MODEL_NAMES == tuple(PRESETS)
+    assert tuple(PRESETS) == LLM_MODEL_NAMES
 
 
 @pytest.mark.parametrize(
@@ -24,10 +24,16 @@ def test_capsims_llm_names_are_the_servers_presets() -> None:
         (["serve", "--model", "llm-huge"], "--model: expected one of mlp, cnn, transformer, llm-tiny"),
         (["serve", "--model", "llm-tiny", "--max-num-seqs", "0"], "--max-num-seqs"),
         (["serve", "--model", "llm-tiny", "--block-size", "0"], "--block-size"),
-        (["serve", "--model", "llm-tiny", "--num-gpu-blocks", "many"], "--num-gpu-blocks: expected 'auto' or an integer"),
+        (
+            ["serve", "--model", "llm-tiny", "--num-gpu-blocks", "many"],
+            "--num-gpu-blocks: expected 'auto' or an integer",
+        ),
         (["serve", "--model", "llm-tiny", "--max-model-len", "0"], "--max-model-len"),
         (["serve", "--model", "llm-tiny", "--max-num-batched-tokens", "8"], "must be >= --max-num-seqs 256"),
-        (["serve", "--model", "llm-tiny", "--dtype", "int4"], "--dtype: expected one of float32, float16, bfloat16, auto"),
+        (
+            ["serve", "--model", "llm-tiny", "--dtype", "int4"],
+            "--dtype: expected one of float32, float16, bfloat16, auto",
+        ),
     ],
 )
 def test_bad_llm_flags_give_one_line_and_exit_2(argv: list[str], fragment: str,
@@ -46,8 +52,8 @@ def test_the_built_command_line_parses_to_the_same_settings(tmp_path: Path) -> N
     )  # fmt: skip
     assert argv[1:3] == ["-m", "reference_server"] and llm_model_requested(argv[3:])
     config = parse_llm_config(argv[3:])
-    assert (config.model, config.max_num_seqs, config.max_num_batched_tokens, config.block_size) == ("llm-small", 4,
-                                                                                                     128, 8)  # fmt: skip
+    shape = (config.model, config.max_num_seqs, config.max_num_batched_tokens, config.block_size)
+    assert shape == ("llm-small", 4, 128, 8)
     assert (config.enable_chunked_prefill, config.enable_prefix_caching, config.num_gpu_blocks) == (False, False, 100)
     assert (config.max_model_len, config.dtype, config.step_log, config.debug_endpoints) == (
         1024, None, tmp_path / "s.jsonl", True)  # fmt: skip

@@ -3,6 +3,8 @@ to plain causal attention on the same inputs (prefill in chunks, decodes, interl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -48,6 +50,15 @@ def test_forward_shapes_and_seeded_weights() -> None:
     assert torch.equal(logits, b.forward_dense(tokens))
     assert not torch.allclose(logits, c.forward_dense(tokens))
     assert a.layers[0].attn.k.weight.shape == (TINY.kv_dim, TINY.hidden)  # 2 KV heads of 32: GQA
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine OpenMP's second thread only contends."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +145,7 @@ def test_preemption_by_recompute_and_prefix_hits_give_the_same_tokens(tiny: Llam
     engine preempts and recomputes), and again with prefix caching on prompts sharing 12 tokens,
     produce exactly the tokens of an engine with room to spare."""
     shared = list(range(40, 52))
-    prompts = [shared + [i, i + 1, i + 2] for i in range(4)]
+    prompts = [[*shared, i, i + 1, i + 2] for i in range(4)]
     roomy = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, block_size=4, num_blocks=256,
                             prefix_caching=False, max_model_len=256)  # fmt: skip
     expected, _ = greedy_outputs(tiny, roomy, prompts, 10)

@@ -16,8 +16,15 @@ MS = 1e-3
 def engine(**kw: object) -> SchedulerConfig:
     """The simulator test's defaults: 256 seqs, 8,192 tokens, chunked on, block 16, 4,096 blocks,
     no prefix cache."""
-    base: dict[str, object] = dict(max_num_seqs=256, max_num_batched_tokens=8192, chunked_prefill=True, block_size=16,
-                                   num_blocks=4096, prefix_caching=False, max_model_len=131072)
+    base: dict[str, object] = dict(
+        max_num_seqs=256,
+        max_num_batched_tokens=8192,
+        chunked_prefill=True,
+        block_size=16,
+        num_blocks=4096,
+        prefix_caching=False,
+        max_model_len=131072,
+    )
     base.update(kw)
     return SchedulerConfig(**base)  # type: ignore[arg-type]
 
