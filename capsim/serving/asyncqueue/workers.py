@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from capsim.metrics.request_log import COLUMNS, COMPLETED, IN_FLIGHT, Columns, RequestLog
+from capsim.metrics.request_log import COLUMNS, COMPLETED, Columns, RequestLog
 from capsim.metrics.tally import HistogramValues, ValueDistribution
 from capsim.serving.asyncqueue import kernel
 from capsim.serving.asyncqueue.fold import HISTOGRAMS, R_POLL_DELAY, R_RESULT
@@ -330,8 +330,7 @@ class AsyncQueue:
         def block(first: int, last: int) -> Columns:
             cols: Columns = {name: np.full(last - first, fill, dtype=dtype) for name, (dtype, fill) in COLUMNS.items()}
             cols["arrival_s"] = st.times[first - origin : last - origin]
-            cols["outcome"][:] = IN_FLIGHT
-            return cols
+            return cols  # outcome: in flight (the column's fill)
 
         for worker in self.busy_workers():
             ids = worker.batch_ids
