@@ -151,6 +151,15 @@ def test_two_runs_side_by_side(simulate_dirs: tuple[Path, Path], tmp_path: Path,
     assert images(html) == 2  # the overlaid tails and the overlaid fleets
 
 
+def test_a_load_test_beside_its_validated_copy(loadtest_dir: Path, validate_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    html = report_of(capsys, tmp_path, loadtest_dir, validate_dir)
+    assert_self_contained(html)
+    assert "comparison of capsim load tests" in html.lower()
+    assert f"<th class=\"num\">{validate_dir.name} − {loadtest_dir.name}</th>" in html
+    assert images(html) == 1  # the two tails overlaid
+
+
 def test_default_path_and_umask(simulate_dirs: tuple[Path, Path], tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

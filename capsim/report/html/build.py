@@ -102,6 +102,8 @@ def comparison_table(runs: Sequence[RunFolder], report: KindReport) -> str:
 def comparison_report(runs: Sequence[RunFolder]) -> str:
     """The document comparing runs of one kind."""
     kinds = sorted({run.kind for run in runs})
+    if kinds == ["loadtest", "validate"]:
+        kinds = ["loadtest"]  # a validated folder is a load test too: compared as measurements
     if len(kinds) > 1:
         described = ", ".join(f"{run.path} is {run.kind}" for run in runs)
         raise CapsimInputError(f"can compare runs of one kind only ({described})", field="RUN_DIR")

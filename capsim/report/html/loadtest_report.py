@@ -218,4 +218,21 @@ def provenance(run: RunFolder) -> list[tuple[str, str]]:
     return items
 
 
-REPORT = KindReport("capsim load test", headline, sections, metrics, provenance=provenance)
+def overlays(runs: list[RunFolder]) -> list[str]:
+    """The summary step's latency tail (from the intended send) of each run on one chart."""
+    from capsim.report.plots import latency_ccdf_figure
+
+    tails = {}
+    for run in runs:
+        measured = _measured(run)
+        if measured is None:
+            return []
+        step = run.json("summary.json").get("summary_step", run.json("summary.json").get("step", 0))
+        done = measured[(measured["step"] == step) & ((measured["status"] // 100) == 2)]
+        tails[run.name] = done["latency_corrected_ms"].to_numpy(dtype=float)
+    return [blocks.figure(latency_ccdf_figure(tails, None, "Measured latency tails (summary step of each run)"),
+                          "Share of requests slower than each latency, from the intended send, in each run's "
+                          "summary step (the last unsaturated load point of a sweep).")]
+
+
+REPORT = KindReport("capsim load test", headline, sections, metrics, overlays, provenance)

@@ -83,4 +83,5 @@ def metrics(run: RunFolder) -> list[Metric]:
                               ("throughput_rps", "throughput"))]  # fmt: skip
 
 
-REPORT = KindReport("capsim validate", headline, sections, metrics, provenance=loadtest_report.provenance)
+REPORT = KindReport("capsim validate", headline, sections, metrics, loadtest_report.overlays,
+                    loadtest_report.provenance)
