@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from capsim.cli.app import app
-from capsim.cli.options import CatalogueOption, ClusterOption, JobsOption, QuietOption, require_positive
+from capsim.cli.options import CatalogueOption, ClusterOption, QuietOption, require_positive
 from capsim.errors import CapsimInputError
 
 
@@ -100,7 +100,14 @@ def plan_command(
     ] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field of the scenario")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (overrides the scenario's)")] = None,
-    jobs: JobsOption = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            help="worker processes, here or in --cluster local (default 1: each round of the search is a few "
+            "short runs, which a pool's start-up would outweigh; more pays off with many candidates or long runs)",
+        ),
+    ] = None,
     cluster: ClusterOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="print only plan.json's document on stdout")] = False,
     out: Annotated[
