@@ -125,3 +125,20 @@ def test_find_traps_reports_each_once(tmp_path: Path) -> None:
     candidate = Candidate(0, 0, "gpu-x", {}, {}, scenario.model_dump(mode="json", exclude_none=True), "fixed", 2, 4)
     traps = find_traps(scenario, axes, variants, [candidate, candidate])
     assert [t["kind"] for t in traps] == ["ineffective_axis"]
+
+
+def test_a_batch_job_is_planned_by_its_worker_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 1,000 items in 10 partitions, one batch of 100 each at 1 s: ten 1 s batches. 2 workers take 5 s,
+    # 3 take 4 s, so a 4 s deadline needs 3.
+    job = {"name": "job", "duration_s": 1000.0, "seed": 1, "service": {"kind": "deterministic", "mean_ms": 1000.0},
+           "hardware": {"name": "cpu", "usd_per_hour": 3.6},
+           "serving": {"mode": "batch", "dataset": {"items": 1000, "partitions": 10}, "workers": 1,
+                       "batch_size": 100, "deadline_s": 4.0,
+                       "search": {"min_workers": 1, "max_workers": 16}}}  # fmt: skip
+    code, stdout, _ = run(capsys, str(write_scenario(tmp_path, job)), "--json")
+    document = json.loads(stdout)
+    pick = document["levels"][0]["pick"]
+    assert code == 0 and document["kind"] == "batch" and document["space"]["searched"] == "workers"
+    assert document["slo"] == {"deadline_s": 4.0}
+    assert pick["replicas"] == 3 and pick["makespan_s"] <= 4.0
+    assert all(r["status"] == "fails" for r in document["levels"][0]["candidates"] if r["replicas"] < 3)
