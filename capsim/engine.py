@@ -120,7 +120,7 @@ def _run_replication(
     progress: ProgressCallback | None,
     engine: str = "simpy",
 ) -> ReplicationResult:
-    if scenario.serving.mode in ("streaming", "async"):
+    if scenario.serving.mode in ("streaming", "async", "llm"):
         return _run_pull_replication(scenario, seed, replication, keep_requests, progress)
     serving = scenario.serving
     assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # simulate() dispatches modes
@@ -228,14 +228,19 @@ def _run_replication(
 def _run_pull_replication(
     scenario: Scenario, seed: int, replication: int, keep_requests: bool, progress: ProgressCallback | None
 ) -> ReplicationResult:
-    """A streaming or async replication: its own model, the same result shape."""
+    """A streaming, async or LLM replication: its own model, the same result shape."""
     duration_s = scenario.duration_s
 
     def on_env(env: simpy.Environment) -> None:
         if progress is not None:
             env.process(_progress_clock(env, duration_s, progress))
 
-    run = run_streaming if scenario.serving.mode == "streaming" else run_async
+    if scenario.serving.mode == "llm":
+        from capsim.serving.llm.run import run_llm  # deferred: it imports numba
+
+        run = run_llm
+    else:
+        run = run_streaming if scenario.serving.mode == "streaming" else run_async
     out = run(scenario, seed, replication, _sample_times(scenario), keep_requests, on_env)
     return ReplicationResult(replication, out.summary, out.requests, out.timeseries, out.replica_changes)
 

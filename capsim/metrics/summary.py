@@ -134,7 +134,8 @@ _SUMMED = {"requests"}
 _SHARED = {"scenario", "seed", "simulated_s", "measured_s", "service", "warnings"}
 _EXTREMES = {("latency_ms", "max"): max, ("queue_wait_ms", "max"): max, ("batch_size", "max"): max,
              ("replicas", "min"): min, ("replicas", "max"): max,
-             ("lag", "max"): max, ("queue_depth", "max"): max}  # fmt: skip
+             ("lag", "max"): max, ("queue_depth", "max"): max,
+             ("ttft_ms", "max"): max, ("tpot_ms", "max"): max, ("itl_ms", "max"): max}  # fmt: skip
 _CI_KEYS = {
     "throughput_rps": None,
     "latency_ms": ("mean", "p50", "p90", "p95", "p99", "p999"),
@@ -143,6 +144,8 @@ _CI_KEYS = {
     "cost": ("usd_per_million_requests",),
     "slo": ("attainment", "goodput_rps"),
     "batch_size": ("mean",),
+    "ttft_ms": ("mean", "p50", "p90", "p99"),  # LLM runs only (keys a summary lacks are skipped)
+    "tpot_ms": ("mean", "p50", "p90", "p99"),
 }
 
 
@@ -191,6 +194,8 @@ def combine_replications(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     combined["replications"] = len(summaries)
     ci: dict[str, Any] = {}
     for key, subs in _CI_KEYS.items():
+        if key not in first:
+            continue
         if subs is None:
             ci[key] = _half_width(_numbers([s.get(key) for s in summaries]))
         else:

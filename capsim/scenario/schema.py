@@ -2,13 +2,14 @@
 
 Unknown keys are rejected everywhere (extra="forbid"), so a typo never silently falls back to a
 default. The mode sections come from their packages' spec modules (`capsim.serving.batchjob.schema`,
-`capsim.serving.streaming.spec`, `capsim.serving.asyncqueue.spec`), which never import this package
-back: the modes' runners see `Scenario` for annotations only. Reading files, `--set` overrides and
+`capsim.serving.streaming.spec`, `capsim.serving.asyncqueue.spec`, `capsim.serving.llm.spec`), which never
+import this package back: the modes' runners see `Scenario` for annotations only. Reading files, `--set` overrides and
 the catalogue fill are in `capsim.scenario.load`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from capsim.serving.batchjob.schema import BatchJobServing
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
 from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.frontend import FrontEndSpec
+from capsim.serving.llm.spec import LlmServing
 from capsim.serving.spot import SpotCapacity
 from capsim.serving.streaming.spec import StreamingServing
 from capsim.workload import ArrivalSpec
@@ -139,15 +141,23 @@ class RealtimeServing(_Strict):
 
 
 ServingSpec = Annotated[
-    RealtimeServing | BatchJobServing | StreamingServing | AsyncServing, Field(discriminator="mode")
+    RealtimeServing | BatchJobServing | StreamingServing | AsyncServing | LlmServing, Field(discriminator="mode")
 ]
 
 
 class Slo(_Strict):
-    """The latency objective: `percentile` % of requests within `latency_ms`."""
+    """The latency objective: `percentile` % of requests within `latency_ms` (arrival -> response).
+    LLM serving may bound time to first token and time per output token instead or as well; a
+    request meets the objective when it meets every bound given (goodput)."""
 
-    latency_ms: float = Field(gt=0)
+    latency_ms: float = Field(default=math.inf, gt=0, description="end-to-end bound (required but in llm mode)")
+    ttft_ms: float | None = Field(default=None, gt=0, description="time-to-first-token bound (llm mode)")
+    tpot_ms: float | None = Field(default=None, gt=0, description="time-per-output-token bound (llm mode)")
     percentile: float = Field(default=99.0, gt=0, lt=100)
+
+    def has_latency_bound(self) -> bool:
+        """Whether `latency_ms` was given (its default, inf, means no end-to-end bound)."""
+        return math.isfinite(self.latency_ms)
 
 
 class Scenario(_Strict):
@@ -189,6 +199,26 @@ class Scenario(_Strict):
                 )
         elif self.workload is None:
             raise ValueError(f"workload: required field is missing (serving.mode {self.serving.mode})")
+        return self
+
+    @model_validator(mode="after")
+    def _slo_fits_mode(self) -> Scenario:
+        slo = self.slo
+        if slo is None:
+            return self
+        if self.serving.mode != "llm":
+            if slo.ttft_ms is not None or slo.tpot_ms is not None:
+                raise ValueError("slo: ttft_ms and tpot_ms bound LLM token times: they need serving.mode: llm")
+            if not slo.has_latency_bound():
+                raise ValueError("slo.latency_ms: required field is missing")
+        elif slo.ttft_ms is None and slo.tpot_ms is None and not slo.has_latency_bound():
+            raise ValueError("slo: give latency_ms, ttft_ms and/or tpot_ms")
+        return self
+
+    @model_validator(mode="after")
+    def _llm_needs_tokens(self) -> Scenario:
+        if self.serving.mode == "llm" and self.workload is not None and self.workload.tokens is None:
+            raise ValueError("workload.tokens: required field is missing (serving.mode llm: prompt and output tokens)")
         return self
 
     @model_validator(mode="after")

@@ -206,6 +206,10 @@ class LlmFleet:
         p.ints[I_LB_POS] = 0
         p.ints[I_LB_END] = left + DRAW_CHUNK
 
+    def integrate_levels_to(self, t_s: float) -> None:
+        """Integrate the levels (running, waiting, KV blocks, busy replicas) up to `t_s`, past the last event."""
+        k.add_levels(self.plane, t_s)
+
     def flush(self) -> None:
         """Hand the output log's rows to `on_rows` now."""
         self._on_rows(emptied_output(self.plane))
