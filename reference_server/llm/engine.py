@@ -64,7 +64,7 @@ class LlmEngine:
         self.metrics = metrics
         self.step_log = step_log
         self.device = device
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=device).manual_seed(seed)  # unseeded requests' draws
         self.inbox: queue.SimpleQueue[tuple[str, EngineRequest]] = queue.SimpleQueue()
         self.requests: dict[Sequence, EngineRequest] = {}
         self.steps = 0

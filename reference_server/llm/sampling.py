@@ -31,16 +31,26 @@ class SamplingParams:
 
 def sample(logits: torch.Tensor, params: list[SamplingParams], generated: list[int],
            server_generator: torch.Generator) -> list[int]:  # fmt: skip
-    """One token per row of `logits` [n, vocab]; `generated[i]` = tokens row i has produced so far."""
-    logits = logits.float()
+    """One token per row of `logits` [n, vocab]; `generated[i]` = tokens row i has produced so far.
+    Rows without a seed draw together on the logits' device from `server_generator` (which must live
+    there); rows with one draw on the CPU from their own generator."""
+    logits = logits.to(torch.float32, copy=True)  # masked in place below: never the caller's tensor
     for i, p in enumerate(params):
         if p.ignore_eos or generated[i] < p.min_tokens:
             logits[i, EOS_ID] = -torch.inf
     out = logits.argmax(dim=-1).tolist()
     hot = [i for i, p in enumerate(params) if p.temperature > 0]
-    if hot:
-        probs = torch.softmax(logits[hot].cpu() / torch.tensor([[params[i].temperature] for i in hot]), dim=-1)
-        for row, i in enumerate(hot):
-            gen = params[i].generator or server_generator
-            out[i] = int(torch.multinomial(probs[row], 1, generator=gen).item())
+    if not hot:
+        return out
+    temps = torch.tensor([[params[i].temperature] for i in hot], device=logits.device)
+    probs = torch.softmax(logits[hot] / temps, dim=-1)
+    shared = [row for row, i in enumerate(hot) if params[i].generator is None]
+    if shared:
+        drawn = torch.multinomial(probs[shared], 1, generator=server_generator).squeeze(1).tolist()
+        for row, token in zip(shared, drawn, strict=True):
+            out[hot[row]] = token
+    for row, i in enumerate(hot):
+        gen = params[i].generator
+        if gen is not None:
+            out[i] = int(torch.multinomial(probs[row].cpu(), 1, generator=gen).item())
     return out

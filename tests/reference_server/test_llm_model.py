@@ -157,3 +157,42 @@ def test_preemption_by_recompute_and_prefix_hits_give_the_same_tokens(tiny: Llam
                              prefix_caching=True, max_model_len=256)  # fmt: skip
     got, engine = greedy_outputs(tiny, cached, prompts, 10)
     assert engine.scheduler.prefix_hits == 3 * 12 and got == expected
+
+
+def test_an_engine_failure_ends_open_requests_and_says_so(tiny: LlamaModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that raises stops the engine: every open request gets the "error" end (its stream sends
+    an error event, /health turns 503 from `engine.failed`)."""
+    import threading
+
+    from reference_server.llm.engine import EngineRequest
+    from reference_server.llm.sampling import SamplingParams
+
+    def lost(*_: object) -> None:
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(tiny, "forward_step", lost)
+    engine = make_engine(tiny, SchedulerConfig(num_blocks=16, max_model_len=64))
+    ends: list[str | None] = []
+    done = threading.Event()
+    seq = Sequence("x", [1, 2, 3], max_tokens=2)
+    engine.start()
+    engine.submit(EngineRequest(seq, SamplingParams(2), lambda _t, reason, _n: (ends.append(reason), done.set()), 0.0))
+    assert done.wait(30)
+    engine.stop()
+    assert ends == ["error"] and engine.failed == "RuntimeError: device lost"
+
+
+def test_unseeded_draws_follow_the_server_seed_and_seeded_ones_their_own() -> None:
+    from reference_server.llm.sampling import SamplingParams, sample
+
+    logits = torch.randn(3, 512, generator=torch.Generator().manual_seed(0))
+    params = [SamplingParams(4), SamplingParams(4, seed=9, generator=torch.Generator().manual_seed(9)),
+              SamplingParams(4, temperature=0.0)]  # fmt: skip
+    a = sample(logits.clone(), params, [0, 0, 0], torch.Generator().manual_seed(1))
+    params[1].generator = torch.Generator().manual_seed(9)
+    b = sample(logits.clone(), params, [0, 0, 0], torch.Generator().manual_seed(1))
+    assert a == b and a[2] == int(logits[2].argmax())
+    eos_heavy = torch.zeros(1, 512)
+    eos_heavy[0, 256] = 100.0  # EOS nearly certain, but masked before min_tokens
+    assert sample(eos_heavy, [SamplingParams(4, temperature=0.0, min_tokens=2)], [1], torch.Generator()) != [256]
+    assert sample(eos_heavy, [SamplingParams(4, temperature=0.0, min_tokens=2)], [2], torch.Generator()) == [256]
