@@ -145,9 +145,10 @@ def fleet_figure(timeseries: pd.DataFrame, summary: dict[str, Any], warmup_s: fl
     if label is not None:
         latency.axhline(summary["slo"]["latency_ms"], color="crimson", ls=":", lw=1.0, label=label)
     handles = [*top.get_legend_handles_labels()[0], *latency.get_legend_handles_labels()[0]]
-    top.legend(handles=handles, loc="upper left", fontsize=8)
+    # above the axes, in one row: inside, it covers the traffic wherever the peak falls
+    top.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=8, frameon=False)
     replica_steps(bottom, x, first)
     bottom.set_ylabel("replicas")
     finish_time_axes((top, bottom), axis, span_s, warmup_s)
-    top.set_title(f"{summary['scenario']}: traffic, latency and replicas over time")
+    top.set_title(f"{summary['scenario']}: traffic, latency and replicas over time", pad=22)
     return fig
