@@ -233,6 +233,13 @@ class Scenario(_Strict):
                              "llm_roofline or llm_fitted")  # fmt: skip
         if self.service.kind == "llm_roofline" and self.model is None:
             raise ValueError("model: llm_roofline computes the step from the model's shape: add model: {name: ...}")
+        # Sections only the LLM mode reads are refused elsewhere rather than silently ignored.
+        if not llm_mode and self.model is not None:
+            raise ValueError(f"model: only serving.mode llm serves a model (this is {self.serving.mode}): remove it")
+        workload = self.workload
+        if not llm_mode and workload is not None and (workload.tokens is not None or workload.session is not None):
+            raise ValueError(f"workload: tokens and session describe LLM requests; serving.mode {self.serving.mode} "
+                             "does not read them: remove them")  # fmt: skip
         return self
 
     def resolve_paths(self, base_dir: Path) -> Scenario:

@@ -214,3 +214,11 @@ def test_think_times_drawn_at_once_equal_one_at_a_time(duration: dict[str, objec
     rng = np.random.default_rng(7)
     scalars = [spec.think_time_s.sample_s(rng) for _ in range(500)]
     assert spec.think_time_s.sample_array_s(np.random.default_rng(7), 500).tolist() == scalars
+
+
+def test_llm_sections_are_refused_by_the_other_modes() -> None:
+    tokens = {"input": {"kind": "fixed", "value": 4}, "output": {"kind": "fixed", "value": 4}}
+    with pytest.raises(CapsimInputError, match=r"serving\.mode realtime does not read them"):
+        make_scenario(workload={"arrival": {"kind": "poisson", "rate_rps": 1.0}, "tokens": tokens})
+    with pytest.raises(CapsimInputError, match=r"only serving\.mode llm serves a model"):
+        make_scenario(model={"name": "llama-3.1-8b"})
