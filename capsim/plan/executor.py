@@ -85,33 +85,145 @@ def run_variants(
 
     `jobs` is the number of worker processes (local pool or LocalCluster; ignored by a remote
     cluster). Raises `Interrupted` on Ctrl-C, the first task's error if one fails, and
-    `CapsimInputError` for a bad or unreachable `cluster`.
+    `CapsimInputError` for a bad or unreachable `cluster`. The workers are started for this call and
+    stopped after it; a caller with several rounds of tasks keeps them with a `VariantRunner`.
     """
-    check_cluster(cluster)
+    _check_jobs(jobs)
+    with VariantRunner(jobs=min(jobs, max(1, len(tasks))), cluster=cluster) as runner:
+        return runner.run(run_one, tasks, on_result)
+
+
+def _check_jobs(jobs: int) -> None:
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if not tasks:  # no cluster started, no connection made, for nothing to run
-        return []
-    finished: dict[int, R] = {}
 
-    def collect(index: int, result: R) -> None:
-        finished[index] = result
-        if on_result is not None:
-            on_result(index, result)
 
-    try:
-        if cluster is not None:
-            _run_on_dask(run_one, tasks, min(jobs, len(tasks)), cluster, collect)
-        elif jobs == 1 or len(tasks) == 1:
-            for index, task in enumerate(tasks):
-                collect(index, run_one(task))
-        else:
-            _run_on_processes(run_one, tasks, min(jobs, len(tasks)), collect)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Interrupted):
-            raise
-        raise Interrupted(dict(finished), len(tasks)) from None
-    return [finished[index] for index in range(len(tasks))]
+class VariantRunner:
+    """`run_variants` for several rounds of tasks on the same workers: the local process pool, the
+    LocalCluster or the connection to a scheduler starts at the first round that needs it and stays
+    until `close()` (or the end of a `with` block), so a search that sends out many small rounds does
+    not pay a cluster's start (seconds) and its workers' imports and compile-cache loads each round.
+
+    A round that fails or is interrupted ends the local worker processes it was using (the next round
+    starts new ones); a Dask cluster stays, its unfinished tasks cancelled.
+    """
+
+    def __init__(self, *, jobs: int, cluster: str | None) -> None:
+        check_cluster(cluster)
+        _check_jobs(jobs)
+        self.jobs = jobs
+        self.cluster = cluster
+        self._pool: ProcessPoolExecutor | None = None
+        self._client: Any = None
+        self._local: Any = None
+
+    def run(
+        self, run_one: Callable[[T], R], tasks: Sequence[T], on_result: Callable[[int, R], None] | None = None
+    ) -> list[R]:
+        """Results in task order; on_result(index, result) as each finishes (see `run_variants`)."""
+        if not tasks:  # no cluster started, no connection made, for nothing to run
+            return []
+        finished: dict[int, R] = {}
+
+        def collect(index: int, result: R) -> None:
+            finished[index] = result
+            if on_result is not None:
+                on_result(index, result)
+
+        try:
+            if self.cluster is not None:
+                self._run_on_dask(run_one, tasks, collect)
+            elif self.jobs == 1 or len(tasks) == 1:
+                for index, task in enumerate(tasks):
+                    collect(index, run_one(task))
+            else:
+                self._run_on_processes(run_one, tasks, collect)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Interrupted):
+                raise
+            raise Interrupted(dict(finished), len(tasks)) from None
+        return [finished[index] for index in range(len(tasks))]
+
+    def _run_on_processes(
+        self, run_one: Callable[[T], R], tasks: Sequence[T], collect: Callable[[int, R], None]
+    ) -> None:
+        """Every task on the pool of local processes (started at the first such round); `collect` as each finishes."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=_ignore_interrupts)
+        pool = self._pool
+        clean = False
+        try:
+            index_of: dict[Future[R], int] = {pool.submit(run_one, task): i for i, task in enumerate(tasks)}
+            pending = set(index_of)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=index_of.__getitem__):
+                    collect(index_of[future], future.result())
+            clean = True
+        finally:
+            if not clean:  # an error or Ctrl-C: the variants still running are not waited for
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_workers(pool)
+
+    def _run_on_dask(self, run_one: Callable[[T], R], tasks: Sequence[T], collect: Callable[[int, R], None]) -> None:
+        """Every task on the Dask cluster; `collect` as each finishes."""
+        client = self._dask_client()  # first: it says which package is missing, when one is
+        from distributed import as_completed
+
+        futures = []
+        try:
+            # pure=False: two equal tasks (a variant listed twice) are still two runs with their own results.
+            futures = client.map(run_one, list(tasks), pure=False)
+            index_of = {future.key: i for i, future in enumerate(futures)}
+            for future in as_completed(futures, loop=client.loop):
+                collect(index_of[future.key], future.result())
+        finally:
+            if futures:
+                client.cancel(futures)  # those not finished, when an error or Ctrl-C stopped the round
+
+    def _dask_client(self) -> Any:
+        """The Dask client, started at the first round (`local`: with a LocalCluster of `jobs` processes)."""
+        if self._client is not None:
+            return self._client
+        import logging
+
+        import dask  # noqa: F401  # first: without the extra, the one-line error names dask, the package to install
+        from distributed import Client, LocalCluster
+
+        if self.cluster != "local":
+            self._client = _connect(Client, str(self.cluster))
+            return self._client
+        # On 127.0.0.1 only; no dashboard, and the scheduler's HTTP routes on a free port (by default
+        # they take 8787, or warn that it is taken); no worker log: a task's error comes back through
+        # its future (one line for bad input), and the worker would print it again, with its
+        # traceback, as 'Compute Failed'.
+        with _interrupts_ignored():  # the worker processes start with Ctrl-C ignored: see _ignore_interrupts
+            self._local = LocalCluster(
+                n_workers=self.jobs, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            )  # fmt: skip
+        self._client = Client(self._local, set_as_default=False)
+        return self._client
+
+    def close(self) -> None:
+        """Stop the workers this runner started (a remote cluster's workers stay: only the connection goes)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        local, self._local = self._local, None
+        if local is not None:
+            local.close()
+
+    def __enter__(self) -> VariantRunner:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def _ignore_interrupts() -> None:
@@ -135,26 +247,6 @@ def _interrupts_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_on_processes(
-    run_one: Callable[[T], R], tasks: Sequence[T], workers: int, collect: Callable[[int, R], None]
-) -> None:
-    """Every task on a pool of `workers` local processes; `collect` as each finishes."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
-    clean = False
-    try:
-        index_of: dict[Future[R], int] = {pool.submit(run_one, task): i for i, task in enumerate(tasks)}
-        pending = set(index_of)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=index_of.__getitem__):
-                collect(index_of[future], future.result())
-        clean = True
-    finally:
-        pool.shutdown(wait=clean, cancel_futures=True)
-        if not clean:  # an error or Ctrl-C: the variants still running are not waited for
-            _stop_workers(pool)
-
-
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """End a pool's worker processes now (Python 3.14 has `terminate_workers()`; before it, the pool's
     process table is the only handle on them)."""
@@ -168,43 +260,6 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
     for process in list(processes.values()):
         process.join(timeout=5)
-
-
-def _run_on_dask(
-    run_one: Callable[[T], R], tasks: Sequence[T], workers: int, cluster: str, collect: Callable[[int, R], None]
-) -> None:
-    """Every task on a Dask cluster (`local`: a LocalCluster of `workers` processes); `collect` as each finishes."""
-    import logging
-
-    import dask  # noqa: F401  # first: without the extra, the one-line error names dask, the package to install
-    from distributed import Client, LocalCluster, as_completed
-
-    local = None
-    if cluster == "local":
-        # On 127.0.0.1 only; no dashboard, and the scheduler's HTTP routes on a free port (by default
-        # they take 8787, or warn that it is taken); no worker log: a task's error comes back through
-        # its future (one line for bad input), and the worker would print it again, with its
-        # traceback, as 'Compute Failed'.
-        with _interrupts_ignored():  # the worker processes start with Ctrl-C ignored: see _ignore_interrupts
-            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                 dashboard_address=None, silence_logs=logging.CRITICAL,
-                                 scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})  # fmt: skip
-        client = Client(local, set_as_default=False)
-    else:
-        client = _connect(Client, cluster)
-    futures = []
-    try:
-        # pure=False: two equal tasks (a variant listed twice) are still two runs with their own results.
-        futures = client.map(run_one, list(tasks), pure=False)
-        index_of = {future.key: i for i, future in enumerate(futures)}
-        for future in as_completed(futures, loop=client.loop):
-            collect(index_of[future.key], future.result())
-    finally:
-        if futures:
-            client.cancel(futures)  # the ones not finished: an error or Ctrl-C stopped the run
-        client.close()
-        if local is not None:
-            local.close()
 
 
 def _connect(client_type: Any, address: str) -> Any:

@@ -3,13 +3,14 @@ same behaviour in this process, on local worker processes and on a Dask LocalClu
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from capsim.errors import CapsimInputError
-from capsim.plan.executor import Interrupted, check_cluster, run_variants
+from capsim.plan.executor import Interrupted, VariantRunner, check_cluster, run_variants
 
 # (jobs, cluster): in-process, a local process pool, a Dask LocalCluster.
 WAYS = [(1, None), (2, None), (2, "local")]
@@ -26,6 +27,11 @@ def fails_on_three(index: int) -> int:
     if index == 3:
         raise CapsimInputError("expected something else", source="variant.yaml", field="serving.replicas")
     return index
+
+
+def worker_pid(index: int) -> int:
+    time.sleep(0.05)
+    return os.getpid()
 
 
 def marks_and_sleeps(task: tuple[str, int]) -> int:
@@ -90,3 +96,15 @@ def test_a_malformed_cluster_is_refused_before_anything_runs(address: str) -> No
 
 def test_no_tasks_start_no_cluster() -> None:
     assert run_variants(late_first, [], jobs=2, cluster="tcp://127.0.0.1:1") == []  # no connection tried
+
+
+@pytest.mark.parametrize("cluster", [None, "local"])
+def test_a_runner_keeps_its_workers_across_rounds_and_after_a_failed_one(cluster: str | None) -> None:
+    with VariantRunner(jobs=2, cluster=cluster) as runner:
+        pids = set()
+        for _ in range(3):
+            pids |= set(runner.run(worker_pid, list(range(6))))
+        assert len(pids) <= 2 and os.getpid() not in pids  # the same two worker processes every round
+        with pytest.raises(CapsimInputError):
+            runner.run(fails_on_three, list(range(6)))
+        assert runner.run(fails_on_three, [0, 1, 2]) == [0, 1, 2]  # the next round still runs
