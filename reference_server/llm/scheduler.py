@@ -53,11 +53,20 @@ class Sequence:
     preemptions: int = 0
     first_scheduled_s: float | None = None
     finish_reason: str | None = None  # "length" or "stop" once finished
+    all_tokens: list[int] = field(init=False)  # prompt + output, kept appended (no copy per step)
+
+    def __post_init__(self) -> None:
+        self.all_tokens = self.prompt + self.output
 
     @property
     def tokens(self) -> list[int]:
-        """Prompt and output so far (what the cache must hold)."""
-        return self.prompt + self.output
+        """Prompt and output so far (what the cache must hold); the sequence's own list: do not modify."""
+        return self.all_tokens
+
+    def append(self, token: int) -> None:
+        """Add a generated token."""
+        self.output.append(token)
+        self.all_tokens.append(token)
 
     @property
     def known(self) -> int:
@@ -237,7 +246,7 @@ class Scheduler:
             if seq not in sampled:
                 continue
             token = sampled[seq]
-            seq.output.append(token)
+            seq.append(token)
             seq.finish_reason = stop_reason(seq, token, self.config.max_model_len)
             if seq.finish_reason is not None:
                 finished.append(seq)
