@@ -54,9 +54,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("cost (USD per 1M requests)", _fmt(summary["cost"]["usd_per_million_requests"])),
     ]  # fmt: skip
     rows += _pull_mode_rows(summary)
+    rows += _llm_rows(summary)
     slo = summary.get("slo") or {}
-    if slo.get("latency_ms") is not None:
-        target = f"p{_fmt(slo['percentile'])} ≤ {_fmt(slo['latency_ms'])} ms"
+    bounds = [f"{name} ≤ {_fmt(slo[key])} ms" for key, name in (("latency_ms", "latency"), ("ttft_ms", "TTFT"),
+                                                                   ("tpot_ms", "TPOT")) if slo.get(key) is not None]
+    if bounds:
+        target = f"p{_fmt(slo['percentile'])} " + ", ".join(bounds)
         verdict = "met" if slo.get("met") else "MISSED"
         rows.append((f"SLO {target}", f"{verdict}, attainment {_fmt(100 * slo['attainment'], 4)}%"))
         rows.append(("goodput (req/s within SLO)", _fmt(slo["goodput_rps"])))
@@ -90,6 +93,25 @@ def calibration_rows(service: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"profile {kind}",
                      f"worst p50 {pct(head.get('latency_p50_max_abs'))}, p99 {pct(head.get('latency_p99_max_abs'))}, "
                      f"throughput {pct(head.get('throughput_rps_max_abs'))} ({head.get('points')} point(s), {scope})"))
+    return rows
+
+
+def _llm_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The LLM mode's own figures: token times, token throughput, KV cache, cost per token."""
+    if "ttft_ms" not in summary:
+        return []
+    rows = []
+    for key, label in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL")):
+        block = summary[key]
+        rows.append((f"{label} mean / p50 / p99 (ms)",
+                     f"{_fmt(block['mean'])} / {_fmt(block['p50'])} / {_fmt(block['p99'])}"))
+    tokens, kv, cost = summary["tokens"], summary["kv_cache"], summary["cost"]
+    rows += [
+        ("tokens/s input / output", f"{_fmt(tokens['input_per_s'])} / {_fmt(tokens['output_per_s'])}"),
+        ("KV cache utilization / preemptions", f"{_fmt(kv['utilization_mean'], 3)} / {_fmt(kv['preemptions'])}"),
+        ("cost (USD per 1M input / output tokens)",
+         f"{_fmt(cost['usd_per_million_input_tokens'])} / {_fmt(cost['usd_per_million_output_tokens'])}"),
+    ]  # fmt: skip
     return rows
 
 

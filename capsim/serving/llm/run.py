@@ -93,6 +93,17 @@ def arrival_chunks(scenario: Scenario, streams: RandomStreams) -> Iterator[Arriv
         yield ArrivalChunk(times[part], prompt[part], output[part], 2 * ids[part], ids[part])
 
 
+def _request_columns(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The output rows as the run's request table, in arrival order, under the request log's names
+    where they mean the same (`start_s`: the first step that scheduled the request)."""
+    rows = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
+    order = np.argsort(rows["id"], kind="stable")
+    names = {"arrival_s": "arrival_s", "first_sched_s": "start_s", "first_token_s": "first_token_s",
+             "end_s": "end_s", "replica": "replica", "outcome": "outcome", "prompt": "input_tokens",
+             "output": "output_tokens", "preempted": "preemptions"}  # fmt: skip
+    return {new: rows[old][order] for old, new in names.items()}
+
+
 def _pump(env: simpy.Environment, fleet: LlmFleet, duration_s: float) -> Generator[simpy.Event, Any, None]:
     """Advance the data plane along SimPy's clock (a control process reading the fleet calls
     `advance_to` itself first)."""
@@ -163,6 +174,6 @@ def run_llm(
     unfinished = fleet.unfinished_rows()["arrival_s"]
     in_flight = int((unfinished >= scenario.warmup_s).sum())
     summary, timeseries = llm_summary(scenario, seed, engine, fleet.plane, tally, bins, in_flight, end_s)
-    requests = {name: np.concatenate([r[name] for r in kept]) for name in kept[0]} if kept else None
+    requests = _request_columns(kept) if kept else None
     changes = {"ready": [(0.0, float(serving.replicas))], "billed": [(0.0, float(serving.replicas))]}
     return ModeRun(summary, requests, timeseries, changes)
