@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_serializer, model_validator
 
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.hardware.model_catalogue import ModelRef
@@ -158,6 +158,11 @@ class Slo(_Strict):
     def has_latency_bound(self) -> bool:
         """Whether `latency_ms` was given (its default, inf, means no end-to-end bound)."""
         return math.isfinite(self.latency_ms)
+
+    @field_serializer("latency_ms")
+    def _no_bound_as_null(self, latency_ms: float) -> float | None:
+        # JSON has no inf: a scenario written back (run folders) leaves the unset bound out
+        return latency_ms if math.isfinite(latency_ms) else None
 
 
 class Scenario(_Strict):
