@@ -13,7 +13,8 @@
 - a turn whose prompt exceeds the model's context is rejected like any over-long prompt, and the
   session ends there.
 
-`sample_sessions` draws the per-session arrays; the LLM engine injects the follow-up turns.
+`sample_sessions` draws the per-session arrays for the LLM engine, which does not inject follow-up
+turns yet (it refuses `workload.session`).
 Streams: "session.turns", "session.think", and the token streams of capsim.workload.tokens.
 """
 
