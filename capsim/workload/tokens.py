@@ -19,8 +19,8 @@ Draws come from the named streams "tokens.input" and "tokens.output" (capsim.rng
 are independent, and changing one side's spec leaves the other side's counts unchanged (common
 random numbers across paired scenarios).
 
-Multi-turn sessions (`workload.session`) are sampled here too; the engine replays them (see
-`SessionDraws` and docs/model.md "Multi-turn sessions").
+Multi-turn sessions (`workload.session`) draw their turns' counts from these specs too
+(capsim.workload.sessions; docs/model.md "Multi-turn sessions").
 """
 
 from __future__ import annotations
