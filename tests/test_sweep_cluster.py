@@ -133,3 +133,11 @@ def test_bad_input_found_while_a_variant_runs_names_the_variant(tiny: Path, monk
         run_sweep(tiny, [parse_axis("serving.replicas=2,3")], jobs=1)
     assert exc.value.one_line() == ("tiny.yaml: serving.replicas: expected a smaller fleet "
                                     "(in the variant serving.replicas=2)")  # fmt: skip
+
+
+def test_each_row_streams_out_once_as_its_variant_finishes(tiny: Path) -> None:
+    streamed: list[tuple[int, dict[str, Any]]] = []
+    result = run_sweep(tiny, [parse_axis("serving.replicas=1..4")], jobs=2,
+                       on_row=lambda i, row: streamed.append((i, row)))  # fmt: skip
+    assert sorted(i for i, _ in streamed) == [0, 1, 2, 3]
+    assert [row for _, row in sorted(streamed, key=lambda pair: pair[0])] == result.rows
