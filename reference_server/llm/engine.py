@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -50,7 +50,6 @@ class EngineRequest:
     first_token_mono: float | None = None
     last_token_mono: float | None = None
     done: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class LlmEngine:

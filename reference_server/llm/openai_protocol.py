@@ -26,7 +26,8 @@ import orjson
 from reference_server.llm.tokenizer import chat_prompt, encode
 
 DONE = b"data: [DONE]\n\n"
-UNSUPPORTED = {"logprobs": None, "echo": False, "stop": None, "best_of": None, "suffix": None, "tools": None}
+# Refused when given a value that asks for something (not null, false, 0, "" or []).
+UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "stop", "best_of", "suffix", "tools")
 
 
 class ApiError(Exception):
@@ -122,8 +123,8 @@ def parse_request(raw: bytes, chat: bool, served_model: str, vocab: int, max_mod
     model = body.get("model", served_model)
     if model != served_model:
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
-    for name, neutral in UNSUPPORTED.items():
-        if body.get(name, neutral) not in (neutral, None):
+    for name in UNSUPPORTED:
+        if body.get(name):
             raise ApiError(400, f"'{name}' is not supported by this server", name)
     if _int(body, "n", 1, 1) != 1:
         raise ApiError(400, "'n' must be 1 on this server", "n")

@@ -31,6 +31,9 @@ def test_defaults_follow_openai_and_vllm() -> None:
         parse({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 7}, chat=True).max_tokens == 7
     )
     assert parse({"prompt": [[5, 6, 7]], "stream": True, "stream_options": {"include_usage": True}}).prompt == [5, 6, 7]
+    # what clients send by default and asks for nothing is accepted
+    neutral = {"logprobs": False, "echo": False, "stop": [], "tools": [], "best_of": None, "top_p": 1.0, "user": "u"}
+    assert parse({"prompt": "a", **neutral}).prompt == [97]
 
 
 @pytest.mark.parametrize(
