@@ -74,7 +74,6 @@ from capsim.serving.dataplane.rules import (
     pick_replica,
     window_closed,
 )
-from capsim.serving.dataplane.rules import service_s as _service_s  # noqa: F401  (streaming/kernel.py's import)
 
 # numba keys this module's cache on this file alone: drop it when what it compiles in changed.
 drop_stale_cache(

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from capsim.metrics.request_log import COMPLETED
-from capsim.serving.dataplane.kernel import _service_s  # the batch service-time rule, shared with real time
+from capsim.serving.dataplane.rules import service_s  # the batch service-time rule, shared with real time
 from capsim.serving.streaming.fold import I_ON, add_interval, fold_scored
 
 # phases of a slot (in this order: the loop tests ranges of them)
@@ -46,7 +46,7 @@ NEED_DRAWS = 1
 NOTIFY = 2
 DRAINED = 3
 
-# ints / floats / cfg_i / cfg_f layout (loc and sigma sit where the shared `_service_s` reads them)
+# ints / floats / cfg_i / cfg_f layout (loc and sigma sit where the shared `service_s` reads them)
 I_SCORED = 0  # records scored and committed, cumulative
 I_TARGET = 1  # records arrived once the feed has ended (-1 while it goes on): DRAINED when scored
 I_SLOT = 2
@@ -260,7 +260,7 @@ def poll(st, s, now):  # type: ignore[no-untyped-def]
     st.b_size[s] = size
     st.b_start[s] = now
     st.phase[s] = BUSY
-    st.next_s[s] = now + _service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
+    st.next_s[s] = now + service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
 
 
 @njit(cache=True, inline="always")
