@@ -15,7 +15,10 @@ import typer
 
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
-from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, ArrivalKind, Protocol
+from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, ArrivalKind, Endpoint, Protocol
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_STREAM_TIMEOUT_S = 300.0  # --protocol openai: a long answer streams for minutes under load
 
 
 def _positive(value: float | None, flag: str, allow_zero: bool = False) -> None:
@@ -31,9 +34,20 @@ def loadtest_command(
                                         "full URL to POST to)")],
     out: Annotated[Path, typer.Option(help="run folder to create (must not exist or be empty)")],
     protocol: Annotated[Protocol, typer.Option(help="json: POST /predict/MODEL; kserve: KServe v2 / Triton "
-                                               "infer; generic: POST --payload to --target")] = "json",
-    model: Annotated[str | None, typer.Option(help="model name (json, kserve; default: the target's only "
-                                            "model, from its repository index)")] = None,
+                                               "infer; generic: POST --payload to --target; openai: streamed "
+                                               "/v1/completions or /v1/chat/completions (vLLM, SGLang, "
+                                               "TGI...)")] = "json",
+    model: Annotated[str | None, typer.Option(help="model name (json, kserve, openai; default: the target's only "
+                                            "model, from its repository index or GET /v1/models)")] = None,
+    endpoint: Annotated[Endpoint, typer.Option(help="--protocol openai: completions or chat")] = "completions",
+    input_tokens: Annotated[str | None, typer.Option(help="--protocol openai: prompt tokens per request: N, "
+                                                     "lognormal:MEAN,CV[,MAX] or trace[:COLUMN] (default 512)")] = None,
+    output_tokens: Annotated[str | None, typer.Option(help="--protocol openai: output tokens per request (max_tokens), "
+                                                      "same forms (default 128)")] = None,
+    force_length: Annotated[bool, typer.Option(help="--protocol openai: send ignore_eos and min_tokens so that the "
+                                               "server generates exactly the output count (vLLM, SGLang)")] = True,
+    slo_ttft_ms: Annotated[float | None, typer.Option(help="--protocol openai: TTFT objective for goodput")] = None,
+    slo_tpot_ms: Annotated[float | None, typer.Option(help="--protocol openai: TPOT objective for goodput")] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file (default for json/kserve: an example "
                                                  "input built from the model's metadata)")] = None,
     arrival: Annotated[ArrivalKind, typer.Option(help="arrival process of the open loop")] = "poisson",
@@ -70,15 +84,25 @@ def loadtest_command(
     scrape_interval: Annotated[float, typer.Option(
         help="seconds between scrapes of the target's /metrics (and the reference server's batch log); each scrape "
         "is work on the target that delays the requests beside it")] = DEFAULT_SCRAPE_INTERVAL_S,
-    request_timeout: Annotated[float, typer.Option(help="client timeout per request in s")] = 10.0,
+    request_timeout: Annotated[float | None, typer.Option(help="client timeout per request in s (default 10; "
+                                                          "--protocol openai: 300, for the whole stream)")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary JSON on stdout")] = False,
 ) -> None:
     """Load test a server with Locust (open loop by default) and write a run folder."""
     from capsim.loadtest.runner import LoadTestError, run_loadtest
-    from capsim.loadtest.settings import LoadTestSettings, build_arrival, parse_sweep
+    from capsim.loadtest.settings import (
+        DEFAULT_INPUT_TOKENS,
+        DEFAULT_OUTPUT_TOKENS,
+        LoadTestSettings,
+        build_arrival,
+        parse_sweep,
+        parse_tokens,
+    )
+    from capsim.workload.tokens import TokensSpec
 
     for value, flag in ((duration, "--duration"), (window, "--window"), (scrape_interval, "--scrape-interval"),
-                        (request_timeout, "--request-timeout"), (period, "--period")):
+                        (request_timeout, "--request-timeout"), (period, "--period"), (slo_ttft_ms, "--slo-ttft-ms"),
+                        (slo_tpot_ms, "--slo-tpot-ms")):
         _positive(value, flag)
     for value, flag in ((warmup, "--warmup"), (think_time_ms, "--think-time-ms"), (base_rate, "--base-rate")):
         _positive(value, flag, allow_zero=True)
@@ -100,6 +124,15 @@ def loadtest_command(
         raise CapsimInputError(f"--arrival {arrival} needs the rate in req/s", field="--rate")
     arrival_spec = build_arrival(arrival, rate if rate is not None else 1.0, duration, steps=steps,
                                  trace=str(trace) if trace else None, base_rate_rps=base_rate, period_s=period)
+    llm = protocol == "openai"
+    for given, flag in ((input_tokens, "--input-tokens"), (output_tokens, "--output-tokens"),
+                        (slo_ttft_ms, "--slo-ttft-ms"), (slo_tpot_ms, "--slo-tpot-ms")):
+        if given is not None and not llm:
+            raise CapsimInputError("is for --protocol openai (streamed LLM requests)", field=flag)
+    tokens = TokensSpec(input=parse_tokens(input_tokens, "--input-tokens", DEFAULT_INPUT_TOKENS),
+                        output=parse_tokens(output_tokens, "--output-tokens", DEFAULT_OUTPUT_TOKENS)) if llm else None
+    if request_timeout is None:
+        request_timeout = DEFAULT_STREAM_TIMEOUT_S if llm else DEFAULT_TIMEOUT_S
     settings = LoadTestSettings(
         target=target, protocol=protocol, model=model, payload_path=str(payload) if payload else None,
         arrival=arrival_spec, duration_s=duration, warmup_s=warmup, window_s=window, workers=workers,
@@ -108,6 +141,7 @@ def loadtest_command(
         locustfile=str(locustfile) if locustfile else None, inference_names=list(inference_name or []),
         sweep=sweep_rates, sweep_max_steps=sweep_max_steps,
         seed=seed, scrape_interval_s=scrape_interval, request_timeout_s=request_timeout,
+        endpoint=endpoint, tokens=tokens, force_length=force_length, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms,
     )
     echo = (lambda text: print(text, file=sys.stderr)) if json_output else print
     try:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from capsim.loadtest.histogram import LatencyHistogram, merge_all
+from capsim.loadtest.llm_summary import is_llm_table, llm_step_figures
 from capsim.loadtest.records import INFERENCE, REJECTED_STATUSES, outcome
 from capsim.loadtest.windows import stability, window_stats
 
@@ -187,8 +188,12 @@ def summarize_step(
     scheduled: np.ndarray | None,
     mode: str,
     partial: bool,
+    slo_ttft_ms: float | None = None,
+    slo_tpot_ms: float | None = None,
 ) -> dict[str, Any]:
-    """Summary of one step; `scheduled` holds the schedule's offsets (open loop) to count what was planned."""
+    """Summary of one step; `scheduled` holds the schedule's offsets (open loop) to count what was planned.
+    Streamed LLM rows (`--protocol openai`) add the simulator's LLM keys (`llm_summary.py`), with
+    goodput against `slo_ttft_ms` / `slo_tpot_ms`."""
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in
             ("intended_s", "sent_s", "latency_ms", "latency_corrected_ms", "status", "worker")}
     errors = table.column("error").to_pylist()
@@ -246,6 +251,10 @@ def summarize_step(
     if scheduled is not None:
         planned = int(np.count_nonzero((scheduled >= warmup_s) & (scheduled < measure_hi - start_s)))
     arrived = int(np.count_nonzero(inside))
+    llm: dict[str, Any] = {}
+    if is_llm_table(table):
+        finished = (outcomes != "interrupted") & inference
+        llm = llm_step_figures(table, inside, ok, finished, span_s, slo_ttft_ms, slo_tpot_ms)
     return {
         "mode": mode,
         "partial": partial,
@@ -278,4 +287,5 @@ def summarize_step(
         "warnings": warnings,
         "windows": {"window_s": window_s, "per_window": windows, **stability(windows)},
         "by_name": _by_name(names, kinds, outcomes, inside_any, cols["latency_corrected_ms"]),
+        **llm,
     }

@@ -6,6 +6,7 @@ tested like any pure function.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -35,11 +36,18 @@ class Response:
 
 
 class ResponseParser:
-    """Incremental parser: `feed(data)` returns the responses completed by `data` (0, 1 or more)."""
+    """Incremental parser: `feed(data)` returns the responses completed by `data` (0, 1 or more).
+
+    `on_body`, when given, receives each piece of body as soon as it is complete (a whole chunk of a
+    chunked body, or whatever part of a sized body arrived): how a streamed response is read as it
+    comes. `on_head(status, headers)` is called when a response's headers have been parsed."""
 
     MAX_HEAD_BYTES = 65_536
 
-    def __init__(self, keep_headers: tuple[str, ...] = ()) -> None:
+    def __init__(self, keep_headers: tuple[str, ...] = (), on_body: Callable[[bytes], None] | None = None,
+                 on_head: Callable[[int, dict[str, str]], None] | None = None) -> None:
+        self._on_body = on_body
+        self._on_head = on_head
         self._keep = {name.lower().encode("latin-1") for name in keep_headers}
         self._kept: dict[str, str] = {}
         self._buffer = b""
@@ -90,6 +98,8 @@ class ResponseParser:
             raise ProtocolError("response without Content-Length or chunked encoding")
         self._head = (status, close)
         self._kept = kept
+        if self._on_head is not None:
+            self._on_head(status, kept)
         self._chunked = chunked
         self._remaining = length or 0
         self._body_bytes = 0
@@ -102,6 +112,8 @@ class ResponseParser:
 
     def _body_sized(self) -> Response | None:
         take = min(self._remaining, len(self._buffer))
+        if self._on_body is not None and take:
+            self._on_body(self._buffer[:take])
         self._remaining -= take
         self._body_bytes += take
         self._buffer = self._buffer[take:]
@@ -126,4 +138,6 @@ class ResponseParser:
             if len(self._buffer) < line_end + 2 + size + 2:
                 return None
             self._body_bytes += size
+            if self._on_body is not None and size:
+                self._on_body(self._buffer[line_end + 2 : line_end + 2 + size])
             self._buffer = self._buffer[line_end + 2 + size + 2 :]

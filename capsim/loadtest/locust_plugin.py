@@ -281,16 +281,20 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     config = COORD.config
     start_s = time.time() + float(config.get("start_lead_s", 1.0))
     schedule: list[float] = []
+    tokens: list[list[int]] = []
     if config.get("schedule_path"):
         import numpy as np
 
         schedule = np.load(config["schedule_path"]).tolist()
-    shared = {k: v for k, v in config.items() if k not in ("schedule_path", "parts_dir")}
+        if config.get("tokens_path"):  # streamed LLM requests: (input, output) tokens of each arrival
+            tokens = np.load(config["tokens_path"]).tolist()
+    shared = {k: v for k, v in config.items() if k not in ("schedule_path", "tokens_path", "parts_dir")}
     for index, node in enumerate(workers):
         COORD.assigned[node] = index
         # Round-robin split: the union of the workers' schedules is exactly the drawn process.
         mine = schedule[index :: len(workers)] if schedule else []
-        payload = {**shared, "index": index, "n_workers": len(workers), "start_s": start_s, "schedule": mine}
+        payload = {**shared, "index": index, "n_workers": len(workers), "start_s": start_s, "schedule": mine,
+                   "tokens": tokens[index :: len(workers)]}
         runner.send_message("capsim_config", payload, client_id=None if isinstance(runner, LocalRunner) else node)
     write_json_atomic(
         COORD.parts_dir / "coordinator.json", {"start_s": start_s, "workers": len(workers), "nodes": workers}

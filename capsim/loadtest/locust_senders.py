@@ -275,8 +275,16 @@ class PooledSender:
 
 
 def make_sender(url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: float,
-                recorder: RequestRecorder) -> RawSender | PooledSender:
-    """RawSender for http targets, PooledSender for https (or when $CAPSIM_OPEN_LOOP_SENDER=pooled)."""
+                recorder: RequestRecorder, config: dict[str, Any] | None = None) -> Any:
+    """RawSender for http targets, PooledSender for https (or when $CAPSIM_OPEN_LOOP_SENDER=pooled);
+    StreamSender (locust_stream_sender.py) for streamed LLM requests, with the worker's share of the
+    token counts from `config`."""
+    if spec.get("openai"):
+        from capsim.loadtest.locust_stream_sender import StreamSender
+
+        config = config or {}
+        return StreamSender(url, spec, max_in_flight, timeout_s, recorder, list(config.get("tokens") or []),
+                            int(config.get("index", 0)), int(config.get("n_workers", 1)))
     if url.lower().startswith("https://") or os.environ.get("CAPSIM_OPEN_LOOP_SENDER") == "pooled":
         return PooledSender(url, spec, max_in_flight, timeout_s, recorder)
     return RawSender(url, spec, max_in_flight, timeout_s, recorder)

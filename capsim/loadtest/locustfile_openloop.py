@@ -69,7 +69,7 @@ class OpenLoopUser(User):
     def on_start(self) -> None:
         config = plugin.wait_config()
         self._sender = make_sender(self.host or "", config["request"], int(config["max_in_flight"]),
-                                   float(config["request_timeout_s"]), plugin.WORKER.recorder)
+                                   float(config["request_timeout_s"]), plugin.WORKER.recorder, config)
         self._sender.prewarm()
         plugin.WORKER.sender = self._sender  # the final flush records what is still in flight
         plugin.WORKER.counters["sender"] = type(self._sender).__name__

@@ -45,8 +45,22 @@ REQUEST_SCHEMA = pa.schema(
         ("server_batch_size", pa.int32()),
         # `inference` or `other` (health checks, metadata, metrics...): calibration keeps only inference.
         ("kind", pa.string()),
+        # Streamed LLM requests (--protocol openai; null otherwise), as `sse.py` defines them: the
+        # token counts asked for, the first token from the actual send, the gaps between content
+        # chunks, the counts the server reported (`usage`) or else counted, and the chunks that
+        # carried text. TTFT from the intended send is `ttft_ms` plus the send lag.
+        ("requested_input_tokens", pa.int32()),
+        ("requested_output_tokens", pa.int32()),
+        ("ttft_ms", pa.float64()),
+        ("itl_ms", pa.list_(pa.float32())),
+        ("input_tokens", pa.int32()),
+        ("output_tokens", pa.int32()),
+        ("chunks", pa.int32()),
+        ("usage_reported", pa.bool_()),
     ]
 )
+LLM_COLUMNS: tuple[str, ...] = ("requested_input_tokens", "requested_output_tokens", "ttft_ms", "itl_ms",
+                                "input_tokens", "output_tokens", "chunks", "usage_reported")
 SERVER_HEADERS: dict[str, str] = {"x-queue-ms": "server_queue_ms", "x-compute-ms": "server_compute_ms",
                                   "x-batch-size": "server_batch_size"}
 ServerTimes = tuple[float | None, float | None, int | None]
@@ -150,8 +164,9 @@ class RequestRecorder:
         name: str,
         server: ServerTimes = NO_SERVER_TIMES,
         kind: str = INFERENCE,
+        llm: dict[str, Any] | None = None,
     ) -> None:
-        """Append one finished request."""
+        """Append one finished request (`llm`: the LLM_COLUMNS of a streamed request)."""
         rows = self._rows
         rows["intended_s"].append(intended_s)
         rows["sent_s"].append(sent_s)
@@ -167,11 +182,19 @@ class RequestRecorder:
         rows["server_compute_ms"].append(server[1])
         rows["server_batch_size"].append(server[2])
         rows["kind"].append(kind)
+        self._llm(llm)
         self.recorded += 1
 
-    def record_interrupted(self, intended_s: float, sent_s: float, name: str, kind: str = INFERENCE) -> None:
+    def _llm(self, llm: dict[str, Any] | None) -> None:
+        rows = self._rows
+        for column in LLM_COLUMNS:
+            rows[column].append(llm.get(column) if llm else None)
+
+    def record_interrupted(self, intended_s: float, sent_s: float, name: str, kind: str = INFERENCE,
+                           llm: dict[str, Any] | None = None) -> None:
         """Append a request that was sent but not answered when the run stopped: its send time is
-        known, its latency is not (null), so it is counted, never averaged."""
+        known, its latency is not (null), so it is counted, never averaged (a streamed request keeps
+        what it had received: its first-token time and gaps so far)."""
         rows = self._rows
         for column, value in (("intended_s", intended_s), ("sent_s", sent_s), ("latency_ms", None),
                               ("latency_corrected_ms", None), ("status", STATUS_TIMEOUT), ("bytes", 0),
@@ -179,6 +202,7 @@ class RequestRecorder:
                               ("server_queue_ms", None), ("server_compute_ms", None), ("server_batch_size", None),
                               ("kind", kind)):
             rows[column].append(value)
+        self._llm(llm)
         self.recorded += 1
 
     def _measure(self, rows: dict[str, list[Any]]) -> None:

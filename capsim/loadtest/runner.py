@@ -44,12 +44,15 @@ from capsim.loadtest.target import (
     default_model,
     has_batch_log,
     is_local,
+    openai_request_spec,
     server_config,
 )
 from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
 from capsim.rng import RandomStreams
 
 ARRIVAL_STREAM = "loadtest/arrivals"
+# --protocol openai: each arrival's token counts come from the simulator's own streams
+# ("tokens.input", "tokens.output": capsim.workload.tokens.sample_token_counts) under --seed.
 HIST_INTERVAL_S = 5.0
 EXTRA_WAIT_S = 30.0  # beyond the run's own length before a step is declared hung
 DAMAGED_DIR = "damaged-parts"  # where a merge moves the parts it could not read (run folder relative)
@@ -111,7 +114,8 @@ class LoadTestRun:
 
     # ------------------------------------------------------------------ one step
 
-    def _config(self, step_dir: Path, schedule_path: Path | None, step: int, rate_rps: float | None) -> dict[str, Any]:
+    def _config(self, step_dir: Path, schedule_path: Path | None, step: int, rate_rps: float | None,
+                tokens_path: Path | None = None) -> dict[str, Any]:  # fmt: skip
         s = self.settings
         return {
             "mode": s.mode,
@@ -119,6 +123,7 @@ class LoadTestRun:
             "rate_rps": rate_rps,
             "parts_dir": str(step_dir),
             "schedule_path": str(schedule_path) if schedule_path else None,
+            "tokens_path": str(tokens_path) if tokens_path else None,
             "expected_workers": s.total_workers,
             "request": self.request.model_dump() if self.request else None,
             "max_in_flight": s.max_in_flight,
@@ -163,13 +168,16 @@ class LoadTestRun:
         step_dir.mkdir(parents=True, exist_ok=True)
         arrival = _step_arrival(s, rate_rps)
         schedule = None
-        schedule_path = None
+        schedule_path = tokens_path = None
         if s.mode == "open":
             schedule = arrival.times(RandomStreams(s.seed).stream(ARRIVAL_STREAM), s.duration_s)
             schedule_path = step_dir / "schedule.npy"
             np.save(schedule_path, schedule)
+            if s.protocol == "openai":
+                tokens_path = step_dir / "tokens.npy"
+                np.save(tokens_path, draw_request_tokens(s, arrival, schedule.size))
         config_path = step_dir / "config.json"
-        write_json_atomic(config_path, self._config(step_dir, schedule_path, step, rate_rps))
+        write_json_atomic(config_path, self._config(step_dir, schedule_path, step, rate_rps, tokens_path))
         launch = self._launch(step, config_path)
         if s.mode == "open":
             label = f"{rate_rps:g} req/s" if rate_rps else f"{s.arrival.kind} arrivals"
@@ -223,6 +231,7 @@ class LoadTestRun:
         summary = summarize_step(
             table, statuses, start_s=start_s, warmup_s=s.warmup_s, duration_s=s.duration_s, window_s=s.window_s,
             offered_rps=arrival.mean_rate_rps(s.duration_s), scheduled=schedule, mode=s.mode, partial=partial,
+            slo_ttft_ms=s.slo_ttft_ms, slo_tpot_ms=s.slo_tpot_ms,
         )
         return {"step": step, "rate_rps": rate_rps, "start_s": start_s, **summary}
 
@@ -296,10 +305,13 @@ class LoadTestRun:
         s = self.settings
         validate_settings(s)
         check_reachable(s.target)
-        if s.mode != "custom" and s.protocol in ("json", "kserve") and not s.model:
+        if s.mode != "custom" and s.protocol in ("json", "kserve", "openai") and not s.model:
             s = self.settings = s.model_copy(update={"model": default_model(s.target, s.protocol)})
             self.echo(f"model: {s.model} (the only model the target serves)")
-        if s.mode != "custom":
+        if s.protocol == "openai":
+            assert s.model is not None
+            self.request = openai_request_spec(s.endpoint, s.model, s.force_length)
+        elif s.mode != "custom":
             self.request = build_request(s.target, s.protocol, s.model, s.payload_path)
         self.batches = has_batch_log(s.target)
         _prepare_out(self.out_dir)
@@ -309,8 +321,10 @@ class LoadTestRun:
                        "reference_server": self.batches,
                        "request": self.request.model_dump(exclude={"body"}) if self.request else None,
                        "request_body_bytes": len(self.request.body or "") if self.request else None,
-                       # The reference server's batching settings: what calibration replays the run with.
-                       "server_config": server_config(s.target) if self.batches else None}
+                       # The reference server's batching (or LLM scheduler) settings: what calibration
+                       # replays the run with.
+                       "server_config": server_config(s.target) if self.batches or s.protocol == "openai"
+                       else None}
         manifest = build_manifest(s.model_dump(mode="json"), target_info, start_s)
         write_json_atomic(self.out_dir / "manifest.json", manifest)
         self.telemetry = TelemetryCollector(s.target, self.parts_dir, s.scrape_interval_s, nvml=is_local(s.target),
@@ -369,11 +383,33 @@ class LoadTestRun:
         )
         if step.get("remedy"):
             self.echo(f"  for a valid run: {step['remedy']}")
+        if step.get("ttft_ms"):
+            ttft, tpot, tokens = step["ttft_ms"], step["tpot_ms"], step["tokens"]
+            def ms(value: float | None) -> str:
+                return "-" if value is None else f"{value:.4g}"
+
+            goodput = step["slo"]["goodput_rps"]
+            self.echo(f"  TTFT p50 {ms(ttft['p50'])} ms, p99 {ms(ttft['p99'])} ms; TPOT p50 {ms(tpot['p50'])} ms, "
+                      f"p99 {ms(tpot['p99'])} ms; {tokens['output_per_s']:.4g} output tokens/s"
+                      + (f"; goodput {goodput:.4g} req/s" if goodput is not None else ""))
         by_name = step.get("by_name") or {}
         if len(by_name) > 1 or any(v["kind"] != "inference" for v in by_name.values()):
             for name, figures in by_name.items():
                 self.echo(f"    {name} ({figures['kind']}): {figures['arrived']} requests, {figures['completed']} "
                           f"completed, p50 {figures['latency_ms']['p50']} ms, p99 {figures['latency_ms']['p99']} ms")
+
+
+def draw_request_tokens(settings: LoadTestSettings, arrival: Any, n: int) -> np.ndarray:
+    """(input, output) token counts of the schedule's `n` arrivals, int32[n, 2]: the simulator's
+    `sample_token_counts` on the same seed, so a load test and a simulation of the same workload
+    send the same counts (`--input-tokens` / `--output-tokens`, default 512 / 128)."""
+    from capsim.loadtest.settings import DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS
+    from capsim.workload.tokens import FixedTokens, TokensSpec, sample_token_counts
+
+    spec = settings.tokens or TokensSpec(input=FixedTokens(value=DEFAULT_INPUT_TOKENS),
+                                         output=FixedTokens(value=DEFAULT_OUTPUT_TOKENS))
+    inputs, outputs = sample_token_counts(spec, n, RandomStreams(settings.seed), arrival)
+    return np.stack([inputs, outputs], axis=1).astype(np.int32)
 
 
 def run_loadtest(settings: LoadTestSettings, out_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:

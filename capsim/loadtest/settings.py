@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from capsim.errors import CapsimInputError
 from capsim.input_model import InputModel
-from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, Protocol
+from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, Endpoint, Protocol
 from capsim.workload import (
     ArrivalSpec,
     ConstantArrival,
@@ -20,6 +20,7 @@ from capsim.workload import (
     StepsArrival,
     TraceArrival,
 )
+from capsim.workload.tokens import FixedTokens, LognormalTokens, TokenDistribution, TokensSpec, TraceTokens
 
 SWEEP_KINDS = ("poisson", "constant")
 
@@ -59,6 +60,14 @@ class LoadTestSettings(InputModel):
     request_timeout_s: float = Field(default=10.0, gt=0)
     start_lead_s: float = Field(default=1.0, ge=0)
     flush_interval_s: float = Field(default=1.0, gt=0)
+    # --protocol openai: which route, the token counts of each request (the simulator's
+    # `workload.tokens`), whether to force the output length (ignore_eos + min_tokens), and the
+    # goodput objectives.
+    endpoint: Endpoint = "completions"
+    tokens: TokensSpec | None = None
+    force_length: bool = True
+    slo_ttft_ms: float | None = Field(default=None, gt=0)
+    slo_tpot_ms: float | None = Field(default=None, gt=0)
 
     @property
     def mode(self) -> Literal["open", "closed", "custom"]:
@@ -88,6 +97,34 @@ def parse_steps(text: str) -> list[RateStep]:
                 field="--steps",
             ) from None
     return steps
+
+
+DEFAULT_INPUT_TOKENS = 512
+DEFAULT_OUTPUT_TOKENS = 128
+
+
+def parse_tokens(text: str | None, flag: str, default: int) -> TokenDistribution:
+    """`--input-tokens` / `--output-tokens`: `N` (every request), `lognormal:MEAN,CV[,MAX]` or
+    `trace[:COLUMN]` (the `--arrival trace` file's column; default ContextTokens / GeneratedTokens)."""
+    if text is None:
+        return FixedTokens(value=default)
+    kind, _, rest = text.strip().partition(":")
+    try:
+        if kind.isdigit():
+            return FixedTokens(value=int(kind))
+        if kind == "lognormal":
+            numbers = [float(x) for x in rest.split(",")]
+            if len(numbers) not in (2, 3) or (len(numbers) == 3 and numbers[2] != int(numbers[2])):
+                raise ValueError
+            return LognormalTokens(mean=numbers[0], cv=numbers[1], max=int(numbers[2]) if len(numbers) == 3 else None)
+        if kind == "trace":
+            return TraceTokens(column=rest or None)
+    except ValidationError as exc:
+        raise CapsimInputError(f"{exc.errors()[0]['msg']} (got {text!r})", field=flag) from None
+    except ValueError:
+        pass
+    raise CapsimInputError(f"expected a count like 512, lognormal:MEAN,CV[,MAX] or trace[:COLUMN]; got {text!r}",
+                           field=flag)
 
 
 def parse_sweep(text: str | None) -> list[float] | Literal["auto"] | None:
@@ -178,6 +215,16 @@ def validate_settings(settings: LoadTestSettings) -> None:
         if settings.arrival.kind not in SWEEP_KINDS:
             raise CapsimInputError(f"--sweep needs --arrival poisson or constant, not {settings.arrival.kind}",
                                    field="--sweep")
+    if settings.protocol == "openai":
+        if settings.mode != "open":
+            raise CapsimInputError("--protocol openai streams on capsim's open loop (no --closed-loop or "
+                                   "--locustfile)", field="--protocol")
+        if settings.tokens is not None and settings.tokens.needs_trace() and settings.arrival.kind != "trace":
+            raise CapsimInputError("token counts of kind trace are the trace's columns: they need --arrival trace",
+                                   field="--input-tokens")
+    elif settings.tokens is not None or settings.slo_ttft_ms is not None or settings.slo_tpot_ms is not None:
+        raise CapsimInputError("token counts and TTFT/TPOT objectives are for --protocol openai",
+                               field="--protocol")
     if settings.workers == 0 and settings.remote_workers == 0:
         raise CapsimInputError("need at least one worker (local or remote)", field="--workers")
 

@@ -34,6 +34,7 @@ class RequestSpec(InputModel):
     body: str | None = None
     headers: dict[str, str] = Field(default_factory=lambda: {"Content-Type": "application/json"})
     name: str
+    openai: dict[str, Any] | None = None  # --protocol openai: endpoint, model, force_length
 
 
 def base_url(target: str) -> str:
@@ -62,21 +63,24 @@ def check_reachable(target: str) -> None:
 def _names(body: Any) -> list[str] | None:
     """Model names from a repository listing: a list of `{"name": ...}` (Triton / KServe v2
     repository index), or `{"models": [...]}` of names or such objects (KServe v1, others)."""
-    items = body.get("models") if isinstance(body, dict) else body
+    items = body.get("models", body.get("data")) if isinstance(body, dict) else body
     if not isinstance(items, list):
         return None
-    names = [item.get("name") if isinstance(item, dict) else item for item in items]
+    # OpenAI's `GET /v1/models` lists `{"data": [{"id": ...}]}`.
+    names = [item.get("name", item.get("id")) if isinstance(item, dict) else item for item in items]
     return list(dict.fromkeys(n for n in names if isinstance(n, str) and n))
 
 
-def served_models(target: str) -> list[str] | None:
+def served_models(target: str, protocol: str = "json") -> list[str] | None:
     """The models the target says it serves, or None when it answers no listing.
 
     Asked in turn: `POST /v2/repository/index` (the KServe v2 / Triton model-repository extension,
-    which the reference server answers), `GET /v2/models`, `GET /v1/models` (KServe v1).
+    which the reference server answers), `GET /v2/models`, `GET /v1/models` (KServe v1, and OpenAI's
+    list, the only one asked for `--protocol openai`).
     """
     base = base_url(target)
-    for method, path in (("POST", "/v2/repository/index"), ("GET", "/v2/models"), ("GET", "/v1/models")):
+    probes = (("POST", "/v2/repository/index"), ("GET", "/v2/models"), ("GET", "/v1/models"))
+    for method, path in probes[2:] if protocol == "openai" else probes:
         try:
             response = requests.request(method, f"{base}{path}", json={} if method == "POST" else None,
                                         timeout=PROBE_TIMEOUT_S)
@@ -91,7 +95,7 @@ def served_models(target: str) -> list[str] | None:
 def default_model(target: str, protocol: str) -> str:
     """The model to load when `--model` is not given: the target's only model. Several models, or a
     target that lists none, is a one-line error naming `--model` (with the choices, when known)."""
-    names = served_models(target)
+    names = served_models(target, protocol)
     if names and len(names) == 1:
         return names[0]
     if names:
@@ -137,7 +141,8 @@ def example_input(datatype: str, item_shape: list[int]) -> np.ndarray:
 
 
 def build_request(target: str, protocol: str, model: str | None, payload_path: str | None) -> RequestSpec:
-    """The request every worker sends, for `--protocol json|kserve|generic`."""
+    """The request every worker sends, for `--protocol json|kserve|generic` (`--protocol openai`:
+    `openai_request_spec`)."""
     body = Path(payload_path).read_text(encoding="utf-8") if payload_path else None
     if protocol == "generic":
         path = urlsplit(target).path or "/"
@@ -179,3 +184,13 @@ def server_config(target: str) -> dict[str, Any] | None:
     except (requests.RequestException, ValueError):
         return None
     return body if isinstance(body, dict) and isinstance(body.get("config"), dict) else None
+
+
+def openai_request_spec(endpoint: str, model: str, force_length: bool) -> RequestSpec:
+    """`--protocol openai`: the route and what each worker needs to build every request's own body
+    at its send (`openai_request.request_body`: the prompt and output length differ per request)."""
+    from capsim.loadtest.openai_request import ENDPOINT_PATHS
+
+    path = ENDPOINT_PATHS[endpoint]
+    return RequestSpec(path=path, name=path,
+                       openai={"endpoint": endpoint, "model": model, "force_length": force_length})
