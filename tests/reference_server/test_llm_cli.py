@@ -70,3 +70,13 @@ def test_llm_flags_are_recognized_in_either_form() -> None:
     assert llm_model_requested(["--port", "0", "--model", "llm-tiny"])
     assert llm_model_requested(["--model=llm-1b"])
     assert not llm_model_requested(["--model", "cnn", "--step-log", "llm-x"])
+
+
+def test_beyond_loopback_the_llm_server_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    from reference_server.__main__ import warn_if_exposed
+
+    warn_if_exposed(parse_llm_config(["--host", "127.0.0.1"]))
+    assert capsys.readouterr().err == ""
+    warn_if_exposed(parse_llm_config(["--host", "0.0.0.0"]))
+    err = capsys.readouterr().err
+    assert "beyond loopback" in err and "unauthenticated" in err and len(err.splitlines()) == 1
