@@ -72,6 +72,7 @@ ahead = months[-1] + 3.0
 sigma = np.sqrt(np.sum(residuals**2) / (months.size - 2))
 spread = sigma * np.sqrt(1.0 + 1.0 / months.size + (ahead - months.mean()) ** 2 / np.sum((months - months.mean()) ** 2))
 T_975_DF4 = 2.776  # Student's t, 97.5th percentile, 4 degrees of freedom
+assert months.size - 2 == 4, "T_975_DF4 is for six months of history"
 forecast_rps = float(np.exp(intercept + slope * ahead))
 upper_rps = float(np.exp(intercept + slope * ahead + T_975_DF4 * spread))
 print(f"growth {np.expm1(slope):.1%} a month; in three months: {forecast_rps:,.0f} req/s forecast, "
