@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from capsim.servicetime.llm_step import N_PARAMS, P_BASE_S, P_PER_DECODE_SEQ_S, P_PER_PREFILL_TOKEN_S
-from capsim.serving.llm.fleet import ArrivalChunk, EngineSettings, LlmFleet, new_plane
+from capsim.serving.llm.fleet import ArrivalChunk, EngineSettings, LlmFleet, Sessions, new_plane
 
 MS = 1e-3
 
@@ -80,11 +80,14 @@ def run_engine(
     step_s: float | None = None,
     on_step: object = None,
     seed: int = 0,
+    sessions: Sessions | None = None,
+    arrivals_end_s: float = np.inf,
 ) -> Run:
     """Run the engine over `arrivals` until `until_s` (advancing `step_s` at a time and calling
     `on_step(fleet)` between, when given, until every request has finished)."""
     plane = new_plane(settings, linear_params() if params is None else params, load_balancer=load_balancer,
-                      slots=replicas, ticks=np.array([until_s]), warmup_s=warmup_s, horizon_s=until_s)  # fmt: skip
+                      slots=replicas, ticks=np.array([until_s]), warmup_s=warmup_s, horizon_s=until_s,
+                      arrivals_end_s=arrivals_end_s, turns=sessions)  # fmt: skip
     blocks: list[dict[str, np.ndarray]] = []
     rng = np.random.default_rng(seed) if load_balancer in ("random", "power_of_two", "weighted_random") else None
     fleet = LlmFleet(plane, iter(arrivals), blocks.append, rng)

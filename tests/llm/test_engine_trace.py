@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from capsim.serving.llm.fleet import Sessions
 from capsim.serving.llm.plane import COMPLETED, I_PREEMPTIONS, I_PREFIX_HITS, REJECTED
 from tests.llm.engine_helpers import chunks, engine, run_engine
 
@@ -118,3 +119,31 @@ def test_requests_arriving_at_one_instant_join_the_idle_engines_first_step() -> 
     run = run_engine(engine(chunked_prefill=False), chunks([0.0, 0.0, 0.0, 0.035], 100, 2))
     np.testing.assert_allclose(run.ttft_ms, [35.0, 35.0, 35.0, 15.3])
     np.testing.assert_allclose(run.queue_wait_ms, 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("prefix_caching", [False, True])
+def test_a_sessions_next_turn_arrives_a_think_time_after_the_reply_and_hits_the_cache(prefix_caching: bool) -> None:
+    """One session of three turns (turn = request id 0, 1, 2), think time 100 ms, the session's prefix
+    key 1. Turn 0 (prompt 32, output 2) ends at 8.2 + 5.1 = 13.3 ms with blocks 0 and 1 full and
+    cached. Turn 1 arrives at 113.3 ms with the conversation so far: 32 + 2 + 8 new = 42 tokens; it
+    hits min(2, (42 − 1) // 16) = 2 blocks and prefills 10 tokens (5 + 1.0 = 6.0 ms; 9.2 ms without the
+    cache), then one decode: ends at 113.3 + 6.0 + 5.1 = 124.4 ms (127.6 without). Turn 2 would arrive
+    100 ms later, past the end of arrivals (200 ms): it is not sent."""
+    sessions = Sessions(prompt=np.array([32, 42, 52]), output=np.array([2, 2, 2]), think_s=np.array([0.0, 0.1, 0.1]),
+                        next_turn=np.array([1, 2, -1]))  # fmt: skip
+    run = run_engine(engine(enable_prefix_caching=prefix_caching), chunks([0.0], 32, 2, key=[1]),
+                     sessions=sessions, arrivals_end_s=0.2)  # fmt: skip
+    assert run.rows["id"].tolist() == [0, 1]
+    ttft_1 = 6.0 if prefix_caching else 9.2
+    np.testing.assert_allclose(run.rows["arrival_s"] * 1000, [0.0, 113.3])
+    np.testing.assert_allclose(run.ttft_ms, [8.2, ttft_1])
+    np.testing.assert_allclose(run.rows["end_s"] * 1000, [13.3, 113.3 + ttft_1 + 5.1])
+
+
+def test_more_requests_in_flight_than_rows_allocated_grow_the_plane() -> None:
+    """3,000 requests at once (the plane starts with 1,024 request rows): every one completes, and
+    they are first scheduled in arrival order (FCFS), 256 at a time (max_num_seqs)."""
+    run = run_engine(engine(max_num_seqs=256), chunks(np.zeros(3000), 10, 2))
+    assert (run.rows["outcome"] == COMPLETED).all()
+    assert (np.diff(run.rows["first_sched_s"]) >= 0).all()
+    assert np.unique(run.rows["first_sched_s"][:512]).size == 2  # two admission waves of 256

@@ -17,11 +17,13 @@ from typing import NamedTuple
 import numpy as np
 
 from capsim.serving.dataplane.balancers import BALANCERS
+from capsim.serving.dataplane.layout import I_HEAP_N
 from capsim.serving.dataplane.rules import BALANCER_CODES
 from capsim.serving.llm import kernel as k
 from capsim.serving.llm.kvcache import init_slot_blocks
 from capsim.serving.llm.metrics import itl_buckets, itl_histogram
 from capsim.serving.llm.plane import (
+    C_ARRIVALS_END_S,
     C_BALANCER,
     C_BLOCK,
     C_BLOCKS,
@@ -59,6 +61,7 @@ from capsim.serving.llm.plane import (
     LlmPlane,
     allocate,
     emptied_output,
+    with_more_follow_ups,
     with_more_rows,
     with_wider_block_tables,
 )
@@ -72,6 +75,16 @@ class ArrivalChunk(NamedTuple):
     output: np.ndarray
     key: np.ndarray
     request_id: np.ndarray
+
+
+class Sessions(NamedTuple):
+    """Every turn of the run's sessions, flat (a turn's index is its request id): prompt and output
+    tokens, think time before it, and the session's next turn (-1 after the last)."""
+
+    prompt: np.ndarray
+    output: np.ndarray
+    think_s: np.ndarray
+    next_turn: np.ndarray
 
 
 class EngineSettings(NamedTuple):
@@ -96,9 +109,12 @@ def new_plane(
     ticks: np.ndarray,
     warmup_s: float,
     horizon_s: float,
+    arrivals_end_s: float = np.inf,
+    turns: Sessions | None = None,
 ) -> LlmPlane:
     """An empty plane for up to `slots` replicas of `engine`, statistics binned at `ticks`, gaps
-    between tokens up to `horizon_s` (the run's drain limit)."""
+    between tokens up to `horizon_s` (the run's drain limit); sessions' follow-up turns due at or
+    after `arrivals_end_s` are not sent."""
     cfg_i = np.zeros(N_CFG_I, dtype=np.int64)
     cfg_i[C_MAX_SEQS] = engine.max_num_seqs
     cfg_i[C_MAX_TOKENS] = engine.max_num_batched_tokens
@@ -115,8 +131,9 @@ def new_plane(
     hist = itl_histogram()
     cfg_f[C_HIST_MIN] = hist.min_value
     cfg_f[C_HIST_LOG_GAMMA] = np.log(hist.gamma)
+    cfg_f[C_ARRIVALS_END_S] = arrivals_end_s
     return allocate(cfg_i, cfg_f, np.asarray(step_params, dtype=float), np.asarray(ticks, dtype=float),
-                    itl_buckets(horizon_s), slots)  # fmt: skip
+                    itl_buckets(horizon_s), slots, turns=None if turns is None else tuple(turns))  # fmt: skip
 
 
 class LlmFleet:
@@ -135,6 +152,7 @@ class LlmFleet:
         self._lb_rng = balancer_rng
         self._chunk = ArrivalChunk(np.zeros(0), *(np.zeros(0, dtype=np.int64) for _ in range(4)))
         self.replicas = 0
+        self._widen_for(plane.turn_prompt, plane.turn_output)  # sessions' follow-up turns
         if balancer_rng is not None:
             self._refill_draws()
 
@@ -174,7 +192,11 @@ class LlmFleet:
             elif code == NEED_FLUSH:
                 self._on_rows(emptied_output(p))
             elif code == NEED_ROOM:
-                self.plane = with_more_rows(p)
+                if p.ints[I_FREE_ROW] < 0:
+                    p = with_more_rows(p)
+                if p.fu.ints[I_HEAP_N] + int(p.cfg_i[C_MAX_SEQS]) + 1 > p.fu.h_time.shape[0]:
+                    p = with_more_follow_ups(p)
+                self.plane = p
             elif code == NEED_DRAWS:
                 self._refill_draws()
             else:  # pragma: no cover - a code added to the kernel but not here
@@ -187,14 +209,18 @@ class LlmFleet:
             p.ints[I_ARRIVALS_DONE] = 1
             self._chunk = ArrivalChunk(np.zeros(0), *(np.zeros(0, dtype=np.int64) for _ in range(4)))
         else:
-            block = int(p.cfg_i[C_BLOCK])
-            tokens = chunk.prompt + chunk.output
-            widest = min(int(((tokens + block - 1) // block).max(initial=0)), int(p.cfg_i[C_BLOCKS]))
-            if widest > p.rq_blocks.shape[1]:
-                self.plane = with_wider_block_tables(p, widest)
+            self._widen_for(chunk.prompt, chunk.output)
             self._chunk = chunk
         self.plane.ints[I_ARR_POS] = 0
         self.plane.ints[I_ARR_N] = self._chunk.arrival_s.size
+
+    def _widen_for(self, prompt: np.ndarray, output: np.ndarray) -> None:
+        """Block tables wide enough for these requests (those a replica can hold at all)."""
+        p = self.plane
+        block = int(p.cfg_i[C_BLOCK])
+        widest = min(int(((prompt + output + block - 1) // block).max(initial=0)), int(p.cfg_i[C_BLOCKS]))
+        if widest > p.rq_blocks.shape[1]:
+            self.plane = with_wider_block_tables(p, widest)
 
     def _refill_draws(self) -> None:
         p = self.plane

@@ -11,6 +11,7 @@ Each rule is one function below:
 - `preempt` — recompute preemption of the last running request;
 - `start_step` — a step's duration from `llm_step_time_s`;
 - `finish_step` — tokens emitted at the step's end, completions;
+- `next_turn` — a session's follow-up turn, due a think time after the previous turn completed;
 - `add_levels`, `fold_itl` — statistics folded as the loop goes.
 
 Timing (issue 15): a step that brings a request's computed tokens up to its known tokens (prompt +
@@ -31,9 +32,12 @@ from numba import njit
 from capsim.metrics.histogram import bucket_index
 from capsim.servicetime.llm_step import attention_pairs_of, llm_step_time_s
 from capsim.serving.dataplane.compiled_cache import drop_stale_cache
+from capsim.serving.dataplane.heap import heap_pop, heap_push
+from capsim.serving.dataplane.layout import I_HEAP_N
 from capsim.serving.dataplane.rules import _balance  # the registered balancers, compiled once
 from capsim.serving.llm.kvcache import allocate_blocks, free_blocks, match_prefix
 from capsim.serving.llm.plane import (
+    C_ARRIVALS_END_S,
     C_BALANCER,
     C_BLOCK,
     C_BLOCKS,
@@ -90,7 +94,7 @@ from capsim.serving.llm.plane import (
 
 # numba keys this module's cache on this file alone: drop it when what it compiles in changed.
 _COMPILED_IN = ("kvcache.py", "plane.py", "../../servicetime/llm_step.py", "../dataplane/balancers.py",
-                "../dataplane/rules.py")
+                "../dataplane/rules.py", "../dataplane/heap.py")
 drop_stale_cache(Path(__file__).parent, "kernel", _COMPILED_IN)
 
 _bucket = njit(cache=True)(bucket_index)
@@ -223,6 +227,22 @@ def arrive(p, now, request_id, prompt, output, key):  # type: ignore[no-untyped-
         return
     s = p.ready[0] if n == 1 else _balance(p.cfg_i[C_BALANCER], p.ints, p.ready, n, p.loads, p.lb_draws)
     admit(p, s, row)
+
+
+@compiled
+def next_turn(p, row, now):  # type: ignore[no-untyped-def]
+    """Request `row` (a session's turn: its id is the turn's index) completed at `now`: the
+    session's next turn, if any, arrives its think time later — unless that is at or after the
+    end of arrivals (duration_s). Its prompt carries the conversation so far (capsim/workload/
+    sessions.py) under the session's prefix key, so prefix caching can skip what is still cached."""
+    if p.turn_next.shape[0] == 0:
+        return
+    turn = p.turn_next[p.rq_id[row]]
+    if turn < 0:
+        return
+    due_s = now + p.turn_think_s[turn]
+    if due_s < p.cfg_f[C_ARRIVALS_END_S]:
+        heap_push(p.fu, due_s, 0, turn, p.rq_key[row])
 
 
 # -- the scheduler ---------------------------------------------------------------------------------
@@ -381,6 +401,7 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
                 p.rq_last_token_s[row] = now
                 if p.rq_generated[row] >= p.rq_output[row]:
                     write_row(p, row, now, COMPLETED, p.slot_replica[s])
+                    next_turn(p, row, now)
                     free_blocks(p, s, row)
                     p.loads[s] -= 1
                     p.ints[I_RUNNING] -= 1
@@ -399,7 +420,8 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
 @compiled
 def advance(p, arr_t, arr_prompt, arr_output, arr_key, arr_id, stop_s):  # type: ignore[no-untyped-def]
     """Handle every data-plane event before `stop_s` in time order — at one instant, step ends
-    first, then arrivals, then the steps that start — or return earlier when Python must act
+    first, then arrivals (new ones, then sessions' follow-up turns), then the steps that start — or
+    return earlier when Python must act
     (NEED_ARRIVALS, NEED_FLUSH, NEED_ROOM, NEED_DRAWS: nothing is half done then)."""
     ints, floats = p.ints, p.floats
     slots = p.slot_state.shape[0]
@@ -409,7 +431,7 @@ def advance(p, arr_t, arr_prompt, arr_output, arr_key, arr_id, stop_s):  # type:
     while True:
         if ints[I_OUT_N] + max_seqs + 1 > out_cap:
             return NEED_FLUSH
-        if ints[I_FREE_ROW] < 0:
+        if ints[I_FREE_ROW] < 0 or p.fu.ints[I_HEAP_N] + max_seqs + 1 > p.fu.h_time.shape[0]:
             return NEED_ROOM
         if lb_draws > 0 and ints[I_LB_POS] + lb_draws > ints[I_LB_END]:
             return NEED_DRAWS
@@ -420,6 +442,9 @@ def advance(p, arr_t, arr_prompt, arr_output, arr_key, arr_id, stop_s):  # type:
             t_arr = math.inf
         else:
             return NEED_ARRIVALS
+        follow_up = p.fu.ints[I_HEAP_N] > 0 and p.fu.h_time[0] < t_arr  # a new session goes first at a tie
+        if follow_up:
+            t_arr = p.fu.h_time[0]
         t_step = math.inf
         s_step = -1
         for s in range(slots):
@@ -442,6 +467,12 @@ def advance(p, arr_t, arr_prompt, arr_output, arr_key, arr_id, stop_s):  # type:
             floats[F_CLOCK] = t_step
             add_levels(p, t_step)
             finish_step(p, s_step, t_step)
+        elif follow_up:
+            floats[F_CLOCK] = t_arr
+            add_levels(p, t_arr)
+            turn, key = p.fu.h_slot[0], p.fu.h_aux[0]
+            heap_pop(p.fu)
+            arrive(p, t_arr, turn, p.turn_prompt[turn], p.turn_output[turn], key)
         else:
             floats[F_CLOCK] = t_arr
             add_levels(p, t_arr)

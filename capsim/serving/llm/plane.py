@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from capsim.serving.dataplane import layout as heap_layout
 from capsim.serving.dataplane.layout import I_LB_NEXT, I_LB_POS
 
 compiled = njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload]  # an option numba's stubs omit
@@ -33,7 +34,7 @@ call that passes the plane would count references on each of its ~60 arrays (18 
 RAN_TO_STOP = 0  # every event before stop_s is handled; F_NEXT holds the next event's time
 NEED_ARRIVALS = 1  # the arrival chunk is used up: give the next (or set I_ARRIVALS_DONE)
 NEED_FLUSH = 2  # the output log may not hold the next event's rows: fold and empty it
-NEED_ROOM = 3  # no free request row: grow the request rows (and the queues with them)
+NEED_ROOM = 3  # no free request row, or the follow-up heap nearly full: grow them
 NEED_DRAWS = 4  # the balancer's draws run low: refill them
 
 # -- ints ------------------------------------------------------------------------------------------
@@ -80,7 +81,8 @@ N_CFG_I = 10
 C_WARMUP_S = 0
 C_HIST_MIN = 1  # the ITL histogram's LogHistogram.min_value and log gamma
 C_HIST_LOG_GAMMA = 2
-N_CFG_F = 3
+C_ARRIVALS_END_S = 3  # a session's follow-up turn due at or after this is not sent (duration_s)
+N_CFG_F = 4
 
 # -- levels (rows of `areas`) -----------------------------------------------------------------------
 L_RUNNING = 0
@@ -108,6 +110,27 @@ REJECTED = 2
 
 MAX_SLOTS = 4096  # prefix keys pack the slot in 12 bits
 DRAW_CHUNK = 4096
+
+
+class FollowUps(NamedTuple):
+    """The sessions' follow-up turns due, as the real-time plane's event heap
+    (capsim/serving/dataplane/heap.py, ordered by time then push order): `h_slot` the turn, `h_aux`
+    its prefix key; `ints` holds the heap's size and push count at that module's I_HEAP_N / I_SEQ."""
+
+    h_time: np.ndarray
+    h_seq: np.ndarray
+    h_kind: np.ndarray
+    h_slot: np.ndarray
+    h_aux: np.ndarray
+    ints: np.ndarray
+
+
+def follow_ups(capacity: int) -> FollowUps:
+    """An empty heap of follow-up turns."""
+    i64 = np.int64
+    return FollowUps(np.zeros(capacity), np.zeros(capacity, dtype=i64), np.zeros(capacity, dtype=i64),
+                     np.zeros(capacity, dtype=i64), np.zeros(capacity, dtype=i64),
+                     np.zeros(heap_layout.N_INTS, dtype=i64))  # fmt: skip
 
 
 class LlmPlane(NamedTuple):
@@ -175,6 +198,12 @@ class LlmPlane(NamedTuple):
     itl_counts: np.ndarray  # the ITL histogram's buckets (LogHistogram's rule, seconds)
     itl_stats: np.ndarray  # H_COUNT, H_SUM, H_MAX, H_MIN, H_ZERO
     lb_draws: np.ndarray
+    # multi-turn sessions (empty arrays without them): per turn, flat over sessions (request id = turn)
+    turn_prompt: np.ndarray
+    turn_output: np.ndarray
+    turn_think_s: np.ndarray  # wait between the previous turn's completion and this turn
+    turn_next: np.ndarray  # the session's next turn (-1: the last)
+    fu: FollowUps
 
 
 OUT_COLUMNS = ("id", "arrival_s", "first_sched_s", "first_token_s", "end_s", "prompt", "output", "replica",
@@ -196,8 +225,10 @@ def allocate(
     rows: int = 1024,
     blocks_per_request: int = 64,
     out_rows: int = 8192,
+    turns: tuple[np.ndarray, ...] | None = None,
 ) -> LlmPlane:
-    """A fresh plane: every slot free, every request row on the free list."""
+    """A fresh plane: every slot free, every request row on the free list. `turns`: the sessions'
+    (prompt, output, think_s, next) per turn, when the workload has sessions."""
     i64 = np.int64
     ints = np.zeros(N_INTS, dtype=i64)
     floats = np.zeros(N_FLOATS)
@@ -236,6 +267,11 @@ def allocate(
         ticks=ticks, areas=np.zeros((N_LEVELS, ticks.size + 1)),
         itl_counts=np.zeros(itl_buckets, dtype=i64), itl_stats=stats,
         lb_draws=np.zeros(DRAW_CHUNK + 2),
+        turn_prompt=turns[0] if turns else np.zeros(0, dtype=i64),
+        turn_output=turns[1] if turns else np.zeros(0, dtype=i64),
+        turn_think_s=turns[2] if turns else np.zeros(0),
+        turn_next=turns[3] if turns else np.zeros(0, dtype=i64),
+        fu=follow_ups(max(2 * seqs + 2, 256)),
     )  # fmt: skip
 
 
@@ -254,7 +290,7 @@ def with_more_rows(p: LlmPlane) -> LlmPlane:
     """Twice the request rows (the new ones on the free list) and waiting rings to match, each ring
     unrolled to start at 0."""
     rows = p.rq_id.shape[0]
-    grow = {name: _grown(getattr(p, name), (2 * rows,), 0) for name in _RQ_FIELDS}
+    grow: dict[str, object] = {name: _grown(getattr(p, name), (2 * rows,), 0) for name in _RQ_FIELDS}
     rq_next = np.concatenate([p.rq_next, np.arange(rows + 1, 2 * rows + 1, dtype=np.int64)])
     rq_next[-1] = p.ints[I_FREE_ROW]
     p.ints[I_FREE_ROW] = rows
@@ -265,7 +301,15 @@ def with_more_rows(p: LlmPlane) -> LlmPlane:
         wait_q[s, :n] = p.wait_q[s, (int(p.wait_head[s]) + np.arange(n)) % rows]
     p.wait_head[:] = 0
     blocks = _grown(p.rq_blocks, (2 * rows, p.rq_blocks.shape[1]), 0)
-    return p._replace(**grow, rq_next=rq_next, wait_q=wait_q, rq_blocks=blocks)
+    return p._replace(**grow, rq_next=rq_next, wait_q=wait_q, rq_blocks=blocks)  # type: ignore[arg-type]
+
+
+def with_more_follow_ups(p: LlmPlane) -> LlmPlane:
+    """Twice the room in the follow-up heap."""
+    size = 2 * p.fu.h_time.shape[0]
+    fu = p.fu._replace(**{name: _grown(getattr(p.fu, name), (size,), 0)
+                          for name in ("h_time", "h_seq", "h_kind", "h_slot", "h_aux")})  # fmt: skip
+    return p._replace(fu=fu)
 
 
 def with_wider_block_tables(p: LlmPlane, blocks_per_request: int) -> LlmPlane:

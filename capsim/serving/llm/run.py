@@ -5,7 +5,7 @@ with their token counts, the fleet run on SimPy's clock, and the summary (capsim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import simpy
 from capsim.errors import CapsimInputError
 from capsim.rng import RandomStreams
 from capsim.servicetime.llm_step import step_params
-from capsim.serving.llm.fleet import ArrivalChunk, EngineSettings, LlmFleet, new_plane
+from capsim.serving.llm.fleet import ArrivalChunk, EngineSettings, LlmFleet, Sessions, new_plane
 from capsim.serving.llm.metrics import LlmTally
 from capsim.serving.llm.spec import LlmServing
 from capsim.serving.llm.summary import RowBins, llm_summary
@@ -72,25 +72,37 @@ def engine_settings(scenario: Scenario, model: ModelShape | None, spec: Callable
                           sched.enable_prefix_caching, max_len)  # fmt: skip
 
 
-def arrival_chunks(scenario: Scenario, streams: RandomStreams) -> Iterator[ArrivalChunk]:
+def workload_draws(scenario: Scenario, streams: RandomStreams) -> tuple[list[ArrivalChunk], Sessions | None]:
     """Every arrival of the run with its prompt and output tokens (capsim.workload.tokens, on their
     own streams: changing the engine never changes the workload), in chunks of CHUNK. Each request
-    is its own prefix (key 2·id): only a session's turns share one."""
+    is its own prefix (key 2·id). With `workload.session` each arrival starts a session
+    (capsim.workload.sessions): the chunks hold the first turns (request id = turn index, prefix key
+    2·session + 1, shared by its turns) and `Sessions` every turn, for the engine to send the
+    follow-up turns (kernel.next_turn)."""
+    from capsim.workload.sessions import sample_sessions
     from capsim.workload.tokens import sample_token_counts
     from capsim.workload.trace import TraceArrival
 
     workload = scenario.workload
     assert workload is not None and workload.tokens is not None
-    if workload.session is not None:
-        raise CapsimInputError("multi-turn sessions are not simulated by serving.mode llm yet: remove "
-                               "workload.session", field="workload.session")  # fmt: skip
     times = workload.arrival.times(streams.stream("arrivals"), scenario.duration_s)
-    trace = workload.arrival if isinstance(workload.arrival, TraceArrival) else None
-    prompt, output = sample_token_counts(workload.tokens, times.size, streams, trace)
-    ids = np.arange(times.size, dtype=np.int64)
-    for start in range(0, times.size, CHUNK):
-        part = slice(start, start + CHUNK)
-        yield ArrivalChunk(times[part], prompt[part], output[part], 2 * ids[part], ids[part])
+    sessions = None
+    if workload.session is None:
+        trace = workload.arrival if isinstance(workload.arrival, TraceArrival) else None
+        prompt, output = sample_token_counts(workload.tokens, times.size, streams, trace)
+        ids = np.arange(times.size, dtype=np.int64)
+        keys = 2 * ids
+    else:
+        draws = sample_sessions(workload.session, workload.tokens, times.size, streams)
+        ids = draws.first_turn[:-1]
+        prompt, output = draws.prompt_tokens[ids], draws.output_tokens[ids]
+        keys = 2 * np.arange(times.size, dtype=np.int64) + 1
+        next_turn = np.arange(1, draws.prompt_tokens.size + 1, dtype=np.int64)
+        next_turn[draws.first_turn[1:] - 1] = -1  # a session's last turn
+        sessions = Sessions(draws.prompt_tokens, draws.output_tokens, draws.think_s, next_turn)
+    chunks = [ArrivalChunk(times[i : i + CHUNK], prompt[i : i + CHUNK], output[i : i + CHUNK], keys[i : i + CHUNK],
+                           ids[i : i + CHUNK]) for i in range(0, times.size, CHUNK)]  # fmt: skip
+    return chunks, sessions
 
 
 def _request_columns(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -138,8 +150,10 @@ def run_llm(
     tp = scenario.hardware.gpus_per_replica
     params = step_params(scenario.service, model, spec() if needs_hardware else None, tp)
     horizon_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
+    chunks, sessions = workload_draws(scenario, streams)
     plane = new_plane(engine, params, load_balancer=serving.load_balancer, slots=serving.replicas, ticks=ticks,
-                      warmup_s=scenario.warmup_s, horizon_s=horizon_s)  # fmt: skip
+                      warmup_s=scenario.warmup_s, horizon_s=horizon_s, arrivals_end_s=scenario.duration_s,
+                      turns=sessions)  # fmt: skip
     slo = scenario.slo
     slo_s: dict[str, float] = {}
     if slo is not None:
@@ -159,7 +173,7 @@ def run_llm(
     from capsim.serving.dataplane.balancers import BALANCERS
 
     lb_rng = streams.stream("balancer") if BALANCERS[serving.load_balancer].draws_per_pick else None
-    fleet = LlmFleet(plane, arrival_chunks(scenario, streams), on_rows, lb_rng)
+    fleet = LlmFleet(plane, iter(chunks), on_rows, lb_rng)
     for _ in range(serving.replicas):
         fleet.add_replica(0.0)
     env = simpy.Environment()
