@@ -71,6 +71,7 @@ def probe_row(planner: Planner, line: Line, probe: Probe) -> dict[str, Any]:
         "cost_usd_per_h": cost_h,
         "cost_usd_per_month": None if cost_h is None else monthly_usd(cost_h, planner.rules.hours_per_month),
         "usd_per_million_requests": (summary.get("cost") or {}).get("usd_per_million_requests"),
+        "usd_per_million_output_tokens": (summary.get("cost") or {}).get("usd_per_million_output_tokens"),
         "p50_ms": (summary.get("latency_ms") or {}).get("p50"),
         "tail_ms": verdict.tail_ms,
         "tail_percentile": verdict.tail_percentile,

@@ -237,13 +237,14 @@ class Planner:
 
     def run(self) -> SearchOutcome:
         """Search until every line is finished or pruned."""
-        width = max(1, self.jobs)
         while True:
             self._prune()
             ready = [(line, probe) for line in self.lines if (probe := self._open_probe(line)) is not None]
             if not ready:
                 break
             ready.sort(key=lambda item: (self.lower_bound(item[0]), item[0].candidate.index))
+            # A Dask cluster is started (or reached) once per round: give it every ready line at once.
+            width = len(ready) if self.cluster is not None else max(1, self.jobs)
             self._simulate([probe for _, probe in ready[:width]])
             for line, probe in ready[:width]:
                 self._settle(line, probe)
