@@ -76,3 +76,13 @@ def plan_dir(folders: Path) -> Path:
     assert main(["plan", QUICKSTART, "--max-wait-ms", "2,5", "--max-replicas", "4", "--jobs", "1", *SHORT,
                  "--out", str(out)]) == 0  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="session")
+def plan_batch_dir(folders: Path) -> Path:
+    """`capsim plan` of the bundled nightly batch job (its candidate hardware: workers per hardware)."""
+    pytest.importorskip("capsim.cli.plan")
+    out = folders / "plan-batch"
+    assert main(["plan", str(ROOT / "scenarios" / "nightly-scoring-t4.yaml"), "--jobs", "1", "-q",
+                 "--out", str(out)]) == 0  # fmt: skip
+    return out

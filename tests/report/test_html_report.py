@@ -123,6 +123,17 @@ def test_plan_report(plan_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert usd(pick["cost_usd_per_month"]) in html and doc["command"].split()[1] == "plan"
 
 
+def test_batch_plan_report_marks_one_pick(plan_batch_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    html = report_of(capsys, tmp_path, plan_batch_dir)
+    assert_self_contained(html)
+    doc = json.loads((plan_batch_dir / "plan.json").read_text())
+    pick = doc["levels"][0]["pick"]
+    assert doc["kind"] == "batch" and pick is not None and len(doc["levels"][0]["candidates"]) > 1
+    assert html.count('<tr class="pick">') == 1 and html.count("★ pick") == 1  # its rows have no key
+    assert f"the job finishes in {number(pick['makespan_s'] / 3600.0, 3)} h" in html
+
+
 def test_pareto_front_keeps_what_nothing_cheaper_beats() -> None:
     points = [(10.0, 50.0), (12.0, 40.0), (12.0, 45.0), (15.0, 42.0), (20.0, 20.0), (25.0, 20.0)]
     assert pareto_front(points) == [(10.0, 50.0), (12.0, 40.0), (20.0, 20.0)]

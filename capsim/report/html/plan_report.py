@@ -124,7 +124,7 @@ def _alternatives_table(doc: dict[str, Any], level: dict[str, Any]) -> str:
                blocks.Column(f"{tail} ± 95%" if not job else "workers", True),
                blocks.Column("SLO attainment", True), blocks.Column("headroom", True), blocks.Column("status"),
                blocks.Column("why", note=True)]  # fmt: skip
-    pick_key = (level.get("pick") or {}).get("key")
+    pick = level.get("pick")  # one of the candidates, repeated whole (a batch job's rows have no key)
     cost_key = "usd" if job else "cost_usd_per_month"
     rows, classes = [], []
     for row in sorted(level["candidates"], key=lambda r: (r.get(cost_key) or 0.0, r.get("tail_ms") or 0.0)):
@@ -140,9 +140,9 @@ def _alternatives_table(doc: dict[str, Any], level: dict[str, Any]) -> str:
                      formats.ms(row.get("p50_ms")),
                      formats.number(row.get("replicas")) if job else _tail_text(row),
                      formats.percent(row.get("slo_attainment"), 5), formats.percent(row.get("headroom")),
-                     "★ pick" if row.get("key") == pick_key else str(row.get("status")),
+                     "★ pick" if row == pick else str(row.get("status")),
                      str(row.get("reason", ""))])  # fmt: skip
-        classes.append("pick" if row.get("key") == pick_key else _STATUS_CLASS.get(str(row.get("status")), ""))
+        classes.append("pick" if row == pick else _STATUS_CLASS.get(str(row.get("status")), ""))
     return blocks.table(columns, rows, classes)
 
 
