@@ -132,6 +132,12 @@ def run_plan(request: PlanRequest, cache: ResultCache, on_simulation: Callable[[
     seed = scenario.seed if request.seed is None else request.seed
     planner = Planner(candidates, slo_targets(scenario.slo), request.rules, seed, cache, jobs=request.jobs,
                       cluster=request.cluster, exhaustive=request.exhaustive, on_simulation=on_simulation)  # fmt: skip
+    if candidates and all(line.infeasible for line in planner.lines):
+        needed = min(line.search.low for line in planner.lines)
+        raise CapsimInputError(f"no configuration to search: keeping the peak load within "
+                               f"{request.rules.max_utilization:.0%} of capacity takes at least {needed} replicas, "
+                               f"above the bound {max_count}; raise --max-replicas (or plan.max_replicas)",
+                               source="--max-replicas")  # fmt: skip
     outcome = planner.run()
     level_docs = level_results(planner, levels)
     floor = candidates[0].floor if candidates else request.rules.min_replicas

@@ -75,6 +75,7 @@ def test_no_configuration_meeting_the_slo_is_an_answer(tmp_path: Path, capsys: p
         (["--set", "slo=null"], "slo"),
         (["--cluster", "nonsense"], "--cluster"),
         (["--hardware", "T4"], "service"),  # a parametric service says nothing about other hardware
+        (["--max-replicas", "1", "--min-replicas", "1"], "--max-replicas"),  # 2,000 req/s needs 2 for headroom
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
