@@ -230,7 +230,7 @@ def _pick_day(run: RunFolder, index: int) -> list[str]:
     pick = pick_folder(run, index)
     if pick is None:
         return []
-    shown = ("Over time", "Latency tail", "Latency")
+    shown = ("Over time", "Latency tail", "Latency", "Progress")
     return [section.body for section in simulate_report.sections(pick) if section.title in shown]
 
 

@@ -158,6 +158,8 @@ def latencies_ms(run: RunFolder) -> np.ndarray | None:
 
 def _tail_section(run: RunFolder) -> Section | None:
     summary = run.json("summary.json")
+    if _is_batch(summary):
+        return None  # a job's "latency" is when its items were done: the progress chart shows it
     values = latencies_ms(run)
     if values is None:
         rows = [[key, formats.ms(value)] for key, value in summary["latency_ms"].items()]
