@@ -24,6 +24,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow  # three plans, each writing its pick's run folder (plots): ~8 s on the shared VM
 def test_plan_folder_then_a_rerun_resumes_from_its_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_scenario(tmp_path)
     out = tmp_path / "plan"
