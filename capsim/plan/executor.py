@@ -163,8 +163,7 @@ class VariantRunner:
         finally:
             if not clean:  # an error or Ctrl-C: the variants still running are not waited for
                 self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-                _stop_workers(pool)
+                _stop_now(pool)
 
     def _run_on_dask(self, run_one: Callable[[T], R], tasks: Sequence[T], collect: Callable[[int, R], None]) -> None:
         """Every task on the Dask cluster; `collect` as each finishes."""
@@ -247,18 +246,20 @@ def _interrupts_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End a pool's worker processes now (Python 3.14 has `terminate_workers()`; before it, the pool's
-    process table is the only handle on them)."""
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel a pool's queued tasks and end its worker processes now, not after their running tasks
+    (Python 3.14 has `terminate_workers()`; before it, the pool's process table is the only handle on
+    them, and `shutdown()` clears it: it is read first)."""
     terminate = getattr(pool, "terminate_workers", None)
     if terminate is not None:
         terminate()
         return
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
         if process.is_alive():
             process.terminate()
-    for process in list(processes.values()):
+    for process in processes:
         process.join(timeout=5)
 
 

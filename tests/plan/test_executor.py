@@ -4,6 +4,7 @@ same behaviour in this process, on local worker processes and on a Dask LocalClu
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -78,6 +79,37 @@ def test_ctrl_c_keeps_what_finished_and_cancels_the_rest(tmp_path: Path, jobs: i
     time.sleep(0.5)  # anything not cancelled would go on starting tasks meanwhile
     started = len(list(tmp_path.glob("started-*")))
     assert started <= 2 + 2 * jobs < total  # the two kept, those running then, and nothing after
+
+
+def pid_then_sleep(task: tuple[str, int]) -> int:
+    """Leaves its worker's pid in a file, then takes far longer than the test waits."""
+    folder, index = task
+    (Path(folder) / f"pid-{index}").write_text(str(os.getpid()))
+    time.sleep(60)
+    return index
+
+
+def test_ctrl_c_ends_the_local_workers_still_running_a_task(tmp_path: Path) -> None:
+    def ctrl_c_once_both_run(*_: object) -> None:
+        if len(list(tmp_path.glob("pid-*"))) < 2:
+            signal.alarm(1)  # not yet: look again in a second
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, ctrl_c_once_both_run)
+    signal.alarm(1)
+    try:
+        with pytest.raises(Interrupted) as exc:
+            run_variants(pid_then_sleep, [(str(tmp_path), i) for i in range(4)], jobs=2, cluster=None)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert exc.value.finished == {}
+    pids = [int(path.read_text()) for path in tmp_path.glob("pid-*")]
+    assert len(pids) == 2
+    for pid in pids:  # ended and reaped at once, not left to finish their minute
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_an_unreachable_scheduler_is_one_line_naming_cluster() -> None:
