@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from capsim.plan.cache import ResultCache
 from capsim.plan.rules import SafetyRules, meets_slo
+from capsim.plan.run import PlanRequest, run_plan
 from capsim.sweep import parse_axis, run_sweep
 from tests.plan.helpers import SCENARIO, pick_config, plan, write_scenario
 
@@ -88,3 +90,19 @@ def test_each_traffic_level_gets_its_own_pick(tmp_path: Path) -> None:
                                                    {"workload.arrival.rate_rps": 4000}]  # fmt: skip
     # The headroom floor at each level: ceil(rate / (1,333 x 0.8)) and at least 2.
     assert [pick_config(run, i)[1] for i in range(2)] == [2, 4]  # type: ignore[index]
+
+
+def test_candidate_hardware_from_the_scenario_competes_on_cost(tmp_path: Path) -> None:
+    # gpu-y is half the speed (8 ms + 1 ms per item: 667 req/s per replica with full batches) at 0.4
+    # USD/h. Under a loose SLO the headroom floor decides: gpu-x needs 2 replicas (2.0 USD/h),
+    # gpu-y ceil(2,000 / (667 x 0.8)) = 4 (1.6 USD/h), so gpu-y wins; --hardware picks one of them.
+    slow = {"kind": "linear", "base_ms": 8.0, "per_item_ms": 1.0, "cv": 0.1}
+    space = {"hardware": [{"name": "gpu-x", "usd_per_hour": 1.0, "service": SCENARIO["service"]},
+                          {"name": "gpu-y", "usd_per_hour": 0.4, "service": slow}]}  # fmt: skip
+    path = write_scenario(tmp_path, plan=space, slo={"latency_ms": 1000, "percentile": 99})
+    run = plan(path)
+    assert pick_config(run)[:2] == ("gpu-y", 4)  # type: ignore[index]
+    assert [h["name"] for h in run.document["provenance"]["hardware"]] == ["gpu-x", "gpu-y"]
+    assert run.document["space"]["hardware"] == ["gpu-x", "gpu-y"]
+    only_x = run_plan(PlanRequest(scenario_path=path, hardware=["gpu-x"]), ResultCache())
+    assert pick_config(only_x)[:2] == ("gpu-x", 2)  # type: ignore[index]
