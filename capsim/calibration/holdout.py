@@ -18,6 +18,7 @@ Every configuration keeps at least one point in the fit unless the rule names it
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from itertools import groupby
 
 from capsim.calibration.runfolder import LoadPoint
@@ -30,28 +31,31 @@ def _config_key(point: LoadPoint) -> str:
     return point.server.key() if point.server is not None else f"unknown:{point.run_dir.name}"
 
 
-def _by_config(points: list[LoadPoint]) -> list[list[LoadPoint]]:
-    ordered = sorted(points, key=lambda p: (_config_key(p), p.rate_rps or 0.0, p.label))
-    return [list(group) for _, group in groupby(ordered, key=_config_key)]
+def _by_config(points: list[LoadPoint], key: Callable[[LoadPoint], str]) -> list[list[LoadPoint]]:
+    ordered = sorted(points, key=lambda p: (key(p), p.rate_rps or 0.0, p.label))
+    return [list(group) for _, group in groupby(ordered, key=key)]
 
 
-def split(points: list[LoadPoint], rule: str | None) -> tuple[list[LoadPoint], list[LoadPoint]]:
-    """(fit points, held-out points) under `rule` (None: everything is fitted, nothing held out)."""
+def split(points: list[LoadPoint], rule: str | None,
+          config_key: Callable[[LoadPoint], str] = _config_key) -> tuple[list[LoadPoint], list[LoadPoint]]:
+    """(fit points, held-out points) under `rule` (None: everything is fitted, nothing held out).
+    `config_key` labels a point's server configuration (LLM points: the engine's scheduler,
+    llm_runfolder.scheduler_key)."""
     if rule is None:
         return list(points), []
     held: set[int] = set()
     if rule == "alternate":
-        for group in _by_config(points):
+        for group in _by_config(points, config_key):
             held.update(id(p) for p in group[1::2])
     elif rule == "highest":
-        for group in _by_config(points):
+        for group in _by_config(points, config_key):
             if len(group) > 1:
                 held.add(id(group[-1]))
     elif rule.startswith("server:"):
         pattern = rule.removeprefix("server:")
-        held.update(id(p) for p in points if fnmatch.fnmatchcase(_config_key(p), pattern))
+        held.update(id(p) for p in points if fnmatch.fnmatchcase(config_key(p), pattern))
         if not held:
-            keys = ", ".join(sorted({_config_key(p) for p in points}))
+            keys = ", ".join(sorted({config_key(p) for p in points}))
             raise CapsimInputError(f"no server configuration matches {pattern!r} (configurations: {keys})",
                                    field="--holdout")
     else:

@@ -1,0 +1,117 @@
+"""Replaying a measured LLM load point in the simulator: the same sends, the same tokens, the same engine.
+
+The replay is a `serving.mode: llm` scenario with one replica scheduled exactly as the measured
+engine was (the point's `LlmScheduler`: sequence cap, token budget, chunked prefill, KV blocks,
+block size, prefix caching, context), whose arrivals are the instants the load generator actually
+sent each request (`sent_s`) and whose token counts are each request's own (a `trace` arrival file
+with `input_tokens` / `output_tokens` columns, read by `workload.tokens: {kind: trace}`). Request
+*i* of the simulation is row *i* of the measured step sorted by send time, so both sides are
+summarized over the same requests.
+
+The step time is the calibrated `llm_linear` form (`llm_fitted` evaluates the same; the replay
+leaves out its fitted-on check, since the replay's hardware is nobody's). What lies outside the
+engine — HTTP, the API server's parsing and tokenization, the network — is one constant
+`overhead_ms` per request, added to its first and last token: a constant delay before the engine
+shifts every arrival alike, so the engine's schedule is unchanged and TTFT and E2E move by it
+exactly, while TPOT and ITL do not move. The engine here is deterministic (the step time has no
+noise and the tokens are given), so one replication is the whole answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from capsim.calibration.llm_runfolder import LlmPoint
+from capsim.calibration.replay import ReplayWorkspace
+from capsim.engine import simulate
+from capsim.scenario import Scenario
+from capsim.servicetime.llm_service import LlmLinearService
+from capsim.serving.llm.plane import COMPLETED
+
+_TAIL_S = 1e-3  # the arrival window reaches a little past the last send (the engine drains after it)
+
+
+@dataclass(frozen=True)
+class LlmReplayModel:
+    """What a replay needs besides the point: the step-time service (an `llm_linear` mapping) and
+    the constant time outside the engine."""
+
+    service: dict[str, Any]
+    overhead_ms: float = 0.0
+
+
+@dataclass
+class SimulatedLlm:
+    """Per-request results of replaying one point, on the run's clock (epoch seconds), and the
+    simulator's summary (its `itl_ms`, `utilization`, `kv_cache`)."""
+
+    sent_s: np.ndarray
+    first_token_s: np.ndarray  # NaN when no token came
+    end_s: np.ndarray  # NaN when not completed
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    completed: np.ndarray
+    summary: dict[str, Any]
+
+
+def replay_scenario(point: LlmPoint, service: dict[str, Any], workspace: ReplayWorkspace) -> tuple[Scenario, float]:
+    """The scenario replaying `point` with `service`, and its time origin (the first send, epoch s)."""
+    rows = point.point.requests
+    sent_s = rows["sent_s"].to_numpy(dtype=float)
+    origin_s = float(sent_s[0])
+    inputs, outputs = point.token_counts()
+    path = workspace.fresh(".parquet")
+    pd.DataFrame({"time_s": sent_s - origin_s, "input_tokens": inputs.astype(np.int64),
+                  "output_tokens": outputs.astype(np.int64)}).to_parquet(path, index=False)  # fmt: skip
+    window_lo_s, window_hi_s = point.point.window_s
+    warmup_s = max(window_lo_s - origin_s, 0.0)
+    span_s = float(sent_s[-1] - origin_s)
+    duration_s = max(window_hi_s - origin_s, span_s + _TAIL_S, warmup_s + _TAIL_S)
+    data = {
+        "name": f"replay {point.label}",
+        "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "seed": 0,
+        "workload": {
+            "arrival": {"kind": "trace", "path": str(path), "time_column": "time_s", "time_unit": "s"},
+            "tokens": {"input": {"kind": "trace", "column": "input_tokens"},
+                       "output": {"kind": "trace", "column": "output_tokens"}},
+        },
+        "service": service,
+        # The replay asks about time, not money: no price, no energy.
+        "hardware": {"name": "replay", "usd_per_hour": 0.0},
+        "serving": {"mode": "llm", "replicas": 1,
+                    "scheduler": point.scheduler.model_dump(exclude={"gpu_memory_utilization"})},
+    }  # fmt: skip
+    return Scenario.model_validate(data), origin_s
+
+
+def replay_llm(point: LlmPoint, model: LlmReplayModel, workspace: ReplayWorkspace,
+               prepared: tuple[Scenario, float] | None = None) -> SimulatedLlm:  # fmt: skip
+    """Simulate `point` with `model`; per-request results on the run's clock (module docstring).
+    `prepared`: a `replay_scenario` of the point to reuse (a search replays one point many times;
+    only the service changes)."""
+    if prepared is None:
+        scenario, origin_s = replay_scenario(point, model.service, workspace)
+    else:
+        base, origin_s = prepared
+        scenario = base.model_copy(update={"service": LlmLinearService.model_validate(model.service)})
+    result = simulate(scenario, replications=1)
+    cols = result.replications[0].requests
+    assert cols is not None  # keep_requests is on
+    expected = len(point.point.requests)
+    if len(cols["arrival_s"]) != expected:  # the pairing with measured rows depends on it
+        raise RuntimeError(f"replay of {point.label}: {len(cols['arrival_s'])} simulated requests, {expected} measured")
+    overhead_s = model.overhead_ms / 1e3
+    completed = cols["outcome"] == COMPLETED
+    return SimulatedLlm(
+        sent_s=cols["arrival_s"] + origin_s,
+        first_token_s=cols["first_token_s"] + origin_s + overhead_s,
+        end_s=np.where(completed, cols["end_s"] + origin_s + overhead_s, np.nan),
+        input_tokens=cols["input_tokens"].astype(float), output_tokens=cols["output_tokens"].astype(float),
+        completed=completed, summary=result.summary,
+    )  # fmt: skip
