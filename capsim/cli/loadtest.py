@@ -9,13 +9,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from capsim.cli.app import app
 from capsim.errors import CapsimInputError
 from capsim.loadtest.choices import DEFAULT_SCRAPE_INTERVAL_S, ArrivalKind, Endpoint, Protocol
+
+if TYPE_CHECKING:
+    from capsim.workload.tokens import TokensSpec
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_STREAM_TIMEOUT_S = 300.0  # --protocol openai: a long answer streams for minutes under load
@@ -26,6 +29,20 @@ def _positive(value: float | None, flag: str, allow_zero: bool = False) -> None:
         return
     if value < 0 or (value == 0 and not allow_zero):
         raise CapsimInputError(f"expected a number {'>=' if allow_zero else '>'} 0, got {value:g}", field=flag)
+
+
+def _scenario_tokens(path: Path, flags_given: bool) -> TokensSpec:
+    """`workload.tokens` of the scenario at `path` (its relative files resolved against its folder)."""
+    from capsim.scenario.load import load_scenario
+
+    if flags_given:
+        raise CapsimInputError("give either --tokens-from or --input-tokens/--output-tokens", field="--tokens-from")
+    if not path.is_file():
+        raise CapsimInputError("file not found", source=str(path), field="--tokens-from")
+    workload = load_scenario(path).workload
+    if workload is None or workload.tokens is None:
+        raise CapsimInputError("the scenario has no workload.tokens", source=str(path), field="--tokens-from")
+    return workload.tokens
 
 
 @app.command("loadtest")
@@ -44,6 +61,8 @@ def loadtest_command(
                                                      "lognormal:MEAN,CV[,MAX] or trace[:COLUMN] (default 512)")] = None,
     output_tokens: Annotated[str | None, typer.Option(help="--protocol openai: output tokens per request (max_tokens), "
                                                       "same forms (default 128)")] = None,
+    tokens_from: Annotated[Path | None, typer.Option(help="--protocol openai: token counts from a scenario's "
+                                                     "workload.tokens (instead of --input/--output-tokens)")] = None,
     force_length: Annotated[bool, typer.Option(help="--protocol openai: send ignore_eos and min_tokens so that the "
                                                "server generates exactly the output count (vLLM, SGLang)")] = True,
     slo_ttft_ms: Annotated[float | None, typer.Option(help="--protocol openai: TTFT objective for goodput")] = None,
@@ -126,11 +145,15 @@ def loadtest_command(
                                  trace=str(trace) if trace else None, base_rate_rps=base_rate, period_s=period)
     llm = protocol == "openai"
     for given, flag in ((input_tokens, "--input-tokens"), (output_tokens, "--output-tokens"),
-                        (slo_ttft_ms, "--slo-ttft-ms"), (slo_tpot_ms, "--slo-tpot-ms")):
+                        (tokens_from, "--tokens-from"), (slo_ttft_ms, "--slo-ttft-ms"), (slo_tpot_ms, "--slo-tpot-ms")):
         if given is not None and not llm:
             raise CapsimInputError("is for --protocol openai (streamed LLM requests)", field=flag)
-    tokens = TokensSpec(input=parse_tokens(input_tokens, "--input-tokens", DEFAULT_INPUT_TOKENS),
-                        output=parse_tokens(output_tokens, "--output-tokens", DEFAULT_OUTPUT_TOKENS)) if llm else None
+    tokens = None
+    if tokens_from is not None:
+        tokens = _scenario_tokens(tokens_from, input_tokens is not None or output_tokens is not None)
+    elif llm:
+        tokens = TokensSpec(input=parse_tokens(input_tokens, "--input-tokens", DEFAULT_INPUT_TOKENS),
+                            output=parse_tokens(output_tokens, "--output-tokens", DEFAULT_OUTPUT_TOKENS))
     if request_timeout is None:
         request_timeout = DEFAULT_STREAM_TIMEOUT_S if llm else DEFAULT_TIMEOUT_S
     settings = LoadTestSettings(

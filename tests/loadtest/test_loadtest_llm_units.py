@@ -129,6 +129,8 @@ def test_plain_rows_have_no_llm_keys() -> None:
     [
         (["--input-tokens", "512"], "--input-tokens"),  # without --protocol openai
         (["--slo-ttft-ms", "100"], "--slo-ttft-ms"),
+        (["--tokens-from", "s.yaml"], "--tokens-from"),
+        (["--protocol", "openai", "--tokens-from", "missing.yaml"], "--tokens-from"),
         (["--protocol", "openai", "--input-tokens", "lots"], "--input-tokens"),
         (["--protocol", "openai", "--output-tokens", "lognormal:100"], "--output-tokens"),
         (["--protocol", "openai", "--output-tokens", "0"], "--output-tokens"),
@@ -145,3 +147,38 @@ def test_bad_llm_flags_are_one_line_exit_2(flags: list[str], flag: str, capsys: 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and flag in err[0], err
+
+
+SCENARIO = """name: llm-tokens
+duration_s: 60
+workload:
+  arrival: {kind: constant, rate_rps: 0.5}
+  tokens:
+    input: {kind: lognormal, mean: 400, cv: 0.5, max: 2000}
+    output: {kind: fixed, value: 33}
+model: {name: llama-3.1-8b}
+hardware: {name: H100-SXM}
+service: {kind: llm_linear, base_ms: 5.0, per_prefill_token_ms: 0.1, per_decode_seq_ms: 0.1}
+serving:
+  mode: llm
+  replicas: 1
+  scheduler: {max_num_seqs: 16, max_num_batched_tokens: 2048, chunked_prefill: false, block_size: 16,
+              kv_cache_blocks: 4096}
+"""
+
+
+def test_tokens_from_a_scenario(tmp_path: Path) -> None:
+    from capsim.cli.loadtest import _scenario_tokens
+    from capsim.scenario.load import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    tokens = _scenario_tokens(path, flags_given=False)
+    assert tokens == load_scenario(path).workload.tokens  # type: ignore[union-attr]
+    assert tokens.output.value == 33 and tokens.input.mean == 400  # type: ignore[union-attr]
+    with pytest.raises(CapsimInputError, match="--tokens-from"):
+        _scenario_tokens(path, flags_given=True)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(SCENARIO.split("  tokens:")[0] + "model:" + SCENARIO.split("model:")[1])
+    with pytest.raises(CapsimInputError):
+        _scenario_tokens(plain, flags_given=False)
