@@ -59,7 +59,6 @@ class ResultCache:
                         self.entries[path.stem] = json.loads(path.read_text(encoding="utf-8"))
                     except (OSError, ValueError):
                         continue  # a damaged entry is simulated again
-        self.loaded = len(self.entries)
 
     @staticmethod
     def _name(key: str, replication: int) -> str:
