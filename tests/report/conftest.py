@@ -86,3 +86,35 @@ def plan_batch_dir(folders: Path) -> Path:
     assert main(["plan", str(ROOT / "scenarios" / "nightly-scoring-t4.yaml"), "--jobs", "1", "-q",
                  "--out", str(out)]) == 0  # fmt: skip
     return out
+
+
+LLM_SCENARIO = """
+name: llm-report
+duration_s: 300
+warmup_s: 30
+seed: 3
+workload:
+  arrival: {kind: poisson, rate_rps: 2.0}
+  tokens:
+    input: {kind: fixed, value: 512}
+    output: {kind: fixed, value: 64}
+model: {name: llama-3.1-8b}
+hardware: {name: H100-SXM}
+service: {kind: llm_linear, base_ms: 5.0, per_prefill_token_ms: 0.1, per_decode_seq_ms: 0.1}
+serving:
+  mode: llm
+  replicas: 1
+  scheduler: {max_num_seqs: 64, max_num_batched_tokens: 4096, chunked_prefill: false, block_size: 16,
+              kv_cache_blocks: 2048}
+slo: {ttft_ms: 500, tpot_ms: 50, percentile: 99}
+"""
+
+
+@pytest.fixture(scope="session")
+def llm_dir(folders: Path) -> Path:
+    """A simulate folder of an LLM engine (the `llm` kind)."""
+    scenario = folders / "llm-report.yaml"
+    scenario.write_text(LLM_SCENARIO)
+    out = folders / "llm"
+    assert main(["simulate", str(scenario), "-q", "--out", str(out)]) == 0
+    return out

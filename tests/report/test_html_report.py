@@ -73,6 +73,17 @@ def test_simulate_report(simulate_dirs: tuple[Path, Path], tmp_path: Path, capsy
     assert f"<pre>capsim simulate {QUICKSTART} --set duration_s=40" in html and f"--out {folder}</pre>" in html
 
 
+def test_llm_report_judges_ttft_and_tpot(llm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    html = report_of(capsys, tmp_path, llm_dir)
+    assert_self_contained(html)
+    summary = json.loads((llm_dir / "summary.json").read_text())
+    assert "capsim simulate run (LLM)" in html
+    assert f"TTFT p99 {number(summary['ttft_ms']['p99'])} ms" in html
+    assert "TTFT ≤ 500 ms, TPOT ≤ 50 ms at p99" in html
+    assert usd(summary["cost"]["usd_per_million_output_tokens"]) + " per million output tokens" in html
+    assert images(html) >= 3  # time to first token, end-to-end latency, levels over time
+
+
 def test_sweep_report_stars_the_chosen_variant(sweep_dir: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     html = report_of(capsys, tmp_path, sweep_dir)

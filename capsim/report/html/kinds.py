@@ -1,7 +1,7 @@
 """The registry of report kinds: what each kind of run folder shows, alone and beside another.
 
 A kind is one `KindReport`, registered under the name `run_folders.open_run_folder` gives the folder
-(simulate, solve, sweep, plan, loadtest, validate). Adding a kind (LLM runs, say) is one module that
+(simulate, llm, solve, sweep, plan, loadtest, validate). Adding a kind (as llm_report.py was) is one module that
 builds a `KindReport` and one line in `KINDS` below; the page, the provenance and the side-by-side
 comparison are shared (capsim/report/html/build.py).
 """
@@ -55,6 +55,7 @@ class KindReport:
 
 KINDS = {
     "simulate": "simulate_report",
+    "llm": "llm_report",
     "solve": "solve_report",
     "sweep": "sweep_report",
     "plan": "plan_report",

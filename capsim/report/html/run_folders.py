@@ -3,7 +3,8 @@
 A folder is capsim's when it holds the marker `capsim-output.json` (written by `simulate --out`,
 `simulate --solve --out`, `sweep --out`, `plan --out`; capsim/output_folder.py), whose `command`
 names the kind, or a load test's `manifest.json` (`"kind": "capsim-loadtest"`; capsim/loadtest/
-manifest.py). A load-test folder that `capsim validate` has compared with the simulator also holds
+manifest.py). A simulate folder of an LLM engine (its summary has `ttft_ms`) is the `llm` kind. A
+load-test folder that `capsim validate` has compared with the simulator also holds
 `validation.json`: it is reported as a validation. Anything else is refused with one line (exit 2):
 the report never guesses what a folder holds.
 """
@@ -89,7 +90,10 @@ def open_run_folder(path: Path) -> RunFolder:
                                "plan --out, loadtest --out)", source=str(path))  # fmt: skip
     if (path / MARKER_NAME).is_file():
         kind, about = _marker_kind(path, read_json_file(path / MARKER_NAME, "run folder marker"))
-        return RunFolder(path, kind, about)
+        run = RunFolder(path, kind, about)
+        if kind == "simulate" and run.has("summary.json") and "ttft_ms" in (run.json("summary.json") or {}):
+            run.kind = "llm"  # an LLM engine's run: judged by TTFT and TPOT (llm_report.py)
+        return run
     if (path / "manifest.json").is_file():
         manifest = read_json_file(path / "manifest.json", "run folder manifest")
         if isinstance(manifest, dict) and manifest.get("kind") == LOADTEST_KIND:

@@ -89,7 +89,8 @@ def headline(run: RunFolder) -> Headline:
                     f"{formats.usd(summary['cost'].get('usd_per_hour'), 'h')}", question)  # fmt: skip
 
 
-def _fleet_text(summary: dict[str, Any], scenario: dict[str, Any]) -> str:
+def fleet_text(summary: dict[str, Any], scenario: dict[str, Any]) -> str:
+    """`2 × L4 (AWS g6.xlarge)`, or the autoscaler's bounds with the mean fleet and its cold starts."""
     hardware = (scenario.get("hardware") or {}).get("name") or "replicas"
     replicas = summary.get("replicas") or {}
     autoscaling = (scenario.get("serving") or {}).get("autoscaling")
@@ -123,18 +124,19 @@ def answer_text(run: RunFolder) -> tuple[str, bool]:
     money = (f"It costs {formats.usd(per_h, 'h')}, {formats.usd(per_month(per_h))} a month at 730 h, "
              f"{formats.usd(cost.get('usd_per_million_requests'))} per million requests.")
     if slo.get("latency_ms") is None:
-        return (f"At {formats.rate(offered)} offered, {_fleet_text(summary, scenario)} answer with {key} "
+        return (f"At {formats.rate(offered)} offered, {fleet_text(summary, scenario)} answer with {key} "
                 f"{formats.ms(summary['latency_ms'].get(key))}; the scenario sets no SLO. {money}", True)
     met = bool(slo.get("met"))
     name = percentile_name(float(slo["percentile"]))
-    return (f"At {formats.rate(offered)} offered, {_fleet_text(summary, scenario)} "
+    return (f"At {formats.rate(offered)} offered, {fleet_text(summary, scenario)} "
             f"{'meet' if met else 'MISS'} the SLO ({name} ≤ {formats.ms(slo['latency_ms'])}): {key} is "
             f"{formats.ms(summary['latency_ms'].get(key))}, {formats.percent(slo.get('attainment'), 5)} of requests "
             f"within {formats.ms(slo['latency_ms'])}, utilization {formats.percent(summary.get('utilization'))}. "
             f"{money}", met)  # fmt: skip
 
 
-def _summary_table(summary: dict[str, Any]) -> str:
+def summary_html(summary: dict[str, Any]) -> str:
+    """The table `capsim simulate` prints (capsim/report/tables.py, batchjob_table.py), as HTML."""
     if _is_batch(summary):
         from capsim.report.batchjob_table import batch_summary_table
 
@@ -175,7 +177,8 @@ def _tail_section(run: RunFolder) -> Section | None:
     return Section("Latency tail", blocks.figure(fig, caption))
 
 
-def _time_section(run: RunFolder) -> Section | None:
+def time_section(run: RunFolder) -> Section | None:
+    """Charts over time: a job's progress; else fleet (when autoscaled), backlog (pull modes), levels."""
     summary = run.json("summary.json")
     series = run.parquet("timeseries.parquet")
     if series is None or series.empty:
@@ -190,9 +193,10 @@ def _time_section(run: RunFolder) -> Section | None:
 
     warm, clock = warmup_s(run), clock_h(run)
     parts = []
+    fleet_columns = {"replicas_desired", "replicas_starting", "replicas"} <= set(series.columns)
     autoscaled = (scenario_of(run).get("serving") or {}).get("autoscaling") or \
-        series["replicas_desired"].nunique() > 1
-    if autoscaled:
+        (fleet_columns and series["replicas_desired"].nunique() > 1)
+    if autoscaled and fleet_columns:
         parts.append(blocks.figure(fleet_figure(series, summary, warm, clock),
                                    "Traffic and mean latency per interval (top); replicas desired, starting (in "
                                    "their cold start) and ready (bottom). Warm-up shaded."))  # fmt: skip
@@ -207,7 +211,8 @@ def _time_section(run: RunFolder) -> Section | None:
     return Section("Over time", "\n".join(parts))
 
 
-def _cost_section(run: RunFolder) -> Section:
+def cost_section(run: RunFolder) -> Section:
+    """Price per replica, the fleet's rate per hour and month, this run's bill, per million, energy."""
     from capsim.hardware.cost import HOURS_PER_MONTH
 
     summary, scenario = run.json("summary.json"), scenario_of(run)
@@ -235,9 +240,9 @@ def sections(run: RunFolder) -> list[Section]:
     text, met = answer_text(run)
     warnings = [str(w) for w in summary.get("warnings") or []]
     out = [Section("Answer", blocks.answer(text, met) + blocks.notes(warnings, "warn")),
-           Section("Summary", _summary_table(summary))]
-    out += [s for s in (_tail_section(run), _time_section(run)) if s is not None]
-    out.append(_cost_section(run))
+           Section("Summary", summary_html(summary))]
+    out += [s for s in (_tail_section(run), time_section(run)) if s is not None]
+    out.append(cost_section(run))
     return out
 
 
