@@ -284,7 +284,7 @@ def make_sender(url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: f
 
         config = config or {}
         return StreamSender(url, spec, max_in_flight, timeout_s, recorder, list(config.get("tokens") or []),
-                            int(config.get("index", 0)), int(config.get("n_workers", 1)))
+                            int(config.get("index", 0)), int(config.get("n_workers", 1)), int(config.get("step", 0)))
     if url.lower().startswith("https://") or os.environ.get("CAPSIM_OPEN_LOOP_SENDER") == "pooled":
         return PooledSender(url, spec, max_in_flight, timeout_s, recorder)
     return RawSender(url, spec, max_in_flight, timeout_s, recorder)

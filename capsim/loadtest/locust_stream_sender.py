@@ -5,6 +5,8 @@ this imports gevent).
 scheduled instant, a cap on requests in flight, `drain`, `abandon`. Request *k* of this worker's
 share is arrival `index + k·n_workers` of the drawn schedule; its token counts are entry *k* of the
 worker's share of the counts, and its body is built at the send (`openai_request.request_bytes`).
+It carries `X-Request-Id: s<step>-<arrival number>`, which the reference LLM server writes into its
+step log, so calibration can follow each request through the engine's steps.
 
 Each request runs in its own greenlet on a keep-alive connection (LLM request rates are tens per
 second, where a greenlet per request costs nothing that matters, and a stream holds its connection
@@ -33,10 +35,12 @@ from capsim.loadtest.sse import SseParser, StreamResult
 EVENT_STREAM = "text/event-stream"
 
 
-def llm_fields(result: StreamResult | None, started: float, requested: tuple[int, int]) -> dict[str, Any]:
+def llm_fields(result: StreamResult | None, started: float, requested: tuple[int, int],
+               request_id: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The LLM columns of a request's row (records.LLM_COLUMNS) from what its stream told, times on
     the perf_counter clock with `started` the send."""
-    fields: dict[str, Any] = {"requested_input_tokens": requested[0], "requested_output_tokens": requested[1]}
+    fields: dict[str, Any] = {"request_id": request_id, "requested_input_tokens": requested[0],
+                              "requested_output_tokens": requested[1]}
     if result is None:
         return fields
     usage = result.completion_tokens is not None
@@ -54,9 +58,10 @@ def llm_fields(result: StreamResult | None, started: float, requested: tuple[int
 class _Stream:
     """One request in flight: its socket, its parsers and what they have seen."""
 
-    def __init__(self, intended_s: float, requested: tuple[int, int]) -> None:
+    def __init__(self, intended_s: float, requested: tuple[int, int], request_id: str) -> None:
         self.intended_s = intended_s
         self.requested = requested
+        self.request_id = request_id
         self.sent_s = time.time()
         self.started = time.perf_counter()
         self.now = self.started  # perf_counter of the recv being parsed
@@ -78,7 +83,8 @@ class StreamSender:
     """Streamed OpenAI-compatible requests, one greenlet each, on keep-alive connections."""
 
     def __init__(self, url: str, spec: dict[str, Any], max_in_flight: int, timeout_s: float,
-                 recorder: RequestRecorder, tokens: list[list[int]], index: int, n_workers: int) -> None:  # fmt: skip
+                 recorder: RequestRecorder, tokens: list[list[int]], index: int, n_workers: int,
+                 step: int = 0) -> None:  # fmt: skip
         parsed = URL(url)
         self.address = (parsed.host, parsed.port or 80)
         self.host_header = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
@@ -89,6 +95,7 @@ class StreamSender:
         self.recorder = recorder
         self.tokens = tokens
         self.index, self.n_workers = index, max(n_workers, 1)
+        self.step = step
         self.sent = 0  # requests of this worker's share sent so far
         self.pool = Pool(max_in_flight)
         self.idle: list[tuple[socket.socket, float]] = []  # keep-alive connections and when they went idle
@@ -137,8 +144,10 @@ class StreamSender:
             return
         o = self.openai
         body = request_bytes(o["endpoint"], o["model"], number, requested[0], requested[1], bool(o["force_length"]))
-        wire = build_request("POST", self.spec["path"], self.host_header, self.headers, body)
-        stream = _Stream(intended_s, requested)
+        request_id = f"s{self.step}-{number}"
+        wire = build_request("POST", self.spec["path"], self.host_header, {**self.headers, "X-Request-Id": request_id},
+                             body)
+        stream = _Stream(intended_s, requested, request_id)
         me = gevent.getcurrent()
         self.pending[me] = stream
         sock: socket.socket | None = None
@@ -190,7 +199,8 @@ class StreamSender:
         latency_ms = (last - stream.started) * 1000.0
         n_bytes = response.body_bytes if response is not None else 0
         self.recorder.record(stream.intended_s, stream.sent_s, latency_ms, status, n_bytes, error,
-                             self.spec["name"], llm=llm_fields(result, stream.started, stream.requested))
+                             self.spec["name"], llm=llm_fields(result, stream.started, stream.requested,
+                                                               stream.request_id))
 
     def drain(self, timeout_s: float) -> None:
         """Wait for the requests in flight, at most `timeout_s`."""
@@ -204,6 +214,7 @@ class StreamSender:
         for stream in pending.values():
             received = stream.sse.result if stream.status == 200 else None
             self.recorder.record_interrupted(stream.intended_s, stream.sent_s, self.spec["name"],
-                                             llm=llm_fields(received, stream.started, stream.requested))
+                                             llm=llm_fields(received, stream.started, stream.requested,
+                                                            stream.request_id))
         self.pool.kill(block=False)
         return len(pending)

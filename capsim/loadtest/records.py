@@ -48,7 +48,10 @@ REQUEST_SCHEMA = pa.schema(
         # Streamed LLM requests (--protocol openai; null otherwise), as `sse.py` defines them: the
         # token counts asked for, the first token from the actual send, the gaps between content
         # chunks, the counts the server reported (`usage`) or else counted, and the chunks that
-        # carried text. TTFT from the intended send is `ttft_ms` plus the send lag.
+        # carried text. TTFT from the intended send is `ttft_ms` plus the send lag. `request_id` is
+        # the X-Request-Id the request carried (`s<step>-<arrival number>`), which the reference LLM
+        # server writes into its step log's `request_ids`.
+        ("request_id", pa.string()),
         ("requested_input_tokens", pa.int32()),
         ("requested_output_tokens", pa.int32()),
         ("ttft_ms", pa.float64()),
@@ -59,7 +62,7 @@ REQUEST_SCHEMA = pa.schema(
         ("usage_reported", pa.bool_()),
     ]
 )
-LLM_COLUMNS: tuple[str, ...] = ("requested_input_tokens", "requested_output_tokens", "ttft_ms", "itl_ms",
+LLM_COLUMNS: tuple[str, ...] = ("request_id", "requested_input_tokens", "requested_output_tokens", "ttft_ms", "itl_ms",
                                 "input_tokens", "output_tokens", "chunks", "usage_reported")
 SERVER_HEADERS: dict[str, str] = {"x-queue-ms": "server_queue_ms", "x-compute-ms": "server_compute_ms",
                                   "x-batch-size": "server_batch_size"}

@@ -34,6 +34,7 @@ from capsim.loadtest.manifest import build_manifest
 from capsim.loadtest.parts import read_request_parts, read_tables, write_json_atomic, write_table_atomic
 from capsim.loadtest.process import LocustLaunch
 from capsim.loadtest.records import REQUEST_SCHEMA
+from capsim.loadtest.server_logs import BATCH_LOG, STEP_LOG, serves_log
 from capsim.loadtest.settings import LoadTestSettings, validate_settings
 from capsim.loadtest.sweep import SweepPlanner, saturation_reason
 from capsim.loadtest.target import (
@@ -42,12 +43,11 @@ from capsim.loadtest.target import (
     build_request,
     check_reachable,
     default_model,
-    has_batch_log,
     is_local,
     openai_request_spec,
     server_config,
 )
-from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
+from capsim.loadtest.telemetry import TELEMETRY_SCHEMA, TelemetryCollector
 from capsim.rng import RandomStreams
 
 ARRIVAL_STREAM = "loadtest/arrivals"
@@ -109,6 +109,7 @@ class LoadTestRun:
         self.request: RequestSpec | None = None
         self.telemetry: TelemetryCollector | None = None
         self.batches = False
+        self.steps = False  # the target serves the reference LLM server's step log (-> steps.parquet)
         # Parts that could not be read (path -> what is wrong): never merged, never deleted.
         self.damaged: dict[Path, str] = {}
 
@@ -252,10 +253,12 @@ class LoadTestRun:
         telemetry = read_tables(list(self.parts_dir.glob("telemetry-*.parquet")), TELEMETRY_SCHEMA, self.damaged)
         assert telemetry is not None
         write_table_atomic(self.out_dir / "telemetry.parquet", telemetry.sort_by("time_s"))
-        if self.batches:
-            batches = read_tables(list(self.parts_dir.glob("batches-*.parquet")), BATCH_SCHEMA, self.damaged)
-            assert batches is not None
-            write_table_atomic(self.out_dir / "batches.parquet", batches.sort_by("batch_id"))
+        for log, wanted in ((BATCH_LOG, self.batches), (STEP_LOG, self.steps)):
+            parts = list(self.parts_dir.glob(f"{log.name}-*.parquet"))
+            if wanted or parts:
+                records = read_tables(parts, log.schema, self.damaged)
+                assert records is not None
+                write_table_atomic(self.out_dir / f"{log.name}.parquet", records.sort_by(log.id_field))
         # Verify before deleting: the merged file must read back with every row. Unreadable parts are
         # moved aside first, under the same names: what was measured is never deleted.
         if pq.read_metadata(self.out_dir / "requests.parquet").num_rows == requests.num_rows:
@@ -313,12 +316,13 @@ class LoadTestRun:
             self.request = openai_request_spec(s.endpoint, s.model, s.force_length)
         elif s.mode != "custom":
             self.request = build_request(s.target, s.protocol, s.model, s.payload_path)
-        self.batches = has_batch_log(s.target)
+        self.batches = serves_log(base_url(s.target), BATCH_LOG)
+        self.steps = s.protocol == "openai" and serves_log(base_url(s.target), STEP_LOG)
         _prepare_out(self.out_dir)
         self.parts_dir.mkdir()
         start_s = time.time()
         target_info = {"url": s.target, "protocol": s.protocol, "model": s.model, "local": is_local(s.target),
-                       "reference_server": self.batches,
+                       "reference_server": self.batches, "reference_llm_server": self.steps,
                        "request": self.request.model_dump(exclude={"body"}) if self.request else None,
                        "request_body_bytes": len(self.request.body or "") if self.request else None,
                        # The reference server's batching (or LLM scheduler) settings: what calibration
@@ -328,7 +332,7 @@ class LoadTestRun:
         manifest = build_manifest(s.model_dump(mode="json"), target_info, start_s)
         write_json_atomic(self.out_dir / "manifest.json", manifest)
         self.telemetry = TelemetryCollector(s.target, self.parts_dir, s.scrape_interval_s, nvml=is_local(s.target),
-                                            batches=self.batches)
+                                            batches=self.batches, steps=self.steps)
         self.telemetry.start()
         # A placeholder until the first step ends: a folder whose capsim died is never mistaken for a
         # finished run (`capsim loadtest-finalize DIR` summarizes what it holds).

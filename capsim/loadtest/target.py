@@ -165,15 +165,6 @@ def build_request(target: str, protocol: str, model: str | None, payload_path: s
     return RequestSpec(path=path, body=body, name=path)
 
 
-def has_batch_log(target: str) -> bool:
-    """Whether the target serves capsim's reference-server batch log (`GET /debug/batches`)."""
-    try:
-        response = requests.get(f"{base_url(target)}/debug/batches", params={"since": 0}, timeout=PROBE_TIMEOUT_S)
-        return response.status_code == 200 and "batches" in response.json()
-    except (requests.RequestException, ValueError, TypeError):
-        return False
-
-
 def server_config(target: str) -> dict[str, Any] | None:
     """The reference server's own settings (`GET /debug/config`: batching, instances, queue limits,
     timeouts, device, hardware), recorded in the manifest so that a run can be replayed in the

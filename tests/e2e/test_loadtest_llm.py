@@ -64,5 +64,16 @@ def test_streamed_load_test_of_the_reference_server(server: ServerProcess, tmp_p
     measured = summary["requests"]["completed"]
     assert summary["tokens"]["output"] == OUTPUT * measured and summary["tokens"]["chunks_per_token"] == 1.0
     assert summary["slo"]["attainment"] == 1.0 and summary["slo"]["within"] == measured
+    # The server's step log was paged into the run folder; each request is followed through it by
+    # its X-Request-Id: one prefill of its whole prompt, then one decode step per later token.
+    steps = pq.read_table(out / "steps.parquet").to_pylist()
+    assert json.loads((out / "summary.json").read_text())["telemetry"]["steps"]["missed"] == 0
+    scheduled: dict[str, int] = {}
+    for step in steps:
+        for rid, count in zip(step["request_ids"], step["scheduled_tokens"], strict=True):
+            scheduled[rid] = scheduled.get(rid, 0) + count
+    assert set(scheduled) == {r["request_id"] for r in rows}
+    for row in rows:
+        assert scheduled[row["request_id"]] == row["input_tokens"] + OUTPUT - 1
     metrics = set(pq.read_table(out / "telemetry.parquet").column("metric").to_pylist())
     assert {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"} <= metrics

@@ -17,7 +17,8 @@ import pytest
 
 from capsim.loadtest.nvml import NvmlSampler
 from capsim.loadtest.parts import read_tables
-from capsim.loadtest.telemetry import BATCH_SCHEMA, TELEMETRY_SCHEMA, TelemetryCollector
+from capsim.loadtest.server_logs import BATCH_SCHEMA
+from capsim.loadtest.telemetry import TELEMETRY_SCHEMA, TelemetryCollector
 
 
 def batch(i: int, end_s: float = 0.0) -> dict:
