@@ -19,8 +19,9 @@ from tests.scenario_helpers import make_scenario
 # warm-up and an autoscaler growing an overloaded replica to three (4-s cold starts) make every
 # outcome appear.
 SERVICE = {"kind": "linear", "base_ms": 4.0, "per_item_ms": 0.8, "cv": 0.3}
-FIXED_S = ({"kind": "fixed", "value_s": v} for v in (3.0, 0.0, 1.0))
-SERVING = {"mode": "realtime", "cold_start": dict(zip(("provisioning_s", "image_pull_s", "model_load_s"), FIXED_S))}
+COLD_START = {"provisioning_s": {"kind": "fixed", "value_s": 3.0}, "image_pull_s": {"kind": "fixed", "value_s": 0.0},
+              "model_load_s": {"kind": "fixed", "value_s": 1.0}}  # fmt: skip
+SERVING = {"mode": "realtime", "cold_start": COLD_START}
 BUSY = ("duration_s=60", "warmup_s=7", "workload.arrival.rate_rps=1200", "serving.replicas=1",
         "serving.batching.max_batch_size=8", "serving.batching.max_wait_ms=2", "serving.timeout_ms=25",
         "serving.queue_capacity=40", "serving.cache.hit_ratio=0.1", "serving.cache.latency_ms=0.3",
