@@ -15,7 +15,7 @@ from capsim.cli.main import main
 from capsim.report.html.build import build_report
 from capsim.report.html.formats import number, signed_percent, usd
 from capsim.report.html.plan_report import pareto_front
-from tests.report.conftest import QUICKSTART
+from tests.report.conftest import QUICKSTART, SHORT
 
 # Every reference a browser would follow: attribute values (src, href, ...) and CSS url(...).
 REFERENCE = re.compile(r"""\b(?:src|href|action|poster|srcset|data)\s*=\s*["']?([^"'\s>]*)|url\(\s*["']?([^"')]*)""",
@@ -143,6 +143,20 @@ def test_batch_plan_report_marks_one_pick(plan_batch_dir: Path, tmp_path: Path,
     assert doc["kind"] == "batch" and pick is not None and len(doc["levels"][0]["candidates"]) > 1
     assert html.count('<tr class="pick">') == 1 and html.count("★ pick") == 1  # its rows have no key
     assert f"the job finishes in {number(pick['makespan_s'] / 3600.0, 3)} h" in html
+
+
+def test_a_plan_without_a_pick_shows_the_closest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("capsim.cli.plan")
+    out = tmp_path / "unmet"
+    assert main(["plan", QUICKSTART, "--set", "slo.latency_ms=4", "--max-replicas", "4", "--jobs", "1", *SHORT,
+                 "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    html = report_of(capsys, tmp_path, out)
+    assert_self_contained(html)
+    closest = json.loads((out / "plan.json").read_text())["levels"][0]["closest"]
+    assert closest and "<title>quickstart: no configuration meets p99 ≤ 4 ms</title>" in html
+    assert '<p class="answer bad">No configuration meets the SLO (p99 ≤ 4 ms)' in html
+    assert all(row["reason"] in html for row in closest) and '<tr class="pick">' not in html
 
 
 def test_pareto_front_keeps_what_nothing_cheaper_beats() -> None:
