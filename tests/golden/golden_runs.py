@@ -41,6 +41,12 @@ OVERRIDES: dict[str, list[str]] = {
                          "serving.spot.interruptions_per_hour=2"],
     # Issue 15's light-load LLM check runs whole: TTFT 56.2 ms, TPOT 5.1 ms, E2E 703.9 ms exactly.
     "llm-check": [],
+    # The LLM chatbots replay the whole Azure conversation trace (19,366 requests, ~1 s each); the
+    # summarizer runs whole too (30 min at 0.15 documents/s).
+    "llm-chatbot-h100": [],
+    "llm-chatbot-a100": [],
+    "llm-chatbot-l40s": [],
+    "llm-summarizer-long-context": [],
 }
 
 
