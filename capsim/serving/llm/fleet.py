@@ -5,8 +5,8 @@ an output log to fold) and puts replicas into service.
 The control plane (SimPy processes: an autoscaler, the progress clock, a replica becoming ready)
 calls `advance_to(t)` before it reads or changes the fleet at time t: the kernel then handles every
 data-plane event before t, so nothing the control plane does can fall between two of them. A
-replica joins with `add_replica` (a free slot, its KV blocks all free). Scale-in, cold starts and
-KV-aware routing are not implemented yet: the fleet is the `serving.replicas` ready at t = 0.
+replica joins with `add_replica` (a free slot, its KV blocks all free) and leaves with
+`kernel.start_draining`; capsim/serving/llm/pool.py drives both under an autoscaler.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.dataplane.layout import I_HEAP_N
 from capsim.serving.dataplane.rules import BALANCER_CODES
 from capsim.serving.llm import kernel as k
-from capsim.serving.llm.kvcache import init_slot_blocks
+from capsim.serving.llm.kvcache import init_slot_blocks, rebuild_table
 from capsim.serving.llm.metrics import itl_buckets, itl_histogram
 from capsim.serving.llm.plane import (
     C_ARRIVALS_END_S,
@@ -40,6 +40,7 @@ from capsim.serving.llm.plane import (
     DRAW_CHUNK,
     F_CLOCK,
     F_NEXT,
+    FREE,
     I_ARR_N,
     I_ARR_POS,
     I_ARRIVALS_DONE,
@@ -63,6 +64,7 @@ from capsim.serving.llm.plane import (
     emptied_output,
     with_more_follow_ups,
     with_more_rows,
+    with_more_slots,
     with_wider_block_tables,
 )
 
@@ -160,14 +162,16 @@ class LlmFleet:
 
     def add_replica(self, now_s: float) -> int:
         """Put a new replica into service at `now_s` (its index is the next one); returns its slot."""
+        self.advance_to(now_s)
         p = self.plane
-        free = np.flatnonzero(p.slot_state == 0)
+        free = np.flatnonzero(p.slot_state == FREE)
         if free.size == 0:
-            raise RuntimeError("no free slot: slots are allocated for the fleet's peak")  # sized by the runner
+            p = self.plane = with_more_slots(p)
+            rebuild_table(p)
+            free = np.flatnonzero(p.slot_state == FREE)
         slot = int(free[0])
         if slot >= MAX_SLOTS:
-            raise RuntimeError(f"more than {MAX_SLOTS} replicas")
-        self.advance_to(now_s)
+            raise RuntimeError(f"more than {MAX_SLOTS} replicas in one run")
         k.add_levels(p, now_s)
         init_slot_blocks(p, slot)
         p.slot_state[slot] = READY

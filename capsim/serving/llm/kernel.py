@@ -50,6 +50,8 @@ from capsim.serving.llm.plane import (
     C_MAX_TOKENS,
     C_WARMUP_S,
     COMPLETED,
+    DRAINED,
+    DRAINING,
     F_CLOCK,
     F_LEVEL_S,
     F_NEXT,
@@ -61,6 +63,7 @@ from capsim.serving.llm.plane import (
     I_ARR_N,
     I_ARR_POS,
     I_ARRIVALS_DONE,
+    I_ARRIVED,
     I_BUSY,
     I_CAP_BLOCKS,
     I_FREE_ROW,
@@ -220,6 +223,7 @@ def arrive(p, now, request_id, prompt, output, key):  # type: ignore[no-untyped-
     p.rq_first_sched_s[row] = math.nan
     p.rq_first_token_s[row] = math.nan
     p.rq_last_token_s[row] = math.nan
+    p.ints[I_ARRIVED] += 1
     n = p.ints[I_N_READY]
     if n == 0 or too_long(p, prompt, output):
         write_row(p, row, now, REJECTED, -1)
@@ -366,6 +370,8 @@ def start_step(p, s, now):  # type: ignore[no-untyped-def]
     prefill, decode, context, fresh, pairs = schedule_step(p, s, now)
     if prefill + decode == 0:
         p.step_end_s[s] = math.inf
+        if p.slot_state[s] == DRAINING and p.wait_len[s] == 0:
+            drained(p, s, now)
         return
     p.step_end_s[s] = now + llm_step_time_s(p.step_params, prefill, decode, context, fresh, pairs)
     p.ints[I_STEPS] += 1
@@ -412,6 +418,35 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
     p.run_n[s] = keep
     p.pending[s] = 1
     p.ints[I_PENDING] = 1
+
+
+# -- replicas leaving -------------------------------------------------------------------------------
+
+
+@compiled
+def start_draining(p, s, now):  # type: ignore[no-untyped-def]
+    """Replica slot s leaves the balancer at `now` (a scale-in): it takes no new request and
+    finishes those it holds, waiting ones included; `drained` when it has none left."""
+    n = p.ints[I_N_READY]
+    k = 0
+    for i in range(n):
+        if p.ready[i] != s:
+            p.ready[k] = p.ready[i]
+            k += 1
+    p.ints[I_N_READY] = k
+    p.slot_state[s] = DRAINING
+    if p.step_end_s[s] == math.inf and p.pending[s] == 0 and p.wait_len[s] == 0 and p.run_n[s] == 0:
+        drained(p, s, now)
+
+
+@compiled
+def drained(p, s, now):  # type: ignore[no-untyped-def]
+    """A draining replica has finished its last request at `now`: its KV blocks leave the fleet's
+    capacity; Python books the time (drained_s) and frees the slot."""
+    add_levels(p, now)
+    p.slot_state[s] = DRAINED
+    p.drained_s[s] = now
+    p.ints[I_CAP_BLOCKS] -= p.cfg_i[C_BLOCKS]
 
 
 # -- the loop ---------------------------------------------------------------------------------------

@@ -86,6 +86,16 @@ def cache_remove(p, key):  # type: ignore[no-untyped-def]
     p.ht_key[i] = -1
 
 
+@compiled
+def rebuild_table(p):  # type: ignore[no-untyped-def]
+    """Re-insert every cached block into an emptied table (after the table was resized)."""
+    for b in range(p.blk_key.shape[0]):
+        key = p.blk_key[b]
+        if key >= 0:
+            p.blk_key[b] = -1
+            cache_insert(p, key, b)
+
+
 # -- the free queue -------------------------------------------------------------------------------
 
 

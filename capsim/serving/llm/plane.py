@@ -58,7 +58,8 @@ I_PREFIX_HITS = 17  # of which found cached
 I_STEPS = 18  # engine steps run
 I_BUSY = 19  # replicas with a step in progress
 I_MAX_BATCH = 20  # most requests scheduled in one step
-N_INTS = 21
+I_ARRIVED = 21  # requests arrived (new and follow-up turns), cumulative: an autoscaler's rate
+N_INTS = 22
 
 # -- floats ----------------------------------------------------------------------------------------
 F_CLOCK = 0  # time of the event being handled
@@ -102,7 +103,8 @@ H_ZERO = 4  # gaps <= the histogram's min_value
 # slot states
 FREE = 0
 READY = 1
-DRAINING = 2
+DRAINING = 2  # out of the balancer, finishing its requests
+DRAINED = 3  # finished at drained_s[slot]; Python books it and frees the slot
 
 # outcomes, as in capsim.metrics.request_log
 COMPLETED = 1
@@ -153,6 +155,7 @@ class LlmPlane(NamedTuple):
     run_n: np.ndarray
     pending: np.ndarray  # 1: start a step at F_CLOCK
     step_end_s: np.ndarray  # inf: no step in progress
+    drained_s: np.ndarray  # when a DRAINING slot finished its last request
     free_head: np.ndarray  # the slot's free block queue (LRU first), its tail and length
     free_tail: np.ndarray
     free_n: np.ndarray
@@ -247,6 +250,7 @@ def allocate(
         wait_q=np.zeros((slots, rows), dtype=i64), wait_head=np.zeros(slots, dtype=i64),
         wait_len=np.zeros(slots, dtype=i64), run_q=np.zeros((slots, seqs), dtype=i64),
         run_n=np.zeros(slots, dtype=i64), pending=np.zeros(slots, dtype=i64), step_end_s=np.full(slots, np.inf),
+        drained_s=np.full(slots, np.nan),
         free_head=np.full(slots, -1, dtype=i64), free_tail=np.full(slots, -1, dtype=i64),
         free_n=np.zeros(slots, dtype=i64),
         blk_ref=np.zeros(blocks, dtype=i64), blk_key=np.full(blocks, -1, dtype=i64),
@@ -302,6 +306,27 @@ def with_more_rows(p: LlmPlane) -> LlmPlane:
     p.wait_head[:] = 0
     blocks = _grown(p.rq_blocks, (2 * rows, p.rq_blocks.shape[1]), 0)
     return p._replace(**grow, rq_next=rq_next, wait_q=wait_q, rq_blocks=blocks)  # type: ignore[arg-type]
+
+
+_SLOT_FIELDS = (("slot_state", FREE), ("slot_replica", -1), ("ready", 0), ("loads", 0), ("wait_q", 0),
+                ("wait_head", 0), ("wait_len", 0), ("run_q", 0), ("run_n", 0), ("pending", 0),
+                ("step_end_s", np.inf), ("drained_s", np.nan), ("free_head", -1), ("free_tail", -1),
+                ("free_n", 0))  # fmt: skip
+
+
+def with_more_slots(p: LlmPlane) -> LlmPlane:
+    """Twice the replica slots (the new ones free, their blocks appended after the old ones, so
+    block ids keep their meaning) and a prefix-cache table sized for them, its entries re-inserted
+    by `rebuild_table` (capsim/serving/llm/kvcache.py) — the caller's job, as it is compiled."""
+    slots = 2 * p.slot_state.shape[0]
+    grow: dict[str, object] = {name: _grown(getattr(p, name), (slots, *getattr(p, name).shape[1:]), fill)
+                               for name, fill in _SLOT_FIELDS}  # fmt: skip
+    blocks = slots * int(p.cfg_i[C_BLOCKS])
+    for name, fill in (("blk_ref", 0), ("blk_key", -1), ("blk_prev", -1), ("blk_next", -1)):
+        grow[name] = _grown(getattr(p, name), (blocks,), fill)
+    table = _hash_capacity(blocks)
+    table_key, table_blk = np.full(table, -1, dtype=np.int64), np.zeros(table, dtype=np.int64)
+    return p._replace(**grow, ht_key=table_key, ht_blk=table_blk)  # type: ignore[arg-type]
 
 
 def with_more_follow_ups(p: LlmPlane) -> LlmPlane:

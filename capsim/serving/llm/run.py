@@ -16,9 +16,10 @@ from capsim.rng import RandomStreams
 from capsim.servicetime.llm_step import step_params
 from capsim.serving.llm.fleet import ArrivalChunk, EngineSettings, LlmFleet, Sessions, new_plane
 from capsim.serving.llm.metrics import LlmTally
+from capsim.serving.llm.pool import LlmPool
 from capsim.serving.llm.spec import LlmServing
 from capsim.serving.llm.summary import RowBins, llm_summary
-from capsim.serving.pull_run import ModeRun
+from capsim.serving.pull_run import ModeRun, keda_controller
 
 if TYPE_CHECKING:
     from capsim.hardware.model_catalogue import ModelShape
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 _MIN_DRAIN_S = 60.0  # as the other modes: the run goes on after the last arrival to finish work
 _PUMP_STEPS = 200  # the control plane advances the data plane this often (and at every control event)
+_METRIC_SAMPLE_S = 1.0  # KEDA's reads are recorded once a second (its decisions come at its own period)
 CHUNK = 1 << 16  # requests handed to the kernel at a time
 
 
@@ -116,13 +118,13 @@ def _request_columns(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarra
     return {new: rows[old][order] for old, new in names.items()}
 
 
-def _pump(env: simpy.Environment, fleet: LlmFleet, duration_s: float) -> Generator[simpy.Event, Any, None]:
-    """Advance the data plane along SimPy's clock (a control process reading the fleet calls
-    `advance_to` itself first)."""
+def _pump(env: simpy.Environment, pool: LlmPool, duration_s: float) -> Generator[simpy.Event, Any, None]:
+    """Advance the data plane along SimPy's clock (a control process reading the fleet syncs it
+    itself first)."""
     step_s = duration_s / _PUMP_STEPS
     for k in range(1, _PUMP_STEPS + 1):
         yield env.timeout(k * step_s - env.now)
-        fleet.advance_to(env.now)
+        pool.sync()
 
 
 def run_llm(
@@ -174,20 +176,22 @@ def run_llm(
 
     lb_rng = streams.stream("balancer") if BALANCERS[serving.load_balancer].draws_per_pick else None
     fleet = LlmFleet(plane, iter(chunks), on_rows, lb_rng)
-    for _ in range(serving.replicas):
-        fleet.add_replica(0.0)
     env = simpy.Environment()
-    env.process(_pump(env, fleet, scenario.duration_s))
+    pool = LlmPool(env, fleet, serving.replicas, serving.cold_start, streams.stream("coldstart"), ticks)
+    env.process(_pump(env, pool, scenario.duration_s))
+    if serving.autoscaling is not None:
+        env.process(keda_controller(env, pool, serving.autoscaling, pool.read, pool.ready, _METRIC_SAMPLE_S))
     if on_env is not None:
         on_env(env)
     env.run(until=scenario.duration_s)
+    pool.sync()
     fleet.advance_to(horizon_s)  # the drain: arrivals have stopped; the kernel stops when all is done
     end_s = max(fleet.now_s, scenario.duration_s)
     fleet.integrate_levels_to(end_s)
     fleet.flush()
     unfinished = fleet.unfinished_rows()["arrival_s"]
     in_flight = int((unfinished >= scenario.warmup_s).sum())
-    summary, timeseries = llm_summary(scenario, seed, engine, fleet.plane, tally, bins, in_flight, end_s)
+    summary, timeseries, changes = llm_summary(scenario, seed, engine, fleet.plane, pool, tally, bins, in_flight,
+                                               end_s)  # fmt: skip
     requests = _request_columns(kept) if kept else None
-    changes = {"ready": [(0.0, float(serving.replicas))], "billed": [(0.0, float(serving.replicas))]}
     return ModeRun(summary, requests, timeseries, changes)

@@ -12,8 +12,10 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from capsim.autoscale.keda import KedaPolicy
 from capsim.hardware.kv_memory import DEFAULT_GPU_MEMORY_UTILIZATION
 from capsim.input_model import InputModel
+from capsim.serving.coldstart import ColdStart
 from capsim.serving.dataplane.balancers import BALANCERS
 
 # vLLM v0.11 `engine/arg_utils.py` (OpenAI API server usage context): GPUs with at least 70 GiB that
@@ -74,14 +76,30 @@ class LlmScheduler(_Strict):
 
 
 class LlmServing(_Strict):
-    """A fixed fleet of LLM engine replicas behind a load balancer."""
+    """LLM engine replicas behind a load balancer: a fixed fleet, or one KEDA scales on the engines'
+    waiting requests (`metric: queue_length`, vLLM's num_requests_waiting) or waiting + running
+    (`metric: concurrency`), each new replica serving after its cold start."""
 
     mode: Literal["llm"]
-    replicas: int = Field(ge=1, le=100_000, description="engine replicas (each `hardware.gpus_per_replica` GPUs)")
+    replicas: int = Field(ge=0, le=4096, description="engine replicas at t = 0 (each `hardware.gpus_per_replica` "
+                          "GPUs); the initial count under autoscaling")  # fmt: skip
+    autoscaling: KedaPolicy | None = Field(default=None, description="KEDA on the engines' queue or concurrency")
+    cold_start: ColdStart = ColdStart()
     scheduler: LlmScheduler = LlmScheduler()
     load_balancer: str = Field(
         default="round_robin", description="any balancer of capsim/serving/dataplane/balancers.py; load = requests"
     )
+
+    @model_validator(mode="after")
+    def _replicas_within_bounds(self) -> LlmServing:
+        scaler = self.autoscaling
+        if scaler is None and self.replicas < 1:
+            raise ValueError("replicas must be >= 1 (only an autoscaler can start from zero)")
+        if scaler is not None and not scaler.min_replicas <= self.replicas <= min(scaler.max_replicas, 4096):
+            bounds = f"[{scaler.min_replicas}, {scaler.max_replicas}]"
+            raise ValueError(f"replicas ({self.replicas}) is the initial count and must lie within autoscaling "
+                             f"[min_replicas, max_replicas] = {bounds}")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _known_balancer(self) -> LlmServing:

@@ -32,6 +32,7 @@ from capsim.serving.llm.plane import (
 if TYPE_CHECKING:
     from capsim.scenario.schema import Scenario
     from capsim.serving.llm.fleet import EngineSettings
+    from capsim.serving.llm.pool import LlmPool
 
 
 class RowBins:
@@ -57,13 +58,17 @@ class RowBins:
         self.latency_sum_s += np.bincount(where[done], (rows["end_s"] - arrival)[done], minlength=size)
 
 
-def _window_area(areas: np.ndarray, ticks: np.ndarray, warmup_s: float, duration_s: float) -> np.ndarray:
-    """Each level's integral over [warmup_s, duration_s] (both are ticks: engine._sample_times)."""
-    cumulative = np.cumsum(areas[:, : ticks.size], axis=1)  # integral up to ticks[k]
-    end = cumulative[:, int(np.searchsorted(ticks, duration_s))]
+def _window_area(areas: np.ndarray, ticks: np.ndarray, warmup_s: float, duration_s: float,
+                 cumulative: bool = False) -> np.ndarray:  # fmt: skip
+    """Each level's integral over [warmup_s, duration_s] (both are ticks: engine._sample_times), from
+    its integral per tick bin (or, `cumulative`, up to each tick)."""
+    if not cumulative:
+        areas = np.cumsum(areas[:, : ticks.size], axis=1)  # integral up to ticks[k]
+    cumulative_area = areas
+    end = cumulative_area[:, int(np.searchsorted(ticks, duration_s))]
     if warmup_s <= 0:
         return end
-    return end - cumulative[:, int(np.searchsorted(ticks, warmup_s))]
+    return end - cumulative_area[:, int(np.searchsorted(ticks, warmup_s))]
 
 
 def llm_summary(
@@ -71,20 +76,27 @@ def llm_summary(
     seed: int,
     engine: EngineSettings,
     plane: LlmPlane,
+    pool: LlmPool,
     tally: LlmTally,
     bins: RowBins,
     in_flight: int,
     end_s: float,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The replication's summary (JSON-clean) and its time series."""
-    serving = scenario.serving
-    replicas = int(getattr(serving, "replicas", 1))
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, list[tuple[float, float]]]]:
+    """The replication's summary (JSON-clean), its time series and its replica-count changes."""
     window_s = scenario.duration_s - scenario.warmup_s
     ints = plane.ints
-    area = _window_area(plane.areas, plane.ticks, scenario.warmup_s, scenario.duration_s)
-    replica_s = replicas * window_s
+    ticks = plane.ticks
+    area = _window_area(plane.areas, ticks, scenario.warmup_s, scenario.duration_s)
+    levels = pool.levels
+    counts = {name: series.area_at(ticks) for name, series in (("ready", levels.ready), ("billed", levels.billed),
+                                                                ("starting", levels.starting),
+                                                                ("desired", levels.desired))}  # fmt: skip
+    window = _window_area(np.vstack(list(counts.values())), ticks, scenario.warmup_s, scenario.duration_s,
+                          cumulative=True)  # fmt: skip
+    ready_s, billed_s = float(window[0]), float(window[1])
     busy_s = float(area[L_BUSY])
-    cost = billed_cost(scenario.hardware.usd_per_hour, replica_s)
+    low, high = levels.ready.extremes_between(scenario.warmup_s, scenario.duration_s)
+    cost = billed_cost(scenario.hardware.usd_per_hour, billed_s)
     usd = cost["usd"]
     slo = scenario.slo
     finished = tally.completed + tally.rejected
@@ -103,7 +115,7 @@ def llm_summary(
         }
     queries = int(ints[I_PREFIX_QUERIES])
     dists = tally.summaries()
-    energy = replica_energy(scenario.hardware, replica_s, busy_s, window_s)
+    energy = replica_energy(scenario.hardware, billed_s, busy_s, window_s)
     if energy is not None:
         energy["joules_per_output_token"] = energy["joules"] / tally.output_tokens if tally.output_tokens else math.nan
     summary: dict[str, Any] = {
@@ -124,7 +136,7 @@ def llm_summary(
                    "input": tally.input_tokens, "output": tally.output_tokens},
         "batch_size": {"mean": area[L_RUNNING] / busy_s if busy_s else math.nan, "p50": None,
                        "max": int(ints[I_MAX_BATCH])},
-        "utilization": busy_s / replica_s,
+        "utilization": busy_s / ready_s if ready_s else 0.0,
         "kv_cache": {
             "utilization_mean": area[L_USED_BLOCKS] / area[L_CAP_BLOCKS] if area[L_CAP_BLOCKS] else math.nan,
             "preemptions": int(ints[I_PREEMPTIONS]),
@@ -132,7 +144,8 @@ def llm_summary(
             "block_size": engine.block_size,
             "prefix_hit_rate": int(ints[I_PREFIX_HITS]) / queries if queries else math.nan,
         },
-        "replicas": {"mean": float(replicas), "min": replicas, "max": replicas, "billed_mean": float(replicas)},
+        "replicas": {"mean": ready_s / window_s, "min": int(low), "max": int(high),
+                     "billed_mean": billed_s / window_s, "cold_starts": pool.starter.cold_starts},
         "cost": {
             **cost,
             "usd_per_hour": usd / (window_s / 3600.0),
@@ -154,13 +167,18 @@ def llm_summary(
     }
     if energy is not None:
         summary["energy"] = energy
-    return clean_json(summary), _timeseries(plane, bins, replicas)
+    changes = {name: list(zip(series.times_s, series.values, strict=True))
+               for name, series in (("desired", levels.desired), ("starting", levels.starting),
+                                    ("ready", levels.ready), ("billed", levels.billed))}  # fmt: skip
+    return clean_json(summary), _timeseries(plane, bins, counts), changes
 
 
-def _timeseries(plane: LlmPlane, bins: RowBins, replicas: int) -> dict[str, np.ndarray]:
+def _timeseries(plane: LlmPlane, bins: RowBins, counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ticks = plane.ticks
     widths = np.diff(np.concatenate([[0.0], ticks]))
     level = plane.areas[:, : ticks.size] / widths
+    per_tick = {name: np.diff(np.concatenate([[0.0], area])) / widths for name, area in counts.items()}
+    replicas = per_tick["ready"]
     with np.errstate(invalid="ignore", divide="ignore"):
         kv = np.where(level[L_CAP_BLOCKS] > 0, level[L_USED_BLOCKS] / level[L_CAP_BLOCKS], np.nan)
         ttft_ms = np.where(bins.completed > 0, bins.ttft_sum_s / np.maximum(bins.completed, 1) * 1000.0, np.nan)
@@ -173,8 +191,12 @@ def _timeseries(plane: LlmPlane, bins: RowBins, replicas: int) -> dict[str, np.n
         "in_service": level[L_RUNNING],
         "kv_utilization": kv,
         "busy_executors": level[L_BUSY],
-        "utilization": level[L_BUSY] / replicas,
-        "replicas": np.full(ticks.size, float(replicas)),
+        "utilization": np.divide(level[L_BUSY], replicas, out=np.zeros_like(replicas), where=replicas > 0),
+        "replicas": replicas,
+        "replicas_starting": per_tick["starting"],
+        "replicas_desired": per_tick["desired"],
+        "billed_replicas": per_tick["billed"],
+        "serving_executors": replicas,
         "arrival_rps": bins.arrived / widths,
         "ttft_mean_ms": ttft_ms,
         "latency_mean_ms": latency_ms,
