@@ -95,6 +95,18 @@ def test_sweep_report_stars_the_chosen_variant(sweep_dir: Path, tmp_path: Path,
     assert images(html) == 1
 
 
+def test_two_sweeps_side_by_side(sweep_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    again = tmp_path / "sweep-again"
+    shutil.copytree(sweep_dir, again)
+    html = report_of(capsys, tmp_path, sweep_dir, again)
+    assert_self_contained(html)
+    row = re.search(r"<td>★ cost per hour</td>(.*?)</tr>", html)
+    assert row is not None and re.findall(r'<td class="num">([^<]*)</td>', row.group(1))[2:] == ["+$0.00/h", "+0.0%"]
+    assert images(html) == 1  # both sweeps' variants on one chart
+
+
 def test_solve_report(solve_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html = report_of(capsys, tmp_path, solve_dir)
     assert_self_contained(html)

@@ -95,4 +95,47 @@ def provenance(run: RunFolder) -> list[tuple[str, str]]:
             ("seed / replications per variant", f"{first.get('seed')} / {first.get('replications')}")]
 
 
-REPORT = KindReport("capsim sweep", headline, sections, metrics, provenance=provenance)
+def _overlay_figure(runs: list[RunFolder]) -> Any:
+    """Every variant of each sweep at (cost per hour, tail latency), one colour per sweep, ★ its choice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from capsim.report.axes import latency_axis, slo_label
+    from capsim.report.sweep import sweep_slo, tail_name
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    colors: Any = plt.get_cmap("tab10")
+    shown: list[float] = []
+    for n, run in enumerate(runs):
+        result = sweep_result(run)
+        rows = [r for r in result.rows if r.get("usd_per_hour") is not None and r.get("tail_latency_ms") is not None]
+        ax.scatter([r["usd_per_hour"] for r in rows], [r["tail_latency_ms"] for r in rows], s=30, color=colors(n),
+                   label=run.name)  # fmt: skip
+        for i in result.best_indices:
+            ax.scatter(result.rows[i]["usd_per_hour"], result.rows[i]["tail_latency_ms"], marker="*", s=260,
+                       color=colors(n), edgecolors="black", linewidths=0.6, zorder=4)  # fmt: skip
+        shown += [r["tail_latency_ms"] for r in rows]
+    slo = sweep_slo(sweep_result(runs[0]))
+    if slo_label(slo) is not None:
+        ax.axhline(slo["latency_ms"], color="crimson", ls="--", lw=1, label=slo_label(slo))
+        shown.append(slo["latency_ms"])
+    latency_axis(ax, np.array(shown, dtype=float), "y", f"{tail_name(sweep_result(runs[0]))} latency")
+    ax.set_xlabel("cost, USD per hour")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("Sweeps: cost against tail latency (★ each sweep's choice)", fontsize=10)
+    return fig
+
+
+def overlays(runs: list[RunFolder]) -> list[str]:
+    """The sweeps' variants on one cost-against-latency chart (real-time sweeps; a job's has no tail)."""
+    if any(sweep_result(run).is_job for run in runs):
+        return []
+    return [blocks.figure(_overlay_figure(runs), "Each variant of each sweep at its cost per hour and its tail "
+                                                 "latency at the SLO's percentile; ★ the cheapest meeting the SLO.")]
+
+
+REPORT = KindReport("capsim sweep", headline, sections, metrics, overlays, provenance)
