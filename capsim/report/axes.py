@@ -31,13 +31,15 @@ def percentile_name(percentile: float) -> str:
     return f"p{percentile:g}"
 
 
-def slo_label(slo: dict[str, Any] | None) -> str | None:
-    """`"SLO: p95 ≤ 200 ms"` from a summary's `slo` block; None when there is no latency target."""
-    if not slo or slo.get("latency_ms") is None:
+def slo_label(slo: dict[str, Any] | None, key: str = "latency_ms", metric: str = "") -> str | None:
+    """`"SLO: p95 ≤ 200 ms"` from a summary's `slo` block; None when there is no latency target.
+    `key` picks another bound of the block (an LLM run's `ttft_ms`, `tpot_ms`), named by `metric`
+    ("SLO: p99 TTFT ≤ 1000 ms")."""
+    if not slo or slo.get(key) is None:
         return None
     percentile = slo.get("percentile")
     name = percentile_name(float(percentile)) if percentile is not None else "latency"
-    return f"SLO: {name} ≤ {float(slo['latency_ms']):g} ms"
+    return f"SLO: {name}{' ' + metric if metric else ''} ≤ {float(slo[key]):g} ms"
 
 
 @dataclass(frozen=True)

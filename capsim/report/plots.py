@@ -17,7 +17,7 @@ from capsim.atomic import atomic_write
 from capsim.report.axes import (
     TimeAxis,
     ccdf,
-    latency_x_axis,
+    latency_axis,
     readable_log_axis,
     slo_label,
     tail_axes,
@@ -68,25 +68,33 @@ def latency_ccdf_figure(latencies_ms: dict[str, Any], slo: dict[str, Any] | None
     """The latency tails of one or more runs (label → latencies in ms) as CCDFs on one chart, with
     the SLO's corner marked (its latency, and the share allowed slower at its percentile)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    every = [values for values in latencies_ms.values() if values.size]
-    for name, values in latencies_ms.items():
+    ccdf_panel(ax, latencies_ms, slo)
+    ax.set_title(title)
+    return fig
+
+
+def ccdf_panel(ax: Any, values_ms: dict[str, Any], slo: dict[str, Any] | None, key: str = "latency_ms",
+               metric: str = "", name: str = "latency") -> None:
+    """CCDFs of one or more runs (label → durations in ms) on `ax`, with the SLO's corner marked:
+    the bound `slo[key]` and the share allowed slower at its percentile. `metric` and `name` label
+    another bound than end-to-end latency (an LLM run's TTFT or TPOT)."""
+    every = [values for values in values_ms.values() if values.size]
+    for label, values in values_ms.items():
         if values.size > 1:
             x, share = ccdf(values)
-            ax.step(x, share, where="post", lw=1.6, label=name)
+            ax.step(x, share, where="post", lw=1.6, label=label)
     shown = np.concatenate(every) if every else np.empty(0)
-    latency_x_axis(ax, shown)
+    latency_axis(ax, shown, "x", name)
     tail_axes(ax, 1.0 / max(max((v.size for v in every), default=1), 1))
     slo = slo or {}
-    label = slo_label(slo)
-    if label is not None:
+    bound = slo_label(slo, key, metric)
+    if bound is not None:
         allowed = 1.0 - float(slo["percentile"]) / 100.0
-        ax.axvline(slo["latency_ms"], color="crimson", ls="--", lw=1.2, label=label)
+        ax.axvline(slo[key], color="crimson", ls="--", lw=1.2, label=bound)
         ax.axhline(allowed, color="crimson", ls=":", lw=1.0, label=f"share allowed slower: {100 * allowed:.4g}%")
-        ax.plot([slo["latency_ms"]], [allowed], marker="o", color="crimson", ms=5)
-    ax.set_title(title)
+        ax.plot([slo[key]], [allowed], marker="o", color="crimson", ms=5)
     ax.grid(alpha=0.3, which="major")
     ax.legend(loc="upper right", fontsize=8)
-    return fig
 
 
 def levels_over_time(timeseries: pd.DataFrame, summary: dict[str, Any], path: Path, warmup_s: float,

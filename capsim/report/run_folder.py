@@ -75,6 +75,12 @@ def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
         name = "lag_over_time.png" if result.scenario.serving.mode == "streaming" else "queue_depth.png"
         backlog_over_time(timeseries, result.summary, out_dir / name, warmup_s, clock_h)
         written.append(out_dir / name)
+    if result.scenario.serving.mode == "llm":
+        from capsim.report.llm_plots import llm_over_time
+
+        llm_path = out_dir / "llm_over_time.png"
+        llm_over_time(timeseries, result.summary, llm_path, warmup_s, clock_h)
+        written.append(llm_path)
     if getattr(result.scenario.serving, "autoscaling", None) is not None:
         fleet_path = out_dir / "replicas_over_time.png"
         fleet_over_time(timeseries, result.summary, fleet_path, warmup_s, clock_h)
@@ -88,4 +94,10 @@ def write_run_folder(result: RunResult, out_dir: Path) -> list[Path]:
         cdf_path = out_dir / "latency_cdf.png"
         latency_cdf(requests[requests["replication"] == 0], result.summary, cdf_path, warmup_s)
         written.append(cdf_path)
+        if result.scenario.serving.mode == "llm":
+            from capsim.report.llm_plots import llm_tails
+
+            tails_path = out_dir / "ttft_tpot_tails.png"
+            llm_tails(requests[requests["replication"] == 0], result.summary, tails_path, warmup_s)
+            written.append(tails_path)
     return written
