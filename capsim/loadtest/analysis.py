@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from capsim.loadtest.histogram import LatencyHistogram, merge_all
-from capsim.loadtest.llm_summary import is_llm_table, llm_step_figures
+from capsim.loadtest.llm_summary import is_llm_table, llm_step_figures, llm_warnings
 from capsim.loadtest.records import INFERENCE, REJECTED_STATUSES, outcome
 from capsim.loadtest.windows import stability, window_stats
 
@@ -255,6 +255,7 @@ def summarize_step(
     if is_llm_table(table):
         finished = (outcomes != "interrupted") & inference
         llm = llm_step_figures(table, inside, ok, finished, span_s, slo_ttft_ms, slo_tpot_ms)
+        warnings.extend(llm_warnings(llm, errors, inside & ~ok & finished))
     return {
         "mode": mode,
         "partial": partial,

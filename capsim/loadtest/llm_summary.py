@@ -105,3 +105,20 @@ def _chunks_per_token(table: pa.Table, good: np.ndarray) -> float | None:
     output = np.asarray(table.column("output_tokens").to_numpy(zero_copy_only=False), dtype=np.float64)[good]
     total = float(np.nansum(output))
     return float(np.nansum(chunks)) / total if total else None
+
+
+def llm_warnings(figures: dict[str, Any], errors: list[str | None], failed: np.ndarray) -> list[str]:
+    """What a reader of an LLM step must know: the commonest failures of the measured requests (a
+    non-streaming endpoint, an error chunk, a truncated stream: `sse.py`'s messages) and whether
+    the server reported usage (if not, output tokens are counted chunks)."""
+    out = []
+    texts = [str(errors[i]).split(":", 1)[0] for i in np.flatnonzero(failed) if errors[i]]
+    if texts:
+        kinds, counts = np.unique(np.asarray(texts, dtype=object).astype(str), return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:3]
+        listed = "; ".join(f"{counts[i]} x {kinds[i]}" for i in order)
+        out.append(f"{len(texts)} measured requests failed ({listed}); their rows' error column says why")
+    if figures["tokens"]["usage_reported_share"] == 0.0:
+        out.append("the server reported no usage (stream_options.include_usage): output tokens are the "
+                   "content chunks counted, and prompt tokens the counts asked for")
+    return out

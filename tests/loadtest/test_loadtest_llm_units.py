@@ -107,6 +107,7 @@ def test_llm_summary_from_rows_by_hand() -> None:
     # Finished = A, B and the HTTP 500 (the interrupted request is left out).
     assert s["slo"]["goodput_rps"] == pytest.approx(1 / span_s)
     assert s["slo"]["attainment"] == pytest.approx(1 / 3)
+    assert s["warnings"] == ["1 measured requests failed (1 x HTTP 500); their rows' error column says why"]
 
 
 def test_llm_summary_without_objectives_has_no_goodput() -> None:

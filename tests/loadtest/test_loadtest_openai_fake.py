@@ -126,6 +126,8 @@ def test_known_delays_and_every_fault(fake: str, tmp_path: Path) -> None:
         else:
             assert row["error"].startswith("not a stream: the endpoint answered application/json")
     assert summary["requests"]["completed"] == 12 and summary["requests"]["errors"] == 12
+    assert ("12 measured requests failed (4 x error mid-stream; 4 x not a stream; 4 x truncated stream)"
+            in summary["warnings"][0])
     ok = [r for i, r in enumerate(rows) if FAULTS[i % len(FAULTS)] in ("ok", "no_usage")]
     ttft_ms = np.median([r["ttft_ms"] for r in ok])
     itl_ms = np.median(np.concatenate([r["itl_ms"] for r in ok]))
