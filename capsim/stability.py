@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from capsim.scenario import RealtimeServing, Scenario
 from capsim.serving.asyncqueue import AsyncServing
+from capsim.serving.llm.spec import LlmServing
 from capsim.serving.streaming import StreamingServing
 
 
@@ -34,6 +35,13 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
         return CapacityEstimate(offered_rps=rates.mean_rate_rps(scenario.duration_s),
                                 peak_offered_rps=rates.peak_rate_rps(scenario.duration_s),
                                 capacity_rps=serving.capacity_rps(scenario.service))  # fmt: skip
+    if isinstance(serving, LlmServing) and scenario.workload is not None:
+        from capsim.serving.llm.capacity import llm_capacity_rps  # deferred: it compiles the step time
+
+        rates = scenario.workload.arrival
+        return CapacityEstimate(offered_rps=rates.mean_rate_rps(scenario.duration_s),
+                                peak_offered_rps=rates.peak_rate_rps(scenario.duration_s),
+                                capacity_rps=llm_capacity_rps(scenario))  # fmt: skip
     assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # a batch job has no offered load
     arrival = scenario.workload.arrival
     miss = 1.0 - serving.cache.hit_ratio

@@ -32,7 +32,8 @@ _METRIC_SAMPLE_S = 1.0  # KEDA's reads are recorded once a second (its decisions
 CHUNK = 1 << 16  # requests handed to the kernel at a time
 
 
-def _hardware_spec(scenario: Scenario) -> HardwareSpec:
+def hardware_spec(scenario: Scenario) -> HardwareSpec:
+    """The catalogue entry of the scenario's hardware (shipped catalogue and inline fields)."""
     from capsim.hardware import resolve_hardware
     from capsim.scenario.catalogue import scenario_catalogue
 
@@ -144,7 +145,7 @@ def run_llm(
 
     def spec() -> HardwareSpec:
         if not cached:
-            cached.append(_hardware_spec(scenario))
+            cached.append(hardware_spec(scenario))
         return cached[0]
 
     engine = engine_settings(scenario, model, spec)
