@@ -18,6 +18,7 @@ token, the gaps and the end). Interrupted requests keep what they received so fa
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 from typing import Any
@@ -33,6 +34,21 @@ from capsim.loadtest.records import RequestRecorder
 from capsim.loadtest.sse import SseParser, StreamResult
 
 EVENT_STREAM = "text/event-stream"
+KEEP_ERROR_BYTES = 2048  # of a refusal's body: enough for an OpenAI error object's message
+
+
+def refusal_text(status: int, body: bytes) -> str:
+    """`HTTP <status>`, with the server's message when the body is an OpenAI-style error object
+    (`{"error": {"message": ...}}`, or FastAPI's `{"detail": ...}`): e.g. a prompt over the context
+    length, or a field the server does not accept."""
+    message = None
+    try:
+        payload = json.loads(body)
+        error = payload.get("error", payload.get("detail")) if isinstance(payload, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+    except ValueError:
+        pass
+    return f"HTTP {status}: {str(message)[:200]}" if message else f"HTTP {status}"
 
 
 def llm_fields(result: StreamResult | None, started: float, requested: tuple[int, int],
@@ -68,6 +84,7 @@ class _Stream:
         self.sse = SseParser()
         self.status = 0
         self.content_type = ""
+        self.other_body = b""  # the start of a body that is not a stream (a refusal's error object)
         self.http = ResponseParser(keep_headers=("content-type",), on_body=self._body, on_head=self._head)
 
     def _head(self, status: int, headers: dict[str, str]) -> None:
@@ -77,6 +94,8 @@ class _Stream:
     def _body(self, data: bytes) -> None:
         if self.status == 200 and self.content_type.startswith(EVENT_STREAM):
             self.sse.feed(data, self.now)
+        elif len(self.other_body) < KEEP_ERROR_BYTES:
+            self.other_body += data[: KEEP_ERROR_BYTES - len(self.other_body)]
 
 
 class StreamSender:
@@ -186,7 +205,7 @@ class StreamSender:
         status = response.status if response is not None else 0
         result: StreamResult | None = None
         if error is None and status >= 400:
-            error = f"HTTP {status}"
+            error = refusal_text(status, stream.other_body)
         elif error is None and not stream.content_type.startswith(EVENT_STREAM):
             error = (f"not a stream: the endpoint answered {stream.content_type or 'no content type'} "
                      "to stream: true")  # fmt: skip

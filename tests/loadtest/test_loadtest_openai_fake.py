@@ -1,7 +1,7 @@
 """`capsim loadtest --protocol openai` (Locust as real subprocesses) against a small SSE server in
 this process whose timing and faults are known exactly: it sleeps a known time before the first
 token and between tokens, and request number i (the number that leads every prompt) gets fault
-i % 6. The timings come back within tolerance; every fault is a row with its own status."""
+i % 7. The timings come back within tolerance; every fault is a row with its own status."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ CAPSIM = [sys.executable, "-m", "capsim.cli.main", "loadtest"]
 FIRST_S = 0.15  # prompt to first token
 GAP_S = 0.05  # between tokens
 TOKENS = 5
-# Request i % 6: 0, 1 normal; 2 no usage chunk; 3 error chunk after 2 tokens; 4 ends without [DONE];
-# 5 a plain JSON answer to stream: true.
-FAULTS = ("ok", "ok", "no_usage", "error", "truncated", "not_stream")
+# Request i % 7: 0, 1 normal; 2 no usage chunk; 3 error chunk after 2 tokens; 4 ends without [DONE];
+# 5 a plain JSON answer to stream: true; 6 refused with 400 and an OpenAI error object.
+FAULTS = ("ok", "ok", "no_usage", "error", "truncated", "not_stream", "refused")
 
 
 class FakeOpenAi(BaseHTTPRequestHandler):
@@ -63,6 +63,9 @@ class FakeOpenAi(BaseHTTPRequestHandler):
         number = int(body["prompt"].split(" ", 1)[0])
         fault = FAULTS[number % len(FAULTS)]
         n_out = int(body["max_tokens"])
+        if fault == "refused":
+            self._json(400, {"error": {"message": "prompt is too long", "type": "BadRequestError", "code": 400}})
+            return
         if fault == "not_stream":
             self._json(200, {"choices": [{"text": "x" * n_out}], "usage": {"prompt_tokens": 1}})
             return
@@ -103,12 +106,12 @@ def fake() -> Iterator[str]:
 def test_known_delays_and_every_fault(fake: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run([*CAPSIM, "--target", fake, "--protocol", "openai", "--input-tokens", "40",
-                           "--output-tokens", str(TOKENS), "--arrival", "constant", "--rate", "4", "--duration", "6",
+                           "--output-tokens", str(TOKENS), "--arrival", "constant", "--rate", "4", "--duration", "7",
                            "--warmup", "0", "--out", str(out), "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     rows = pq.read_table(out / "requests.parquet").to_pylist()
-    assert len(rows) == 24 == summary["generator"]["dispatched"]
+    assert len(rows) == 28 == summary["generator"]["dispatched"]
     # Constant arrivals, one worker: row i is request i.
     for i, row in enumerate(rows):
         fault = FAULTS[i % len(FAULTS)]
@@ -123,11 +126,13 @@ def test_known_delays_and_every_fault(fake: str, tmp_path: Path) -> None:
             assert row["error"] == "error mid-stream: engine died" and row["chunks"] == 2
         elif fault == "truncated":
             assert row["error"].startswith("truncated stream") and row["chunks"] == 2
-        else:
+        elif fault == "not_stream":
             assert row["error"].startswith("not a stream: the endpoint answered application/json")
-    assert summary["requests"]["completed"] == 12 and summary["requests"]["errors"] == 12
-    assert ("12 measured requests failed (4 x error mid-stream; 4 x not a stream; 4 x truncated stream)"
-            in summary["warnings"][0])
+        else:  # the server's own message, in one line
+            assert row["error"] == "HTTP 400: prompt is too long" and row["status"] == 400
+    assert summary["requests"]["completed"] == 12 and summary["requests"]["errors"] == 16
+    assert summary["warnings"][0].startswith("16 measured requests failed (4 x HTTP 400; 4 x error mid-stream; "
+                                             "4 x not a stream)")
     ok = [r for i, r in enumerate(rows) if FAULTS[i % len(FAULTS)] in ("ok", "no_usage")]
     ttft_ms = np.median([r["ttft_ms"] for r in ok])
     itl_ms = np.median(np.concatenate([r["itl_ms"] for r in ok]))
@@ -138,7 +143,7 @@ def test_known_delays_and_every_fault(fake: str, tmp_path: Path) -> None:
     assert GAP_S * 1000 * 0.98 <= tpot_ms < GAP_S * 1000 + 20
     assert summary["ttft_ms"]["p50"] == pytest.approx(ttft_ms, rel=0.2)
     assert summary["tpot_ms"]["p50"] == pytest.approx(tpot_ms, rel=0.2)
-    assert summary["tokens"]["output_per_s"] == pytest.approx(12 * TOKENS / 6.0, rel=0.01)
+    assert summary["tokens"]["output_per_s"] == pytest.approx(12 * TOKENS / 7.0, rel=0.01)
 
 
 def test_interrupted_run_keeps_every_row(fake: str, tmp_path: Path) -> None:
