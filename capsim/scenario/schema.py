@@ -25,6 +25,7 @@ from capsim.serving.batchjob.schema import BatchJobServing
 from capsim.serving.coldstart import ColdStart, ZeroReplicas
 from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.frontend import FrontEndSpec
+from capsim.serving.graph.spec import GraphServing, rebuild_graph_spec
 from capsim.serving.llm.spec import LlmServing
 from capsim.serving.spot import SpotCapacity
 from capsim.serving.streaming.spec import StreamingServing
@@ -140,8 +141,11 @@ class RealtimeServing(_Strict):
         return self
 
 
+rebuild_graph_spec(RealtimeServing=RealtimeServing, Hardware=Hardware)  # a graph's stages are real-time fleets
+
 ServingSpec = Annotated[
-    RealtimeServing | BatchJobServing | StreamingServing | AsyncServing | LlmServing, Field(discriminator="mode")
+    RealtimeServing | BatchJobServing | StreamingServing | AsyncServing | LlmServing | GraphServing,
+    Field(discriminator="mode"),
 ]
 
 
