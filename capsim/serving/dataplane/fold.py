@@ -16,32 +16,34 @@ what the loop folded, so every request counts once. Benchmarks: benchmarks/autos
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from capsim.metrics.histogram import LogHistogram, bucket_index
 from capsim.metrics.intervals import LevelAreas, open_area_from_bins
 from capsim.metrics.request_log import FOLDED
 from capsim.metrics.tally import RequestTally
 from capsim.serving.dataplane.layout import I_BASE
-from capsim.serving.streaming.fold import H_ZERO, _record
+from capsim.serving.streaming.fold import (
+    F_LOG_GAMMA,
+    F_MIN_VALUE,
+    F_SLO_S,
+    F_SOJOURN_S,
+    F_WARMUP_S,
+    I_COUNT,
+    I_ON,
+    I_WITHIN_SLO,
+    _record,
+    histogram_row,
+    scalars_and_histograms,
+)
+from capsim.serving.streaming.fold import N_INTS as STREAMING_N_INTS
 
-# scalars: ints
-I_ON = 0  # 1: fold here (no request log); 0: the loop writes rows instead
-I_COUNT = 1  # requests completed (and folded) that arrived after warm-up
-I_WITHIN_SLO = 2
-I_TICK = 3  # the tick bin of the latest batch start: where the next bin search begins
-N_INTS = 4
-# scalars: floats
-F_WARMUP_S = 0
-F_SLO_S = 1  # inf without an SLO
-F_SOJOURN_S = 2  # sum of counted requests' time from arrival to completion at the replica
-F_MIN_VALUE = 3  # the histograms' parameters (LogHistogram.min_value, log gamma)
-F_LOG_GAMMA = 4
-N_FLOATS = 5
+# The scalars and histograms are laid out as the streaming loop's (F_*, I_* and H_* there), with one
+# int more: the tick bin of the latest batch start, where the next bin search begins.
+I_TICK = STREAMING_N_INTS
+N_INTS = I_TICK + 1
 # rows of `hist_counts` / `hist_stats` (stats per row: streaming.fold's H_SUM, H_MAX, H_MIN, H_ZERO)
 R_LATENCY = 0
 R_QUEUE_WAIT = 1
@@ -73,22 +75,17 @@ def allocate(ticks: np.ndarray, warmup_s: float, slo_s: float | None, max_batch:
              on: bool) -> RequestFold:  # fmt: skip
     """Empty statistics for a run sampled at `ticks` whose latencies stay below `horizon_s`; `on`
     False (the request log is kept) leaves them empty and the loop writes every row."""
-    sketch = LogHistogram()
-    ints = np.zeros(N_INTS, dtype=np.int64)
-    ints[I_ON] = on
-    floats = np.zeros(N_FLOATS)
-    floats[F_WARMUP_S] = warmup_s
-    floats[F_SLO_S] = math.inf if slo_s is None else slo_s
-    floats[F_MIN_VALUE] = sketch.min_value
-    floats[F_LOG_GAMMA] = math.log(sketch.gamma)
-    buckets = int(bucket_index(horizon_s * 1000.0, sketch.min_value, math.log(sketch.gamma))) + 2
-    stats = np.zeros((2, 4))
-    stats[:, 1:3] = (-math.inf, math.inf)  # H_MAX, H_MIN
+    ints, floats, counts, stats = scalars_and_histograms(warmup_s, slo_s, horizon_s, on, 2, N_INTS)
     n = ticks.size
-    return RequestFold(ints, floats, np.ascontiguousarray(ticks, dtype=np.float64),
-                       np.zeros((2, buckets if on else 1), dtype=np.int64), stats, np.zeros(max_batch + 1),
-                       np.zeros(n), np.zeros(n), np.zeros((2 * len(LEVELS), n + 1)),
+    return RequestFold(ints, floats, np.ascontiguousarray(ticks, dtype=np.float64), counts, stats,
+                       np.zeros(max_batch + 1), np.zeros(n), np.zeros(n), np.zeros((2 * len(LEVELS), n + 1)),
                        np.zeros((2 * len(LEVELS), n + 1)))  # fmt: skip
+
+
+@njit(inline="always", error_model="numpy")
+def folding(f):  # type: ignore[no-untyped-def]
+    """Whether the loop folds finished requests into `f` (no request log) rather than write rows."""
+    return f.ints[I_ON] != 0
 
 
 @njit(inline="always", error_model="numpy")
@@ -159,20 +156,10 @@ def fold_batch(f, p, log, s, e, started_s, answered_s, overhead_s):  # type: ign
     by_size[size] += counted
 
 
-def _histogram(f: RequestFold, row: int) -> LogHistogram:
-    """Histogram `row` of what the loop folded, as a LogHistogram."""
-    part = LogHistogram()
-    part.counts = f.hist_counts[row].copy()
-    part.total = int(f.ints[I_COUNT])
-    part.sum, part.max, part.min = (float(v) for v in f.hist_stats[row, :H_ZERO])
-    part.zero_count = int(f.hist_stats[row, H_ZERO])
-    return part
-
-
 def into(f: RequestFold, tally: RequestTally, levels: LevelAreas) -> None:
     """Add what the loop folded to `tally` and `levels` (which hold the requests folded from rows)."""
     tally.add_counted(int(f.ints[I_COUNT]), int(f.ints[I_WITHIN_SLO]), float(f.floats[F_SOJOURN_S]), f.batches_by_size,
-                      _histogram(f, R_LATENCY), _histogram(f, R_QUEUE_WAIT))  # fmt: skip
+                      histogram_row(f, R_LATENCY), histogram_row(f, R_QUEUE_WAIT))  # fmt: skip
     levels.arrived += f.arrived
     levels.completed += f.arrived
     levels.latency_sum_s += f.latency_sum_s

@@ -24,7 +24,7 @@ from numba import njit
 # Service-time forms (what each means: capsim.servicetime.base.BatchTimeTable).
 from capsim.servicetime.base import FORM_EXPONENTIAL, FORM_LOGNORMAL, FORM_TABLE
 from capsim.serving.dataplane.balancers import BALANCERS
-from capsim.serving.dataplane.fold import I_ON, fold_batch
+from capsim.serving.dataplane.fold import fold_batch, folding
 from capsim.serving.dataplane.heap import heap_push
 from capsim.serving.dataplane.layout import (
     C_BALANCER,
@@ -419,7 +419,7 @@ def complete(p, log, f, s, e, now):  # type: ignore[no-untyped-def]
     started_s = p.b_start[s, e]
     overhead_s = p.cfg_f[C_OVERHEAD_S]
     answered_s = now + overhead_s
-    if f.ints[I_ON] != 0:
+    if folding(f):
         fold_batch(f, p, log, s, e, started_s, answered_s, overhead_s)
     else:
         replica = p.slot_replica[s]

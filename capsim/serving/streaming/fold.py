@@ -11,7 +11,7 @@ Records still unscored at the end of the run are folded by `ItemFold` from the t
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from numba import njit
@@ -61,9 +61,20 @@ def allocate(fold: ItemFold, warmup_s: float, slo_s: float | None, max_batch: in
              on: bool, histograms: int = 2) -> LoopFold:  # fmt: skip
     """Empty statistics for a run whose latencies stay below `horizon_s` (its drain limit); rows of
     `hist_counts` beyond the first two are the mode's own distributions (the async queue's)."""
+    ints, floats, counts, stats = scalars_and_histograms(warmup_s, slo_s, horizon_s, on, histograms)
+    ticks = fold.ticks.size
+    return LoopFold(ints, floats, counts, stats, np.zeros(max_batch + 1), np.zeros(ticks), np.zeros(ticks),
+                    np.zeros((2, ticks + 1)), np.zeros((2, ticks + 1)))  # fmt: skip
+
+
+def scalars_and_histograms(warmup_s: float, slo_s: float | None, horizon_s: float, on: bool, histograms: int,
+                           ints: int = N_INTS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The scalars (`ints` of them: I_*, F_* above) and `histograms` empty histograms (counts
+    and H_* stats, for values up to `horizon_s` in ms) of a loop's statistics; the real-time loop's
+    too (capsim/serving/dataplane/fold.py)."""
     sketch = LogHistogram()
-    ints = np.zeros(N_INTS, dtype=np.int64)
-    ints[I_ON] = on
+    scalars = np.zeros(ints, dtype=np.int64)
+    scalars[I_ON] = on
     floats = np.zeros(N_FLOATS)
     floats[F_WARMUP_S] = warmup_s
     floats[F_SLO_S] = math.inf if slo_s is None else slo_s
@@ -73,10 +84,7 @@ def allocate(fold: ItemFold, warmup_s: float, slo_s: float | None, max_batch: in
     stats = np.zeros((histograms, 4))
     stats[:, H_MAX] = -math.inf
     stats[:, H_MIN] = math.inf
-    ticks = fold.ticks.size
-    return LoopFold(ints, floats, np.zeros((histograms, buckets if on else 1), dtype=np.int64), stats,
-                    np.zeros(max_batch + 1), np.zeros(ticks), np.zeros(ticks), np.zeros((2, ticks + 1)),
-                    np.zeros((2, ticks + 1)))  # fmt: skip
+    return scalars, floats, np.zeros((histograms, buckets if on else 1), dtype=np.int64), stats
 
 
 @njit(cache=True, inline="always")
@@ -147,22 +155,8 @@ def add_interval(area, ticks, start, end, weight):  # type: ignore[no-untyped-de
 
 def into(f: LoopFold, fold: ItemFold) -> None:
     """Add what the loop folded to `fold` (which holds the records still unscored at the end)."""
-    tally = fold.tally
-    count = int(f.ints[I_COUNT])
-    tally.arrived += count
-    tally.completed += count
-    tally.within_slo += int(f.ints[I_WITHIN_SLO]) if tally.slo_latency_s is not None else 0
-    tally.served_sojourn_s += float(f.floats[F_SOJOURN_S])
-    sizes = f.batches_by_size
-    if sizes.size > tally.batches_by_size.size:
-        sizes = sizes.copy()
-        sizes[: tally.batches_by_size.size] += tally.batches_by_size
-        tally.batches_by_size = sizes
-    else:
-        tally.batches_by_size[: sizes.size] += sizes
-    for row, dist in enumerate((tally.latency_ms, tally.queue_wait_ms)):
-        histogram: LogHistogram = dist.histogram  # type: ignore[attr-defined]
-        histogram.merge(histogram_row(f, row))
+    fold.tally.add_counted(int(f.ints[I_COUNT]), int(f.ints[I_WITHIN_SLO]), float(f.floats[F_SOJOURN_S]),
+                           f.batches_by_size, histogram_row(f, 0), histogram_row(f, 1))  # fmt: skip
     fold.arrived += f.arrived
     fold.completed += f.arrived
     fold.latency_sum_s += f.latency_sum_s
@@ -172,7 +166,18 @@ def into(f: LoopFold, fold: ItemFold) -> None:
     )
 
 
-def histogram_row(f: LoopFold, row: int) -> LogHistogram:
+class FoldedHistograms(Protocol):
+    """What `histogram_row` reads of a loop's statistics (this LoopFold, the real-time RequestFold)."""
+
+    @property
+    def ints(self) -> np.ndarray: ...
+    @property
+    def hist_counts(self) -> np.ndarray: ...
+    @property
+    def hist_stats(self) -> np.ndarray: ...
+
+
+def histogram_row(f: FoldedHistograms, row: int) -> LogHistogram:
     """Histogram `row` of the loop's statistics as a LogHistogram (one value per record counted in
     `I_COUNT`), to merge into a distribution's own."""
     part = LogHistogram()
