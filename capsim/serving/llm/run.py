@@ -194,5 +194,8 @@ def run_llm(
     in_flight = int((unfinished >= scenario.warmup_s).sum())
     summary, timeseries, changes = llm_summary(scenario, seed, engine, fleet.plane, pool, tally, bins, in_flight,
                                                end_s)  # fmt: skip
+    from capsim.stability import stability_warnings  # (capsim.stability reads this package's spec)
+
+    summary["warnings"] = stability_warnings(scenario)
     requests = _request_columns(kept) if kept else None
     return ModeRun(summary, requests, timeseries, changes)
