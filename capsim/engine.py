@@ -122,6 +122,10 @@ def _run_replication(
 ) -> ReplicationResult:
     if scenario.serving.mode in ("streaming", "async", "llm"):
         return _run_pull_replication(scenario, seed, replication, keep_requests, progress)
+    if scenario.serving.mode == "graph":
+        from capsim.serving.graph.run import run_graph  # deferred: it imports numba
+
+        return run_graph(scenario, seed, replication, _sample_times(scenario), keep_requests)
     serving = scenario.serving
     assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # simulate() dispatches modes
     streams = RandomStreams(seed, replication)
@@ -163,7 +167,24 @@ def _run_replication(
     else:
         log.flush_all()
         into(loop_fold, tally, levels)
+    requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
+    return realtime_result(scenario, seed, replication, engine, tally, levels, fleet, ticks, requests)
 
+
+def realtime_result(
+    scenario: Scenario,
+    seed: int,
+    replication: int,
+    engine: str,
+    tally: RequestTally,
+    levels: LevelAreas,
+    fleet: RealtimeFleet,
+    ticks: np.ndarray,
+    requests: Columns | None,
+) -> ReplicationResult:
+    """One real-time fleet's replication result once its run is over and its requests are folded
+    into `tally` and `levels`: the summary (cost, energy, replicas, SLO), the time series and the
+    replica changes. A graph's stages (capsim/serving/graph) are summarized by it too."""
     window_s = scenario.duration_s - scenario.warmup_s
     warm = int(np.searchsorted(ticks, scenario.warmup_s))
     fl = fleet.levels
@@ -216,7 +237,6 @@ def _run_replication(
         timeseries["utilization"] = np.where(
             timeseries["serving_executors"] > 0, timeseries["busy_executors"] / timeseries["serving_executors"], 0.0
         )
-    requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
     changes = {
         name: list(zip(series.times_s, series.values, strict=True))
         for name, series in (("desired", fl.desired), ("starting", fl.starting), ("ready", fl.ready),
