@@ -1,8 +1,9 @@
 """The rules of the real-time data plane, one function each, as docs/model.md ("Real-time serving")
 states them: `pick_replica` (the balancer), `enter_front_end` / `leave_front_end`, `enqueue`
 (join the queue, or rejected at capacity), `dispatch` (the dynamic batcher) and `start_batch`,
-`window_closed` (a batching timer fires), `complete` (a batch finishes), `expire` (timeouts) and
-`check_drained`. `kernel.advance` is the event loop that pops events and calls them.
+`window_closed` (a batching timer fires), `complete` (a batch finishes: its requests booked, or
+folded without a request log, fold.py), `expire` (timeouts) and `check_drained`. `kernel.advance`
+is the event loop that pops events and calls them.
 
 Each takes the plane `p` (capsim/serving/dataplane/plane.py) and, where it books outcomes, the
 request log's columns `log`. The hot ones are inlined into `advance` (`inline="always"`), which
