@@ -94,9 +94,14 @@ class _EndToEnd:
         self.by_version = [RequestTally(scenario.warmup_s, slo_s, exact) for _ in versions]
         self.arrived = np.zeros(len(versions), dtype=np.int64)
         self.warmup_s = scenario.warmup_s
+        self.keep = exact  # with the request log: one row per graph request
+        self._arrivals: list[tuple[np.ndarray, np.ndarray]] = []
+        self._rows: list[Columns] = []
 
     def arrive(self, arrival_s: np.ndarray, version: np.ndarray) -> None:
         """Count arrivals (after warm-up) by version."""
+        if self.keep:
+            self._arrivals.append((arrival_s, version))
         kept = version[arrival_s >= self.warmup_s]
         self.arrived += np.bincount(kept, minlength=self.arrived.size)
 
@@ -108,10 +113,29 @@ class _EndToEnd:
                          "outcome": outcome, "batch_size": visits.batch_size,
                          "cache_hit": np.isnan(visits.start_s) & (outcome == 1)}  # fmt: skip
         self.all.add(cols, 0.0)
+        if self.keep:
+            self._rows.append({**cols, "gid": visits.gid})
         for v, tally in enumerate(self.by_version):
             mine = visits.version == v
             if mine.any():
                 tally.add({name: col[mine] for name, col in cols.items()}, 0.0)
+
+    def requests(self) -> Columns | None:
+        """With the request log: every graph request in arrival order — its arrival and end, its
+        outcome (in flight if it never ended), its version, and its first stage's batch start and
+        size (`start_s`, `batch_size`)."""
+        if not self.keep:
+            return None
+        arrival_s = np.concatenate([a for a, _ in self._arrivals]) if self._arrivals else np.zeros(0)
+        n = arrival_s.size
+        cols: Columns = {"arrival_s": arrival_s, "start_s": np.full(n, np.nan), "end_s": np.full(n, np.nan),
+                         "outcome": np.zeros(n, dtype=np.int8), "batch_size": np.zeros(n, dtype=np.int32),
+                         "version": np.concatenate([v for _, v in self._arrivals]) if self._arrivals else
+                         np.zeros(0, dtype=np.int64)}  # fmt: skip
+        for part in self._rows:
+            for name in ("start_s", "end_s", "outcome", "batch_size"):
+                cols[name][part["gid"]] = part[name]
+        return cols
 
     def close(self) -> None:
         """End of run: what arrived and did not end is in flight."""
@@ -184,7 +208,7 @@ def run_graph(scenario: Scenario, seed: int, replication: int, ticks: np.ndarray
     results = {name: stages[name].finish(seed, replication) for name in order}
     e2e.end(*router.ended.pop())
     e2e.close()
-    return ReplicationResult(replication, _summary(scenario, seed, e2e, versions, results), None,
+    return ReplicationResult(replication, _summary(scenario, seed, e2e, versions, results), e2e.requests(),
                              _timeseries(results), {})  # fmt: skip
 
 
