@@ -33,7 +33,7 @@ from capsim.loadtest.analysis import lateness_remedy, read_worker_status, summar
 from capsim.loadtest.manifest import build_manifest
 from capsim.loadtest.parts import read_request_parts, read_tables, write_json_atomic, write_table_atomic
 from capsim.loadtest.process import LocustLaunch
-from capsim.loadtest.records import REQUEST_SCHEMA
+from capsim.loadtest.records import LLM_COLUMNS, REQUEST_SCHEMA
 from capsim.loadtest.server_logs import BATCH_LOG, STEP_LOG, serves_log
 from capsim.loadtest.settings import LoadTestSettings, validate_settings
 from capsim.loadtest.sweep import SweepPlanner, saturation_reason
@@ -249,6 +249,10 @@ class LoadTestRun:
         requests = pa.concat_tables(tables) if tables else schema.empty_table()
         if requests.num_rows:
             requests = requests.sort_by([("step", "ascending"), ("intended_s", "ascending")])
+        if self.settings.protocol != "openai":
+            # The streamed-LLM columns are null here: leave them out, so that a run folder says what
+            # it measured by its columns (LLM calibration recognizes LLM runs by them).
+            requests = requests.drop_columns([c for c in LLM_COLUMNS if c in requests.column_names])
         write_table_atomic(self.out_dir / "requests.parquet", requests)
         telemetry = read_tables(list(self.parts_dir.glob("telemetry-*.parquet")), TELEMETRY_SCHEMA, self.damaged)
         assert telemetry is not None

@@ -97,6 +97,7 @@ def test_open_loop_holds_the_rate_while_the_server_is_slow(tmp_path: Path, slow_
     # Summary percentiles (HDR histograms merged across workers) agree with the raw rows within 1%.
     rows = pq.read_table(out / "requests.parquet").to_pandas()
     assert rows.server_batch_size.notna().all() and rows.server_compute_ms.notna().all()  # from X-* headers
+    assert "requested_output_tokens" not in rows.columns  # the streamed-LLM columns only in LLM runs
     measured = rows[(rows.intended_s >= s["start_s"] + 2) & (rows.status == 200)]
     for key, pct in (("p50", 50), ("p99", 99)):
         exact = float(np.percentile(measured.latency_corrected_ms, pct, method="inverted_cdf"))
