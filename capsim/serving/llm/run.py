@@ -178,7 +178,9 @@ def run_llm(
     lb_rng = streams.stream("balancer") if BALANCERS[serving.load_balancer].draws_per_pick else None
     fleet = LlmFleet(plane, iter(chunks), on_rows, lb_rng)
     env = simpy.Environment()
-    pool = LlmPool(env, fleet, serving.replicas, serving.cold_start, streams.stream("coldstart"), ticks)
+    precision = getattr(scenario.service, "precision", "bf16")  # llm_linear/llm_fitted name none: BF16
+    cold = serving.cold_start.resolved(model, precision)
+    pool = LlmPool(env, fleet, serving.replicas, cold, streams.stream("coldstart"), ticks)
     env.process(_pump(env, pool, scenario.duration_s))
     if serving.autoscaling is not None:
         env.process(keda_controller(env, pool, serving.autoscaling, pool.read, pool.ready, _METRIC_SAMPLE_S))

@@ -15,8 +15,8 @@ from pydantic import ConfigDict, Field, model_validator
 from capsim.autoscale.keda import KedaPolicy
 from capsim.hardware.kv_memory import DEFAULT_GPU_MEMORY_UTILIZATION
 from capsim.input_model import InputModel
-from capsim.serving.coldstart import ColdStart
 from capsim.serving.dataplane.balancers import BALANCERS
+from capsim.serving.llm.coldstart import LlmColdStart
 
 # vLLM v0.11 `engine/arg_utils.py` (OpenAI API server usage context): GPUs with at least 70 GiB that
 # are not A100s get max_num_batched_tokens 8192 and max_num_seqs 1024; the others 2048 and 256.
@@ -84,7 +84,7 @@ class LlmServing(_Strict):
     replicas: int = Field(ge=0, le=4096, description="engine replicas at t = 0 (each `hardware.gpus_per_replica` "
                           "GPUs); the initial count under autoscaling")  # fmt: skip
     autoscaling: KedaPolicy | None = Field(default=None, description="KEDA on the engines' queue or concurrency")
-    cold_start: ColdStart = ColdStart()
+    cold_start: LlmColdStart = LlmColdStart()  # model load derived from the weights when not given
     scheduler: LlmScheduler = LlmScheduler()
     load_balancer: str = Field(
         default="round_robin", description="any balancer of capsim/serving/dataplane/balancers.py; load = requests"
