@@ -12,7 +12,7 @@ Each rule is one function below:
 - `start_step` — a step's duration from `llm_step_time_s`;
 - `finish_step` — tokens emitted at the step's end, completions;
 - `next_turn` — a session's follow-up turn, due a think time after the previous turn completed;
-- `add_levels`, `fold_itl` — statistics folded as the loop goes.
+- `add_levels`, `itl_bucket` / `fold_itl` — statistics folded as the loop goes.
 
 Timing (issue 15): a step that brings a request's computed tokens up to its known tokens (prompt +
 generated) emits one token at the step's end — the first at the end of the step that processes the
@@ -130,20 +130,28 @@ def add_levels(p, now):  # type: ignore[no-untyped-def]
 
 
 @compiled
-def fold_itl(p, gap_s):  # type: ignore[no-untyped-def]
-    """Add one inter-token gap to the ITL histogram (LogHistogram's bucket rule, in seconds)."""
+def itl_bucket(p, gap_s):  # type: ignore[no-untyped-def]
+    """The ITL histogram's bucket of a gap in seconds (LogHistogram's rule; -1: at or below its
+    minimum value)."""
+    min_value = p.cfg_f[C_HIST_MIN]
+    if gap_s <= min_value:
+        return -1
+    i = int(_bucket(gap_s, min_value, p.cfg_f[C_HIST_LOG_GAMMA]))
+    return min(i, p.itl_counts.shape[0] - 1)  # (sized for the run's horizon: never reached)
+
+
+@compiled
+def fold_itl(p, gap_s, bucket):  # type: ignore[no-untyped-def]
+    """Add one inter-token gap (and its `itl_bucket`) to the ITL statistics."""
     st = p.itl_stats
     st[H_COUNT] += 1
     st[H_SUM] += gap_s
     st[H_MAX] = max(st[H_MAX], gap_s)
     st[H_MIN] = min(st[H_MIN], gap_s)
-    min_value = p.cfg_f[C_HIST_MIN]
-    if gap_s <= min_value:
+    if bucket < 0:
         st[H_ZERO] += 1
-        return
-    i = int(_bucket(gap_s, min_value, p.cfg_f[C_HIST_LOG_GAMMA]))
-    i = min(i, p.itl_counts.shape[0] - 1)  # (sized for the run's horizon: never reached)
-    p.itl_counts[i] += 1
+    else:
+        p.itl_counts[bucket] += 1
 
 
 @compiled
@@ -376,10 +384,7 @@ def start_step(p, s, now):  # type: ignore[no-untyped-def]
     p.step_end_s[s] = now + llm_step_time_s(p.step_params, prefill, decode, context, fresh, pairs)
     p.ints[I_STEPS] += 1
     p.ints[I_BUSY] += 1
-    batch = 0
-    for i in range(p.run_n[s]):
-        batch += p.rq_sched[p.run_q[s, i]] > 0
-    p.ints[I_MAX_BATCH] = max(p.ints[I_MAX_BATCH], batch)
+    p.ints[I_MAX_BATCH] = max(p.ints[I_MAX_BATCH], p.run_n[s])
 
 
 @compiled
@@ -392,6 +397,8 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
     p.ints[I_BUSY] -= 1
     warmup_s = p.cfg_f[C_WARMUP_S]
     keep = 0
+    last_gap_s = -1.0  # the requests decoding in this step share one gap: its bucket is computed once
+    last_bucket = -1
     for i in range(p.run_n[s]):
         row = p.run_q[s, i]
         n = p.rq_sched[row]
@@ -403,7 +410,11 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
                 if p.rq_generated[row] == 1:
                     p.rq_first_token_s[row] = now
                 elif p.rq_arrival_s[row] >= warmup_s:
-                    fold_itl(p, now - p.rq_last_token_s[row])
+                    gap_s = now - p.rq_last_token_s[row]
+                    if gap_s != last_gap_s:
+                        last_gap_s = gap_s
+                        last_bucket = itl_bucket(p, gap_s)
+                    fold_itl(p, gap_s, last_bucket)
                 p.rq_last_token_s[row] = now
                 if p.rq_generated[row] >= p.rq_output[row]:
                     write_row(p, row, now, COMPLETED, p.slot_replica[s])

@@ -57,7 +57,7 @@ I_PREFIX_QUERIES = 16  # prompt tokens looked up in the prefix cache (at admissi
 I_PREFIX_HITS = 17  # of which found cached
 I_STEPS = 18  # engine steps run
 I_BUSY = 19  # replicas with a step in progress
-I_MAX_BATCH = 20  # most requests scheduled in one step
+I_MAX_BATCH = 20  # most requests running when a step starts (the batch, budget permitting)
 I_ARRIVED = 21  # requests arrived (new and follow-up turns), cumulative: an autoscaler's rate
 N_INTS = 22
 
