@@ -132,6 +132,7 @@ def clean_json(value: Any) -> Any:
 # Keys whose values are combined by summing (counts) or by min/max rather than by averaging.
 _SUMMED = {"requests"}
 _SHARED = {"scenario", "seed", "simulated_s", "measured_s", "service", "warnings"}
+_PER_PART = {"stages", "by_version"}  # a graph's blocks of per-stage or per-version summaries: each combined alone
 _EXTREMES = {("latency_ms", "max"): max, ("queue_wait_ms", "max"): max, ("batch_size", "max"): max,
              ("replicas", "min"): min, ("replicas", "max"): max,
              ("lag", "max"): max, ("queue_depth", "max"): max,
@@ -171,6 +172,8 @@ def combine_replications(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         column = [s.get(key) for s in summaries]
         if key in _SHARED:
             combined[key] = value
+        elif key in _PER_PART:
+            combined[key] = {part: combine_replications([s[key][part] for s in summaries]) for part in value}
         elif key in _SUMMED:
             combined[key] = {k: sum(int(s[key][k]) for s in summaries) for k in value}
         elif isinstance(value, dict):

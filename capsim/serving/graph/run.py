@@ -244,19 +244,48 @@ def _summary(scenario: Scenario, seed: int, e2e: _EndToEnd, versions: list[str],
     slo = (scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None
     by_version = {}
     for name, tally in zip(versions, e2e.by_version, strict=True):
-        block = replication_summary(name=name, seed=seed, duration_s=scenario.duration_s, window_s=window_s,
-                                    tally=tally, levels=levels, replicas=replicas, cost_usd=cost, slo=slo, extra={})
+        block = replication_summary(
+            name=name,
+            seed=seed,
+            duration_s=scenario.duration_s,
+            window_s=window_s,
+            tally=tally,
+            levels=levels,
+            replicas=replicas,
+            cost_usd=cost,
+            slo=slo,
+            extra={},
+        )
         by_version[name] = {key: block[key] for key in ("requests", "throughput_rps", "latency_ms", "slo")}
         by_version[name]["share"] = tally.arrived / max(e2e.all.arrived, 1)
     stages = {}
     for name, result in results.items():
         s = result.summary
-        stages[name] = {key: s[key] for key in ("requests", "throughput_rps", "latency_ms", "queue_wait_ms",
-                                                 "batch_size", "utilization", "replicas", "cost", "levels")}
+        stages[name] = {
+            key: s[key]
+            for key in (
+                "requests",
+                "throughput_rps",
+                "latency_ms",
+                "queue_wait_ms",
+                "batch_size",
+                "utilization",
+                "replicas",
+                "cost",
+                "levels",
+            )
+        }
         stages[name]["hardware"] = result_hardware(scenario, name)
     summary = replication_summary(
-        name=scenario.name, seed=seed, duration_s=scenario.duration_s, window_s=window_s, tally=e2e.all,
-        levels=levels, replicas=replicas, cost_usd=cost, slo=slo,
+        name=scenario.name,
+        seed=seed,
+        duration_s=scenario.duration_s,
+        window_s=window_s,
+        tally=e2e.all,
+        levels=levels,
+        replicas=replicas,
+        cost_usd=cost,
+        slo=slo,
         extra={"stages": stages, "by_version": by_version, "engine": "compiled", "warnings": []},
     )
     summary["cost"]["usd_per_million_requests"] = usd_per_million(cost["usd"], e2e.all.completed)

@@ -241,8 +241,10 @@ class Stage:
             return Harvest(Visits.empty(), np.zeros(0, dtype=np.int8), np.zeros(0), np.zeros(0, dtype=np.int64))
         if len(out) == 1:
             return out[0]
-        return Harvest(Visits.concat([h.visits for h in out]),
-                       *(np.concatenate([getattr(h, c) for h in out]) for c in ("outcome", "start_s", "batch_size")))
+        return Harvest(
+            Visits.concat([h.visits for h in out]),
+            *(np.concatenate([getattr(h, c) for h in out]) for c in ("outcome", "start_s", "batch_size")),
+        )
 
     def finish(self, seed: int, replication: int) -> ReplicationResult:
         """End of run: time out what is due, book batches still in service, fold the requests still
@@ -260,4 +262,3 @@ class Stage:
         self.tally.add(view, self.overhead_s)
         return realtime_result(self.scenario, seed, replication, "compiled", self.tally, self.levels, fleet,
                                self.ticks, None)  # fmt: skip
-
