@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from capsim.input_model import InputModel
 from capsim.servicetime import ServiceSpec
@@ -129,12 +129,18 @@ class GraphServing(_Strict):
     """Requests through a graph of models: an entry (one stage or a split) and named stages."""
 
     mode: Literal["graph"] = "graph"
-    entry: str | EntrySplit
+    entry: EntrySplit = Field(description="where requests arrive: a stage's name, or a split between stages")
     stages: dict[str, GraphStage] = Field(min_length=1)
+
+    @field_validator("entry", mode="before")
+    @classmethod
+    def _one_stage_is_a_split(cls, value: Any) -> Any:
+        # `entry: ranker` reads as a split giving that stage every request.
+        return {"split": {value: 1.0}} if isinstance(value, str) else value
 
     def entry_split(self) -> EntrySplit:
         """The entry as a split (one stage: weight 1)."""
-        return EntrySplit(split={self.entry: 1.0}) if isinstance(self.entry, str) else self.entry
+        return self.entry
 
     @model_validator(mode="after")
     def _well_formed(self) -> GraphServing:
