@@ -295,7 +295,7 @@ class LoadTestRun:
                     "curve": [{"rate_rps": x["rate_rps"], "achieved_rps": x["achieved_rps"],
                                "throughput_rps": x["throughput_rps"], "p50_ms": x["latency_ms"]["p50"],
                                "p99_ms": x["latency_ms"]["p99"], "valid": x["valid"], "stable": x["windows"]["stable"],
-                               "saturated": x.get("saturated", False)} for x in steps],
+                               "saturated": x.get("saturated", False), **_llm_curve_point(x)} for x in steps],
                     "sweep": {"rates": s.sweep, "stop_reason": stop_reason,
                               "max_unsaturated_rps": max((x["rate_rps"] for x in good), default=None)}}
         if s.sweep is None:
@@ -405,6 +405,16 @@ class LoadTestRun:
             for name, figures in by_name.items():
                 self.echo(f"    {name} ({figures['kind']}): {figures['arrived']} requests, {figures['completed']} "
                           f"completed, p50 {figures['latency_ms']['p50']} ms, p99 {figures['latency_ms']['p99']} ms")
+
+
+def _llm_curve_point(step: dict[str, Any]) -> dict[str, Any]:
+    """A streamed-LLM step's point on the sweep's curve: TTFT and TPOT tails, output tokens/s."""
+    if not step.get("ttft_ms"):
+        return {}
+    ttft, tpot = step["ttft_ms"], step["tpot_ms"]
+    return {"ttft_p50_ms": ttft["p50"], "ttft_p99_ms": ttft["p99"], "tpot_p50_ms": tpot["p50"],
+            "tpot_p99_ms": tpot["p99"], "output_tokens_per_s": step["tokens"]["output_per_s"],
+            "goodput_rps": step["slo"]["goodput_rps"]}
 
 
 def draw_request_tokens(settings: LoadTestSettings, arrival: Any, n: int) -> np.ndarray:

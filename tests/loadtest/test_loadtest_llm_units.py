@@ -183,3 +183,19 @@ def test_tokens_from_a_scenario(tmp_path: Path) -> None:
     plain.write_text(SCENARIO.split("  tokens:")[0] + "model:" + SCENARIO.split("model:")[1])
     with pytest.raises(CapsimInputError):
         _scenario_tokens(plain, flags_given=False)
+
+
+def test_sweep_curve_of_llm_steps_has_ttft_and_tpot(tmp_path: Path) -> None:
+    from capsim.loadtest.runner import LoadTestRun
+
+    def step(number: int, rate: float) -> dict:
+        s = summarize_step(_table(), [], start_s=9.0, warmup_s=0.5, duration_s=10.0, window_s=5.0, offered_rps=rate,
+                           scheduled=None, mode="open", partial=False, slo_ttft_ms=36.0)
+        return {"step": number, "rate_rps": rate, **s}
+
+    settings = LoadTestSettings(target="http://x:1", protocol="openai", arrival=build_arrival("poisson", 1.0, 10.0),
+                                sweep=[1.0, 2.0])
+    summary = LoadTestRun(settings, tmp_path)._summary([step(0, 1.0), step(1, 2.0)], False, None)
+    point = summary["curve"][0]
+    assert point["ttft_p50_ms"] == pytest.approx(37.5) and point["tpot_p50_ms"] == pytest.approx(20.0)
+    assert point["output_tokens_per_s"] == pytest.approx(5 / 9.5) and point["goodput_rps"] == pytest.approx(1 / 9.5)
