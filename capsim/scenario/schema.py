@@ -31,6 +31,7 @@ from capsim.serving.spot import SpotCapacity
 from capsim.serving.streaming.spec import StreamingServing
 from capsim.workload import ArrivalSpec
 from capsim.workload.sessions import SessionSpec
+from capsim.workload.size import SizeSpec
 from capsim.workload.tokens import TokensSpec
 
 
@@ -44,6 +45,7 @@ class Workload(_Strict):
     arrival: ArrivalSpec
     tokens: TokensSpec | None = Field(default=None, description="LLM prompt and output token counts per request")
     session: SessionSpec | None = Field(default=None, description="multi-turn conversations (needs tokens)")
+    size: SizeSpec | None = Field(default=None, description="request sizes (default: every request has size 1)")
 
     @model_validator(mode="after")
     def _tokens_fit_arrival(self) -> Workload:
@@ -51,12 +53,15 @@ class Workload(_Strict):
             raise ValueError("tokens: kind trace reads the trace arrival's columns: it needs arrival kind: trace")
         if self.session is not None and self.tokens is None:
             raise ValueError("session: each turn's new input and reply come from workload.tokens: add tokens")
+        if self.size is not None and self.size.distribution.kind == "trace" and self.arrival.kind != "trace":
+            raise ValueError("size: kind trace reads the trace arrival's columns: it needs arrival kind: trace")
         return self
 
     def resolve_paths(self, base_dir: Path) -> Workload:
         """A copy whose relative paths (trace, empirical token files) are taken relative to `base_dir`."""
         tokens = None if self.tokens is None else self.tokens.resolve_paths(base_dir)
-        return self.model_copy(update={"arrival": self.arrival.resolve_paths(base_dir), "tokens": tokens})
+        size = None if self.size is None else self.size.resolve_paths(base_dir)
+        return self.model_copy(update={"arrival": self.arrival.resolve_paths(base_dir), "tokens": tokens, "size": size})
 
 
 class Hardware(_Strict):

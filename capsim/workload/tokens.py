@@ -239,7 +239,14 @@ def trace_token_column(arrival: TraceArrival, column: str, field: str) -> np.nda
 
 
 def _draw(dist: object, side: str, n: int, rng: np.random.Generator, trace: TraceArrival | None) -> np.ndarray:
-    field = f"workload.tokens.{side}"
+    return draw_counts(dist, f"workload.tokens.{side}", DEFAULT_TRACE_COLUMNS[side], n, rng, trace)
+
+
+def draw_counts(dist: object, field: str, default_column: str, n: int, rng: np.random.Generator,
+                trace: TraceArrival | None) -> np.ndarray:  # fmt: skip
+    """n whole counts >= 1 from one of this module's distributions (also request sizes,
+    capsim.workload.size); `field` names the spec in errors, `default_column` is a `trace` kind's
+    column when it names none."""
     if isinstance(dist, FixedTokens):
         return np.full(n, dist.value, dtype=np.int64)
     if isinstance(dist, LognormalTokens):
@@ -251,7 +258,7 @@ def _draw(dist: object, side: str, n: int, rng: np.random.Generator, trace: Trac
         if trace is None:
             raise CapsimInputError("kind trace reads the trace arrival's columns: it needs workload.arrival "
                                    "kind: trace", field=f"{field}.kind")  # fmt: skip
-        values = trace_token_column(trace, dist.column or DEFAULT_TRACE_COLUMNS[side], field)
+        values = trace_token_column(trace, dist.column or default_column, field)
         if n > values.size and not trace.loop:
             raise CapsimInputError(f"{n} requests but the trace holds {values.size} rows: the replay ends "
                                    "first unless workload.arrival.loop is true", field=field)  # fmt: skip
