@@ -8,7 +8,8 @@ and reports the error on them. Rules:
   (the 2nd, 4th, …) is held out: the fit sees the lightest load and interpolates between loads;
 * `highest` — the highest load of each configuration (extrapolation towards saturation);
 * `server:GLOB` — every point whose server configuration (`b<max batch>-w<window ms>-i<instances>`,
-  e.g. `server:b1-w0-i1`) matches: fit on some configurations, predict another;
+  e.g. `server:b1-w0-i1`; for LLM runs the engine's `s<max_num_seqs>-t<token budget>-cp|nocp`)
+  matches: fit on some configurations, predict another;
 * a glob over point labels (`run-folder-name`, or `run-folder-name#step` for a sweep step), e.g.
   `'cnn-b32-*'` to hold out a whole configuration, or several separated by commas.
 

@@ -31,7 +31,7 @@ from capsim.calibration.llm_replay import SimulatedLlm
 from capsim.calibration.llm_runfolder import LlmPoint
 from capsim.loadtest.records import outcome
 
-PERCENTILES = ("p50", "p90", "p99")
+PERCENTILES = ("p10", "p25", "p50", "p75", "p90", "p99")
 DISTRIBUTIONS = ("ttft_ms", "tpot_ms", "itl_ms", "latency_ms")
 TARGETS = {"ttft_ms.p50": 0.10, "ttft_ms.p99": 0.20, "tpot_ms.p50": 0.05, "tpot_ms.p99": 0.15,
            "latency_ms.p50": 0.05, "latency_ms.p99": 0.15, "throughput_rps": 0.03}  # fmt: skip

@@ -103,15 +103,32 @@ def replay_llm(point: LlmPoint, model: LlmReplayModel, workspace: ReplayWorkspac
     result = simulate(scenario, replications=1)
     cols = result.replications[0].requests
     assert cols is not None  # keep_requests is on
-    expected = len(point.point.requests)
-    if len(cols["arrival_s"]) != expected:  # the pairing with measured rows depends on it
-        raise RuntimeError(f"replay of {point.label}: {len(cols['arrival_s'])} simulated requests, {expected} measured")
+    rows = point.point.requests
+    sent_s = rows["sent_s"].to_numpy(dtype=float)
+    slot = _rows_of(sent_s - origin_s, cols["arrival_s"])
+    inputs, outputs = point.token_counts()
     overhead_s = model.overhead_ms / 1e3
-    completed = cols["outcome"] == COMPLETED
-    return SimulatedLlm(
-        sent_s=cols["arrival_s"] + origin_s,
-        first_token_s=cols["first_token_s"] + origin_s + overhead_s,
-        end_s=np.where(completed, cols["end_s"] + origin_s + overhead_s, np.nan),
-        input_tokens=cols["input_tokens"].astype(float), output_tokens=cols["output_tokens"].astype(float),
-        completed=completed, summary=result.summary,
-    )  # fmt: skip
+    first_s = np.full(sent_s.size, np.nan)
+    end_s = np.full(sent_s.size, np.nan)
+    completed = np.zeros(sent_s.size, dtype=bool)
+    done = cols["outcome"] == COMPLETED
+    first_s[slot] = cols["first_token_s"] + origin_s + overhead_s
+    end_s[slot] = np.where(done, cols["end_s"] + origin_s + overhead_s, np.nan)
+    completed[slot] = done
+    return SimulatedLlm(sent_s=sent_s, first_token_s=first_s, end_s=end_s, input_tokens=inputs,
+                        output_tokens=outputs, completed=completed, summary=result.summary)  # fmt: skip
+
+
+def _rows_of(offsets_s: np.ndarray, simulated_s: np.ndarray) -> np.ndarray:
+    """The measured row of each simulated request (both in send order). A request the engine had not
+    finished when the replay's horizon came (an engine far slower than the measured one, as a search
+    may try) has no simulated row, so rows are matched by send instant, not by count; requests sent at
+    the same instant take the rows of that instant in order."""
+    slot = np.searchsorted(offsets_s, simulated_s, side="left")
+    if slot.size and np.any(offsets_s[np.minimum(slot, offsets_s.size - 1)] != simulated_s):
+        raise RuntimeError("replay: a simulated arrival matches no measured send")
+    repeat = np.zeros(slot.size, dtype=np.int64)
+    same = np.flatnonzero(np.diff(slot) == 0) + 1
+    for i in same:  # sends at one instant (rare): the k-th of them takes the k-th row
+        repeat[i] = repeat[i - 1] + 1
+    return slot + repeat

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from capsim.cli.app import app
+from capsim.cli.llm_calibration import KindOption, SchedulerOption, StepLogOption, calibrate_llm_command, is_llm
 from capsim.errors import CapsimInputError
 
 if TYPE_CHECKING:
@@ -105,8 +106,12 @@ def calibrate_command(
     replications: Annotated[int, typer.Option(help="replications per replay when judging the fit")] = 3,
     max_evaluations: Annotated[int, typer.Option(help="black box: replays the parameter search may use")] = 150,
     json_output: Annotated[bool, typer.Option("--json", help="print only the result JSON on stdout")] = False,
+    kind: KindOption = "auto",
+    step_log: StepLogOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
-    """Fit a service-time profile to measured runs and report its error (held out with --holdout)."""
+    """Fit a service-time profile to measured runs and report its error (held out with --holdout).
+    LLM runs (--kind llm, or detected) get fitted step-time coefficients: an llm_fitted service."""
     from capsim.calibration.accuracy import error_line
     from capsim.calibration.calibrate import calibrate, check_output_path
     from capsim.calibration.frontend_fit import describe_frontend
@@ -119,6 +124,10 @@ def calibrate_command(
         raise CapsimInputError("expected an integer >= 10", field="--max-evaluations")
     if overhead_ms is not None and overhead_ms < 0:
         raise CapsimInputError("expected a number >= 0", field="--overhead-ms")
+    if is_llm(kind, run_dirs):
+        calibrate_llm_command(run_dirs, output, method, holdout, scheduler, step_log, overhead_ms, max_evaluations,
+                              json_output)  # fmt: skip
+        return
     check_output_path(output)
     server = server_from_flags(max_batch_size, max_wait_ms, instances, queue_capacity, timeout_ms)
     err = Console(stderr=True)

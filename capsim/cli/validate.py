@@ -24,6 +24,7 @@ from capsim.cli.calibrate import (
     TimeoutOption,
     server_from_flags,
 )
+from capsim.cli.llm_calibration import KindOption, SchedulerOption, is_llm, validate_llm_command
 from capsim.errors import CapsimInputError
 from capsim.report.validation_table import comparison_table
 
@@ -46,8 +47,12 @@ def validate_command(
     plot: Annotated[bool, typer.Option("--plot", help="also write validation_cdf.png (both latency CDFs)")] = False,
     record: Annotated[bool, typer.Option("--record", help="append the errors to the profile's provenance")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="print only the comparison JSON on stdout")] = False,
+    kind: KindOption = "auto",
+    scheduler: SchedulerOption = None,
 ) -> None:
-    """Replay a measured run with a profile and print measured vs simulated with relative errors."""
+    """Replay a measured run with a profile and print measured vs simulated with relative errors.
+    LLM runs (--kind llm, or detected): --profile is a `capsim calibrate --kind llm` fit; TTFT, TPOT,
+    ITL, E2E, throughput and tokens/s are compared."""
     from capsim.calibration.accuracy import error_line
     from capsim.calibration.frontend_fit import describe_frontend
     from capsim.calibration.validate import record_in_profile, validate_run, write_validation
@@ -56,6 +61,9 @@ def validate_command(
         raise CapsimInputError("expected an integer >= 1", field="--replications")
     if overhead_ms is not None and overhead_ms < 0:
         raise CapsimInputError("expected a number >= 0", field="--overhead-ms")
+    if is_llm(kind, [run_dir]):
+        validate_llm_command(run_dir, profile, scheduler, overhead_ms, json_output)
+        return
     server = server_from_flags(max_batch_size, max_wait_ms, instances, queue_capacity, timeout_ms)
     result = validate_run(run_dir, profile, server=server, overhead_ms=overhead_ms, seed=seed,
                           replications=replications, frontend=frontend)
