@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from capsim.cli.app import app
-from capsim.cli.options import CatalogueOption, ClusterOption, QuietOption, require_positive
+from capsim.cli.options import CatalogueOption, ClusterOption, ForceOption, QuietOption, require_positive
 from capsim.errors import CapsimInputError
 
 
@@ -119,6 +119,7 @@ def plan_command(
     ] = None,
     catalogue: CatalogueOption = None,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Search for the cheapest configuration that meets the scenario's SLO, with headroom (peak load
     <= 80% of capacity), confidence (the 95% interval of the tail within the SLO, else 'undecided')
@@ -162,6 +163,7 @@ def plan_command(
         scenario_path=scenario, overrides=set_ or [], hardware=_names(hardware),
         axes=[parse_axis(text) for text in vary or []], max_wait_ms=_floats(max_wait_ms, "--max-wait-ms"),
         max_replicas=max_replicas, rules=rules, seed=seed, jobs=jobs or 1, cluster=cluster, catalogue=catalogue,
+        force=force,
         command=shlex.join(["capsim", "plan", *sys.argv[2:]]) if _invoked_as_plan() else f"capsim plan {scenario}",
     )  # fmt: skip
     cache = ResultCache(out)

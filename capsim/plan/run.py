@@ -3,6 +3,7 @@ space, search it, and assemble plan.json's document (docs/plan.md)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ class PlanRequest:
     catalogue: Path | None = None
     command: str = ""
     exhaustive: bool = False
+    force: bool = False
 
 
 @dataclass
@@ -138,9 +140,11 @@ def run_plan(request: PlanRequest, cache: ResultCache, on_simulation: Callable[[
                                f"{request.rules.max_utilization:.0%} of capacity takes at least {needed} replicas, "
                                f"above the bound {max_count}; raise --max-replicas (or plan.max_replicas)",
                                source="--max-replicas")  # fmt: skip
+    check_plan_budget(planner, request)
     outcome = planner.run()
     level_docs = level_results(planner, levels)
-    floor = candidates[0].floor if candidates else request.rules.min_replicas
+    floor = min((c.floor for c in candidates), default=request.rules.min_replicas)
+    fleet = candidates[0].fleet if candidates else "fixed"
     document = {
         "format": PLAN_FORMAT,
         "kind": "realtime",
@@ -153,12 +157,13 @@ def run_plan(request: PlanRequest, cache: ResultCache, on_simulation: Callable[[
         "rules": request.rules.as_dict(),
         "space": {
             "hardware": [label for _, label in hardware],
-            "fleet": candidates[0].fleet if candidates else "fixed",
-            "searched": "replicas" if not candidates or candidates[0].fleet == "fixed" else "max_replicas",
+            "fleet": fleet,
+            "searched": "replicas" if fleet == "fixed" else "max_replicas",
             "replicas": {"low": floor, "high": max_count},
             "max_wait_ms": sorted({window_ms(c.at(c.floor)) for c in candidates}),
             "vary": [{"path": a.path, "values": list(a.values)} for a in axes],
-            "size": len(candidates) * max(0, max_count - floor + 1),
+            "min_replicas": sorted({c.floor for c in candidates}) if fleet == "autoscaled" else [],
+            "size": sum(max(0, max_count - c.floor + 1) for c in candidates),
         },
         "levels": level_docs,
         "traps": traps,
@@ -170,6 +175,36 @@ def run_plan(request: PlanRequest, cache: ResultCache, on_simulation: Callable[[
     }
     pick_scenarios = [_pick_scenario(planner, level) for level in level_docs]
     return PlanRun(document, scenario, outcome, pick_scenarios)
+
+
+def worst_case_probes(low: int, high: int) -> int:
+    """The most counts `CountSearch` simulates on a line of [low, high]: the floor, a gallop of
+    doublings to the top (log2(high / low) + 1) and a bisection of the last doubling's gap
+    (log2 of it), plus one for N+1."""
+    span = max(high, low) / max(low, 1)
+    return 2 + math.ceil(math.log2(span)) + math.ceil(math.log2(max(high - low + 1, 1)))
+
+
+def check_plan_budget(planner: Planner, request: PlanRequest) -> None:
+    """Refuse a plan whose worst case exceeds the run budget (`capsim.budget`, as `simulate` and
+    `sweep` do; `--force` runs it anyway): every open line probed `worst_case_probes` times at its
+    largest fleet, each probe with `max_replications`, on `--jobs` processes. The search usually runs
+    a fraction of that (pruning, early meets), so a plan refused here is one whose worst case no one
+    would wait for, not merely a large one."""
+    from capsim.budget import enforce, estimate_sweep
+
+    lines = [line for line in planner.lines if not line.infeasible]
+    if not lines or request.force:
+        return
+    scenarios, labels = [], []
+    probes = max(worst_case_probes(line.search.low, line.search.high) for line in lines)
+    for line in lines:
+        scenarios.append(line.candidate.at(line.search.high))
+        labels.append(f"{line.candidate.label} x {line.search.high}")
+    replications = request.rules.max_replications * probes
+    estimate = estimate_sweep(scenarios, labels, replications, "auto", max(1, request.jobs))
+    enforce(estimate, False, f"this plan's worst case ({len(lines)} lines x {probes} counts x "
+            f"{request.rules.max_replications} replications)", str(request.scenario_path))
 
 
 def _pick_scenario(planner: Planner, level: dict[str, Any]) -> Scenario | None:

@@ -14,8 +14,9 @@ while the confidence rule cannot decide (`capsim.plan.rules.meets_slo`); an unde
 counts as not meeting, so the search moves to larger fleets rather than trusting a coin toss.
 
 Work goes out in rounds: every round takes up to `width` lines (the worker count) and runs the
-replications they need through `capsim.plan.executor.run_variants`; cached replications are read
-back instead (`capsim.plan.cache`). The answer does not depend on `width` (pruning removes only
+replications they need on one `capsim.plan.executor.VariantRunner`, held open for the whole search
+(a process pool or Dask cluster starts once, not once per round); cached replications are read back
+instead (`capsim.plan.cache`). The answer does not depend on `width` (pruning removes only
 lines that cannot beat or tie the answer); the work done does.
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 from capsim.metrics.summary import combine_replications
 from capsim.plan.cache import ResultCache, variant_key
-from capsim.plan.executor import run_variants
+from capsim.plan.executor import VariantRunner
 from capsim.plan.rules import SafetyRules, SloVerdict, meets_slo
 from capsim.plan.space import Candidate
 from capsim.scenario import Scenario
@@ -169,6 +170,7 @@ class Planner:
         self.on_simulation = on_simulation
         self.simulations = self.cached = self.requests = 0
         self.lines = [self._line(c) for c in candidates]
+        self._runner: VariantRunner | None = None
 
     def _line(self, candidate: Candidate) -> Line:
         low = max(candidate.floor, candidate.headroom_count(self.rules))
@@ -236,19 +238,27 @@ class Planner:
         return probe
 
     def run(self) -> SearchOutcome:
-        """Search until every line is finished or pruned."""
+        """Search until every line is finished or pruned, on workers started once for the whole search."""
+        with VariantRunner(jobs=max(1, self.jobs), cluster=self.cluster) as runner:
+            self._runner = runner
+            try:
+                self._rounds()
+            finally:
+                self._runner = None
+        return SearchOutcome(self.lines, self.simulations, self.cached, self.requests)
+
+    def _rounds(self) -> None:
         while True:
             self._prune()
             ready = [(line, probe) for line in self.lines if (probe := self._open_probe(line)) is not None]
             if not ready:
                 break
             ready.sort(key=lambda item: (self.lower_bound(item[0]), item[0].candidate.index))
-            # A Dask cluster is started (or reached) once per round: give it every ready line at once.
+            # A cluster has no fixed width: give it every ready line at once.
             width = len(ready) if self.cluster is not None else max(1, self.jobs)
             self._simulate([probe for _, probe in ready[:width]])
             for line, probe in ready[:width]:
                 self._settle(line, probe)
-        return SearchOutcome(self.lines, self.simulations, self.cached, self.requests)
 
     def _simulate(self, probes: Sequence[Probe]) -> None:
         """Fill every probe up to its wanted replications: from the cache, else simulated."""
@@ -278,7 +288,8 @@ class Planner:
             if self.on_simulation is not None:
                 self.on_simulation()
 
-        results = run_variants(simulate_replication, tasks, jobs=self.jobs, cluster=self.cluster, on_result=finished)
+        assert self._runner is not None, "_simulate runs inside run()"
+        results = self._runner.run(simulate_replication, tasks, finished)
         for probe, (_, _, r), summary in zip(owners, tasks, results, strict=True):
             assert len(probe.replications) == r  # tasks of one probe are listed in replication order
             probe.replications.append(summary)

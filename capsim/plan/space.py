@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,8 +60,10 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        """`L4, serving.batching.max_wait_ms=2`: the hardware and the varied values."""
-        return ", ".join([self.hardware, *(f"{p}={v}" for p, v in self.vary.items())])
+        """`L4, serving.batching.max_wait_ms=2`: the hardware and the varied values (and an autoscaled
+        line's `min_replicas`)."""
+        floor = [f"min_replicas={self.floor}"] if self.fleet == "autoscaled" else []
+        return ", ".join([self.hardware, *(f"{p}={v}" for p, v in self.vary.items()), *floor])
 
     def at(self, count: int) -> Scenario:
         """The validated scenario of this line at `count` replicas (or `max_replicas`)."""
@@ -186,8 +188,30 @@ def build_candidates(
             vary = dict(zip([a.path for a in other_axes], combo, strict=True))
             texts = [override_text(p, v) for p, v in {**level, **vary}.items()]
             for label, data in moved:
-                candidates.append(Candidate(
+                line = Candidate(
                     index=len(candidates), level=level_index, hardware=label, vary={**vary, **level}, load=level,
-                    data=apply_overrides(data, texts), fleet=fleet, floor=floor, high=max_count, catalogue=catalogue,
-                ))  # fmt: skip
+                    data=apply_overrides(data, texts), fleet=fleet, floor=rules.min_replicas if scaler else floor,
+                    high=max_count, catalogue=catalogue,
+                )  # fmt: skip
+                floors = min_replicas_tried(line, floor, rules) if scaler is not None else [floor]
+                for value in floors:
+                    candidates.append(replace(line, index=len(candidates), floor=value, _built={}))
     return levels, candidates
+
+
+def min_replicas_tried(line: Candidate, scenario_floor: int, rules: SafetyRules) -> list[int]:
+    """The autoscaler floors (`min_replicas`) an autoscaled line is searched at, each its own line:
+
+    * the redundancy floor (`--min-replicas`, 2): the cheapest at night, every burst met by cold starts;
+    * the scenario's own `min_replicas` when it is higher (what its author chose);
+    * the warm floor: the fewest replicas that carry the mean offered load within `max_utilization`
+      with full batches, so that only the load above the mean waits for cold starts.
+
+    Distinct values up to the line's bound, ascending. A higher floor costs more at the trough but can
+    meet the SLO with a lower `max_replicas`, or at all when cold starts are slower than the rise."""
+    per_replica = line.capacity_per_replica_rps()
+    mean, _ = line.offered_rps()
+    warm = (math.ceil(mean / (per_replica * rules.max_utilization) - 1e-9)
+            if per_replica > 0 and math.isfinite(per_replica) else rules.min_replicas)  # fmt: skip
+    values = {rules.min_replicas, scenario_floor, max(rules.min_replicas, warm)}
+    return sorted(v for v in values if v <= line.high)

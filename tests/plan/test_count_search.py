@@ -54,3 +54,13 @@ def test_a_noisy_contradiction_keeps_what_was_known_first() -> None:
     search.record(4, False)
     search.record(3, True)  # below a count that failed: ignored
     assert (search.met_at, search.failed_up_to) == (8, 4)
+
+
+@pytest.mark.parametrize(("low", "high"), [(2, 2), (2, 3), (2, 64), (3, 40), (5, 200)])
+def test_the_budget_s_worst_case_bounds_every_search(low: int, high: int) -> None:
+    # capsim.plan.run.worst_case_probes sizes the run budget: no threshold (nor none meeting) takes
+    # more probes, the N+1 probe included.
+    from capsim.plan.run import worst_case_probes
+
+    longest = max(len(trace(low, high, t)[1]) for t in [*range(low, high + 1), None])
+    assert longest + 1 <= worst_case_probes(low, high)

@@ -44,10 +44,32 @@ def test_plan_folder_then_a_rerun_resumes_from_its_cache(tmp_path: Path, capsys:
     assert again["cached_simulations"] == first["simulations"]
     assert again["levels"][0]["pick"] == first["levels"][0]["pick"]
 
-    # Widening the space simulates only what is new.
+    # Widening the space simulates only what is new: every new cache entry is a 5 ms configuration.
+    before = {p.name for p in (out / "cache").glob("*.json")}
     code, _, _ = run(capsys, str(path), "--max-wait-ms", "0,2,5", "--max-replicas", "8", "--out", str(out))
     wider = json.loads((out / "plan.json").read_text())
-    assert code == 0 and 0 < wider["simulations"] < first["simulations"]
+    added = {p.name for p in (out / "cache").glob("*.json")} - before
+    assert code == 0 and before <= {p.name for p in (out / "cache").glob("*.json")}
+    assert 0 < wider["simulations"] == len(added) and wider["cached_simulations"] > 0
+    new_keys = {r["key"] for r in wider["levels"][0]["candidates"] if r["max_wait_ms"] == 5}
+    assert {name.rsplit("-r", 1)[0] for name in added} <= new_keys
+
+
+def test_a_variant_s_cache_key_is_the_same_in_every_process(tmp_path: Path) -> None:
+    # The key must not depend on anything run-dependent (hash randomisation of sets, dict order,
+    # the time): two processes with different hash seeds give the same keys, HPA and hardware included.
+    import os
+    import subprocess
+    import sys
+
+    path = write_scenario(tmp_path)
+    code = ("import sys; from pathlib import Path; from capsim.plan.cache import variant_key; "
+            "from capsim.scenario import load_scenario; "
+            "print(variant_key(load_scenario(Path(sys.argv[1]), sys.argv[2:]), 3))")  # fmt: skip
+    hpa = 'serving.autoscaling={"kind": "hpa", "min_replicas": 2, "max_replicas": 8, "metric": "rps", "target": 900}'
+    keys = [subprocess.run([sys.executable, "-c", code, str(path), hpa], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]  # fmt: skip
+    assert keys[0] == keys[1] and len(keys[0].strip()) == 16
 
 
 def test_no_configuration_meeting_the_slo_is_an_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,3 +166,16 @@ def test_a_batch_job_is_planned_by_its_worker_search(tmp_path: Path, capsys: pyt
     assert document["slo"] == {"deadline_s": 4.0}
     assert pick["replicas"] == 3 and pick["makespan_s"] <= 4.0
     assert all(r["status"] == "fails" for r in document["levels"][0]["candidates"] if r["replicas"] < 3)
+
+
+def test_a_plan_beyond_the_run_budget_is_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Worst case: 1 line x (2 + 2 + 3 = 7 counts over 2..8) x 12 replications of 60,000 requests.
+    monkeypatch.setenv("CAPSIM_MAX_RUN_S", "1")
+    path = str(write_scenario(tmp_path))
+    code, stdout, stderr = run(capsys, path, "--max-replicas", "8")
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert "this plan's worst case (1 lines x 7 counts x 12 replications)" in stderr and "--force" in stderr
+    code, stdout, _ = run(capsys, path, "--max-replicas", "8", "--force")
+    assert code == 0 and "pick: 3 × gpu-x" in stdout

@@ -106,3 +106,21 @@ def test_candidate_hardware_from_the_scenario_competes_on_cost(tmp_path: Path) -
     assert run.document["space"]["hardware"] == ["gpu-x", "gpu-y"]
     only_x = run_plan(PlanRequest(scenario_path=path, hardware=["gpu-x"]), ResultCache())
     assert pick_config(only_x)[:2] == ("gpu-x", 2)  # type: ignore[index]
+
+
+def test_an_autoscaled_line_is_searched_at_each_floor_of_the_rule(tmp_path: Path) -> None:
+    # 5,000 req/s at 1,333 req/s per replica with full batches: the mean load within 80% takes
+    # ceil(5000 / 1066.7) = 5 warm replicas; the scenario's own floor is 4, the redundancy floor 2.
+    from capsim.plan.rules import SafetyRules
+    from capsim.plan.space import build_candidates, hardware_candidates
+    from capsim.scenario import load_scenario
+
+    hpa = '{"kind": "hpa", "min_replicas": 4, "max_replicas": 12, "metric": "rps", "target": 900}'
+    scenario = load_scenario(write_scenario(tmp_path), ["workload.arrival.rate_rps=5000", f"serving.autoscaling={hpa}",
+                                                                  "serving.replicas=4"])
+    _, lines = build_candidates(scenario, hardware_candidates(scenario, []), [], SafetyRules(), 12)
+    assert [line.floor for line in lines] == [2, 4, 5] and [line.index for line in lines] == [0, 1, 2]
+    assert [line.at(8).serving.autoscaling.min_replicas for line in lines] == [2, 4, 5]  # type: ignore[union-attr]
+    assert "min_replicas=4" in lines[1].label
+    _, few = build_candidates(scenario, hardware_candidates(scenario, []), [], SafetyRules(), 4)
+    assert [line.floor for line in few] == [2, 4]  # a floor above the bound is not a line
