@@ -16,7 +16,18 @@ import simpy
 from capsim.serving.coldstart import ColdStart
 from capsim.serving.llm.fleet import LlmFleet
 from capsim.serving.llm.kernel import start_draining
-from capsim.serving.llm.plane import DRAINED, FREE, I_ARRIVED, I_N_READY, I_WAITING, L_BUSY, L_RUNNING, L_WAITING
+from capsim.serving.llm.plane import (
+    DRAINED,
+    F_LEVEL_S,
+    FREE,
+    I_ARRIVED,
+    I_N_READY,
+    I_RUNNING,
+    I_WAITING,
+    L_BUSY,
+    L_RUNNING,
+    L_WAITING,
+)
 from capsim.serving.pool import ColdStarter, PoolLevels
 
 
@@ -56,9 +67,11 @@ class LlmPool:
         now, and the requests arrived so far."""
         self.sync()
         p = self.fleet.plane
-        self.fleet.integrate_levels_to(now)
-        concurrency_area = float(p.areas[L_RUNNING].sum() + p.areas[L_WAITING].sum())
-        return concurrency_area, float(p.ints[I_WAITING]), float(p.ints[I_ARRIVED])
+        outstanding = int(p.ints[I_RUNNING] + p.ints[I_WAITING])
+        # the integral up to the last event the loop handled, plus the level since (constant till now)
+        area = float(p.areas[L_RUNNING].sum() + p.areas[L_WAITING].sum())
+        area += outstanding * (now - float(p.floats[F_LEVEL_S]))
+        return area, float(p.ints[I_WAITING]), float(p.ints[I_ARRIVED])
 
     def scale_to(self, desired: int) -> None:
         """Start replicas (after a cold start) or remove them until `desired` are ready or starting:
