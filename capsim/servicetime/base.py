@@ -9,18 +9,27 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from capsim.input_model import InputModel
 
-BatchSampler = Callable[[int], float]
-"""Draws the service time in seconds of one batch of the given size."""
+BatchSampler = Callable[..., float]
+"""Draws the service time in seconds of one batch: `(batch_size)` or `(batch_size, items)`, items
+being the batch's work in size units (None or left out: each request of size 1)."""
+
+Draw = Literal["standard_normal", "standard_exponential", "random"] | None
+"""Which numpy draw a compiled service time takes per batch (None: none)."""
 
 
 FORM_TABLE = 0
 FORM_EXPONENTIAL = 1
 FORM_LOGNORMAL = 2
 FORM_QUANTILE = 3
+
+SIZE_RULES = {"total": 0, "max": 1}
+"""`size_rule` codes (capsim.serving.dataplane.rules.batch_items): a batch's work in size units is
+its requests' total size, or — padded to its longest request, as servers batch tensors — its
+request count × its largest size."""
 
 
 @dataclass(frozen=True)
@@ -34,15 +43,24 @@ class BatchTimeTable:
     - FORM_QUANTILE: the curve `quantiles_s[k]` on `levels`, linearly interpolated at x uniform.
 
     It must give exactly what the model's `sampler` gives for the same draws: both engines then
-    follow the same sample path."""
+    follow the same sample path.
+
+    Request sizes (docs/model.md "Request size") enter through the batch's work in size units u
+    (`batch_items`): the forms' scale is `scale_s[k] + size_s * u`, and a profile with a size axis
+    holds one curve per (k, size grid point j) in row `k * len(size_grid) + j` of `quantiles_s`,
+    blended linearly at the per-request size u / k. Without sizes u = k, and a model without a size
+    term (size_s = 0, one grid point) gives exactly what it gave before sizes existed."""
 
     form: int
-    draw: Literal["standard_normal", "standard_exponential", "random"] | None
+    draw: Draw
     scale_s: np.ndarray  # indexed by batch size, 0..max
     loc: float = 0.0
     sigma: float = 0.0
     levels: np.ndarray = field(default_factory=lambda: np.zeros(1))
     quantiles_s: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))
+    size_s: float = 0.0
+    size_grid: np.ndarray = field(default_factory=lambda: np.ones(1))
+    size_rule: int = 0
 
 
 class ServiceTimeModel(InputModel):
@@ -51,8 +69,9 @@ class ServiceTimeModel(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @abstractmethod
-    def mean_s(self, batch_size: int) -> float:
-        """Expected service time in seconds of a batch of `batch_size` requests."""
+    def mean_s(self, batch_size: int, items: float | None = None) -> float:
+        """Expected service time in seconds of a batch of `batch_size` requests doing `items` size
+        units of work (by `size_rule`; None: each request of size 1)."""
 
     @abstractmethod
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
@@ -70,6 +89,15 @@ class ServiceTimeModel(InputModel):
     def describe(self) -> dict[str, object]:
         """What the summary shows about the model (profiles add their provenance)."""
         return {"kind": getattr(self, "kind", type(self).__name__)}
+
+
+class SizedServiceModel(ServiceTimeModel):
+    """A batch service-time model whose time may grow with the batch's size (docs/model.md
+    "Request size"): `size_rule` says what that size is."""
+
+    size_rule: Literal["total", "max"] = Field(
+        default="total", description="a batch's size: its requests' total, or count × largest (padded)"
+    )
 
 
 def lognormal_params(mean: float, cv: float) -> tuple[float, float]:

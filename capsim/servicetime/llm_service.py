@@ -59,7 +59,7 @@ class _LlmService(ServiceTimeModel):
         return CapsimInputError(f"service.kind {getattr(self, 'kind', '')} times LLM engine steps and needs "
                                 "serving.mode: llm", field="service.kind")  # fmt: skip
 
-    def mean_s(self, batch_size: int) -> float:
+    def mean_s(self, batch_size: int, items: float | None = None) -> float:
         raise self._not_batches()
 
     def sampler(self, rng: np.random.Generator) -> BatchSampler:

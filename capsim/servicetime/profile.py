@@ -1,8 +1,10 @@
-"""Service times from a measured profile, interpolated between the measured batch sizes."""
+"""Service times from a measured profile, interpolated between the measured batch sizes (and, on a
+profile with a size axis, between the measured request sizes: docs/model.md "Request size")."""
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -13,12 +15,12 @@ from pydantic import Field, PrivateAttr
 from capsim.hardware.catalogue import Catalogue
 from capsim.hardware.spec import HardwareSpec
 from capsim.rng import buffered
-from capsim.servicetime.base import FORM_QUANTILE, BatchSampler, BatchTimeTable, ServiceTimeModel
-from capsim.servicetime.profile_format import Profile, read_profile
+from capsim.servicetime.base import FORM_QUANTILE, SIZE_RULES, BatchSampler, BatchTimeTable, SizedServiceModel
+from capsim.servicetime.profile_format import Profile, ProfilePoint, read_profile
 from capsim.servicetime.transfer import TransferSpec, apply_transfer
 
 
-def _weights(sizes: list[int], batch_size: int) -> tuple[int, int, float]:
+def _weights(sizes: list[int] | list[float], batch_size: float) -> tuple[int, int, float]:
     """Indices of the two measured sizes to blend for `batch_size`, and the weight of the second.
 
     Between measured sizes the blend is linear; beyond the largest (or below the smallest) it
@@ -35,7 +37,20 @@ def _weights(sizes: list[int], batch_size: int) -> tuple[int, int, float]:
     return lo, hi, (batch_size - sizes[lo]) / (sizes[hi] - sizes[lo])
 
 
-class ProfileService(ServiceTimeModel):
+def _blend(lo: np.ndarray, hi: np.ndarray, w: float) -> np.ndarray:
+    """`lo` and `hi` blended with weight `w` on `hi` (works for curves and means alike). Beyond the
+    outermost points the line through them can cross the measurements when they are noisy: a
+    larger batch (or size) never takes less than the largest measured one, a smaller one never more
+    than the smallest, and never less than no time."""
+    q = (1 - w) * lo + w * hi
+    if w > 1:
+        q = np.maximum(q, hi)
+    elif w < 0:
+        q = np.clip(q, 0.0, lo)
+    return np.maximum(q, 0.0)
+
+
+class ProfileService(SizedServiceModel):
     """Batch times drawn from a measured profile (see `profile_format`). At a measured batch size a
     draw follows the measured distribution exactly (inverse CDF through its quantiles); between
     sizes, the quantile curves of the neighbours are blended linearly in batch size."""
@@ -65,42 +80,48 @@ class ProfileService(ServiceTimeModel):
         """The loaded profile file (transferred to the scenario's hardware when asked)."""
         return self._transferred if self._transferred is not None else read_profile(Path(self.path))
 
-    def quantiles_s(self, batch_size: int) -> np.ndarray:
-        """The interpolated quantile curve (seconds) at `batch_size`, on the profile's levels."""
-        points = self.profile.points
-        lo, hi, w = _weights([p.batch_size for p in points], batch_size)
-        q_lo, q_hi = np.asarray(points[lo].quantiles_ms), np.asarray(points[hi].quantiles_ms)
-        q = (1 - w) * q_lo + w * q_hi
-        # Outside the measured sizes the line through the outermost two points can cross the
-        # measurements when they are noisy: a larger batch never takes less than the largest measured
-        # one, a smaller one never more than the smallest (and never less than no time).
-        if w > 1:
-            q = np.maximum(q, q_hi)
-        elif w < 0:
-            q = np.clip(q, 0.0, q_lo)
-        return np.maximum(q, 0.0) * self.scale / 1000.0
+    def _at(self, batch_size: int, items: float | None, value: Callable[[ProfilePoint], np.ndarray]) -> np.ndarray:
+        """`value` of the points (a quantile curve or a mean, ms) interpolated at `batch_size` and,
+        on a profile with a size axis, at the per-request size items / batch_size (the batch's
+        work spread evenly: a padded batch of k requests of largest size m does k × m)."""
+        grid = self.profile.size_grid()
 
-    def mean_s(self, batch_size: int) -> float:
-        points = self.profile.points
-        lo, hi, w = _weights([p.batch_size for p in points], batch_size)
-        mean_ms = (1 - w) * points[lo].mean_ms + w * points[hi].mean_ms
+        def at_size(size: float | None) -> np.ndarray:
+            points = self.profile.points_at(size)
+            lo, hi, w = _weights([p.batch_size for p in points], batch_size)
+            return _blend(value(points[lo]), value(points[hi]), w)
+
+        if not grid:
+            return at_size(None)
+        per_request = 1.0 if items is None else items / batch_size
+        lo, hi, w = _weights(grid, per_request)
+        return _blend(at_size(grid[lo]), at_size(grid[hi]), w)
+
+    def quantiles_s(self, batch_size: int, items: float | None = None) -> np.ndarray:
+        """The interpolated quantile curve (seconds) at `batch_size` (and the batch's work `items`
+        in size units), on the profile's levels."""
+        return self._at(batch_size, items, lambda p: np.asarray(p.quantiles_ms)) * self.scale / 1000.0
+
+    def mean_s(self, batch_size: int, items: float | None = None) -> float:
         # The same guard as quantiles_s: noisy outermost points must not extrapolate a larger batch
         # below the largest measured one (a mean of 0 would make capacity infinite).
-        if w > 1:
-            mean_ms = max(mean_ms, points[hi].mean_ms)
-        elif w < 0:
-            mean_ms = min(mean_ms, points[lo].mean_ms)
-        return max(mean_ms, 0.0) * self.scale / 1000.0
+        return float(self._at(batch_size, items, lambda p: np.asarray(p.mean_ms))) * self.scale / 1000.0
+
+    def sizes_outside(self, smallest: float, largest: float) -> bool:
+        """Whether requests of sizes in [smallest, largest] reach beyond the profile's size axis
+        (their times are then extrapolated, and the run says so: capsim.stability)."""
+        grid = self.profile.size_grid()
+        return bool(grid) and (smallest < grid[0] or largest > grid[-1])
 
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
         levels = list(self.profile.quantile_levels)
-        curves: dict[int, list[float]] = {}
+        curves: dict[tuple[int, float | None], list[float]] = {}
         uniforms = buffered(rng.random)
 
-        def draw(batch_size: int) -> float:
-            curve = curves.get(batch_size)
+        def draw(batch_size: int, items: float | None = None) -> float:
+            curve = curves.get((batch_size, items))
             if curve is None:
-                curve = curves[batch_size] = self.quantiles_s(batch_size).tolist()
+                curve = curves[batch_size, items] = self.quantiles_s(batch_size, items).tolist()
             u = next(uniforms)
             j = bisect.bisect_right(levels, u)
             if j >= len(levels):
@@ -113,10 +134,16 @@ class ProfileService(ServiceTimeModel):
 
     def batch_time_table(self, max_batch_size: int) -> BatchTimeTable:
         levels = np.asarray(self.profile.quantile_levels, dtype=np.float64)
-        curves = np.zeros((max_batch_size + 1, levels.size))
+        grid = self.profile.size_grid()
+        m = max(len(grid), 1)
+        curves = np.zeros(((max_batch_size + 1) * m, levels.size))
         for k in range(1, max_batch_size + 1):
-            curves[k] = self.quantiles_s(k)
-        return BatchTimeTable(FORM_QUANTILE, "random", np.zeros(max_batch_size + 1), levels=levels, quantiles_s=curves)
+            if not grid:
+                curves[k] = self.quantiles_s(k)
+            for j, size in enumerate(grid):  # row k·m + j: batch size k, every request of size grid[j]
+                curves[k * m + j] = self.quantiles_s(k, k * size)
+        return BatchTimeTable(FORM_QUANTILE, "random", np.zeros(max_batch_size + 1), levels=levels, quantiles_s=curves,
+                              size_grid=np.asarray(grid or [1.0]), size_rule=SIZE_RULES[self.size_rule])  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         p = self.profile
@@ -136,6 +163,8 @@ class ProfileService(ServiceTimeModel):
             "provenance": p.provenance,
             "extrapolated": bool(p.provenance.get("extrapolated", False)),
         }
+        if p.size_unit is not None:
+            described["size_axis"] = {"unit": p.size_unit, "sizes": p.size_grid(), "rule": self.size_rule}
         calibration = p.provenance.get("calibration")
         if isinstance(calibration, dict) and calibration.get("validation"):
             # How far this profile's predictions were from measurement (held out when available).

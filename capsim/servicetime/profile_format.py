@@ -59,10 +59,12 @@ def sample_levels(sample_count: int) -> tuple[float, ...]:
 
 
 class ProfilePoint(InputModel):
-    """The measured service-time distribution at one batch size."""
+    """The measured service-time distribution at one batch size (and, on a profile with a size
+    axis, one request size: every request of the measured batches had `size` units)."""
 
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(ge=1)
+    size: float | None = Field(default=None, gt=0, description="each request's size (profiles with a size axis)")
     count: int = Field(ge=1, description="number of batches measured")
     mean_ms: float = Field(gt=0)
     quantiles_ms: list[float]
@@ -93,6 +95,7 @@ class Profile(InputModel):
     quantile_levels: list[float] = Field(default_factory=lambda: list(DEFAULT_QUANTILE_LEVELS))
     points: list[ProfilePoint] = Field(min_length=1)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    size_unit: str | None = Field(default=None, description="what `size` counts, on a profile with a size axis")
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -103,26 +106,61 @@ class Profile(InputModel):
             raise ValueError("quantile_levels must start at 0.0 and end at 1.0")
         if any(b <= a for a, b in itertools.pairwise(levels)):
             raise ValueError("quantile_levels must be strictly increasing")
-        sizes = [p.batch_size for p in self.points]
-        if any(b <= a for a, b in itertools.pairwise(sizes)):
-            raise ValueError("points must have strictly increasing batch_size")
+        if self.size_unit is None:
+            if any(p.size is not None for p in self.points):
+                raise ValueError("points have a size but the profile has no size_unit")
+            sizes = [p.batch_size for p in self.points]
+            if any(b <= a for a, b in itertools.pairwise(sizes)):
+                raise ValueError("points must have strictly increasing batch_size")
+        else:
+            self._check_size_grid()
         for p in self.points:
             if len(p.quantiles_ms) != len(levels):
                 raise ValueError(f"batch_size {p.batch_size}: quantiles_ms needs {len(levels)} values")
         return self
 
+    def _check_size_grid(self) -> None:
+        """A size axis is a full grid: every point has a size; points go by size, then batch size;
+        every size has the same batch sizes."""
+        if any(p.size is None for p in self.points):
+            raise ValueError("a profile with a size_unit needs a size on every point")
+        keys = [(p.size, p.batch_size) for p in self.points]
+        if any(b <= a for a, b in itertools.pairwise(keys)):
+            raise ValueError("points must go by strictly increasing (size, batch_size)")
+        per_size: dict[float, list[int]] = {}
+        for p in self.points:
+            per_size.setdefault(float(p.size), []).append(p.batch_size)  # type: ignore[arg-type]
+        first = next(iter(per_size.values()))
+        for size, batch_sizes in per_size.items():
+            if batch_sizes != first:
+                raise ValueError(f"size {size:g} has batch sizes {batch_sizes}, size {self.points[0].size:g} has "
+                                 f"{first}: every size needs the same batch sizes")  # fmt: skip
+
+    def size_grid(self) -> list[float]:
+        """The sizes of the size axis, increasing ([] without one)."""
+        return sorted({float(p.size) for p in self.points if p.size is not None})
+
+    def points_at(self, size: float | None) -> list[ProfilePoint]:
+        """The points measured at one size of the size axis (all of them without one)."""
+        return [p for p in self.points if p.size == size]
+
     @classmethod
-    def from_samples(cls, samples_ms: dict[int, np.ndarray], **metadata: Any) -> Profile:
-        """Build a profile from raw per-batch service times (ms) keyed by batch size."""
+    def from_samples(cls, samples_ms: dict[int, np.ndarray] | dict[tuple[float, int], np.ndarray],
+                     **metadata: Any) -> Profile:  # fmt: skip
+        """Build a profile from raw per-batch service times (ms) keyed by batch size, or by
+        (request size, batch size) for a profile with a size axis (give `size_unit` too)."""
         levels = np.asarray(sample_levels(max((np.size(v) for v in samples_ms.values()), default=0)))
         points = []
-        for size in sorted(samples_ms):
-            values = np.asarray(samples_ms[size], dtype=float)
+        keyed: list[tuple[Any, np.ndarray]] = sorted(samples_ms.items(), key=lambda item: item[0])
+        for key, raw in keyed:
+            values = np.asarray(raw, dtype=np.float64)
             if values.size == 0:
                 continue
+            size, batch_size = key if isinstance(key, tuple) else (None, key)
             points.append(
                 ProfilePoint(
-                    batch_size=int(size),
+                    batch_size=int(batch_size),
+                    size=None if size is None else float(size),
                     count=int(values.size),
                     mean_ms=float(values.mean()),
                     quantiles_ms=[float(v) for v in np.quantile(values, levels)],
@@ -132,7 +170,12 @@ class Profile(InputModel):
 
     def write(self, path: Path) -> None:
         """Write atomically (a reader never sees half a profile), with the user's umask."""
-        atomic_write_text(Path(path), json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+        data = self.model_dump(mode="json")
+        if self.size_unit is None:  # a profile without a size axis reads as it did before sizes existed
+            del data["size_unit"]
+            for point in data["points"]:
+                del point["size"]
+        atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
 
 
 def read_profile(path: Path, field: str = "service.path") -> Profile:
