@@ -60,7 +60,8 @@ DEFAULT_SCALE_DOWN = ScalingRules(
     stabilization_window_s=300, policies=[ScalingPolicy(type="Percent", value=100, period_s=15)]
 )
 
-HpaMetric = Literal["utilization", "concurrency", "rps", "queue_length"]
+HpaMetric = Literal["utilization", "concurrency", "rps", "queue_length", "running", "kv_cache_utilization"]
+LLM_ONLY_METRICS = ("running", "kv_cache_utilization")  # read from LLM engines (serving.mode: llm) only
 
 
 class MetricTarget(InputModel):
@@ -74,7 +75,10 @@ class MetricTarget(InputModel):
 class HpaPolicy(PolicyBase):
     """`autoscaling: {kind: hpa, ...}`. The metric is a per-pod average: `utilization` is the busy
     fraction of a replica's executors (like CPU or GPU utilization), `concurrency` the requests in
-    flight per pod, `rps` arrivals per second per pod, `queue_length` waiting requests per pod."""
+    flight per pod, `rps` arrivals per second per pod, `queue_length` waiting requests per pod. LLM
+    engines add `running` (vllm:num_requests_running) and `kv_cache_utilization` (vllm:
+    kv_cache_usage_perc, a fraction) per pod; on an LLM fleet `queue_length` is
+    vllm:num_requests_waiting and `utilization` the share of time an engine runs a step."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["hpa"] = "hpa"
@@ -108,6 +112,10 @@ class HpaPolicy(PolicyBase):
         """How often the controller asks this policy."""
         return self.sync_period_s
 
+    def llm_only_metrics(self) -> list[str]:
+        """The targets' metrics that only LLM engines give."""
+        return [t.metric for t in self.targets if t.metric in LLM_ONLY_METRICS]
+
     @property
     def targets(self) -> list[MetricTarget]:
         """The metrics the HPA scales on: `metrics`, or the one `metric` with its `target`."""
@@ -128,6 +136,10 @@ class HpaPolicy(PolicyBase):
             return samples.mean("concurrency", self.metric_window_s, end)
         if metric == "queue_length":
             return samples.mean("queue", self.metric_window_s, end)
+        if metric == "running":
+            return samples.mean("running", self.metric_window_s, end)
+        if metric == "kv_cache_utilization":
+            return samples.mean("kv_used", self.metric_window_s, end)
         return samples.rate_per_s(self.metric_window_s, end)
 
     @property

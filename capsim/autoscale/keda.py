@@ -73,13 +73,15 @@ def fallback_replicas(fallback: KedaFallback, current: int) -> int:
 
 class KedaPolicy(PolicyBase):
     """`autoscaling: {kind: keda, ...}`. `metric: queue_length` is the requests waiting (a queue
-    trigger); `concurrency` the requests in flight."""
+    trigger; on LLM engines vllm:num_requests_waiting); `concurrency` the requests in flight;
+    `running` (LLM engines only) the requests running, vllm:num_requests_running as in KServe's
+    KEDA example."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["keda"] = "keda"
     min_replicas: int = Field(default=0, ge=0)
     max_replicas: int = Field(default=100, ge=1)
-    metric: Literal["queue_length", "concurrency"] = "queue_length"
+    metric: Literal["queue_length", "concurrency", "running"] = "queue_length"
     target: float = Field(gt=0, description="AverageValue target: metric per replica")
     activation_threshold: float = Field(default=0.0, ge=0)
     polling_interval_s: float = Field(default=30.0, gt=0)
@@ -104,6 +106,10 @@ class KedaPolicy(PolicyBase):
                 f"idle_replica_count ({self.idle_replica_count}) must be < min_replicas ({self.min_replicas})"
             )
         return self
+
+    def llm_only_metrics(self) -> list[str]:
+        """`running` is read from LLM engines only."""
+        return ["running"] if self.metric == "running" else []
 
     @property
     def period_s(self) -> float:
@@ -131,7 +137,7 @@ class KedaState:
         hpa = HpaPolicy(
             min_replicas=max(policy.min_replicas, 1),  # GetHPAMinReplicas
             max_replicas=policy.max_replicas,
-            metric="queue_length" if policy.metric == "queue_length" else "concurrency",
+            metric=policy.metric,
             target=policy.target,
             tolerance=policy.tolerance,
             sync_period_s=policy.hpa_sync_period_s,
@@ -145,7 +151,7 @@ class KedaState:
         self.failures = 0  # consecutive failed metric fetches (status.health[metric].numberOfFailures)
 
     def _metric(self, view: FleetView, window_s: float) -> float:
-        name = "queue" if self.policy.metric == "queue_length" else "concurrency"
+        name = {"queue_length": "queue", "concurrency": "concurrency", "running": "running"}[self.policy.metric]
         value = view.samples.mean(name, window_s, view.now_s)
         return 0.0 if math.isnan(value) else value
 

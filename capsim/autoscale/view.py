@@ -12,11 +12,14 @@ from typing import Protocol
 
 import numpy as np
 
-METRICS = ("concurrency", "busy", "queue", "arrivals")
+METRICS = ("concurrency", "busy", "queue", "arrivals", "running", "kv_used")
 """Samples kept: the time integrals since t = 0 of outstanding requests (queued + in service +
 buffered at the activator) and of busy executors; waiting requests (queued + buffered, a gauge);
-and the cumulative count of arrivals."""
-INTEGRATED = ("concurrency", "busy")
+and the cumulative count of arrivals. LLM fleets add the time integrals of requests running in the
+engines (vLLM's num_requests_running) and of KV-cache use in replicas' worth of blocks (the sum of
+the replicas' kv_cache_usage_perc); other fleets leave them out (NaN)."""
+INTEGRATED = ("concurrency", "busy", "running", "kv_used")
+LLM_METRICS = ("running", "kv_used")
 
 
 @dataclass
@@ -27,10 +30,10 @@ class MetricSamples:
     values: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
 
     def record(self, t_s: float, **values: float) -> None:
-        """Append one sample of every metric."""
+        """Append one sample of every metric (NaN for an LLM metric the fleet does not give)."""
         self.times_s.append(t_s)
         for name in METRICS:
-            self.values[name].append(values[name])
+            self.values[name].append(values[name] if name not in LLM_METRICS else values.get(name, math.nan))
 
     def _window(self, window_s: float, end_s: float) -> slice:
         # bisect on the list itself: converting a long history to an array per call would make a

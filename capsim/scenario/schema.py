@@ -143,6 +143,8 @@ class RealtimeServing(_Strict):
             )
         if self.schedule and scaler is None:
             raise ValueError("schedule sets minimum replicas for an autoscaler: add an autoscaling section")
+        if scaler is not None:
+            scaler.refuse_llm_only_metrics()
         return self
 
 

@@ -45,6 +45,8 @@ class AsyncServing(InputModel):
                 f"workers ({self.workers}) is the initial count and must lie within autoscaling "
                 f"[max(min_replicas, 1), max_replicas] = [{max(scaler.min_replicas, 1)}, {scaler.max_replicas}]"
             )
+        if scaler is not None:
+            scaler.refuse_llm_only_metrics()
         return self
 
     def max_workers(self) -> int:

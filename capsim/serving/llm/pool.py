@@ -1,8 +1,7 @@
 """The LLM fleet's control plane on SimPy: replicas that start after a cold start and leave by
 draining, their counts and billing (capsim.serving.pool: the pull modes' `PoolLevels` and
-`ColdStarter`), and the reads of KEDA on the engine's gauges — `vllm:num_requests_waiting`
-(`metric: queue_length`) or waiting + running (`metric: concurrency`), as the vLLM production stack
-and KServe scale vLLM (docs/model.md "LLM serving").
+`ColdStarter`). Autoscalers read the engines' signals and scale the pool through
+capsim/serving/llm/scaling.py.
 
 Every control action first advances the compiled plane to its instant (`LlmFleet.advance_to`) and
 books the replicas that finished draining before it, so a decision sees the engines as they are.
@@ -18,22 +17,17 @@ from capsim.serving.llm.fleet import LlmFleet
 from capsim.serving.llm.kernel import start_draining
 from capsim.serving.llm.plane import (
     DRAINED,
-    F_LEVEL_S,
     FREE,
-    I_ARRIVED,
     I_N_READY,
-    I_RUNNING,
-    I_WAITING,
     L_BUSY,
     L_RUNNING,
-    L_WAITING,
 )
 from capsim.serving.pool import ColdStarter, PoolLevels
 
 
 class LlmPool:
-    """Engine replicas as KEDA scales them: `desired`, `starter` (cold starts in progress) and
-    `scale_to`, the pool protocol of capsim.serving.pull_run.keda_controller."""
+    """Engine replicas as an autoscaler scales them (capsim.serving.llm.scaling.ScaledEngines):
+    `desired`, `starter` (cold starts in progress) and `scale_to`."""
 
     def __init__(self, env: simpy.Environment, fleet: LlmFleet, replicas: int, cold: ColdStart,
                  rng: np.random.Generator, ticks: np.ndarray) -> None:  # fmt: skip
@@ -60,18 +54,6 @@ class LlmPool:
     def ready(self) -> int:
         """Replicas in the balancer."""
         return int(self.fleet.plane.ints[I_N_READY])
-
-    def read(self, now: float) -> tuple[float, float, float]:
-        """KEDA's inputs at `now` (capsim.autoscale.view.METRICS): the time integral since 0 of
-        waiting + running requests (the policy averages it over its window), the requests waiting
-        now, and the requests arrived so far."""
-        self.sync()
-        p = self.fleet.plane
-        outstanding = int(p.ints[I_RUNNING] + p.ints[I_WAITING])
-        # the integral up to the last event the loop handled, plus the level since (constant till now)
-        area = float(p.areas[L_RUNNING].sum() + p.areas[L_WAITING].sum())
-        area += outstanding * (now - float(p.floats[F_LEVEL_S]))
-        return area, float(p.ints[I_WAITING]), float(p.ints[I_ARRIVED])
 
     def scale_to(self, desired: int) -> None:
         """Start replicas (after a cold start) or remove them until `desired` are ready or starting:

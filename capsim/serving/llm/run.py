@@ -19,7 +19,7 @@ from capsim.serving.llm.metrics import LlmTally
 from capsim.serving.llm.pool import LlmPool
 from capsim.serving.llm.spec import LlmServing
 from capsim.serving.llm.summary import RowBins, llm_summary
-from capsim.serving.pull_run import ModeRun, keda_controller
+from capsim.serving.pull_run import ModeRun
 
 if TYPE_CHECKING:
     from capsim.hardware.model_catalogue import ModelShape
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 _MIN_DRAIN_S = 60.0  # as the other modes: the run goes on after the last arrival to finish work
 _PUMP_STEPS = 200  # the control plane advances the data plane this often (and at every control event)
-_METRIC_SAMPLE_S = 1.0  # KEDA's reads are recorded once a second (its decisions come at its own period)
 CHUNK = 1 << 16  # requests handed to the kernel at a time
 
 
@@ -183,7 +182,10 @@ def run_llm(
     pool = LlmPool(env, fleet, serving.replicas, cold, streams.stream("coldstart"), ticks)
     env.process(_pump(env, pool, scenario.duration_s))
     if serving.autoscaling is not None:
-        env.process(keda_controller(env, pool, serving.autoscaling, pool.read, pool.ready, _METRIC_SAMPLE_S))
+        from capsim.autoscale.controller import AutoscaleController
+        from capsim.serving.llm.scaling import ScaledEngines
+
+        AutoscaleController(env, ScaledEngines(pool), serving.autoscaling, serving.schedule, serving.clock_start_h)
     if on_env is not None:
         on_env(env)
     env.run(until=scenario.duration_s)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from capsim.autoscale.keda import KedaPolicy
+from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.hardware.kv_memory import DEFAULT_GPU_MEMORY_UTILIZATION
 from capsim.input_model import InputModel
 from capsim.serving.dataplane.balancers import BALANCERS
@@ -76,14 +76,17 @@ class LlmScheduler(_Strict):
 
 
 class LlmServing(_Strict):
-    """LLM engine replicas behind a load balancer: a fixed fleet, or one KEDA scales on the engines'
-    waiting requests (`metric: queue_length`, vLLM's num_requests_waiting) or waiting + running
-    (`metric: concurrency`), each new replica serving after its cold start."""
+    """LLM engine replicas behind a load balancer: a fixed fleet, or one any autoscaler (HPA, KPA,
+    KEDA, Ray Serve) scales on the engines' signals — waiting requests (vLLM's num_requests_waiting),
+    running, waiting + running, KV-cache use (capsim/serving/llm/scaling.py) — each new replica
+    serving after its cold start."""
 
     mode: Literal["llm"]
     replicas: int = Field(ge=0, le=4096, description="engine replicas at t = 0 (each `hardware.gpus_per_replica` "
                           "GPUs); the initial count under autoscaling")  # fmt: skip
-    autoscaling: KedaPolicy | None = Field(default=None, description="KEDA on the engines' queue or concurrency")
+    autoscaling: AutoscalingSpec | None = Field(default=None, description="any policy, on the engines' signals")
+    schedule: list[ScheduleWindow] = Field(default_factory=list, description="time-of-day minimum replicas")
+    clock_start_h: float = Field(default=0.0, ge=0, lt=24, description="time of day at simulated t = 0")
     cold_start: LlmColdStart = LlmColdStart()  # model load derived from the weights when not given
     scheduler: LlmScheduler = LlmScheduler()
     load_balancer: str = Field(
@@ -95,6 +98,12 @@ class LlmServing(_Strict):
         scaler = self.autoscaling
         if scaler is None and self.replicas < 1:
             raise ValueError("replicas must be >= 1 (only an autoscaler can start from zero)")
+        if scaler is not None and scaler.min_replicas < 1:
+            # no activator holds requests while no replica is ready: the kernel refuses them
+            raise ValueError(f"autoscaling.min_replicas ({scaler.min_replicas}) must be >= 1 for LLM engines: "
+                             "requests that find no replica ready are refused")  # fmt: skip
+        if self.schedule and scaler is None:
+            raise ValueError("schedule sets minimum replicas for an autoscaler: add an autoscaling section")
         if scaler is not None and not scaler.min_replicas <= self.replicas <= min(scaler.max_replicas, 4096):
             bounds = f"[{scaler.min_replicas}, {scaler.max_replicas}]"
             raise ValueError(f"replicas ({self.replicas}) is the initial count and must lie within autoscaling "
