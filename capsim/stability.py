@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from capsim.scenario import RealtimeServing, Scenario
+from capsim.servicetime.scaled import service_on_hardware
 from capsim.serving.asyncqueue import AsyncServing
 from capsim.serving.llm.spec import LlmServing
 from capsim.serving.streaming import StreamingServing
@@ -47,7 +48,7 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
     miss = 1.0 - serving.cache.hit_ratio
     batch = serving.batching.max_batch_size
     executors = serving.replicas * serving.instances_per_replica
-    batch_s = scenario.service.mean_s(batch)
+    batch_s = service_on_hardware(scenario.service, scenario.hardware).mean_s(batch)
     # A batch that takes no time (base_ms and per_item_ms both 0) is a fleet without a limit.
     capacity = executors * batch / batch_s if batch_s > 0 else math.inf
     if serving.frontend is not None:  # every request, cache hits aside, passes a replica's front end

@@ -175,6 +175,17 @@ def billed_cost(
     return {"usd": on_demand_usd + spot_usd, "on_demand_usd": on_demand_usd, "spot_usd": spot_usd}
 
 
+def gpus_for_slices(replicas: int, slices_per_gpu: int) -> int:
+    """Physical GPUs billed for `replicas` MIG slices at `slices_per_gpu` slices per GPU:
+    ceil(replicas / slices_per_gpu). The cloud rents whole GPUs, so a GPU with one slice in use is
+    billed in full (7 replicas on 1g.10gb slices of an A100-80GB: 1 GPU; 8: 2). Replicas are taken as
+    packed onto as few GPUs as possible at every instant (a lower bound: a scheduler that leaves
+    scaled-down GPUs part-used pays for them until they empty)."""
+    if replicas < 0 or slices_per_gpu < 1:
+        raise ValueError(f"expected replicas >= 0 and slices_per_gpu >= 1, got {replicas}, {slices_per_gpu}")
+    return -(-replicas // slices_per_gpu)
+
+
 def usd_per_million(usd: float, count: float) -> float:
     """What a million units cost — requests, input tokens or output tokens — when `count` of them
     cost `usd` in all: usd / count × 10⁶ (NaN when there were none). The one rule behind every

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from capsim.errors import CapsimInputError
+from capsim.hardware.mig import MigProfiles
 from capsim.input_model import InputModel
 
 Confidence = Literal["SRC", "DOC2", "3P", "MEM", "unverified", "estimate", "user"]
@@ -190,6 +191,7 @@ class HardwareSpec(InputModel):
     spot_reclaimed_fraction_per_month: Figure = Field(default_factory=Figure)
     offers: list[PriceOffer] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    mig: MigProfiles | None = Field(default=None, description="MIG partition profiles (capsim.hardware.mig)")
     idle_fraction_of_tdp: float = Field(
         default=DEFAULT_IDLE_FRACTION_OF_TDP, ge=0, le=1, description="used only to derive idle_power_w"
     )

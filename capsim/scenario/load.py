@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from capsim.errors import CapsimInputError
+from capsim.hardware.mig import resolve_mig
 from capsim.input_files import parse_value, read_yaml_file
 from capsim.input_model import input_error
 from capsim.scenario.catalogue import scenario_catalogue, transfer_service
@@ -50,7 +51,10 @@ def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | Non
         spot.usd_per_hour is None or not spot.rate_known or "notice_s" not in spot.model_fields_set
     )
     wants_catalogue = hardware.catalogue is not None or catalogue_path is not None
-    if not (needs_price or hardware.tdp_w is None or needs_transfer or needs_spot or wants_catalogue):
+    if hardware.mig is not None:
+        _check_mig_scenario(scenario)
+    needs_mig = hardware.mig is not None and not hardware.mig.complete
+    if not (needs_price or hardware.tdp_w is None or needs_transfer or needs_spot or wants_catalogue or needs_mig):
         return scenario
     from capsim.hardware import replica_usd_per_hour, resolve_hardware
 
@@ -60,6 +64,10 @@ def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | Non
     except CapsimInputError as exc:
         if needs_price or needs_transfer:
             raise  # unknown name and nothing to go on: the message suggests the nearest names
+        if needs_mig:
+            assert hardware.mig is not None
+            mig = resolve_mig(hardware.mig, hardware.name, None)
+            return scenario.model_copy(update={"hardware": hardware.model_copy(update={"mig": mig})})
         if spot is not None and (spot.usd_per_hour is None or not spot.rate_known):
             raise CapsimInputError(
                 f"{exc.detail}; serving.spot takes the figures it leaves out from the catalogue, so give "
@@ -68,6 +76,9 @@ def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | Non
             ) from None
         return scenario  # a custom name with its own figures: nothing to fill in
     update: dict[str, Any] = {}
+    if needs_mig:
+        assert hardware.mig is not None
+        update["mig"] = resolve_mig(hardware.mig, spec.name, spec.mig)
     if needs_price:
         update["usd_per_hour"] = replica_usd_per_hour(spec, hardware.gpus_per_replica)
     if hardware.tdp_w is None and spec.tdp_w.value is not None:
@@ -82,6 +93,19 @@ def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | Non
         result = result.model_copy(update={"serving": serving})
     # A profile transfer happens in load_scenario, once relative paths are resolved.
     return result
+
+
+def _check_mig_scenario(scenario: Scenario) -> None:
+    """`hardware.mig` is modelled for a real-time fleet of one-GPU replicas on on-demand GPUs."""
+    if scenario.serving.mode != "realtime":
+        raise CapsimInputError(f"MIG slices are modelled for serving.mode realtime, not {scenario.serving.mode}",
+                               field="hardware.mig")  # fmt: skip
+    if scenario.hardware.gpus_per_replica != 1:
+        raise CapsimInputError("a replica on a MIG slice uses one slice: gpus_per_replica must be 1",
+                               field="hardware.gpus_per_replica")  # fmt: skip
+    if getattr(scenario.serving, "spot", None) is not None:
+        raise CapsimInputError("spot capacity is not modelled for MIG slices (a reclaimed GPU takes all its "
+                               "slices): remove serving.spot or hardware.mig", field="hardware.mig")  # fmt: skip
 
 
 def _spot_from_catalogue(

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_serializer, model_validator
 
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
+from capsim.hardware.mig import MigSlice
 from capsim.hardware.model_catalogue import ModelRef
 from capsim.input_model import InputModel
 from capsim.scenario.plan_section import PlanSpec
@@ -78,6 +79,12 @@ class Hardware(_Strict):
         default=None,
         description="catalogue fields for this hardware, inline: override figures of a catalogue entry "
         "(fp16_tflops: 120, offers: [...]) or, with `kind: gpu|cpu`, define hardware the catalogue lacks",
+    )
+    mig: MigSlice | None = Field(
+        default=None,
+        description="run each replica on one MIG slice of this GPU: a profile name (1g.10gb) or "
+        "{profile, slices_per_gpu, compute_share, service_scale}; usd_per_hour, tdp_w and idle_w are then "
+        "per physical GPU, billed for ceil(replicas / slices_per_gpu) GPUs (docs/model.md, GPU sharing)",
     )
 
 
