@@ -47,6 +47,12 @@ OVERRIDES: dict[str, list[str]] = {
     "llm-chatbot-a100": [],
     "llm-chatbot-l40s": [],
     "llm-summarizer-long-context": [],
+    # Graphs of models: shortened; the canary's schedule compressed into six minutes (5% -> 25% at
+    # 2 min -> 100% at 4 min): v1 shrinks, v2 starts a replica that is not ready by the end.
+    "search-pipeline-chain": ["duration_s=300", "warmup_s=30"],
+    "fraud-ensemble-fanout": ["duration_s=60", "warmup_s=10"],
+    "canary-rollout": ["duration_s=360", "warmup_s=30", "serving.entry.schedule=[{at_s: 120, split: {v1: 0.75, "
+                       "v2: 0.25}}, {at_s: 240, split: {v1: 0.0, v2: 1.0}}]"],
 }
 
 
