@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from capsim.hardware.cost import monthly_usd
-from capsim.plan.rules import SafetyRules
+from capsim.plan.rules import SafetyRules, llm_headroom
 from capsim.plan.search import Line, Planner, Probe, cost_per_hour
-from capsim.plan.space import Candidate
+from capsim.plan.space import Candidate, window_ms
+from capsim.sweep import tail_key
 
 CLOSEST = 3
 """Candidates listed when no configuration meets the SLO at a traffic level."""
@@ -35,8 +36,8 @@ def _fleet_fields(candidate: Candidate, count: int, scenario: Any) -> dict[str, 
         "min_replicas": None if fixed else candidate.floor,
         "max_replicas": None if fixed else count,
         "autoscaler": _autoscaler(candidate, scenario),
-        "max_wait_ms": serving.batching.max_wait_ms,
-        "max_batch_size": serving.batching.max_batch_size,
+        "max_wait_ms": window_ms(scenario),
+        "max_batch_size": serving.batching.max_batch_size if window_ms(scenario) is not None else None,
         "vary": dict(candidate.vary),
     }
 
@@ -52,6 +53,9 @@ def probe_status(planner: Planner, line: Line, probe: Probe) -> tuple[str, str]:
         return verdict.status, verdict.reason
     if probe.rho_peak > rules.max_utilization + 1e-9:
         return "fails", f"headroom: peak load is {probe.rho_peak:.0%} of capacity (at most {rules.max_utilization:.0%})"
+    crowded = llm_headroom(probe.replications)
+    if crowded is not None:
+        return "fails", crowded
     if not planner.eligible(line, probe):
         return "fails", f"N+1: {verdict.reason}, but one replica fewer does not meet the SLO"
     return "meets", verdict.reason
@@ -73,6 +77,7 @@ def probe_row(planner: Planner, line: Line, probe: Probe) -> dict[str, Any]:
         "usd_per_million_requests": (summary.get("cost") or {}).get("usd_per_million_requests"),
         "usd_per_million_output_tokens": (summary.get("cost") or {}).get("usd_per_million_output_tokens"),
         "p50_ms": (summary.get("latency_ms") or {}).get("p50"),
+        **llm_tails(summary, planner.slo),
         "tail_ms": verdict.tail_ms,
         "tail_percentile": verdict.tail_percentile,
         "tail_ci95_ms": verdict.tail_ci95_ms,
@@ -87,6 +92,12 @@ def probe_row(planner: Planner, line: Line, probe: Probe) -> dict[str, Any]:
         "status": status,
         "reason": reason,
     }
+
+
+def llm_tails(summary: dict[str, Any], slo: dict[str, Any]) -> dict[str, Any]:
+    """An LLM run's TTFT and TPOT at the SLO percentile (`ttft_ms`, `tpot_ms`; None for other runs)."""
+    key = tail_key(float(slo.get("percentile") or 99.0))
+    return {name: (summary.get(name) or {}).get(key) for name in ("ttft_ms", "tpot_ms")}
 
 
 def unsimulated_row(planner: Planner, line: Line) -> dict[str, Any]:
@@ -106,7 +117,8 @@ def unsimulated_row(planner: Planner, line: Line) -> dict[str, Any]:
     return {
         "key": None, **_fleet_fields(candidate, count, scenario),
         "cost_usd_per_h": bound, "cost_usd_per_month": monthly_usd(bound, planner.rules.hours_per_month),
-        "usd_per_million_requests": None, "p50_ms": None, "tail_ms": None, "tail_percentile": None,
+        "usd_per_million_requests": None, "usd_per_million_output_tokens": None, "p50_ms": None,
+        "ttft_ms": None, "tpot_ms": None, "tail_ms": None, "tail_percentile": None,
         "tail_ci95_ms": None, "slo_attainment": None, "utilization": None, "rho_peak": rho_peak,
         "headroom": 1.0 - rho_peak, "replications": 0, "requests": 0, "replicas_mean": None,
         "cold_starts": None, "status": status, "reason": reason,

@@ -129,6 +129,36 @@ def meets_slo(summary: dict[str, Any], slo: dict[str, Any]) -> SloVerdict:
     return min(verdicts, key=lambda v: order[v.status])
 
 
+def llm_headroom(replications: list[dict[str, Any]]) -> str | None:
+    """The LLM engines' headroom rule: why a configuration has none (None: it has some).
+
+    Requests-per-second headroom (`max_utilization` of the full-batch capacity) is checked before
+    simulating, as for every fleet; an LLM engine also runs out of two things a capacity estimate
+    averages away, so every replication must show, on every replica:
+
+    * **no preemption**: vLLM preempts (recomputes) a running request when the KV cache cannot hold
+      the next token of every running request; it is the symptom its tuning guide tells you to fix
+      with more KV cache or fewer sequences ("Optimization and Tuning", Preemption,
+      https://docs.vllm.ai/en/latest/configuration/optimization.html), and each one costs a whole
+      prefill again;
+    * **running requests below `max_num_seqs`** at every step (`batch_size.max`): at the cap the
+      scheduler admits nobody new (vllm/v1/core/sched/scheduler.py stops admission at
+      `len(running) == max_num_seqs`), so requests wait for seats and TTFT depends on departures,
+      not on the step time — no room for a burst beyond the simulated one.
+
+    Other runs (no `kv_cache` block) have nothing to check here."""
+    settings = (replications[0].get("engine_settings") or {}) if replications else {}
+    if "max_num_seqs" not in settings:
+        return None
+    preemptions = sum(int((r.get("kv_cache") or {}).get("preemptions") or 0) for r in replications)
+    if preemptions:
+        return f"headroom: {preemptions} preemptions (KV cache full) over {len(replications)} replications"
+    peak = max(int((r.get("batch_size") or {}).get("max") or 0) for r in replications)
+    if peak >= int(settings["max_num_seqs"]):
+        return f"headroom: {peak} requests running at once, at max_num_seqs ({settings['max_num_seqs']})"
+    return None
+
+
 def slo_targets(slo: Any) -> dict[str, Any]:
     """A scenario's `slo` section as the dict `meets_slo` reads (its set fields only)."""
     return {k: v for k, v in slo.model_dump().items() if v is not None}

@@ -55,6 +55,8 @@ class PlanRun:
 def _axes(request: PlanRequest, scenario: Scenario) -> list[Axis]:
     axes = list(request.axes)
     windows = list(request.max_wait_ms) or (list(scenario.plan.max_wait_ms) if scenario.plan is not None else [])
+    if scenario.serving.mode == "llm":
+        windows = []
     if windows:
         if any(axis.path == WINDOW_PATH for axis in axes):
             raise CapsimInputError(f"the batching window is given twice (--max-wait-ms and --vary {WINDOW_PATH})",
@@ -71,10 +73,13 @@ def load_plan_scenario(request: PlanRequest) -> Scenario:
     if scenario.slo is None:
         raise CapsimInputError("capsim plan needs an SLO to meet: add slo: {latency_ms: ..., percentile: ...}",
                                source=str(request.scenario_path), field="slo")  # fmt: skip
-    if scenario.serving.mode != "realtime":
-        raise CapsimInputError(f"capsim plan answers real-time serving and batch jobs; this scenario's mode is "
-                               f"{scenario.serving.mode}", source=str(request.scenario_path),
+    if scenario.serving.mode not in ("realtime", "llm"):
+        raise CapsimInputError(f"capsim plan answers real-time serving, LLM engines and batch jobs; this scenario's "
+                               f"mode is {scenario.serving.mode}", source=str(request.scenario_path),
                                field="serving.mode")  # fmt: skip
+    if scenario.serving.mode == "llm" and (request.max_wait_ms or any(a.path == WINDOW_PATH for a in request.axes)):
+        raise CapsimInputError("an LLM engine has no batching window (it batches every step): drop it",
+                               source="--max-wait-ms")  # fmt: skip
     return scenario
 
 
@@ -112,7 +117,7 @@ def provenance(candidates: Sequence[Candidate]) -> dict[str, Any]:
 
 
 def run_plan(request: PlanRequest, cache: ResultCache, on_simulation: Callable[[], None] | None = None) -> PlanRun:
-    """Plan a real-time scenario (a batch job goes to `capsim.plan.batch.run_batch_plan`)."""
+    """Plan a real-time or LLM scenario (a batch job goes to `capsim.plan.batch.run_batch_plan`)."""
     from capsim import __version__
     from capsim.plan.result import level_results
     from capsim.plan.traps import find_traps
@@ -147,7 +152,7 @@ def run_plan(request: PlanRequest, cache: ResultCache, on_simulation: Callable[[
     fleet = candidates[0].fleet if candidates else "fixed"
     document = {
         "format": PLAN_FORMAT,
-        "kind": "realtime",
+        "kind": scenario.serving.mode,  # realtime or llm
         "scenario": {"name": scenario.name, "path": str(request.scenario_path)},
         "command": request.command,
         "seed": seed,
@@ -160,7 +165,7 @@ def run_plan(request: PlanRequest, cache: ResultCache, on_simulation: Callable[[
             "fleet": fleet,
             "searched": "replicas" if fleet == "fixed" else "max_replicas",
             "replicas": {"low": floor, "high": max_count},
-            "max_wait_ms": sorted({window_ms(c.at(c.floor)) for c in candidates}),
+            "max_wait_ms": sorted({w for c in candidates if (w := window_ms(c.at(c.floor))) is not None}),
             "vary": [{"path": a.path, "values": list(a.values)} for a in axes],
             "min_replicas": sorted({c.floor for c in candidates}) if fleet == "autoscaled" else [],
             "size": sum(max(0, max_count - c.floor + 1) for c in candidates),

@@ -30,7 +30,7 @@ from typing import Any
 from capsim.metrics.summary import combine_replications
 from capsim.plan.cache import ResultCache, variant_key
 from capsim.plan.executor import VariantRunner
-from capsim.plan.rules import SafetyRules, SloVerdict, meets_slo
+from capsim.plan.rules import SafetyRules, SloVerdict, llm_headroom, meets_slo
 from capsim.plan.space import Candidate
 from capsim.scenario import Scenario
 from capsim.stability import estimate_capacity, largest_fleet
@@ -186,7 +186,7 @@ class Planner:
         """Whether a probe may be the answer: it meets the SLO and, with N+1, so does one fewer."""
         if probe.verdict is None or probe.verdict.status != "meets" or probe.rho_peak >= 1.0:
             return False
-        if probe.rho_peak > self.rules.max_utilization + _EPS:
+        if probe.rho_peak > self.rules.max_utilization + _EPS or llm_headroom(probe.replications) is not None:
             return False
         met = line.search.met_at
         return not self.rules.n_plus_one or (met is not None and probe.count - 1 >= met)
@@ -308,7 +308,7 @@ class Planner:
                 return  # stays pending: the next round adds replications
         line.pending = None
         line.probes[probe.count] = probe
-        met = probe.verdict.status == "meets" and probe.rho_peak < 1.0
+        met = probe.verdict.status == "meets" and probe.rho_peak < 1.0 and llm_headroom(probe.replications) is None
         line.search.record(probe.count, met)
 
 

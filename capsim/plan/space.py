@@ -31,9 +31,10 @@ Fleet = Literal["fixed", "autoscaled"]
 WINDOW_PATH = "serving.batching.max_wait_ms"
 
 
-def window_ms(scenario: Scenario) -> float:
-    """The batching window of a real-time scenario."""
-    assert isinstance(scenario.serving, RealtimeServing)
+def window_ms(scenario: Scenario) -> float | None:
+    """The batching window of a real-time scenario (None for an LLM engine: it batches per step)."""
+    if not isinstance(scenario.serving, RealtimeServing):
+        return None
     return scenario.serving.batching.max_wait_ms
 
 
@@ -181,6 +182,8 @@ def build_candidates(
         else:
             data = on_candidate_hardware(scenario, candidate, f"plan.hardware[{i}] ({label})")
         data.pop("plan", None)  # the space is not part of a variant (nor of its cache key)
+        if isinstance(data.get("slo"), dict):  # an unset end-to-end bound is dumped as null (LLM SLOs)
+            data["slo"] = {k: v for k, v in data["slo"].items() if v is not None}
         moved.append((label, data))
     candidates: list[Candidate] = []
     for level_index, level in enumerate(levels):

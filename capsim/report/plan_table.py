@@ -45,9 +45,14 @@ def plan_table(document: dict[str, Any], level: dict[str, Any]) -> Table:
     title = f"{document['scenario']['name']}" + (f" at {values_text(level['load'])}" if level["load"] else "")
     table = Table(title=title)
     job = document.get("kind") == "batch"
-    columns = ["fleet", "window ms", "$/job" if job else "$/h", "makespan s" if job else "$/month", "p50 ms",
-               f"p{percentile:g} ms ± 95%" if percentile else "tail ms", "SLO att.", "peak load", "status"]  # fmt: skip
-    for name in columns:
+    llm = document.get("kind") == "llm"
+    p = f"p{percentile:g}" if percentile else "tail"
+    middle = (["$/1M out tok", f"TTFT {p} ms", f"TPOT {p} ms"] if llm
+              else ["window ms", "$/job" if job else "$/h", "makespan s" if job else "$/month", "p50 ms",
+                    f"{p} ms ± 95%"])  # fmt: skip
+    if llm:
+        middle = ["$/h", "$/month", *middle]
+    for name in ["fleet", *middle, "SLO att.", "peak load", "status"]:
         table.add_column(name, justify="left" if name in ("fleet", "status") else "right")
     rows = sorted(level["candidates"], key=lambda r: (r.get("usd") if job else r.get("cost_usd_per_h")) or 0.0)
     for row in rows:
@@ -55,10 +60,20 @@ def plan_table(document: dict[str, Any], level: dict[str, Any]) -> Table:
         fleet = fleet_text(row) + (f" [{_others(row)}]" if _others(row) else "")
         cost = _num(row.get("usd"), "{:.2f}") if job else _num(row.get("cost_usd_per_h"), "{:.3f}")
         second = _num(row.get("makespan_s"), "{:,.0f}") if job else _num(row.get("cost_usd_per_month"), "{:,.0f}")
-        table.add_row(fleet, _num(row.get("max_wait_ms"), "{:g}"), cost, second, _num(row.get("p50_ms"), "{:.2f}"),
-                      _tail_text(row), _num(row.get("slo_attainment"), "{:.4f}"), _num(row.get("rho_peak"), "{:.0%}"),
+        if llm:
+            cells = [cost, second, _num(row.get("usd_per_million_output_tokens"), "{:.2f}"),
+                     _num(row.get("ttft_ms"), "{:.1f}"), _num(row.get("tpot_ms"), "{:.2f}")]  # fmt: skip
+        else:
+            cells = [_num(row.get("max_wait_ms"), "{:g}"), cost, second, _num(row.get("p50_ms"), "{:.2f}"),
+                     _tail_text(row)]  # fmt: skip
+        table.add_row(fleet, *cells, _num(row.get("slo_attainment"), "{:.4f}"), _num(row.get("rho_peak"), "{:.0%}"),
                       f"[{style}]{row['status']}[/{style}]" if style else row["status"])  # fmt: skip
     return table
+
+
+def _window(row: dict[str, Any]) -> str:
+    """`, window 2 ms` (nothing for an LLM engine, which has no batching window)."""
+    return "" if row.get("max_wait_ms") is None else f", window {row['max_wait_ms']:g} ms"
 
 
 def answer_lines(document: dict[str, Any], level: dict[str, Any]) -> list[str]:
@@ -69,12 +84,19 @@ def answer_lines(document: dict[str, Any], level: dict[str, Any]) -> list[str]:
     if pick is None:
         lines = [f"[red]no configuration meets the SLO{at}[/red]; the closest:"]
         for row in level["closest"]:
-            lines.append(f"  {fleet_text(row)}, window {_num(row.get('max_wait_ms'), '{:g}')} ms: {row['reason']}")
+            lines.append(f"  {fleet_text(row)}{_window(row)}: {row['reason']}")
         return lines
     if document.get("kind") == "batch":
         return [f"pick{at}: {fleet_text(pick)}, makespan {pick['makespan_s']:,.0f} s, {pick['usd']:.4g} USD per run"]
+    if document.get("kind") == "llm":
+        p = f"p{pick['tail_percentile']:g}"
+        return [f"pick{at}: {fleet_text(pick)}: {pick['cost_usd_per_h']:.3f} USD/h, "
+                f"{pick['cost_usd_per_month']:,.0f} USD/month, "
+                f"{_num(pick.get('usd_per_million_output_tokens'), '{:.2f}')} USD per 1M output tokens; "
+                f"TTFT {p} {_num(pick.get('ttft_ms'), '{:.1f}')} ms, TPOT {p} {_num(pick.get('tpot_ms'), '{:.2f}')} "
+                f"ms ({pick['reason']}); peak load {pick['rho_peak']:.0%} of capacity"]  # fmt: skip
     return [
-        f"pick{at}: {fleet_text(pick)}, window {pick['max_wait_ms']:g} ms"
+        f"pick{at}: {fleet_text(pick)}{_window(pick)}"
         + (f" [{_others(pick)}]" if _others(pick) else "")
         + f": {pick['cost_usd_per_h']:.3f} USD/h, {pick['cost_usd_per_month']:,.0f} USD/month, "
         f"{_num(pick.get('usd_per_million_requests'), '{:.3g}')} USD per 1M requests; "

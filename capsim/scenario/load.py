@@ -207,10 +207,14 @@ def on_candidate_hardware(scenario: Scenario, candidate: HardwareCandidate, fiel
     the catalogue's), its service time (or the scenario's profile, which `transfer_service` moves by
     roofline once validated), its spot terms (or none). Used by the batch job's hardware search and
     by `capsim plan`; `field` names the candidate in errors."""
-    if candidate.service is None and getattr(scenario.service, "transfer", None) is None:
+    # An LLM roofline derives its step time from the hardware's catalogue figures (it moves with the
+    # hardware); llm_linear / llm_fitted coefficients belong to the GPU they were fitted on.
+    moves = getattr(scenario.service, "transfer", None) is not None or scenario.service.kind == "llm_roofline"
+    if candidate.service is None and not moves:
         raise CapsimInputError(
             "give this hardware's service time (service: ...): the scenario's is not a profile transferred "
-            "by roofline (service.transfer), so it says nothing about other hardware",
+            "by roofline (service.transfer) nor an LLM roofline (llm_roofline), so it says nothing about "
+            "other hardware",
             field=f"{field}.service",
         )
     data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
