@@ -42,7 +42,7 @@ def test_an_llm_plan_across_hardware_reads_ttft_tpot_and_costs_output_tokens(
     simulated = [r for r in rows if r["replications"]]
     assert {r["hardware"] for r in rows} == {"A100-80GB", "L40S"} and simulated
     for row in simulated:
-        assert 0 < row["ttft_ms"] and 0 < row["tpot_ms"] and row["max_wait_ms"] is None
+        assert row["ttft_ms"] > 0 and row["tpot_ms"] > 0 and row["max_wait_ms"] is None
         assert row["tail_ms"] in (row["ttft_ms"], row["tpot_ms"])  # the objective that decided the verdict
         assert row["usd_per_million_output_tokens"] > row["cost_usd_per_h"] > 0  # < 1M output tokens an hour
     pick = document["levels"][0]["pick"]
