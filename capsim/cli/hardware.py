@@ -64,13 +64,21 @@ def _price_date(spec: HardwareSpec) -> str:
     return figure.date or "undated"
 
 
+def _mig(spec: HardwareSpec) -> str:
+    """The smallest and largest MIG profiles ('1g.10gb..7g.80gb'), or '—' without MIG."""
+    if spec.mig is None:
+        return _DASH
+    names = list(spec.mig.profiles)
+    return f"{names[0]}..{names[-1]}" if len(names) > 1 else names[0]
+
+
 def catalogue_table(catalogue: Catalogue) -> Table:
     """The catalogue as a rich table, one row per entry."""
     table = Table(title=f"capsim hardware catalogue ({', '.join(catalogue.files)})", title_justify="left")
     columns = (
         ("name", "left"), ("kind", "left"), ("mem GB", "right"), ("BW GB/s", "right"), ("FP16 TF", "right"),
         ("INT8 / FP8", "right"), ("TDP W", "right"), ("$/h on-demand", "right"), ("instance", "left"),
-        ("$/h spot", "right"), ("price date", "left"),
+        ("$/h spot", "right"), ("price date", "left"), ("MIG", "left"),
     )  # fmt: skip
     for header, justify in columns:
         table.add_column(header, justify=justify, no_wrap=header != "price date")  # type: ignore[arg-type]
@@ -78,7 +86,7 @@ def catalogue_table(catalogue: Catalogue) -> Table:
         table.add_row(
             spec.name, spec.kind, _num(spec.memory_gb), _num(spec.memory_bandwidth_gbps), _num(spec.fp16_tflops),
             _int8_fp8(spec), _num(spec.tdp_w), _num(spec.on_demand_usd_per_hour), _instance(spec),
-            _num(spec.spot_usd_per_hour), _price_date(spec),
+            _num(spec.spot_usd_per_hour), _price_date(spec), _mig(spec),
         )  # fmt: skip
     notice = ", ".join(
         f"{name} {p.spot_notice_s.value:g} s" for name, p in catalogue.providers.items() if p.spot_notice_s.value
@@ -105,6 +113,11 @@ def entry_table(spec: HardwareSpec) -> Table:
         table.add_row(f"offer {offer.market}", f"${price}", offer.confidence,
                       f"{offer.provider} {offer.instance_type}{gpus}: {offer.source}", offer.date or "",
                       offer.note or "")  # fmt: skip
+    if spec.mig is not None:
+        for i, (profile, p) in enumerate(spec.mig.profiles.items()):  # the source once, on the first row
+            source, note = (spec.mig.source, spec.mig.note or "") if i == 0 else ("", "")
+            table.add_row(f"MIG {profile}", f"{p.compute_sevenths}/7 SMs, {p.memory_gb:g} GB, {p.per_gpu} per GPU",
+                          spec.mig.confidence, source, "", note)  # fmt: skip
     return table
 
 
