@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from capsim.scenario import RealtimeServing, Scenario
 from capsim.servicetime.scaled import service_on_hardware
 from capsim.serving.asyncqueue import AsyncServing
+from capsim.serving.graph.spec import GraphServing, stage_scenario, visit_shares
 from capsim.serving.llm.spec import LlmServing
 from capsim.serving.streaming import StreamingServing
 
@@ -43,6 +44,8 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
         return CapacityEstimate(offered_rps=rates.mean_rate_rps(scenario.duration_s),
                                 peak_offered_rps=rates.peak_rate_rps(scenario.duration_s),
                                 capacity_rps=llm_capacity_rps(scenario))  # fmt: skip
+    if isinstance(serving, GraphServing):  # the stage closest to its capacity
+        return max(graph_stage_estimates(scenario).values(), key=lambda est: est.utilization)
     assert isinstance(serving, RealtimeServing) and scenario.workload is not None  # a batch job has no offered load
     arrival = scenario.workload.arrival
     miss = 1.0 - serving.cache.hit_ratio
@@ -58,6 +61,20 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
         peak_offered_rps=arrival.peak_rate_rps(scenario.duration_s) * miss,
         capacity_rps=capacity,
     )
+
+
+def graph_stage_estimates(scenario: Scenario) -> dict[str, CapacityEstimate]:
+    """Each stage of a graph against the load it is offered: the graph's arrival rate times the
+    stage's expected visits per request (`visit_shares`)."""
+    serving = scenario.serving
+    assert isinstance(serving, GraphServing)
+    estimates = {}
+    for name, share in visit_shares(serving).items():
+        alone = estimate_capacity(stage_scenario(scenario, name))
+        estimates[name] = CapacityEstimate(offered_rps=alone.offered_rps * share,
+                                           peak_offered_rps=alone.peak_offered_rps * share,
+                                           capacity_rps=alone.capacity_rps)  # fmt: skip
+    return estimates
 
 
 def largest_fleet(scenario: Scenario) -> Scenario:

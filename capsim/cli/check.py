@@ -45,6 +45,12 @@ def check_command(
         f"offered load {est.offered_rps:.4g} rps (peak {est.peak_offered_rps:.4g}), capacity with full batches "
         f"{est.capacity_rps:.4g} rps, utilization ≈ {est.utilization:.3f}"
     )
+    if loaded.serving.mode == "graph":
+        from capsim.stability import graph_stage_estimates
+
+        for name, stage in graph_stage_estimates(loaded).items():
+            console.print(f"  stage {name}: offered {stage.offered_rps:.4g} rps (peak {stage.peak_offered_rps:.4g}), "
+                          f"capacity {stage.capacity_rps:.4g} rps, utilization ≈ {stage.utilization:.3f}")  # fmt: skip
     for warning in stability_warnings(loaded):
         console.print(f"[yellow]warning:[/yellow] {warning}")
 

@@ -23,7 +23,7 @@ from capsim.metrics.summary import clean_json, replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.rng import RandomStreams
 from capsim.serving.graph.routing import Router, split_entry
-from capsim.serving.graph.spec import GraphServing, topological_order
+from capsim.serving.graph.spec import GraphServing, stage_scenario, topological_order
 from capsim.serving.graph.stage import Stage, Visits
 
 if TYPE_CHECKING:
@@ -44,22 +44,6 @@ class _StageStreams(RandomStreams):
 
     def stream(self, name: str) -> np.random.Generator:
         return super().stream(self.prefix + name)
-
-
-def stage_scenario(scenario: Scenario, name: str) -> Scenario:
-    """The scenario of stage `name` alone: its serving section, its service and hardware (the
-    scenario's when it gives none; hardware priced from the catalogue when it gives no price)."""
-    from capsim.scenario.load import _with_catalogue_figures  # deferred: the loader imports the schema
-
-    graph = scenario.serving
-    assert isinstance(graph, GraphServing)
-    stage = graph.stages[name]
-    staged = scenario.model_copy(update={
-        "name": f"{scenario.name}/{name}", "serving": stage.serving, "slo": None,
-        "service": stage.service if stage.service is not None else scenario.service,
-        "hardware": stage.hardware if stage.hardware is not None else scenario.hardware,
-    })  # fmt: skip
-    return _with_catalogue_figures(staged) if staged.hardware.usd_per_hour is None else staged
 
 
 class _EntryArrivals:

@@ -28,7 +28,7 @@ from capsim.input_model import InputModel
 from capsim.servicetime import ServiceSpec
 
 if TYPE_CHECKING:
-    from capsim.scenario.schema import Hardware, RealtimeServing
+    from capsim.scenario.schema import Hardware, RealtimeServing, Scenario
 
 # Weights are read as written in YAML (decimals): a sum within this of 1 is 1.
 _WEIGHT_TOLERANCE = 1e-9
@@ -213,6 +213,46 @@ def topological_order(graph: GraphServing) -> list[str]:
         cycle = [name for name in graph.stages if name not in order]
         raise ValueError(f"stages: requests go round in a cycle through {', '.join(cycle)}")
     return order
+
+
+def stage_scenario(scenario: Scenario, name: str) -> Scenario:
+    """The scenario of stage `name` alone: its serving section, its service and hardware (the
+    scenario's when it gives none; hardware priced from the catalogue when it gives no price)."""
+    from capsim.scenario.load import _with_catalogue_figures  # deferred: the loader imports the schema
+
+    graph = scenario.serving
+    assert isinstance(graph, GraphServing)
+    stage = graph.stages[name]
+    staged = scenario.model_copy(update={
+        "name": f"{scenario.name}/{name}", "serving": stage.serving, "slo": None,
+        "service": stage.service if stage.service is not None else scenario.service,
+        "hardware": stage.hardware if stage.hardware is not None else scenario.hardware,
+    })  # fmt: skip
+    return _with_catalogue_figures(staged) if staged.hardware.usd_per_hour is None else staged
+
+
+def visit_shares(graph: GraphServing) -> dict[str, float]:
+    """Expected visits to each stage per request arriving at the graph: an entry stage's largest
+    weight over its schedule (the most it carries), times each route's `fraction`; a fan-out sends
+    one visit to every branch and, after the join, one to `then`; a shadow gets its stage's visits."""
+    split = graph.entry_split()
+    shares = {name: 0.0 for name in graph.stages}
+    for name in split.split:
+        shares[name] = max(weights[name] for weights in (split.split, *(s.split for s in split.schedule)))
+    for name in topological_order(graph):
+        stage = graph.stages[name]
+        for shadow in stage.shadow:
+            shares[shadow] += shares[name]
+        nxt = stage.next
+        if nxt is None:
+            continue
+        if nxt.to is not None:
+            shares[nxt.to] += shares[name] * nxt.fraction
+        else:
+            assert nxt.fan_out is not None
+            for target in nxt.targets():
+                shares[target] += shares[name]
+    return shares
 
 
 def rebuild_graph_spec(**types: Any) -> None:
