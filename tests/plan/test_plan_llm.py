@@ -30,12 +30,13 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow  # two plans (one writing its pick's run folder) and a report: ~15 s on the shared VM
 def test_an_llm_plan_across_hardware_reads_ttft_tpot_and_costs_output_tokens(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = str(write_scenario(tmp_path, LLM))
-    code, stdout, _ = run(capsys, path, "--hardware", "A100-80GB,L40S", "--min-replicas", "1", "--json")
-    document = json.loads(stdout)
+    path, out = str(write_scenario(tmp_path, LLM)), tmp_path / "plan"
+    code, _, _ = run(capsys, path, "--hardware", "A100-80GB,L40S", "--min-replicas", "1", "--out", str(out))
+    document = json.loads((out / "plan.json").read_text())
     rows = document["levels"][0]["candidates"]
     assert code == 0 and document["kind"] == "llm" and document["space"]["max_wait_ms"] == []
     assert document["slo"] == {"ttft_ms": 1000, "tpot_ms": 50, "percentile": 99}
@@ -50,6 +51,9 @@ def test_an_llm_plan_across_hardware_reads_ttft_tpot_and_costs_output_tokens(
     assert pick["cost_usd_per_h"] == min(r["cost_usd_per_h"] for r in rows if r["status"] == "meets")
     code, stdout, _ = run(capsys, path, "--hardware", "A100-80GB,L40S", "--min-replicas", "1")
     assert code == 0 and "TTFT p99 ms" in stdout and "USD per 1M output tokens" in stdout
+    assert main(["report", str(out), "-o", str(tmp_path / "plan.html")]) == 0
+    page = (tmp_path / "plan.html").read_text()
+    assert "TTFT p99" in page and "TPOT p99" in page and "per million output tokens" in page
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,9 @@ def _slo_text(doc: dict[str, Any]) -> str:
     slo = doc.get("slo") or {}
     if _is_job(doc):
         return f"deadline {formats.number((slo.get('deadline_s') or 0.0) / 3600.0, 3)} h"
-    return f"{_tail_name(doc)} ≤ {formats.ms(slo.get('latency_ms'))}"
+    bounds = [(f"{label}{_tail_name(doc)}", slo.get(key)) for label, key in
+              (("", "latency_ms"), ("TTFT ", "ttft_ms"), ("TPOT ", "tpot_ms")) if slo.get(key) is not None]  # fmt: skip
+    return ", ".join(f"{name} ≤ {formats.ms(bound)}" for name, bound in bounds)
 
 
 def _pick_sentence(doc: dict[str, Any], level: dict[str, Any]) -> str:
@@ -75,7 +77,12 @@ def _pick_sentence(doc: dict[str, Any], level: dict[str, Any]) -> str:
                 f"({_slo_text(doc)}) for {formats.usd(pick.get('usd'))} a run — the cheapest of {simulated} "
                 f"configurations simulated.")  # fmt: skip
     headroom = pick.get("headroom")
-    return (f"Run{at} {fleet_text(pick)} with a {formats.number(pick.get('max_wait_ms'))} ms batching window: "
+    window = "" if pick.get("max_wait_ms") is None else \
+        f" with a {formats.number(pick.get('max_wait_ms'))} ms batching window"
+    if doc.get("kind") == "llm":  # the objective that decided, then both token times and $/1M output tokens
+        window = (f" (TTFT {formats.ms(pick.get('ttft_ms'))}, TPOT {formats.ms(pick.get('tpot_ms'))}, "
+                  f"{formats.usd(pick.get('usd_per_million_output_tokens'))} per million output tokens)")
+    return (f"Run{at} {fleet_text(pick)}{window}: "
             f"{formats.usd(pick.get('cost_usd_per_month'))} a month ({formats.usd(pick.get('cost_usd_per_h'), 'h')}, "
             f"{formats.usd(pick.get('usd_per_million_requests'))} per million requests) for "
             f"{formats.rate(level.get('offered_rps'))} offered (peak {formats.rate(level.get('peak_offered_rps'))}). "
@@ -91,7 +98,8 @@ def _no_pick_sentence(doc: dict[str, Any], level: dict[str, Any]) -> str:
     from capsim.report.plan_table import fleet_text
 
     at = f" at {_level_name(level)}" if level.get("load") else ""
-    closest = "; ".join(f"{fleet_text(row)}, window {formats.number(row.get('max_wait_ms'))} ms: {row.get('reason')}"
+    closest = "; ".join(f"{fleet_text(row)}" + ("" if row.get("max_wait_ms") is None else
+                        f", window {formats.number(row.get('max_wait_ms'))} ms") + f": {row.get('reason')}"
                         for row in level.get("closest") or [])  # fmt: skip
     return f"No configuration{at} meets the SLO ({_slo_text(doc)}) under the safety rules. Closest: {closest or '–'}."
 
@@ -117,11 +125,13 @@ def headline(run: RunFolder) -> Headline:
 
 def _alternatives_table(doc: dict[str, Any], level: dict[str, Any]) -> str:
     job = _is_job(doc)
+    llm = doc.get("kind") == "llm"  # TTFT and TPOT at the SLO percentile and $/1M output tokens instead
     tail = _tail_name(doc)
     columns = [blocks.Column("hardware"), blocks.Column("fleet", True), blocks.Column("autoscaler"),
-               blocks.Column("window", True), blocks.Column("$/job" if job else "$/month", True),
-               blocks.Column("makespan" if job else "p50", True),
-               blocks.Column(f"{tail} ± 95%" if not job else "workers", True),
+               blocks.Column("$/1M out tok" if llm else "window", True),
+               blocks.Column("$/job" if job else "$/month", True),
+               blocks.Column("makespan" if job else f"TTFT {tail}" if llm else "p50", True),
+               blocks.Column("workers" if job else f"TPOT {tail}" if llm else f"{tail} ± 95%", True),
                blocks.Column("SLO attainment", True), blocks.Column("headroom", True), blocks.Column("status"),
                blocks.Column("why", note=True)]  # fmt: skip
     pick = level.get("pick")  # one of the candidates, repeated whole (a batch job's rows have no key)
@@ -135,10 +145,15 @@ def _alternatives_table(doc: dict[str, Any], level: dict[str, Any]) -> str:
         cost = formats.usd(row.get(cost_key))
         if row.get("status") == "pruned":
             cost = f"≥ {cost}"  # a lower bound, never simulated
-        rows.append([str(row.get("hardware")), fleet, autoscaler, formats.ms(row.get("max_wait_ms")), cost,
-                     formats.number((row.get("makespan_s") or 0.0) / 3600.0, 3) + " h" if job else
-                     formats.ms(row.get("p50_ms")),
-                     formats.number(row.get("replicas")) if job else _tail_text(row),
+        if llm:
+            middle = [formats.usd(row.get("usd_per_million_output_tokens")), cost, formats.ms(row.get("ttft_ms")),
+                      formats.ms(row.get("tpot_ms"))]  # fmt: skip
+        else:
+            middle = [formats.ms(row.get("max_wait_ms")), cost,
+                      formats.number((row.get("makespan_s") or 0.0) / 3600.0, 3) + " h" if job else
+                      formats.ms(row.get("p50_ms")),
+                      formats.number(row.get("replicas")) if job else _tail_text(row)]  # fmt: skip
+        rows.append([str(row.get("hardware")), fleet, autoscaler, *middle,
                      formats.percent(row.get("slo_attainment"), 5), formats.percent(row.get("headroom")),
                      "★ pick" if row == pick else str(row.get("status")),
                      str(row.get("reason", ""))])  # fmt: skip
