@@ -53,6 +53,8 @@ OVERRIDES: dict[str, list[str]] = {
     "fraud-ensemble-fanout": ["duration_s=60", "warmup_s=10"],
     "canary-rollout": ["duration_s=360", "warmup_s=30", "serving.entry.schedule=[{at_s: 120, split: {v1: 0.75, "
                        "v2: 0.25}}, {at_s: 240, split: {v1: 0.0, v2: 1.0}}]"],
+    # Seven replicas on the MIG slices of one A100-80GB, billed as one GPU.
+    "small-models-mig-a100": ["duration_s=120", "warmup_s=20"],
 }
 
 
