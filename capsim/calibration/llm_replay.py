@@ -84,8 +84,11 @@ def replay_scenario(point: LlmPoint, service: dict[str, Any], workspace: ReplayW
         "service": service,
         # The replay asks about time, not money: no price, no energy.
         "hardware": {"name": "replay", "usd_per_hour": 0.0},
+        # One engine, up from the start: nothing to load (the fleet's cold start needs a model's
+        # weights otherwise, and the replay has no model).
         "serving": {"mode": "llm", "replicas": 1,
-                    "scheduler": point.scheduler.model_dump(exclude={"gpu_memory_utilization"})},
+                    "scheduler": point.scheduler.model_dump(exclude={"gpu_memory_utilization"}),
+                    "cold_start": {"model_load_s": {"kind": "fixed", "value_s": 0.0}}},
     }  # fmt: skip
     return Scenario.model_validate(data), origin_s
 

@@ -76,7 +76,8 @@ def write_llm_run(out: Path, rate_rps: float, coefficients_ms: dict[str, float],
             "max_num_seqs": engine["max_num_seqs"], "max_num_batched_tokens": engine["max_num_batched_tokens"],
             "chunked_prefill": engine["enable_chunked_prefill"], "block_size": engine["block_size"],
             "kv_cache_blocks": engine["num_gpu_blocks"], "enable_prefix_caching": engine["enable_prefix_caching"],
-            "max_model_len": engine["max_model_len"]}},
+            "max_model_len": engine["max_model_len"]},
+            "cold_start": {"model_load_s": {"kind": "fixed", "value_s": 0.0}}},
     }  # fmt: skip
     frame = simulate(Scenario.model_validate(data)).requests_frame()
     done = frame["outcome"].to_numpy() == COMPLETED
