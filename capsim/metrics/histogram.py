@@ -22,7 +22,7 @@ import numpy as np
 
 def bucket_index(value: np.ndarray | float, min_value: float, log_gamma: float) -> np.ndarray | float:
     """The bucket of a value above `min_value` (as a float; a value or an array): the one rule, which
-    the streaming loop compiles with numba (capsim/serving/streaming/fold.py)."""
+    the compiled loops fold with (capsim/metrics/loop_stats.py)."""
     return np.ceil(np.log(value / min_value) / log_gamma)
 
 

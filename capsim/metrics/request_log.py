@@ -29,6 +29,7 @@ COLUMNS: dict[str, tuple[type, float | int | bool]] = {
     "batch_size": (np.int32, 0),
     "outcome": (np.int8, IN_FLIGHT),
     "cache_hit": (np.bool_, False),
+    "request_size": (np.float64, 1.0),  # workload.size, in the workload's unit (1 without sizes)
 }
 
 Columns = dict[str, np.ndarray]
@@ -114,6 +115,7 @@ class RequestLog:
         self.batch_size = fresh["batch_size"]
         self.outcome = fresh["outcome"]
         self.cache_hit = fresh["cache_hit"]
+        self.request_size = fresh["request_size"]
 
     @property
     def capacity(self) -> int:
@@ -177,7 +179,6 @@ class RequestLog:
         """The rows in use, column by column (no copy)."""
         self._apply_batches()
         return {name: col[: self.size] for name, col in self.columns.items()}
-
 
 
 def without_folded(cols: Columns) -> Columns:

@@ -1,7 +1,7 @@
 """Finished requests folded into statistics inside the real-time loop, for runs without a request
 log (`keep_requests=False`): the figures capsim.metrics.tally.RequestTally and
 capsim.metrics.intervals.LevelAreas derive from rows — counts, the latency and queue-wait
-histograms (the `LogHistogram` bucket rule, compiled: the streaming loop's `_record`), the SLO
+histograms (the `LogHistogram` bucket rule, compiled: capsim/metrics/loop_stats.py), the SLO
 count, the served sojourn, batch sizes, and per tick interval the arrivals, latency sums and the
 integrals of queue length, requests in service and busy executors — so that a day of a hundred
 million requests neither writes their rows in full nor folds them in numpy afterwards.
@@ -22,10 +22,7 @@ import numpy as np
 from numba import njit
 
 from capsim.metrics.intervals import LevelAreas, open_area_from_bins
-from capsim.metrics.request_log import FOLDED
-from capsim.metrics.tally import RequestTally
-from capsim.serving.dataplane.layout import I_BASE
-from capsim.serving.streaming.fold import (
+from capsim.metrics.loop_stats import (
     F_LOG_GAMMA,
     F_MIN_VALUE,
     F_SLO_S,
@@ -34,17 +31,20 @@ from capsim.serving.streaming.fold import (
     I_COUNT,
     I_ON,
     I_WITHIN_SLO,
-    _record,
     histogram_row,
+    record_value,
     scalars_and_histograms,
 )
-from capsim.serving.streaming.fold import N_INTS as STREAMING_N_INTS
+from capsim.metrics.loop_stats import N_INTS as SHARED_N_INTS
+from capsim.metrics.request_log import FOLDED
+from capsim.metrics.tally import RequestTally
+from capsim.serving.dataplane.layout import I_BASE
 
-# The scalars and histograms are laid out as the streaming loop's (F_*, I_* and H_* there), with one
+# The scalars and histograms are laid out as every loop's (capsim/metrics/loop_stats.py), with one
 # int more: the tick bin of the latest batch start, where the next bin search begins.
-I_TICK = STREAMING_N_INTS
+I_TICK = SHARED_N_INTS
 N_INTS = I_TICK + 1
-# rows of `hist_counts` / `hist_stats` (stats per row: streaming.fold's H_SUM, H_MAX, H_MIN, H_ZERO)
+# rows of `hist_counts` / `hist_stats` (stats per row: loop_stats.H_*)
 R_LATENCY = 0
 R_QUEUE_WAIT = 1
 LEVELS = LevelAreas.NAMES
@@ -137,8 +137,8 @@ def fold_batch(f, p, log, s, e, started_s, answered_s, overhead_s):  # type: ign
         counted += 1
         within += latency_s <= slo_s
         sojourn_s += latency_s - overhead_s
-        _record(counts, stats, R_LATENCY, latency_s * 1000.0, min_value, log_gamma)
-        _record(counts, stats, R_QUEUE_WAIT, max(started_s - a, 0.0) * 1000.0, min_value, log_gamma)
+        record_value(counts, stats, R_LATENCY, latency_s * 1000.0, min_value, log_gamma)
+        record_value(counts, stats, R_QUEUE_WAIT, max(started_s - a, 0.0) * 1000.0, min_value, log_gamma)
     k_end = tick_after(ticks, served_until_s, k_start)
     closed[0, k_start] += size  # (queued until the batch starts)
     closed[1, k_start] += size * started_s

@@ -79,7 +79,7 @@ from capsim.serving.dataplane.rules import (
 drop_stale_cache(
     Path(__file__).parent,
     "kernel",
-    ("balancers.py", "layout.py", "heap.py", "rules.py", "fold.py", "../streaming/fold.py"),
+    ("balancers.py", "layout.py", "heap.py", "rules.py", "fold.py", "../../metrics/loop_stats.py"),
 )
 
 
