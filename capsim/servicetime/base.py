@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import ConfigDict, Field
 
+from capsim.errors import CapsimInputError
 from capsim.input_model import InputModel
 
 BatchSampler = Callable[..., float]
@@ -61,6 +63,17 @@ class BatchTimeTable:
     size_s: float = 0.0
     size_grid: np.ndarray = field(default_factory=lambda: np.ones(1))
     size_rule: int = 0
+
+    def without_sizes(self) -> BatchTimeTable:
+        """The table for requests of size 1 (a batch of k does k units), what the loops without
+        request sizes read (streaming, async): the size term folded into the count term. A profile
+        with a size axis has no such table: its curves are measured per request size."""
+        if self.size_grid.size > 1:
+            raise CapsimInputError("a profile with a size axis (size_unit) needs request sizes: serving.mode "
+                                   "realtime with workload.size", field="service.path")  # fmt: skip
+        if self.size_s == 0:
+            return self
+        return dataclasses.replace(self, scale_s=self.scale_s + self.size_s * np.arange(self.scale_s.size), size_s=0.0)
 
 
 class ServiceTimeModel(InputModel):

@@ -37,6 +37,7 @@ from numba import njit
 
 from capsim.metrics.request_log import COMPLETED
 from capsim.serving.asyncqueue.fold import fold_job, fold_taken
+from capsim.serving.dataplane.rules import NO_SIZE_GRID  # (its requests have no sizes)
 from capsim.serving.dataplane.rules import service_s as batch_service_s  # shared with real time
 from capsim.serving.streaming.fold import I_ON, add_interval
 from capsim.serving.streaming.kernel import _first_after
@@ -210,7 +211,8 @@ def start_batch(st, s, size, now):  # type: ignore[no-untyped-def]
     if st.cfg_i[C_DRAWS]:
         x = st.draws[s, st.draw_pos[s]]
         st.draw_pos[s] += 1
-    service_s = batch_service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
+    service_s = batch_service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, NO_SIZE_GRID, 0.0,
+                                size, float(size), x)  # fmt: skip
     st.phase[s] = BUSY
     st.next_s[s] = now + (service_s + st.cfg_f[C_WRITE_S])
 

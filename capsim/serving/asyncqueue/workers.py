@@ -352,6 +352,7 @@ def _allocate(scenario: Scenario, ticks: np.ndarray, slots: int) -> tuple[QueueS
     table = scenario.service.batch_time_table(serving.max_batch_size)
     if table is None:
         raise ValueError(f"service kind {getattr(scenario.service, 'kind', '?')} has no compiled form")
+    table = table.without_sizes()  # (records / jobs have no sizes: each does one size unit)
     cfg_i = np.zeros(kernel.N_CFG_I, dtype=np.int64)
     cfg_i[kernel.C_BATCH] = serving.max_batch_size
     cfg_i[kernel.C_FORM] = table.form

@@ -40,6 +40,7 @@ from capsim.serving.fleet import RealtimeFleet, ReplicaHandle
 
 if TYPE_CHECKING:
     from capsim.scenario.schema import RealtimeServing
+    from capsim.workload.size import SizeSampler
 
 
 class KernelReplica:
@@ -92,6 +93,7 @@ class CompiledFleet(RealtimeFleet):
         streams: RandomStreams,
         log: RequestLog,
         fold: RequestFold,
+        sizes: SizeSampler | None = None,
     ) -> None:
         batching = serving.batching
         table = service.batch_time_table(batching.max_batch_size)
@@ -112,6 +114,9 @@ class CompiledFleet(RealtimeFleet):
         cfg_i[layout.C_FE_DRAWS] = frontend is not None and frontend.cv > 0
         self._late_window = frontend if frontend is not None and frontend.window_late_quantiles_ms else None
         cfg_i[layout.C_WINDOW_LATE] = self._late_window is not None
+        self._sizes = sizes  # workload.size: each arrival's size, written into its log row
+        cfg_i[layout.C_SIZED] = sizes is not None
+        cfg_i[layout.C_SIZE_RULE] = table.size_rule
         cfg_f = np.zeros(layout.N_CFG_F)
         cfg_f[layout.C_MAX_WAIT_S] = batching.max_wait_ms / 1000.0
         cfg_f[layout.C_TIMEOUT_S] = serving.timeout_ms / 1000.0 if serving.timeout_ms is not None else math.inf
@@ -119,10 +124,12 @@ class CompiledFleet(RealtimeFleet):
         cfg_f[layout.C_LOC] = table.loc
         cfg_f[layout.C_SIGMA] = table.sigma
         cfg_f[layout.C_FE_FIXED_S] = frontend.per_request_ms / 1000.0 if frontend is not None else 0.0
+        cfg_f[layout.C_SIZE_S] = table.size_s
         self._fe_lognormal = frontend.lognormal_mu_sigma() if frontend is not None and frontend.cv > 0 else None
         self._fe_rng: dict[int, np.random.Generator] = {}
         self._late_rng: dict[int, np.random.Generator] = {}
-        self.plane: Plane = allocate(cfg_i, cfg_f, table.scale_s, table.levels, table.quantiles_s)
+        self.plane: Plane = allocate(cfg_i, cfg_f, table.scale_s, table.levels, table.quantiles_s,
+                                     size_grid=table.size_grid)  # fmt: skip
         self._slot_rng: dict[int, np.random.Generator] = {}
         self._slot_handle: dict[int, KernelReplica] = {}
         self._arr_t = np.zeros(0)
@@ -164,7 +171,8 @@ class CompiledFleet(RealtimeFleet):
 
     def _log_columns(self) -> LogColumns:
         log = self._log_ref
-        return LogColumns(log.arrival_s, log.start_s, log.end_s, log.replica, log.batch_size, log.outcome)
+        return LogColumns(log.arrival_s, log.start_s, log.end_s, log.replica, log.batch_size, log.outcome,
+                          log.request_size)  # fmt: skip
 
     # The kernel keeps the integrals autoscalers read (concurrency, busy executors); the activator's
     # Python code changes concurrency too. They are copied across around every kernel call.
@@ -375,6 +383,9 @@ class CompiledFleet(RealtimeFleet):
         p = self.plane
         for times in self._chunks:
             first_id = self.log.append_arrivals(times, keep_recent=False)
+            if self._sizes is not None:  # every arrival drawn a size, cache hits too: the draws follow arrivals
+                row = first_id - self.log.base
+                self.log.request_size[row : row + times.size] = self._sizes.draw(times.size)
             if self.serving.cache.hit_ratio > 0:
                 miss = self._answer_cache_hits(first_id, times)
                 ids = np.flatnonzero(miss) + first_id

@@ -60,14 +60,17 @@ C_LB_DRAWS = 7  # random draws one pick of the balancer may take (balancers.Bala
 C_FRONTEND = 8  # front-end workers per replica (0: no front end)
 C_FE_DRAWS = 9  # 1 when front-end times are drawn (lognormal), 0 when fixed
 C_WINDOW_LATE = 10  # 1 when the batching timer fires late (serving.frontend.window_late_quantiles_ms)
-N_CFG_I = 11
+C_SIZED = 11  # 1 when requests have sizes (workload.size): batches sum or pad their sizes
+C_SIZE_RULE = 12  # capsim.servicetime.base.SIZE_RULES: 0 total, 1 max (padded)
+N_CFG_I = 13
 C_MAX_WAIT_S = 0
 C_TIMEOUT_S = 1
 C_OVERHEAD_S = 2
 C_LOC = 3
 C_SIGMA = 4
 C_FE_FIXED_S = 5  # the front-end time when it is fixed
-N_CFG_F = 6
+C_SIZE_S = 6  # the service time's size term: seconds per size unit (BatchTimeTable.size_s)
+N_CFG_F = 7
 
 
 # -- slot states -----------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class Plane(NamedTuple):
     levels: np.ndarray
     quantiles_s: np.ndarray
     lb_draws: np.ndarray
+    size_grid: np.ndarray  # a profile's size axis (BatchTimeTable.size_grid; [1.0] without one)
 
 
 class LogColumns(NamedTuple):
@@ -79,6 +80,7 @@ class LogColumns(NamedTuple):
     replica: np.ndarray
     batch_size: np.ndarray
     outcome: np.ndarray
+    request_size: np.ndarray  # each request's size (workload.size; 1 without it)
 
 
 def _grown(old: np.ndarray, shape: tuple[int, ...], fill: float | int) -> np.ndarray:
@@ -96,6 +98,7 @@ def allocate(
     slots: int = 8,
     queue_capacity: int = 256,
     heap_capacity: int = 256,
+    size_grid: np.ndarray | None = None,
 ) -> Plane:
     """A fresh plane with every slot free."""
     instances, max_batch = int(cfg_i[layout.C_INSTANCES]), int(cfg_i[layout.C_MAX_BATCH])
@@ -147,6 +150,7 @@ def allocate(
         levels=levels,
         quantiles_s=quantiles_s,
         lb_draws=np.zeros(DRAW_CHUNK + max(b.draws_per_pick for b in BALANCERS.values())),
+        size_grid=np.ones(1) if size_grid is None else size_grid,
     )
 
 

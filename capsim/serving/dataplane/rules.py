@@ -43,6 +43,9 @@ from capsim.serving.dataplane.layout import (
     C_MAX_WAIT_S,
     C_OVERHEAD_S,
     C_SIGMA,
+    C_SIZE_RULE,
+    C_SIZE_S,
+    C_SIZED,
     C_TIMEOUT_S,
     C_WINDOW_LATE,
     CLOCK_SLACK_S,
@@ -115,23 +118,76 @@ def integral_add(floats, at, t, delta):  # type: ignore[no-untyped-def]
     floats[at] += delta
 
 
+NO_SIZE_GRID = np.ones(1)
+"""The size grid of a service time without a size axis (what the pull loops pass: their requests
+have no sizes)."""
+
+
 @njit(inline="always", error_model="numpy")
-def service_s(form, scale_s, cfg_f, levels, quantiles_s, size, x):  # type: ignore[no-untyped-def]
-    """One batch's service time from its draw x (capsim.servicetime.base.BatchTimeTable)."""
-    if form == FORM_TABLE:
-        return scale_s[size]
-    if form == FORM_EXPONENTIAL:
-        return scale_s[size] * x
-    if form == FORM_LOGNORMAL:
-        return scale_s[size] * math.exp(cfg_f[C_LOC] + cfg_f[C_SIGMA] * x)
-    # FORM_QUANTILE (capsim.servicetime.profile.ProfileService.sampler)
+def batch_items(rule, count, total, largest):  # type: ignore[no-untyped-def]
+    """`size_rule`: a batch's work in size units — its requests' `total` size (rule 0, "total"), or
+    `count` × its `largest` size (rule 1, "max": the batch padded to its longest request, as servers
+    batch tensors). Without sizes every request has size 1 and both give `count`."""
+    if rule == 1:
+        return count * largest
+    return total
+
+
+@njit(inline="always", error_model="numpy")
+def _quantile_row(levels, quantiles_s, row, x):  # type: ignore[no-untyped-def]
+    """The quantile curve of row `row` read at level x (linear between levels)."""
     n_levels = levels.shape[0]
     j = np.searchsorted(levels, x, side="right")
     if j >= n_levels:
-        return quantiles_s[size, n_levels - 1]
+        return quantiles_s[row, n_levels - 1]
     w = (x - levels[j - 1]) / (levels[j] - levels[j - 1])
-    lo = quantiles_s[size, j - 1]
-    return lo + w * (quantiles_s[size, j] - lo)
+    lo = quantiles_s[row, j - 1]
+    return lo + w * (quantiles_s[row, j] - lo)
+
+
+@njit(inline="always", error_model="numpy")
+def _size_blend(lo, hi, w):  # type: ignore[no-untyped-def]
+    """Two grid sizes' times at one level blended with weight `w` on `hi`, guarded beyond the ends
+    (capsim.servicetime.profile._blend, level by level)."""
+    t = (1 - w) * lo + w * hi
+    if w > 1:
+        t = max(t, hi)
+    elif w < 0:
+        t = min(max(t, 0.0), lo)
+    return max(t, 0.0)
+
+
+@njit(inline="always", error_model="numpy")
+def service_s(form, scale_s, cfg_f, levels, quantiles_s, size_grid, size_s, count, items, x):  # type: ignore[no-untyped-def]
+    """One batch's service time from its draw x (capsim.servicetime.base.BatchTimeTable): `count`
+    requests doing `items` size units of work (`batch_items`; `count` without sizes). The forms'
+    scale is the count term plus `size_s` per unit; a profile with a size axis blends its curves at
+    the two grid sizes around the per-request size items / count (rows `count * m + j`), level by
+    level as capsim.servicetime.profile._blend does."""
+    if form == FORM_TABLE:
+        return scale_s[count] + size_s * items
+    if form == FORM_EXPONENTIAL:
+        return (scale_s[count] + size_s * items) * x
+    if form == FORM_LOGNORMAL:
+        return (scale_s[count] + size_s * items) * math.exp(cfg_f[C_LOC] + cfg_f[C_SIGMA] * x)
+    # FORM_QUANTILE (capsim.servicetime.profile.ProfileService.sampler)
+    m = size_grid.shape[0]
+    if m == 1:
+        return _quantile_row(levels, quantiles_s, count, x)
+    per_request = items / count
+    i = np.searchsorted(size_grid, per_request, side="left")
+    if i < m and size_grid[i] == per_request:
+        return _quantile_row(levels, quantiles_s, count * m + i, x)
+    lo = min(max(i - 1, 0), m - 2)
+    w = (per_request - size_grid[lo]) / (size_grid[lo + 1] - size_grid[lo])
+    row = count * m + lo
+    n_levels = levels.shape[0]
+    j = np.searchsorted(levels, x, side="right")
+    if j >= n_levels:
+        return _size_blend(quantiles_s[row, n_levels - 1], quantiles_s[row + 1, n_levels - 1], w)
+    a = _size_blend(quantiles_s[row, j - 1], quantiles_s[row + 1, j - 1], w)
+    b = _size_blend(quantiles_s[row, j], quantiles_s[row + 1, j], w)
+    return a + (x - levels[j - 1]) / (levels[j] - levels[j - 1]) * (b - a)
 
 
 @njit(inline="always", error_model="numpy")
@@ -330,9 +386,10 @@ def window_closes_s(clock, due_s, late_s):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", error_model="numpy")
-def start_batch(p, s, size, now):  # type: ignore[no-untyped-def]
+def start_batch(p, log, s, size, now):  # type: ignore[no-untyped-def]
     """A free executor of slot `s` takes the `size` oldest queued requests; its completion is
-    scheduled after the batch's service time (drawn from the replica's stream for its size)."""
+    scheduled after the batch's service time (drawn from the replica's stream for its size and,
+    with `workload.size`, its work in size units: `batch_items`)."""
     cap = p.q_ids.shape[1]
     p.idle[s] -= 1
     p.in_service[s] += size
@@ -340,8 +397,16 @@ def start_batch(p, s, size, now):  # type: ignore[no-untyped-def]
     while p.b_size[s, e] != 0:
         e += 1
     head = p.q_head[s]
+    sized = p.cfg_i[C_SIZED] != 0
+    total = 0.0
+    largest = 0.0
+    base = p.ints[I_BASE]
     for j in range(size):
         p.b_ids[s, e, j] = p.q_ids[s, head]
+        if sized:
+            one = log.request_size[p.q_ids[s, head] - base]
+            total += one
+            largest = one if one > largest else largest
         head = head + 1 if head + 1 < cap else 0
     p.q_head[s] = head
     p.q_len[s] -= size
@@ -354,7 +419,9 @@ def start_batch(p, s, size, now):  # type: ignore[no-untyped-def]
         p.draw_pos[s] += 1
         if p.draw_end[s] - p.draw_pos[s] < p.cfg_i[C_INSTANCES]:
             p.ints[I_LOW_DRAWS] = 1
-    took_s = service_s(p.cfg_i[C_FORM], p.scale_s, p.cfg_f, p.levels, p.quantiles_s, size, x)
+    items = batch_items(p.cfg_i[C_SIZE_RULE], size, total, largest) if sized else float(size)
+    took_s = service_s(p.cfg_i[C_FORM], p.scale_s, p.cfg_f, p.levels, p.quantiles_s, p.size_grid, p.cfg_f[C_SIZE_S],
+                       size, items, x)  # fmt: skip
     clock = p.floats[F_CLOCK]
     heap_push(p, clock + ((now - clock) + took_s), EV_DONE, s, e)
 
@@ -395,7 +462,7 @@ def dispatch(p, log, s, now):  # type: ignore[no-untyped-def]
                 heap_push(p, fires_s, EV_TIMER, s, p.forming_token[s])
                 break
         forming[s] = 0  # a full (or due) batch goes now; a pending timer is stale
-        start_batch(p, s, waiting if waiting < max_batch else max_batch, now)
+        start_batch(p, log, s, waiting if waiting < max_batch else max_batch, now)
 
 
 @njit(inline="always", error_model="numpy")

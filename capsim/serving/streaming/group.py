@@ -480,6 +480,7 @@ def _allocate(serving: StreamingServing, service: ServiceTimeModel, topic: Topic
     table = service.batch_time_table(serving.max_poll_records)
     if table is None:
         raise ValueError(f"service kind {getattr(service, 'kind', '?')} has no compiled form")
+    table = table.without_sizes()  # (records / jobs have no sizes: each does one size unit)
     cfg_i = np.zeros(kernel.N_CFG_I, dtype=np.int64)
     cfg_i[kernel.C_MAX_POLL] = serving.max_poll_records
     cfg_i[kernel.C_MIN_RECORDS] = serving.fetch_min_records

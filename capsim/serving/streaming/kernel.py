@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from capsim.metrics.request_log import COMPLETED
-from capsim.serving.dataplane.rules import service_s  # the batch service-time rule, shared with real time
+from capsim.serving.dataplane.rules import NO_SIZE_GRID, service_s  # the batch service-time rule, shared with real time
 from capsim.serving.streaming.fold import I_ON, add_interval, fold_scored
 
 # phases of a slot (in this order: the loop tests ranges of them)
@@ -260,7 +260,8 @@ def poll(st, s, now):  # type: ignore[no-untyped-def]
     st.b_size[s] = size
     st.b_start[s] = now
     st.phase[s] = BUSY
-    st.next_s[s] = now + service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, size, x)
+    st.next_s[s] = now + service_s(st.cfg_i[C_FORM], st.scale_s, st.cfg_f, st.levels, st.quantiles_s, NO_SIZE_GRID,
+                                     0.0, size, float(size), x)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

@@ -1,0 +1,61 @@
+"""Request sizes meet the service time: the size sampler a real-time run feeds its fleet, after
+checking that the service time can use sizes (docs/model.md "Request size")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from capsim.errors import CapsimInputError
+from capsim.servicetime.profile import ProfileService
+from capsim.workload.size import SIZE_STREAM, SizeSampler
+
+if TYPE_CHECKING:
+    from capsim.rng import RandomStreams
+    from capsim.scenario.schema import Scenario
+
+
+def _profile(scenario: Scenario) -> ProfileService | None:
+    service = getattr(scenario.service, "base", scenario.service)  # (a MIG slice's scaled service)
+    return service if isinstance(service, ProfileService) else None
+
+
+def check_sizes(scenario: Scenario) -> None:
+    """Refuse a profile whose size axis does not match the workload: sizes given to a profile
+    measured without them (its times say nothing about size), or a size axis without sizes."""
+    size = scenario.workload.size if scenario.workload is not None else None
+    profile = _profile(scenario)
+    if profile is None:
+        return
+    unit = profile.profile.size_unit
+    if size is not None and unit is None:
+        raise CapsimInputError("workload.size is set but the profile has no size axis: measure one (capsim "
+                               "profile --sizes) or remove workload.size", source=profile.path,
+                               field="service.path")  # fmt: skip
+    if size is None and unit is not None:
+        raise CapsimInputError(f"the profile has a size axis ({unit}): add workload.size (in {unit})",
+                               source=profile.path, field="workload.size")  # fmt: skip
+
+
+def size_sampler(scenario: Scenario, streams: RandomStreams) -> SizeSampler | None:
+    """The sampler of `workload.size` for one replication (None without sizes), checked first."""
+    check_sizes(scenario)
+    workload = scenario.workload
+    if workload is None or workload.size is None:
+        return None
+    return SizeSampler(workload.size, streams.stream(SIZE_STREAM), workload.arrival)
+
+
+def size_extrapolation_warnings(scenario: Scenario) -> list[str]:
+    """A warning when requests' sizes reach beyond the profile's size axis (their times are then
+    extrapolated along the outermost two sizes, never below the largest measured)."""
+    size = scenario.workload.size if scenario.workload is not None else None
+    profile = _profile(scenario)
+    if size is None or profile is None or profile.profile.size_unit is None:
+        return []
+    smallest, largest = size.smallest(), size.largest()
+    if not profile.sizes_outside(smallest, largest):
+        return []
+    grid = profile.profile.size_grid()
+    return [f"workload.size: requests of {smallest:g} to {largest:g} {size.unit} reach beyond the profile's "
+            f"measured sizes {grid[0]:g} to {grid[-1]:g}: their service times are extrapolated (capsim profile "
+            f"--sizes up to {largest:g})"]  # fmt: skip
