@@ -12,14 +12,16 @@ import numpy as np
 import simpy
 
 from capsim.autoscale.controller import AutoscaleController
-from capsim.hardware.cost import billed_cost, replica_energy
+from capsim.hardware.cost import billed_cost, gpus_for_slices, replica_energy
 from capsim.metrics.intervals import LevelAreas
 from capsim.metrics.request_log import Columns, RequestLog, without_folded
+from capsim.metrics.steps import StepSeries
 from capsim.metrics.summary import combine_replications, replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.progress import within_replication
 from capsim.rng import RandomStreams
 from capsim.scenario import RealtimeServing, Scenario
+from capsim.servicetime.scaled import service_on_hardware
 from capsim.serving.asyncqueue.run import run_async
 from capsim.serving.dataplane.support import EngineChoice, choose_engine
 from capsim.serving.fleet import RealtimeFleet
@@ -150,8 +152,9 @@ def _run_replication(
     # Latencies end by the drain limit (plus the overhead): the loop's histograms span that.
     loop_fold = allocate(ticks, scenario.warmup_s, slo_s, serving.batching.max_batch_size,
                          drain_limit_s + overhead_s, on=not keep_requests)  # fmt: skip
+    service = service_on_hardware(scenario.service, scenario.hardware)  # a MIG slice's batches take longer
     sizes = size_sampler(scenario, streams)  # workload.size: its own stream, arrivals unchanged
-    fleet: RealtimeFleet = CompiledFleet(env, serving, scenario.service, streams, log, loop_fold, sizes)
+    fleet: RealtimeFleet = CompiledFleet(env, serving, service, streams, log, loop_fold, sizes)
     arrivals = scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)
     fleet.start(arrivals)
     if progress is not None:
@@ -198,6 +201,9 @@ def realtime_result(
         "billed_spot_replicas": fl.billed_spot.area_at(ticks),
         "serving_executors": fl.serving_executors.area_at(ticks),
     }
+    mig = scenario.hardware.mig
+    if mig is not None and mig.slices_per_gpu is not None:
+        step_areas["billed_gpus"] = _billed_gpus(fl.billed, mig.slices_per_gpu).area_at(ticks)
 
     def window_mean(area: np.ndarray) -> float:
         return float((area[-1] - (area[warm] if scenario.warmup_s > 0 else 0.0)) / window_s)
@@ -211,6 +217,8 @@ def realtime_result(
     replicas = {"mean": level_means["replicas"], "min": int(low), "max": int(high),
                 "billed_mean": level_means["billed_replicas"], "cold_starts": fleet.cold_starts,
                 "spot_interruptions": fleet.spot_interruptions}  # fmt: skip
+    if "billed_gpus" in level_means:
+        replicas["billed_gpus_mean"] = level_means["billed_gpus"]
     summary = replication_summary(
         name=scenario.name,
         seed=seed,
@@ -222,7 +230,11 @@ def realtime_result(
         cost_usd=_cost(scenario, level_means, window_s),
         energy=_energy(scenario, level_means, window_s),
         slo=(scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None,
-        extra={"service": scenario.service.describe(), "warnings": stability_warnings(scenario), "engine": engine},
+        extra={
+            "service": service_on_hardware(scenario.service, scenario.hardware).describe(),
+            "warnings": stability_warnings(scenario),
+            "engine": engine,
+        },
     )
     widths = np.diff(np.concatenate([[0.0], ticks]))
     timeseries = {"time_s": ticks}
@@ -267,8 +279,19 @@ def _run_pull_replication(
     return ReplicationResult(replication, out.summary, out.requests, out.timeseries, out.replica_changes)
 
 
+def _billed_gpus(billed_replicas: StepSeries, slices_per_gpu: int) -> StepSeries:
+    """Physical GPUs billed over time for replicas on MIG slices (`gpus_for_slices` at every change)."""
+    gpus = StepSeries(gpus_for_slices(int(billed_replicas.values[0]), slices_per_gpu), billed_replicas.times_s[0])
+    for t_s, replicas in zip(billed_replicas.times_s[1:], billed_replicas.values[1:], strict=True):
+        gpus.set(t_s, gpus_for_slices(int(replicas), slices_per_gpu))
+    return gpus
+
+
 def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float]:
-    """Billed replica-seconds in the window at on-demand and spot prices (`billed_cost`)."""
+    """Billed replica-seconds in the window at on-demand and spot prices (`billed_cost`); on MIG
+    slices, billed GPU-seconds at the GPU's price (`hardware.usd_per_hour` is then per GPU)."""
+    if "billed_gpus" in level_means:
+        return billed_cost(scenario.hardware.usd_per_hour, level_means["billed_gpus"] * window_s)
     spot = getattr(scenario.serving, "spot", None)  # only real-time replicas run on spot here
     spot_replica_s = level_means["billed_spot_replicas"] * window_s
     on_demand_replica_s = level_means["billed_replicas"] * window_s - spot_replica_s
@@ -277,9 +300,15 @@ def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) ->
 
 
 def _energy(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float] | None:
-    """Energy of the billed replicas (`replica_energy`); a replica is busy in proportion to its busy executors."""
+    """Energy of the billed replicas (`replica_energy`); a replica is busy in proportion to its busy
+    executors. On MIG slices the billed GPUs draw idle power, and a busy slice its compute share of
+    the GPU's busy power above idle."""
     assert isinstance(scenario.serving, RealtimeServing)
     busy_replicas = level_means["busy_executors"] / scenario.serving.instances_per_replica
+    mig = scenario.hardware.mig
+    if "billed_gpus" in level_means and mig is not None and mig.compute_share is not None:
+        busy_gpus = busy_replicas * mig.compute_share
+        return replica_energy(scenario.hardware, level_means["billed_gpus"] * window_s, busy_gpus * window_s, window_s)
     billed_replica_s = level_means["billed_replicas"] * window_s
     return replica_energy(scenario.hardware, billed_replica_s, busy_replicas * window_s, window_s)
 
