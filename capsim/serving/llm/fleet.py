@@ -18,7 +18,6 @@ import numpy as np
 
 from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.dataplane.layout import I_HEAP_N
-from capsim.serving.dataplane.rules import BALANCER_CODES
 from capsim.serving.llm import kernel as k
 from capsim.serving.llm.kvcache import init_slot_blocks, rebuild_table
 from capsim.serving.llm.metrics import itl_buckets, itl_histogram
@@ -67,6 +66,7 @@ from capsim.serving.llm.plane import (
     with_more_slots,
     with_wider_block_tables,
 )
+from capsim.serving.llm.routers import balancer_code
 
 
 class ArrivalChunk(NamedTuple):
@@ -125,8 +125,8 @@ def new_plane(
     cfg_i[C_BLOCKS] = engine.kv_cache_blocks
     cfg_i[C_PREFIX] = engine.enable_prefix_caching
     cfg_i[C_MAX_LEN] = engine.max_model_len
-    cfg_i[C_BALANCER] = BALANCER_CODES[load_balancer]
-    cfg_i[C_LB_DRAWS] = BALANCERS[load_balancer].draws_per_pick
+    cfg_i[C_BALANCER] = balancer_code(load_balancer)
+    cfg_i[C_LB_DRAWS] = BALANCERS[load_balancer].draws_per_pick if load_balancer in BALANCERS else 0
     cfg_i[C_KEY_W] = -(-engine.max_model_len // engine.block_size) + 1
     cfg_f = np.zeros(N_CFG_F)
     cfg_f[C_WARMUP_S] = warmup_s

@@ -94,13 +94,15 @@ from capsim.serving.llm.plane import (
     REJECTED,
     compiled,
 )
+from capsim.serving.llm.routers import compiled_route
 
 # numba keys this module's cache on this file alone: drop it when what it compiles in changed.
-_COMPILED_IN = ("kvcache.py", "plane.py", "../../servicetime/llm_step.py", "../dataplane/balancers.py",
+_COMPILED_IN = ("kvcache.py", "plane.py", "routers.py", "../../servicetime/llm_step.py", "../dataplane/balancers.py",
                 "../dataplane/rules.py", "../dataplane/heap.py")
 drop_stale_cache(Path(__file__).parent, "kernel", _COMPILED_IN)
 
 _bucket = njit(cache=True)(bucket_index)
+route = compiled_route()  # the LLM routers (KV load, prefix affinity), compiled once
 
 
 # -- statistics ------------------------------------------------------------------------------------
@@ -213,8 +215,9 @@ def admit(p, s, row):  # type: ignore[no-untyped-def]
 
 @compiled
 def arrive(p, now, request_id, prompt, output, key):  # type: ignore[no-untyped-def]
-    """A request arrives: refused (`too_long`, or no replica ready) or routed by the scenario's
-    balancer over the ready replicas (load = waiting + running) and admitted."""
+    """A request arrives: refused (`too_long`, or no replica ready) or routed over the ready
+    replicas by the scenario's balancer (load = waiting + running) or LLM router (KV use, prefix
+    key) and admitted."""
     row = p.ints[I_FREE_ROW]
     p.ints[I_FREE_ROW] = p.rq_next[row]
     p.rq_id[row] = request_id
@@ -237,7 +240,13 @@ def arrive(p, now, request_id, prompt, output, key):  # type: ignore[no-untyped-
         write_row(p, row, now, REJECTED, -1)
         _release_row(p, row)
         return
-    s = p.ready[0] if n == 1 else _balance(p.cfg_i[C_BALANCER], p.ints, p.ready, n, p.loads, p.lb_draws)
+    code = p.cfg_i[C_BALANCER]
+    if n == 1:
+        s = p.ready[0]
+    elif code >= 0:
+        s = _balance(code, p.ints, p.ready, n, p.loads, p.lb_draws)
+    else:  # an LLM router (capsim/serving/llm/routers.py): code -1 - its index
+        s = route(-1 - code, p, n, key)
     admit(p, s, row)
 
 

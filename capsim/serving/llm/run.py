@@ -174,7 +174,8 @@ def run_llm(
 
     from capsim.serving.dataplane.balancers import BALANCERS
 
-    lb_rng = streams.stream("balancer") if BALANCERS[serving.load_balancer].draws_per_pick else None
+    balancer = BALANCERS.get(serving.load_balancer)  # None: an LLM router (no draws)
+    lb_rng = streams.stream("balancer") if balancer is not None and balancer.draws_per_pick else None
     fleet = LlmFleet(plane, iter(chunks), on_rows, lb_rng)
     env = simpy.Environment()
     precision = getattr(scenario.service, "precision", "bf16")  # llm_linear/llm_fitted name none: BF16

@@ -17,6 +17,7 @@ from capsim.hardware.kv_memory import DEFAULT_GPU_MEMORY_UTILIZATION
 from capsim.input_model import InputModel
 from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.llm.coldstart import LlmColdStart
+from capsim.serving.llm.routers import ROUTERS
 
 # vLLM v0.11 `engine/arg_utils.py` (OpenAI API server usage context): GPUs with at least 70 GiB that
 # are not A100s get max_num_batched_tokens 8192 and max_num_seqs 1024; the others 2048 and 256.
@@ -90,7 +91,9 @@ class LlmServing(_Strict):
     cold_start: LlmColdStart = LlmColdStart()  # model load derived from the weights when not given
     scheduler: LlmScheduler = LlmScheduler()
     load_balancer: str = Field(
-        default="round_robin", description="any balancer of capsim/serving/dataplane/balancers.py; load = requests"
+        default="round_robin",
+        description="a balancer of capsim/serving/dataplane/balancers.py (load = requests) or an LLM router "
+        "of capsim/serving/llm/routers.py (least_kv_utilization, prefix_affinity)",
     )
 
     @model_validator(mode="after")
@@ -112,6 +115,7 @@ class LlmServing(_Strict):
 
     @model_validator(mode="after")
     def _known_balancer(self) -> LlmServing:
-        if self.load_balancer not in BALANCERS:
-            raise ValueError(f"load_balancer: expected one of {', '.join(BALANCERS)} (got {self.load_balancer!r})")
+        names = [*BALANCERS, *ROUTERS]
+        if self.load_balancer not in names:
+            raise ValueError(f"load_balancer: expected one of {', '.join(names)} (got {self.load_balancer!r})")
         return self
