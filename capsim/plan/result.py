@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from capsim.hardware.cost import monthly_usd
+from capsim.plan.day import binding_hour
 from capsim.plan.rules import SafetyRules, llm_headroom
 from capsim.plan.search import Line, Planner, Probe, cost_per_hour
 from capsim.plan.space import Candidate, window_ms
@@ -154,8 +155,11 @@ def level_results(planner: Planner, levels: list[dict[str, Any]]) -> list[dict[s
         rows = [row for line in lines for row in line_rows(planner, line)]
         pick = pick_of(rows)
         mean_rps, peak_rps = lines[0].candidate.offered_rps() if lines else (None, None)
+        fixed = bool(lines) and lines[0].candidate.fleet == "fixed"  # an autoscaler follows the day itself
+        binding = binding_hour(lines[0].candidate.at(lines[0].candidate.floor)) if fixed else None
         results.append({"load": load, "offered_rps": mean_rps, "peak_offered_rps": peak_rps, "pick": pick,
-                        "closest": [] if pick is not None else closest_of(rows), "candidates": rows})  # fmt: skip
+                        "closest": [] if pick is not None else closest_of(rows), "candidates": rows,
+                        "binding_hour": binding})  # fmt: skip
     return results
 
 

@@ -76,6 +76,17 @@ def _window(row: dict[str, Any]) -> str:
     return "" if row.get("max_wait_ms") is None else f", window {row['max_wait_ms']:g} ms"
 
 
+def binding_text(level: dict[str, Any]) -> str:
+    """`; sized by the busiest hour, 13:00-14:00 (418 req/s)` for a fixed fleet over a day, else ''."""
+    binding = level.get("binding_hour")
+    if not binding:
+        return ""
+    start = int(binding["clock_h"] * 60 + 0.5)
+    end = start + 60
+    return (f"; sized by the busiest hour, {start // 60 % 24:02d}:{start % 60:02d}-{end // 60 % 24:02d}:"
+            f"{end % 60:02d} ({binding['offered_rps']:,.0f} req/s)")
+
+
 def answer_lines(document: dict[str, Any], level: dict[str, Any]) -> list[str]:
     """The pick in one line (fleet, window, $/h and $/month, tail, headroom), or 'no configuration
     meets the SLO' with the closest candidates."""
@@ -94,11 +105,13 @@ def answer_lines(document: dict[str, Any], level: dict[str, Any]) -> list[str]:
                 f"{pick['cost_usd_per_month']:,.0f} USD/month, "
                 f"{_num(pick.get('usd_per_million_output_tokens'), '{:.2f}')} USD per 1M output tokens; "
                 f"TTFT {p} {_num(pick.get('ttft_ms'), '{:.1f}')} ms, TPOT {p} {_num(pick.get('tpot_ms'), '{:.2f}')} "
-                f"ms ({pick['reason']}); peak load {pick['rho_peak']:.0%} of capacity"]  # fmt: skip
+                f"ms ({pick['reason']}); peak load {pick['rho_peak']:.0%} of capacity"
+                + binding_text(level)]  # fmt: skip
     return [
         f"pick{at}: {fleet_text(pick)}{_window(pick)}"
         + (f" [{_others(pick)}]" if _others(pick) else "")
         + f": {pick['cost_usd_per_h']:.3f} USD/h, {pick['cost_usd_per_month']:,.0f} USD/month, "
         f"{_num(pick.get('usd_per_million_requests'), '{:.3g}')} USD per 1M requests; "
         f"p{pick['tail_percentile']:g} {_tail_text(pick)} ms; peak load {pick['rho_peak']:.0%} of capacity"
+        + binding_text(level)
     ]

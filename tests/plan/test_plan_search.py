@@ -124,3 +124,17 @@ def test_an_autoscaled_line_is_searched_at_each_floor_of_the_rule(tmp_path: Path
     assert "min_replicas=4" in lines[1].label
     _, few = build_candidates(scenario, hardware_candidates(scenario, []), [], SafetyRules(), 4)
     assert [line.floor for line in few] == [2, 4]  # a floor above the bound is not a line
+
+
+def test_a_fixed_fleet_over_a_day_names_its_busiest_hour(tmp_path: Path) -> None:
+    # Steps: 100 req/s for the first hour, 1,500 from 1 h 30 min to 2 h, 300 after: hour 1 averages
+    # (100 x 1800 + 1500 x 1800) / 3600 = 800 req/s, the busiest.
+    from capsim.plan.day import binding_hour, hourly_offered_rps
+    from capsim.scenario import load_scenario
+
+    steps = ('workload.arrival={"kind": "steps", "steps": [{"start_s": 0, "rate_rps": 100}, '
+             '{"start_s": 5400, "rate_rps": 1500}, {"start_s": 7200, "rate_rps": 300}]}')  # fmt: skip
+    day = load_scenario(write_scenario(tmp_path), [steps, "duration_s=10800"])
+    assert list(hourly_offered_rps(day)) == [100.0, 800.0, 300.0]  # type: ignore[arg-type]
+    assert binding_hour(day) == {"hour": 1, "clock_h": 1.0, "offered_rps": 800.0}
+    assert binding_hour(load_scenario(write_scenario(tmp_path))) is None  # 30 s of Poisson arrivals
