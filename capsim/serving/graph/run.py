@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from capsim.scenario import Scenario
 
 _MIN_DRAIN_S = 60.0  # as a real-time run: requests in flight at the end get this long to finish
-_SYNC_STEPS = 1000
+_SYNC_STEPS = 1000  # lock-step times per run (any number gives the same result; fewer hold more)
+_MIN_SYNC_S = 1.0
 
 
 class _StageStreams(RandomStreams):
@@ -156,7 +157,7 @@ def run_graph(scenario: Scenario, seed: int, replication: int, ticks: np.ndarray
                    if spec.next is not None and spec.next.fan_out is not None}  # fmt: skip
     entry = _EntryArrivals(scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s))
     split_rng, users_rng = streams.stream("graph/split"), streams.stream("graph/users")
-    sync_s = max(1.0, scenario.duration_s / _SYNC_STEPS)
+    sync_s = max(_MIN_SYNC_S, scenario.duration_s / _SYNC_STEPS)
     next_gid, entry_open, t_s = 0, True, 0.0
     while True:
         t_s = min(t_s + sync_s, drain_limit_s)

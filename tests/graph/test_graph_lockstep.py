@@ -1,0 +1,63 @@
+"""The lock-step is exact: how often the stages are synchronised changes no result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from capsim import simulate
+from capsim.serving.graph import run as graph_run
+from capsim.serving.graph.spec import visit_shares
+from tests.graph.helpers import graph_scenario, stage
+from tests.scenario_helpers import rows
+
+HPA = {"kind": "hpa", "min_replicas": 1, "max_replicas": 6, "metric": "utilization", "target": 0.5}
+COLD = {"provisioning_s": {"kind": "fixed", "value_s": 5}, "image_pull_s": {"kind": "fixed", "value_s": 3},
+        "model_load_s": {"kind": "fixed", "value_s": 2}}  # fmt: skip
+
+
+def pipeline() -> object:
+    # A chain into a fan-out joined on the first two, then a stage under HPA with cold starts; a
+    # 30% route, timeouts and a shadow; traffic that steps up so the autoscaler acts.
+    stages = {
+        "a": stage(8, "exponential", next={"to": "b", "fraction": 0.7}, shadow=["s"]),
+        "b": stage(5, "lognormal", next={"fan_out": ["m1", "m2", "m3"], "first": 2, "then": "c"}, cv=1.0),
+        "m1": stage(6, "exponential"),
+        "m2": stage(9, "exponential", serving={"timeout_ms": 30}),
+        "m3": stage(12, "exponential", serving={"queue_capacity": 4}),
+        "c": stage(20, "exponential", serving={"replicas": 1, "autoscaling": HPA, "cold_start": COLD}),
+        "s": stage(15, "exponential"),
+    }
+    for spec in stages.values():
+        if "cv" in spec:
+            spec["service"]["cv"] = spec.pop("cv")
+    steps = {"kind": "steps", "steps": [{"start_s": 0, "rate_rps": 30}, {"start_s": 60, "rate_rps": 70}]}
+    return graph_scenario("a", stages, "duration_s=150", "warmup_s=10", workload={"arrival": steps})
+
+
+@pytest.mark.parametrize("steps", [7, 150_000])  # sync every ~21 s, or every 0.1 s
+def test_results_do_not_depend_on_the_sync_interval(monkeypatch: pytest.MonkeyPatch, steps: int) -> None:
+    scenario = pipeline()
+    baseline = simulate(scenario)
+    monkeypatch.setattr(graph_run, "_SYNC_STEPS", steps)
+    monkeypatch.setattr(graph_run, "_MIN_SYNC_S", 0.1 if steps > 1000 else 1.0)
+    other = simulate(scenario)
+    a, b = rows(baseline), rows(other)
+    for name in ("outcome", "version", "batch_size"):
+        np.testing.assert_array_equal(a[name], b[name])
+    # Event times agree but for the last bit: a stage's clock reads `clock + (t - clock)`, as SimPy
+    # computes a timeout, and the clock at a restarted run of arrivals depends on the sync times.
+    for name in ("end_s", "start_s"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-14, atol=0)
+    for name, block in baseline.summary["stages"].items():
+        assert block["requests"] == other.summary["stages"][name]["requests"]
+        assert block["replicas"] == other.summary["stages"][name]["replicas"]
+    assert baseline.summary["stages"]["c"]["replicas"]["cold_starts"] > 0  # the autoscaler acted
+    outcomes = set(a["outcome"].tolist())
+    assert {1, 2, 3} <= outcomes or {1, 3} <= outcomes  # timeouts (and rejections) happen
+
+
+def test_visit_shares_follow_routes_fan_outs_and_shadows() -> None:
+    graph = pipeline().serving
+    shares = visit_shares(graph)  # type: ignore[arg-type]
+    assert shares == {"a": 1.0, "b": 0.7, "m1": 0.7, "m2": 0.7, "m3": 0.7, "c": 0.7, "s": 1.0}
