@@ -79,7 +79,7 @@ class LlmPoint:
 
 def is_llm_run(run_dir: Path) -> bool:
     """Whether a run folder holds streamed LLM requests (`capsim loadtest --protocol openai`):
-    its manifest says so, or its request table has the LLM columns."""
+    its manifest says so, or its request table has token counts."""
     manifest = run_dir / "manifest.json"
     if manifest.is_file():
         try:
@@ -94,9 +94,12 @@ def is_llm_run(run_dir: Path) -> bool:
         import pyarrow.parquet as pq
 
         try:
-            return "requested_output_tokens" in pq.read_schema(requests).names
+            if "requested_output_tokens" not in pq.read_schema(requests).names:
+                return False
+            column = pq.read_table(requests, columns=["requested_output_tokens"]).column(0)
         except (OSError, ValueError):
             return False
+        return column.null_count < len(column)  # a folder of other requests may carry the column, all null
     return False
 
 

@@ -19,6 +19,7 @@ from capsim.cli.main import main
 from capsim.errors import CapsimInputError
 from capsim.servicetime.llm_service import LlmFittedService
 from tests.calibration.llm_synthetic import COEFFICIENTS, synthetic_steps, write_llm_run, write_steps_jsonl
+from tests.calibration.test_cli_calibration import error_of
 
 FULL = {"base_ms": 3.0, "per_prefill_token_ms": 0.015, "per_decode_seq_ms": 0.2, "per_context_token_ms": 0.0004,
         "per_request_ms": 0.5}  # fmt: skip
@@ -174,33 +175,25 @@ def test_cli_calibrate_then_validate(runs: list[Path], tmp_path: Path, capsys: p
     assert (runs[0] / "validation.json").exists()
 
 
-def _error_of(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    return err
-
-
 def test_bad_folders_and_flags_are_one_line(runs: list[Path], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = str(tmp_path / "fit.json")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "empty run folder" in _error_of(capsys, ["calibrate", str(empty), "-o", out, "--kind", "llm"])
-    assert "--kind" in _error_of(capsys, ["calibrate", str(runs[0]), "-o", out, "--kind", "gpu"])
+    assert "empty run folder" in error_of(capsys, ["calibrate", str(empty), "-o", out, "--kind", "llm"])
+    assert "--kind" in error_of(capsys, ["calibrate", str(runs[0]), "-o", out, "--kind", "gpu"])
     bare = write_llm_run(tmp_path / "no-steps", 3.0, COEFFICIENTS, duration_s=20.0, warmup_s=5.0)
-    assert "per-step log" in _error_of(capsys, ["calibrate", str(bare), "-o", out, "--method", "white-box"])
+    assert "per-step log" in error_of(capsys, ["calibrate", str(bare), "-o", out, "--method", "white-box"])
     manifest = json.loads((bare / "manifest.json").read_text())
     del manifest["target"]["server_config"]
     (bare / "manifest.json").write_text(json.dumps(manifest))
-    assert "--scheduler" in _error_of(capsys, ["calibrate", str(bare), "-o", out])
-    assert "--scheduler" in _error_of(capsys, ["calibrate", str(bare), "-o", out, "--scheduler", "max_num_seqs"])
+    assert "--scheduler" in error_of(capsys, ["calibrate", str(bare), "-o", out])
+    assert "--scheduler" in error_of(capsys, ["calibrate", str(bare), "-o", out, "--scheduler", "max_num_seqs"])
     not_a_fit = tmp_path / "x.json"
     not_a_fit.write_text(json.dumps({"service": {"kind": "linear", "base_ms": 1}}))
-    assert "llm_fitted" in _error_of(capsys, ["validate", str(runs[0]), "--profile", str(not_a_fit)])
+    assert "llm_fitted" in error_of(capsys, ["validate", str(runs[0]), "--profile", str(not_a_fit)])
     missing = str(tmp_path / "nowhere.jsonl")
-    assert "step log not found" in _error_of(capsys, ["calibrate", str(runs[0]), "-o", out, "--step-log", missing])
+    assert "step log not found" in error_of(capsys, ["calibrate", str(runs[0]), "-o", out, "--step-log", missing])
 
 
 def test_step_log_flag_assigns_steps_by_time(runs: list[Path]) -> None:
