@@ -90,7 +90,9 @@ def largest_fleet(scenario: Scenario) -> Scenario:
 def stability_warnings(scenario: Scenario) -> list[str]:
     """Human-readable warnings when the offered load reaches the capacity, on average or at peak,
     and when the service times are a transfer that the roofline explains poorly."""
-    return [*_capacity_warnings(scenario), *extrapolation_warnings(scenario)]
+    from capsim.serving.sizes import size_extrapolation_warnings  # (imports the profile model)
+
+    return [*_capacity_warnings(scenario), *extrapolation_warnings(scenario), *size_extrapolation_warnings(scenario)]
 
 
 # Below this share of the measured time, a profile's batches are launch- or host-bound and the
