@@ -51,7 +51,10 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
     miss = 1.0 - serving.cache.hit_ratio
     batch = serving.batching.max_batch_size
     executors = serving.replicas * serving.instances_per_replica
-    batch_s = service_on_hardware(scenario.service, scenario.hardware).mean_s(batch)
+    from capsim.serving.sizes import mean_batch_items  # (imports the profile model)
+
+    items = mean_batch_items(scenario, batch)  # workload.size: a full batch's mean work in size units
+    batch_s = service_on_hardware(scenario.service, scenario.hardware).mean_s(batch, items)
     # A batch that takes no time (base_ms and per_item_ms both 0) is a fleet without a limit.
     capacity = executors * batch / batch_s if batch_s > 0 else math.inf
     if serving.frontend is not None:  # every request, cache hits aside, passes a replica's front end

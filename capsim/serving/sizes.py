@@ -59,3 +59,21 @@ def size_extrapolation_warnings(scenario: Scenario) -> list[str]:
     return [f"workload.size: requests of {smallest:g} to {largest:g} {size.unit} reach beyond the profile's "
             f"measured sizes {grid[0]:g} to {grid[-1]:g}: their service times are extrapolated (capsim profile "
             f"--sizes up to {largest:g})"]  # fmt: skip
+
+
+def mean_batch_items(scenario: Scenario, batch_size: int, batches: int = 2000) -> float | None:
+    """The mean work in size units of a full batch of `batch_size` requests (by the service's
+    `size_rule`), from `batches` batches drawn on a fixed stream (the capacity estimate's input;
+    a padded batch's expected largest size has no closed form for most distributions). None
+    without sizes."""
+    import numpy as np
+
+    workload = scenario.workload
+    if workload is None or workload.size is None:
+        return None
+    sizes = SizeSampler(workload.size, np.random.default_rng(0), workload.arrival).draw(batch_size * batches)
+    grouped = sizes.reshape(batches, batch_size)
+    service = getattr(scenario.service, "base", scenario.service)
+    if getattr(service, "size_rule", "total") == "max":
+        return float(batch_size * grouped.max(axis=1).mean())
+    return float(grouped.sum(axis=1).mean())
