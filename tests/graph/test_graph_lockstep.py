@@ -35,7 +35,8 @@ def pipeline() -> object:
     return graph_scenario("a", stages, "duration_s=150", "warmup_s=10", workload={"arrival": steps})
 
 
-@pytest.mark.parametrize("steps", [7, 150_000])  # sync every ~21 s, or every 0.1 s
+# Against the default (every 1 s here): sync every ~21 s, every 3.75 s, or every 0.1 s.
+@pytest.mark.parametrize("steps", [7, 40, pytest.param(150_000, marks=pytest.mark.slow)])
 def test_results_do_not_depend_on_the_sync_interval(monkeypatch: pytest.MonkeyPatch, steps: int) -> None:
     scenario = pipeline()
     baseline = simulate(scenario)
