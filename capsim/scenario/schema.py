@@ -245,6 +245,13 @@ class Scenario(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _sizes_need_realtime(self) -> Scenario:
+        if self.workload is not None and self.workload.size is not None and self.serving.mode != "realtime":
+            raise ValueError(f"workload.size: request sizes are modelled for serving.mode realtime, not "
+                             f"{self.serving.mode}: remove workload.size")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
     def _llm_service_fits_mode(self) -> Scenario:
         # An LLM step-time model times engine steps; the other kinds time batches of requests.
         llm_service = self.service.kind.startswith("llm_")
