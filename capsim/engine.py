@@ -13,6 +13,7 @@ import simpy
 
 from capsim.autoscale.controller import AutoscaleController
 from capsim.hardware.cost import billed_cost, gpus_for_slices, replica_energy
+from capsim.hardware.sharing import replicas_per_gpu
 from capsim.metrics.intervals import LevelAreas
 from capsim.metrics.request_log import Columns, RequestLog, without_folded
 from capsim.metrics.steps import StepSeries
@@ -154,7 +155,8 @@ def _run_replication(
                          drain_limit_s + overhead_s, on=not keep_requests)  # fmt: skip
     service = service_on_hardware(scenario.service, scenario.hardware)  # a MIG slice's batches take longer
     sizes = size_sampler(scenario, streams)  # workload.size: its own stream, arrivals unchanged
-    fleet: RealtimeFleet = CompiledFleet(env, serving, service, streams, log, loop_fold, sizes)
+    fleet: RealtimeFleet = CompiledFleet(env, serving, service, streams, log, loop_fold, sizes,
+                                         sharing=scenario.hardware.sharing)  # fmt: skip
     arrivals = scenario.workload.arrival.chunks(streams.stream("arrivals"), scenario.duration_s)
     fleet.start(arrivals)
     if progress is not None:
@@ -201,9 +203,9 @@ def realtime_result(
         "billed_spot_replicas": fl.billed_spot.area_at(ticks),
         "serving_executors": fl.serving_executors.area_at(ticks),
     }
-    mig = scenario.hardware.mig
-    if mig is not None and mig.slices_per_gpu is not None:
-        step_areas["billed_gpus"] = _billed_gpus(fl.billed, mig.slices_per_gpu).area_at(ticks)
+    per_gpu = replicas_per_gpu(scenario.hardware)  # MIG slices or time-slicing / MPS
+    if per_gpu is not None:
+        step_areas["billed_gpus"] = _billed_gpus(fl.billed, per_gpu).area_at(ticks)
 
     def window_mean(area: np.ndarray) -> float:
         return float((area[-1] - (area[warm] if scenario.warmup_s > 0 else 0.0)) / window_s)
@@ -288,8 +290,9 @@ def _billed_gpus(billed_replicas: StepSeries, slices_per_gpu: int) -> StepSeries
 
 
 def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float]:
-    """Billed replica-seconds in the window at on-demand and spot prices (`billed_cost`); on MIG
-    slices, billed GPU-seconds at the GPU's price (`hardware.usd_per_hour` is then per GPU)."""
+    """Billed replica-seconds in the window at on-demand and spot prices (`billed_cost`); on a
+    shared GPU (MIG, time-slicing, MPS), billed GPU-seconds at the GPU's price (`hardware.usd_per_hour`
+    is then per GPU)."""
     if "billed_gpus" in level_means:
         return billed_cost(scenario.hardware.usd_per_hour, level_means["billed_gpus"] * window_s)
     spot = getattr(scenario.serving, "spot", None)  # only real-time replicas run on spot here
@@ -301,13 +304,18 @@ def _cost(scenario: Scenario, level_means: dict[str, float], window_s: float) ->
 
 def _energy(scenario: Scenario, level_means: dict[str, float], window_s: float) -> dict[str, float] | None:
     """Energy of the billed replicas (`replica_energy`); a replica is busy in proportion to its busy
-    executors. On MIG slices the billed GPUs draw idle power, and a busy slice its compute share of
-    the GPU's busy power above idle."""
+    executors. On a shared GPU the billed GPUs draw idle power; a busy MIG slice adds its compute
+    share of the GPU's busy power above idle, and under time-slicing or MPS a GPU counts as busy
+    while any of its replicas is (bounded here by the busy replicas and the billed GPUs: an upper
+    bound, as TDP is)."""
     assert isinstance(scenario.serving, RealtimeServing)
     busy_replicas = level_means["busy_executors"] / scenario.serving.instances_per_replica
     mig = scenario.hardware.mig
     if "billed_gpus" in level_means and mig is not None and mig.compute_share is not None:
         busy_gpus = busy_replicas * mig.compute_share
+        return replica_energy(scenario.hardware, level_means["billed_gpus"] * window_s, busy_gpus * window_s, window_s)
+    if "billed_gpus" in level_means:
+        busy_gpus = min(busy_replicas, level_means["billed_gpus"])
         return replica_energy(scenario.hardware, level_means["billed_gpus"] * window_s, busy_gpus * window_s, window_s)
     billed_replica_s = level_means["billed_replicas"] * window_s
     return replica_energy(scenario.hardware, billed_replica_s, busy_replicas * window_s, window_s)

@@ -51,8 +51,8 @@ def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | Non
         spot.usd_per_hour is None or not spot.rate_known or "notice_s" not in spot.model_fields_set
     )
     wants_catalogue = hardware.catalogue is not None or catalogue_path is not None
-    if hardware.mig is not None:
-        _check_mig_scenario(scenario)
+    if hardware.mig is not None or hardware.sharing is not None:
+        _check_shared_gpu(scenario)
     needs_mig = hardware.mig is not None and not hardware.mig.complete
     if not (needs_price or hardware.tdp_w is None or needs_transfer or needs_spot or wants_catalogue or needs_mig):
         return scenario
@@ -95,17 +95,19 @@ def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | Non
     return result
 
 
-def _check_mig_scenario(scenario: Scenario) -> None:
-    """`hardware.mig` is modelled for a real-time fleet of one-GPU replicas on on-demand GPUs."""
+def _check_shared_gpu(scenario: Scenario) -> None:
+    """`hardware.mig` and `hardware.sharing` are modelled for a real-time fleet of one-GPU replicas
+    on on-demand GPUs."""
+    field = "hardware.mig" if scenario.hardware.mig is not None else "hardware.sharing"
     if scenario.serving.mode != "realtime":
-        raise CapsimInputError(f"MIG slices are modelled for serving.mode realtime, not {scenario.serving.mode}",
-                               field="hardware.mig")  # fmt: skip
+        raise CapsimInputError(f"GPU sharing is modelled for serving.mode realtime, not {scenario.serving.mode}",
+                               field=field)  # fmt: skip
     if scenario.hardware.gpus_per_replica != 1:
-        raise CapsimInputError("a replica on a MIG slice uses one slice: gpus_per_replica must be 1",
+        raise CapsimInputError("replicas sharing a GPU use part of one: gpus_per_replica must be 1",
                                field="hardware.gpus_per_replica")  # fmt: skip
     if getattr(scenario.serving, "spot", None) is not None:
-        raise CapsimInputError("spot capacity is not modelled for MIG slices (a reclaimed GPU takes all its "
-                               "slices): remove serving.spot or hardware.mig", field="hardware.mig")  # fmt: skip
+        raise CapsimInputError("spot capacity is not modelled for shared GPUs (a reclaimed GPU takes all its "
+                               f"replicas): remove serving.spot or {field}", field=field)  # fmt: skip
 
 
 def _spot_from_catalogue(

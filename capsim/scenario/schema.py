@@ -18,6 +18,7 @@ from pydantic import AfterValidator, ConfigDict, Field, field_serializer, model_
 from capsim.autoscale import AutoscalingSpec, ScheduleWindow
 from capsim.hardware.mig import MigSlice
 from capsim.hardware.model_catalogue import ModelRef
+from capsim.hardware.sharing import GpuSharing
 from capsim.input_model import InputModel
 from capsim.scenario.plan_section import PlanSpec
 from capsim.servicetime import ServiceSpec
@@ -86,6 +87,17 @@ class Hardware(_Strict):
         "{profile, slices_per_gpu, compute_share, service_scale}; usd_per_hour, tdp_w and idle_w are then "
         "per physical GPU, billed for ceil(replicas / slices_per_gpu) GPUs (docs/model.md, GPU sharing)",
     )
+    sharing: GpuSharing | None = Field(
+        default=None,
+        description="{kind: time_slicing | mps, replicas_per_gpu, alpha}: replicas share one GPU, a batch slowed "
+        "by the busy co-runners at its start; priced per physical GPU like mig (docs/model.md, GPU sharing)",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_share(self) -> Hardware:
+        if self.mig is not None and self.sharing is not None:
+            raise ValueError("give mig or sharing, not both (MPS inside a MIG slice is not modelled)")
+        return self
 
 
 class Batching(_Strict):

@@ -39,6 +39,7 @@ from capsim.serving.dataplane.rules import BALANCER_CODES
 from capsim.serving.fleet import RealtimeFleet, ReplicaHandle
 
 if TYPE_CHECKING:
+    from capsim.hardware.sharing import GpuSharing
     from capsim.scenario.schema import RealtimeServing
     from capsim.workload.size import SizeSampler
 
@@ -94,6 +95,7 @@ class CompiledFleet(RealtimeFleet):
         log: RequestLog,
         fold: RequestFold,
         sizes: SizeSampler | None = None,
+        sharing: GpuSharing | None = None,
     ) -> None:
         batching = serving.batching
         table = service.batch_time_table(batching.max_batch_size)
@@ -117,6 +119,7 @@ class CompiledFleet(RealtimeFleet):
         self._sizes = sizes  # workload.size: each arrival's size, written into its log row
         cfg_i[layout.C_SIZED] = sizes is not None
         cfg_i[layout.C_SIZE_RULE] = table.size_rule
+        cfg_i[layout.C_PER_GPU] = sharing.replicas_per_gpu if sharing is not None else 0  # rules.interference_factor
         cfg_f = np.zeros(layout.N_CFG_F)
         cfg_f[layout.C_MAX_WAIT_S] = batching.max_wait_ms / 1000.0
         cfg_f[layout.C_TIMEOUT_S] = serving.timeout_ms / 1000.0 if serving.timeout_ms is not None else math.inf
@@ -125,6 +128,7 @@ class CompiledFleet(RealtimeFleet):
         cfg_f[layout.C_SIGMA] = table.sigma
         cfg_f[layout.C_FE_FIXED_S] = frontend.per_request_ms / 1000.0 if frontend is not None else 0.0
         cfg_f[layout.C_SIZE_S] = table.size_s
+        cfg_f[layout.C_ALPHA] = sharing.slowdown_per_busy_corunner if sharing is not None else 0.0
         self._fe_lognormal = frontend.lognormal_mu_sigma() if frontend is not None and frontend.cv > 0 else None
         self._fe_rng: dict[int, np.random.Generator] = {}
         self._late_rng: dict[int, np.random.Generator] = {}

@@ -62,7 +62,8 @@ C_FE_DRAWS = 9  # 1 when front-end times are drawn (lognormal), 0 when fixed
 C_WINDOW_LATE = 10  # 1 when the batching timer fires late (serving.frontend.window_late_quantiles_ms)
 C_SIZED = 11  # 1 when requests have sizes (workload.size): batches sum or pad their sizes
 C_SIZE_RULE = 12  # capsim.servicetime.base.SIZE_RULES: 0 total, 1 max (padded)
-N_CFG_I = 13
+C_PER_GPU = 13  # replicas sharing one GPU by time-slicing or MPS (slots s // C_PER_GPU); 0: not shared
+N_CFG_I = 14
 C_MAX_WAIT_S = 0
 C_TIMEOUT_S = 1
 C_OVERHEAD_S = 2
@@ -70,7 +71,8 @@ C_LOC = 3
 C_SIGMA = 4
 C_FE_FIXED_S = 5  # the front-end time when it is fixed
 C_SIZE_S = 6  # the service time's size term: seconds per size unit (BatchTimeTable.size_s)
-N_CFG_F = 7
+C_ALPHA = 7  # slowdown per busy co-runner on a shared GPU (rules.interference_factor)
+N_CFG_F = 8
 
 
 # -- slot states -----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from capsim.serving.dataplane.balancers import BALANCERS
 from capsim.serving.dataplane.fold import fold_batch, folding
 from capsim.serving.dataplane.heap import heap_push
 from capsim.serving.dataplane.layout import (
+    C_ALPHA,
     C_BALANCER,
     C_CAPACITY,
     C_DRAWS,
@@ -42,6 +43,7 @@ from capsim.serving.dataplane.layout import (
     C_MAX_BATCH,
     C_MAX_WAIT_S,
     C_OVERHEAD_S,
+    C_PER_GPU,
     C_SIGMA,
     C_SIZE_RULE,
     C_SIZE_S,
@@ -71,6 +73,7 @@ from capsim.serving.dataplane.layout import (
     I_PENDING,
     NEED_DRAWS,
     NEED_ROOM,
+    READY,
     REJECTED,
     TIMED_OUT,
 )
@@ -386,6 +389,24 @@ def window_closes_s(clock, due_s, late_s):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", error_model="numpy")
+def interference_factor(p, s):  # type: ignore[no-untyped-def]
+    """`hardware.sharing` (capsim.hardware.sharing): replicas in slots s // C_PER_GPU share one GPU by
+    time-slicing or MPS, so a batch of slot `s` takes `1 + alpha × c` times its drawn service time,
+    c being the other replicas of its GPU with a batch in service when it starts (alpha 1 for
+    time-slicing: round-robin turns; MPS: measured). Fixed at the start: co-runners that start or
+    finish later do not change it."""
+    per_gpu = p.cfg_i[C_PER_GPU]
+    first = (s // per_gpu) * per_gpu
+    last = min(first + per_gpu, p.slot_state.shape[0])
+    busy = 0
+    for other in range(first, last):
+        live = READY <= p.slot_state[other] <= DRAINING  # (READY = 1, DRAINING = 2: a replica with a slot)
+        if other != s and live and p.idle[other] < p.cfg_i[C_INSTANCES]:
+            busy += 1
+    return 1.0 + p.cfg_f[C_ALPHA] * busy
+
+
+@njit(inline="always", error_model="numpy")
 def start_batch(p, log, s, size, now):  # type: ignore[no-untyped-def]
     """A free executor of slot `s` takes the `size` oldest queued requests; its completion is
     scheduled after the batch's service time (drawn from the replica's stream for its size and,
@@ -422,6 +443,8 @@ def start_batch(p, log, s, size, now):  # type: ignore[no-untyped-def]
     items = batch_items(p.cfg_i[C_SIZE_RULE], size, total, largest) if sized else float(size)
     took_s = service_s(p.cfg_i[C_FORM], p.scale_s, p.cfg_f, p.levels, p.quantiles_s, p.size_grid, p.cfg_f[C_SIZE_S],
                        size, items, x)  # fmt: skip
+    if p.cfg_i[C_PER_GPU] > 0:
+        took_s *= interference_factor(p, s)
     clock = p.floats[F_CLOCK]
     heap_push(p, clock + ((now - clock) + took_s), EV_DONE, s, e)
 
