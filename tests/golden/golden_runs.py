@@ -47,6 +47,8 @@ OVERRIDES: dict[str, list[str]] = {
     "llm-chatbot-a100": [],
     "llm-chatbot-l40s": [],
     "llm-summarizer-long-context": [],
+    # The LLM day compressed into half an hour (same shape and peak): KEDA on waiting requests, cold starts.
+    "llm-day-keda-waiting": ["duration_s=1800", "workload.arrival.period_s=1800"],
     # Graphs of models: shortened; the canary's schedule compressed into six minutes (5% -> 25% at
     # 2 min -> 100% at 4 min): v1 shrinks, v2 starts a replica that is not ready by the end.
     "search-pipeline-chain": ["duration_s=300", "warmup_s=30"],
