@@ -25,6 +25,15 @@ from reference_server.models import ModelSpec
 log = logging.getLogger(__name__)
 
 
+def pad_to_longest(inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The requests' arrays with their second axis (a sized model's sequence) zero-padded to the
+    longest; unchanged when they already agree."""
+    longest = max(a.shape[1] for a in inputs) if inputs[0].ndim > 1 else 0
+    if all(a.ndim < 2 or a.shape[1] == longest for a in inputs):
+        return inputs
+    return [np.pad(a, [(0, 0), (0, longest - a.shape[1])] + [(0, 0)] * (a.ndim - 2)) for a in inputs]
+
+
 class ModelRunner:
     """Runs one model on one device; the same code path serves HTTP batches and the profiler, so
     that a profile measures what the server's executors do."""
@@ -41,8 +50,10 @@ class ModelRunner:
         self.stream = torch.cuda.Stream(device=device) if device.type == "cuda" else None
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Concatenate the requests' items, run the model, split the outputs per request."""
-        x = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
+        """Concatenate the requests' items, run the model, split the outputs per request. Requests
+        of a model with a size knob may differ in length: the batch is padded (zeros) to its
+        longest, as servers batch tensors, so it costs its count × its largest size."""
+        x = inputs[0] if len(inputs) == 1 else np.concatenate(pad_to_longest(inputs))
         with torch.inference_mode():
             tensor = torch.from_numpy(x)
             if self.stream is not None:

@@ -9,7 +9,9 @@ Three shapes of batch-size curve, so that calibration sees more than one kind of
   bound by memory bandwidth (its weights are read once per call), so batching amortises the weight
   traffic: latency grows far more slowly than the batch.
 - ``transformer``: a small text encoder (32 token ids → a 128-d embedding): attention and MLP
-  blocks whose cost grows almost linearly with the batch once past a few items.
+  blocks whose cost grows almost linearly with the batch once past a few items. Its requests may
+  be shorter (1–32 tokens: the size knob, `capsim profile --sizes`); a batch of mixed lengths is
+  padded to its longest, as servers batch tensors (`ModelRunner.run`).
 """
 
 from __future__ import annotations
@@ -53,16 +55,26 @@ class ModelSpec:
     input_upper_bound: int | None = None
     # On the CPU, run with oneDNN's blocked weight layout (see `OneDnnModule`).
     onednn_on_cpu: bool = False
+    # The request-size knob (capsim's workload.size): the unit and largest size of the input's
+    # variable first axis (the transformer's sequence length in tokens); None: fixed-size inputs.
+    size_unit: str | None = None
+    max_size: int | None = None
 
     @property
     def numpy_input_dtype(self) -> type[np.generic]:
         """The numpy dtype that request data is converted to."""
         return np.float32 if self.input_datatype == "FP32" else np.int64
 
-    def example_batch(self, batch_size: int, seed: int = 0) -> np.ndarray:
-        """A random but valid input batch, for warm-up, profiling and tests."""
+    def example_batch(self, batch_size: int, seed: int = 0, size: int | None = None) -> np.ndarray:
+        """A random but valid input batch, for warm-up, profiling and tests; `size` sets the
+        variable axis of a model with a size knob (every item that size)."""
         rng = np.random.default_rng(seed)
         shape = (batch_size, *self.input_shape)
+        if size is not None:
+            if self.max_size is None or not 1 <= size <= self.max_size:
+                raise ValueError(f"model {self.name} takes request sizes 1..{self.max_size} {self.size_unit}, "
+                                 f"not {size}")  # fmt: skip
+            shape = (batch_size, size, *self.input_shape[1:])
         if self.input_upper_bound is not None:
             return rng.integers(0, self.input_upper_bound, size=shape, dtype=np.int64)
         return rng.standard_normal(shape, dtype=np.float32)
@@ -134,7 +146,8 @@ class TextEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(self.embed(ids) + self.position)
+        # Shorter sequences (the size knob) take the first positions; 32 tokens take them all.
+        hidden = self.encoder(self.embed(ids) + self.position[: ids.shape[1]])
         return self.norm(hidden.mean(dim=1))
 
 
@@ -167,6 +180,8 @@ MODELS: dict[str, ModelSpec] = {
         output_datatype="FP32",
         build=TextEncoder,
         input_upper_bound=TRANSFORMER_VOCAB,
+        size_unit="tokens",
+        max_size=TRANSFORMER_SEQ_LEN,
     ),
 }
 

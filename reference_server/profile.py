@@ -55,6 +55,12 @@ class SizeResult:
     window_medians_ms: list[float] = field(default_factory=list)
     converged: bool = False
     spread: float = math.inf  # max/min - 1 over the last three window medians
+    size: int | None = None  # every request's size (`--sizes`), None without a size axis
+
+    @property
+    def key(self) -> str:
+        """The result's name in the provenance: its batch size, with its request size."""
+        return str(self.batch_size) if self.size is None else f"size {self.size} batch {self.batch_size}"
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -83,10 +89,12 @@ def measure_size(
     tolerance: float,
     max_windows: int,
     seed: int,
+    size: int | None = None,
 ) -> SizeResult:
-    """Warm up, then time windows until the last three medians agree (see the module docstring)."""
+    """Warm up, then time windows until the last three medians agree (see the module docstring);
+    with `size`, every request of the batch has that size (the model's size knob)."""
     spec = runner.spec
-    requests = list(spec.example_batch(batch_size, seed=seed)[:, np.newaxis])
+    requests = list(spec.example_batch(batch_size, seed=seed, size=size)[:, np.newaxis])
 
     def timed() -> float:
         t0 = time.perf_counter()
@@ -101,7 +109,7 @@ def measure_size(
     per_batch_ms = float(np.median(warm[-max(3, len(warm) // 2) :]))
     per_window = max(5, math.ceil(window_s * 1e3 / max(per_batch_ms, 1e-3)))
     windows: list[np.ndarray] = []
-    result = SizeResult(batch_size, np.empty(0))
+    result = SizeResult(batch_size, np.empty(0), size=size)
     while len(windows) < max_windows:
         window = np.array([timed() for _ in range(per_window)])
         windows.append(window)
@@ -122,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="precision of weights and activations")
     p.add_argument("--batch-sizes", type=parse_batch_sizes, default=parse_batch_sizes("1,2,4,8,16,32"))
+    p.add_argument("--sizes", type=parse_batch_sizes, default=None,
+                   help="request sizes to measure at every batch size (a size axis; models with a size knob)")
     p.add_argument("-o", "--output", type=Path, required=True, help="profile file to write")
     p.add_argument("--window-s", type=float, default=1.0, help="length of one timing window")
     p.add_argument("--warmup-s", type=float, default=1.0, help="warm-up per batch size")
@@ -144,6 +154,10 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--max-windows must be >= {CONVERGENCE_WINDOWS}")
     if args.torch_threads < 0:
         parser.error("--torch-threads must be >= 0")
+    spec = MODELS[args.model]
+    if args.sizes is not None and (spec.max_size is None or args.sizes[-1] > spec.max_size):
+        knob = f"sizes 1..{spec.max_size} {spec.size_unit}" if spec.max_size else "no size knob"
+        parser.error(f"--sizes: model {args.model} has {knob}")
 
 
 def run(args: argparse.Namespace) -> list[SizeResult]:
@@ -158,21 +172,27 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
     model = load_model(args.model, device, seed=args.seed, dtype=args.dtype)
     runner = ModelRunner(spec, model, device, DTYPES[args.dtype])
     results = []
-    for size in args.batch_sizes:
-        result = measure_size(
-            runner,
-            size,
-            window_s=args.window_s,
-            warmup_s=args.warmup_s,
-            tolerance=args.tolerance,
-            max_windows=args.max_windows,
-            seed=size,
-        )
-        results.append(result)
-        print(_row(result), flush=True)
+    for request_size in args.sizes or [None]:
+        for batch_size in args.batch_sizes:
+            result = measure_size(
+                runner,
+                batch_size,
+                window_s=args.window_s,
+                warmup_s=args.warmup_s,
+                tolerance=args.tolerance,
+                max_windows=args.max_windows,
+                seed=batch_size,
+                size=request_size,
+            )
+            results.append(result)
+            print(_row(result), flush=True)
     hardware = describe(device.type, threads, device.index or 0)
+    samples: dict[Any, np.ndarray] = {
+        (r.batch_size if r.size is None else (float(r.size), r.batch_size)): r.samples_ms for r in results
+    }
     profile = Profile.from_samples(
-        {r.batch_size: r.samples_ms for r in results},
+        samples,
+        size_unit=spec.size_unit if args.sizes else None,
         model={
             "name": spec.name,
             "description": spec.description,
@@ -190,7 +210,7 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
         provenance={**_provenance(args, results), "loadavg_start": load_at_start, "loadavg_end": _loadavg()},
     )
     profile.write(args.output)
-    unconverged = [r.batch_size for r in results if not r.converged]
+    unconverged = [r.key for r in results if not r.converged]
     note = f"; NOT converged at batch sizes {unconverged}" if unconverged else ""
     print(f"wrote {args.output} ({spec.name} {args.dtype} on {hardware['device_name']}, {threads} threads){note}")
     return results
@@ -221,7 +241,8 @@ def _row(r: SizeResult) -> str:
     q = np.percentile(r.samples_ms, [50, 99])
     status = "converged" if r.converged else "NOT converged"
     return (
-        f"batch {r.batch_size:>4}: median {q[0]:9.3f} ms  p99 {q[1]:9.3f} ms  "
+        f"{'' if r.size is None else f'size {r.size:>4} '}batch {r.batch_size:>4}: "
+        f"median {q[0]:9.3f} ms  p99 {q[1]:9.3f} ms  "
         f"n={len(r.samples_ms):>6}  windows={len(r.window_medians_ms):>2}  "
         f"spread={r.spread * 100:5.2f}%  {status}"
     )
@@ -236,7 +257,7 @@ def _provenance(args: argparse.Namespace, results: list[SizeResult]) -> dict[str
         "tolerance": args.tolerance,
         "max_windows": args.max_windows,
         "windows": {
-            str(r.batch_size): {
+            r.key: {
                 "medians_ms": [round(m, 5) for m in r.window_medians_ms],
                 "converged": r.converged,
                 "spread": None if math.isinf(r.spread) else round(r.spread, 5),
