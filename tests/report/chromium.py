@@ -7,7 +7,7 @@ the file itself and `data:` URLs is aborted and recorded, so a report that tried
 network fails the test instead of reaching it.
 
 Also a script, to refresh the screenshot committed under docs/:
-    python3 -m tests.report.chromium reports/flash-crowd-hpa-plan.html docs/report-screenshot.png 1100 2300
+    python3 -m tests.report.chromium reports/cnn-hardware-plan.html docs/report-screenshot.png 1100 3300
 """
 
 from __future__ import annotations
