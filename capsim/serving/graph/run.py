@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 _MIN_DRAIN_S = 60.0  # as a real-time run: requests in flight at the end get this long to finish
 _SYNC_STEPS = 1000  # lock-step times per run (any number gives the same result; fewer hold more)
 _MIN_SYNC_S = 1.0
+# What each stage's block in the summary keeps of its own real-time summary.
+_STAGE_KEYS = ("requests", "throughput_rps", "latency_ms", "queue_wait_ms", "batch_size", "utilization", "replicas",
+               "cost", "levels")  # fmt: skip
 
 
 class _StageStreams(RandomStreams):
@@ -227,52 +230,24 @@ def _summary(scenario: Scenario, seed: int, e2e: _EndToEnd, versions: list[str],
     replicas = {key: total("replicas", key) for key in ("mean", "min", "max", "billed_mean", "cold_starts")}
     cost = {key: total("cost", key) for key in ("usd", "on_demand_usd", "spot_usd")}
     slo = (scenario.slo.latency_ms, scenario.slo.percentile) if scenario.slo else None
+
+    def summarize(tally: RequestTally, name: str, extra: dict[str, Any]) -> dict[str, Any]:
+        return replication_summary(name=name, seed=seed, duration_s=scenario.duration_s, window_s=window_s,
+                                   tally=tally, levels=levels, replicas=replicas, cost_usd=cost, slo=slo,
+                                   extra=extra)  # fmt: skip
+
     by_version = {}
     for name, tally in zip(versions, e2e.by_version, strict=True):
-        block = replication_summary(
-            name=name,
-            seed=seed,
-            duration_s=scenario.duration_s,
-            window_s=window_s,
-            tally=tally,
-            levels=levels,
-            replicas=replicas,
-            cost_usd=cost,
-            slo=slo,
-            extra={},
-        )
+        block = summarize(tally, name, {})
         by_version[name] = {key: block[key] for key in ("requests", "throughput_rps", "latency_ms", "slo")}
         by_version[name]["share"] = tally.arrived / max(e2e.all.arrived, 1)
     stages = {}
     for name, result in results.items():
         s = result.summary
-        stages[name] = {
-            key: s[key]
-            for key in (
-                "requests",
-                "throughput_rps",
-                "latency_ms",
-                "queue_wait_ms",
-                "batch_size",
-                "utilization",
-                "replicas",
-                "cost",
-                "levels",
-            )
-        }
+        stages[name] = {key: s[key] for key in _STAGE_KEYS}
         stages[name]["hardware"] = result_hardware(scenario, name)
-    summary = replication_summary(
-        name=scenario.name,
-        seed=seed,
-        duration_s=scenario.duration_s,
-        window_s=window_s,
-        tally=e2e.all,
-        levels=levels,
-        replicas=replicas,
-        cost_usd=cost,
-        slo=slo,
-        extra={"stages": stages, "by_version": by_version, "engine": "compiled", "warnings": []},
-    )
+    extra = {"stages": stages, "by_version": by_version, "engine": "compiled", "warnings": []}
+    summary = summarize(e2e.all, scenario.name, extra)
     summary["cost"]["usd_per_million_requests"] = usd_per_million(cost["usd"], e2e.all.completed)
     return clean_json(summary)
 
