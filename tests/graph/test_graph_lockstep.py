@@ -62,3 +62,24 @@ def test_visit_shares_follow_routes_fan_outs_and_shadows() -> None:
     graph = pipeline().serving
     shares = visit_shares(graph)  # type: ignore[arg-type]
     assert shares == {"a": 1.0, "b": 0.7, "m1": 0.7, "m2": 0.7, "m3": 0.7, "c": 0.7, "s": 1.0}
+
+
+def test_every_visit_is_accounted_for_at_its_stage_and_end_to_end() -> None:
+    summary = simulate(pipeline().model_copy(update={"warmup_s": 0.0})).summary
+    stages = summary["stages"]
+
+    def finished(name: str) -> int:
+        r = stages[name]["requests"]
+        return r["completed"] + r["rejected"] + r["timed_out"]
+
+    for name, block in stages.items():  # each visit completes, is rejected or times out there
+        assert block["requests"]["in_flight"] == 0 and finished(name) == block["requests"]["arrived"], name
+    e2e = summary["requests"]
+    assert e2e["completed"] + e2e["rejected"] + e2e["timed_out"] + e2e["in_flight"] == e2e["arrived"]
+    assert stages["a"]["requests"]["arrived"] == stages["s"]["requests"]["arrived"] == e2e["arrived"]
+    routed = stages["b"]["requests"]["arrived"]
+    assert abs(routed / stages["a"]["requests"]["completed"] - 0.7) < 0.03
+    for branch in ("m1", "m2", "m3"):
+        assert stages[branch]["requests"]["arrived"] == stages["b"]["requests"]["completed"]
+    # Requests that end at a (the 30% not routed) or fail on the way, and those through c.
+    assert e2e["completed"] == stages["a"]["requests"]["completed"] - routed + stages["c"]["requests"]["completed"]

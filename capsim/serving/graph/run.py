@@ -246,7 +246,9 @@ def _summary(scenario: Scenario, seed: int, e2e: _EndToEnd, versions: list[str],
         s = result.summary
         stages[name] = {key: s[key] for key in _STAGE_KEYS}
         stages[name]["hardware"] = result_hardware(scenario, name)
-    extra = {"stages": stages, "by_version": by_version, "engine": "compiled", "warnings": []}
+    from capsim.stability import stability_warnings  # deferred: it reads the scenario package
+
+    extra = {"stages": stages, "by_version": by_version, "engine": "compiled", "warnings": stability_warnings(scenario)}
     summary = summarize(e2e.all, scenario.name, extra)
     summary["cost"]["usd_per_million_requests"] = usd_per_million(cost["usd"], e2e.all.completed)
     return clean_json(summary)
