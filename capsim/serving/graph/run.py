@@ -27,10 +27,9 @@ from capsim.serving.graph.spec import GraphServing, stage_scenario, topological_
 from capsim.serving.graph.stage import Stage, Visits
 
 if TYPE_CHECKING:
-    from capsim.engine import ReplicationResult
+    from capsim.engine import _MIN_DRAIN_S, ReplicationResult  # the real-time run's drain rule
     from capsim.scenario import Scenario
 
-_MIN_DRAIN_S = 60.0  # as a real-time run: requests in flight at the end get this long to finish
 _SYNC_STEPS = 1000  # lock-step times per run (any number gives the same result; fewer hold more)
 _MIN_SYNC_S = 1.0
 # What each stage's block in the summary keeps of its own real-time summary.
@@ -137,7 +136,7 @@ def run_graph(scenario: Scenario, seed: int, replication: int, ticks: np.ndarray
               keep_requests: bool) -> ReplicationResult:  # fmt: skip
     """One replication of `scenario` (serving.mode graph); its summary has the end-to-end figures,
     `stages` (each stage's own real-time summary) and `by_version` (per entry stage)."""
-    from capsim.engine import ReplicationResult
+    from capsim.engine import _MIN_DRAIN_S, ReplicationResult  # the real-time run's drain rule
 
     graph = scenario.serving
     assert isinstance(graph, GraphServing) and scenario.workload is not None
