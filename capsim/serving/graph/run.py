@@ -27,7 +27,7 @@ from capsim.serving.graph.spec import GraphServing, stage_scenario, topological_
 from capsim.serving.graph.stage import Stage, Visits
 
 if TYPE_CHECKING:
-    from capsim.engine import _MIN_DRAIN_S, ReplicationResult  # the real-time run's drain rule
+    from capsim.engine import ReplicationResult
     from capsim.scenario import Scenario
 
 _SYNC_STEPS = 1000  # lock-step times per run (any number gives the same result; fewer hold more)
