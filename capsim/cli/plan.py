@@ -104,8 +104,9 @@ def plan_command(
         int | None,
         typer.Option(
             "--jobs",
-            help="worker processes, here or in --cluster local (default 1: each round of the search is a few "
-            "short runs, which a pool's start-up would outweigh; more pays off with many candidates or long runs)",
+            help="worker processes, here or in --cluster local, started once for the whole search (default 1: "
+            "safe on a shared machine; each round runs one line per worker, so more pays off with free cores "
+            "and several candidate lines)",
         ),
     ] = None,
     cluster: ClusterOption = None,
