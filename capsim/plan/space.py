@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from capsim.errors import CapsimInputError
+from capsim.hardware.sharing import replicas_per_gpu
 from capsim.plan.rules import SafetyRules
 from capsim.scenario import RealtimeServing, Scenario
 from capsim.scenario.catalogue import scenario_catalogue, transfer_service
@@ -98,10 +99,14 @@ class Candidate:
         return max(1, math.ceil(peak / (per_replica * rules.max_utilization) - 1e-9))
 
     def usd_per_hour_per_replica(self) -> float:
-        """The price of one replica per hour (filled from the catalogue at validation)."""
-        price = self.at(self.floor).hardware.usd_per_hour
+        """The price of one replica per hour (filled from the catalogue at validation); on a shared
+        GPU (MIG, time-slicing, MPS) the GPU's price over the replicas it holds, so n replicas cost
+        at least n × this (the bill is ceil(n / per GPU) GPUs: bounds from it stay lower bounds)."""
+        hardware = self.at(self.floor).hardware
+        price = hardware.usd_per_hour
         assert price is not None
-        return price
+        per_gpu = replicas_per_gpu(hardware)
+        return price / per_gpu if per_gpu else price
 
     def cost_lower_bound(self, low: int, rules: SafetyRules) -> float:
         """No configuration from `low` up costs less per hour than this: a fixed fleet pays `low`

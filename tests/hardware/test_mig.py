@@ -153,3 +153,18 @@ def test_bad_mig_input_is_one_line_exit_2(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_the_planner_bounds_a_mig_line_from_below_by_its_gpu_price_per_slice() -> None:
+    # capsim plan prunes a line when its cost bound exceeds the best found: the bound must stay
+    # below the real bill, ceil(n / 7) GPUs, or MIG lines would be pruned wrongly.
+    from capsim import load_scenario
+    from capsim.plan.rules import SafetyRules
+    from capsim.plan.space import build_candidates
+
+    scenario = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "small-models-mig-a100.yaml")
+    rules = SafetyRules()
+    _, (line,) = build_candidates(scenario, [(None, "A100-80GB")], [], rules, 64)
+    assert line.usd_per_hour_per_replica() == pytest.approx(A100_80GB_USD_PER_H / 7)
+    for replicas in (2, 7, 8, 13):
+        assert line.cost_lower_bound(replicas, rules) <= gpus_for_slices(replicas, 7) * A100_80GB_USD_PER_H + 1e-12
