@@ -166,10 +166,12 @@ def parse_v2_infer(body: bytes, spec: ModelSpec, max_items: int, json_length: in
         not isinstance(shape, list)
         or len(shape) != len(expected)
         or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-        or shape[1:] != expected[1:]
+        or not _item_shape_ok(shape[1:], spec)
         or shape[0] < 1
     ):
-        raise ProtocolError(400, f"inputs[0].shape: expected {expected} with n >= 1, got {shape!r}")
+        rest = "".join(f", {d}" for d in spec.input_shape[1:])
+        sized = f" or [-1, 1..{spec.max_size}{rest}] ({spec.size_unit})" if spec.max_size is not None else ""
+        raise ProtocolError(400, f"inputs[0].shape: expected {expected}{sized} with n >= 1, got {shape!r}")
     if shape[0] > max_items:
         raise ProtocolError(400, f"inputs[0].shape: {shape[0]} items exceed the max batch size {max_items}")
     params = tensor.get("parameters")
@@ -181,6 +183,16 @@ def parse_v2_infer(body: bytes, spec: ModelSpec, max_items: int, json_length: in
     else:
         raise ProtocolError(400, "inputs[0].data is missing")
     return V2Request(array, payload.get("id"), _wants_binary_output(payload))
+
+
+def _item_shape_ok(item_shape: list[int], spec: ModelSpec) -> bool:
+    """One item's shape is the model's, or — a model with a size knob — shorter along its first
+    axis (1..max_size: a request of that size; the executor pads its batch to the longest)."""
+    expected = list(spec.input_shape)
+    if item_shape == expected:
+        return True
+    return (spec.max_size is not None and len(item_shape) == len(expected) and item_shape[1:] == expected[1:]
+            and 1 <= item_shape[0] <= spec.max_size)  # fmt: skip
 
 
 def _from_binary(binary: bytes, size: Any, spec: ModelSpec, shape: tuple[int, ...]) -> np.ndarray:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from capsim.errors import CapsimInputError
 from capsim.servicetime.profile import ProfileService
 from capsim.workload.size import SIZE_STREAM, SizeSampler
+from capsim.workload.tokens import TraceTokens, trace_token_column
+from capsim.workload.trace import TraceArrival
 
 if TYPE_CHECKING:
     from capsim.rng import RandomStreams
@@ -71,7 +73,15 @@ def mean_batch_items(scenario: Scenario, batch_size: int, batches: int = 2000) -
     workload = scenario.workload
     if workload is None or workload.size is None:
         return None
-    sizes = SizeSampler(workload.size, np.random.default_rng(0), workload.arrival).draw(batch_size * batches)
+    rng = np.random.default_rng(0)
+    dist = workload.size.distribution
+    if isinstance(dist, TraceTokens) and isinstance(workload.arrival, TraceArrival):
+        # A trace's sizes belong to its rows in order: resample them (the run may have fewer rows
+        # than `batches` full batches).
+        column = trace_token_column(workload.arrival, dist.column or "size", "workload.size.distribution")
+        sizes = column[rng.integers(0, column.size, size=batch_size * batches)].astype(np.float64)
+    else:
+        sizes = SizeSampler(workload.size, rng, workload.arrival).draw(batch_size * batches)
     grouped = sizes.reshape(batches, batch_size)
     service = getattr(scenario.service, "base", scenario.service)
     if getattr(service, "size_rule", "total") == "max":

@@ -83,3 +83,23 @@ def test_a_batch_of_mixed_lengths_is_padded_to_its_longest() -> None:
     assert abs(outputs[1] - runner.run([long])[0]).max() < 1e-4
     # A full-length request reads every position, as before the knob existed.
     assert spec.example_batch(2).shape == spec.example_batch(2, size=32).shape == (2, 32)
+
+
+def test_the_server_takes_shorter_requests_of_a_sized_model() -> None:
+    import json
+
+    from reference_server.models import MODELS
+    from reference_server.protocol import ProtocolError, parse_v2_infer
+
+    spec = MODELS["transformer"]
+
+    def body(n: int, length: int) -> bytes:
+        tensor = {"name": "input", "datatype": "INT64", "shape": [n, length], "data": list(range(n * length))}
+        return json.dumps({"inputs": [tensor]}).encode()
+
+    assert parse_v2_infer(body(2, 5), spec, 8).items.shape == (2, 5)
+    with pytest.raises(ProtocolError, match=r"expected \[-1, 32\] or \[-1, 1..32\] \(tokens\)"):
+        parse_v2_infer(body(1, 33), spec, 8)
+    with pytest.raises(ProtocolError, match=r"expected \[-1, 64\] with n >= 1"):  # no knob: the exact shape only
+        parse_v2_infer(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8],
+                                               "data": [0.0] * 8}]}).encode(), MODELS["mlp"], 8)  # fmt: skip
