@@ -62,6 +62,10 @@ def validate_command(
     if overhead_ms is not None and overhead_ms < 0:
         raise CapsimInputError("expected a number >= 0", field="--overhead-ms")
     if is_llm(kind, [run_dir]):
+        for flag, given in (("--plot", plot), ("--record", record)):
+            if given:
+                raise CapsimInputError("not available for LLM runs yet (validation.json holds the comparison)",
+                                       field=flag)  # fmt: skip
         validate_llm_command(run_dir, profile, scheduler, overhead_ms, json_output)
         return
     server = server_from_flags(max_batch_size, max_wait_ms, instances, queue_capacity, timeout_ms)

@@ -192,6 +192,9 @@ def test_bad_folders_and_flags_are_one_line(runs: list[Path], tmp_path: Path,
     not_a_fit = tmp_path / "x.json"
     not_a_fit.write_text(json.dumps({"service": {"kind": "linear", "base_ms": 1}}))
     assert "llm_fitted" in error_of(capsys, ["validate", str(runs[0]), "--profile", str(not_a_fit)])
+    validate = ["validate", str(runs[0]), "--profile", str(not_a_fit)]
+    assert "--plot" in error_of(capsys, [*validate, "--plot"])
+    assert "--record" in error_of(capsys, [*validate, "--record"])
     missing = str(tmp_path / "nowhere.jsonl")
     assert "step log not found" in error_of(capsys, ["calibrate", str(runs[0]), "-o", out, "--step-log", missing])
 
