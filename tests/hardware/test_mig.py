@@ -135,6 +135,7 @@ def test_the_bill_is_per_physical_gpu(replicas: int, gpus: int) -> None:
     assert summary["service"]["service_scale"] == 7.0
 
 
+@pytest.mark.slow  # three CLI processes (~7 s)
 def test_bad_mig_input_is_one_line_exit_2(tmp_path: Path) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text(
@@ -168,3 +169,25 @@ def test_the_planner_bounds_a_mig_line_from_below_by_its_gpu_price_per_slice() -
     assert line.usd_per_hour_per_replica() == pytest.approx(A100_80GB_USD_PER_H / 7)
     for replicas in (2, 7, 8, 13):
         assert line.cost_lower_bound(replicas, rules) <= gpus_for_slices(replicas, 7) * A100_80GB_USD_PER_H + 1e-12
+
+
+def test_an_autoscaled_fleet_adds_slices_and_gpus_as_it_grows() -> None:
+    # An HPA grows 2 replicas on 1g.10gb slices past 7, 14 and 21: each new seventh replica opens a
+    # GPU. The bill is the integral of ceil(billed replicas / 7) over the window, from the run's own
+    # record of every change of the billed replicas.
+    duration_s, warmup_s = 900.0, 100.0
+    scenario = make_scenario(
+        f"duration_s={duration_s}", f"warmup_s={warmup_s}", "hardware.name=A100-80GB", "hardware.usd_per_hour=null",
+        "hardware.mig=1g.10gb", "serving.replicas=2", "workload.arrival.rate_rps=500",
+        "serving.autoscaling={kind: hpa, min_replicas: 2, max_replicas: 20, metric: utilization, target: 0.6}",
+    )  # fmt: skip
+    result = simulate(scenario)
+    changes = result.replications[0].replica_changes["billed"]
+    assert max(v for _, v in changes) > 14  # it did open a third GPU
+    times = np.array([t for t, _ in changes] + [np.inf])
+    gpus = np.array([-(-int(v) // 7) for _, v in changes])
+    overlap = np.clip(np.minimum(times[1:], duration_s) - np.maximum(times[:-1], warmup_s), 0.0, None)
+    gpu_hours = float((gpus * overlap).sum()) / 3600.0
+    summary = result.summary
+    assert summary["replicas"]["billed_gpus_mean"] == pytest.approx(gpu_hours * 3600.0 / (duration_s - warmup_s))
+    assert summary["cost"]["usd"] == pytest.approx(gpu_hours * A100_80GB_USD_PER_H)
