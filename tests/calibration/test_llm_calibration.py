@@ -16,7 +16,9 @@ from capsim.calibration.llm_stepfit import fit_step_times, step_errors
 from capsim.calibration.llm_steplog import read_step_log
 from capsim.calibration.llm_validate import validate_llm_run
 from capsim.cli.main import main
+from capsim.engine import simulate
 from capsim.errors import CapsimInputError
+from capsim.scenario import Scenario
 from capsim.servicetime.llm_service import LlmFittedService
 from tests.calibration.llm_synthetic import COEFFICIENTS, synthetic_steps, write_llm_run, write_steps_jsonl
 from tests.calibration.test_cli_calibration import error_of
@@ -131,6 +133,17 @@ def test_white_box_calibration_recovers_the_engine_and_its_overhead(runs: list[P
     assert detail["step_holdout"]["llm-5rps"]["abs_rel_p90"] < 0.05
     LlmFittedService.model_validate(service)  # what a scenario's service: takes
     assert service["fitted_on"]["model"] == "llm-tiny" and service["fitted_on"]["hardware"] == "cpu-2core"
+    # ...and a scenario on the fitted hardware runs with it: a lone request's TTFT is one prefill step
+    scenario = Scenario.model_validate({
+        "name": "fitted", "duration_s": 10.0, "seed": 1,
+        "workload": {"arrival": {"kind": "constant", "rate_rps": 0.2},
+                     "tokens": {"input": {"kind": "fixed", "value": 100}, "output": {"kind": "fixed", "value": 4}}},
+        "service": service, "hardware": {"name": "cpu-2core", "usd_per_hour": 0.1, "catalogue": {"kind": "cpu"}},
+        "serving": {"mode": "llm", "replicas": 1, "scheduler": result.document["scheduler"],
+                    "cold_start": {"model_load_s": {"kind": "fixed", "value_s": 0.0}}}})  # fmt: skip
+    prefill_ms = service["base_ms"] + 100 * service["per_prefill_token_ms"] + 100 * service["per_context_token_ms"] \
+        + service["per_request_ms"]  # fmt: skip
+    assert simulate(scenario).summary["ttft_ms"]["p50"] == pytest.approx(prefill_ms, rel=1e-6)
 
 
 @pytest.mark.slow
