@@ -55,6 +55,8 @@ def estimate_capacity(scenario: Scenario) -> CapacityEstimate:
 
     items = mean_batch_items(scenario, batch)  # workload.size: a full batch's mean work in size units
     batch_s = service_on_hardware(scenario.service, scenario.hardware).mean_s(batch, items)
+    if scenario.hardware.sharing is not None:  # a saturated shared GPU: every co-runner busy
+        batch_s *= scenario.hardware.sharing.saturated_slowdown
     # A batch that takes no time (base_ms and per_item_ms both 0) is a fleet without a limit.
     capacity = executors * batch / batch_s if batch_s > 0 else math.inf
     if serving.frontend is not None:  # every request, cache hits aside, passes a replica's front end

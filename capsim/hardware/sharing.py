@@ -48,6 +48,13 @@ class GpuSharing(InputModel):
         """alpha: 1 for time-slicing, the measured figure for MPS."""
         return 1.0 if self.alpha is None else self.alpha
 
+    @property
+    def saturated_slowdown(self) -> float:
+        """`interference_factor` with every co-runner busy, 1 + alpha × (replicas_per_gpu − 1): a
+        loaded GPU's batches, which the capacity estimate (capsim.stability) divides its rate by —
+        under time-slicing k replicas then carry one GPU's load, not k."""
+        return 1.0 + self.slowdown_per_busy_corunner * (self.replicas_per_gpu - 1)
+
 
 class SharedHardware(Protocol):
     """A scenario's `hardware` block as GPU sharing reads it."""

@@ -86,3 +86,16 @@ def test_mig_and_sharing_together_are_refused() -> None:
     with pytest.raises(CapsimInputError, match="mig or sharing, not both"):
         make_scenario("hardware.mig={profile: x, slices_per_gpu: 2, compute_share: 0.5}",
                       "hardware.sharing={kind: time_slicing, replicas_per_gpu: 2}")  # fmt: skip
+
+
+def test_capacity_estimate_counts_a_saturated_gpu_once() -> None:
+    from capsim.stability import estimate_capacity
+
+    # 10 ms batches of 1: 100 rps per replica alone. Time-slicing 4 on a GPU: 4 replicas carry one
+    # GPU's 100 rps (each batch 4x as long when all are busy); MPS with alpha 0.25: 4 / 1.75 x 100.
+    alone = estimate_capacity(make_scenario("serving.replicas=4")).capacity_rps
+    sliced = make_scenario("serving.replicas=4", "hardware.sharing={kind: time_slicing, replicas_per_gpu: 4}")
+    mps = make_scenario("serving.replicas=4", "hardware.sharing={kind: mps, replicas_per_gpu: 4, alpha: 0.25}")
+    assert alone == pytest.approx(400.0)
+    assert estimate_capacity(sliced).capacity_rps == pytest.approx(100.0)
+    assert estimate_capacity(mps).capacity_rps == pytest.approx(400.0 / 1.75)
