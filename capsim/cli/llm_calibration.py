@@ -20,8 +20,9 @@ StepLogOption = Annotated[Path | None, typer.Option(help="LLM: the engine's per-
                                                     "server's --step-log file), when the run folder has no "
                                                     "steps.jsonl")]  # fmt: skip
 SchedulerOption = Annotated[str | None, typer.Option(help="LLM: the engine's settings when the run folder does not "
-                                                     "record them, e.g. max_num_seqs=256,max_num_batched_tokens=2048,"
-                                                     "kv_cache_blocks=8192,chunked_prefill=true")]  # fmt: skip
+                                                     "record them, comma-separated, e.g. 'max_num_seqs=256, "
+                                                     "max_num_batched_tokens=2048, kv_cache_blocks=8192, "
+                                                     "chunked_prefill=true'")]  # fmt: skip
 
 
 def is_llm(kind: str, run_dirs: list[Path]) -> bool:

@@ -202,6 +202,12 @@ def test_bad_folders_and_flags_are_one_line(runs: list[Path], tmp_path: Path,
     (bare / "manifest.json").write_text(json.dumps(manifest))
     assert "--scheduler" in error_of(capsys, ["calibrate", str(bare), "-o", out])
     assert "--scheduler" in error_of(capsys, ["calibrate", str(bare), "-o", out, "--scheduler", "max_num_seqs"])
+    true_fit = tmp_path / "true.json"
+    true_fit.write_text(json.dumps({"service": {"kind": "llm_linear", **COEFFICIENTS}}))
+    settings = "max_num_seqs=32, max_num_batched_tokens=512, kv_cache_blocks=2048, chunked_prefill=true"
+    assert main(["validate", str(bare), "--profile", str(true_fit), "--scheduler", settings, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["points"]
+    assert abs(row["relative_error"]["tpot_ms.p50"]) < 1e-4  # the flag's engine is the one that ran
     not_a_fit = tmp_path / "x.json"
     not_a_fit.write_text(json.dumps({"service": {"kind": "linear", "base_ms": 1}}))
     assert "llm_fitted" in error_of(capsys, ["validate", str(runs[0]), "--profile", str(not_a_fit)])
