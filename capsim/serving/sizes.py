@@ -54,7 +54,7 @@ def size_extrapolation_warnings(scenario: Scenario) -> list[str]:
     profile = _profile(scenario)
     if size is None or profile is None or profile.profile.size_unit is None:
         return []
-    smallest, largest = size.smallest(), size.largest()
+    smallest, largest = size.bounds()
     if not profile.sizes_outside(smallest, largest):
         return []
     grid = profile.profile.size_grid()

@@ -71,30 +71,21 @@ class SizeSpec(InputModel):
             return self.model_copy(update={"distribution": dist.model_copy(update={"file": str(base_dir / dist.file)})})
         return self
 
-    def largest(self) -> float:
-        """The largest size a request can have (inf: unbounded), what a profile's size axis must
-        reach for its interpolation to cover every batch (capsim.servicetime.profile)."""
+    def bounds(self) -> tuple[float, float]:
+        """(smallest, largest) size a request can have (largest inf: unbounded, or a trace column
+        known only once read): what a profile's size axis must span for its interpolation to cover
+        every batch (capsim.servicetime.profile)."""
         dist = self.distribution
         if isinstance(dist, FixedTokens):
-            return float(dist.value)
+            return float(dist.value), float(dist.value)
         if isinstance(dist, UniformSize):
-            return float(dist.high)
+            return float(dist.low), float(dist.high)
         if isinstance(dist, LognormalTokens):
-            return float(dist.max) if dist.max is not None else float("inf")
+            return 1.0, float(dist.max) if dist.max is not None else float("inf")
         if isinstance(dist, EmpiricalTokens):
-            return float(dist.values(_FIELD).max())
-        return float("inf")  # a trace column: known only once read
-
-    def smallest(self) -> float:
-        """The smallest size a request can have."""
-        dist = self.distribution
-        if isinstance(dist, FixedTokens):
-            return float(dist.value)
-        if isinstance(dist, UniformSize):
-            return float(dist.low)
-        if isinstance(dist, EmpiricalTokens):
-            return float(dist.values(_FIELD).min())
-        return 1.0
+            values = dist.values(_FIELD)
+            return float(values.min()), float(values.max())
+        return 1.0, float("inf")
 
 
 class SizeSampler:
