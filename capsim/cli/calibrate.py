@@ -125,6 +125,9 @@ def calibrate_command(
     if overhead_ms is not None and overhead_ms < 0:
         raise CapsimInputError("expected a number >= 0", field="--overhead-ms")
     if is_llm(kind, run_dirs):
+        if max_batch_size is not None or window_lateness:
+            raise CapsimInputError("LLM runs are scheduled by the engine's settings (--scheduler), not batched",
+                                   field="--max-batch-size" if max_batch_size is not None else "--window-lateness")
         calibrate_llm_command(run_dirs, output, method, holdout, scheduler, step_log, overhead_ms, max_evaluations,
                               json_output)  # fmt: skip
         return

@@ -195,6 +195,7 @@ def test_bad_folders_and_flags_are_one_line(runs: list[Path], tmp_path: Path,
     empty.mkdir()
     assert "empty run folder" in error_of(capsys, ["calibrate", str(empty), "-o", out, "--kind", "llm"])
     assert "--kind" in error_of(capsys, ["calibrate", str(runs[0]), "-o", out, "--kind", "gpu"])
+    assert "--max-batch-size" in error_of(capsys, ["calibrate", str(runs[0]), "-o", out, "--max-batch-size", "8"])
     bare = write_llm_run(tmp_path / "no-steps", 3.0, COEFFICIENTS, duration_s=20.0, warmup_s=5.0)
     assert "per-step log" in error_of(capsys, ["calibrate", str(bare), "-o", out, "--method", "white-box"])
     manifest = json.loads((bare / "manifest.json").read_text())
