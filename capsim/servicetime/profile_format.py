@@ -15,6 +15,10 @@ A profile is JSON (so YAML readers can load it too)::
       "provenance": {...}
     }
 
+A profile may have a size axis (`capsim profile --sizes`; docs/model.md "Request size"): then it
+has `"size_unit": "tokens"` and every point a `"size"`, the size of each request of the batches
+measured there; the points go by (size, batch_size) and every size has the same batch sizes.
+
 `quantiles_ms[i]` is the `quantile_levels[i]` quantile of one batch's service time (executor busy
 time: from taking the batch to finishing it) at that batch size. The levels must start at 0 and end
 at 1, so that the table is a whole inverse CDF. A draw interpolates linearly between levels, so the
