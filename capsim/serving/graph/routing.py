@@ -70,19 +70,21 @@ class Ended:
 
     parts: list[Visits] = field(default_factory=list)
     outcomes: list[np.ndarray] = field(default_factory=list)
+    rows: int = 0
 
     def add(self, visits: Visits, outcome: np.ndarray) -> None:
         """Record requests that ended (at `visits.time_s`)."""
         if len(visits):
             self.parts.append(visits)
             self.outcomes.append(outcome)
+            self.rows += len(visits)
 
     def pop(self) -> tuple[Visits, np.ndarray]:
         """Everything recorded since the last pop."""
         if not self.parts:
             return Visits.empty(), np.zeros(0, dtype=np.int8)
         visits, outcome = Visits.concat(self.parts), np.concatenate(self.outcomes)
-        self.parts, self.outcomes = [], []
+        self.parts, self.outcomes, self.rows = [], [], 0
         return visits, outcome
 
 

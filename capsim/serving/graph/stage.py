@@ -57,8 +57,8 @@ class Visits:
         f, i = np.zeros(0), np.zeros(0, dtype=np.int64)
         return Visits(i, f, i, f, i, f)
 
-    def take(self, keep: np.ndarray) -> Visits:
-        """The entries selected by a mask or index array."""
+    def take(self, keep: np.ndarray | slice) -> Visits:
+        """The entries selected by a mask, an index array or a slice."""
         return Visits(*(getattr(self, name)[keep] for name in _FIELDS))
 
     def at(self, time_s: np.ndarray) -> Visits:
@@ -150,6 +150,10 @@ class StageFleet(CompiledFleet):
             self._finished(0)
 
 
+FOLD_ROWS = 1 << 16
+"""Harvested rows folded into statistics at once (a fold costs about as much for a few rows as for many)."""
+
+
 class Stage:
     """One stage's world: its SimPy environment, fleet, autoscaler, request log and statistics."""
 
@@ -174,6 +178,8 @@ class Stage:
         self._first_id = 0  # stage id of the first visit in `fed.taken`
         self._scan_from_id = 0  # every row before this id has been harvested
         self._out: list[Harvest] = []
+        self._unfolded: list[Columns] = []  # harvested rows not yet in the statistics
+        self._unfolded_rows = 0
 
     def feed(self, visits: Visits) -> None:
         """Requests arriving at this stage (sorted by `time_s`, none before the stage's clock)."""
@@ -218,22 +224,37 @@ class Stage:
 
     def _take(self, cols: Columns, ids: np.ndarray) -> None:
         """Fold finished rows into the stage's statistics and queue them for the graph."""
-        self.levels.add(cols)
-        self.tally.add(cols, self.overhead_s)
+        self._unfolded.append(cols)
+        self._unfolded_rows += cols["outcome"].size
+        if self._unfolded_rows >= FOLD_ROWS:
+            self._fold()
         self._out.append(Harvest(self._visits_of(ids).at(cols["end_s"]), cols["outcome"].copy(),
                                  cols["start_s"].copy(), cols["batch_size"].astype(np.int64)))  # fmt: skip
+
+    def _fold(self) -> None:
+        """Fold the harvested rows into the stage's statistics (in blocks: each fold costs about as
+        much for a few rows as for many)."""
+        if self._unfolded:
+            cols = {name: np.concatenate([c[name] for c in self._unfolded]) for name in self._unfolded[0]}
+            self.levels.add(cols)
+            self.tally.add(cols, self.overhead_s)
+        self._unfolded, self._unfolded_rows = [], 0
 
     def _visits_of(self, ids: np.ndarray) -> Visits:
         """The graph's requests behind stage ids (the chunks taken, in id order)."""
         taken = self.fed.taken
-        # Chunks whose every id lies below the scan point are harvested: drop them (bounded memory).
-        while taken and self._first_id + len(taken[0]) <= min(self._scan_from_id, int(ids.min())):
-            self._first_id += len(taken.popleft())
-        joined = Visits.concat(list(taken))
-        if len(taken) > 1:  # keep them joined: the next lookup is one array too
+        if len(taken) > 1:  # joined into one window, so that a lookup is one array
+            joined = Visits.concat(list(taken))
             taken.clear()
             taken.append(joined)
-        return joined.take(ids - self._first_id)
+        window = taken[0]
+        # Ids below both the scan point and this lookup are harvested: cut them off (bounded memory).
+        cut = min(self._scan_from_id, int(ids.min())) - self._first_id
+        if cut > 0:
+            window = window.take(slice(cut, None))
+            taken[0] = window
+            self._first_id += cut
+        return window.take(ids - self._first_id)
 
     def _collect(self) -> Harvest:
         out, self._out = self._out, []
@@ -257,6 +278,7 @@ class Stage:
             replica.expire(env.now)
             replica.book_in_service()
         self.harvest()
+        self._fold()
         view = without_folded(self.log.view())
         self.levels.add(view)
         self.tally.add(view, self.overhead_s)
