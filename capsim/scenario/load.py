@@ -53,6 +53,10 @@ def _with_catalogue_figures(scenario: Scenario, catalogue_path: str | Path | Non
     wants_catalogue = hardware.catalogue is not None or catalogue_path is not None
     if hardware.mig is not None or hardware.sharing is not None:
         _check_shared_gpu(scenario)
+    for name, stage in (getattr(scenario.serving, "stages", None) or {}).items():
+        if stage.hardware is not None and (stage.hardware.mig is not None or stage.hardware.sharing is not None):
+            raise CapsimInputError("GPU sharing (mig, sharing) is modelled for serving.mode realtime, not in a "
+                                   "graph's stages", field=f"serving.stages.{name}.hardware")  # fmt: skip
     needs_mig = hardware.mig is not None and not hardware.mig.complete
     if not (needs_price or hardware.tdp_w is None or needs_transfer or needs_spot or wants_catalogue or needs_mig):
         return scenario

@@ -191,3 +191,13 @@ def test_an_autoscaled_fleet_adds_slices_and_gpus_as_it_grows() -> None:
     summary = result.summary
     assert summary["replicas"]["billed_gpus_mean"] == pytest.approx(gpu_hours * 3600.0 / (duration_s - warmup_s))
     assert summary["cost"]["usd"] == pytest.approx(gpu_hours * A100_80GB_USD_PER_H)
+
+
+@pytest.mark.parametrize("where", ["hardware.mig", "serving.stages.ranking.hardware.mig"])
+def test_mig_outside_a_realtime_fleet_is_refused(where: str) -> None:
+    from capsim import load_scenario
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "search-pipeline-chain.yaml"
+    with pytest.raises(CapsimInputError, match=r"modelled for serving\.mode realtime") as err:
+        load_scenario(path, [f"{where}=1g.10gb"])
+    assert "\n" not in str(err.value)
