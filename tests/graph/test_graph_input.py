@@ -59,3 +59,12 @@ def test_the_cli_says_it_in_one_line_with_exit_code_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "weights must sum to 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_check_shows_each_stage_against_its_offered_load() -> None:
+    proc = subprocess.run([sys.executable, "-m", "capsim.cli.main", "check", "scenarios/fraud-ensemble-fanout.yaml"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # 800 tps to every stage; gbdt: 4 workers x 1 / 3 ms = 1,333 tps, the stage closest to capacity.
+    assert "stage gbdt: offered 800 rps (peak 800), capacity 1333 rps, utilization ≈ 0.600" in proc.stdout
+    assert "offered load 800 rps (peak 800), capacity with full batches 1333 rps" in proc.stdout
