@@ -8,25 +8,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reference_server.launch import ServerProcess
+from tests.e2e.test_loadtest_llm import server  # noqa: F401  (the llm-tiny server fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CAPSIM = [sys.executable, "-m", "capsim.cli.main"]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("llmserver")
-    args = ["--model", "llm-tiny", "--device", "cpu", "--max-num-seqs", "8", "--max-num-batched-tokens", "256",
-            "--max-model-len", "512", "--torch-threads", "1"]
-    with ServerProcess(args, log_dir=tmp) as proc:
-        yield proc
 
 
 def capsim(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +26,7 @@ def capsim(*args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def test_load_test_calibrate_validate(server: ServerProcess, tmp_path: Path) -> None:
+def test_load_test_calibrate_validate(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811 (the fixture)
     run = tmp_path / "sweep"
     capsim("loadtest", "--target", server.url, "--protocol", "openai", "--input-tokens", "lognormal:60,0.5,200",
            "--output-tokens", "8", "--sweep", "1,2,3", "--duration", "6", "--warmup", "1", "--out", str(run))
