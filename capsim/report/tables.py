@@ -53,6 +53,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("cost (USD/hour)", _fmt(summary["cost"]["usd_per_hour"])),
         ("cost (USD per 1M requests)", _fmt(summary["cost"]["usd_per_million_requests"])),
     ]  # fmt: skip
+    if summary["replicas"].get("billed_gpus_mean") is not None:  # replicas sharing GPUs (MIG, time-slicing, MPS)
+        rows.insert(-2, ("GPUs billed (mean)", _fmt(summary["replicas"]["billed_gpus_mean"], 3)))
     rows += _pull_mode_rows(summary)
     rows += _llm_rows(summary)
     slo = summary.get("slo") or {}

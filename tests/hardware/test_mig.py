@@ -133,6 +133,10 @@ def test_the_bill_is_per_physical_gpu(replicas: int, gpus: int) -> None:
     joules = 3600 * (gpus * 60.0 + busy_slices * (400.0 - 60.0) / 7)
     assert summary["energy"]["joules"] == pytest.approx(joules, rel=1e-9)
     assert summary["service"]["service_scale"] == 7.0
+    from capsim.report.tables import summary_table
+
+    rows = dict(zip(summary_table(summary).columns[0].cells, summary_table(summary).columns[1].cells, strict=True))
+    assert rows["GPUs billed (mean)"] == str(gpus)
 
 
 @pytest.mark.slow  # three CLI processes (~7 s)
