@@ -29,12 +29,18 @@ CACHE_FOLDER = "cache"
 
 
 def variant_key(scenario: Scenario, seed: int) -> str:
-    """16 hex digits of SHA-256 over the resolved scenario (JSON, keys sorted), the seed and capsim's
-    version: equal keys are the same simulation."""
+    """16 hex digits of SHA-256 over the resolved scenario (JSON, keys sorted, fields at their default
+    value left out), the seed and capsim's version: equal keys are the same simulation.
+
+    Defaults are left out so that the key survives the schema growing: a field added with a default
+    that keeps the old behaviour (how the schema grows) would otherwise change every key and make a
+    rerun after an upgrade, or after any commit that adds a field, read nothing back — which is what
+    a rerun into the same --out did while the schema was growing under it. Setting a field to its
+    default explicitly gives the same key as leaving it out, as it gives the same simulation."""
     from capsim import __version__
 
-    text = json.dumps({"scenario": scenario.model_dump(mode="json"), "seed": seed, "capsim": __version__},
-                      sort_keys=True, default=str)  # fmt: skip
+    resolved = scenario.model_dump(mode="json", exclude_defaults=True)
+    text = json.dumps({"scenario": resolved, "seed": seed, "capsim": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

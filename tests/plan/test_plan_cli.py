@@ -72,6 +72,19 @@ def test_a_variant_s_cache_key_is_the_same_in_every_process(tmp_path: Path) -> N
     assert keys[0] == keys[1] and len(keys[0].strip()) == 16
 
 
+def test_a_cache_key_leaves_defaults_out_so_a_growing_schema_keeps_it(tmp_path: Path) -> None:
+    # A field the schema adds with a default is absent from older variants and at its default in
+    # newer ones: the key must not see it. Shown with fields that exist: set explicitly to their
+    # default, the key is unchanged; set to anything else, it changes.
+    from capsim.plan.cache import variant_key
+
+    path = write_scenario(tmp_path)
+    plain = variant_key(load_scenario(path), 7)
+    assert variant_key(load_scenario(path, ["serving.instances_per_replica=1", "description="]), 7) == plain
+    assert variant_key(load_scenario(path, ["serving.instances_per_replica=2"]), 7) != plain
+    assert variant_key(load_scenario(path), 8) != plain
+
+
 def test_no_configuration_meeting_the_slo_is_an_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_scenario(tmp_path, slo={"latency_ms": 5, "percentile": 99})  # below one batch's service time
     code, stdout, _ = run(capsys, str(path), "--max-replicas", "4", "--json")
