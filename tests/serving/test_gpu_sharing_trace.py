@@ -99,3 +99,14 @@ def test_capacity_estimate_counts_a_saturated_gpu_once() -> None:
     assert alone == pytest.approx(400.0)
     assert estimate_capacity(sliced).capacity_rps == pytest.approx(100.0)
     assert estimate_capacity(mps).capacity_rps == pytest.approx(400.0 / 1.75)
+
+
+def test_shared_gpu_energy_is_idle_per_gpu_plus_busy_time_bounded_by_the_gpus() -> None:
+    # 3 replicas, 2 per GPU: 2 GPUs idle at 30 W; busy GPU-time min(busy replicas, 2) at 300 - 30 W more.
+    scenario = make_scenario("duration_s=600", "serving.replicas=3", "workload.arrival.rate_rps=50",
+                             "hardware.tdp_w=300", "hardware.idle_w=30",
+                             "hardware.sharing={kind: time_slicing, replicas_per_gpu: 2}")  # fmt: skip
+    summary = simulate(scenario).summary
+    busy = summary["levels"]["busy_executors_mean"]
+    assert 0 < busy < 2
+    assert summary["energy"]["joules"] == pytest.approx(600 * (2 * 30.0 + busy * 270.0), rel=1e-9)
