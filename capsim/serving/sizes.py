@@ -59,8 +59,8 @@ def size_extrapolation_warnings(scenario: Scenario) -> list[str]:
         return []
     grid = profile.profile.size_grid()
     return [f"workload.size: requests of {smallest:g} to {largest:g} {size.unit} reach beyond the profile's "
-            f"measured sizes {grid[0]:g} to {grid[-1]:g}: their service times are extrapolated (capsim profile "
-            f"--sizes up to {largest:g})"]  # fmt: skip
+            f"measured sizes {grid[0]:g} to {grid[-1]:g}: their service times are extrapolated (measure the "
+            f"sizes out to {smallest:g} and {largest:g}: capsim profile --sizes)"]  # fmt: skip
 
 
 def mean_batch_items(scenario: Scenario, batch_size: int, batches: int = 2000) -> float | None:
