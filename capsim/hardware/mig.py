@@ -109,7 +109,9 @@ def resolve_mig(wanted: MigSlice, hardware_name: str, profiles: MigProfiles | No
         known = ", ".join(profiles.profiles)
         raise CapsimInputError(f"{hardware_name} has no MIG profile '{wanted.profile}' (profiles: {known})",
                                field="hardware.mig.profile")  # fmt: skip
-    share = wanted.compute_share if wanted.compute_share is not None else profile.compute_sevenths / 7
+    share = wanted.compute_share
+    if share is None:
+        share = profile.compute_sevenths / COMPUTE_SLICES_PER_GPU
     if wanted.service_scale is not None:
         scale = wanted.service_scale
     elif wanted.compute_share is None:
