@@ -38,6 +38,18 @@ def test_a_given_model_load_is_kept_and_a_missing_model_named() -> None:
         LlmColdStart().resolved(None, "bf16")
 
 
+def test_a_fixed_fleet_without_a_model_runs() -> None:
+    """A fixed fleet starts ready and never cold-starts, so an llm_linear scenario with no `model:`
+    (its context given as max_model_len) runs; the same fleet under an autoscaler still needs one."""
+    from capsim import simulate
+
+    no_model = ["model=null", "serving.scheduler.max_model_len=8192", "duration_s=60", "warmup_s=0"]
+    scenario = load_scenario("scenarios/llm-check.yaml", no_model)
+    assert scenario.model is None
+    assert simulate(scenario).summary["ttft_ms"]["p50"] == pytest.approx(56.2)
+    assert LlmColdStart().resolved(None, "bf16", starts_replicas=False).model_load_s == FixedDuration(value_s=0.0)
+
+
 def test_scenario_field_accepts_the_llm_cold_start() -> None:
     cold_start = "serving.cold_start={storage_gb_per_s: 8, engine_warmup_s: 12, warm_pool: 1}"
     scenario = load_scenario("scenarios/llm-check.yaml", [cold_start])

@@ -52,10 +52,13 @@ class LlmColdStart(ColdStart):
         """Seconds from weights on storage to an engine serving: weight_bytes / bandwidth + warm-up."""
         return weight_bytes / (self.storage_gb_per_s * 1e9) + self.engine_warmup_s
 
-    def resolved(self, model: ModelShape | None, precision: str) -> ColdStart:
+    def resolved(self, model: ModelShape | None, precision: str, *, starts_replicas: bool = True) -> ColdStart:
         """The plain ColdStart the pool samples: `model_load_s` as given, else derived from `model`'s
-        weights at `precision` (`weights_load_s`)."""
+        weights at `precision` (`weights_load_s`). A fleet that never starts a replica during the run
+        (`starts_replicas` false: fixed size, it starts ready) never samples it, so it needs no model."""
         load = self.model_load_s
+        if load is None and not starts_replicas and model is None:
+            load = FixedDuration(value_s=0.0)
         if load is None:
             if model is None:
                 raise CapsimInputError("the model load time is derived from the model's weights: add model: "

@@ -179,7 +179,7 @@ def run_llm(
     fleet = LlmFleet(plane, iter(chunks), on_rows, lb_rng)
     env = simpy.Environment()
     precision = getattr(scenario.service, "precision", "bf16")  # llm_linear/llm_fitted name none: BF16
-    cold = serving.cold_start.resolved(model, precision)
+    cold = serving.cold_start.resolved(model, precision, starts_replicas=serving.autoscaling is not None)
     pool = LlmPool(env, fleet, serving.replicas, cold, streams.stream("coldstart"), ticks)
     env.process(_pump(env, pool, scenario.duration_s))
     if serving.autoscaling is not None:
