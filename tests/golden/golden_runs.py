@@ -57,6 +57,8 @@ OVERRIDES: dict[str, list[str]] = {
                        "v2: 0.25}}, {at_s: 240, split: {v1: 0.0, v2: 1.0}}]"],
     # Seven replicas on the MIG slices of one A100-80GB, billed as one GPU.
     "small-models-mig-a100": ["duration_s=120", "warmup_s=20"],
+    # Requests of 1-32 tokens in padded batches, on a profile with a size axis.
+    "text-embedding-sizes": ["duration_s=60", "warmup_s=10"],
 }
 
 
