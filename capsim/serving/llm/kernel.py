@@ -143,17 +143,19 @@ def itl_bucket(p, gap_s):  # type: ignore[no-untyped-def]
 
 
 @compiled
-def fold_itl(p, gap_s, bucket):  # type: ignore[no-untyped-def]
-    """Add one inter-token gap (and its `itl_bucket`) to the ITL statistics."""
+def fold_itl(p, gap_s, bucket, count, gaps_sum_s):  # type: ignore[no-untyped-def]
+    """Add `count` inter-token gaps of `gap_s` (and its `itl_bucket`) to the ITL statistics, whose
+    sum of gaps the caller has already added up one gap at a time into `gaps_sum_s` (the same
+    sequence of float additions as folding them one by one, so the mean does not depend on batching)."""
     st = p.itl_stats
-    st[H_COUNT] += 1
-    st[H_SUM] += gap_s
+    st[H_COUNT] += count
+    st[H_SUM] = gaps_sum_s
     st[H_MAX] = max(st[H_MAX], gap_s)
     st[H_MIN] = min(st[H_MIN], gap_s)
     if bucket < 0:
-        st[H_ZERO] += 1
+        st[H_ZERO] += count
     else:
-        p.itl_counts[bucket] += 1
+        p.itl_counts[bucket] += count
 
 
 @compiled
@@ -406,26 +408,37 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
     p.ints[I_BUSY] -= 1
     warmup_s = p.cfg_f[C_WARMUP_S]
     keep = 0
-    last_gap_s = -1.0  # the requests decoding in this step share one gap: its bucket is computed once
-    last_bucket = -1
+    # The requests that decoded in the previous step share one gap: a run of equal gaps is folded
+    # at once (`fold_itl`), its bucket computed once; the sum still adds one gap at a time.
+    gaps_sum_s = p.itl_stats[H_SUM]
+    run_gap_s = -1.0
+    run_bucket = -1
+    run_count = 0
     for i in range(p.run_n[s]):
         row = p.run_q[s, i]
         n = p.rq_sched[row]
         if n > 0:
             p.rq_sched[row] = 0
-            p.rq_computed[row] += n
-            if p.rq_computed[row] == p.rq_prompt[row] + p.rq_generated[row]:
-                p.rq_generated[row] += 1
-                if p.rq_generated[row] == 1:
+            computed = p.rq_computed[row] + n
+            p.rq_computed[row] = computed
+            generated = p.rq_generated[row]
+            if computed == p.rq_prompt[row] + generated:
+                generated += 1
+                p.rq_generated[row] = generated
+                if generated == 1:
                     p.rq_first_token_s[row] = now
                 elif p.rq_arrival_s[row] >= warmup_s:
                     gap_s = now - p.rq_last_token_s[row]
-                    if gap_s != last_gap_s:
-                        last_gap_s = gap_s
-                        last_bucket = itl_bucket(p, gap_s)
-                    fold_itl(p, gap_s, last_bucket)
+                    if gap_s != run_gap_s:
+                        if run_count > 0:
+                            fold_itl(p, run_gap_s, run_bucket, run_count, gaps_sum_s)
+                        run_gap_s = gap_s
+                        run_bucket = itl_bucket(p, gap_s)
+                        run_count = 0
+                    run_count += 1
+                    gaps_sum_s += gap_s
                 p.rq_last_token_s[row] = now
-                if p.rq_generated[row] >= p.rq_output[row]:
+                if generated >= p.rq_output[row]:
                     write_row(p, row, now, COMPLETED, p.slot_replica[s])
                     next_turn(p, row, now)
                     free_blocks(p, s, row)
@@ -435,6 +448,8 @@ def finish_step(p, s, now):  # type: ignore[no-untyped-def]
                     continue
         p.run_q[s, keep] = row
         keep += 1
+    if run_count > 0:
+        fold_itl(p, run_gap_s, run_bucket, run_count, gaps_sum_s)
     p.run_n[s] = keep
     p.pending[s] = 1
     p.ints[I_PENDING] = 1

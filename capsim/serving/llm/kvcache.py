@@ -217,6 +217,13 @@ def allocate_blocks(p, s, row, hits, new_tokens):  # type: ignore[no-untyped-def
     slot s has enough free blocks (cached free blocks count, and so do hit blocks nobody holds,
     which leave the free queue). False, and nothing changed, if not."""
     block = p.cfg_i[C_BLOCK]
+    if hits == 0 and p.rq_computed[row] + new_tokens <= p.rq_nblocks[row] * block:
+        # the common case, a decode inside its last block: no block to take (the rule below with
+        # need = 0), only a block it fills to key; checked without a division, as this runs per token
+        tokens = p.rq_computed[row] + new_tokens
+        if (p.rq_cached[row] + 1) * block <= tokens:
+            cache_full_blocks(p, s, row, tokens)
+        return True
     held = p.rq_nblocks[row] if hits == 0 else hits
     computed = p.rq_computed[row] if hits == 0 else hits * block
     need = (computed + new_tokens + block - 1) // block - held
