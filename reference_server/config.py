@@ -121,6 +121,30 @@ def _port(text: str) -> int:
     return value
 
 
+def add_connection_guard_arguments(p: argparse.ArgumentParser) -> None:
+    """The connection limits every bundled server takes (reference_server/http_guard.py enforces them):
+    header size, read deadline and open connections."""
+    p.add_argument(
+        "--max-header-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_HEADER_BYTES,
+        help="a larger request line + headers gets 431",
+    )
+    p.add_argument(
+        "--read-timeout-s",
+        type=_positive_float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        help="a request's headers must arrive within this, its body within this plus its length at "
+        "100 kB/s, else 408 and the connection is closed",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections at most; past it requests get 503",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every option maps onto a `ServerConfig` field."""
     p = argparse.ArgumentParser(
@@ -183,25 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="larger request bodies get 413 (auto: what the model's largest request needs)",
     )
-    p.add_argument(
-        "--max-header-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_HEADER_BYTES,
-        help="a larger request line + headers gets 431",
-    )
-    p.add_argument(
-        "--read-timeout-s",
-        type=_positive_float,
-        default=DEFAULT_READ_TIMEOUT_S,
-        help="a request's headers must arrive within this, its body within this plus its length at "
-        "100 kB/s, else 408 and the connection is closed",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=_positive_int,
-        default=DEFAULT_MAX_CONNECTIONS,
-        help="open connections at most; past it requests get 503",
-    )
+    add_connection_guard_arguments(p)
     p.add_argument("--telemetry-interval-ms", type=_non_negative_float, default=100.0, help="telemetry sampling period")
     p.add_argument("--no-nvml", dest="nvml", action="store_false", help="do not try NVML (GPU telemetry off)")
     p.add_argument("--seed", type=int, default=20261122, help="seed of the model weights")

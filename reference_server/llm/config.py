@@ -21,8 +21,8 @@ from reference_server.config import (
     _auto_or,
     _non_negative_int,
     _port,
-    _positive_float,
     _positive_int,
+    add_connection_guard_arguments,
     is_loopback,
 )
 from reference_server.llm.presets import LLM_MODEL_NAMES, PRESETS
@@ -134,24 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="larger request bodies get 413 (auto: 64 KiB + 8 bytes per token of max-model-len)",
     )
-    p.add_argument(
-        "--max-header-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_HEADER_BYTES,
-        help="a larger request line + headers gets 431",
-    )
-    p.add_argument(
-        "--read-timeout-s",
-        type=_positive_float,
-        default=DEFAULT_READ_TIMEOUT_S,
-        help="request read deadline (+ body at 100 kB/s), else 408",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=_positive_int,
-        default=DEFAULT_MAX_CONNECTIONS,
-        help="open connections at most; past it requests get 503",
-    )
+    add_connection_guard_arguments(p)
     p.add_argument(
         "--debug-endpoints",
         action="store_true",
