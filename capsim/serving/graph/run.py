@@ -22,6 +22,7 @@ from capsim.metrics.request_log import Columns
 from capsim.metrics.summary import clean_json, replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.rng import RandomStreams
+from capsim.serving.graph.rollout import entry_ended_for, schedule_cutover
 from capsim.serving.graph.routing import Router, split_entry
 from capsim.serving.graph.spec import GraphServing, stage_scenario, topological_order
 from capsim.serving.graph.stage import FOLD_ROWS, Stage, Visits
@@ -145,6 +146,7 @@ def run_graph(scenario: Scenario, seed: int, replication: int, ticks: np.ndarray
     drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
     stages = {name: Stage(stage_scenario(scenario, name), _StageStreams(streams, name), ticks,
                           drain_limit_s + 1.0, exact=keep_requests) for name in order}  # fmt: skip
+    schedule_cutover(graph, stages)
     router = Router(graph, streams)
     split = graph.entry_split()
     versions = list(split.split)
@@ -182,7 +184,8 @@ def run_graph(scenario: Scenario, seed: int, replication: int, ticks: np.ndarray
             stage.feed(visits)
             for shadow in graph.stages[name].shadow:
                 router.inbox[shadow].append(visits)
-            upstream_done = all(stages[s].drained for s in senders[name]) and not (name in versions and entry_open)
+            takes_entry = name in versions and entry_open and not entry_ended_for(graph, name, t_s)
+            upstream_done = all(stages[s].drained for s in senders[name]) and not takes_entry
             if upstream_done and router.idle_into(name):
                 stage.close()
             stage.advance_to(t_s)

@@ -10,6 +10,8 @@ serving:
     cheap: {serving: {...}, next: {to: big, fraction: 0.1}}          # a conditional route (cascade)
     fan: {serving: {...}, next: {fan_out: [m1, m2, m3], first: 2, then: vote}}   # an ensemble
     v1b: {serving: {...}, shadow: [v2-shadow]}                       # a shadow copy of v1b's arrivals
+  # instead of entry, a blue-green cutover between two entry stages (versions):
+  rollout: {kind: blue_green, blue: v1, green: v2, warm_up_at_s: 600, switch_at_s: 900}
 ```
 
 A stage's `service` and `hardware` default to the scenario's own. The stage models refer to
@@ -125,11 +127,41 @@ class EntrySplit(_Strict):
         return current
 
 
+class BlueGreen(_Strict):
+    """A blue-green cutover (docs/model.md, "Graphs of models"): `green` has no replicas (and no bill)
+    until `warm_up_at_s`, when its replicas start (cold starts); every request arriving before
+    `switch_at_s` goes to `blue`, every later one to `green`; at the switch blue's replicas leave the
+    balancer, finish what they hold and are released (billed until each has drained)."""
+
+    kind: Literal["blue_green"]
+    blue: str = Field(min_length=1, description="the version serving until the switch")
+    green: str = Field(min_length=1, description="the version serving from the switch on")
+    warm_up_at_s: float = Field(ge=0, description="when green's replicas start (their cold start begins)")
+    switch_at_s: float = Field(gt=0, description="when new requests go to green and blue drains")
+
+    @model_validator(mode="after")
+    def _order(self) -> BlueGreen:
+        if self.blue == self.green:
+            raise ValueError("blue and green must be two different stages")
+        if self.warm_up_at_s > self.switch_at_s:
+            raise ValueError(f"warm_up_at_s ({self.warm_up_at_s:g}) must be at or before switch_at_s "
+                             f"({self.switch_at_s:g}): green warms up before it takes traffic")  # fmt: skip
+        return self
+
+    def entry_split(self) -> EntrySplit:
+        """The cutover as an entry split: all to blue, then from the switch all to green."""
+        after = SplitStep(at_s=self.switch_at_s, split={self.blue: 0.0, self.green: 1.0})
+        return EntrySplit(split={self.blue: 1.0, self.green: 0.0}, schedule=[after])
+
+
 class GraphServing(_Strict):
-    """Requests through a graph of models: an entry (one stage or a split) and named stages."""
+    """Requests through a graph of models: an entry (one stage or a split), or a rollout between two
+    entry stages, and named stages."""
 
     mode: Literal["graph"] = "graph"
-    entry: EntrySplit = Field(description="where requests arrive: a stage's name, or a split between stages")
+    entry: EntrySplit | None = Field(default=None, description="where requests arrive: a stage's name, or a "
+                                     "split between stages")  # fmt: skip
+    rollout: BlueGreen | None = Field(default=None, description="a blue-green cutover (instead of entry)")
     stages: dict[str, GraphStage] = Field(min_length=1)
 
     @field_validator("entry", mode="before")
@@ -139,7 +171,10 @@ class GraphServing(_Strict):
         return {"split": {value: 1.0}} if isinstance(value, str) else value
 
     def entry_split(self) -> EntrySplit:
-        """The entry as a split (one stage: weight 1)."""
+        """The entry as a split (one stage: weight 1; a rollout: its split over time)."""
+        if self.rollout is not None:
+            return self.rollout.entry_split()
+        assert self.entry is not None
         return self.entry
 
     @model_validator(mode="after")
@@ -150,6 +185,15 @@ class GraphServing(_Strict):
             if name not in names:
                 raise ValueError(f"{where}: unknown stage {name!r} (stages: {', '.join(self.stages)})")
 
+        if (self.entry is None) == (self.rollout is None):
+            raise ValueError("give either entry (a stage or a split) or rollout (a blue-green cutover)")
+        if self.rollout is not None:
+            for role in ("blue", "green"):
+                name = getattr(self.rollout, role)
+                known(name, f"rollout.{role}")
+                if self.stages[name].serving.autoscaling is not None:
+                    raise ValueError(f"stages.{name}: a blue-green version is a fixed fleet (the rollout starts and "
+                                     "releases its replicas): remove its autoscaling")  # fmt: skip
         for name in self.entry_split().split:
             known(name, "entry")
         shadows: set[str] = set()
@@ -166,6 +210,11 @@ class GraphServing(_Strict):
                     for branch in stage.next.fan_out:
                         if self.stages[branch].next is not None:
                             raise ValueError(f"stages.{branch}: a fan_out branch answers to its join: remove its next")
+            if self.rollout is not None:
+                for target in successors(self, name):
+                    if target in (self.rollout.blue, self.rollout.green):
+                        raise ValueError(f"stages.{name}: {target} is a blue-green version: only the rollout "
+                                         "sends it requests")  # fmt: skip
         for target in shadows:
             if target in routed:
                 raise ValueError(f"stages.{target}: a shadow stage's answers are dropped: it cannot also be routed to")
@@ -216,15 +265,19 @@ def topological_order(graph: GraphServing) -> list[str]:
 
 
 def stage_scenario(scenario: Scenario, name: str) -> Scenario:
-    """The scenario of stage `name` alone: its serving section, its service and hardware (the
-    scenario's when it gives none; hardware priced from the catalogue when it gives no price)."""
+    """The scenario of stage `name` alone: its serving section (a blue-green cutover's green with
+    no replicas at t = 0), its service and hardware (the scenario's when it gives none; hardware
+    priced from the catalogue when it gives no price)."""
     from capsim.scenario.load import _with_catalogue_figures  # deferred: the loader imports the schema
 
     graph = scenario.serving
     assert isinstance(graph, GraphServing)
     stage = graph.stages[name]
+    serving = stage.serving
+    if graph.rollout is not None and graph.rollout.green == name:
+        serving = serving.model_copy(update={"replicas": 0})  # green's replicas start at its warm-up
     staged = scenario.model_copy(update={
-        "name": f"{scenario.name}/{name}", "serving": stage.serving, "slo": None,
+        "name": f"{scenario.name}/{name}", "serving": serving, "slo": None,
         "service": stage.service if stage.service is not None else scenario.service,
         "hardware": stage.hardware if stage.hardware is not None else scenario.hardware,
     })  # fmt: skip
