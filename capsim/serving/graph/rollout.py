@@ -17,12 +17,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from capsim.scenario.schema import RealtimeServing
 from capsim.serving.graph.spec import GraphServing
 
 if TYPE_CHECKING:
     import simpy
 
+    from capsim.scenario import Scenario
     from capsim.serving.graph.stage import Stage
+
+
+def at_start(graph: GraphServing, name: str, staged: Scenario) -> Scenario:
+    """Stage `name`'s scenario as its fleet starts the run: a cutover's green with no replicas (its
+    capacity as configured is what stability checks weigh against its load from the switch on)."""
+    if graph.rollout is None or graph.rollout.green != name:
+        return staged
+    assert isinstance(staged.serving, RealtimeServing)
+    return staged.model_copy(update={"serving": staged.serving.model_copy(update={"replicas": 0})})
 
 
 def entry_ended_for(graph: GraphServing, name: str, t_s: float) -> bool:

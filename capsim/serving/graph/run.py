@@ -22,7 +22,7 @@ from capsim.metrics.request_log import Columns
 from capsim.metrics.summary import clean_json, replication_summary
 from capsim.metrics.tally import RequestTally
 from capsim.rng import RandomStreams
-from capsim.serving.graph.rollout import entry_ended_for, schedule_cutover
+from capsim.serving.graph.rollout import at_start, entry_ended_for, schedule_cutover
 from capsim.serving.graph.routing import Router, split_entry
 from capsim.serving.graph.spec import GraphServing, stage_scenario, topological_order
 from capsim.serving.graph.stage import FOLD_ROWS, Stage, Visits
@@ -144,7 +144,7 @@ def run_graph(scenario: Scenario, seed: int, replication: int, ticks: np.ndarray
     streams = RandomStreams(seed, replication)
     order = topological_order(graph)
     drain_limit_s = scenario.duration_s + max(scenario.duration_s, _MIN_DRAIN_S)
-    stages = {name: Stage(stage_scenario(scenario, name), _StageStreams(streams, name), ticks,
+    stages = {name: Stage(at_start(graph, name, stage_scenario(scenario, name)), _StageStreams(streams, name), ticks,
                           drain_limit_s + 1.0, exact=keep_requests) for name in order}  # fmt: skip
     schedule_cutover(graph, stages)
     router = Router(graph, streams)

@@ -265,19 +265,15 @@ def topological_order(graph: GraphServing) -> list[str]:
 
 
 def stage_scenario(scenario: Scenario, name: str) -> Scenario:
-    """The scenario of stage `name` alone: its serving section (a blue-green cutover's green with
-    no replicas at t = 0), its service and hardware (the scenario's when it gives none; hardware
-    priced from the catalogue when it gives no price)."""
+    """The scenario of stage `name` alone: its serving section, its service and hardware (the
+    scenario's when it gives none; hardware priced from the catalogue when it gives no price)."""
     from capsim.scenario.load import _with_catalogue_figures  # deferred: the loader imports the schema
 
     graph = scenario.serving
     assert isinstance(graph, GraphServing)
     stage = graph.stages[name]
-    serving = stage.serving
-    if graph.rollout is not None and graph.rollout.green == name:
-        serving = serving.model_copy(update={"replicas": 0})  # green's replicas start at its warm-up
     staged = scenario.model_copy(update={
-        "name": f"{scenario.name}/{name}", "serving": serving, "slo": None,
+        "name": f"{scenario.name}/{name}", "serving": stage.serving, "slo": None,
         "service": stage.service if stage.service is not None else scenario.service,
         "hardware": stage.hardware if stage.hardware is not None else scenario.hardware,
     })  # fmt: skip
