@@ -67,6 +67,16 @@ def test_a_request_held_by_blue_at_the_switch_finishes_there(tmp_path: Path) -> 
     assert math.isclose(result.summary["stages"]["blue"]["replicas"]["billed_mean"], blue_s / 100.0)
 
 
+def test_a_green_not_ready_at_the_switch_holds_requests_until_it_is(tmp_path: Path) -> None:
+    # Switch at 35 s, green ready at 40 s: the requests of 36 and 37 s wait in green's activator,
+    # which hands both to the first replica ready (served 40-42, 42-44).
+    arrival = trace_arrivals(tmp_path, [0.0, 36.0, 37.0])
+    r = rows(simulate(cutover(arrival, {**ROLLOUT, "switch_at_s": 35.0})))
+    np.testing.assert_array_equal(r["version"], [0, 1, 1])
+    np.testing.assert_allclose(r["start_s"], [0.0, 40.0, 42.0])
+    np.testing.assert_allclose(r["end_s"], [2.0, 42.0, 44.0])
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"warm_up_at_s": 60.0}, "warm_up_at_s (60) must be at or before switch_at_s"),
     ({"green": "blue"}, "blue and green must be two different stages"),
