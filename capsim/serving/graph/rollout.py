@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from capsim.scenario.schema import RealtimeServing
 from capsim.serving.graph.spec import GraphServing
 
 if TYPE_CHECKING:
@@ -32,7 +31,6 @@ def at_start(graph: GraphServing, name: str, staged: Scenario) -> Scenario:
     capacity as configured is what stability checks weigh against its load from the switch on)."""
     if graph.rollout is None or graph.rollout.green != name:
         return staged
-    assert isinstance(staged.serving, RealtimeServing)
     return staged.model_copy(update={"serving": staged.serving.model_copy(update={"replicas": 0})})
 
 
