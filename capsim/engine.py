@@ -174,7 +174,7 @@ def _run_replication(
     else:
         log.flush_all()
         into(loop_fold, tally, levels)
-    requests = {k: v.copy() for k, v in log.view().items()} if keep_requests else None
+    requests = log.detach() if keep_requests else None
     return realtime_result(scenario, seed, replication, engine, tally, levels, fleet, ticks, requests)
 
 

@@ -175,6 +175,20 @@ class RequestLog:
             self.base += self.size
             self.size = 0
 
+    def detach(self) -> Columns:
+        """The rows in use as compact columns of their own, and the log emptied: each column is copied
+        and the log's larger array released before the next, so the copy never holds a second
+        whole log (a 4-hour run keeping its requests peaked at ~1.1 GB copying them all at once)."""
+        self._apply_batches()
+        size, kept = self.size, {}
+        for name in list(self.columns):
+            kept[name] = self.columns[name][:size].copy()
+            self.columns[name] = kept[name][:0]
+            setattr(self, name, self.columns[name])  # the hot-path reference would keep the array alive
+        self.base += size
+        self.size = 0
+        return kept
+
     def view(self) -> Columns:
         """The rows in use, column by column (no copy)."""
         self._apply_batches()

@@ -110,26 +110,32 @@ class RequestTally:
 
     def add(self, cols: Columns, overhead_s: float) -> None:
         """Fold a block of finished (or, at the end, unfinished) rows into the tally."""
-        keep = cols["arrival_s"] >= self.warmup_s
-        if not keep.all():
-            cols = {name: col[keep] for name, col in cols.items()}
-        outcome = cols["outcome"]
-        self.arrived += outcome.size
-        done = outcome == COMPLETED
+        # Row masks rather than copies of the block's columns: a block can be a whole run's log
+        # (millions of rows), and copying every column past warm-up doubled the memory it needs.
+        arrival_s, outcome = cols["arrival_s"], cols["outcome"]
+        keep = arrival_s >= self.warmup_s
+        self.arrived += int(keep.sum())
+        done = keep & (outcome == COMPLETED)
         self.completed += int(done.sum())
-        self.rejected += int((outcome == REJECTED).sum())
-        self.timed_out += int((outcome == TIMED_OUT).sum())
-        self.in_flight += int((outcome == IN_FLIGHT).sum())
-        arrival = cols["arrival_s"][done]
-        latency_s = cols["end_s"][done] - arrival
-        self.latency_ms.add(latency_s * 1000.0)
+        self.rejected += int((keep & (outcome == REJECTED)).sum())
+        self.timed_out += int((keep & (outcome == TIMED_OUT)).sum())
+        self.in_flight += int((keep & (outcome == IN_FLIGHT)).sum())
+        latency_s = cols["end_s"][done]
+        latency_s -= arrival_s[done]
         if self.slo_latency_s is not None:
             self.within_slo += int((latency_s <= self.slo_latency_s).sum())
+        latency_s *= 1000.0
+        self.latency_ms.add(latency_s)
+        del latency_s
         served = done & ~cols["cache_hit"]
         self.cache_hits += int((done & cols["cache_hit"]).sum())
-        wait_s = np.maximum(cols["start_s"][served] - cols["arrival_s"][served], 0.0)
-        self.queue_wait_ms.add(wait_s * 1000.0)
-        self.served_sojourn_s += float((cols["end_s"][served] - cols["arrival_s"][served]).sum())
+        served_arrival_s = arrival_s[served]
+        wait_s = cols["start_s"][served] - served_arrival_s
+        np.maximum(wait_s, 0.0, out=wait_s)
+        wait_s *= 1000.0
+        self.queue_wait_ms.add(wait_s)
+        del wait_s
+        self.served_sojourn_s += float((cols["end_s"][served] - served_arrival_s).sum())
         self.served_sojourn_s -= overhead_s * int(served.sum())
         sizes = cols["batch_size"][served]
         if sizes.size:
