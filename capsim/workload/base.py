@@ -70,5 +70,8 @@ def poisson_segment(rng: np.random.Generator, rate_rps: float, start_s: float, e
     if count == 0:
         return np.empty(0)
     sums = np.cumsum(rng.standard_exponential(count + 1))
-    times = start_s + (end_s - start_s) * (sums[:-1] / sums[-1])
-    return np.minimum(times, np.nextafter(end_s, start_s))  # [start, end), whatever the rounding
+    times = sums[:-1]  # (in place: the same operations as start + (end - start) * (sums[:-1] / sums[-1]))
+    times /= sums[-1]
+    times *= end_s - start_s
+    times += start_s
+    return np.minimum(times, np.nextafter(end_s, start_s), out=times)  # [start, end), whatever the rounding

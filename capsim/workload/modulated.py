@@ -129,9 +129,19 @@ class DiurnalArrival(ArrivalProcess):
     def rate_rps(self, t_s: np.ndarray) -> np.ndarray:
         """Instantaneous rate at simulated times `t_s`."""
         # Hours are hours of the modelled day: a shorter `period_s` compresses the whole day.
-        phase_s = (self.start_time_h - self.peak_time_h) / 24.0 * self.period_s + np.asarray(t_s)
-        shape = 0.5 * (1.0 + np.cos(2.0 * math.pi * phase_s / self.period_s))
-        return self.base_rps + (self.peak_rps - self.base_rps) * shape
+        # In place on one fresh array (the same operations in the same order as
+        # base + (peak - base) * 0.5 * (1 + cos(2π phase / period))): a day's run calls this on
+        # every candidate arrival, and each temporary cost a pass over fresh memory.
+        rate = np.array(t_s, dtype=np.float64)  # (a copy, also of a scalar: a 0-d array takes `out=`)
+        rate += (self.start_time_h - self.peak_time_h) / 24.0 * self.period_s
+        rate *= 2.0 * math.pi
+        rate /= self.period_s
+        np.cos(rate, out=rate)
+        rate += 1.0
+        rate *= 0.5
+        rate *= self.peak_rps - self.base_rps
+        rate += self.base_rps
+        return rate
 
     def _max_rate_rps(self, start_s: float, end_s: float) -> float:
         """The rate's maximum over [start_s, end_s]: the peak when a peak falls inside, else the
@@ -152,7 +162,9 @@ class DiurnalArrival(ArrivalProcess):
             end = min(t + piece_s, duration_s)
             bound_rps = self._max_rate_rps(t, end)
             candidates = poisson_segment(rng, bound_rps, t, end)
-            keep = rng.random(candidates.size) * bound_rps < self.rate_rps(candidates)
+            scaled = rng.random(candidates.size)
+            scaled *= bound_rps
+            keep = scaled < self.rate_rps(candidates)
             if keep.any():
                 yield candidates[keep]
             t = end
